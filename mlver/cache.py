@@ -1,0 +1,259 @@
+"""The local object store. Objects live at ``files/xxh3-128/ab/cdef...`` (manifests
+carry a ``.manifest`` suffix); they are written to ``tmp/`` under the cache, verified,
+then renamed into place and made read-only. Remotes use the same layout.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from typing import Iterator
+
+from mlver import failpoint
+from mlver.errors import ChecksumMismatch, MlverError
+from mlver.fsutil import atomic_write, fsync_dir, link_file, set_readonly, unlink_quiet
+from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
+
+MANIFEST_SUFFIX = ".manifest"
+
+
+def object_relpath(digest: str, manifest: bool = False) -> str:
+    """The object's path inside a cache or remote (POSIX)."""
+    return f"files/{HASH_NAME}/{digest[:2]}/{digest[2:]}{MANIFEST_SUFFIX if manifest else ''}"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    digest: str
+    manifest: bool
+
+    @property
+    def relpath(self) -> str:
+        return object_relpath(self.digest, self.manifest)
+
+
+class Cache:
+    def __init__(self, root: str, *, link_types: tuple[str, ...], fsync: bool = False) -> None:
+        self.root = root
+        self.link_types = link_types
+        self.fsync = fsync
+        self.tmp_dir = os.path.join(root, "tmp")
+        self._working: dict[str, int] = {}  # workspace device -> index of first link type that worked
+        self._made_dirs: set[str] = set()
+
+    # --- naming -------------------------------------------------------------------
+
+    def path(self, digest: str, manifest: bool = False) -> str:
+        return os.path.join(self.root, *object_relpath(digest, manifest).split("/"))
+
+    def has(self, digest: str, manifest: bool = False) -> bool:
+        return os.path.exists(self.path(digest, manifest))
+
+    def _ensure_dir(self, d: str) -> None:
+        if d not in self._made_dirs:
+            os.makedirs(d, exist_ok=True)
+            self._made_dirs.add(d)
+
+    def _tmp(self) -> str:
+        self._ensure_dir(self.tmp_dir)
+        return os.path.join(self.tmp_dir, os.urandom(8).hex())
+
+    def _commit_tmp(self, tmp: str, digest: str, manifest: bool) -> None:
+        dest = self.path(digest, manifest)
+        self._ensure_dir(os.path.dirname(dest))
+        os.chmod(tmp, 0o444)
+        if self.fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        failpoint.hit("cache-before-rename")
+        os.replace(tmp, dest)
+        if self.fsync:
+            fsync_dir(os.path.dirname(dest))
+
+    # --- storing ------------------------------------------------------------------
+
+    def store_file(self, src: str, *, known_digest: str | None = None) -> tuple[str, int]:
+        """Store the file at ``src``; returns (digest, size). The digest is computed from
+        the bytes actually written to the store, so nothing enters under a wrong name."""
+        if known_digest and self.has(known_digest):
+            return known_digest, os.path.getsize(src)
+        tmp = self._tmp()
+        try:
+            try:
+                link_file(src, tmp, "reflink")
+                digest, size = digest_file(tmp)
+            except OSError:
+                unlink_quiet(tmp)
+                digest, size = self._copy_hashing(src, tmp)
+            if known_digest and digest != known_digest:
+                raise ChecksumMismatch(src, known_digest, digest, where="changed while being stored")
+            if self.has(digest):
+                unlink_quiet(tmp)
+            else:
+                self._commit_tmp(tmp, digest, False)
+        except BaseException:
+            unlink_quiet(tmp)
+            raise
+        return digest, size
+
+    def _copy_hashing(self, src: str, tmp: str) -> tuple[str, int]:
+        h = new_hasher()
+        size = 0
+        with open(src, "rb", buffering=0) as fin, open(tmp, "xb", buffering=0) as fout:
+            st = os.fstat(fin.fileno())
+            if st.st_size <= CHUNK:
+                data = fin.read()
+                h.update(data)
+                fout.write(data)
+                size = len(data)
+            else:
+                buf = bytearray(CHUNK)
+                view = memoryview(buf)
+                while True:
+                    n = fin.readinto(buf)
+                    if not n:
+                        break
+                    h.update(view[:n])
+                    fout.write(view[:n])
+                    size += n
+                    failpoint.hit("cache-mid-copy")
+        return h.hexdigest(), size
+
+    def store_bytes(self, data: bytes, *, manifest: bool = False) -> str:
+        digest = digest_bytes(data)
+        if not self.has(digest, manifest):
+            dest = self.path(digest, manifest)
+            self._ensure_dir(os.path.dirname(dest))
+            atomic_write(dest, data, fsync=self.fsync, mode=0o444)
+        return digest
+
+    def store_stream_verified(self, chunks: Iterator[bytes], digest: str, *, manifest: bool, where: str) -> int:
+        """Write downloaded ``chunks`` to a temporary file, verify ``digest``, then store."""
+        tmp = self._tmp()
+        h = new_hasher()
+        size = 0
+        try:
+            with open(tmp, "xb") as f:
+                for chunk in chunks:
+                    h.update(chunk)
+                    f.write(chunk)
+                    size += len(chunk)
+            actual = h.hexdigest()
+            if actual != digest:
+                raise ChecksumMismatch(object_relpath(digest, manifest), digest, actual, where=where)
+            self._commit_tmp(tmp, digest, manifest)
+        except BaseException:
+            unlink_quiet(tmp)
+            raise
+        return size
+
+    def read_bytes(self, digest: str, manifest: bool = False) -> bytes:
+        with open(self.path(digest, manifest), "rb") as f:
+            return f.read()
+
+    # --- materialising ------------------------------------------------------------
+
+    def link_types_from(self, dest_dir: str) -> list[str]:
+        try:
+            dev = os.stat(dest_dir).st_dev
+        except OSError:
+            dev = -1
+        start = self._working.get(str(dev), 0)
+        return list(self.link_types[start:])
+
+    def place(self, digest: str, dest: str, *, executable: bool = False) -> str:
+        """Put the object at ``dest`` (replacing what is there) with the first link type
+        that works; returns the link type used."""
+        src = self.path(digest)
+        if not os.path.exists(src):
+            raise MlverError(f"object {digest} is not in the cache")
+        parent = os.path.dirname(dest)
+        self._ensure_dir(parent)
+        tmp = os.path.join(parent, f".mlver-tmp-{os.urandom(6).hex()}")
+        dev = str(os.stat(parent).st_dev)
+        last: OSError | None = None
+        for i, kind in enumerate(self.link_types):
+            if i < self._working.get(dev, 0):
+                continue
+            try:
+                link_file(src, tmp, kind)
+            except OSError as e:
+                unlink_quiet(tmp)
+                last = e
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                self._working[dev] = i + 1
+                continue
+            if kind in ("copy", "reflink"):
+                os.chmod(tmp, 0o755 if executable else 0o644)
+            try:
+                failpoint.hit("checkout-before-rename")
+                if os.path.isdir(dest) and not os.path.islink(dest):
+                    from mlver.fsutil import remove_path
+
+                    remove_path(dest)
+                os.replace(tmp, dest)
+            except BaseException:
+                unlink_quiet(tmp)
+                raise
+            self._working[dev] = i
+            return kind
+        raise MlverError(f"could not place {dest}: no link type in cache.type worked ({last})")
+
+    def relink_after_store(self, digest: str, dest: str, *, executable: bool = False) -> str | None:
+        """After ``add``: when the first working link type links (hardlink/symlink), swap
+        the workspace copy for a link so it takes no extra space. Returns the type used."""
+        kinds = self.link_types_from(os.path.dirname(dest) or ".")
+        if kinds and kinds[0] in ("hardlink", "symlink"):
+            return self.place(digest, dest, executable=executable)
+        return None
+
+    # --- iterating, checking, removing ----------------------------------------------
+
+    def iter_objects(self) -> Iterator[ObjectRef]:
+        base = os.path.join(self.root, "files", HASH_NAME)
+        try:
+            prefixes = os.listdir(base)
+        except FileNotFoundError:
+            return
+        for p in sorted(prefixes):
+            if len(p) != 2:
+                continue
+            for name in os.listdir(os.path.join(base, p)):
+                manifest = name.endswith(MANIFEST_SUFFIX)
+                digest = p + (name[: -len(MANIFEST_SUFFIX)] if manifest else name)
+                if is_digest(digest):
+                    yield ObjectRef(digest, manifest)
+
+    def verify(self, ref: ObjectRef) -> bool:
+        actual, _ = digest_file(self.path(ref.digest, ref.manifest))
+        return actual == ref.digest
+
+    def remove(self, ref: ObjectRef) -> int:
+        p = self.path(ref.digest, ref.manifest)
+        try:
+            size = os.stat(p).st_size
+            os.chmod(p, stat.S_IWUSR | stat.S_IRUSR)
+            os.unlink(p)
+            return size
+        except FileNotFoundError:
+            return 0
+
+    def quarantine(self, ref: ObjectRef) -> str:
+        qdir = os.path.join(self.root, "quarantine")
+        os.makedirs(qdir, exist_ok=True)
+        dest = os.path.join(qdir, ref.digest + (MANIFEST_SUFFIX if ref.manifest else ""))
+        os.replace(self.path(ref.digest, ref.manifest), dest)
+        return dest
+
+
+def is_readonly_link_type(kind: str) -> bool:
+    return kind in ("hardlink", "symlink")
+
+
+__all__ = ["Cache", "ObjectRef", "object_relpath", "set_readonly", "is_readonly_link_type"]

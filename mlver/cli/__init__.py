@@ -1,0 +1,134 @@
+"""The command line: click parses, one operation runs, the result is rendered here.
+``main`` is the single place that turns errors into ``mlver: error: ...`` and exit codes.
+
+Operations are imported inside each command (not at the top) so that ``mlver --help``
+and ``--version`` never pay for GitPython, fsspec or YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from mlver import __version__
+from mlver.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MlverError
+
+
+class App:
+    """What every command needs from the command line: verbosity and the terminal."""
+
+    def __init__(self, verbose: bool, quiet: bool) -> None:
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def out(self, text: str = "") -> None:
+        """Data, to stdout."""
+        click.echo(text)
+
+    def say(self, text: str) -> None:
+        """Talk, to stderr; silent with -q."""
+        if not self.quiet:
+            click.echo(text, err=True)
+
+    def warn(self, text: str) -> None:
+        click.echo(f"mlver: warning: {text}", err=True)
+
+    def progress(self):  # type: ignore[no-untyped-def]
+        from mlver.cli.render import progress_for
+
+        return progress_for(self.quiet)
+
+    def json(self, doc: object) -> None:
+        import json
+
+        click.echo(json.dumps(doc, indent=2, sort_keys=False))
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+class LazyGroup(click.Group):
+    """Keeps commands in the order they were added to the help listing."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug detail and tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and requested data.")
+@click.option("-C", "directory", metavar="DIR", type=click.Path(file_okay=False),
+              help="Run as if mlver was started in DIR.")
+@click.version_option(__version__, "--version", prog_name="mlver", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, quiet: bool, directory: str | None) -> None:
+    """mlver: version data and models next to your code in Git."""
+    if directory:
+        try:
+            os.chdir(directory)
+        except OSError as e:
+            raise click.UsageError(f"cannot change to directory '{directory}': {e.strerror}") from None
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="mlver: debug: %(message)s")
+    ctx.obj = App(verbose, quiet)
+
+
+from mlver.cli import data as _data  # noqa: E402,F401  (registers the commands)
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    click.echo(f"mlver: error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        rv = cli.main(args=argv, prog_name="mlver", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx else "mlver"
+        _error(e.format_message(), f"see `{cmd} --help`")
+        code = EXIT_USAGE
+    except click.exceptions.Abort:
+        _error("interrupted")
+        code = EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        _error("interrupted")
+        code = EXIT_INTERRUPTED
+    except MlverError as e:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        _error(e.message, e.hint)
+        code = e.exit_code
+    except BrokenPipeError:
+        code = 0
+    except OSError as e:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        where = f": {e.filename}" if e.filename else ""
+        _error(f"{e.strerror or e}{where}")
+        code = EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - the one boundary that turns anything into a line
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        _error(f"internal error: {type(e).__name__}: {e}", "run with -v for a traceback and report it")
+        code = EXIT_ERROR
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    sys.exit(code)

@@ -1,0 +1,369 @@
+"""Commands of the core data loop: init, add, status, commit, checkout, diff, list,
+unprotect, remove, move, config, doctor."""
+
+from __future__ import annotations
+
+import click
+
+from mlver.cli import App, cli, pass_app
+from mlver.errors import EXIT_DIFF, EXIT_ERROR
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+LINK_NOTE = ("files are linked read-only from the cache ({}); use `mlver unprotect PATH` "
+             "before editing one")
+
+
+def open_repo():  # type: ignore[no-untyped-def]
+    from mlver.repo import Repo
+
+    return Repo.find(".")
+
+
+def _link_note(app: App, kinds: set[str]) -> None:
+    linked = sorted(k for k in kinds if k in ("hardlink", "symlink"))
+    if linked:
+        app.say(LINK_NOTE.format(", ".join(linked)))
+
+
+@cli.command()
+@click.option("--no-scm", is_flag=True, help="Use mlver outside a Git repository.")
+@pass_app
+def init(app: App, no_scm: bool) -> None:
+    """Create .mlver/ in the current Git repository."""
+    from mlver.ops.init import init as do_init
+
+    res = do_init(".", no_scm=no_scm)
+    if not res.created:
+        app.say(f"mlver is already initialised in {res.root}")
+        return
+    app.say(f"Initialised mlver in {res.root}")
+    if res.scm:
+        app.say("Staged .mlver/config and .mlver/.gitignore; commit them: git commit -m \"Initialise mlver\"")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--desc", help="A description kept in the pointer file.")
+@pass_app
+def add(app: App, paths: tuple[str, ...], desc: str | None) -> None:
+    """Track data files or folders: cache them and write PATH.mlver."""
+    from mlver.ops.add import add as do_add
+
+    repo = open_repo()
+    try:
+        with repo.lock("add"):
+            res = do_add(repo, list(paths), desc=desc, progress=app.progress())
+    finally:
+        repo.close()
+    for p in res.added:
+        app.say(f"Added {p}")
+    for p in res.unchanged:
+        app.say(f"Unchanged {p}")
+    _link_note(app, res.link_types)
+    if res.staged:
+        app.say("Staged: " + " ".join(res.staged))
+    elif repo.scm_root:
+        app.say("To track the changes with Git, run:\n    git add " + " ".join(_quote(p) for p in res.pointers))
+
+
+def _quote(p: str) -> str:
+    import shlex
+
+    return shlex.quote(p)
+
+
+def _render_status(app: App, res) -> None:  # type: ignore[no-untyped-def]
+    if res.clean:
+        app.out("Data and pipelines are up to date.")
+        return
+    for st in res.stages:
+        if st.changed:
+            app.out(f"{st.name}: changed")
+            for r in st.reasons:
+                app.out(f"    {r}")
+    for o in res.differing:
+        label = o.state.replace("_", " ")
+        app.out(f"{o.output.path}: {label}")
+        for f in o.files:
+            app.out(f"    {f.state}: {f.path}")
+    if res.remote:
+        for key, label in (("local_only", "only in the cache (not pushed)"), ("remote_only", "only on the remote"),
+                           ("missing", "missing everywhere")):
+            items = res.remote.get(key) or []
+            if items:
+                app.out(f"{len(items)} object(s) {label}:")
+                for item in items:
+                    app.out(f"    {item['path']}")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("--check", is_flag=True, help="Exit 1 when anything differs.")
+@click.option("-r", "--remote", help="Also compare the cache with this remote.")
+@click.option("--cloud", is_flag=True, help="Compare with the default remote.")
+@json_option
+@pass_app
+@click.pass_context
+def status(ctx: click.Context, app: App, targets: tuple[str, ...], check: bool, remote: str | None,
+           cloud: bool, as_json: bool) -> None:
+    """Show how workspace data differs from the pointers and the lock."""
+    from mlver.ops.status import status as do_status
+
+    repo = open_repo()
+    try:
+        res = do_status(repo, list(targets), progress=app.progress())
+        if remote or cloud:
+            from mlver.ops.transfer import remote_status
+
+            res.remote = remote_status(repo, remote, targets=list(targets), progress=app.progress())
+    finally:
+        repo.close()
+    if as_json:
+        app.json(res.to_json())
+    else:
+        _render_status(app, res)
+    if check and not res.clean:
+        ctx.exit(EXIT_DIFF)
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("-m", "--message", help="Also stage the changed mlver files and run `git commit -m MESSAGE`.")
+@pass_app
+def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
+    """Record the workspace's current data into pointers and mlver.lock."""
+    from mlver.ops.commit import commit as do_commit
+
+    repo = open_repo()
+    try:
+        with repo.lock("commit"):
+            res = do_commit(repo, list(targets), message=message, progress=app.progress())
+    finally:
+        repo.close()
+    for p in res.recorded:
+        app.say(f"Recorded {p}")
+    for p in res.missing:
+        app.warn(f"{p} is missing from the workspace; its pointer was left as it is")
+    if message is not None:
+        if res.git_commit:
+            app.say(f"Committed {res.git_commit[:10]}: {message}")
+        else:
+            app.say("Nothing to commit: data matches the pointers and nothing is staged.")
+    elif not res.recorded:
+        app.say("Nothing to record: data matches the pointers.")
+    elif res.files and repo.scm_root:
+        app.say("To track the changes with Git, run:\n    git add " + " ".join(_quote(p) for p in sorted(set(res.files))))
+
+
+def render_checkout(app: App, res) -> int:  # type: ignore[no-untyped-def]
+    """Print what a checkout did; returns the exit code (3 when something was kept or missing)."""
+    for p in res.added:
+        app.out(f"A       {p}")
+    for p in res.modified:
+        app.out(f"M       {p}")
+    for p in res.deleted:
+        app.out(f"D       {p}")
+    _link_note(app, res.link_types)
+    code = 0
+    if res.kept:
+        click.echo("mlver: error: kept local changes that are not in the cache (use --force to replace them, "
+                   "or `mlver commit` to record them):", err=True)
+        for p in res.kept:
+            click.echo(f"    {p}", err=True)
+        code = EXIT_ERROR
+    if res.missing:
+        click.echo("mlver: error: not in the cache, so not checked out:", err=True)
+        for p in res.missing:
+            click.echo(f"    {p}", err=True)
+        click.echo("hint: run `mlver pull` to fetch them from a remote", err=True)
+        code = EXIT_ERROR
+    return code
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("-f", "--force", is_flag=True, help="Replace local changes (their content is cached first).")
+@click.option("--relink", is_flag=True, help="Re-create every file with the configured link type.")
+@click.option("--rev", help="Bring TARGETS' pointers and data from this Git revision.")
+@pass_app
+@click.pass_context
+def checkout(ctx: click.Context, app: App, targets: tuple[str, ...], force: bool, relink: bool, rev: str | None) -> None:
+    """Make workspace data match the pointers (after git checkout)."""
+    from mlver.ops.checkout import checkout as do_checkout
+
+    repo = open_repo()
+    try:
+        with repo.lock("checkout"):
+            res = do_checkout(repo, list(targets), force=force, relink=relink, rev=rev, progress=app.progress())
+    finally:
+        repo.close()
+    code = render_checkout(app, res)
+    if code:
+        ctx.exit(code)
+
+
+@cli.command()
+@click.argument("rev_a", required=False)
+@click.argument("rev_b", required=False)
+@json_option
+@pass_app
+def diff(app: App, rev_a: str | None, rev_b: str | None, as_json: bool) -> None:
+    """Data files added, modified, deleted or renamed between revisions."""
+    from mlver.ops.diff import diff as do_diff
+
+    repo = open_repo()
+    try:
+        res = do_diff(repo, rev_a, rev_b)
+    finally:
+        repo.close()
+    if as_json:
+        app.json(res.to_json())
+        return
+    if res.empty:
+        app.out("No data changes.")
+        return
+    for title, items in (("Added", res.added), ("Deleted", res.deleted)):
+        if items:
+            app.out(f"{title}:")
+            for i in items:
+                app.out(f"    {i['path']}")
+    if res.modified:
+        app.out("Modified:")
+        for i in res.modified:
+            app.out(f"    {i['path']}")
+    if res.renamed:
+        app.out("Renamed:")
+        for i in res.renamed:
+            app.out(f"    {i['old_path']} -> {i['path']}")
+    app.out(f"files: {len(res.added)} added, {len(res.deleted)} deleted, {len(res.modified)} modified, "
+            f"{len(res.renamed)} renamed")
+
+
+@cli.command(name="list")
+@json_option
+@pass_app
+def list_(app: App, as_json: bool) -> None:
+    """Tracked outputs with kind, size, files and state."""
+    from mlver.cli.render import human_size
+    from mlver.ops.listing import list_outputs
+
+    repo = open_repo()
+    try:
+        res = list_outputs(repo)
+    finally:
+        repo.close()
+    if as_json:
+        app.json(res.to_json())
+        return
+    rows = [(s.output.path, s.output.kind, human_size(s.output.size),
+             str(s.output.files if s.output.kind == "dir" else 1), s.state.replace("_", " ")) for s in res.outputs]
+    if not rows:
+        app.out("Nothing is tracked yet (`mlver add PATH` to start).")
+        return
+    header = ("path", "kind", "size", "files", "state")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    for r in [header, *rows]:
+        app.out("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@pass_app
+def unprotect(app: App, paths: tuple[str, ...]) -> None:
+    """Turn linked, read-only data files into editable copies."""
+    from mlver.ops.unprotect import unprotect as do_unprotect
+
+    repo = open_repo()
+    with repo.lock("unprotect"):
+        changed = do_unprotect(repo, list(paths))
+    app.say(f"Unprotected {len(changed)} file(s)")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@pass_app
+def remove(app: App, targets: tuple[str, ...]) -> None:
+    """Stop tracking data (TARGET.mlver); the data itself is kept."""
+    from mlver.ops.remove import remove as do_remove
+
+    repo = open_repo()
+    try:
+        with repo.lock("remove"):
+            res = do_remove(repo, list(targets))
+    finally:
+        repo.close()
+    for p in res.removed:
+        app.say(f"Stopped tracking {p} (the data is still there)")
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dst")
+@pass_app
+def move(app: App, src: str, dst: str) -> None:
+    """Rename tracked data together with its pointer."""
+    from mlver.ops.remove import move as do_move
+
+    repo = open_repo()
+    try:
+        with repo.lock("move"):
+            res = do_move(repo, src, dst)
+    finally:
+        repo.close()
+    app.say(f"Moved {res.src} -> {res.dst}")
+    if repo.scm_root:
+        app.say("To track the changes with Git, run:\n    git add -A " + " ".join(_quote(p) for p in res.files))
+
+
+@cli.command()
+@click.argument("key", required=False)
+@click.argument("value", required=False)
+@click.option("--local", "level", flag_value="local", help="This clone only (.mlver/config.local).")
+@click.option("--global", "level", flag_value="global", help="Your user (~/.config/mlver/config).")
+@click.option("--project", "level", flag_value="project", help="The committed project file (default for writes).")
+@click.option("--unset", is_flag=True, help="Remove KEY.")
+@click.option("-l", "--list", "list_all", is_flag=True, help="List every setting in effect.")
+@pass_app
+def config(app: App, key: str | None, value: str | None, level: str | None, unset: bool, list_all: bool) -> None:
+    """Read or write a setting: `mlver config core.remote storage`."""
+    from mlver.ops import config as ops
+
+    if list_all or key is None:
+        for k, v in ops.list_all(start=".").items():
+            app.out(f"{k}={v}")
+        return
+    if unset:
+        ops.unset(key, level=level, start=".")
+    elif value is None:
+        app.out(ops.get(key, level=level, start="."))
+    else:
+        ops.set_value(key, value, level=level, start=".")
+
+
+@cli.command()
+@json_option
+@pass_app
+def doctor(app: App, as_json: bool) -> None:
+    """Report the environment: versions, cache, link types, remotes."""
+    from mlver.cli.render import human_size
+    from mlver.ops.doctor import doctor as do_doctor
+
+    rep = do_doctor(".")
+    if as_json:
+        app.json(rep.to_json())
+        return
+    app.out(f"mlver {rep.version}")
+    app.out(f"Python {rep.python} on {rep.platform}")
+    app.out(f"Git: {rep.git or 'not found'}")
+    if rep.root is None:
+        app.out("Not inside an mlver project.")
+        return
+    app.out(f"Project: {rep.root}")
+    app.out(f"Cache: {rep.cache_dir} ({rep.cache_objects} objects, {human_size(rep.cache_bytes)})")
+    works = [k for k, ok in rep.link_types.items() if ok]
+    app.out(f"Link types that work here: {', '.join(works) or 'none'} (configured: {','.join(rep.configured_link_types)})")
+    if not rep.remotes:
+        app.out("Remotes: none")
+    for r in rep.remotes:
+        state = "installed" if r["installed"] else f"missing: pip install \"mlver[{r['extra']}]\""
+        app.out(f"Remote {r['name']}{' (default)' if r['default'] else ''}: {r['url']} [{r['backend']}: {state}]")

@@ -1,0 +1,179 @@
+"""Merged, validated settings from the user, project and local config files
+(precedence local > project > user). Files are Git-style INI:
+
+    [core]
+        remote = storage
+    [remote "storage"]
+        url = s3://bucket/prefix
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import os
+from dataclasses import dataclass
+
+from mlver.errors import FormatError, UsageError
+from mlver.fsutil import LINK_TYPES, atomic_write_text
+
+KNOWN = {
+    "core": {"remote": "str", "autostage": "bool", "fsync": "bool", "lock_timeout": "float"},
+    "cache": {"dir": "str", "type": "linktypes"},
+    "hooks": {"require_push": "bool", "fetch": "bool"},
+}
+DEFAULT_CACHE_TYPE = "reflink,copy"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def user_config_path() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "mlver", "config")
+
+
+def _section_to_prefix(section: str) -> str:
+    # 'remote "origin"' -> 'remote.origin'
+    if " " in section:
+        head, _, name = section.partition(" ")
+        return f"{head}.{name.strip().strip(chr(34))}"
+    return section
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """'core.remote' -> ('core', 'remote'); 'remote.origin.url' -> ('remote "origin"', 'url')."""
+    parts = key.split(".")
+    if len(parts) == 2 and all(parts):
+        return parts[0], parts[1]
+    if len(parts) >= 3 and parts[0] == "remote" and all(parts):
+        return f'remote "{".".join(parts[1:-1])}"', parts[-1]
+    raise UsageError(f"invalid config key '{key}'", hint="keys look like 'core.remote' or 'remote.NAME.url'")
+
+
+def validate(key: str, value: str) -> None:
+    section, name = split_key(key)
+    if section.startswith("remote "):
+        return
+    if section not in KNOWN or name not in KNOWN[section]:
+        known = ", ".join(f"{s}.{k}" for s, ks in KNOWN.items() for k in ks)
+        raise UsageError(f"unknown config key '{key}'", hint=f"known keys: {known}, remote.NAME.*")
+    kind = KNOWN[section][name]
+    if kind == "bool" and value.lower() not in _TRUE | _FALSE:
+        raise UsageError(f"{key}: expected true or false, got '{value}'")
+    if kind == "float":
+        try:
+            float(value)
+        except ValueError:
+            raise UsageError(f"{key}: expected a number, got '{value}'") from None
+    if kind == "linktypes":
+        parse_link_types(value, key)
+
+
+def parse_link_types(value: str, shown: str) -> tuple[str, ...]:
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    bad = [t for t in types if t not in LINK_TYPES]
+    if bad or not types:
+        raise UsageError(f"{shown}: unknown link type '{','.join(bad) or value}'",
+                         hint=f"use a comma-separated list of {', '.join(LINK_TYPES)}")
+    return types
+
+
+class ConfigFile:
+    """One INI file, read and written whole."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.parser = configparser.ConfigParser(interpolation=None, strict=True)
+        self.parser.optionxform = str  # type: ignore[assignment,method-assign]
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return
+        try:
+            self.parser.read_string(text, source=path)
+        except configparser.Error as e:
+            line = getattr(e, "lineno", None)
+            msg = str(e).splitlines()[0]
+            if isinstance(e, configparser.MissingSectionHeaderError):
+                msg = "text before the first [section] header"
+            raise FormatError(path, f"invalid config: {msg}", line=line) from None
+
+    def items(self) -> dict[str, str]:
+        out = {}
+        for section in self.parser.sections():
+            prefix = _section_to_prefix(section)
+            for k, v in self.parser.items(section):
+                out[f"{prefix}.{k}"] = v
+        return out
+
+    def set(self, key: str, value: str) -> None:
+        section, name = split_key(key)
+        if not self.parser.has_section(section):
+            self.parser.add_section(section)
+        self.parser.set(section, name, value)
+
+    def unset(self, key: str) -> bool:
+        section, name = split_key(key)
+        if not self.parser.has_section(section) or not self.parser.has_option(section, name):
+            return False
+        self.parser.remove_option(section, name)
+        if not self.parser.items(section):
+            self.parser.remove_section(section)
+        return True
+
+    def remove_section(self, key_prefix: str) -> bool:
+        section, _ = split_key(key_prefix + ".x")
+        return self.parser.remove_section(section)
+
+    def save(self, *, fsync: bool = False) -> None:
+        buf = io.StringIO()
+        self.parser.write(buf)
+        atomic_write_text(self.path, buf.getvalue(), fsync=fsync)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The merged view of all config files."""
+
+    values: dict[str, str]
+
+    @classmethod
+    def load(cls, project: str | None, local: str | None) -> "Config":
+        merged: dict[str, str] = {}
+        for path in (user_config_path(), project, local):
+            if path:
+                merged.update(ConfigFile(path).items())
+        return cls(merged)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.values.get(key, default)
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        v = self.values.get(key)
+        if v is None:
+            return default
+        if v.lower() in _TRUE:
+            return True
+        if v.lower() in _FALSE:
+            return False
+        raise FormatError("config", f"{key}: expected true or false, got '{v}'")
+
+    def get_float(self, key: str, default: float) -> float:
+        v = self.values.get(key)
+        try:
+            return float(v) if v is not None else default
+        except ValueError:
+            raise FormatError("config", f"{key}: expected a number, got '{v}'") from None
+
+    @property
+    def link_types(self) -> tuple[str, ...]:
+        return parse_link_types(self.values.get("cache.type", DEFAULT_CACHE_TYPE), "cache.type")
+
+    def remotes(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for k, v in self.values.items():
+            if k.startswith("remote."):
+                name, _, opt = k[len("remote."):].rpartition(".")
+                out.setdefault(name, {})[opt] = v
+        return out

@@ -1,0 +1,98 @@
+"""The exception tree. Every error a user can meet is an ``MlverError`` carrying its
+facts (path, line, expected, actual) and an optional hint; ``mlver.cli.main`` is the
+single place that turns them into ``mlver: error: ...`` and an exit code.
+
+This module imports nothing else from mlver.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_DIFF = 1
+EXIT_USAGE = 2
+EXIT_ERROR = 3
+EXIT_INTERRUPTED = 130
+
+
+class MlverError(Exception):
+    """Base of every error mlver reports to a user."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MlverError):
+    """The command line asks for something that cannot be done as asked."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotARepoError(MlverError):
+    """No mlver project (or no Git repository) where one is needed."""
+
+
+class FormatError(MlverError):
+    """A file mlver reads (pointer, lock, config, pipeline, params) is malformed."""
+
+    def __init__(self, path: str, problem: str, *, line: int | None = None, hint: str | None = None) -> None:
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {problem}", hint=hint)
+        self.path = path
+        self.line = line
+        self.problem = problem
+
+
+class PathError(MlverError):
+    """A path that would leave the repository, or that cannot be tracked."""
+
+    def __init__(self, path: str, problem: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {problem}", hint=hint)
+        self.path = path
+
+
+class ChecksumMismatch(MlverError):
+    """Bytes whose digest is not the one they are stored or sent under."""
+
+    def __init__(self, name: str, expected: str, actual: str, *, where: str = "") -> None:
+        place = f" ({where})" if where else ""
+        super().__init__(f"{name}{place}: content digest {actual} does not match expected {expected}")
+        self.expected = expected
+        self.actual = actual
+        self.where = where
+
+
+class ObjectMissing(MlverError):
+    """An object a pointer names is not in the cache."""
+
+    def __init__(self, digest: str, path: str) -> None:
+        super().__init__(f"{path}: object {digest} is not in the cache", hint="run `mlver pull` to fetch it")
+        self.digest = digest
+        self.path = path
+
+
+class LockBusy(MlverError):
+    """Another mlver process holds the repository lock."""
+
+
+class GitError(MlverError):
+    """A Git operation failed, or Git is needed and absent."""
+
+
+class RemoteError(MlverError):
+    """A remote could not be reached, refused us, or is misconfigured."""
+
+
+class StageFailed(MlverError):
+    """A pipeline stage's command exited non-zero."""
+
+    def __init__(self, stage: str, returncode: int) -> None:
+        super().__init__(f"stage '{stage}' failed: command exited with code {returncode}")
+        self.stage = stage
+        self.returncode = returncode

@@ -1,0 +1,326 @@
+"""Filesystem primitives: atomic writes, link-or-copy, read-only marking, and walking a
+directory with `.mlverignore` rules. Everything mlver writes goes through here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import stat
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+from mlver.errors import PathError
+
+LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
+TMP_MARK = ".mlver-tmp-"
+
+
+def tmp_name(path: str) -> str:
+    """A unique temporary name in the same folder as ``path`` (so rename is atomic)."""
+    d, base = os.path.split(path)
+    return os.path.join(d, f"{TMP_MARK}{base[:40]}.{uuid.uuid4().hex[:12]}")
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` whole or not at all: temporary name, then rename."""
+    parent = os.path.dirname(path) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tmp_name(path)
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+    if fsync:
+        fsync_dir(parent)
+
+
+def atomic_write_text(path: str, text: str, *, fsync: bool = False) -> None:
+    atomic_write(path, text.encode("utf-8"), fsync=fsync)
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+unlink_quiet = _unlink_quiet
+
+
+# --- links ---------------------------------------------------------------------------
+
+def reflink(src: str, dst: str) -> None:
+    """Copy-on-write clone of ``src`` at ``dst`` (which must not exist); OSError if unsupported."""
+    if sys.platform == "darwin":
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.clonefile(os.fsencode(src), os.fsencode(dst), 0) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        return
+    if not sys.platform.startswith("linux"):
+        raise OSError(errno.ENOTSUP, "reflink not supported on this platform")
+    import fcntl
+
+    ficlone = 0x40049409
+    with open(src, "rb") as s:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.ioctl(fd, ficlone, s.fileno())
+        except OSError:
+            os.close(fd)
+            _unlink_quiet(dst)
+            raise
+        os.close(fd)
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Plain copy of bytes (sendfile/copy_file_range where the OS offers it)."""
+    shutil.copyfile(src, dst)
+
+
+def link_file(src: str, dst: str, link_type: str) -> None:
+    """Create ``dst`` (not existing) from ``src`` with one link type; OSError if it cannot."""
+    if link_type == "reflink":
+        reflink(src, dst)
+    elif link_type == "hardlink":
+        os.link(src, dst)
+    elif link_type == "symlink":
+        os.symlink(os.path.abspath(src), dst)
+    elif link_type == "copy":
+        copy_file(src, dst)
+    else:  # pragma: no cover - validated by config
+        raise ValueError(link_type)
+
+
+def set_readonly(path: str) -> None:
+    st = os.stat(path)
+    ro = stat.S_IMODE(st.st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    if ro != stat.S_IMODE(st.st_mode):
+        os.chmod(path, ro)
+
+
+def set_writable(path: str) -> None:
+    st = os.stat(path)
+    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+
+
+def is_executable(mode: int) -> bool:
+    return bool(mode & stat.S_IXUSR)
+
+
+def remove_path(path: str) -> None:
+    """Remove a file, link or whole folder, read-only entries included."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        def onerror(func, p, exc):  # type: ignore[no-untyped-def]
+            os.chmod(os.path.dirname(p), 0o755)
+            try:
+                os.chmod(p, 0o644)
+            except OSError:
+                pass
+            func(p)
+
+        shutil.rmtree(path, onerror=onerror)
+
+
+# --- paths ---------------------------------------------------------------------------
+
+def to_posix(path: str) -> str:
+    return path.replace(os.sep, "/") if os.sep != "/" else path
+
+
+def inside_root(root: str, path: str, *, shown: str | None = None) -> str:
+    """Resolve ``path`` (absolute or relative to cwd) and return it relative to ``root``
+    as POSIX; refuse anything that leaves the repository, through ``..`` or a symlinked
+    parent folder."""
+    shown = shown or path
+    absolute = os.path.abspath(path)
+    real_root = os.path.realpath(root)
+    # The parent folder is resolved (symlinks followed); the last component is kept so
+    # a tracked file that is itself a link to the cache is still its own path.
+    parent, base = os.path.split(absolute)
+    real_parent = os.path.realpath(parent)
+    if base in ("", ".", ".."):
+        real = os.path.realpath(absolute)
+    else:
+        real = os.path.join(real_parent, base)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise PathError(shown, "is outside the repository")
+    if real == real_root:
+        return "."
+    rel = to_posix(os.path.relpath(real, real_root))
+    if rel.split("/")[0] in (".git", ".mlver"):
+        raise PathError(shown, "is inside mlver's or Git's own folder")
+    return rel
+
+
+def check_relative(path: str) -> str | None:
+    """Problem with a path written in a file (pointer, lock, pipeline), or None."""
+    if not path:
+        return "empty path"
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":") or path.startswith("\\"):
+        return "path must be relative, not absolute"
+    if ".." in path.replace("\\", "/").split("/"):
+        return "path must not contain '..'"
+    return None
+
+
+# --- ignore rules --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    regex: re.Pattern[str]
+    negate: bool
+    dir_only: bool
+
+
+def _glob_to_regex(pat: str) -> str:
+    i, n, out = 0, len(pat), []
+    while i < n:
+        c = pat[i]
+        if c == "*":
+            if pat[i : i + 2] == "**":
+                # '**/' zero or more folders; trailing '**' everything inside
+                if pat[i + 2 : i + 3] == "/":
+                    out.append("(?:.*/)?")
+                    i += 3
+                    continue
+                out.append(".*")
+                i += 2
+                continue
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pat.find("]", i + 1)
+            if j == -1:
+                out.append(re.escape(c))
+            else:
+                body = pat[i + 1 : j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = j
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pat[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+class IgnoreSpec:
+    """Gitignore-syntax patterns, matched against POSIX paths relative to the repo root."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.rules: list[IgnoreRule] = []
+        for raw in lines:
+            line = raw.rstrip("\n").rstrip()
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            if negate:
+                line = line[1:]
+            if line.startswith("\\"):
+                line = line[1:]
+            dir_only = line.endswith("/")
+            line = line.rstrip("/")
+            if not line:
+                continue
+            anchored = "/" in line
+            line = line.lstrip("/")
+            body = _glob_to_regex(line)
+            prefix = "" if anchored else "(?:.*/)?"
+            self.rules.append(IgnoreRule(re.compile(f"^{prefix}{body}(?:/.*)?$" if not dir_only else f"^{prefix}{body}$"), negate, dir_only))
+
+    @classmethod
+    def load(cls, root: str) -> "IgnoreSpec":
+        try:
+            with open(os.path.join(root, ".mlverignore"), encoding="utf-8") as f:
+                return cls(f.readlines())
+        except FileNotFoundError:
+            return cls([])
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        result = False
+        for rule in self.rules:
+            if rule.dir_only and not is_dir:
+                continue
+            if rule.regex.match(rel):
+                result = not rule.negate
+        return result
+
+
+@dataclass(frozen=True)
+class WalkEntry:
+    rel: str  # POSIX path relative to the walked folder
+    path: str  # absolute path
+    st: os.stat_result
+
+
+def walk_files(
+    top: str, *, ignore: IgnoreSpec | None = None, top_rel: str = "", links_into: str | None = None
+) -> Iterator[WalkEntry]:
+    """Every regular file below ``top``; a symlink is refused (naming it) unless ignored,
+    or unless it points into ``links_into`` (the cache, when checkout used symlinks).
+
+    ``top_rel`` is ``top``'s path relative to the repo root, used to match ignore rules.
+    """
+    stack = [("", top)]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            entries = list(it)
+        for e in entries:
+            rel = prefix + e.name
+            if e.name.startswith(TMP_MARK):
+                continue
+            if ignore:
+                full_rel = f"{top_rel}/{rel}" if top_rel else rel
+                if ignore.ignored(full_rel, e.is_dir(follow_symlinks=False)):
+                    continue
+            if e.is_symlink():
+                if links_into and os.path.realpath(e.path).startswith(links_into + os.sep):
+                    yield WalkEntry(rel, e.path, os.stat(e.path))
+                    continue
+                shown = f"{top_rel}/{rel}" if top_rel else rel
+                raise PathError(shown, "is a symbolic link inside a tracked folder",
+                                hint="list it in .mlverignore to leave it out")
+            if e.is_dir(follow_symlinks=False):
+                stack.append((rel + "/", e.path))
+            elif e.is_file(follow_symlinks=False):
+                yield WalkEntry(rel, e.path, e.stat(follow_symlinks=False))

@@ -1,0 +1,50 @@
+"""``mlver checkout``: make workspace data match the pointers and the lock."""
+
+from __future__ import annotations
+
+import os
+
+from mlver import git
+from mlver.errors import PathError
+from mlver.ops.common import LOCK_FILE, all_outputs
+from mlver.pointer import POINTER_SUFFIX
+from mlver.progress import NO_PROGRESS, Progress
+from mlver.repo import Repo
+from mlver.workspace import CheckoutResult, checkout_output, clean_vanished, select_outputs
+
+
+def checkout(repo: Repo, targets: list[str] | None = None, *, force: bool = False, relink: bool = False,
+             rev: str | None = None, progress: Progress = NO_PROGRESS) -> CheckoutResult:
+    if rev is not None:
+        bring_from_rev(repo, rev, targets or [])
+    outputs = all_outputs(repo)
+    chosen = select_outputs(repo, outputs, targets) if targets else outputs
+    result = CheckoutResult()
+    for out in chosen:
+        result.merge(checkout_output(repo, out, force=force, relink=relink, progress=progress))
+    if not targets:
+        result.merge(clean_vanished(repo, outputs))
+    repo.state.flush()
+    return result
+
+
+def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
+    """Like ``git checkout REV -- path`` for the pointers (or lock) of ``targets``."""
+    root = repo.require_scm("checkout --rev")
+    if not targets:
+        raise PathError("--rev", "needs at least one target", hint="e.g. `mlver checkout --rev HEAD~1 data/train.csv`")
+    files: list[str] = []
+    for t in targets:
+        rel = repo.rel(t)
+        if rel.endswith(POINTER_SUFFIX):
+            files.append(rel)
+        elif os.path.exists(repo.abs(rel + POINTER_SUFFIX)) or _exists_at(root, rev, repo, rel + POINTER_SUFFIX):
+            files.append(rel + POINTER_SUFFIX)
+        else:
+            files.append(LOCK_FILE)
+    git.run(repo.root, "checkout", rev, "--", *sorted({repo.abs(f) for f in files}))
+
+
+def _exists_at(root: str, rev: str, repo: Repo, rel: str) -> bool:
+    spec = os.path.relpath(repo.abs(rel), root).replace(os.sep, "/")
+    return git.run(root, "cat-file", "-e", f"{rev}:{spec}", check=False).returncode == 0

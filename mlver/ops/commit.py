@@ -1,0 +1,82 @@
+"""``mlver commit``: record the workspace's current data into pointers (and the lock),
+optionally followed by ``git commit``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from mlver import git
+from mlver.ops.common import LOCK_FILE, all_outputs, autostage, commit_stages, gitignore_add, stage_names, write_pointer
+from mlver.progress import NO_PROGRESS, Progress
+from mlver.repo import Repo
+from mlver.workspace import select_outputs, store_output
+
+
+@dataclass
+class CommitResult:
+    recorded: list[str] = field(default_factory=list)  # outputs whose pointer/lock changed
+    unchanged: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # outputs with no data in the workspace
+    files: list[str] = field(default_factory=list)  # mlver files rewritten (to stage in Git)
+    git_commit: str | None = None
+    nothing_to_commit: bool = False
+
+
+def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None = None,
+           progress: Progress = NO_PROGRESS) -> CommitResult:
+    if message is not None:
+        repo.require_scm("commit -m")
+    result = CommitResult()
+    outputs = all_outputs(repo)
+    stages: list[str] = []
+    if targets:
+        known = stage_names(repo)
+        stages = [t for t in targets if t in known and not os.path.exists(t)]
+        rest = [t for t in targets if t not in stages]
+        chosen = select_outputs(repo, outputs, rest) if rest else []
+    else:
+        chosen = outputs
+    for out in chosen:
+        if out.stage is not None:
+            if out.stage not in stages:
+                stages.append(out.stage)
+            continue
+        if not os.path.lexists(repo.abs(out.path)):
+            result.missing.append(out.path)
+            continue
+        stored = store_output(repo, out.path, progress=progress)
+        repo.state.set_placed(out.path, stored.kind, stored.digest)
+        assert out.pointer is not None and out.pointer_file is not None
+        new = replace(out.pointer, kind=stored.kind, digest=stored.digest, size=stored.size, files=stored.files)
+        if new != out.pointer:
+            write_pointer(repo, out.pointer_file, new)
+            result.recorded.append(out.path)
+            result.files.append(out.pointer_file)
+        else:
+            result.unchanged.append(out.path)
+        ignore = gitignore_add(repo, out.path)
+        if ignore:
+            result.files.append(ignore)
+    if stages or not targets:
+        recorded, files = commit_stages(repo, stages if targets else None, progress=progress)
+        result.recorded += recorded
+        result.files += files
+    repo.state.flush()
+    if message is not None:
+        # Every mlver file of the chosen outputs, so pointers recorded by an earlier
+        # `mlver commit` without -m go in too; `git add` of an unchanged file is a no-op.
+        to_stage = set(result.files) | {o.pointer_file for o in chosen if o.pointer_file}
+        to_stage |= {os.path.join(os.path.dirname(o.path), ".gitignore") for o in chosen if o.pointer_file}
+        if stages or not targets:
+            to_stage.add(LOCK_FILE)
+        existing = sorted(repo.abs(f) for f in to_stage if os.path.exists(repo.abs(f)))
+        git.stage(repo.root, existing)
+        if git.has_staged_changes(repo.root):
+            result.git_commit = git.commit(repo.root, message)
+        else:
+            result.nothing_to_commit = True
+    else:
+        autostage(repo, result.files)
+    return result
+

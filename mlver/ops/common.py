@@ -1,0 +1,123 @@
+"""Helpers shared by several verbs: all tracked outputs, pointer writing, .gitignore."""
+
+from __future__ import annotations
+
+import os
+
+from mlver import git
+from mlver.fsutil import atomic_write_text
+from mlver.pointer import POINTER_SUFFIX, Pointer
+from mlver.progress import Progress
+from mlver.repo import Repo
+from mlver.workspace import Output, pointer_outputs
+
+LOCK_FILE = "mlver.lock"
+PIPELINE_FILE = "mlver.yaml"
+
+
+def stage_outputs(repo: Repo) -> list[Output]:
+    """Outputs recorded for pipeline stages in ``mlver.lock`` (none without a lock)."""
+    if not os.path.exists(repo.abs(LOCK_FILE)):
+        return []
+    from mlver.pipeline.lockfile import lock_outputs
+
+    return lock_outputs(repo)
+
+
+def pipeline_status(repo: Repo, targets: list[str] | None = None) -> list[tuple[str, bool, list[str]]]:
+    """(stage, changed, reasons) for every stage of ``mlver.yaml`` (none without one)."""
+    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+        return []
+    from mlver.pipeline.plan import stage_status
+
+    return stage_status(repo, targets)
+
+
+def stage_names(repo: Repo) -> list[str]:
+    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+        return []
+    from mlver.pipeline.plan import load_pipeline
+
+    return [s.name for s in load_pipeline(repo).stages]
+
+
+def commit_stages(repo: Repo, names: list[str] | None, *, progress: Progress) -> tuple[list[str], list[str]]:
+    """Record the current outputs of stages (all when ``names`` is None) into the lock.
+    Returns (outputs recorded, mlver files rewritten)."""
+    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+        return [], []
+    from mlver.pipeline.plan import commit_stage_outputs
+
+    return commit_stage_outputs(repo, names, progress=progress)
+
+
+def all_outputs(repo: Repo) -> list[Output]:
+    """Every tracked output: pointer files first, then pipeline outputs."""
+    return pointer_outputs(repo) + stage_outputs(repo)
+
+
+def pointer_rel_for(data_rel: str) -> str:
+    return data_rel + POINTER_SUFFIX
+
+
+def write_pointer(repo: Repo, pointer_rel: str, pointer: Pointer) -> None:
+    atomic_write_text(repo.abs(pointer_rel), pointer.dumps(), fsync=repo.fsync)
+
+
+def _gitignore_entry(data_rel: str) -> tuple[str, str]:
+    folder, name = os.path.split(data_rel)
+    escaped = "".join("\\" + c if c in "*?[]!#\\" else c for c in name)
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return folder, f"/{escaped}"
+
+
+def gitignore_add(repo: Repo, data_rel: str) -> str | None:
+    """Add the anchored entry for ``data_rel`` to its folder's .gitignore; returns the
+    .gitignore's repo-relative path when it changed."""
+    folder, entry = _gitignore_entry(data_rel)
+    rel = f"{folder}/.gitignore" if folder else ".gitignore"
+    path = repo.abs(rel)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    lines = text.splitlines()
+    if entry in lines:
+        return None
+    if text and not text.endswith("\n"):
+        text += "\n"
+    atomic_write_text(path, text + entry + "\n", fsync=repo.fsync)
+    return rel
+
+
+def gitignore_remove(repo: Repo, data_rel: str) -> str | None:
+    folder, entry = _gitignore_entry(data_rel)
+    rel = f"{folder}/.gitignore" if folder else ".gitignore"
+    path = repo.abs(rel)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    kept = [ln for ln in lines if ln != entry]
+    if kept == lines:
+        return None
+    if kept:
+        atomic_write_text(path, "\n".join(kept) + "\n", fsync=repo.fsync)
+    else:
+        os.unlink(path)
+    return rel
+
+
+def autostage(repo: Repo, paths: list[str]) -> list[str]:
+    """``git add`` the given mlver files when core.autostage is set; returns what was staged."""
+    if not paths or repo.scm_root is None or not repo.config.get_bool("core.autostage"):
+        return []
+    existing = [repo.abs(p) for p in paths if os.path.exists(repo.abs(p))]
+    gone = [repo.abs(p) for p in paths if not os.path.exists(repo.abs(p))]
+    git.stage(repo.root, existing)
+    if gone:
+        git.run(repo.root, "rm", "-q", "--cached", "--ignore-unmatch", "--", *gone)
+    return paths

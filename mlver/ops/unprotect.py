@@ -1,0 +1,41 @@
+"""``mlver unprotect``: turn linked, read-only workspace files into editable copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+from mlver.errors import PathError
+from mlver.fsutil import tmp_name, walk_files
+from mlver.repo import Repo
+
+
+def _unprotect_file(path: str) -> bool:
+    st = os.lstat(path)
+    linked = stat.S_ISLNK(st.st_mode) or st.st_nlink > 1
+    if not linked and st.st_mode & stat.S_IWUSR:
+        return False
+    tmp = tmp_name(path)
+    shutil.copyfile(path, tmp)  # follows a symlink to the object's bytes
+    mode = stat.S_IMODE(os.stat(path).st_mode) | stat.S_IWUSR
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def unprotect(repo: Repo, paths: list[str]) -> list[str]:
+    """Returns the repo-relative paths of the files made editable."""
+    changed: list[str] = []
+    for given in paths:
+        rel = repo.rel(given)
+        path = repo.abs(rel)
+        if not os.path.lexists(path):
+            raise PathError(given, "does not exist")
+        if os.path.isdir(path) and not os.path.islink(path):
+            for e in walk_files(path, links_into=repo.cache_dir):
+                if _unprotect_file(e.path):
+                    changed.append(f"{rel}/{e.rel}")
+        elif _unprotect_file(path):
+            changed.append(rel)
+    return changed

@@ -1,0 +1,179 @@
+"""Pointer files (``NAME.mlver``) and directory manifests: parse at the edge into frozen
+dataclasses, dump byte-stable (keys in SPEC order, unknown keys kept).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from mlver.errors import FormatError
+from mlver.fsutil import check_relative
+from mlver.hashing import HASH_NAME, is_digest
+
+POINTER_SUFFIX = ".mlver"
+HEADER = "# mlver pointer: commit this file; the data lives in the mlver cache and remotes\n"
+KNOWN_KEYS = ("version", "path", "kind", "hash", "digest", "size", "files", "desc")
+
+try:
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _Loader = yaml.SafeLoader
+
+
+def load_yaml(text: str, shown: str) -> Any:
+    """Parse YAML, turning a syntax error into a FormatError naming file and line."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise FormatError(shown, f"invalid YAML: {problem}", line=line) from None
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_./@+-][A-Za-z0-9_./@+ ,()=-]*$")
+_SPECIAL = re.compile(
+    r"^(?:~|null|Null|NULL|true|True|TRUE|false|False|FALSE|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|"
+    r"[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+
+
+def yaml_scalar(text: str) -> str:
+    """A YAML scalar for ``text``: plain when that reads back the same, else double-quoted."""
+    if _PLAIN.match(text) and not _SPECIAL.match(text) and not text.endswith(" ") and ": " not in text and " #" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Pointer:
+    path: str  # relative to the pointer's folder
+    kind: str  # "file" or "dir"
+    digest: str
+    size: int
+    files: int | None = None
+    desc: str | None = None
+    extra: tuple[tuple[str, Any], ...] = field(default=())
+
+    def dumps(self) -> str:
+        out = [HEADER, "version: 1\n", f"path: {yaml_scalar(self.path)}\n", f"kind: {self.kind}\n",
+               f"hash: {HASH_NAME}\n", f"digest: {self.digest}\n", f"size: {self.size}\n"]
+        if self.kind == "dir":
+            out.append(f"files: {self.files or 0}\n")
+        if self.desc is not None:
+            out.append(f"desc: {yaml_scalar(self.desc)}\n")
+        if self.extra:
+            out.append(yaml.safe_dump(dict(self.extra), default_flow_style=False, sort_keys=False, allow_unicode=True))
+        return "".join(out)
+
+
+def parse_pointer(text: str, shown: str) -> Pointer:
+    """Parse and validate pointer text; ``shown`` names the file in errors."""
+    data = load_yaml(text, shown)
+    if not isinstance(data, dict):
+        raise FormatError(shown, "not an mlver pointer (expected a YAML mapping)")
+
+    def line_of(key: str) -> int | None:
+        for i, ln in enumerate(text.splitlines(), 1):
+            if ln.startswith(f"{key}:"):
+                return i
+        return None
+
+    def bad(key: str, problem: str) -> FormatError:
+        return FormatError(shown, f"'{key}': {problem}", line=line_of(key))
+
+    for key in ("version", "path", "kind", "hash", "digest", "size"):
+        if key not in data:
+            raise FormatError(shown, f"missing required key '{key}'")
+    if data["version"] != 1:
+        raise bad("version", f"unsupported pointer version {data['version']!r} (this mlver reads version 1)")
+    path = data["path"]
+    if not isinstance(path, str):
+        raise bad("path", "must be a string")
+    problem = check_relative(path)
+    if problem:
+        raise bad("path", problem)
+    kind = data["kind"]
+    if kind not in ("file", "dir"):
+        raise bad("kind", f"must be 'file' or 'dir', not {kind!r}")
+    if data["hash"] != HASH_NAME:
+        raise bad("hash", f"unknown hash {data['hash']!r} (this mlver uses {HASH_NAME})")
+    digest = data["digest"]
+    if not isinstance(digest, str) or not is_digest(digest):
+        raise bad("digest", f"must be 32 lower-case hex digits, got {digest!r}")
+    size = data["size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise bad("size", f"must be a non-negative integer, got {size!r}")
+    files = data.get("files")
+    if kind == "dir":
+        if not isinstance(files, int) or isinstance(files, bool) or files < 0:
+            raise bad("files", f"must be a non-negative integer, got {files!r}")
+    else:
+        files = None
+    desc = data.get("desc")
+    if desc is not None and not isinstance(desc, str):
+        desc = str(desc)
+    extra = tuple((k, v) for k, v in data.items() if k not in KNOWN_KEYS)
+    return Pointer(path=path, kind=kind, digest=digest, size=size, files=files, desc=desc, extra=extra)
+
+
+def read_pointer(abs_path: str, shown: str) -> Pointer:
+    try:
+        with open(abs_path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise FormatError(shown, "not UTF-8 text") from None
+    return parse_pointer(text, shown)
+
+
+# --- manifests -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # POSIX, relative to the tracked folder
+    digest: str
+    size: int
+    exec: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The canonical listing of a tracked folder; its digest is the folder's digest."""
+
+    entries: tuple[Entry, ...]
+
+    @classmethod
+    def build(cls, entries: list[Entry]) -> "Manifest":
+        return cls(tuple(sorted(entries, key=lambda e: e.path)))
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def dumps(self) -> bytes:
+        rows = [[e.path, e.digest, e.size, e.exec] for e in self.entries]
+        doc = {"version": 1, "kind": "manifest", "hash": HASH_NAME, "entries": rows}
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    def by_path(self) -> dict[str, Entry]:
+        return {e.path: e for e in self.entries}
+
+
+def parse_manifest(data: bytes, shown: str) -> Manifest:
+    try:
+        doc = json.loads(data)
+        if doc.get("kind") != "manifest" or doc.get("version") != 1:
+            raise ValueError("not a manifest")
+        entries = tuple(Entry(str(p), str(d), int(s), bool(x)) for p, d, s, x in doc["entries"])
+        for e in entries:
+            problem = check_relative(e.path) or (None if is_digest(e.digest) else "bad digest")
+            if problem:
+                raise ValueError(f"entry {e.path!r}: {problem}")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise FormatError(shown, f"corrupt manifest: {e}") from None
+    return Manifest(entries)

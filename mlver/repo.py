@@ -1,0 +1,139 @@
+"""The Repo handle: the project root, the ``.mlver/`` layout, lazily opened services
+(config, cache, state, ignore rules) and the repository lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from functools import cached_property
+from typing import Iterator
+
+from mlver import git
+from mlver.cache import Cache
+from mlver.config import Config
+from mlver.errors import GitError, LockBusy, NotARepoError
+from mlver.fsutil import IgnoreSpec, inside_root
+from mlver.state import State
+
+MLVER_DIR = ".mlver"
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+
+class Repo:
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        self.dir = os.path.join(self.root, MLVER_DIR)
+        self.tmp_dir = os.path.join(self.dir, "tmp")
+        self.config_path = os.path.join(self.dir, "config")
+        self.local_config_path = os.path.join(self.dir, "config.local")
+
+    @classmethod
+    def find(cls, start: str = ".") -> "Repo":
+        d = os.path.abspath(start)
+        while True:
+            if os.path.isdir(os.path.join(d, MLVER_DIR)):
+                return cls(d)
+            parent = os.path.dirname(d)
+            if parent == d:
+                raise NotARepoError("not inside an mlver project", hint="run `mlver init` at the top of your Git repository")
+            d = parent
+
+    # --- services -------------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> Config:
+        return Config.load(self.config_path, self.local_config_path)
+
+    @cached_property
+    def cache_dir(self) -> str:
+        configured = self.config.get("cache.dir")
+        if configured:
+            path = os.path.expanduser(configured)
+            return os.path.realpath(path if os.path.isabs(path) else os.path.join(self.root, path))
+        return os.path.join(self.dir, "cache")
+
+    @cached_property
+    def cache(self) -> Cache:
+        return Cache(self.cache_dir, link_types=self.config.link_types, fsync=self.fsync)
+
+    @cached_property
+    def state(self) -> State:
+        return State(os.path.join(self.tmp_dir, "state.db"))
+
+    @cached_property
+    def ignore(self) -> IgnoreSpec:
+        return IgnoreSpec.load(self.root)
+
+    @property
+    def fsync(self) -> bool:
+        return self.config.get_bool("core.fsync")
+
+    @cached_property
+    def scm_root(self) -> str | None:
+        return git.find_root(self.root)
+
+    def require_scm(self, what: str) -> str:
+        if self.scm_root is None:
+            raise GitError(f"`{what}` needs Git, and this project was initialised with --no-scm")
+        return self.scm_root
+
+    def close(self) -> None:
+        if "state" in self.__dict__:
+            self.state.close()
+
+    # --- paths ----------------------------------------------------------------------
+
+    def rel(self, path: str) -> str:
+        """``path`` as given by the user (relative to cwd) -> POSIX path relative to the root."""
+        return inside_root(self.root, path)
+
+    def abs(self, rel: str) -> str:
+        return os.path.join(self.root, *rel.split("/")) if rel != "." else self.root
+
+    # --- the repository lock --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """One writer at a time: an flock on ``.mlver/tmp/lock`` (released by the kernel
+        when the holder dies, so a stale lock clears itself), recording pid and host."""
+        import fcntl
+
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        path = os.path.join(self.tmp_dir, "lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        timeout = self.config.get_float("core.lock_timeout", DEFAULT_LOCK_TIMEOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockBusy(f"the repository is locked by {self._holder(path)}",
+                                   hint="wait for it to finish, then run the command again") from None
+                time.sleep(0.05)
+        try:
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+            yield
+        finally:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            os.close(fd)
+
+    @staticmethod
+    def _holder(path: str) -> str:
+        try:
+            with open(path) as f:
+                info = json.load(f)
+            return f"`mlver {info.get('command', '?')}` (pid {info.get('pid')} on {info.get('host')})"
+        except (OSError, ValueError):
+            return "another mlver process"

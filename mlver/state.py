@@ -1,0 +1,125 @@
+"""SQLite memo of file digests: path -> digest, trusted only while (inode, size,
+mtime_ns, ctime_ns) still hold and the file was not modified within the timestamp
+granularity of the moment it was recorded (Git's racy rule). Also remembers which
+outputs mlver placed in the workspace, so data whose pointer vanished can be removed
+safely after ``git checkout``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+
+COARSE_WINDOW_NS = 2_000_000_000  # filesystems with second (or FAT's 2 s) timestamps
+FINE_WINDOW_NS = 100_000_000  # ns timestamps still tick at the kernel clock: keep a margin
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hashes (
+    path TEXT PRIMARY KEY, inode INTEGER, size INTEGER, mtime_ns INTEGER,
+    ctime_ns INTEGER, digest TEXT, recorded_ns INTEGER);
+CREATE TABLE IF NOT EXISTS placed (
+    path TEXT PRIMARY KEY, kind TEXT, digest TEXT);
+"""
+
+
+@dataclass(frozen=True)
+class Placed:
+    path: str
+    kind: str
+    digest: str
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def racy(st: os.stat_result, recorded_ns: int) -> bool:
+    window = COARSE_WINDOW_NS if st.st_mtime_ns % 1_000_000_000 == 0 else FINE_WINDOW_NS
+    return st.st_mtime_ns >= recorded_ns - window or st.st_ctime_ns >= recorded_ns - window
+
+
+class State:
+    """Open lazily, write in batches (``flush``)."""
+
+    def __init__(self, db_path: str) -> None:
+        self.db_path = db_path
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[str, int, int, int, int, str, int]] = []
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            os.makedirs(os.path.dirname(self.db_path), exist_ok=True)
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(SCHEMA)
+            except sqlite3.DatabaseError:
+                # A damaged memo is only a memo: start again.
+                conn.close()
+                for suffix in ("", "-wal", "-shm"):
+                    try:
+                        os.unlink(self.db_path + suffix)
+                    except OSError:
+                        pass
+                conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+                conn.executescript(SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def lookup_many(self, prefix: str) -> dict[str, tuple[int, int, int, int, str, int]]:
+        """Every memo row for ``prefix`` itself and below it (one query)."""
+        rows = self.conn.execute(
+            "SELECT path, inode, size, mtime_ns, ctime_ns, digest, recorded_ns FROM hashes "
+            "WHERE path = ? OR (path >= ? AND path < ?)",
+            (prefix, prefix + "/", prefix + "0"),
+        )
+        return {r[0]: tuple(r[1:]) for r in rows}  # type: ignore[misc]
+
+    @staticmethod
+    def valid(row: tuple[int, int, int, int, str, int] | None, st: os.stat_result) -> str | None:
+        if row is None or row[:4] != _key(st) or racy(st, row[5]):
+            return None
+        return row[4]
+
+    def lookup(self, path: str, st: os.stat_result) -> str | None:
+        row = self.conn.execute(
+            "SELECT inode, size, mtime_ns, ctime_ns, digest, recorded_ns FROM hashes WHERE path = ?", (path,)
+        ).fetchone()
+        return self.valid(row, st)
+
+    def record(self, path: str, st: os.stat_result, digest: str) -> None:
+        self._pending.append((path, *_key(st), digest, time.time_ns()))
+        if len(self._pending) >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        try:
+            with self.conn:
+                self.conn.execute("BEGIN")
+                self.conn.executemany("INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)", rows)
+        except sqlite3.OperationalError:
+            pass  # busy or read-only: the memo is an optimisation, never a requirement
+
+    # --- outputs placed in the workspace ------------------------------------------
+
+    def placed(self) -> list[Placed]:
+        return [Placed(*r) for r in self.conn.execute("SELECT path, kind, digest FROM placed")]
+
+    def set_placed(self, path: str, kind: str, digest: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO placed VALUES (?,?,?)", (path, kind, digest))
+
+    def forget_placed(self, path: str) -> None:
+        self.conn.execute("DELETE FROM placed WHERE path = ?", (path,))
+
+    def close(self) -> None:
+        self.flush()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,474 @@
+"""What is tracked, how the workspace differs from it, and putting objects back into it.
+
+An *output* is a tracked file or folder: named by a pointer file (``NAME.mlver``) or by
+a pipeline stage in ``mlver.lock``. Digests of workspace files come from the state memo
+when the file's stat still matches, and are computed (in parallel) otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+from mlver import git
+from mlver.cache import Cache
+from mlver.errors import FormatError, PathError
+from mlver.fsutil import WalkEntry, inside_root, is_executable, remove_path, walk_files
+from mlver.hashing import digest_file
+from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
+from mlver.progress import NO_PROGRESS, Progress
+from mlver.repo import Repo
+
+WORKERS = min(16, (os.cpu_count() or 2) * 4)
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str  # repo-relative POSIX path of the data
+    kind: str  # "file" or "dir"
+    digest: str
+    size: int
+    files: int | None = None
+    pointer_file: str | None = None  # repo-relative path of the pointer, if any
+    stage: str | None = None  # the stage that produces it, if any
+    pointer: Pointer | None = None
+
+
+# --- finding outputs -------------------------------------------------------------------
+
+def pointer_files(repo: Repo) -> list[str]:
+    """Repo-relative paths of every pointer file in the workspace."""
+    if repo.scm_root is not None:
+        prefix = os.path.relpath(repo.root, repo.scm_root)
+        found = git.list_files(repo.root, f"*{POINTER_SUFFIX}")
+        out = []
+        for p in found:
+            rel = p if prefix == "." else os.path.relpath(os.path.join(repo.scm_root, p), repo.root)
+            if os.path.isfile(repo.abs(rel)):
+                out.append(rel.replace(os.sep, "/"))
+        return sorted(out)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(repo.root):
+        rel_dir = os.path.relpath(dirpath, repo.root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        names = set(filenames)
+        dirnames[:] = [d for d in dirnames if d not in (".git", ".mlver") and d + POINTER_SUFFIX not in names]
+        out.extend(rel_dir + f for f in filenames if f.endswith(POINTER_SUFFIX))
+    return sorted(out)
+
+
+def data_path_of(repo: Repo, pointer_rel: str, pointer: Pointer) -> str:
+    folder = os.path.dirname(pointer_rel)
+    joined = f"{folder}/{pointer.path}" if folder else pointer.path
+    rel = inside_root(repo.root, repo.abs(joined), shown=pointer_rel)
+    return rel
+
+
+def load_output(repo: Repo, pointer_rel: str) -> Output:
+    ptr = read_pointer(repo.abs(pointer_rel), pointer_rel)
+    try:
+        path = data_path_of(repo, pointer_rel, ptr)
+    except PathError as e:
+        raise FormatError(pointer_rel, f"'path': {ptr.path} leaves the repository ({e.message.split(': ', 1)[-1]})") from None
+    return Output(path, ptr.kind, ptr.digest, ptr.size, ptr.files, pointer_file=pointer_rel, pointer=ptr)
+
+
+def pointer_outputs(repo: Repo) -> list[Output]:
+    """Every output named by a pointer file."""
+    return [load_output(repo, p) for p in pointer_files(repo)]
+
+
+def select_outputs(repo: Repo, outputs: list[Output], targets: Iterable[str]) -> list[Output]:
+    """Outputs named by user targets: a data path, a pointer file, a folder containing
+    outputs, or a stage name. An unknown target is an error suggesting ``add``."""
+    chosen: dict[str, Output] = {}
+    for t in targets:
+        stage_hits = [o for o in outputs if o.stage == t]
+        if stage_hits and not os.path.exists(t):
+            chosen.update((o.path, o) for o in stage_hits)
+            continue
+        rel = repo.rel(t)
+        if rel.endswith(POINTER_SUFFIX):
+            rel_data = [o for o in outputs if o.pointer_file == rel]
+            if rel_data:
+                chosen.update((o.path, o) for o in rel_data)
+                continue
+        hits = [o for o in outputs if o.path == rel or o.path.startswith(rel + "/") or rel == "."]
+        if not hits:
+            inner = [o for o in outputs if rel.startswith(o.path + "/")]
+            if inner:
+                hits = inner
+        if not hits:
+            raise PathError(t, "is not tracked by mlver", hint=f"track it with `mlver add {t}`")
+        chosen.update((o.path, o) for o in hits)
+    return [o for o in outputs if o.path in chosen]
+
+
+# --- digests of workspace files -------------------------------------------------------
+
+def digest_entries(repo: Repo, entries: list[tuple[str, str, os.stat_result]], *,
+                   memo: dict | None = None, progress: Progress = NO_PROGRESS) -> dict[str, str]:
+    """Digest of each (repo-rel path, abs path, stat); memoised ones are not read."""
+    state = repo.state
+    result: dict[str, str] = {}
+    todo: list[tuple[str, str, os.stat_result]] = []
+    for rel, path, st in entries:
+        row = memo.get(rel) if memo is not None else None
+        d = state.valid(row, st) if memo is not None else state.lookup(rel, st)
+        if d is None:
+            todo.append((rel, path, st))
+        else:
+            result[rel] = d
+    if todo:
+        total = sum(st.st_size for _, _, st in todo)
+        progress.start("hashing", total_files=len(todo), total_bytes=total)
+
+        def work(item: tuple[str, str, os.stat_result]) -> tuple[str, str, os.stat_result]:
+            rel, path, st = item
+            d, _ = digest_file(path)
+            progress.advance(files=1, nbytes=st.st_size)
+            return rel, d, st
+
+        if len(todo) == 1:
+            done = [work(todo[0])]
+        else:
+            with ThreadPoolExecutor(WORKERS) as ex:
+                done = list(ex.map(work, todo))
+        for rel, d, st in done:
+            result[rel] = d
+            state.record(rel, st, d)
+        progress.finish()
+    return result
+
+
+def scan_dir(repo: Repo, rel: str) -> list[WalkEntry]:
+    return sorted(walk_files(repo.abs(rel), ignore=repo.ignore, top_rel=rel, links_into=repo.cache_dir),
+                  key=lambda e: e.rel)
+
+
+def current_manifest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> Manifest:
+    entries = scan_dir(repo, rel)
+    memo = repo.state.lookup_many(rel)
+    digests = digest_entries(repo, [(f"{rel}/{e.rel}", e.path, e.st) for e in entries], memo=memo, progress=progress)
+    return Manifest.build([Entry(e.rel, digests[f"{rel}/{e.rel}"], e.st.st_size, is_executable(e.st.st_mode))
+                           for e in entries])
+
+
+def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, int] | None:
+    path = repo.abs(rel)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not os.path.isfile(path):
+        return None
+    return digest_entries(repo, [(rel, path, st)], progress=progress)[rel], st.st_size
+
+
+def load_manifest(cache: Cache, digest: str) -> Manifest | None:
+    if not cache.has(digest, manifest=True):
+        return None
+    return parse_manifest(cache.read_bytes(digest, manifest=True), f"manifest {digest}")
+
+
+# --- status ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FileState:
+    path: str  # repo-relative
+    state: str  # new / modified / deleted / not_in_cache
+
+
+@dataclass(frozen=True)
+class OutputState:
+    output: Output
+    state: str  # ok / modified / deleted / not_in_cache / new
+    files: tuple[FileState, ...] = ()
+    current_digest: str | None = None
+
+
+def compare_manifests(base: str, old: Manifest, new: Manifest) -> list[FileState]:
+    a, b = old.by_path(), new.by_path()
+    out = []
+    for p in sorted(set(a) | set(b)):
+        if p not in b:
+            out.append(FileState(f"{base}/{p}", "deleted"))
+        elif p not in a:
+            out.append(FileState(f"{base}/{p}", "new"))
+        elif a[p].digest != b[p].digest:
+            out.append(FileState(f"{base}/{p}", "modified"))
+    return out
+
+
+def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -> OutputState:
+    cache = repo.cache
+    path = repo.abs(out.path)
+    exists = os.path.lexists(path)
+    if out.kind == "file":
+        if not exists:
+            return OutputState(out, "deleted" if cache.has(out.digest) else "not_in_cache")
+        if os.path.isdir(path) and not os.path.islink(path):
+            return OutputState(out, "modified")
+        cur = current_file_digest(repo, out.path, progress=progress)
+        cur_digest = cur[0] if cur else None
+        if cur_digest != out.digest:
+            return OutputState(out, "modified", current_digest=cur_digest)
+        return OutputState(out, "ok" if cache.has(out.digest) else "not_in_cache", current_digest=cur_digest)
+    # a folder
+    recorded = load_manifest(cache, out.digest)
+    if not exists:
+        return OutputState(out, "deleted" if recorded is not None else "not_in_cache")
+    if not os.path.isdir(path):
+        return OutputState(out, "modified")
+    cur_manifest = current_manifest(repo, out.path, progress=progress)
+    cur_digest = cache_digest_of(cur_manifest)
+    if cur_digest == out.digest:
+        missing = recorded is None or any(not cache.has(e.digest) for e in recorded.entries)
+        return OutputState(out, "not_in_cache" if missing else "ok", current_digest=cur_digest)
+    files = tuple(compare_manifests(out.path, recorded, cur_manifest)) if recorded is not None else ()
+    return OutputState(out, "modified", files, current_digest=cur_digest)
+
+
+def cache_digest_of(manifest: Manifest) -> str:
+    from mlver.hashing import digest_bytes
+
+    return digest_bytes(manifest.dumps())
+
+
+# --- storing workspace data -----------------------------------------------------------
+
+@dataclass
+class Stored:
+    kind: str
+    digest: str
+    size: int
+    files: int | None
+    link_type: str | None = None
+
+
+def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> Stored:
+    """Hash and store the workspace data at ``rel`` (file or folder) in the cache."""
+    path = repo.abs(rel)
+    cache = repo.cache
+    if os.path.isdir(path) and not os.path.islink(path):
+        entries = scan_dir(repo, rel)
+        memo = repo.state.lookup_many(rel)
+        total = sum(e.st.st_size for e in entries)
+        progress.start(f"adding {rel}", total_files=len(entries), total_bytes=total)
+
+        def work(e: WalkEntry) -> Entry:
+            frel = f"{rel}/{e.rel}"
+            known = repo.state.valid(memo.get(frel), e.st)
+            digest, size = cache.store_file(e.path, known_digest=known)
+            if known is None:
+                repo.state.record(frel, e.st, digest)
+            progress.advance(files=1, nbytes=size)
+            return Entry(e.rel, digest, size, is_executable(e.st.st_mode))
+
+        with ThreadPoolExecutor(WORKERS) as ex:
+            manifest = Manifest.build(list(ex.map(work, entries)))
+        progress.finish()
+        digest = cache.store_bytes(manifest.dumps(), manifest=True)
+        link = None
+        if cache.link_types_from(path)[:1] in (["hardlink"], ["symlink"]):
+            for e in manifest.entries:
+                link = cache.place(e.digest, os.path.join(path, *e.path.split("/")), executable=e.exec)
+        return Stored("dir", digest, manifest.size, len(manifest.entries), link)
+    st = os.stat(path)
+    known = repo.state.lookup(rel, st)
+    progress.start(f"adding {rel}", total_files=1, total_bytes=st.st_size)
+    digest, size = cache.store_file(path, known_digest=known)
+    progress.advance(files=1, nbytes=size)
+    progress.finish()
+    if known is None:
+        repo.state.record(rel, st, digest)
+    link = cache.relink_after_store(digest, path, executable=is_executable(st.st_mode))
+    return Stored("file", digest, size, None, link)
+
+
+# --- checkout -------------------------------------------------------------------------
+
+@dataclass
+class CheckoutResult:
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # local content not in the cache, left alone
+    missing: list[str] = field(default_factory=list)  # objects absent from the cache
+    link_types: set[str] = field(default_factory=set)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.modified or self.deleted)
+
+    def merge(self, other: "CheckoutResult") -> None:
+        for name in ("added", "modified", "deleted", "kept", "missing"):
+            getattr(self, name).extend(getattr(other, name))
+        self.link_types |= other.link_types
+
+
+@dataclass(frozen=True)
+class _Place:
+    rel: str
+    digest: str
+    exec: bool
+    existed: bool
+
+
+def _safe_to_replace(repo: Repo, rel: str, current: str | None, force: bool, res: CheckoutResult) -> bool:
+    """May the workspace content at ``rel`` (digest ``current``) be overwritten?"""
+    if current is None or repo.cache.has(current):
+        return True
+    if force:
+        repo.cache.store_file(repo.abs(rel), known_digest=current)
+        return True
+    res.kept.append(rel)
+    return False
+
+
+def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: bool = False,
+                    progress: Progress = NO_PROGRESS) -> CheckoutResult:
+    """Make the workspace data of ``out`` match its recorded digest (plan, then act)."""
+    res = CheckoutResult()
+    cache = repo.cache
+    path = repo.abs(out.path)
+    plan: list[_Place] = []
+    removals: list[str] = []
+
+    if out.kind == "file":
+        if not cache.has(out.digest):
+            res.missing.append(out.path)
+            return res
+        if os.path.isdir(path) and not os.path.islink(path):
+            cur = current_manifest(repo, out.path)
+            unsafe = [f"{out.path}/{e.path}" for e in cur.entries if not cache.has(e.digest)]
+            if unsafe and not force:
+                res.kept.extend(unsafe)
+                return res
+            for f in unsafe:
+                cache.store_file(repo.abs(f))
+            remove_path(path)
+            plan.append(_Place(out.path, out.digest, False, False))
+        else:
+            cur = current_file_digest(repo, out.path) if os.path.lexists(path) else None
+            if cur and cur[0] == out.digest and not relink:
+                return res
+            if cur and not _safe_to_replace(repo, out.path, cur[0], force, res):
+                return res
+            plan.append(_Place(out.path, out.digest, False, cur is not None))
+    else:
+        manifest = load_manifest(cache, out.digest)
+        if manifest is None:
+            res.missing.append(out.path)
+            return res
+        if os.path.lexists(path) and not os.path.isdir(path):
+            cur_d = current_file_digest(repo, out.path)
+            if cur_d and not _safe_to_replace(repo, out.path, cur_d[0], force, res):
+                return res
+            os.unlink(path)
+        current: dict[str, Entry] = {}
+        if os.path.isdir(path):
+            current = current_manifest(repo, out.path).by_path()
+        missing_objs = [e for e in manifest.entries if not cache.has(e.digest)]
+        if missing_objs:
+            res.missing.extend(f"{out.path}/{e.path}" for e in missing_objs)
+        wanted = manifest.by_path()
+        for p, e in current.items():
+            if p not in wanted:
+                frel = f"{out.path}/{p}"
+                if _safe_to_replace(repo, frel, e.digest, force, res):
+                    removals.append(frel)
+        for e in manifest.entries:
+            if not cache.has(e.digest):
+                continue
+            cur_e = current.get(e.path)
+            frel = f"{out.path}/{e.path}"
+            if cur_e is not None and cur_e.digest == e.digest and not relink:
+                if cur_e.exec != e.exec and cache.link_types_from(path)[:1] != ["hardlink"]:
+                    os.chmod(repo.abs(frel), 0o755 if e.exec else 0o644)
+                continue
+            if cur_e is not None and not _safe_to_replace(repo, frel, cur_e.digest, force, res):
+                continue
+            plan.append(_Place(frel, e.digest, e.exec, cur_e is not None))
+
+    for rel in removals:
+        os.unlink(repo.abs(rel))
+        res.deleted.append(rel)
+    _prune_empty_dirs(repo, out.path, removals)
+    if plan:
+        sizes = {p.digest: os.path.getsize(cache.path(p.digest)) for p in plan}
+        progress.start(f"checkout {out.path}", total_files=len(plan), total_bytes=sum(sizes[p.digest] for p in plan))
+
+        def work(p: _Place) -> tuple[_Place, str]:
+            kind = cache.place(p.digest, repo.abs(p.rel), executable=p.exec)
+            progress.advance(files=1, nbytes=sizes[p.digest])
+            return p, kind
+
+        if len(plan) == 1:
+            done = [work(plan[0])]
+        else:
+            with ThreadPoolExecutor(WORKERS) as ex:
+                done = list(ex.map(work, plan))
+        progress.finish()
+        for p, kind in done:
+            res.link_types.add(kind)
+            (res.modified if p.existed else res.added).append(p.rel)
+            try:
+                repo.state.record(p.rel, os.stat(repo.abs(p.rel)), p.digest)
+            except OSError:
+                pass
+    if not res.kept and not res.missing:
+        repo.state.set_placed(out.path, out.kind, out.digest)
+    return res
+
+
+def _prune_empty_dirs(repo: Repo, top_rel: str, removed: list[str]) -> None:
+    top = repo.abs(top_rel)
+    for rel in sorted(removed, key=len, reverse=True):
+        d = os.path.dirname(repo.abs(rel))
+        while d.startswith(top + os.sep):
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+            d = os.path.dirname(d)
+
+
+def clean_vanished(repo: Repo, outputs: list[Output]) -> CheckoutResult:
+    """Remove data mlver placed whose pointer (or lock entry) is gone — only when its
+    content is in the cache and unchanged since mlver wrote it; otherwise keep and list."""
+    res = CheckoutResult()
+    live = {o.path for o in outputs}
+    for placed in repo.state.placed():
+        if placed.path in live or any(placed.path.startswith(p + "/") for p in live):
+            if placed.path not in live:
+                repo.state.forget_placed(placed.path)
+            continue
+        path = repo.abs(placed.path)
+        if not os.path.lexists(path):
+            repo.state.forget_placed(placed.path)
+            continue
+        if any(o.path.startswith(placed.path + "/") for o in outputs):
+            repo.state.forget_placed(placed.path)
+            continue
+        if placed.kind == "dir" and os.path.isdir(path):
+            cur = current_manifest(repo, placed.path)
+            same = cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries)
+        elif placed.kind == "file" and os.path.isfile(path):
+            d = current_file_digest(repo, placed.path)
+            same = d is not None and d[0] == placed.digest and repo.cache.has(placed.digest)
+        else:
+            same = False
+        if same:
+            remove_path(path)
+            res.deleted.append(placed.path)
+            repo.state.forget_placed(placed.path)
+        else:
+            res.kept.append(placed.path)
+    return res
+
+
+def with_digest(out: Output, stored: Stored) -> Output:
+    return replace(out, kind=stored.kind, digest=stored.digest, size=stored.size, files=stored.files)
