@@ -77,7 +77,11 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, directory: str | None) -
     ctx.obj = App(verbose, quiet)
 
 
-from mlver.cli import data as _data  # noqa: E402,F401  (registers the commands)
+from mlver.cli import data as _data  # noqa: E402,F401  (each module registers its commands)
+from mlver.cli import remote as _remote  # noqa: E402,F401
+from mlver.cli import pipeline as _pipeline  # noqa: E402,F401
+from mlver.cli import history as _history  # noqa: E402,F401
+from mlver.cli import hooks as _hooks  # noqa: E402,F401
 
 
 def _error(message: str, hint: str | None = None) -> None:

@@ -1,0 +1,84 @@
+"""Shared fixtures: real Git repositories in temporary folders and the installed
+``mlver`` run as a subprocess, with a pinned environment (HOME, NO_COLOR, COLUMNS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MLVER = shutil.which("mlver")
+
+
+@pytest.fixture(autouse=True)
+def pinned_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("MLVER_FAILPOINT", raising=False)
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+
+
+def mlver_cmd() -> list[str]:
+    return [MLVER] if MLVER else [sys.executable, "-m", "mlver"]
+
+
+def run(args: list[str], cwd: Path | str, *, check: bool = True, env: dict[str, str] | None = None,
+        input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the installed mlver; with check=True a non-zero exit fails the test with its output."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    proc = subprocess.run([*mlver_cmd(), *args], cwd=cwd, capture_output=True, text=True, env=full_env,
+                          input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mlver {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def run_json(args: list[str], cwd: Path | str, **kw: Any) -> Any:
+    return json.loads(run([*args, "--json"], cwd, **kw).stdout)
+
+
+def git(args: list[str], cwd: Path | str, *, check: bool = True) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc.stdout
+
+
+def gen(root: Path, files: dict[str, str | bytes]) -> None:
+    """Write files (text or bytes) below ``root``, creating folders."""
+    for rel, content in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.exists() and not os.access(p, os.W_OK):
+            p.unlink()
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A fresh Git repository with mlver initialised and one commit."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(["init", "-q"], root)
+    run(["init"], root)
+    git(["commit", "-q", "-m", "init mlver"], root)
+    return root
