@@ -142,15 +142,16 @@ run_tool() (   # subshell: cd, exports and traps stay local
   case "$tool" in
   mlver)
     X=$MLVER
-    INIT="$X init && { git commit -qm init || true; }"   # init git-adds its own files
-    ADD="$X add $T && git add $T.mlver && { [ ! -f .gitignore ] || git add .gitignore; } && git commit -qm add"
+    # -q (a global option, before the command) wherever DVC gets -q
+    INIT="$X -q init && { git commit -qm init || true; }"   # init git-adds its own files
+    ADD="$X -q add $T && git add $T.mlver && { [ ! -f .gitignore ] || git add .gitignore; } && git commit -qm add"
     STATUS="$X status"
-    COMMIT="$X commit && git add $T.mlver && git commit -qm mod"
-    CHECKOUT="$X checkout"
-    REMOTE_SETUP="$X remote add -d loc $REMOTE && { git add .mlver/config; git commit -qm remote || true; } && git remote add origin $ORIGIN && git push -q origin main"
-    PUSH="$X push -r loc"
+    COMMIT="$X -q commit && git add $T.mlver && git commit -qm mod"
+    CHECKOUT="$X -q checkout"
+    REMOTE_SETUP="$X -q remote add -d loc $REMOTE && { git add .mlver/config; git commit -qm remote || true; } && git remote add origin $ORIGIN && git push -q origin main"
+    PUSH="$X -q push -r loc"
     # if the remote did not reach the committed config, add it in the clone (counted)
-    PULL="git clone -q $ORIGIN $FRESH && cd $FRESH && { grep -qs loc .mlver/config || $X remote add -d loc $REMOTE; } && $X pull -r loc"
+    PULL="git clone -q $ORIGIN $FRESH && cd $FRESH && { grep -qs loc .mlver/config || $X -q remote add -d loc $REMOTE; } && $X -q pull -r loc"
     ;;
   dvc)
     X=$DVC

@@ -14,10 +14,12 @@ Cells are medians over the repetitions, with (min–max) when n > 1 unless
 --no-range.  OTHER/BASE > 1 means the base tool is faster.  The floor of a
 step is the fastest (by median) of the floors listed for it in FLOOR_FOR
 below; BASE/floor says how far the base tool is from the physical floor.
+A step whose restored data failed verification is marked "⚠ wrong data".
 Then a peak-memory table, the table of every floor, and the notes that
 matter (versions, verification failures, failed steps).
 """
 import argparse
+import re
 import statistics
 from collections import defaultdict
 
@@ -88,6 +90,7 @@ def main():
     rss = defaultdict(list)
     fails = defaultdict(int)
     skips = defaultdict(int)
+    wrong = defaultdict(int)   # restored data failed verification
     tools, scens, steps_seen, notes, headers = [], [], [], [], []
     for path in a.raw:
         for line in open(path, encoding="utf-8", errors="replace"):
@@ -96,6 +99,9 @@ def main():
                 continue
             if line.startswith("#"):
                 low = line.lower()
+                mv = re.match(r"# (\S+) (\S+) VERIFY FAILED after (\S+):", line)
+                if mv:
+                    wrong[mv.groups()] += 1
                 if line.startswith("# bench/run.sh") or line.startswith("# run_all") \
                         or line.startswith("# mlver="):
                     headers.append(line[2:])
@@ -139,6 +145,8 @@ def main():
         bad = fails.get(key, 0) + skips.get(key, 0)
         if bad:
             s += f" [+{fails.get(key, 0)} fail, {skips.get(key, 0)} skip]"
+        if wrong.get(key):
+            s += f" ⚠ wrong data ×{wrong[key]}"
         return s
 
     base = a.base

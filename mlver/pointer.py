@@ -62,7 +62,7 @@ class Pointer:
 
     def dumps(self) -> str:
         out = [HEADER, "version: 1\n", f"path: {yaml_scalar(self.path)}\n", f"kind: {self.kind}\n",
-               f"hash: {HASH_NAME}\n", f"digest: {self.digest}\n", f"size: {self.size}\n"]
+               f"hash: {HASH_NAME}\n", f"digest: {self.digest if not self.digest.isdigit() else repr(self.digest)}\n", f"size: {self.size}\n"]
         if self.kind == "dir":
             out.append(f"files: {self.files or 0}\n")
         if self.desc is not None:
@@ -104,6 +104,8 @@ def parse_pointer(text: str, shown: str) -> Pointer:
     if data["hash"] != HASH_NAME:
         raise bad("hash", f"unknown hash {data['hash']!r} (this mlver uses {HASH_NAME})")
     digest = data["digest"]
+    if isinstance(digest, int) and not isinstance(digest, bool) and 0 <= digest < 10**32:
+        digest = f"{digest:032d}"  # an all-digit digest that YAML read as a number
     if not isinstance(digest, str) or not is_digest(digest):
         raise bad("digest", f"must be 32 lower-case hex digits, got {digest!r}")
     size = data["size"]

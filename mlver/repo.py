@@ -36,7 +36,9 @@ class Repo:
         d = os.path.abspath(start)
         while True:
             if os.path.isdir(os.path.join(d, MLVER_DIR)):
-                return cls(d)
+                repo = cls(d)
+                repo.config  # noqa: B018 - a malformed config fails every command, early and by name
+                return repo
             parent = os.path.dirname(d)
             if parent == d:
                 raise NotARepoError("not inside an mlver project", hint="run `mlver init` at the top of your Git repository")

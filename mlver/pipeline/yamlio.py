@@ -1,0 +1,106 @@
+"""YAML for pipeline files: parse keeping the line of every mapping key and list item
+(so errors can name the line), and dump single values byte-stably for the lock."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+from mlver.errors import FormatError
+
+try:
+    _Base: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _Base = yaml.SafeLoader
+
+
+class LinedMap(dict):  # type: ignore[type-arg]
+    """A mapping that knows the line of itself and of each key (1-based)."""
+
+    line: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[Any, int] = {}
+
+    def line_of(self, key: Any) -> int | None:
+        return self.lines.get(key, self.line)
+
+
+class LinedList(list):  # type: ignore[type-arg]
+    line: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[int] = []
+
+    def line_at(self, i: int) -> int | None:
+        return self.lines[i] if i < len(self.lines) else self.line
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        self.key = key
+        self.line = line
+
+
+class _LineLoader(_Base):  # type: ignore[misc,valid-type]
+    pass
+
+
+def _map(loader: Any, node: yaml.MappingNode) -> LinedMap:
+    loader.flatten_mapping(node)
+    out = LinedMap()
+    out.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise _DuplicateKey(None, line) from None
+        if key in out:
+            raise _DuplicateKey(key, line)
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = line
+    return out
+
+
+def _seq(loader: Any, node: yaml.SequenceNode) -> LinedList:
+    out = LinedList()
+    out.line = node.start_mark.line + 1
+    for item in node.value:
+        out.append(loader.construct_object(item, deep=True))
+        out.lines.append(item.start_mark.line + 1)
+    return out
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _map)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _seq)
+
+
+def load_lined(text: str, shown: str) -> Any:
+    """Parse YAML into LinedMap/LinedList; syntax errors and duplicate keys become
+    FormatErrors naming ``shown`` and the line."""
+    try:
+        return yaml.load(text, Loader=_LineLoader)
+    except _DuplicateKey as e:
+        what = f"duplicate key '{e.key}'" if e.key is not None else "a mapping key must be a plain value"
+        raise FormatError(shown, what, line=e.line) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise FormatError(shown, f"invalid YAML: {problem}", line=line) from None
+
+
+def dump_value(value: Any) -> str:
+    """One YAML value on one line (flow style for lists), reading back equal."""
+    if isinstance(value, float) and math.isnan(value):
+        return ".nan"
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
+    if text.endswith("\n...\n"):
+        text = text[:-5]
+    return text.rstrip("\n")

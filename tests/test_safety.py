@@ -1,0 +1,190 @@
+"""Guarantee 1 (nothing is lost) and guarantee 4 (clear errors) through the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from conftest import gen, git, run, run_json
+
+
+def obj_path(repo: Path, data: bytes) -> Path:
+    d = xxhash.xxh3_128_hexdigest(data)
+    return repo / ".mlver/cache/files/xxh3-128" / d[:2] / d[2:]
+
+
+def test_checkout_keeps_uncached_edit_and_lists_it(repo: Path) -> None:
+    gen(repo, {"a.csv": "v1", "f/x": "x1", "f/y": "y1"})
+    run(["add", "a.csv", "f"], repo)
+    gen(repo, {"a.csv": "my precious edit", "f/x": "edited x", "f/new": "brand new"})
+    os.unlink(repo / "f/y")
+    proc = run(["checkout"], repo, check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("mlver: error: kept local changes")
+    for p in ("a.csv", "f/x", "f/new"):
+        assert p in proc.stderr
+    assert (repo / "a.csv").read_text() == "my precious edit"
+    assert (repo / "f/x").read_text() == "edited x"
+    assert (repo / "f/new").read_text() == "brand new"
+    assert (repo / "f/y").read_text() == "y1"  # everything else is updated
+
+
+def test_checkout_force_caches_then_replaces(repo: Path) -> None:
+    gen(repo, {"a.csv": "v1"})
+    run(["add", "a.csv"], repo)
+    gen(repo, {"a.csv": "edit to throw away"})
+    run(["checkout", "--force"], repo)
+    assert (repo / "a.csv").read_text() == "v1"
+    assert obj_path(repo, b"edit to throw away").read_bytes() == b"edit to throw away"
+
+
+def test_checkout_replaces_content_that_is_in_cache(repo: Path) -> None:
+    gen(repo, {"a.csv": "v1"})
+    run(["add", "a.csv"], repo)
+    run(["commit", "-m", "v1"], repo)
+    gen(repo, {"a.csv": "v2"})
+    run(["commit", "-m", "v2"], repo)
+    git(["checkout", "-q", "HEAD~1"], repo)
+    run(["checkout"], repo)  # v2 is cached, so replacing it is safe
+    assert (repo / "a.csv").read_text() == "v1"
+
+
+def test_vanished_pointer_removes_only_cached_unchanged_data(repo: Path) -> None:
+    run(["commit", "-m", "base"], repo)
+    git(["checkout", "-q", "-b", "feature"], repo)
+    gen(repo, {"clean.bin": b"clean", "edited.bin": b"orig"})
+    run(["add", "clean.bin", "edited.bin"], repo)
+    run(["commit", "-m", "feature data"], repo)
+    gen(repo, {"edited.bin": b"local edit"})
+    git(["checkout", "-q", "main"], repo)
+    proc = run(["checkout"], repo, check=False)
+    assert not (repo / "clean.bin").exists()
+    assert (repo / "edited.bin").read_bytes() == b"local edit"
+    assert "edited.bin" in proc.stderr and proc.returncode == 3
+
+
+def test_missing_object_reported_with_pull_hint(repo: Path) -> None:
+    gen(repo, {"a.bin": b"gone"})
+    run(["add", "a.bin"], repo)
+    obj = obj_path(repo, b"gone")
+    os.chmod(obj, 0o644)
+    obj.unlink()
+    os.unlink(repo / "a.bin")
+    assert run_json(["status"], repo)["outputs"][0]["state"] == "not_in_cache"
+    proc = run(["checkout"], repo, check=False)
+    assert proc.returncode == 3 and "a.bin" in proc.stderr and "mlver pull" in proc.stderr
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("version: 1\npath: [unclosed\n", "invalid YAML"),
+    ("version: 1\npath: a.bin\nkind: file\nhash: xxh3-128\ndigest: abc\nsize: 1\n", "'digest'"),
+    ("version: 1\npath: a.bin\nkind: file\nhash: md5\ndigest: " + "0" * 32 + "\nsize: 1\n", "unknown hash 'md5'"),
+    ("version: 1\npath: ../../etc/passwd\nkind: file\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\n", "'..'"),
+    ("version: 1\npath: /etc/passwd\nkind: file\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\n", "absolute"),
+    ("version: 1\npath: a.bin\nkind: blob\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\n", "'kind'"),
+    ("- just\n- a list\n", "expected a YAML mapping"),
+])
+def test_malformed_pointer_is_named_with_exit_3(repo: Path, text: str, problem: str) -> None:
+    gen(repo, {"a.bin.mlver": text})
+    for cmd in (["status"], ["checkout"], ["list"]):
+        proc = run(cmd, repo, check=False)
+        assert proc.returncode == 3, proc
+        first = proc.stderr.splitlines()[0]
+        assert first.startswith("mlver: error: a.bin.mlver") and problem in first, first
+        assert "Traceback" not in proc.stderr
+
+
+def test_malformed_pointer_names_the_line(repo: Path) -> None:
+    gen(repo, {"a.bin.mlver": "version: 1\npath: a.bin\nkind: file\nhash: xxh3-128\ndigest: xyz\nsize: 1\n"})
+    proc = run(["status"], repo, check=False)
+    assert "a.bin.mlver:5:" in proc.stderr
+
+
+def test_pointer_through_symlinked_parent_is_refused(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.bin").write_bytes(b"secret")
+    os.symlink(outside, repo / "link")
+    gen(repo, {"x.mlver": "version: 1\npath: link/secret.bin\nkind: file\nhash: xxh3-128\ndigest: "
+               + "0" * 32 + "\nsize: 6\n"})
+    proc = run(["checkout"], repo, check=False)
+    assert proc.returncode == 3 and "leaves the repository" in proc.stderr
+    assert (outside / "secret.bin").read_bytes() == b"secret"
+
+
+@pytest.mark.parametrize("target,expect", [
+    ("/etc/hostname", "outside the repository"),
+    ("../escape.txt", "outside the repository"),
+    ("nope.csv", "does not exist"),
+])
+def test_add_refuses_bad_paths(repo: Path, target: str, expect: str) -> None:
+    (repo.parent / "escape.txt").write_text("x")
+    proc = run(["add", target], repo, check=False)
+    assert proc.returncode == 3 and expect in proc.stderr and proc.stderr.startswith("mlver: error:")
+
+
+def test_add_refuses_through_symlinked_folder(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "f.bin").write_bytes(b"f")
+    os.symlink(outside, repo / "ln")
+    proc = run(["add", "ln/f.bin"], repo, check=False)
+    assert proc.returncode == 3 and "outside the repository" in proc.stderr
+
+
+def test_add_refuses_git_tracked_path_with_hint(repo: Path) -> None:
+    gen(repo, {"data.csv": "a,b\n"})
+    git(["add", "data.csv"], repo)
+    proc = run(["add", "data.csv"], repo, check=False)
+    assert proc.returncode == 3 and "tracked by Git" in proc.stderr and "git rm -r --cached data.csv" in proc.stderr
+
+
+def test_add_refuses_path_inside_or_containing_output(repo: Path) -> None:
+    gen(repo, {"ds/a": "a", "ds/b": "b", "outer/inner.bin": "i"})
+    run(["add", "ds", "outer/inner.bin"], repo)
+    proc = run(["add", "ds/a"], repo, check=False)
+    assert proc.returncode == 3 and "inside the tracked output ds" in proc.stderr
+    proc = run(["add", "outer"], repo, check=False)
+    assert proc.returncode == 3 and "contains the tracked output outer/inner.bin" in proc.stderr
+
+
+def test_symlink_inside_tracked_folder_is_refused_unless_ignored(repo: Path) -> None:
+    gen(repo, {"ds/a": "a"})
+    os.symlink("/etc/hostname", repo / "ds/link")
+    proc = run(["add", "ds"], repo, check=False)
+    assert proc.returncode == 3 and "ds/link" in proc.stderr and ".mlverignore" in proc.stderr
+    gen(repo, {".mlverignore": "ds/link\n"})
+    run(["add", "ds"], repo)
+    assert "files: 1" in (repo / "ds.mlver").read_text()
+
+
+def test_malformed_config_is_named(repo: Path) -> None:
+    (repo / ".mlver/config").write_text("[core\nremote = x\n")
+    proc = run(["status"], repo, check=False)
+    assert proc.returncode == 3 and ".mlver/config" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_round_trip_and_validation(repo: Path) -> None:
+    run(["config", "cache.type", "hardlink,copy"], repo)
+    assert run(["config", "cache.type"], repo).stdout.strip() == "hardlink,copy"
+    assert "[cache]" in (repo / ".mlver/config").read_text()
+    run(["config", "--local", "core.remote", "mine"], repo)
+    assert run(["config", "core.remote"], repo).stdout.strip() == "mine"
+    assert "mine" not in (repo / ".mlver/config").read_text()
+    bad = run(["config", "cache.type", "teleport"], repo, check=False)
+    assert bad.returncode == 2 and "unknown link type" in bad.stderr
+    unknown = run(["config", "core.colour", "x"], repo, check=False)
+    assert unknown.returncode == 2 and "unknown config key" in unknown.stderr
+    run(["config", "--global", "core.autostage", "true"], repo)
+    assert run(["config", "core.autostage"], repo).stdout.strip() == "true"
+
+
+def test_doctor_reports_environment(repo: Path) -> None:
+    doc = run_json(["doctor"], repo)
+    assert doc["link_types"]["copy"] is True and doc["link_types"]["symlink"] is True
+    assert doc["cache_dir"].endswith(".mlver/cache") and doc["git"].startswith("git version")
+    text = run(["doctor"], repo).stdout
+    assert "Link types that work here" in text
