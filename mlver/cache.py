@@ -13,10 +13,17 @@ from typing import Iterator
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import atomic_write, fsync_dir, link_file, set_readonly, unlink_quiet
+from mlver.fsutil import TMP_MARK, atomic_write, fsync_dir, link_file, set_readonly, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
 
 MANIFEST_SUFFIX = ".manifest"
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 def object_relpath(digest: str, manifest: bool = False) -> str:
@@ -42,6 +49,7 @@ class Cache:
         self.tmp_dir = os.path.join(root, "tmp")
         self._working: dict[str, int] = {}  # workspace device -> index of first link type that worked
         self._made_dirs: set[str] = set()
+        self._reflink_ok: bool | None = None
 
     # --- naming -------------------------------------------------------------------
 
@@ -58,12 +66,13 @@ class Cache:
 
     def _tmp(self) -> str:
         self._ensure_dir(self.tmp_dir)
-        return os.path.join(self.tmp_dir, os.urandom(8).hex())
+        return os.path.join(self.tmp_dir, unique_suffix())
 
-    def _commit_tmp(self, tmp: str, digest: str, manifest: bool) -> None:
+    def _commit_tmp(self, tmp: str, digest: str, manifest: bool, *, readonly: bool = False) -> None:
         dest = self.path(digest, manifest)
         self._ensure_dir(os.path.dirname(dest))
-        os.chmod(tmp, 0o444)
+        if not readonly:
+            os.chmod(tmp, 0o444)
         if self.fsync:
             fd = os.open(tmp, os.O_RDONLY)
             try:
@@ -84,45 +93,70 @@ class Cache:
             return known_digest, os.path.getsize(src)
         tmp = self._tmp()
         try:
-            try:
-                link_file(src, tmp, "reflink")
-                digest, size = digest_file(tmp)
-            except OSError:
-                unlink_quiet(tmp)
-                digest, size = self._copy_hashing(src, tmp)
+            digest_size = self._try_reflink(src, tmp)
+            if digest_size is None:
+                digest_size = self._copy_hashing(src, tmp)
+            digest, size = digest_size
             if known_digest and digest != known_digest:
                 raise ChecksumMismatch(src, known_digest, digest, where="changed while being stored")
             if self.has(digest):
                 unlink_quiet(tmp)
             else:
-                self._commit_tmp(tmp, digest, False)
+                self._commit_tmp(tmp, digest, False, readonly=self._reflink_ok is not True)
         except BaseException:
             unlink_quiet(tmp)
             raise
         return digest, size
 
+    def _try_reflink(self, src: str, tmp: str) -> tuple[str, int] | None:
+        """Clone ``src`` to ``tmp`` and hash the clone; None when this filesystem cannot
+        clone (remembered, so a 20,000-file add does not probe 20,000 times)."""
+        if self._reflink_ok is False:
+            return None
+        try:
+            link_file(src, tmp, "reflink")
+        except OSError:
+            unlink_quiet(tmp)
+            self._reflink_ok = False
+            return None
+        self._reflink_ok = True
+        return digest_file(tmp)
+
     def _copy_hashing(self, src: str, tmp: str) -> tuple[str, int]:
-        h = new_hasher()
-        size = 0
-        with open(src, "rb", buffering=0) as fin, open(tmp, "xb", buffering=0) as fout:
-            st = os.fstat(fin.fileno())
-            if st.st_size <= CHUNK:
-                data = fin.read()
-                h.update(data)
-                fout.write(data)
-                size = len(data)
-            else:
-                buf = bytearray(CHUNK)
-                view = memoryview(buf)
-                while True:
-                    n = fin.readinto(buf)
-                    if not n:
-                        break
-                    h.update(view[:n])
-                    fout.write(view[:n])
-                    size += n
-                    failpoint.hit("cache-mid-copy")
-        return h.hexdigest(), size
+        # Raw descriptors: for a folder of small files the per-file cost is syscalls.
+        # The temporary file is created read-only (the open descriptor may still write).
+        fin = os.open(src, os.O_RDONLY)
+        try:
+            fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                st = os.fstat(fin)
+                if st.st_size <= CHUNK:
+                    data = os.read(fin, st.st_size + 1)
+                    while len(data) > st.st_size:  # grew while we read: take it all
+                        more = os.read(fin, CHUNK)
+                        if not more:
+                            break
+                        data += more
+                    _write_all(fout, data)
+                    return digest_bytes(data), len(data)
+                h = new_hasher()
+                size = 0
+                with open(fin, "rb", buffering=0, closefd=False) as f:
+                    buf = bytearray(CHUNK)
+                    view = memoryview(buf)
+                    while True:
+                        n = f.readinto(buf)
+                        if not n:
+                            break
+                        h.update(view[:n])
+                        _write_all(fout, view[:n])
+                        size += n
+                        failpoint.hit("cache-mid-copy")
+                return h.hexdigest(), size
+            finally:
+                os.close(fout)
+        finally:
+            os.close(fin)
 
     def store_bytes(self, data: bytes, *, manifest: bool = False) -> str:
         digest = digest_bytes(data)
@@ -174,7 +208,7 @@ class Cache:
             raise MlverError(f"object {digest} is not in the cache")
         parent = os.path.dirname(dest)
         self._ensure_dir(parent)
-        tmp = os.path.join(parent, f".mlver-tmp-{os.urandom(6).hex()}")
+        tmp = os.path.join(parent, f"{TMP_MARK}{unique_suffix()}")
         dev = str(os.stat(parent).st_dev)
         last: OSError | None = None
         for i, kind in enumerate(self.link_types):

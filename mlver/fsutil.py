@@ -5,6 +5,7 @@ directory with `.mlverignore` rules. Everything mlver writes goes through here.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import re
 import shutil
@@ -12,18 +13,45 @@ import stat
 import sys
 import uuid
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from mlver.errors import PathError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 TMP_MARK = ".mlver-tmp-"
 
 
+_TMP_PREFIX = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+_tmp_counter = itertools.count()
+
+
+def unique_suffix() -> str:
+    """Unique within this machine: pid, a random tag per process, a counter."""
+    return f"{_TMP_PREFIX}-{next(_tmp_counter)}"
+
+
 def tmp_name(path: str) -> str:
     """A unique temporary name in the same folder as ``path`` (so rename is atomic)."""
     d, base = os.path.split(path)
-    return os.path.join(d, f"{TMP_MARK}{base[:40]}.{uuid.uuid4().hex[:12]}")
+    return os.path.join(d, f"{TMP_MARK}{base[:40]}.{unique_suffix()}")
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """``[fn(x) for x in items]`` on up to ``workers`` threads, in contiguous batches so a
+    folder of 20,000 small files costs a handful of futures, not 20,000."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = min(workers, len(items))
+    size = -(-len(items) // n)
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+    with ThreadPoolExecutor(n) as ex:
+        parts = list(ex.map(lambda batch: [fn(x) for x in batch], batches))
+    return [r for part in parts for r in part]
 
 
 def fsync_dir(path: str) -> None:

@@ -113,3 +113,175 @@ def read_tree(repo: "gitpython.Repo", rev: str, want: Callable[[str], bool]) -> 
         if item.type == "blob" and want(item.path):  # type: ignore[union-attr]
             files[item.path] = item.data_stream.read()  # type: ignore[union-attr]
     return Snapshot(sha, files)
+
+
+# --- hooks: paths, the index and blob reads through the git binary -------------------
+# Hooks run inside Git commands, which may point GIT_INDEX_FILE at a temporary index
+# (``git commit -a``, ``git commit PATH``); the git binary honours it, GitPython's index
+# reader does not, so these helpers use plumbing commands: one process each, and one
+# ``cat-file --batch`` for any number of blobs.
+
+NULL_SHA_CHARS = frozenset("0")
+
+
+def is_null_sha(sha: str) -> bool:
+    """Git's all-zero object name (no commit: a clone's first checkout, a new branch)."""
+    return bool(sha) and set(sha) <= NULL_SHA_CHARS
+
+
+def git_path(root: str, name: str) -> str:
+    """Absolute path of ``$GIT_DIR/name`` as Git resolves it (``core.hooksPath`` for
+    ``hooks``, the common dir for shared parts of a linked worktree)."""
+    out = run(root, "rev-parse", "--git-path", name).stdout.decode("utf-8", "surrogateescape").strip()
+    return os.path.normpath(os.path.join(root, out))
+
+
+def verify_commit(root: str, rev: str) -> str | None:
+    """The commit ``rev`` names, or None when it names none."""
+    proc = run(root, "rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode().strip() or None
+
+
+def index_blobs(root: str, pathspecs: list[str]) -> dict[str, str]:
+    """path (from the top) -> blob name, for merged index entries matching ``pathspecs``."""
+    out = run(root, "ls-files", "-s", "-z", "--full-name", "--", *pathspecs).stdout
+    blobs: dict[str, str] = {}
+    for rec in out.decode("utf-8", "surrogateescape").split("\0"):
+        if not rec:
+            continue
+        meta, _, path = rec.partition("\t")
+        mode, sha, stage = meta.split()
+        if stage == "0" and mode != "160000":
+            blobs[path] = sha
+    return blobs
+
+
+@dataclass(frozen=True)
+class BlobChange:
+    path: str  # from the top of the work tree
+    old: str | None  # blob name before, None when added
+    new: str | None  # blob name after, None when deleted
+
+
+def empty_tree(root: str) -> str:
+    return run(root, "hash-object", "-t", "tree", "/dev/null").stdout.decode().strip()
+
+
+def changed_blobs(root: str, old: str | None, new: str | None, pathspecs: list[str]) -> list[BlobChange]:
+    """Files matching ``pathspecs`` that differ between commit ``old`` (None: nothing)
+    and commit ``new`` (None: the index), without renames."""
+    base = old or empty_tree(root)
+    if new is None:
+        args = ["diff-index", "--cached", "-r", "-z", "--no-renames", base]
+    else:
+        args = ["diff-tree", "-r", "-z", "--no-renames", base, new]
+    out = run(root, *args, "--", *pathspecs).stdout.decode("utf-8", "surrogateescape")
+    parts = out.split("\0")
+    changes: list[BlobChange] = []
+    i = 0
+    while i + 1 < len(parts):
+        meta, path = parts[i], parts[i + 1]
+        i += 2
+        if not meta.startswith(":"):
+            continue
+        old_mode, new_mode, old_sha, new_sha, _status = meta[1:].split()
+        changes.append(BlobChange(
+            path,
+            None if is_null_sha(old_sha) or old_mode in ("000000", "160000") else old_sha,
+            None if is_null_sha(new_sha) or new_mode in ("000000", "160000") else new_sha,
+        ))
+    return changes
+
+
+def read_blobs(root: str, names: list[str]) -> dict[str, bytes]:
+    """Content of each named blob, through one ``git cat-file --batch`` process."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    out = run(root, "cat-file", "--batch", input="".join(n + "\n" for n in wanted).encode()).stdout
+    blobs: dict[str, bytes] = {}
+    pos = 0
+    for name in wanted:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].decode().split()
+        pos = end + 1
+        if len(header) != 3:  # "<name> missing"
+            raise GitError(f"git object {name} is missing")
+        size = int(header[2])
+        blobs[name] = out[pos:pos + size]
+        pos += size + 1
+    return blobs
+
+
+def commits_to_push(root: str, tip: str, remote_sha: str | None, remote_name: str | None) -> list[str]:
+    """Commits reachable from ``tip`` that the remote lacks: not reachable from
+    ``remote_sha`` (when this clone has it) nor from the remote-tracking branches."""
+    args = ["rev-list", tip, "--not"]
+    if remote_sha and verify_commit(root, remote_sha):
+        args.append(remote_sha)
+    if remote_name:
+        args.append(f"--remotes={remote_name}")
+    out = run(root, *args).stdout.decode()
+    return out.split()
+
+
+# --- refs and history (scopes of push, fetch and gc) ---------------------------------
+
+def head_commit(root: str) -> str | None:
+    """The commit HEAD names, or None in a repository without commits."""
+    proc = run(root, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def ref_commits(root: str, *namespaces: str) -> list[str]:
+    """Commits named by the refs under ``namespaces`` (e.g. ``refs/heads``); annotated
+    tags are peeled, refs to trees or blobs are skipped."""
+    if not namespaces:
+        return []
+    fmt = "%(objectname) %(objecttype) %(*objectname) %(*objecttype)"
+    out = run(root, "for-each-ref", f"--format={fmt}", *namespaces).stdout.decode()
+    commits: list[str] = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] == "commit":
+            commits.append(parts[0])
+        elif len(parts) >= 4 and parts[3] == "commit":
+            commits.append(parts[2])
+    return sorted(set(commits))
+
+
+def stash_commits(root: str) -> list[str]:
+    """Every stash entry's commit and its index commit (both hold pointer files)."""
+    proc = run(root, "log", "--walk-reflogs", "--format=%H %P", "refs/stash", check=False)
+    if proc.returncode != 0:
+        return []
+    commits: list[str] = []
+    for line in proc.stdout.decode().splitlines():
+        parts = line.split()
+        commits.extend(parts[:1] + parts[2:3])  # the stash commit and its index commit
+    return sorted(set(commits))
+
+
+def all_commits(root: str) -> list[str]:
+    """Every commit reachable from any ref (branches, remote-tracking branches, tags, stash)."""
+    proc = run(root, "rev-list", "--all", check=False)
+    return sorted(set(proc.stdout.decode().split())) if proc.returncode == 0 else []
+
+
+def commit_trees(root: str, commits: list[str]) -> dict[str, str]:
+    """commit -> tree, read in one call (commits with the same tree need reading once)."""
+    if not commits:
+        return {}
+    out = run(root, "rev-list", "--no-walk", "--format=%T", "--stdin",
+              input="\n".join(commits).encode()).stdout.decode().splitlines()
+    trees: dict[str, str] = {}
+    current = None
+    for line in out:
+        if line.startswith("commit "):
+            current = line.split()[1]
+        elif current:
+            trees[current] = line.strip()
+            current = None
+    return trees

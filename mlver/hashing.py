@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import BinaryIO
 
 import xxhash
@@ -42,5 +43,8 @@ def digest_file(path: str | os.PathLike[str]) -> tuple[str, int]:
         return digest_stream(f)  # type: ignore[arg-type]
 
 
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
 def is_digest(text: str) -> bool:
-    return len(text) == DIGEST_LEN and all(c in "0123456789abcdef" for c in text)
+    return _DIGEST.fullmatch(text) is not None

@@ -1,9 +1,45 @@
-"""Remotes: fsspec filesystems named by URL, and batched transfers of objects by digest."""
+"""Remotes: fsspec filesystems named by URL, and batched, parallel transfers of objects
+by digest. A remote uses the cache's layout (``files/xxh3-128/ab/cdef...``); fsspec and
+every cloud library are imported in this module only, and only when a remote is opened.
+
+What the remote holds is found by listing one prefix folder (``files/xxh3-128/ab``) per
+needed prefix, in parallel — never one request per object. Uploads go to a temporary
+name and are renamed into place where the backend has a rename (folders, SSH); object
+stores get one PUT (S3 multipart uploads also appear only when complete). Downloads are
+verified by ``Cache.store_stream_verified`` before they enter the cache. Every request is
+retried a bounded number of times; then a one-line ``RemoteError`` names the remote and
+the cause, and the remaining work is abandoned (running the command again resumes it).
+
+SSH uses the asyncssh-based ``sshfs`` package rather than fsspec's paramiko SFTP: it is
+asynchronous (many requests in flight over one connection), keeps a pool of SFTP
+channels, supports ``posix-rename`` (atomic replace) and is what DVC uses too.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import urlparse
+import getpass
+import importlib.util
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+from urllib.parse import unquote, urlparse
+
+from mlver import failpoint
+from mlver.cache import MANIFEST_SUFFIX, Cache, ObjectRef
+from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
+from mlver.fsutil import atomic_write
+from mlver.hashing import CHUNK, HASH_NAME, is_digest, new_hasher
+from mlver.progress import NO_PROGRESS, Progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsspec import AbstractFileSystem
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -26,7 +62,662 @@ BACKENDS = {
     "https": Backend("https", "aiohttp", None),
 }
 
+# Options each backend understands (``remote modify NAME KEY VALUE``); ``url`` and
+# ``jobs`` are valid for every remote.
+COMMON_OPTIONS = ("url", "jobs")
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "file": (),
+    "s3": ("endpoint_url", "region", "profile", "access_key_id", "secret_access_key", "session_token",
+           "ssl_verify"),
+    "gs": ("project", "credentialpath"),
+    "gcs": ("project", "credentialpath"),
+    "az": ("account_name", "account_key", "connection_string", "sas_token", "tenant_id", "client_id",
+           "client_secret"),
+    "abfs": ("account_name", "account_key", "connection_string", "sas_token", "tenant_id", "client_id",
+             "client_secret"),
+    "ssh": ("user", "port", "keyfile", "password", "passphrase", "known_hosts", "timeout"),
+    "http": ("user", "password"),
+    "https": ("user", "password"),
+}
+# Options that are credentials: refused in the committed config file.
+SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token", "account_key",
+                            "connection_string", "sas_token", "client_secret", "password", "passphrase"})
+READ_ONLY = frozenset({"http", "https"})
+OBJECT_STORES = frozenset({"s3", "gs", "gcs", "az", "abfs"})  # one atomic PUT, no rename
+
+ATTEMPTS = 3  # per request, before the remote is declared unreachable
+FIRST_DELAY = 0.3
+SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
+READ_BLOCK = 32 << 20
+FILES_DIR = f"files/{HASH_NAME}"
+RUNS_DIR = "runs"
+
+
+def scheme_of(url: str) -> str:
+    if "://" not in url:
+        return "file"
+    return urlparse(url).scheme.lower()
+
 
 def backend_for(url: str) -> Backend:
-    scheme = urlparse(url).scheme.lower() if "://" in url else "file"
+    scheme = scheme_of(url)
     return BACKENDS.get(scheme, Backend(scheme, None, None))
+
+
+def backend_installed(backend: Backend) -> bool:
+    return backend.module is None or importlib.util.find_spec(backend.module) is not None
+
+
+def check_url(url: str, *, name: str | None = None) -> Backend:
+    """The backend of ``url``; an error naming the extra to install when it is missing."""
+    scheme = scheme_of(url)
+    if scheme not in BACKENDS:
+        known = ", ".join(sorted({f"{s}://" for s in BACKENDS if s != "file"}))
+        raise UsageError(f"unsupported remote URL '{url}'",
+                         hint=f"use a folder path, file://, or one of {known}")
+    backend = BACKENDS[scheme]
+    if not backend_installed(backend):
+        label = f"remote '{name}' ({url})" if name else f"'{url}'"
+        if backend.extra:
+            raise RemoteError(f"{label} needs the {backend.module} package: pip install \"mlver[{backend.extra}]\"")
+        raise RemoteError(f"{label} needs the {backend.module} package: pip install {backend.module}")
+    return backend
+
+
+def option_names(url: str) -> tuple[str, ...]:
+    return COMMON_OPTIONS + OPTIONS.get(BACKENDS.get(scheme_of(url), BACKENDS["file"]).protocol, ())
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    name: str
+    url: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def remote_config(remotes: dict[str, dict[str, str]], default: str | None, name: str | None) -> RemoteConfig:
+    """The named remote (the default one when ``name`` is None) from merged settings."""
+    if name is None:
+        if not default:
+            if not remotes:
+                raise RemoteError("no remote is configured",
+                                  hint="add one: `mlver remote add -d storage /path/or/s3://bucket/prefix`")
+            raise RemoteError("no default remote is set and -r was not given",
+                              hint=f"use -r NAME or `mlver remote default NAME` (remotes: {', '.join(sorted(remotes))})")
+        name = default
+    if name not in remotes:
+        known = ", ".join(sorted(remotes)) or "none"
+        raise RemoteError(f"remote '{name}' is not configured (remotes: {known})",
+                          hint="see `mlver remote list`")
+    opts = dict(remotes[name])
+    url = opts.pop("url", None)
+    if not url:
+        raise RemoteError(f"remote '{name}' has no url", hint=f"`mlver remote modify {name} url URL`")
+    return RemoteConfig(name, url, opts)
+
+
+def _cause(e: BaseException) -> str:
+    text = str(e).strip() or getattr(e, "strerror", None) or ""
+    text = " ".join(text.split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class _Stop(Exception):
+    """Raised in workers after another worker failed: the batch is being abandoned."""
+
+
+@dataclass
+class Downloaded:
+    objects: int = 0
+    bytes: int = 0
+    missing: list[ObjectRef] = field(default_factory=list)  # absent on the remote
+    corrupt: list[tuple[ObjectRef, str]] = field(default_factory=list)  # (object, message)
+
+
+class Remote:
+    """An opened remote: a filesystem, the folder that holds the layout, and transfers."""
+
+    def __init__(self, rc: RemoteConfig, *, base_dir: str, jobs: int | None = None) -> None:
+        self.name = rc.name
+        self.url = rc.url
+        self.options = rc.options
+        self.backend = check_url(rc.url, name=rc.name)
+        self.protocol = self.backend.protocol
+        self.read_only = self.protocol in READ_ONLY
+        self.can_list = not self.read_only
+        self.atomic_put = self.protocol in OBJECT_STORES
+        self.jobs = jobs or _int_option(rc, "jobs") or default_jobs()
+        self.root = self._root(base_dir)
+        self._fs: AbstractFileSystem | None = None
+        self._made: set[str] = set()
+        self._made_lock = threading.Lock()
+
+    # --- opening ------------------------------------------------------------------
+
+    def _root(self, base_dir: str) -> str:
+        url = self.url
+        if self.protocol == "file":
+            path = unquote(urlparse(url).path) if url.startswith("file://") else os.path.expanduser(url)
+            if not os.path.isabs(path):
+                path = os.path.join(base_dir, path)
+            return os.path.normpath(path)
+        if self.protocol in ("http", "https"):
+            return url.rstrip("/")
+        parsed = urlparse(url)
+        if self.protocol == "ssh":
+            return (unquote(parsed.path) or ".").rstrip("/") or "/"
+        return f"{parsed.netloc}{unquote(parsed.path)}".rstrip("/")
+
+    @property
+    def fs(self) -> "AbstractFileSystem":
+        if self._fs is None:
+            self._fs = self._retry("connecting", self._open_fs)
+        return self._fs
+
+    def _open_fs(self) -> "AbstractFileSystem":
+        o = self.options
+        if self.protocol == "file":
+            from fsspec.implementations.local import LocalFileSystem
+
+            return LocalFileSystem()
+        if self.protocol == "s3":
+            import s3fs
+
+            client_kwargs: dict[str, Any] = {}
+            if o.get("region"):
+                client_kwargs["region_name"] = o["region"]
+            if o.get("ssl_verify", "").lower() in ("0", "false", "no", "off"):
+                client_kwargs["verify"] = False
+            kw: dict[str, Any] = {
+                "skip_instance_cache": True,
+                "client_kwargs": client_kwargs,
+                "config_kwargs": {"connect_timeout": 5, "read_timeout": 60,
+                                  "retries": {"max_attempts": 2, "mode": "standard"},
+                                  "max_pool_connections": max(10, self.jobs)},
+            }
+            if o.get("endpoint_url") or o.get("endpointurl"):
+                kw["endpoint_url"] = o.get("endpoint_url") or o.get("endpointurl")
+            if o.get("profile"):
+                kw["profile"] = o["profile"]
+            if o.get("access_key_id"):
+                kw["key"] = o["access_key_id"]
+            if o.get("secret_access_key"):
+                kw["secret"] = o["secret_access_key"]
+            if o.get("session_token"):
+                kw["token"] = o["session_token"]
+            fs = s3fs.S3FileSystem(**kw)
+            fs.retries = 2  # s3fs' own retry loop; ours is around it
+            return fs
+        if self.protocol == "ssh":
+            import sshfs
+
+            parsed = urlparse(self.url)
+            kw = {"skip_instance_cache": True, "port": int(o.get("port") or parsed.port or 22),
+                  "username": o.get("user") or (unquote(parsed.username) if parsed.username else getpass.getuser()),
+                  "connect_timeout": float(o.get("timeout") or 10)}
+            if o.get("keyfile"):
+                kw["client_keys"] = [os.path.expanduser(o["keyfile"])]
+            if o.get("password") or parsed.password:
+                kw["password"] = o.get("password") or unquote(parsed.password or "")
+            if o.get("passphrase"):
+                kw["passphrase"] = o["passphrase"]
+            known = o.get("known_hosts")
+            if known and known.lower() in ("none", "ignore", "no", "false"):
+                kw["known_hosts"] = None
+            elif known:
+                kw["known_hosts"] = os.path.expanduser(known)
+            else:
+                default = os.path.expanduser("~/.ssh/known_hosts")
+                kw["known_hosts"] = default if os.path.exists(default) else None
+            return sshfs.SSHFileSystem(parsed.hostname or "localhost", **kw)
+        if self.protocol in ("gs", "gcs"):
+            import gcsfs
+
+            gkw: dict[str, Any] = {"skip_instance_cache": True}
+            if o.get("project"):
+                gkw["project"] = o["project"]
+            if o.get("credentialpath"):
+                gkw["token"] = os.path.expanduser(o["credentialpath"])
+            return gcsfs.GCSFileSystem(**gkw)
+        if self.protocol in ("az", "abfs"):
+            import adlfs
+
+            akw: dict[str, Any] = {"skip_instance_cache": True}
+            for k in OPTIONS["az"]:
+                if o.get(k):
+                    akw[k] = o[k]
+            return adlfs.AzureBlobFileSystem(**akw)
+        if self.protocol in ("http", "https"):
+            from fsspec.implementations.http import HTTPFileSystem
+
+            hkw: dict[str, Any] = {"skip_instance_cache": True}
+            if o.get("user"):
+                import aiohttp
+
+                hkw["client_kwargs"] = {"auth": aiohttp.BasicAuth(o["user"], o.get("password", ""))}
+            return HTTPFileSystem(**hkw)
+        raise UsageError(f"unsupported remote URL '{self.url}'")  # check_url refused it already
+
+    def close(self) -> None:
+        fs, self._fs = self._fs, None
+        if fs is None:
+            return
+        if self.protocol == "ssh":  # close the SSH connection now rather than at exit
+            try:
+                fs._finalize(fs.loop, fs._pool, fs._stack)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+    def __enter__(self) -> "Remote":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- requests, retried --------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"remote '{self.name}' ({self.url})"
+
+    def _retry(self, what: str, fn: Callable[..., R], *args: Any, stop: threading.Event | None = None,
+               **kw: Any) -> R:
+        delay = FIRST_DELAY
+        for attempt in range(1, ATTEMPTS + 1):
+            if stop is not None and stop.is_set():
+                raise _Stop()
+            try:
+                return fn(*args, **kw)
+            except (FileNotFoundError, MlverError, _Stop):
+                raise
+            except PermissionError as e:
+                raise RemoteError(f"{self.describe()} refused access while {what}: {_cause(e)}",
+                                  hint=f"check the credentials (`mlver remote modify --local {self.name} KEY VALUE`)"
+                                  ) from None
+            except Exception as e:  # noqa: BLE001 - any backend error: retry, then one line
+                if _is_auth_error(e):
+                    raise RemoteError(f"{self.describe()} refused the credentials while {what}: {_cause(e)}",
+                                      hint=f"check the credentials (`mlver remote modify --local {self.name} KEY VALUE`)"
+                                      ) from None
+                if attempt == ATTEMPTS or (stop is not None and stop.is_set()):
+                    raise RemoteError(f"{self.describe()} is unreachable: {what} failed after {attempt} "
+                                      f"attempt(s): {_cause(e)}",
+                                      hint="check the URL, the network and the server; running the command "
+                                           "again resumes the work") from None
+                time.sleep(delay)
+                delay *= 3
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parallel(self, items: list[T], fn: Callable[[T, threading.Event], R]) -> list[R]:
+        """``fn`` over ``items`` on ``self.jobs`` threads; the first error stops the rest."""
+        if not items:
+            return []
+        stop = threading.Event()
+        if len(items) == 1 or self.jobs == 1:
+            return [fn(i, stop) for i in items]
+        ex = ThreadPoolExecutor(min(self.jobs, len(items)))
+        try:
+            futures = [ex.submit(fn, i, stop) for i in items]
+            results: list[R] = []
+            first: BaseException | None = None
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except _Stop:
+                    pass
+                except BaseException as e:  # noqa: BLE001 - remembered, re-raised below
+                    stop.set()
+                    if first is None:
+                        first = e
+            if first is not None:
+                raise first
+            return results
+        except BaseException:
+            stop.set()
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            ex.shutdown(wait=True)
+
+    def path(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if self.root not in ("", "/") else f"{self.root}{rel}"
+
+    def _makedirs(self, d: str) -> None:
+        with self._made_lock:
+            if d in self._made:
+                return
+        if not self.atomic_put:
+            self._retry("creating folders", self.fs.makedirs, d, exist_ok=True)
+        with self._made_lock:
+            self._made.add(d)
+
+    def require_writable(self) -> None:
+        if self.read_only:
+            raise RemoteError(f"{self.describe()} is read-only ({self.protocol}://)",
+                              hint="push to a folder, s3://, gs://, az:// or ssh:// remote")
+
+    # --- listing ------------------------------------------------------------------
+
+    def _ls(self, path: str) -> list[dict]:
+        try:
+            if self.protocol == "file":
+                return self.fs.ls(path, detail=True)
+            return self.fs.ls(path, detail=True, refresh=True)
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            return []
+
+    def list_objects(self, prefixes: Iterable[str] | None = None) -> dict[ObjectRef, int]:
+        """Objects on the remote (with sizes) under the given two-hex-digit prefixes, or
+        all of them; one listing per prefix folder, in parallel."""
+        base = self.path(FILES_DIR)
+        if prefixes is None:
+            found = self._retry("listing objects", self._ls, base)
+            wanted = sorted({_basename(i["name"]) for i in found if i.get("type") == "directory"})
+        else:
+            wanted = sorted(set(prefixes))
+        wanted = [p for p in wanted if len(p) == 2]
+
+        def one(prefix: str, stop: threading.Event) -> list[tuple[ObjectRef, int]]:
+            items = self._retry("listing objects", self._ls, f"{base}/{prefix}", stop=stop)
+            out = []
+            for i in items:
+                if i.get("type") == "directory":
+                    continue
+                name = _basename(i["name"])
+                manifest = name.endswith(MANIFEST_SUFFIX)
+                digest = prefix + (name[: -len(MANIFEST_SUFFIX)] if manifest else name)
+                if is_digest(digest):
+                    out.append((ObjectRef(digest, manifest), int(i.get("size") or 0)))
+            return out
+
+        result: dict[ObjectRef, int] = {}
+        for chunk in self._parallel(wanted, one):
+            result.update(chunk)
+        return result
+
+    # --- upload -------------------------------------------------------------------
+
+    def _put(self, src: str, rel: str) -> None:
+        """Put the local file ``src`` at ``rel``: whole or not at all."""
+        dest = self.path(rel)
+        if self.atomic_put:
+            self.fs.put_file(src, dest)
+            return
+        tmp_dir = self.path("tmp")
+        self._makedirs(tmp_dir)
+        self._makedirs(dest.rsplit("/", 1)[0])
+        tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
+        try:
+            self.fs.put_file(src, tmp)
+            failpoint.hit("remote-before-rename")
+            try:
+                self.fs.mv(tmp, dest)
+            except Exception:
+                if not self.fs.exists(dest):  # a concurrent upload of the same object won
+                    raise
+                self.fs.rm_file(tmp)
+        except BaseException:
+            try:
+                self.fs.rm_file(tmp)
+            except Exception:  # noqa: BLE001 - the temporary may not exist
+                pass
+            raise
+
+    def upload(self, cache: Cache, refs: list[ObjectRef], *, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
+        """Upload ``refs`` from ``cache``; returns (objects, bytes)."""
+        self.require_writable()
+        if not refs:
+            return 0, 0
+        sizes = {r: os.path.getsize(cache.path(r.digest, r.manifest)) for r in refs}
+        progress.start(f"push to {self.name}", total_files=len(refs), total_bytes=sum(sizes.values()))
+
+        def one(ref: ObjectRef, stop: threading.Event) -> int:
+            try:
+                self._retry(f"uploading {ref.relpath}", self._put, cache.path(ref.digest, ref.manifest),
+                            ref.relpath, stop=stop)
+            except FileNotFoundError as e:
+                raise RemoteError(f"{self.describe()}: cannot write {ref.relpath}: {_cause(e)}",
+                                  hint="check that the bucket or folder exists") from None
+            failpoint.hit("remote-after-upload")
+            progress.advance(files=1, nbytes=sizes[ref])
+            return sizes[ref]
+
+        try:
+            done = self._parallel(refs, one)
+        finally:
+            progress.finish()
+        return len(done), sum(done)
+
+    # --- download -----------------------------------------------------------------
+
+    def _chunks(self, path: str, size: int | None) -> Iterator[bytes]:
+        if size is not None and size <= SMALL_GET:
+            yield self.fs.cat_file(path)
+            return
+        with self.fs.open(path, "rb", block_size=READ_BLOCK) as f:
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                yield chunk
+
+    def read_object(self, ref: ObjectRef, size: int | None = None) -> bytes:
+        """The object's bytes, verified (for manifests read without storing them)."""
+        data = self._retry(f"reading {ref.relpath}", lambda: b"".join(self._chunks(self.path(ref.relpath), size)))
+        h = new_hasher()
+        h.update(data)
+        if h.hexdigest() != ref.digest:
+            raise ChecksumMismatch(ref.relpath, ref.digest, h.hexdigest(), where=f"on remote '{self.name}'")
+        return data
+
+    def download(self, cache: Cache, refs: dict[ObjectRef, int | None], *,
+                 progress: Progress = NO_PROGRESS) -> Downloaded:
+        """Download ``refs`` (object -> size when known) into ``cache``, verified."""
+        res = Downloaded()
+        if not refs:
+            return res
+        items = sorted(refs.items(), key=lambda kv: (kv[0].digest, kv[0].manifest))
+        progress.start(f"fetch from {self.name}", total_files=len(items),
+                       total_bytes=sum(s or 0 for _, s in items) or None)
+        lock = threading.Lock()
+
+        def one(item: tuple[ObjectRef, int | None], stop: threading.Event) -> None:
+            ref, size = item
+            where = f"on remote '{self.name}'"
+            try:
+                n = self._retry(f"downloading {ref.relpath}", lambda: cache.store_stream_verified(
+                    self._chunks(self.path(ref.relpath), size), ref.digest, manifest=ref.manifest, where=where),
+                    stop=stop)
+            except FileNotFoundError:
+                with lock:
+                    res.missing.append(ref)
+                return
+            except ChecksumMismatch as e:
+                with lock:
+                    res.corrupt.append((ref, e.message))
+                return
+            failpoint.hit("remote-after-download")
+            progress.advance(files=1, nbytes=n)
+            with lock:
+                res.objects += 1
+                res.bytes += n
+
+        try:
+            self._parallel(items, one)
+        finally:
+            progress.finish()
+        return res
+
+    # --- checking and removing ----------------------------------------------------
+
+    def digest_of(self, ref: ObjectRef, size: int | None = None) -> str:
+        """Re-hash the object as stored on the remote."""
+        def work() -> str:
+            h = new_hasher()
+            for chunk in self._chunks(self.path(ref.relpath), size):
+                h.update(chunk)
+            return h.hexdigest()
+
+        return self._retry(f"reading {ref.relpath}", work)
+
+    def check_objects(self, refs: dict[ObjectRef, int], *, progress: Progress = NO_PROGRESS) -> list[ObjectRef]:
+        """Objects whose bytes on the remote do not match their digest."""
+        items = sorted(refs.items(), key=lambda kv: kv[0].digest)
+        progress.start(f"checking {self.name}", total_files=len(items), total_bytes=sum(s for _, s in items))
+
+        def one(item: tuple[ObjectRef, int], stop: threading.Event) -> ObjectRef | None:
+            ref, size = item
+            if stop.is_set():
+                raise _Stop()
+            try:
+                actual = self.digest_of(ref, size)
+            except FileNotFoundError:  # removed meanwhile: nothing to check
+                return None
+            progress.advance(files=1, nbytes=size)
+            return ref if actual != ref.digest else None
+
+        try:
+            return [r for r in self._parallel(items, one) if r is not None]
+        finally:
+            progress.finish()
+
+    def remove_objects(self, refs: list[ObjectRef], *, progress: Progress = NO_PROGRESS) -> int:
+        self.require_writable()
+        if not refs:
+            return 0
+        paths = [self.path(r.relpath) for r in refs]
+        progress.start(f"gc on {self.name}", total_files=len(paths))
+        try:
+            if self.atomic_put:  # object stores delete in batches of up to 1000 per request
+                for i in range(0, len(paths), 1000):
+                    batch = paths[i:i + 1000]
+                    self._retry("removing objects", self.fs.rm, batch)
+                    progress.advance(files=len(batch))
+                return len(paths)
+
+            def one(p: str, stop: threading.Event) -> int:
+                try:
+                    self._retry("removing objects", self.fs.rm_file, p, stop=stop)
+                except FileNotFoundError:
+                    return 0
+                progress.advance(files=1)
+                return 1
+
+            return sum(self._parallel(paths, one))
+        finally:
+            progress.finish()
+
+    def remove_stale_temporaries(self, older_than: float = 24 * 3600) -> int:
+        """Temporaries left by killed uploads (folder and SSH remotes) older than a day."""
+        if self.atomic_put or self.read_only:
+            return 0
+        items = self._retry("listing temporaries", self._ls, self.path("tmp"))
+        now = time.time()
+        stale = []
+        for i in items:
+            mtime = i.get("mtime")
+            if hasattr(mtime, "timestamp"):
+                mtime = mtime.timestamp()
+            if i.get("type") != "directory" and isinstance(mtime, (int, float)) and now - mtime > older_than:
+                stale.append(i["name"])
+        for p in stale:
+            try:
+                self._retry("removing temporaries", self.fs.rm_file, p)
+            except FileNotFoundError:
+                pass
+        return len(stale)
+
+    # --- the run-cache subtree ----------------------------------------------------
+
+    def list_tree(self, rel: str) -> set[str]:
+        """Files below ``rel`` on the remote, relative to ``rel`` (POSIX)."""
+        if not self.can_list:
+            return set()
+        top = self.path(rel)
+
+        def find() -> list[str]:
+            try:
+                return self.fs.find(top) if self.protocol == "file" else self.fs.find(top, refresh=True)
+            except FileNotFoundError:
+                return []
+
+        found = self._retry(f"listing {rel}/", find)
+        prefix = _strip(top) + "/"
+        out = set()
+        for p in found:
+            p = _strip(p)
+            if p.startswith(prefix):
+                out.add(p[len(prefix):])
+        return out
+
+    def upload_tree(self, local_top: str, rel: str, names: list[str]) -> int:
+        self.require_writable()
+
+        def one(name: str, stop: threading.Event) -> int:
+            self._retry(f"uploading {rel}/{name}", self._put, os.path.join(local_top, *name.split("/")),
+                        f"{rel}/{name}", stop=stop)
+            return 1
+
+        return sum(self._parallel(sorted(names), one))
+
+    def download_tree(self, local_top: str, rel: str, names: list[str]) -> int:
+        def one(name: str, stop: threading.Event) -> int:
+            try:
+                data = self._retry(f"downloading {rel}/{name}", self.fs.cat_file, self.path(f"{rel}/{name}"),
+                                   stop=stop)
+            except FileNotFoundError:
+                return 0
+            atomic_write(os.path.join(local_top, *name.split("/")), data)
+            return 1
+
+        return sum(self._parallel(sorted(names), one))
+
+
+def _basename(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _strip(path: str) -> str:
+    return path.replace("\\", "/").rstrip("/")
+
+
+def _is_auth_error(e: BaseException) -> bool:
+    name = type(e).__name__
+    if name in ("PermissionDenied", "NoCredentialsError", "PartialCredentialsError", "HostKeyNotVerifiable"):
+        return True
+    code = ""
+    response = getattr(e, "response", None)
+    if isinstance(response, dict):
+        code = str(response.get("Error", {}).get("Code", ""))
+    return code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+                    "InvalidToken", "403")
+
+
+def _int_option(rc: RemoteConfig, key: str) -> int | None:
+    v = rc.options.get(key)
+    if v is None:
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        raise UsageError(f"remote.{rc.name}.{key}: expected a whole number, got '{v}'") from None
+    return n if n > 0 else None
+
+
+def default_jobs() -> int:
+    return max(8, min(64, (os.cpu_count() or 2) * 4))
+
+
+def local_tree_files(top: str) -> set[str]:
+    """Files below the local folder ``top``, relative to it (POSIX)."""
+    out = set()
+    for dirpath, _dirs, files in os.walk(top):
+        rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        for f in files:
+            if f.startswith(".mlver-tmp-"):
+                continue
+            out.add(f if rel == "." else f"{rel}/{f}")
+    return out

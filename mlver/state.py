@@ -19,6 +19,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS hashes (
     path TEXT PRIMARY KEY, inode INTEGER, size INTEGER, mtime_ns INTEGER,
     ctime_ns INTEGER, digest TEXT, recorded_ns INTEGER);
+CREATE TABLE IF NOT EXISTS dirs (
+    path TEXT PRIMARY KEY, listing TEXT, digest TEXT, newest_ns INTEGER, recorded_ns INTEGER);
 CREATE TABLE IF NOT EXISTS placed (
     path TEXT PRIMARY KEY, kind TEXT, digest TEXT);
 """
@@ -106,6 +108,26 @@ class State:
                 self.conn.executemany("INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)", rows)
         except sqlite3.OperationalError:
             pass  # busy or read-only: the memo is an optimisation, never a requirement
+
+    # --- whole folders ----------------------------------------------------------------
+    # A folder's manifest digest, valid while the digest of its stat listing (every
+    # file's path, inode, size, mtime_ns, ctime_ns, mode) is unchanged and no file in it
+    # is racy. This lets an unchanged 20,000-file folder skip 20,000 memo lookups.
+
+    def dir_lookup(self, path: str, listing: str) -> str | None:
+        row = self.conn.execute("SELECT listing, digest, newest_ns, recorded_ns FROM dirs WHERE path = ?",
+                                (path,)).fetchone()
+        if row is None or row[0] != listing:
+            return None
+        window = COARSE_WINDOW_NS if row[2] % 1_000_000_000 == 0 else FINE_WINDOW_NS
+        return row[1] if row[2] < row[3] - window else None
+
+    def dir_record(self, path: str, listing: str, digest: str, newest_ns: int) -> None:
+        try:
+            self.conn.execute("INSERT OR REPLACE INTO dirs VALUES (?,?,?,?,?)",
+                              (path, listing, digest, newest_ns, time.time_ns()))
+        except sqlite3.OperationalError:
+            pass
 
     # --- outputs placed in the workspace ------------------------------------------
 

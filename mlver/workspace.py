@@ -8,20 +8,20 @@ when the file's stat still matches, and are computed (in parallel) otherwise.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from mlver import git
 from mlver.cache import Cache
 from mlver.errors import FormatError, PathError
-from mlver.fsutil import WalkEntry, inside_root, is_executable, remove_path, walk_files
+from mlver.fsutil import WalkEntry, inside_root, is_executable, parallel_map, remove_path, walk_files
 from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 
-WORKERS = min(16, (os.cpu_count() or 2) * 4)
+# Local file work is syscall-bound: one thread per core; more only fight over the GIL.
+WORKERS = int(os.environ.get("MLVER_JOBS", "0")) or (os.cpu_count() or 2)
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,7 @@ def digest_entries(repo: Repo, entries: list[tuple[str, str, os.stat_result]], *
             progress.advance(files=1, nbytes=st.st_size)
             return rel, d, st
 
-        if len(todo) == 1:
-            done = [work(todo[0])]
-        else:
-            with ThreadPoolExecutor(WORKERS) as ex:
-                done = list(ex.map(work, todo))
+        done = parallel_map(work, todo, WORKERS)
         for rel, d, st in done:
             result[rel] = d
             state.record(rel, st, d)
@@ -149,11 +145,38 @@ def scan_dir(repo: Repo, rel: str) -> list[WalkEntry]:
 
 
 def current_manifest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> Manifest:
-    entries = scan_dir(repo, rel)
+    return manifest_of(repo, rel, scan_dir(repo, rel), progress=progress)
+
+
+def manifest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, progress: Progress = NO_PROGRESS) -> Manifest:
     memo = repo.state.lookup_many(rel)
     digests = digest_entries(repo, [(f"{rel}/{e.rel}", e.path, e.st) for e in entries], memo=memo, progress=progress)
     return Manifest.build([Entry(e.rel, digests[f"{rel}/{e.rel}"], e.st.st_size, is_executable(e.st.st_mode))
                            for e in entries])
+
+
+def stat_listing(entries: list[WalkEntry]) -> tuple[str, int]:
+    """Digest of a folder's stat listing, and its newest mtime/ctime (for the racy rule)."""
+    from mlver.hashing import digest_bytes
+
+    rows = [f"{e.rel}\0{e.st.st_ino}\0{e.st.st_size}\0{e.st.st_mtime_ns}\0{e.st.st_ctime_ns}\0{e.st.st_mode}"
+            for e in entries]
+    newest = max((max(e.st.st_mtime_ns, e.st.st_ctime_ns) for e in entries), default=0)
+    return digest_bytes("\n".join(rows).encode("utf-8", "surrogateescape")), newest
+
+
+def current_dir_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
+    """The digest the folder at ``rel`` would have if added now; the manifest too when it
+    had to be computed (an unchanged folder is answered from the folder memo)."""
+    entries = scan_dir(repo, rel)
+    listing, newest = stat_listing(entries)
+    known = repo.state.dir_lookup(rel, listing)
+    if known is not None:
+        return known, None
+    manifest = manifest_of(repo, rel, entries, progress=progress)
+    digest = cache_digest_of(manifest)
+    repo.state.dir_record(rel, listing, digest, newest)
+    return digest, manifest
 
 
 def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, int] | None:
@@ -216,17 +239,19 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
         if cur_digest != out.digest:
             return OutputState(out, "modified", current_digest=cur_digest)
         return OutputState(out, "ok" if cache.has(out.digest) else "not_in_cache", current_digest=cur_digest)
-    # a folder
-    recorded = load_manifest(cache, out.digest)
+    # a folder: only its manifest's presence is checked here (not 20,000 objects);
+    # `mlver fsck` and `status -r` look at every object.
+    has_manifest = cache.has(out.digest, manifest=True)
     if not exists:
-        return OutputState(out, "deleted" if recorded is not None else "not_in_cache")
+        return OutputState(out, "deleted" if has_manifest else "not_in_cache")
     if not os.path.isdir(path):
         return OutputState(out, "modified")
-    cur_manifest = current_manifest(repo, out.path, progress=progress)
-    cur_digest = cache_digest_of(cur_manifest)
+    cur_digest, cur_manifest = current_dir_digest(repo, out.path, progress=progress)
     if cur_digest == out.digest:
-        missing = recorded is None or any(not cache.has(e.digest) for e in recorded.entries)
-        return OutputState(out, "not_in_cache" if missing else "ok", current_digest=cur_digest)
+        return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=cur_digest)
+    if cur_manifest is None:
+        cur_manifest = current_manifest(repo, out.path, progress=progress)
+    recorded = load_manifest(cache, out.digest)
     files = tuple(compare_manifests(out.path, recorded, cur_manifest)) if recorded is not None else ()
     return OutputState(out, "modified", files, current_digest=cur_digest)
 
@@ -267,8 +292,7 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
             progress.advance(files=1, nbytes=size)
             return Entry(e.rel, digest, size, is_executable(e.st.st_mode))
 
-        with ThreadPoolExecutor(WORKERS) as ex:
-            manifest = Manifest.build(list(ex.map(work, entries)))
+        manifest = Manifest.build(parallel_map(work, entries, WORKERS))
         progress.finish()
         digest = cache.store_bytes(manifest.dumps(), manifest=True)
         link = None
@@ -406,11 +430,7 @@ def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: boo
             progress.advance(files=1, nbytes=sizes[p.digest])
             return p, kind
 
-        if len(plan) == 1:
-            done = [work(plan[0])]
-        else:
-            with ThreadPoolExecutor(WORKERS) as ex:
-                done = list(ex.map(work, plan))
+        done = parallel_map(work, plan, WORKERS)
         progress.finish()
         for p, kind in done:
             res.link_types.add(kind)
@@ -436,12 +456,16 @@ def _prune_empty_dirs(repo: Repo, top_rel: str, removed: list[str]) -> None:
             d = os.path.dirname(d)
 
 
-def clean_vanished(repo: Repo, outputs: list[Output]) -> CheckoutResult:
+def clean_vanished(repo: Repo, outputs: list[Output], *, only: Iterable[str] | None = None) -> CheckoutResult:
     """Remove data mlver placed whose pointer (or lock entry) is gone — only when its
-    content is in the cache and unchanged since mlver wrote it; otherwise keep and list."""
+    content is in the cache and unchanged since mlver wrote it; otherwise keep and list.
+    ``only`` limits this to those output paths (the hooks know which pointers vanished)."""
     res = CheckoutResult()
     live = {o.path for o in outputs}
+    limit = set(only) if only is not None else None
     for placed in repo.state.placed():
+        if limit is not None and placed.path not in limit:
+            continue
         if placed.path in live or any(placed.path.startswith(p + "/") for p in live):
             if placed.path not in live:
                 repo.state.forget_placed(placed.path)

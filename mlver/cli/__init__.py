@@ -99,7 +99,14 @@ def main(argv: list[str] | None = None) -> None:
         code = e.exit_code
     except click.UsageError as e:
         cmd = e.ctx.command_path if e.ctx else "mlver"
-        _error(e.format_message(), f"see `{cmd} --help`")
+        if e.ctx is not None and isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+            # click >= 8.2 raises this, carrying the whole help as its message, for a
+            # group run without a command: one error line, the commands in the hint
+            group = e.ctx.command
+            names = group.list_commands(e.ctx) if isinstance(group, click.Group) else []
+            _error("missing command", f"one of: {', '.join(names)}; see `{cmd} --help`")
+        else:
+            _error(e.format_message(), f"see `{cmd} --help`")
         code = EXIT_USAGE
     except click.exceptions.Abort:
         _error("interrupted")

@@ -1,3 +1,317 @@
-"""Commands: pipeline (see the module docstring of each command)."""
+"""Commands of pipelines: stage add, repro, dag, params diff, metrics show / diff."""
 
 from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import click
+
+from mlver.cli import App, cli, pass_app
+from mlver.cli.data import _quote, json_option, open_repo
+
+MAX_REASONS = 3
+
+
+def _reasons(reasons: tuple[str, ...] | list[str]) -> str:
+    shown = list(reasons[:MAX_REASONS])
+    if len(reasons) > MAX_REASONS:
+        shown.append(f"and {len(reasons) - MAX_REASONS} more")
+    return "; ".join(shown)
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, dict)):
+        import json
+
+        return json.dumps(v)
+    return str(v)
+
+
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+# --- stage add -----------------------------------------------------------------------------
+
+@cli.group()
+def stage() -> None:
+    """Write pipeline stages into mlver.yaml."""
+
+
+@stage.command(name="add")
+@click.option("-n", "--name", required=True, help="Stage name.")
+@click.option("-d", "--deps", "deps", multiple=True, metavar="PATH", help="A dependency (repeatable).")
+@click.option("-o", "--outs", "outs", multiple=True, metavar="PATH", help="An output, cached (repeatable).")
+@click.option("-O", "--outs-no-cache", "outs_no_cache", multiple=True, metavar="PATH",
+              help="An output that stays in Git (repeatable).")
+@click.option("-p", "--params", "params", multiple=True, metavar="[FILE:]KEY[,KEY]",
+              help="Parameter keys or sections of params.yaml, or FILE:KEYS (repeatable).")
+@click.option("-M", "--metrics", "metrics", multiple=True, metavar="PATH", help="A metrics file (repeatable).")
+@click.option("-w", "--wdir", help="Working folder of the command (deps and outs are relative to it).")
+@click.option("--desc", help="A description of the stage.")
+@click.argument("command", nargs=-1, required=True)
+@pass_app
+def stage_add(app: App, name: str, deps: tuple[str, ...], outs: tuple[str, ...], outs_no_cache: tuple[str, ...],
+              params: tuple[str, ...], metrics: tuple[str, ...], wdir: str | None, desc: str | None,
+              command: tuple[str, ...]) -> None:
+    """Add stage NAME running COMMAND (give it after `--`)."""
+    from mlver.ops.stage import add_stage
+
+    cmd = command[0] if len(command) == 1 else shlex.join(command)
+    repo = open_repo()
+    try:
+        res = add_stage(repo, name, cmd, deps=deps, outs=outs, outs_no_cache=outs_no_cache, params=params,
+                        metrics=metrics, wdir=wdir, desc=desc)
+    finally:
+        repo.close()
+    app.say(f"Added stage '{res.name}' to {res.file}; run it with `mlver repro {res.name}`")
+
+
+# --- repro ---------------------------------------------------------------------------------
+
+def _render_event(app: App, event: Any) -> None:
+    if event.action == "up-to-date":
+        app.say(f"Stage '{event.stage}' is up to date")
+    elif event.action == "running":
+        app.say(f"Running stage '{event.stage}' ({_reasons(event.reasons)}):\n> {event.cmd}")
+    elif event.action == "restored":
+        app.say(f"Restored stage '{event.stage}' from the run cache ({_reasons(event.reasons)})")
+    elif event.action == "kept":
+        app.warn(f"{event.path} was edited since it was recorded; its content is kept in the cache "
+                 f"(object {event.digest}) before stage '{event.stage}' replaces it")
+
+
+@cli.command()
+@click.argument("stages", nargs=-1)
+@click.option("-f", "--force", is_flag=True, help="Run the stages even if nothing changed.")
+@click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
+@click.option("--downstream", is_flag=True, help="Run STAGES and every stage that depends on them.")
+@click.option("--no-run-cache", is_flag=True, help="Neither restore from nor save to the run cache.")
+@json_option
+@pass_app
+def repro(app: App, stages: tuple[str, ...], force: bool, dry_run: bool, downstream: bool, no_run_cache: bool,
+          as_json: bool) -> None:
+    """Run changed pipeline stages in dependency order and record them in mlver.lock."""
+    from mlver.ops.repro import repro as do_repro
+
+    repo = open_repo()
+    kwargs = dict(force=force, dry_run=dry_run, downstream=downstream, run_cache=not no_run_cache,
+                  progress=app.progress(), on_event=lambda e: _render_event(app, e))
+    try:
+        if dry_run:
+            res, staged = do_repro(repo, list(stages), **kwargs)  # type: ignore[arg-type]
+        else:
+            with repo.lock("repro"):
+                res, staged = do_repro(repo, list(stages), **kwargs)  # type: ignore[arg-type]
+    finally:
+        repo.close()
+    if dry_run:
+        if as_json:
+            app.json(res.to_json())
+            return
+        for p in res.plan:
+            if p.action == "skip":
+                app.out(f"Stage '{p.name}' is up to date")
+                continue
+            verb = "Would restore stage '{}' from the run cache" if p.action == "restore" else "Would run stage '{}'"
+            app.out(verb.format(p.name) + ":")
+            for r in p.reasons:
+                app.out(f"    {r}")
+        return
+    if as_json:
+        app.json({"version": 1, "ran": res.ran, "restored": res.restored, "skipped": res.skipped,
+                  "kept": [{"path": p, "digest": d} for p, d in res.kept]})
+    if not res.ran and not res.restored:
+        app.say("Data and pipelines are up to date.")
+    elif staged:
+        app.say("Staged: " + " ".join(staged))
+    elif res.files and repo.scm_root:
+        app.say("To track the changes with Git, run:\n    git add " + " ".join(_quote(p) for p in sorted(res.files)))
+
+
+# --- dag -------------------------------------------------------------------------------------
+
+@cli.command()
+@json_option
+@click.option("--mermaid", is_flag=True, help="Print a Mermaid flowchart.")
+@pass_app
+def dag(app: App, as_json: bool, mermaid: bool) -> None:
+    """Show the stage graph."""
+    from mlver.ops.stage import dag as do_dag
+
+    repo = open_repo()
+    try:
+        res = do_dag(repo)
+    finally:
+        repo.close()
+    if as_json:
+        app.json(res.to_json())
+        return
+    if mermaid:
+        ids = {s["name"]: f"s{i}" for i, s in enumerate(res.stages)}
+        app.out("flowchart TD")
+        for s in res.stages:
+            app.out(f"    {ids[s['name']]}[\"{s['name']}\"]")
+        for a, b in res.edges:
+            app.out(f"    {ids[a]} --> {ids[b]}")
+        return
+    if not res.stages:
+        app.out("No stages in mlver.yaml.")
+        return
+    from rich.tree import Tree
+
+    console = _console()
+    shown: set[str] = set()
+
+    def grow(node: Any, name: str) -> None:
+        for child in res.children(name):
+            if child in shown:
+                node.add(f"{child} (see above)")
+                continue
+            shown.add(child)
+            grow(node.add(child), child)
+
+    for root in res.roots:
+        shown.add(root)
+        tree = Tree(root)
+        grow(tree, root)
+        console.print(tree)
+
+
+# --- params / metrics ------------------------------------------------------------------------
+
+def _render_changes(app: App, res: Any, what: str, md: bool) -> None:
+    rows = [(file, key, _value(c["old"]), _value(c["new"]), _value(c["diff"]))
+            for file, keys in res.changes.items() for key, c in keys.items()]
+    header = ("Path", what, res.old_rev, res.new_rev, "Change")
+    if md:
+        app.out("| " + " | ".join(header) + " |")
+        app.out("|" + "---|" * len(header))
+        for r in rows:
+            app.out("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        return
+    if not rows:
+        app.out(f"No {what.lower()} changes.")
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="right" if i >= 2 else "left")
+    for r in rows:
+        table.add_row(*r)
+    _console().print(table)
+
+
+def _warn_errors(app: App, errors: Any) -> None:
+    for e in errors:
+        app.warn(f"skipped: {e}")
+
+
+@cli.group()
+def params() -> None:
+    """Compare pipeline parameters across revisions."""
+
+
+@params.command(name="diff")
+@click.argument("rev_a", required=False)
+@click.argument("rev_b", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Also list parameters that did not change.")
+@click.option("--md", is_flag=True, help="Print a Markdown table.")
+@json_option
+@pass_app
+def params_diff(app: App, rev_a: str | None, rev_b: str | None, show_all: bool, md: bool, as_json: bool) -> None:
+    """Parameters that differ: HEAD vs workspace, REV_A vs workspace, or REV_A vs REV_B."""
+    from mlver.ops.params import params_diff as do_diff
+
+    repo = open_repo()
+    try:
+        res = do_diff(repo, rev_a, rev_b, include_unchanged=show_all)
+    finally:
+        repo.close()
+    _warn_errors(app, res.errors)
+    if as_json:
+        app.json(res.to_json())
+    else:
+        _render_changes(app, res, "Param", md)
+
+
+@cli.group()
+def metrics() -> None:
+    """Show and compare pipeline metrics."""
+
+
+@metrics.command(name="show")
+@click.option("-n", "count", type=click.IntRange(min=1), help="Also show the last N commits.")
+@click.option("-A", "--all-commits", is_flag=True, help="Also show every commit.")
+@click.option("--md", is_flag=True, help="Print a Markdown table.")
+@json_option
+@pass_app
+def metrics_show(app: App, count: int | None, all_commits: bool, md: bool, as_json: bool) -> None:
+    """Metrics of the workspace (and of commits with -n / --all-commits)."""
+    from mlver.ops.metrics import metrics_show as do_show
+
+    repo = open_repo()
+    try:
+        res = do_show(repo, count=count, all_commits=all_commits)
+    finally:
+        repo.close()
+    _warn_errors(app, res.errors)
+    if as_json:
+        app.json(res.to_json())
+        return
+    keys = list(dict.fromkeys(k for v in res.revisions for f in v.metrics.values() for k in f))
+    rows = [(v.rev if v.rev == "workspace" else v.rev[:7], file, *(_value(vals.get(k)) for k in keys))
+            for v in res.revisions for file, vals in v.metrics.items()]
+    header = ("Revision", "Path", *keys)
+    if md:
+        app.out("| " + " | ".join(header) + " |")
+        app.out("|" + "---|" * len(header))
+        for r in rows:
+            app.out("| " + " | ".join(r) + " |")
+        return
+    if not rows:
+        app.out("No metrics found.")
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="right" if i >= 2 else "left")
+    for r in rows:
+        table.add_row(*r)
+    _console().print(table)
+
+
+@metrics.command(name="diff")
+@click.argument("rev_a", required=False)
+@click.argument("rev_b", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Also list metrics that did not change.")
+@click.option("--md", is_flag=True, help="Print a Markdown table.")
+@json_option
+@pass_app
+def metrics_diff(app: App, rev_a: str | None, rev_b: str | None, show_all: bool, md: bool, as_json: bool) -> None:
+    """Metrics that differ: HEAD vs workspace, REV_A vs workspace, or REV_A vs REV_B."""
+    from mlver.ops.metrics import metrics_diff as do_diff
+
+    repo = open_repo()
+    try:
+        res = do_diff(repo, rev_a, rev_b, include_unchanged=show_all)
+    finally:
+        repo.close()
+    _warn_errors(app, res.errors)
+    if as_json:
+        app.json(res.to_json())
+    else:
+        _render_changes(app, res, "Metric", md)

@@ -1,3 +1,385 @@
-"""Commands: remote (see the module docstring of each command)."""
+"""Commands that share data through remotes: remote (add, modify, list, remove, default),
+push, fetch, pull, gc and fsck. Each parses, calls one operation in ``mlver.ops`` and
+renders its result; operations are imported inside the commands so that ``mlver --help``
+never imports fsspec, GitPython or YAML."""
 
 from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import click
+
+from mlver.cli import App, cli, pass_app
+from mlver.errors import EXIT_DIFF, EXIT_ERROR, UsageError
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def open_repo():  # type: ignore[no-untyped-def]
+    from mlver.repo import Repo
+
+    return Repo.find(".")
+
+
+# --- remote ------------------------------------------------------------------------
+
+@cli.group()
+def remote() -> None:
+    """Configure remote storage (folders, s3://, gs://, az://, ssh://, http(s)://)."""
+
+
+def _level(local: bool, global_: bool) -> str:
+    if local and global_:
+        raise UsageError("--local and --global cannot be used together")
+    return "local" if local else "global" if global_ else "project"
+
+
+@remote.command("add")
+@click.option("-d", "--default", "default", is_flag=True, help="Also make it the default remote.")
+@click.option("-f", "--force", is_flag=True, help="Replace a remote of the same name.")
+@click.option("--local", is_flag=True, help="Write to .mlver/config.local (this clone only).")
+@click.argument("name")
+@click.argument("url")
+@pass_app
+def remote_add(app: App, default: bool, force: bool, local: bool, name: str, url: str) -> None:
+    """Add remote NAME at URL (a folder, s3://bucket/prefix, ssh://user@host/path, ...)."""
+    from mlver.ops import remote_config as ops
+
+    repo = open_repo()
+    path = ops.add(repo, name, url, default=default, force=force, level="local" if local else "project")
+    app.say(f"Added remote '{name}' -> {url} in {path}{' (default)' if default else ''}")
+
+
+@remote.command("modify")
+@click.option("--local", is_flag=True, help="Write to .mlver/config.local (credentials go here).")
+@click.option("--global", "global_", is_flag=True, help="Write to your user config (~/.config/mlver/config).")
+@click.option("--unset", is_flag=True, help="Remove KEY.")
+@click.argument("name")
+@click.argument("key")
+@click.argument("value", required=False)
+@pass_app
+def remote_modify(app: App, local: bool, global_: bool, unset: bool, name: str, key: str, value: str | None) -> None:
+    """Set option KEY of remote NAME (endpoint_url, region, profile, user, keyfile, ...)."""
+    from mlver.ops import remote_config as ops
+
+    if value is None and not unset:
+        raise click.UsageError("missing argument 'VALUE' (or use --unset)")
+    if value is not None and unset:
+        raise click.UsageError("--unset takes no VALUE")
+    repo = open_repo()
+    path = ops.modify(repo, name, key, value, level=_level(local, global_))
+    app.say(f"{'Unset' if unset else 'Set'} remote.{name}.{key} in {path}")
+
+
+@remote.command("list")
+@json_option
+@pass_app
+def remote_list(app: App, as_json: bool) -> None:
+    """List remotes (credentials are masked)."""
+    from mlver.ops import remote_config as ops
+
+    infos = ops.list_remotes(open_repo())
+    if as_json:
+        app.json({"version": 1, "remotes": [i.to_json() for i in infos]})
+        return
+    if not infos:
+        app.say("No remotes (`mlver remote add -d NAME URL` to add one).")
+    for i in infos:
+        note = "" if i.installed else f"  [missing: pip install \"mlver[{i.extra}]\"]"
+        app.out(f"{i.name}\t{i.url}{'  (default)' if i.default else ''}{note}")
+
+
+@remote.command("remove")
+@click.argument("name")
+@pass_app
+def remote_remove(app: App, name: str) -> None:
+    """Remove remote NAME from the config (the stored data is not touched)."""
+    from mlver.ops import remote_config as ops
+
+    ops.remove(open_repo(), name)
+    app.say(f"Removed remote '{name}'")
+
+
+@remote.command("default")
+@click.option("--local", is_flag=True, help="Set it in .mlver/config.local (this clone only).")
+@click.option("--unset", is_flag=True, help="Clear the default.")
+@click.argument("name", required=False)
+@pass_app
+def remote_default(app: App, local: bool, unset: bool, name: str | None) -> None:
+    """Make NAME the default remote (without NAME: print the default)."""
+    from mlver.ops import remote_config as ops
+
+    repo = open_repo()
+    level = "local" if local else "project"
+    if unset:
+        ops.set_default(repo, None, level=level)
+        app.say("Cleared the default remote")
+    elif name is None:
+        current = ops.get_default(repo)
+        if current is None:
+            from mlver.errors import MlverError
+
+            raise MlverError("no default remote is set", hint="`mlver remote default NAME`")
+        app.out(current)
+    else:
+        ops.set_default(repo, name, level=level)
+        app.say(f"Default remote: {name}")
+
+
+# --- push / fetch / pull -----------------------------------------------------------
+
+def transfer_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.argument("targets", nargs=-1),
+        click.option("-r", "--remote", help="Remote to use (default: core.remote)."),
+        click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel transfers (default 4 per CPU, at least 8)."),
+        click.option("--rev", help="Also the outputs recorded at this Git revision."),
+        click.option("-a", "--all-branches", is_flag=True, help="Also every local branch."),
+        click.option("-T", "--all-tags", is_flag=True, help="Also every tag."),
+        click.option("-A", "--all-commits", is_flag=True, help="Also every commit reachable from a ref."),
+        click.option("--run-cache", is_flag=True, help="Also the run cache's entries and their objects."),
+        json_option,
+    ]):
+        f = opt(f)
+    return f
+
+
+def _scope(rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool):  # type: ignore[no-untyped-def]
+    from mlver.ops.scope import Scope
+
+    return Scope.for_transfer(rev=rev, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits)
+
+
+def _render_transfer(app: App, res, verb: str, preposition: str) -> int:  # type: ignore[no-untyped-def]
+    """Summary on stderr; missing and corrupt objects listed; returns the exit code."""
+    from mlver.cli.render import human_size
+
+    if res.transferred:
+        app.say(f"{res.transferred} object(s) {verb} {preposition} '{res.remote}' ({human_size(res.bytes)}), "
+                f"{res.already} already there")
+    else:
+        app.say(f"Everything is up to date with '{res.remote}' ({res.already} object(s) in scope)")
+    if res.runs:
+        app.say(f"{res.runs} run-cache entr{'y' if res.runs == 1 else 'ies'} {verb}")
+    code = 0
+    if res.missing:
+        where = "in the cache" if verb == "pushed" else f"on remote '{res.remote}'"
+        click.echo(f"mlver: error: {len(res.missing)} object(s) are not {where}, so not {verb}:", err=True)
+        for m in res.missing:
+            click.echo(f"    {m.path} ({m.digest})", err=True)
+        if verb == "pushed":
+            click.echo("hint: fetch them first (`mlver fetch`), or re-create them", err=True)
+        else:
+            click.echo("hint: push them from a clone that has them", err=True)
+        code = EXIT_ERROR
+    if res.corrupt:
+        click.echo(f"mlver: error: {len(res.corrupt)} object(s) on remote '{res.remote}' are corrupt and were "
+                   "not stored:", err=True)
+        for c in res.corrupt:
+            click.echo(f"    {c.path} ({c.digest})", err=True)
+        click.echo(f"hint: run `mlver fsck -r {res.remote}`, then push a good copy from a clone that has one",
+                   err=True)
+        code = EXIT_ERROR
+    return code
+
+
+@cli.command()
+@transfer_options
+@pass_app
+@click.pass_context
+def push(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
+         rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool,
+         as_json: bool) -> None:
+    """Send the objects the remote lacks."""
+    from mlver.ops.transfer import push as do_push
+
+    repo = open_repo()
+    try:
+        with repo.lock("push"):
+            res = do_push(repo, list(targets), remote=remote, jobs=jobs,
+                          scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
+                          progress=app.progress())
+    finally:
+        repo.close()
+    if as_json:
+        app.json(res.to_json())
+    code = _render_transfer(app, res, "pushed", "to")
+    if code:
+        ctx.exit(code)
+
+
+@cli.command()
+@transfer_options
+@pass_app
+@click.pass_context
+def fetch(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
+          rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool,
+          as_json: bool) -> None:
+    """Bring the objects the cache lacks (the workspace is not touched)."""
+    from mlver.ops.transfer import fetch as do_fetch
+
+    repo = open_repo()
+    try:
+        with repo.lock("fetch"):
+            res = do_fetch(repo, list(targets), remote=remote, jobs=jobs,
+                           scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
+                           progress=app.progress())
+    finally:
+        repo.close()
+    if as_json:
+        app.json(res.to_json())
+    code = _render_transfer(app, res, "fetched", "from")
+    if code:
+        ctx.exit(code)
+
+
+@cli.command()
+@transfer_options
+@click.option("-f", "--force", is_flag=True, help="Replace local changes (their content is cached first).")
+@pass_app
+@click.pass_context
+def pull(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
+         rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool,
+         as_json: bool, force: bool) -> None:
+    """Fetch, then check out: make the workspace match the pointers."""
+    from mlver.cli.data import render_checkout
+    from mlver.ops.transfer import pull as do_pull
+
+    repo = open_repo()
+    try:
+        with repo.lock("pull"):
+            res = do_pull(repo, list(targets), remote=remote, jobs=jobs,
+                          scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
+                          force=force, progress=app.progress())
+    finally:
+        repo.close()
+    if as_json:
+        app.json(res.to_json())
+    code = _render_transfer(app, res.fetch, "fetched", "from")
+    if as_json:
+        # the checkout's lists are in the JSON; only its problems go to stderr
+        ck = res.checkout
+        ck_code = EXIT_ERROR if (ck.kept or ck.missing) else 0
+        if ck.kept:
+            click.echo("mlver: error: kept local changes that are not in the cache (use --force to replace them, "
+                       "or `mlver commit` to record them):", err=True)
+            for p in ck.kept:
+                click.echo(f"    {p}", err=True)
+    else:
+        ck_code = render_checkout(app, res.checkout)
+    code = code or ck_code
+    if code:
+        ctx.exit(code)
+
+
+# --- gc ----------------------------------------------------------------------------
+
+@cli.command()
+@click.option("-w", "--workspace", is_flag=True, help="Keep only what the workspace references.")
+@click.option("-a", "--all-branches", is_flag=True, help="Keep what local and remote-tracking branches reference.")
+@click.option("-T", "--all-tags", is_flag=True, help="Keep what tags reference.")
+@click.option("-A", "--all-commits", is_flag=True, help="Keep what any commit reachable from a ref references.")
+@click.option("-c", "--cloud", is_flag=True, help="Also collect on the remote.")
+@click.option("-r", "--remote", help="The remote for --cloud (default: core.remote).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel requests to the remote.")
+@click.option("-n", "--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.option("-f", "--force", is_flag=True, help="Delete without asking.")
+@json_option
+@pass_app
+def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool, cloud: bool,
+       remote: str | None, jobs: int | None, dry_run: bool, force: bool, as_json: bool) -> None:
+    """Delete objects that nothing in scope references.
+
+    With no scope flag, gc keeps what the workspace, HEAD, every local branch, every
+    remote-tracking branch, every tag and the stash reference. Scope flags replace that
+    default by the union of what they name; the workspace is always kept.
+    """
+    from mlver.cli.render import human_size
+    from mlver.ops.gc import plan_gc, run_gc
+    from mlver.ops.scope import Scope
+
+    if remote and not cloud:
+        raise click.UsageError("-r/--remote needs --cloud")
+    scope = Scope.for_gc(workspace=workspace, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits)
+    repo = open_repo()
+    try:
+        with repo.lock("gc"):
+            plan = plan_gc(repo, scope=scope, cloud=cloud, remote=remote, jobs=jobs, progress=app.progress())
+            for w in plan.warnings:
+                app.warn(w)
+            if dry_run:
+                if as_json:
+                    app.json(plan.to_json())
+                    return
+                for ref, size in plan.local:
+                    app.out(f"cache\t{ref.relpath}\t{size}")
+                for ref, size in plan.remote:
+                    app.out(f"remote:{plan.remote_name}\t{ref.relpath}\t{size}")
+                app.say(_gc_summary(plan, human_size, "Would delete"))
+                return
+            if plan.empty:
+                if as_json:
+                    app.json(plan.to_json())
+                app.say("Nothing to delete.")
+                return
+            if not force:
+                if not sys.stdin.isatty():
+                    raise UsageError(f"gc would delete {_gc_counts(plan, human_size)}; refusing without -f "
+                                     "when not on a terminal", hint="review with `mlver gc --dry-run`, then add -f")
+                if not click.confirm(f"Delete {_gc_counts(plan, human_size)}?", default=False, err=True):
+                    app.say("Nothing deleted.")
+                    return
+            res = run_gc(repo, plan, progress=app.progress())
+    finally:
+        repo.close()
+    if as_json:
+        app.json(plan.to_json())
+    app.say(f"Deleted {res.removed} object(s) ({human_size(res.bytes)}) from the cache"
+            + (f", {res.remote_removed} ({human_size(res.remote_bytes)}) from remote '{res.remote_name}'"
+               if res.remote_name else ""))
+
+
+def _gc_counts(plan, human_size) -> str:  # type: ignore[no-untyped-def]
+    text = f"{len(plan.local)} object(s) ({human_size(plan.bytes)}) from the cache"
+    if plan.remote_name is not None:
+        text += f" and {len(plan.remote)} ({human_size(plan.remote_bytes)}) from remote '{plan.remote_name}'"
+    return text
+
+
+def _gc_summary(plan, human_size, verb: str) -> str:  # type: ignore[no-untyped-def]
+    return f"{verb} {_gc_counts(plan, human_size)}; keeping {plan.kept} in the cache" + (
+        f" and {plan.remote_kept} on the remote" if plan.remote_name is not None else "")
+
+
+# --- fsck --------------------------------------------------------------------------
+
+@cli.command()
+@click.option("-r", "--remote", help="Also check the objects on this remote.")
+@click.option("-c", "--cloud", is_flag=True, help="Also check the default remote.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel checks.")
+@json_option
+@pass_app
+@click.pass_context
+def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: int | None, as_json: bool) -> None:
+    """Re-hash stored objects; quarantine corrupt local ones, report corrupt remote ones."""
+    from mlver.ops.fsck import fsck as do_fsck
+
+    repo = open_repo()
+    try:
+        with repo.lock("fsck"):
+            res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, progress=app.progress())
+    finally:
+        repo.close()
+    if as_json:
+        app.json(res.to_json())
+    else:
+        for c in res.corrupt:
+            note = f" (moved to {c.quarantined})" if c.quarantined else ""
+            app.out(f"corrupt\t{c.where}\t{c.digest}{note}")
+    if res.corrupt:
+        app.say(f"{len(res.corrupt)} corrupt object(s) among {res.checked} checked"
+                + ("; `mlver pull` fetches good copies of quarantined ones" if any(c.quarantined for c in res.corrupt)
+                   else ""))
+        ctx.exit(EXIT_DIFF)
+    app.say(f"Checked {res.checked} object(s): all good")

@@ -1,0 +1,73 @@
+"""``mlver fsck``: re-hash every object in the cache (and on a remote with ``-r``) in
+parallel. A corrupt local object is moved to ``quarantine/`` under the cache, so the
+next ``pull`` fetches a good copy; a corrupt remote object is reported, not touched."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from mlver.cache import ObjectRef
+from mlver.progress import NO_PROGRESS, Progress
+from mlver.repo import Repo
+from mlver.workspace import WORKERS
+
+WHERE_CACHE = "cache"
+
+
+@dataclass(frozen=True)
+class Corrupt:
+    digest: str
+    where: str  # "cache" or "remote:NAME"
+    manifest: bool = False
+    quarantined: str | None = None  # where a local one was moved
+
+
+@dataclass
+class FsckResult:
+    checked: int = 0
+    corrupt: list[Corrupt] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"version": 1, "checked": self.checked,
+                "corrupt": [{"digest": c.digest, "where": c.where} for c in self.corrupt]}
+
+
+def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: int | None = None,
+         progress: Progress = NO_PROGRESS) -> FsckResult:
+    res = FsckResult()
+    cache = repo.cache
+    refs = list(cache.iter_objects())
+    sizes = {}
+    for r in refs:
+        try:
+            sizes[r] = os.path.getsize(cache.path(r.digest, r.manifest))
+        except OSError:
+            sizes[r] = 0
+    progress.start("checking the cache", total_files=len(refs), total_bytes=sum(sizes.values()))
+
+    def check(ref: ObjectRef) -> tuple[ObjectRef, bool]:
+        try:
+            good = cache.verify(ref)
+        except FileNotFoundError:  # removed meanwhile
+            good = True
+        progress.advance(files=1, nbytes=sizes[ref])
+        return ref, good
+
+    with ThreadPoolExecutor(jobs or WORKERS) as ex:
+        checked = list(ex.map(check, refs))
+    progress.finish()
+    res.checked += len(checked)
+    for ref, good in checked:
+        if not good:
+            res.corrupt.append(Corrupt(ref.digest, WHERE_CACHE, ref.manifest, cache.quarantine(ref)))
+    if remote is not None or cloud:  # also the remote (the default one with --cloud)
+        from mlver.ops.transfer import open_remote
+
+        with open_remote(repo, remote, jobs) as rem:
+            listing = rem.list_objects()
+            bad = rem.check_objects(listing, progress=progress)
+            res.checked += len(listing)
+            res.corrupt.extend(Corrupt(r.digest, f"remote:{rem.name}", r.manifest) for r in bad)
+    return res

@@ -1,0 +1,181 @@
+"""Which objects a command is about: the outputs of the workspace and of Git revisions
+(read from Git objects, never checked out), the run cache's references, and the
+expansion of folder manifests into the file objects they list. Shared by push, fetch,
+pull, ``status -r``, gc and fsck."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from mlver import git
+from mlver.cache import ObjectRef
+from mlver.errors import PathError
+from mlver.ops.common import all_outputs
+from mlver.pointer import POINTER_SUFFIX, Manifest, parse_manifest
+from mlver.repo import Repo
+from mlver.workspace import Output, select_outputs
+
+WORKSPACE = "workspace"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Revisions whose outputs are in scope, besides the workspace (always in)."""
+
+    revs: tuple[str, ...] = ()
+    head: bool = False
+    branches: bool = False  # refs/heads
+    remote_branches: bool = False  # refs/remotes
+    tags: bool = False
+    stash: bool = False
+    all_commits: bool = False
+
+    @property
+    def workspace_only(self) -> bool:
+        return not (self.revs or self.head or self.branches or self.remote_branches or self.tags
+                    or self.stash or self.all_commits)
+
+    @classmethod
+    def for_transfer(cls, *, rev: str | None = None, all_branches: bool = False, all_tags: bool = False,
+                     all_commits: bool = False) -> "Scope":
+        """push / fetch / pull: the workspace, plus what the flags name (branches are
+        this clone's local branches)."""
+        return cls(revs=(rev,) if rev else (), branches=all_branches, tags=all_tags, all_commits=all_commits)
+
+    @classmethod
+    def for_gc(cls, *, workspace: bool = False, all_branches: bool = False, all_tags: bool = False,
+               all_commits: bool = False) -> "Scope":
+        """gc: with no flag, HEAD, local and remote-tracking branches, tags and the stash;
+        flags replace that default by the union of what they name (the workspace is
+        always kept). ``--all-branches`` keeps remote-tracking branches too, so a
+        teammate's data is never collected because of a narrower flag."""
+        if not (workspace or all_branches or all_tags or all_commits):
+            return cls(head=True, branches=True, remote_branches=True, tags=True, stash=True)
+        return cls(head=all_branches, branches=all_branches, remote_branches=all_branches, tags=all_tags,
+                   all_commits=all_commits)
+
+
+def revision_commits(repo: Repo, scope: Scope) -> list[str]:
+    """The commits ``scope`` names (deduplicated by tree: same tree, same outputs)."""
+    if scope.workspace_only:
+        return []
+    root = repo.require_scm("a revision scope")
+    commits: set[str] = set()
+    if scope.revs:
+        with git.open_repo(root) as grepo:
+            commits.update(git.resolve(grepo, r) for r in scope.revs)
+    if scope.head:
+        head = git.head_commit(root)
+        if head:
+            commits.add(head)
+    namespaces = [ns for flag, ns in ((scope.branches, "refs/heads"), (scope.remote_branches, "refs/remotes"),
+                                      (scope.tags, "refs/tags")) if flag]
+    commits.update(git.ref_commits(root, *namespaces))
+    if scope.stash:
+        commits.update(git.stash_commits(root))
+    if scope.all_commits:
+        commits.update(git.all_commits(root))
+    by_tree: dict[str, str] = {}
+    for commit, tree in sorted(git.commit_trees(root, sorted(commits)).items()):
+        by_tree.setdefault(tree, commit)
+    return sorted(by_tree.values())
+
+
+def _matches(repo: Repo, out: Output, rel: str) -> bool:
+    return (rel == "." or out.path == rel or out.path.startswith(rel + "/") or rel.startswith(out.path + "/")
+            or out.pointer_file == rel or out.stage == rel)
+
+
+def outputs_in_scope(repo: Repo, scope: Scope, targets: list[str] | None = None) -> list[tuple[str, Output]]:
+    """(where, output) for the workspace and every revision in ``scope``; ``where`` is
+    ``workspace`` or a short commit id. TARGETS select outputs by path, pointer file or
+    stage name; one that names nothing in the workspace nor any revision is an error."""
+    found: list[tuple[str, Output]] = []
+    ws = all_outputs(repo)
+    commits = revision_commits(repo, scope)
+    if targets and not commits:
+        ws = select_outputs(repo, ws, targets)  # names the unknown target in its error
+    elif targets:
+        ws = [o for o in ws if any(_matches(repo, o, _target_rel(repo, t)) for t in targets)]
+    found.extend((WORKSPACE, o) for o in ws)
+    if commits:
+        from mlver.ops.diff import outputs_at
+
+        with git.open_repo(repo.require_scm("a revision scope")) as grepo:
+            for commit in commits:
+                outs = outputs_at(repo, grepo, commit)
+                if targets:
+                    outs = [o for o in outs if any(_matches(repo, o, _target_rel(repo, t)) for t in targets)]
+                found.extend((commit[:10], o) for o in outs)
+        if targets:
+            for t in targets:
+                rel = _target_rel(repo, t)
+                if not any(_matches(repo, o, rel) for _, o in found):
+                    raise PathError(t, "is not tracked by mlver in the workspace nor in the revisions asked for")
+    return found
+
+
+def _target_rel(repo: Repo, target: str) -> str:
+    rel = repo.rel(target)
+    return rel[: -len(POINTER_SUFFIX)] if rel.endswith(POINTER_SUFFIX) and not os.path.isdir(repo.abs(rel)) else rel
+
+
+def root_refs(outputs: list[tuple[str, Output]]) -> dict[ObjectRef, str]:
+    """The object each output names (a folder's manifest) -> a path to show for it."""
+    refs: dict[ObjectRef, str] = {}
+    for _where, o in outputs:
+        refs.setdefault(ObjectRef(o.digest, o.kind == "dir"), o.path)
+    return refs
+
+
+def run_cache_refs(repo: Repo) -> list[ObjectRef]:
+    """Objects the run cache's entries reference (none until the pipeline provides it)."""
+    try:
+        from mlver.pipeline import runcache  # the pipeline's run cache, when it exists
+    except ModuleNotFoundError as e:
+        if e.name in ("mlver.pipeline", "mlver.pipeline.runcache"):
+            return []
+        raise
+    return list(runcache.referenced_objects(repo))
+
+
+def runs_dir(repo: Repo) -> str:
+    return os.path.join(repo.cache.root, "runs")
+
+
+def expand(roots: dict[ObjectRef, str], read: Callable[[ObjectRef], Manifest | None]
+           ) -> tuple[dict[ObjectRef, str], dict[ObjectRef, str]]:
+    """Roots plus every file object their manifests list -> path. Returns (objects,
+    manifests that could not be read)."""
+    objects: dict[ObjectRef, str] = {}
+    unreadable: dict[ObjectRef, str] = {}
+    for ref, path in roots.items():
+        objects.setdefault(ref, path)
+        if not ref.manifest:
+            continue
+        manifest = read(ref)
+        if manifest is None:
+            unreadable[ref] = path
+            continue
+        for e in manifest.entries:
+            objects.setdefault(ObjectRef(e.digest, False), f"{path}/{e.path}")
+    return objects, unreadable
+
+
+def local_manifest_reader(repo: Repo) -> Callable[[ObjectRef], Manifest | None]:
+    cache = repo.cache
+    memo: dict[str, Manifest | None] = {}
+
+    def read(ref: ObjectRef) -> Manifest | None:
+        if ref.digest not in memo:
+            memo[ref.digest] = (parse_manifest(cache.read_bytes(ref.digest, True), f"manifest {ref.digest}")
+                                if cache.has(ref.digest, True) else None)
+        return memo[ref.digest]
+
+    return read
+
+
+def prefixes(refs: object) -> set[str]:
+    return {r.digest[:2] for r in refs}  # type: ignore[attr-defined]

@@ -1,0 +1,138 @@
+"""``mlver stage add`` (write a stage into ``mlver.yaml``, keeping what is there, comments
+included) and ``mlver dag`` (the stage graph)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from mlver.errors import MlverError, UsageError
+from mlver.fsutil import atomic_write_text
+from mlver.pipeline.graph import build_graph
+from mlver.pipeline.model import PIPELINE_FILE, parse_pipeline
+from mlver.pipeline.plan import check_workspace_paths, load_graph
+from mlver.pipeline.yamlio import LinedMap, load_lined
+from mlver.pointer import yaml_scalar
+from mlver.repo import Repo
+
+
+@dataclass
+class StageAdded:
+    name: str
+    file: str
+    created: bool  # mlver.yaml did not exist before
+
+
+def _param_entries(params: Sequence[str]) -> list[str | tuple[str, list[str]]]:
+    """``-p`` values: ``KEY[,KEY]`` (params.yaml) or ``FILE:KEY[,KEY]`` / ``FILE:`` (all)."""
+    plain: list[str | tuple[str, list[str]]] = []
+    named: dict[str, list[str]] = {}
+    for p in params:
+        if ":" in p:
+            file, _, keys = p.rpartition(":")
+            named.setdefault(file, []).extend(k for k in keys.split(",") if k)
+        else:
+            plain.extend(k for k in p.split(",") if k)
+    return plain + [(f, k) for f, k in named.items()]
+
+
+def stage_block(name: str, cmd: str, *, deps: Sequence[str], outs: Sequence[str], outs_no_cache: Sequence[str],
+                params: Sequence[str], metrics: Sequence[str], wdir: str | None, desc: str | None,
+                indent: int = 2) -> str:
+    a, b = " " * indent, " " * (indent * 2)
+    lines = [f"{a}{yaml_scalar(name)}:", f"{b}cmd: {yaml_scalar(cmd)}"]
+    if wdir and wdir != ".":
+        lines.append(f"{b}wdir: {yaml_scalar(wdir)}")
+    if desc:
+        lines.append(f"{b}desc: {yaml_scalar(desc)}")
+    if deps:
+        lines += [f"{b}deps:"] + [f"{b}- {yaml_scalar(d)}" for d in deps]
+    entries = _param_entries(params)
+    if entries:
+        lines.append(f"{b}params:")
+        for e in entries:
+            if isinstance(e, str):
+                lines.append(f"{b}- {yaml_scalar(e)}")
+            elif e[1]:
+                lines += [f"{b}- {yaml_scalar(e[0])}:"] + [f"{b}  - {yaml_scalar(k)}" for k in e[1]]
+            else:
+                lines.append(f"{b}- {yaml_scalar(e[0])}:")
+    if outs or outs_no_cache:
+        lines.append(f"{b}outs:")
+        lines += [f"{b}- {yaml_scalar(o)}" for o in outs]
+        for o in outs_no_cache:
+            lines += [f"{b}- {yaml_scalar(o)}:", f"{b}    cache: false"]
+    if metrics:
+        lines += [f"{b}metrics:"] + [f"{b}- {yaml_scalar(m)}" for m in metrics]
+    return "\n".join(lines) + "\n"
+
+
+def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs: Sequence[str] = (),
+              outs_no_cache: Sequence[str] = (), params: Sequence[str] = (), metrics: Sequence[str] = (),
+              wdir: str | None = None, desc: str | None = None) -> StageAdded:
+    if not cmd.strip():
+        raise UsageError("no command given", hint="put it after `--`: mlver stage add -n NAME -- python train.py")
+    path = repo.abs(PIPELINE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        created = False
+    except FileNotFoundError:
+        text, created = "", True
+    doc = load_lined(text, PIPELINE_FILE) if text.strip() else None
+    if wdir is not None:
+        wdir = os.path.relpath(os.path.abspath(wdir), repo.root).replace(os.sep, "/")
+    stages = doc.get("stages") if isinstance(doc, LinedMap) else None
+    if isinstance(stages, dict) and name in stages:
+        raise MlverError(f"stage '{name}' already exists in {PIPELINE_FILE}",
+                         hint="pick another name, or edit mlver.yaml")
+    kwargs = dict(deps=deps, outs=outs, outs_no_cache=outs_no_cache, params=params, metrics=metrics,
+                  wdir=wdir, desc=desc)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if isinstance(stages, LinedMap) and stages:
+        first_line = text.splitlines()[stages.line_of(next(iter(stages))) - 1]
+        indent = len(first_line) - len(first_line.lstrip(" "))
+        if indent == 0 or "{" in first_line[:indent + 1]:
+            raise MlverError(f"{PIPELINE_FILE} writes 'stages' in flow style; add the stage by editing it")
+        new_text = text + stage_block(name, cmd, indent=indent, **kwargs)  # type: ignore[arg-type]
+    elif isinstance(doc, LinedMap) and "stages" in doc:
+        if stages:  # pragma: no cover - a non-mapping is rejected by the parser below
+            raise MlverError(f"{PIPELINE_FILE}: 'stages' must be a mapping")
+        lines = text.splitlines(keepends=True)
+        lines[doc.line_of("stages") - 1] = "stages:\n"
+        new_text = "".join(lines) + stage_block(name, cmd, **kwargs)  # type: ignore[arg-type]
+    else:
+        new_text = text + "stages:\n" + stage_block(name, cmd, **kwargs)  # type: ignore[arg-type]
+    pipeline = parse_pipeline(new_text, PIPELINE_FILE)
+    build_graph(pipeline)
+    check_workspace_paths(repo, pipeline)
+    atomic_write_text(path, new_text, fsync=repo.fsync)
+    return StageAdded(name, PIPELINE_FILE, created)
+
+
+# --- dag -------------------------------------------------------------------------------
+
+@dataclass
+class DagResult:
+    stages: list[dict]  # {"name", "cmd", "deps", "outs"}
+    edges: list[tuple[str, str]]
+
+    def to_json(self) -> dict:
+        return {"version": 1, "stages": self.stages, "edges": [list(e) for e in self.edges]}
+
+    @property
+    def roots(self) -> list[str]:
+        targets = {b for _, b in self.edges}
+        return [s["name"] for s in self.stages if s["name"] not in targets]
+
+    def children(self, name: str) -> list[str]:
+        return [b for a, b in self.edges if a == name]
+
+
+def dag(repo: Repo) -> DagResult:
+    graph = load_graph(repo)
+    stages = [{"name": s.name, "cmd": s.cmd, "deps": [d.path for d in s.deps], "outs": [o.path for o in s.products]}
+              for s in graph.stages_in_order()]
+    return DagResult(stages, graph.edges)

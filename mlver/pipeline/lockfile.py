@@ -1,0 +1,204 @@
+"""``mlver.lock``: what each stage last ran with and produced. Parsed into frozen
+dataclasses; dumped byte-stably in SPEC's layout (stages in ``mlver.yaml`` order, deps
+and outs sorted by path). Paths are relative to the repository root. An output entry
+carries ``cache: false`` only when it stays in Git (``cache: true`` for a cached
+metrics file), so the lock alone says which outputs live in the cache.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from mlver.errors import FormatError
+from mlver.fsutil import atomic_write_text, check_relative
+from mlver.hashing import HASH_NAME, is_digest
+from mlver.pipeline.model import LOCK_FILE
+from mlver.pipeline.yamlio import LinedList, LinedMap, dump_value, load_lined
+from mlver.pointer import yaml_scalar
+from mlver.repo import Repo
+from mlver.workspace import Output
+
+HEADER = "# mlver lock: written by mlver; commit it together with mlver.yaml\n"
+ENTRY_KEYS = ("path", "kind", "digest", "size", "files", "cache")
+STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics")
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """A dependency, output or metrics file as recorded: its digest and size."""
+
+    path: str
+    kind: str  # "file" or "dir"
+    digest: str
+    size: int
+    files: int | None = None
+    cache: bool = True
+
+
+@dataclass(frozen=True)
+class StageLock:
+    name: str
+    cmd: str
+    deps: tuple[LockEntry, ...] = ()
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> key -> value
+    outs: tuple[LockEntry, ...] = ()
+    metrics: tuple[LockEntry, ...] = ()
+
+    @property
+    def products(self) -> tuple[LockEntry, ...]:
+        return self.outs + self.metrics
+
+
+def _dump_entries(key: str, entries: Iterable[LockEntry], cache_default: bool) -> list[str]:
+    rows = sorted(entries, key=lambda e: e.path)
+    if not rows:
+        return []
+    out = [f"    {key}:\n"]
+    for e in rows:
+        out.append(f"    - path: {yaml_scalar(e.path)}\n      kind: {e.kind}\n      digest: {e.digest}\n"
+                   f"      size: {e.size}\n")
+        if e.kind == "dir":
+            out.append(f"      files: {e.files or 0}\n")
+        if e.cache != cache_default:
+            out.append(f"      cache: {'true' if e.cache else 'false'}\n")
+    return out
+
+
+def dump_lock(stages: Iterable[StageLock]) -> str:
+    out = [HEADER, "version: 1\n", f"hash: {HASH_NAME}\n"]
+    body = []
+    for s in stages:
+        body.append(f"  {yaml_scalar(s.name)}:\n    cmd: {yaml_scalar(s.cmd)}\n")
+        body += _dump_entries("deps", s.deps, True)
+        if s.params:
+            body.append("    params:\n")
+            for file, values in sorted(s.params.items()):
+                body.append(f"      {yaml_scalar(file)}:{'' if values else ' {}'}\n")
+                for k, v in sorted(values.items()):
+                    body.append(f"        {yaml_scalar(k)}: {dump_value(v)}\n")
+        body += _dump_entries("outs", s.outs, True)
+        body += _dump_entries("metrics", s.metrics, False)
+    out.append("stages:\n" if body else "stages: {}\n")
+    return "".join(out + body)
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+def parse_lock(text: str, shown: str = LOCK_FILE) -> dict[str, StageLock]:
+    doc = load_lined(text, shown)
+    if not isinstance(doc, LinedMap):
+        raise FormatError(shown, "not an mlver lock file (expected a YAML mapping)")
+    if doc.get("version") != 1:
+        raise FormatError(shown, f"unsupported lock version {doc.get('version')!r} (this mlver reads version 1)",
+                          line=doc.line_of("version"))
+    if doc.get("hash", HASH_NAME) != HASH_NAME:
+        raise FormatError(shown, f"unknown hash {doc.get('hash')!r} (this mlver uses {HASH_NAME})",
+                          line=doc.line_of("hash"))
+    stages_doc = doc.get("stages") or {}
+    if not isinstance(stages_doc, dict):
+        raise FormatError(shown, "'stages' must be a mapping", line=doc.line_of("stages"))
+    result = {}
+    for name, body in stages_doc.items():
+        line = stages_doc.line_of(name) if isinstance(stages_doc, LinedMap) else None
+        result[str(name)] = _parse_stage(shown, str(name), body, line)
+    return result
+
+
+def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> StageLock:
+    def bad(problem: str, at: int | None = None) -> FormatError:
+        return FormatError(shown, f"stage '{name}': {problem}", line=at or line)
+
+    if not isinstance(body, LinedMap) or not isinstance(body.get("cmd"), str):
+        raise bad("expected a mapping with 'cmd'")
+    for key in body:
+        if key not in STAGE_KEYS:
+            raise bad(f"unknown field '{key}'", body.line_of(key))
+
+    def entries(key: str, cache_default: bool) -> tuple[LockEntry, ...]:
+        items = body.get(key)
+        if items is None:
+            return ()
+        if not isinstance(items, LinedList):
+            raise bad(f"'{key}' must be a list", body.line_of(key))
+        out = []
+        for i, item in enumerate(items):
+            at = items.line_at(i)
+            if not isinstance(item, dict):
+                raise bad(f"each '{key}' entry must be a mapping", at)
+            for k in item:
+                if k not in ENTRY_KEYS:
+                    raise bad(f"unknown field '{k}' in '{key}'", at)
+            path, kind, digest, size = item.get("path"), item.get("kind"), item.get("digest"), item.get("size")
+            if not isinstance(path, str) or check_relative(path):
+                raise bad(f"bad path {path!r} in '{key}'", at)
+            if kind not in ("file", "dir"):
+                raise bad(f"'{path}': kind must be 'file' or 'dir'", at)
+            if not isinstance(digest, str) or not is_digest(digest):
+                raise bad(f"'{path}': digest must be 32 lower-case hex digits", at)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise bad(f"'{path}': size must be a non-negative integer", at)
+            files = item.get("files")
+            if kind == "dir" and (not isinstance(files, int) or isinstance(files, bool)):
+                raise bad(f"'{path}': a folder needs 'files'", at)
+            cache = item.get("cache", cache_default)
+            if not isinstance(cache, bool):
+                raise bad(f"'{path}': cache must be true or false", at)
+            out.append(LockEntry(path, kind, digest, size, files if kind == "dir" else None, cache))
+        return tuple(out)
+
+    params_doc = body.get("params") or {}
+    if not isinstance(params_doc, dict) or not all(isinstance(v, dict) or v is None for v in params_doc.values()):
+        raise bad("'params' must map params files to their values", body.line_of("params"))
+    params = {str(f): {str(k): v for k, v in (vals or {}).items()} for f, vals in params_doc.items()}
+    return StageLock(name, body["cmd"], entries("deps", True), params, entries("outs", True),
+                     entries("metrics", False))
+
+
+def read_lock(repo: Repo) -> dict[str, StageLock]:
+    """The stages recorded in the workspace's ``mlver.lock`` (empty without one)."""
+    try:
+        with open(repo.abs(LOCK_FILE), encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError:
+        raise FormatError(LOCK_FILE, "not UTF-8 text") from None
+    return parse_lock(text, LOCK_FILE)
+
+
+def write_lock(repo: Repo, stages: dict[str, StageLock], order: list[str]) -> bool:
+    """Write the lock atomically: stages in ``order`` (mlver.yaml's), others pruned.
+    Returns whether the file changed."""
+    text = dump_lock(stages[n] for n in order if n in stages)
+    path = repo.abs(LOCK_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text, fsync=repo.fsync)
+    return True
+
+
+# --- outputs for the data commands ----------------------------------------------------
+
+def _outputs(stages: dict[str, StageLock]) -> list[Output]:
+    return [Output(e.path, e.kind, e.digest, e.size, e.files, pointer_file=None, stage=s.name)
+            for s in stages.values() for e in sorted(s.products, key=lambda e: e.path) if e.cache]
+
+
+def lock_outputs(repo: Repo) -> list[Output]:
+    """Cached stage outputs recorded in the workspace's lock (``stage`` set, no pointer)."""
+    return _outputs(read_lock(repo))
+
+
+def outputs_from_lock_text(text: str, shown: str) -> list[Output]:
+    """Cached stage outputs of a lock read from Git history."""
+    return _outputs(parse_lock(text, shown))
+
+
+def lock_exists(repo: Repo) -> bool:
+    return os.path.exists(repo.abs(LOCK_FILE))

@@ -1,0 +1,234 @@
+"""Loading the pipeline and deciding which stages changed.
+
+A stage is *changed* (SPEC) when its command differs from the lock, any dependency
+digest or listed parameter value differs, or an output or metrics file is missing or
+differs; a stage with no dependencies always runs. Each reason is one short line
+(``dep changed: data/raw.csv``) so ``status`` and ``repro --dry-run`` can show why.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlver.errors import FormatError, MlverError, PathError
+from mlver.fsutil import inside_root
+from mlver.pipeline.graph import Graph, build_graph
+from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, Stage, parse_pipeline
+from mlver.pipeline.params import ParamsReader, workspace_reader
+from mlver.pipeline.record import Inspector, record_product
+from mlver.pointer import POINTER_SUFFIX
+from mlver.progress import NO_PROGRESS, Progress
+from mlver.repo import Repo
+
+
+def read_pipeline_text(repo: Repo) -> str:
+    try:
+        with open(repo.abs(PIPELINE_FILE), encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise MlverError(f"no {PIPELINE_FILE} in {repo.root}",
+                         hint="add a stage with `mlver stage add -n NAME -d DEP -o OUT -- CMD`") from None
+    except UnicodeDecodeError:
+        raise FormatError(PIPELINE_FILE, "not UTF-8 text") from None
+
+
+def check_workspace_paths(repo: Repo, pipeline: Pipeline) -> None:
+    """Paths that leave the repository through a symlink, and outputs that a pointer
+    file already tracks."""
+    for stage in pipeline.stages:
+        for path, line in [(d.path, d.line) for d in stage.deps] + [(o.path, o.line) for o in stage.products]:
+            try:
+                inside_root(repo.root, repo.abs(path), shown=path)
+            except PathError as e:
+                raise FormatError(pipeline.shown, f"stage '{stage.name}': {e.message}", line=line) from None
+        for out in stage.products:
+            parts = out.path.split("/")
+            for i in range(len(parts), 0, -1):
+                tracked = "/".join(parts[:i])
+                if os.path.isfile(repo.abs(tracked + POINTER_SUFFIX)):
+                    raise FormatError(pipeline.shown, f"stage '{stage.name}': output '{out.path}' is already tracked "
+                                      f"by {tracked}{POINTER_SUFFIX}", line=out.line or stage.line,
+                                      hint=f"stop tracking it first: `mlver remove {tracked}{POINTER_SUFFIX}`")
+
+
+def load_graph(repo: Repo) -> Graph:
+    """Parse and validate ``mlver.yaml`` against the workspace; the stage graph."""
+    pipeline = parse_pipeline(read_pipeline_text(repo), PIPELINE_FILE)
+    graph = build_graph(pipeline)
+    check_workspace_paths(repo, pipeline)
+    return graph
+
+
+def load_pipeline(repo: Repo) -> Pipeline:
+    return load_graph(repo).pipeline
+
+
+# --- change detection ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StageCheck:
+    stage: Stage
+    reasons: tuple[str, ...]
+    deps: tuple[LockEntry | None, ...]  # current, in mlver.yaml order (None: missing)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def missing_deps(self) -> list[str]:
+        return [d.path for d, now in zip(self.stage.deps, self.deps) if now is None]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, params: ParamsReader,
+                shown: str = PIPELINE_FILE) -> StageCheck:
+    deps_now = tuple(inspector.entry(d.path) for d in stage.deps)
+    params_now = params.stage_params(stage, shown)
+    reasons: list[str] = []
+    if not stage.deps:
+        reasons.append("always runs: the stage has no dependencies")
+    if locked is None:
+        reasons.append("never run")
+        return StageCheck(stage, tuple(reasons), deps_now, params_now)
+    if locked.cmd != stage.cmd:
+        reasons.append("command changed")
+    old_deps = {e.path: e for e in locked.deps}
+    for dep, now in zip(stage.deps, deps_now):
+        old = old_deps.pop(dep.path, None)
+        if now is None:
+            reasons.append(f"dep missing: {dep.path}")
+        elif old is None:
+            reasons.append(f"dep added: {dep.path}")
+        elif (old.kind, old.digest) != (now.kind, now.digest):
+            reasons.append(f"dep changed: {dep.path}")
+    reasons += [f"dep removed: {p}" for p in sorted(old_deps)]
+    for file in sorted(set(params_now) | set(locked.params)):
+        now_vals, old_vals = params_now.get(file, {}), locked.params.get(file, {})
+        for key in sorted(set(now_vals) | set(old_vals)):
+            if key not in old_vals:
+                reasons.append(f"param added: {file}:{key}")
+            elif key not in now_vals:
+                reasons.append(f"param removed: {file}:{key}")
+            elif not _same(now_vals[key], old_vals[key]):
+                reasons.append(f"param changed: {file}:{key}")
+    old_products = {e.path: e for e in locked.products}
+    for out in stage.products:
+        label = "metrics" if out.metric else "out"
+        old = old_products.pop(out.path, None)
+        now = inspector.entry(out.path)
+        if old is None:
+            reasons.append(f"{label} added: {out.path}")
+        elif now is None:
+            reasons.append(f"{label} missing: {out.path}")
+        elif (old.kind, old.digest) != (now.kind, now.digest) or old.cache != out.cache:
+            reasons.append(f"{label} changed: {out.path}")
+    reasons += [f"out removed: {p}" for p in sorted(old_products)]
+    return StageCheck(stage, tuple(reasons), deps_now, params_now)
+
+
+def _matches(repo: Repo, stage: Stage, targets: list[str]) -> bool:
+    for t in targets:
+        if t == stage.name:
+            return True
+        try:
+            rel = repo.rel(t)
+        except PathError:
+            continue
+        paths = [d.path for d in stage.deps] + [o.path for o in stage.products]
+        if rel == "." or any(p == rel or p.startswith(rel + "/") or rel.startswith(p + "/") for p in paths):
+            return True
+    return False
+
+
+def stage_status(repo: Repo, targets: list[str] | None = None,
+                 *, progress: Progress = NO_PROGRESS) -> list[tuple[str, bool, list[str]]]:
+    """(stage, changed, reasons) for every stage, or those named by / touching ``targets``."""
+    graph = load_graph(repo)
+    locked = read_lock(repo)
+    inspector = Inspector(repo, progress)
+    reader = workspace_reader(repo.root)
+    result = []
+    for stage in graph.stages_in_order():
+        if targets and not _matches(repo, stage, targets):
+            continue
+        check = check_stage(stage, locked.get(stage.name), inspector, reader)
+        result.append((stage.name, check.changed, list(check.reasons)))
+    return result
+
+
+# --- recording without running (``mlver commit``) --------------------------------------
+
+def record_stage(repo: Repo, stage: Stage, check: StageCheck, inspector: Inspector, *, snapshot: bool,
+                 progress: Progress = NO_PROGRESS) -> StageLock:
+    """The lock entry for a stage whose outputs are in the workspace now; cached outputs
+    are stored like ``mlver add`` data."""
+    deps = tuple(d for d in check.deps if d is not None)
+    outs = tuple(record_product(repo, o, inspector, snapshot=snapshot, progress=progress) for o in stage.outs)
+    metrics = tuple(record_product(repo, o, inspector, snapshot=snapshot, progress=progress) for o in stage.metrics)
+    return StageLock(stage.name, stage.cmd, deps, check.params, outs, metrics)
+
+
+def ignore_outputs(repo: Repo, stage: Stage) -> list[str]:
+    """Keep cached outputs out of Git; returns the .gitignore files that changed."""
+    # The .gitignore helpers live with the data verbs; they belong one layer down.
+    from mlver.ops.common import gitignore_add
+
+    changed = []
+    for out in stage.products:
+        if out.cache:
+            rel = gitignore_add(repo, out.path)
+            if rel:
+                changed.append(rel)
+    return changed
+
+
+def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
+                         progress: Progress = NO_PROGRESS) -> tuple[list[str], list[str]]:
+    """Record the workspace's current outputs of stages into the lock without running
+    them. ``names`` None: every stage whose dependencies and outputs all exist; named
+    stages must have them. Returns (outputs recorded, mlver files rewritten)."""
+    from mlver.pipeline import runcache
+
+    graph = load_graph(repo)
+    pipeline = graph.pipeline
+    for n in names or []:
+        if pipeline.get(n) is None:
+            raise MlverError(f"no stage '{n}' in {PIPELINE_FILE}")
+    locked = read_lock(repo)
+    inspector = Inspector(repo, progress)
+    reader = workspace_reader(repo.root)
+    recorded: list[str] = []
+    files: list[str] = []
+    for stage in graph.stages_in_order(set(names) if names is not None else None):
+        check = check_stage(stage, locked.get(stage.name), inspector, reader)
+        missing = check.missing_deps + [o.path for o in stage.products if inspector.entry(o.path) is None]
+        if missing:
+            if names is None:
+                continue
+            raise PathError(missing[0], f"is missing, so stage '{stage.name}' cannot be recorded",
+                            hint=f"run the stage with `mlver repro {stage.name}`")
+        new = record_stage(repo, stage, check, inspector, snapshot=True, progress=progress)
+        old = locked.get(stage.name)
+        if new != old:
+            old_products = {e.path: e for e in old.products} if old else {}
+            recorded += [e.path for e in new.products if old_products.get(e.path) != e]
+            locked[stage.name] = new
+            if write_lock(repo, locked, pipeline.names) and LOCK_FILE not in files:
+                files.append(LOCK_FILE)
+        if stage.deps:
+            runcache.save(repo, runcache.run_key(stage, list(new.deps), new.params), stage.name, new.outs, new.metrics)
+        files += ignore_outputs(repo, stage)
+    # prune stages that left mlver.yaml
+    if names is None and set(locked) - set(pipeline.names):
+        if write_lock(repo, locked, pipeline.names) and LOCK_FILE not in files:
+            files.append(LOCK_FILE)
+    repo.state.flush()
+    return recorded, files

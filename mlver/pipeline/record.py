@@ -1,0 +1,189 @@
+"""Digests of stage dependencies and outputs in the workspace, and recording outputs:
+cached outputs go into the cache exactly like ``mlver add`` data; outputs that stay in
+Git (``cache: false``, metrics) are hashed, and copied into the cache when the run cache
+needs to bring them back later.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+from mlver.errors import MlverError
+from mlver.fsutil import is_executable, remove_path, tmp_name
+from mlver.hashing import digest_bytes
+from mlver.pipeline.lockfile import LockEntry
+from mlver.pipeline.model import Out, Stage
+from mlver.pointer import Entry, Manifest
+from mlver.progress import NO_PROGRESS, Progress
+from mlver.repo import Repo
+from mlver.workspace import cache_digest_of, current_file_digest, current_manifest, scan_dir, store_output
+
+
+class Inspector:
+    """Current digests of workspace paths, memoised for one command (call ``forget``
+    after anything in the workspace changes)."""
+
+    def __init__(self, repo: Repo, progress: Progress = NO_PROGRESS) -> None:
+        self.repo = repo
+        self.progress = progress
+        self._memo: dict[str, LockEntry | None] = {}
+
+    def entry(self, path: str) -> LockEntry | None:
+        """The path's kind, digest and size now (None when it does not exist)."""
+        if path not in self._memo:
+            self._memo[path] = self._compute(path)
+        return self._memo[path]
+
+    def _compute(self, path: str) -> LockEntry | None:
+        full = self.repo.abs(path)
+        if os.path.isdir(full) and not os.path.islink(full):
+            manifest = current_manifest(self.repo, path, progress=self.progress)
+            return LockEntry(path, "dir", cache_digest_of(manifest), manifest.size, len(manifest.entries))
+        got = current_file_digest(self.repo, path, progress=self.progress)
+        if got is None:
+            return None
+        return LockEntry(path, "file", got[0], got[1])
+
+    def forget(self) -> None:
+        self._memo.clear()
+
+
+def _snapshot(repo: Repo, path: str) -> LockEntry:
+    """Copy the content at ``path`` into the cache without touching the workspace file
+    (it stays in Git, editable)."""
+    cache = repo.cache
+    full = repo.abs(path)
+    if os.path.isdir(full) and not os.path.islink(full):
+        entries = []
+        for e in scan_dir(repo, path):
+            digest, size = cache.store_file(e.path, known_digest=repo.state.lookup(f"{path}/{e.rel}", e.st))
+            repo.state.record(f"{path}/{e.rel}", e.st, digest)
+            entries.append(Entry(e.rel, digest, size, is_executable(e.st.st_mode)))
+        manifest = Manifest.build(entries)
+        digest = cache.store_bytes(manifest.dumps(), manifest=True)
+        return LockEntry(path, "dir", digest, manifest.size, len(manifest.entries))
+    st = os.stat(full)
+    digest, size = cache.store_file(full, known_digest=repo.state.lookup(path, st))
+    repo.state.record(path, st, digest)
+    return LockEntry(path, "file", digest, size)
+
+
+def record_product(repo: Repo, out: Out, inspector: Inspector, *, snapshot: bool,
+                   progress: Progress = NO_PROGRESS) -> LockEntry:
+    """Record one output or metrics file that exists in the workspace."""
+    if out.cache:
+        stored = store_output(repo, out.path, progress=progress)
+        repo.state.set_placed(out.path, stored.kind, stored.digest)
+        return LockEntry(out.path, stored.kind, stored.digest, stored.size, stored.files, True)
+    if snapshot:
+        e = _snapshot(repo, out.path)
+    else:
+        found = inspector.entry(out.path)
+        assert found is not None
+        e = found
+    return LockEntry(e.path, e.kind, e.digest, e.size, e.files, False)
+
+
+def keep_edits(repo: Repo, stage: Stage, recorded: dict[str, LockEntry]) -> list[tuple[str, str]]:
+    """Store in the cache every output whose workspace content is not there yet, so the
+    stage can replace it without losing anything (SPEC guarantee 1). Returns the
+    (path, digest) of content that differs from what the lock recorded: hand edits."""
+    cache = repo.cache
+    kept = []
+    for out in stage.products:
+        full = repo.abs(out.path)
+        if not os.path.lexists(full):
+            continue
+        if os.path.isdir(full) and not os.path.islink(full):
+            manifest = current_manifest(repo, out.path)
+            fresh = [e for e in manifest.entries if not cache.has(e.digest)]
+            for e in fresh:
+                cache.store_file(os.path.join(full, *e.path.split("/")), known_digest=e.digest)
+            digest = cache.store_bytes(manifest.dumps(), manifest=True)
+        else:
+            got = current_file_digest(repo, out.path)
+            if got is None:
+                continue
+            digest = got[0]
+            fresh = [] if cache.has(digest) else [digest]
+            if fresh:
+                cache.store_file(full, known_digest=digest)
+        old = recorded.get(out.path)
+        if fresh and (old is None or old.digest != digest):
+            kept.append((out.path, digest))
+    return kept
+
+
+def clear_products(repo: Repo, stage: Stage) -> None:
+    """Before the command runs: remove its outputs, except ``persist`` ones, which become
+    plain writable files (never links into the cache the command could write through)."""
+    for out in stage.products:
+        full = repo.abs(out.path)
+        if not os.path.lexists(full):
+            parent = os.path.dirname(full)
+            os.makedirs(parent, exist_ok=True)
+            continue
+        if not out.persist:
+            remove_path(full)
+            continue
+        paths = [full] if not os.path.isdir(full) or os.path.islink(full) else [
+            os.path.join(d, f) for d, _, fs in os.walk(full) for f in fs]
+        for p in paths:
+            _unlink_from_cache(p)
+
+
+def _unlink_from_cache(path: str) -> None:
+    st = os.lstat(path)
+    if not (stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 or not st.st_mode & stat.S_IWUSR):
+        return
+    tmp = tmp_name(path)
+    shutil.copyfile(path, tmp)
+    os.chmod(tmp, 0o755 if is_executable(os.stat(path).st_mode) else 0o644)
+    os.replace(tmp, path)
+
+
+def restore_plain(repo: Repo, entry: LockEntry) -> None:
+    """Put an output that stays in Git back from its cache copy as plain files."""
+    from mlver.workspace import load_manifest
+
+    cache = repo.cache
+    full = repo.abs(entry.path)
+    if entry.kind == "file":
+        files = [(full, entry.digest, False)]
+        if os.path.isdir(full) and not os.path.islink(full):
+            remove_path(full)
+    else:
+        manifest = load_manifest(cache, entry.digest)
+        if manifest is None:
+            raise MlverError(f"{entry.path}: manifest {entry.digest} is not in the cache")
+        if os.path.lexists(full):
+            remove_path(full)
+        files = [(os.path.join(full, *e.path.split("/")), e.digest, e.exec) for e in manifest.entries]
+    for dest, digest, exe in files:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        tmp = tmp_name(dest)
+        shutil.copyfile(cache.path(digest), tmp)
+        os.chmod(tmp, 0o755 if exe else 0o644)
+        os.replace(tmp, dest)
+
+
+def products_restorable(repo: Repo, entries: list[LockEntry]) -> bool:
+    """Whether every object the entries name (folders: manifest and files) is cached."""
+    from mlver.workspace import load_manifest
+
+    cache = repo.cache
+    for e in entries:
+        if e.kind == "file":
+            if not cache.has(e.digest):
+                return False
+            continue
+        manifest = load_manifest(cache, e.digest)
+        if manifest is None or any(not cache.has(x.digest) for x in manifest.entries):
+            return False
+    return True
+
+
+def key_digest(data: bytes) -> str:
+    return digest_bytes(data)

@@ -1,0 +1,250 @@
+"""``repro``: plan which stages to run, then run them in dependency order.
+
+For each stage in scope, in topological order: decide whether it changed (plan.py); a
+changed stage is restored from the run cache when an entry for exactly these inputs
+exists, otherwise its command runs through the shell in ``wdir`` with the user's
+environment, its output streaming to the terminal. Dependencies are hashed before the
+command and checked again after it; if one changed meanwhile nothing is recorded. Before
+outputs are removed, content the cache does not have is stored (hand edits stay
+recoverable). After each stage its outputs are cached and ``mlver.lock`` is rewritten
+atomically, so a failure later keeps every earlier stage's record.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mlver.errors import MlverError, PathError, StageFailed
+from mlver.pipeline import runcache
+from mlver.pipeline.graph import Graph
+from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
+from mlver.pipeline.params import workspace_reader
+from mlver.pipeline.plan import StageCheck, check_stage, ignore_outputs, load_graph, record_stage
+from mlver.pipeline.record import Inspector, clear_products, keep_edits, products_restorable, restore_plain
+from mlver.progress import NO_PROGRESS, Progress
+from mlver.repo import Repo
+from mlver.workspace import Output, checkout_output
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """Something a user should hear about while ``repro`` works."""
+
+    stage: str
+    action: str  # "up-to-date", "running", "restored", "kept"
+    reasons: tuple[str, ...] = ()
+    cmd: str = ""
+    path: str = ""  # kept: the output whose edited content went into the cache
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    name: str
+    action: str  # "run", "restore" (from the run cache), "skip"
+    reasons: tuple[str, ...]
+    cmd: str
+
+
+@dataclass
+class ReproResult:
+    ran: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (output path, digest of kept content)
+    files: list[str] = field(default_factory=list)  # mlver files rewritten (lock, .gitignore)
+    plan: list[PlannedStage] = field(default_factory=list)  # with dry_run
+
+    def to_json(self) -> dict:
+        return {"version": 1, "stages": [{"name": p.name, "action": p.action, "reasons": list(p.reasons)}
+                                         for p in self.plan]}
+
+
+class DepChangedDuringRun(MlverError):
+    def __init__(self, stage: str, paths: list[str]) -> None:
+        super().__init__(f"stage '{stage}': {', '.join(paths)} changed while the command was running; "
+                         "its outputs were not recorded",
+                         hint=f"run `mlver repro {stage}` again once nothing else is writing its dependencies")
+        self.stage = stage
+        self.paths = paths
+
+
+def _on_nothing(event: StageEvent) -> None:
+    pass
+
+
+def select(graph: Graph, targets: list[str] | None, *, downstream: bool) -> list[Stage]:
+    """Stages in scope, in run order: the targets and what they depend on, or with
+    ``downstream`` the targets and everything that depends on them. A target is a stage
+    name or the path of a stage output."""
+    if not targets:
+        return graph.stages_in_order()
+    names = []
+    for t in targets:
+        if graph.pipeline.get(t) is not None:
+            names.append(t)
+            continue
+        norm = t.rstrip("/")
+        owners = [s.name for s in graph.pipeline.stages if any(o.path == norm for o in s.products)]
+        if not owners:
+            raise MlverError(f"no stage '{t}' in {PIPELINE_FILE}",
+                             hint="stages: " + (", ".join(graph.pipeline.names) or "none"))
+        names.extend(owners)
+    return graph.stages_in_order(graph.closure(names, down=downstream))
+
+
+def _restorable_entry(repo: Repo, stage: Stage, key: str) -> runcache.RunEntry | None:
+    entry = runcache.lookup(repo, key)
+    if entry is None:
+        return None
+    if sorted(e.path for e in entry.products) != sorted(o.path for o in stage.products):
+        return None
+    return entry if products_restorable(repo, list(entry.products)) else None
+
+
+def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cache: bool,
+         progress: Progress = NO_PROGRESS) -> list[PlannedStage]:
+    """What ``repro`` would do, with reasons, running nothing."""
+    locked = read_lock(repo)
+    inspector = Inspector(repo, progress)
+    reader = workspace_reader(repo.root)
+    moving: set[str] = set()
+    out = []
+    for stage in stages:
+        check = check_stage(stage, locked.get(stage.name), inspector, reader)
+        upstream = [u for u in graph.upstream[stage.name] if u in moving]
+        reasons = list(check.reasons) + [f"upstream stage will change: {u}" for u in upstream]
+        if force and not reasons:
+            reasons.append("forced")
+        if not reasons:
+            out.append(PlannedStage(stage.name, "skip", (), stage.cmd))
+            continue
+        action = "run"
+        if run_cache and not force and not upstream and stage.deps and not check.missing_deps:
+            key = runcache.run_key(stage, [d for d in check.deps if d is not None], check.params)
+            if _restorable_entry(repo, stage, key) is not None:
+                action = "restore"
+        moving.add(stage.name)
+        out.append(PlannedStage(stage.name, action, tuple(reasons), stage.cmd))
+    return out
+
+
+class _Runner:
+    def __init__(self, repo: Repo, graph: Graph, *, force: bool, run_cache: bool, progress: Progress,
+                 on_event: Callable[[StageEvent], None]) -> None:
+        self.repo = repo
+        self.graph = graph
+        self.force = force
+        self.run_cache = run_cache
+        self.progress = progress
+        self.on_event = on_event
+        self.locked = read_lock(repo)
+        self.inspector = Inspector(repo, progress)
+        self.result = ReproResult()
+
+    def stage(self, stage: Stage) -> None:
+        check = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root))
+        if check.missing_deps:
+            dep = check.missing_deps[0]
+            raise PathError(dep, f"is a dependency of stage '{stage.name}' and does not exist",
+                            hint="create it, track it with `mlver pull`, or add the stage that makes it")
+        if not check.changed and not self.force:
+            self.result.skipped.append(stage.name)
+            self.on_event(StageEvent(stage.name, "up-to-date"))
+            return
+        deps = [d for d in check.deps if d is not None]
+        key = runcache.run_key(stage, deps, check.params) if self.run_cache and stage.deps else None
+        if key is not None and not self.force:
+            entry = _restorable_entry(self.repo, stage, key)
+            if entry is not None:
+                self._restore(stage, check, entry)
+                return
+        self._run(stage, check, key)
+
+    def _keep_edits(self, stage: Stage) -> None:
+        old = self.locked.get(stage.name)
+        for path, digest in keep_edits(self.repo, stage, {e.path: e for e in old.products} if old else {}):
+            self.result.kept.append((path, digest))
+            self.on_event(StageEvent(stage.name, "kept", path=path, digest=digest))
+
+    def _restore(self, stage: Stage, check: StageCheck, entry: runcache.RunEntry) -> None:
+        self._keep_edits(stage)
+        for e in entry.products:
+            if e.cache:
+                out = Output(e.path, e.kind, e.digest, e.size, e.files, stage=stage.name)
+                res = checkout_output(self.repo, out, force=True, progress=self.progress)
+                if res.missing or res.kept:  # pragma: no cover - checked by _restorable_entry
+                    raise MlverError(f"stage '{stage.name}': could not restore {e.path} from the run cache")
+            else:
+                restore_plain(self.repo, e)
+        new = StageLock(stage.name, stage.cmd, tuple(d for d in check.deps if d is not None), check.params,
+                        entry.outs, entry.metrics)
+        self._record(stage, new)
+        self.result.restored.append(stage.name)
+        self.on_event(StageEvent(stage.name, "restored", check.reasons or ("forced",), stage.cmd))
+
+    def _run(self, stage: Stage, check: StageCheck, key: str | None) -> None:
+        self.on_event(StageEvent(stage.name, "running", check.reasons or ("forced",), stage.cmd))
+        self._keep_edits(stage)
+        clear_products(self.repo, stage)
+        self.repo.state.flush()
+        wdir = self.repo.abs(stage.wdir)
+        if not os.path.isdir(wdir):
+            raise PathError(stage.wdir, f"is the wdir of stage '{stage.name}' and is not a folder")
+        proc = subprocess.run(stage.cmd, shell=True, cwd=wdir)
+        if proc.returncode != 0:
+            raise StageFailed(stage.name, proc.returncode)
+        self.inspector.forget()
+        after = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root))
+        moved = [d.path for d, a, b in zip(stage.deps, check.deps, after.deps)
+                 if b is None or a is None or (a.kind, a.digest) != (b.kind, b.digest)]
+        moved += [f"{f} ({k})" for f in sorted(set(check.params) | set(after.params))
+                  for k in sorted(set(check.params.get(f, {})) | set(after.params.get(f, {})))
+                  if check.params.get(f, {}).get(k) != after.params.get(f, {}).get(k)]
+        if moved:
+            raise DepChangedDuringRun(stage.name, moved)
+        missing = [o.path for o in stage.products if self.inspector.entry(o.path) is None]
+        if missing:
+            raise MlverError(f"stage '{stage.name}': the command did not create {', '.join(missing)}",
+                             hint="make the command write every path listed in 'outs' and 'metrics'")
+        new = record_stage(self.repo, stage, check, self.inspector, snapshot=key is not None, progress=self.progress)
+        self._record(stage, new)
+        if key is not None:
+            runcache.save(self.repo, key, stage.name, new.outs, new.metrics)
+        self.result.ran.append(stage.name)
+
+    def _record(self, stage: Stage, new: StageLock) -> None:
+        self.locked[stage.name] = new
+        if write_lock(self.repo, self.locked, self.graph.pipeline.names) and LOCK_FILE not in self.result.files:
+            self.result.files.append(LOCK_FILE)
+        for f in ignore_outputs(self.repo, stage):
+            if f not in self.result.files:
+                self.result.files.append(f)
+        self.repo.state.flush()
+        self.inspector.forget()
+
+
+def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = False, dry_run: bool = False,
+              downstream: bool = False, run_cache: bool = True, progress: Progress = NO_PROGRESS,
+              on_event: Callable[[StageEvent], None] = _on_nothing) -> ReproResult:
+    graph = load_graph(repo)
+    stages = select(graph, targets, downstream=downstream)
+    if dry_run:
+        result = ReproResult(plan=plan(repo, graph, stages, force=force, run_cache=run_cache, progress=progress))
+        repo.state.flush()
+        return result
+    runner = _Runner(repo, graph, force=force, run_cache=run_cache, progress=progress, on_event=on_event)
+    try:
+        for stage in stages:
+            runner.stage(stage)
+    finally:
+        repo.state.flush()
+    # stages that left mlver.yaml leave the lock too
+    if not targets and set(runner.locked) - set(graph.pipeline.names):
+        if write_lock(repo, runner.locked, graph.pipeline.names) and LOCK_FILE not in runner.result.files:
+            runner.result.files.append(LOCK_FILE)
+    return runner.result
