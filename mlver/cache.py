@@ -13,7 +13,7 @@ from typing import Iterator
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import TMP_MARK, atomic_write, fsync_dir, link_file, set_readonly, unique_suffix, unlink_quiet
+from mlver.fsutil import TMP_MARK, atomic_write, remove_path, fsync_dir, link_file, set_readonly, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
 
 MANIFEST_SUFFIX = ".manifest"
@@ -50,6 +50,7 @@ class Cache:
         self._working: dict[str, int] = {}  # workspace device -> index of first link type that worked
         self._made_dirs: set[str] = set()
         self._reflink_ok: bool | None = None
+        self._devs: dict[str, str] = {}  # workspace folder -> device id
 
     # --- naming -------------------------------------------------------------------
 
@@ -200,22 +201,31 @@ class Cache:
         start = self._working.get(str(dev), 0)
         return list(self.link_types[start:])
 
+    def _dev(self, parent: str) -> str:
+        dev = self._devs.get(parent)
+        if dev is None:
+            os.makedirs(parent, exist_ok=True)
+            dev = self._devs[parent] = str(os.stat(parent).st_dev)
+        return dev
+
     def place(self, digest: str, dest: str, *, executable: bool = False) -> str:
         """Put the object at ``dest`` (replacing what is there) with the first link type
         that works; returns the link type used."""
         src = self.path(digest)
-        if not os.path.exists(src):
-            raise MlverError(f"object {digest} is not in the cache")
         parent = os.path.dirname(dest)
-        self._ensure_dir(parent)
+        dev = self._dev(parent)
         tmp = os.path.join(parent, f"{TMP_MARK}{unique_suffix()}")
-        dev = str(os.stat(parent).st_dev)
+        mode = 0o755 if executable else 0o644
         last: OSError | None = None
-        for i, kind in enumerate(self.link_types):
-            if i < self._working.get(dev, 0):
-                continue
+        for i in range(self._working.get(dev, 0), len(self.link_types)):
+            kind = self.link_types[i]
             try:
-                link_file(src, tmp, kind)
+                link_file(src, tmp, kind, mode)
+            except FileNotFoundError:
+                unlink_quiet(tmp)
+                if not os.path.exists(src):
+                    raise MlverError(f"object {digest} is not in the cache", hint="run `mlver pull` to fetch it") from None
+                raise
             except OSError as e:
                 unlink_quiet(tmp)
                 last = e
@@ -223,19 +233,16 @@ class Cache:
                     raise
                 self._working[dev] = i + 1
                 continue
-            if kind in ("copy", "reflink"):
-                os.chmod(tmp, 0o755 if executable else 0o644)
             try:
                 failpoint.hit("checkout-before-rename")
-                if os.path.isdir(dest) and not os.path.islink(dest):
-                    from mlver.fsutil import remove_path
-
+                try:
+                    os.replace(tmp, dest)
+                except IsADirectoryError:
                     remove_path(dest)
-                os.replace(tmp, dest)
+                    os.replace(tmp, dest)
             except BaseException:
                 unlink_quiet(tmp)
                 raise
-            self._working[dev] = i
             return kind
         raise MlverError(f"could not place {dest}: no link type in cache.type worked ({last})")
 

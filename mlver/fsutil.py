@@ -130,21 +130,47 @@ def reflink(src: str, dst: str) -> None:
         os.close(fd)
 
 
-def copy_file(src: str, dst: str) -> None:
-    """Plain copy of bytes (sendfile/copy_file_range where the OS offers it)."""
-    shutil.copyfile(src, dst)
+def copy_file(src: str, dst: str, mode: int = 0o644) -> None:
+    """Copy bytes into a new file ``dst`` created with ``mode`` (in-kernel copy where the
+    OS offers it, so the bytes never pass through Python)."""
+    fin = os.open(src, os.O_RDONLY)
+    try:
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            size = os.fstat(fin).st_size
+            if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
+                offset = 0
+                while offset < size:
+                    n = os.sendfile(fout, fin, offset, min(size - offset, 1 << 30))
+                    if n == 0:  # the source shrank under us
+                        break
+                    offset += n
+            else:
+                while True:
+                    chunk = os.read(fin, 4 << 20)
+                    if not chunk:
+                        break
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fout, view):]
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
 
 
-def link_file(src: str, dst: str, link_type: str) -> None:
-    """Create ``dst`` (not existing) from ``src`` with one link type; OSError if it cannot."""
+def link_file(src: str, dst: str, link_type: str, mode: int = 0o644) -> None:
+    """Create ``dst`` (not existing) from ``src`` with one link type; OSError if it cannot.
+    ``mode`` applies to the independent copies (reflink, copy), not to links."""
     if link_type == "reflink":
         reflink(src, dst)
+        os.chmod(dst, mode)
     elif link_type == "hardlink":
         os.link(src, dst)
     elif link_type == "symlink":
         os.symlink(os.path.abspath(src), dst)
     elif link_type == "copy":
-        copy_file(src, dst)
+        copy_file(src, dst, mode)
     else:  # pragma: no cover - validated by config
         raise ValueError(link_type)
 

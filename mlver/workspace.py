@@ -333,6 +333,17 @@ class CheckoutResult:
         self.link_types |= other.link_types
 
 
+def object_sizes(cache: Cache, digests: set[str]) -> dict[str, int]:
+    """Size of each object present in the cache (one stat each); absent ones are left out."""
+    sizes = {}
+    for d in digests:
+        try:
+            sizes[d] = os.stat(cache.path(d)).st_size
+        except FileNotFoundError:
+            pass
+    return sizes
+
+
 @dataclass(frozen=True)
 class _Place:
     rel: str
@@ -395,9 +406,8 @@ def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: boo
         current: dict[str, Entry] = {}
         if os.path.isdir(path):
             current = current_manifest(repo, out.path).by_path()
-        missing_objs = [e for e in manifest.entries if not cache.has(e.digest)]
-        if missing_objs:
-            res.missing.extend(f"{out.path}/{e.path}" for e in missing_objs)
+        sizes = object_sizes(cache, {e.digest for e in manifest.entries})
+        res.missing.extend(f"{out.path}/{e.path}" for e in manifest.entries if e.digest not in sizes)
         wanted = manifest.by_path()
         for p, e in current.items():
             if p not in wanted:
@@ -405,7 +415,7 @@ def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: boo
                 if _safe_to_replace(repo, frel, e.digest, force, res):
                     removals.append(frel)
         for e in manifest.entries:
-            if not cache.has(e.digest):
+            if e.digest not in sizes:
                 continue
             cur_e = current.get(e.path)
             frel = f"{out.path}/{e.path}"
@@ -422,7 +432,8 @@ def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: boo
         res.deleted.append(rel)
     _prune_empty_dirs(repo, out.path, removals)
     if plan:
-        sizes = {p.digest: os.path.getsize(cache.path(p.digest)) for p in plan}
+        if out.kind == "file":
+            sizes = object_sizes(cache, {out.digest})
         progress.start(f"checkout {out.path}", total_files=len(plan), total_bytes=sum(sizes[p.digest] for p in plan))
 
         def work(p: _Place) -> tuple[_Place, str]:

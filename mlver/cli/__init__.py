@@ -27,6 +27,11 @@ class App:
         """Data, to stdout."""
         click.echo(text)
 
+    def report(self, text: str) -> None:
+        """A human report line on stdout (what changed, "up to date"); silent with -q."""
+        if not self.quiet:
+            click.echo(text)
+
     def say(self, text: str) -> None:
         """Talk, to stderr; silent with -q."""
         if not self.quiet:
@@ -47,6 +52,27 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def _set_flag(name: str):  # type: ignore[no-untyped-def]
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            app = ctx.find_object(App)
+            if app is not None:
+                setattr(app, name, True)
+    return callback
+
+
+def _with_global_flags(cmd: click.Command) -> None:
+    """Accept -q/-v after the command name too (`mlver status -q`), as users expect."""
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _with_global_flags(sub)
+    names = {o for p in cmd.params for o in getattr(p, "opts", [])}
+    for flag, long, attr in (("-q", "--quiet", "quiet"), ("-v", "--verbose", "verbose")):
+        if flag not in names and long not in names:
+            cmd.params.append(click.Option([flag, long], is_flag=True, expose_value=False, hidden=True,
+                                           callback=_set_flag(attr)))
 
 
 class LazyGroup(click.Group):
@@ -88,6 +114,10 @@ def _error(message: str, hint: str | None = None) -> None:
     click.echo(f"mlver: error: {message}", err=True)
     if hint:
         click.echo(f"hint: {hint}", err=True)
+
+
+for _cmd in cli.commands.values():
+    _with_global_flags(_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,7 +74,7 @@ def _quote(p: str) -> str:
 
 def _render_status(app: App, res) -> None:  # type: ignore[no-untyped-def]
     if res.clean:
-        app.out("Data and pipelines are up to date.")
+        app.report("Data and pipelines are up to date.")
         return
     for st in res.stages:
         if st.changed:
@@ -158,11 +158,11 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
 def render_checkout(app: App, res) -> int:  # type: ignore[no-untyped-def]
     """Print what a checkout did; returns the exit code (3 when something was kept or missing)."""
     for p in res.added:
-        app.out(f"A       {p}")
+        app.report(f"A       {p}")
     for p in res.modified:
-        app.out(f"M       {p}")
+        app.report(f"M       {p}")
     for p in res.deleted:
-        app.out(f"D       {p}")
+        app.report(f"D       {p}")
     _link_note(app, res.link_types)
     code = 0
     if res.kept:
