@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A tour of mlver in a throwaway project: version data next to code, go back in time,
+# share it through a folder remote, and reproduce a small pipeline.
+# Usage: bash examples/quickstart.sh        (KEEP=1 keeps the project folder)
+set -euo pipefail
+
+MLVER=${MLVER:-mlver}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mlver-quickstart.XXXXXX")
+[ "${KEEP:-0}" = 1 ] || trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
+export GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-"mlver quickstart"} GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-quickstart@example.com}
+export GIT_COMMITTER_NAME=$GIT_AUTHOR_NAME GIT_COMMITTER_EMAIL=$GIT_AUTHOR_EMAIL
+
+step() { printf '\n\033[1m## %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; command "$@"; }
+mlver() { run "$MLVER" "$@"; }
+
+cd "$WORK"
+mkdir project && cd project
+step "A Git repository with mlver in it"
+run git init -q -b main
+mlver init
+run git commit -q -m "Initialise mlver"
+
+step "Generate a dataset: a CSV file and a folder of 'images'"
+python3 - <<'PY'
+import os, random
+random.seed(0)
+os.makedirs("data/images", exist_ok=True)
+with open("data/train.csv", "w") as f:
+    f.write("x,y\n")
+    for i in range(5000):
+        f.write(f"{i},{random.random():.6f}\n")
+for i in range(50):
+    with open(f"data/images/img{i:03}.bin", "wb") as f:
+        f.write(random.randbytes(4096))
+PY
+run ls data
+
+step "Track the data: it goes into the cache, a small pointer goes into Git"
+mlver add data/train.csv data/images --desc "first export"
+run cat data/train.csv.mlver
+run cat data/.gitignore
+run git add data/train.csv.mlver data/images.mlver data/.gitignore
+run git commit -q -m "Track training data v1"
+mlver status
+
+step "Change the data, see what changed, record it with a Git commit"
+echo "5000,0.5" >> data/train.csv
+rm data/images/img000.bin
+echo "new" > data/images/new.bin
+mlver status
+mlver diff
+mlver commit -m "Training data v2"
+run git log --oneline
+
+step "Go back to v1: git checkout, then mlver checkout"
+run git checkout -q HEAD~1
+mlver checkout
+run wc -l data/train.csv
+run git checkout -q main
+mlver checkout
+run wc -l data/train.csv
+
+step "Lose the data, get it back from the cache"
+run rm -rf data/train.csv data/images
+mlver checkout -q
+mlver list
