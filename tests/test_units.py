@@ -1,0 +1,138 @@
+"""Unit tests for the lowest layers: hashing, pointers, manifests, paths, ignore rules, state."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from mlver.errors import FormatError, PathError
+from mlver.fsutil import IgnoreSpec, check_relative, inside_root
+from mlver.hashing import digest_bytes, digest_file, digest_stream, is_digest
+from mlver.pointer import Entry, Manifest, Pointer, parse_manifest, parse_pointer, yaml_scalar
+from mlver.state import State
+
+
+def test_streaming_digest_matches_one_shot(tmp_path: Path) -> None:
+    data = os.urandom(9 * 1024 * 1024 + 17)  # crosses the 4 MiB chunk boundary twice
+    p = tmp_path / "f"
+    p.write_bytes(data)
+    assert digest_file(p) == (xxhash.xxh3_128_hexdigest(data), len(data))
+    assert digest_stream(io.BytesIO(data))[0] == digest_bytes(data)
+    assert is_digest(digest_bytes(b"")) and not is_digest("ABC") and not is_digest("g" * 32)
+
+
+def test_pointer_round_trip_is_byte_stable() -> None:
+    text = ("# mlver pointer: commit this file; the data lives in the mlver cache and remotes\n"
+            "version: 1\npath: images\nkind: dir\nhash: xxh3-128\n"
+            "digest: 0a1b2c3d4e5f60718293a4b5c6d7e8f9\nsize: 682329233\nfiles: 20000\n")
+    ptr = parse_pointer(text, "images.mlver")
+    assert ptr.kind == "dir" and ptr.files == 20000 and ptr.dumps() == text
+
+
+@pytest.mark.parametrize("desc", ["plain words", "yes", "123", "a: b", "# hash", "quote\"s", "ünïcode", " lead", "null"])
+def test_desc_survives_any_text(desc: str) -> None:
+    ptr = Pointer("x.csv", "file", "0" * 31 + "a", 1, desc=desc)
+    assert parse_pointer(ptr.dumps(), "x").desc == desc
+
+
+def test_all_digit_digest_survives_yaml() -> None:
+    ptr = Pointer("x", "file", "1" * 32, 1)
+    assert parse_pointer(ptr.dumps(), "x").digest == "1" * 32
+
+
+def test_yaml_scalar_quotes_ambiguous_text() -> None:
+    assert yaml_scalar("train.csv") == "train.csv"
+    assert yaml_scalar("true") == '"true"'
+    assert yaml_scalar("1e5") == '"1e5"'
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("version: 2\npath: a\nkind: file\nhash: xxh3-128\ndigest: " + "a" * 32 + "\nsize: 1\n", "unsupported pointer version"),
+    ("version: 1\nkind: file\nhash: xxh3-128\ndigest: " + "a" * 32 + "\nsize: 1\n", "missing required key 'path'"),
+    ("version: 1\npath: a\nkind: dir\nhash: xxh3-128\ndigest: " + "a" * 32 + "\nsize: 1\n", "'files'"),
+    ("version: 1\npath: a\nkind: file\nhash: xxh3-128\ndigest: " + "a" * 32 + "\nsize: -1\n", "'size'"),
+])
+def test_pointer_validation(text: str, msg: str) -> None:
+    with pytest.raises(FormatError) as e:
+        parse_pointer(text, "p.mlver")
+    assert msg in str(e.value) and str(e.value).startswith("p.mlver")
+
+
+def test_manifest_is_canonical_and_sorted() -> None:
+    a = Manifest.build([Entry("b.txt", "b" * 32, 2), Entry("a/z.txt", "a" * 32, 1, True)])
+    b = Manifest.build([Entry("a/z.txt", "a" * 32, 1, True), Entry("b.txt", "b" * 32, 2)])
+    assert a.dumps() == b.dumps()
+    assert parse_manifest(a.dumps(), "m") == a
+    assert a.size == 3
+
+
+def test_manifest_with_escaping_path_is_refused() -> None:
+    bad = Manifest((Entry("../evil", "a" * 32, 1),)).dumps()
+    with pytest.raises(FormatError):
+        parse_manifest(bad, "m")
+    with pytest.raises(FormatError):
+        parse_manifest(b"{not json", "m")
+
+
+def test_check_relative() -> None:
+    assert check_relative("a/b.csv") is None
+    assert "absolute" in (check_relative("/etc/passwd") or "")
+    assert "'..'" in (check_relative("a/../../b") or "")
+
+
+def test_inside_root(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "d").mkdir(parents=True)
+    assert inside_root(str(root), str(root / "d" / "f")) == "d/f"
+    with pytest.raises(PathError):
+        inside_root(str(root), str(tmp_path / "other"))
+    with pytest.raises(PathError):
+        inside_root(str(root), str(root / ".git" / "config"))
+    os.symlink(tmp_path, root / "up")
+    with pytest.raises(PathError):
+        inside_root(str(root), str(root / "up" / "x"))
+
+
+@pytest.mark.parametrize("pattern,path,is_dir,ignored", [
+    ("*.tmp", "d/x.tmp", False, True),
+    ("*.tmp", "d/x.tmpl", False, False),
+    ("/top.txt", "top.txt", False, True),
+    ("/top.txt", "d/top.txt", False, False),
+    ("cache/", "d/cache", True, True),
+    ("cache/", "d/cache", False, False),
+    ("d/**/x", "d/a/b/x", False, True),
+    ("d/**/x", "d/x", False, True),
+    ("logs/*", "logs/a", False, True),
+])
+def test_ignore_rules(pattern: str, path: str, is_dir: bool, ignored: bool) -> None:
+    assert IgnoreSpec([pattern]).ignored(path, is_dir) is ignored
+
+
+def test_ignore_negation() -> None:
+    spec = IgnoreSpec(["*.log", "!keep.log", "# comment", ""])
+    assert spec.ignored("a.log", False) and not spec.ignored("keep.log", False)
+
+
+def test_state_memo_and_racy_rule(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+    old = time.time_ns() - 10_000_000_000
+    os.utime(f, ns=(old, old))
+    state = State(str(tmp_path / "state.db"))
+    st = os.stat(f)
+    state.record("f", st, "a" * 32)
+    state.flush()
+    # ctime is "now" (utime changed it), so the entry is racy until time passes
+    assert state.lookup("f", st) is None
+    time.sleep(0.25)
+    state.record("f", st, "a" * 32)
+    state.flush()
+    assert state.lookup("f", os.stat(f)) == "a" * 32
+    f.write_bytes(b"y")
+    assert state.lookup("f", os.stat(f)) is None
+    state.close()
