@@ -13,7 +13,7 @@ from typing import Iterator
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import TMP_MARK, atomic_write, remove_path, fsync_dir, link_file, set_readonly, unique_suffix, unlink_quiet
+from mlver.fsutil import TMP_MARK, atomic_write, remove_path, fsync_dir, link_file, set_readonly, sweep_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
 
 MANIFEST_SUFFIX = ".manifest"
@@ -50,6 +50,7 @@ class Cache:
         self._working: dict[str, int] = {}  # workspace device -> index of first link type that worked
         self._made_dirs: set[str] = set()
         self._reflink_ok: bool | None = None
+        self._swept = False
         self._devs: dict[str, str] = {}  # workspace folder -> device id
 
     # --- naming -------------------------------------------------------------------
@@ -65,7 +66,14 @@ class Cache:
             os.makedirs(d, exist_ok=True)
             self._made_dirs.add(d)
 
+    def sweep_tmp(self) -> None:
+        """Once per process: drop partial objects left in ``tmp/`` by killed processes."""
+        if not self._swept:
+            self._swept = True
+            sweep_stale_tmp(self.tmp_dir, marked_only=False)
+
     def _tmp(self) -> str:
+        self.sweep_tmp()
         self._ensure_dir(self.tmp_dir)
         return os.path.join(self.tmp_dir, unique_suffix())
 

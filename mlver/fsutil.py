@@ -36,7 +36,43 @@ def unique_suffix() -> str:
 def tmp_name(path: str) -> str:
     """A unique temporary name in the same folder as ``path`` (so rename is atomic)."""
     d, base = os.path.split(path)
-    return os.path.join(d, f"{TMP_MARK}{base[:40]}.{unique_suffix()}")
+    return os.path.join(d, f"{TMP_MARK}{unique_suffix()}.{base[:40]}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale_tmp(name: str) -> bool:
+    """A temporary file left by a killed mlver process (its pid, first in the name after
+    the optional mark, is gone)."""
+    rest = name[len(TMP_MARK):] if name.startswith(TMP_MARK) else name
+    head = rest.split("-", 1)[0]
+    return head.isdigit() and int(head) != os.getpid() and not _pid_alive(int(head))
+
+
+def sweep_stale_tmp(folder: str, *, marked_only: bool = True) -> int:
+    """Remove temporary files of dead mlver processes from ``folder``; returns how many.
+    (A process that was SIGKILLed cannot clean up after itself; the next run does.)"""
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if (name.startswith(TMP_MARK) or not marked_only) and is_stale_tmp(name):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:

@@ -9,8 +9,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from mlver.errors import FormatError
 from mlver.fsutil import check_relative
 from mlver.hashing import HASH_NAME, is_digest
@@ -19,16 +17,13 @@ POINTER_SUFFIX = ".mlver"
 HEADER = "# mlver pointer: commit this file; the data lives in the mlver cache and remotes\n"
 KNOWN_KEYS = ("version", "path", "kind", "hash", "digest", "size", "files", "desc")
 
-try:
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Loader = yaml.SafeLoader
-
-
 def load_yaml(text: str, shown: str) -> Any:
     """Parse YAML, turning a syntax error into a FormatError naming file and line."""
+    import yaml  # PyYAML costs ~50 ms to import; pointers in canonical form never need it
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -68,13 +63,41 @@ class Pointer:
         if self.desc is not None:
             out.append(f"desc: {yaml_scalar(self.desc)}\n")
         if self.extra:
+            import yaml
+
             out.append(yaml.safe_dump(dict(self.extra), default_flow_style=False, sort_keys=False, allow_unicode=True))
         return "".join(out)
 
 
+_FAST_LINE = re.compile(r"^(version|path|kind|hash|digest|size|files|desc): (.+)$")
+
+
+def _parse_canonical(text: str) -> dict[str, Any] | None:
+    """The pointer as a dict when it is in the canonical form mlver writes (plain
+    scalars only, known keys), else None so the full YAML parser decides."""
+    data: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _FAST_LINE.match(line)
+        if m is None:
+            return None
+        key, value = m.groups()
+        if key in data or not _PLAIN.match(value) or _SPECIAL.match(value) or value.endswith(" ") \
+                or ": " in value or " #" in value:
+            if key in ("version", "size", "files") and value.isdigit() and key not in data:
+                data[key] = int(value)
+                continue
+            return None
+        data[key] = value
+    return data
+
+
 def parse_pointer(text: str, shown: str) -> Pointer:
     """Parse and validate pointer text; ``shown`` names the file in errors."""
-    data = load_yaml(text, shown)
+    data = _parse_canonical(text)
+    if data is None:
+        data = load_yaml(text, shown)
     if not isinstance(data, dict):
         raise FormatError(shown, "not an mlver pointer (expected a YAML mapping)")
 

@@ -14,7 +14,7 @@ from typing import Iterable
 from mlver import git
 from mlver.cache import Cache
 from mlver.errors import FormatError, PathError
-from mlver.fsutil import WalkEntry, inside_root, is_executable, parallel_map, remove_path, walk_files
+from mlver.fsutil import TMP_MARK, WalkEntry, sweep_stale_tmp, inside_root, is_executable, parallel_map, remove_path, walk_files
 from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -369,6 +369,7 @@ def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: boo
     res = CheckoutResult()
     cache = repo.cache
     path = repo.abs(out.path)
+    _sweep_debris(repo, out)
     plan: list[_Place] = []
     removals: list[str] = []
 
@@ -453,6 +454,17 @@ def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: boo
     if not res.kept and not res.missing:
         repo.state.set_placed(out.path, out.kind, out.digest)
     return res
+
+
+def _sweep_debris(repo: Repo, out: Output) -> None:
+    """Temporary files a killed mlver left beside (or inside) this output, and in the cache."""
+    folders = {os.path.dirname(repo.abs(out.path))}
+    top = repo.abs(out.path)
+    if out.kind == "dir" and os.path.isdir(top):
+        folders.update(dirpath for dirpath, _, files in os.walk(top) if any(f.startswith(TMP_MARK) for f in files))
+    for folder in folders:
+        sweep_stale_tmp(folder)
+    repo.cache.sweep_tmp()
 
 
 def _prune_empty_dirs(repo: Repo, top_rel: str, removed: list[str]) -> None:

@@ -188,3 +188,16 @@ def test_doctor_reports_environment(repo: Path) -> None:
     assert doc["cache_dir"].endswith(".mlver/cache") and doc["git"].startswith("git version")
     text = run(["doctor"], repo).stdout
     assert "Link types that work here" in text
+
+
+def test_debris_of_killed_processes_is_swept_by_checkout(repo: Path) -> None:
+    gen(repo, {"data/imgs/a": "a", "data/f": "f"})
+    run(["add", "data/imgs", "data/f"], repo)
+    dead = 2 ** 22 + 12345  # above pid_max's default: never a live process
+    debris = [repo / f"data/.mlver-tmp-{dead}-abc-1", repo / f"data/imgs/.mlver-tmp-{dead}-abc-2",
+              repo / f".mlver/cache/tmp/{dead}-abc-3"]
+    for d in debris:
+        d.write_bytes(b"partial")
+    assert run_json(["status"], repo)["clean"] is True  # debris never confuses status
+    run(["checkout"], repo)
+    assert not any(d.exists() for d in debris)
