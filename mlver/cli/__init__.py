@@ -7,13 +7,18 @@ and ``--version`` never pay for GitPython, fsspec or YAML.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING, Iterator
 
 import click
 
 from mlver import __version__
 from mlver.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MlverError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlver.repo import Repo
 
 
 class App:
@@ -52,6 +57,23 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+@contextlib.contextmanager
+def project(lock: str | None = None) -> Iterator["Repo"]:
+    """The mlver project around the current folder, closed afterwards; with ``lock`` (the
+    command's name) the repository lock is held throughout."""
+    from mlver.repo import Repo
+
+    repo = Repo.find(".")
+    try:
+        if lock is None:
+            yield repo
+        else:
+            with repo.lock(lock):
+                yield repo
+    finally:
+        repo.close()
 
 
 def _set_flag(name: str):  # type: ignore[no-untyped-def]

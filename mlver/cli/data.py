@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from mlver.cli import App, cli, pass_app
+from mlver.cli import App, cli, pass_app, project
 from mlver.errors import EXIT_DIFF, EXIT_ERROR
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -49,12 +49,8 @@ def add(app: App, paths: tuple[str, ...], desc: str | None) -> None:
     """Track data files or folders: cache them and write PATH.mlver."""
     from mlver.ops.add import add as do_add
 
-    repo = open_repo()
-    try:
-        with repo.lock("add"):
-            res = do_add(repo, list(paths), desc=desc, progress=app.progress())
-    finally:
-        repo.close()
+    with project(lock="add") as repo:
+        res = do_add(repo, list(paths), desc=desc, progress=app.progress())
     for p in res.added:
         app.say(f"Added {p}")
     for p in res.unchanged:
@@ -109,15 +105,8 @@ def status(ctx: click.Context, app: App, targets: tuple[str, ...], check: bool, 
     """Show how workspace data differs from the pointers and the lock."""
     from mlver.ops.status import status as do_status
 
-    repo = open_repo()
-    try:
-        res = do_status(repo, list(targets), progress=app.progress())
-        if remote or cloud:
-            from mlver.ops.transfer import remote_status
-
-            res.remote = remote_status(repo, remote, targets=list(targets), progress=app.progress())
-    finally:
-        repo.close()
+    with project() as repo:
+        res = do_status(repo, list(targets), remote=remote, cloud=cloud, progress=app.progress())
     if as_json:
         app.json(res.to_json())
     else:
@@ -134,12 +123,8 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
     """Record the workspace's current data into pointers and mlver.lock."""
     from mlver.ops.commit import commit as do_commit
 
-    repo = open_repo()
-    try:
-        with repo.lock("commit"):
-            res = do_commit(repo, list(targets), message=message, progress=app.progress())
-    finally:
-        repo.close()
+    with project(lock="commit") as repo:
+        res = do_commit(repo, list(targets), message=message, progress=app.progress())
     for p in res.recorded:
         app.say(f"Recorded {p}")
     for p in res.missing:
@@ -191,12 +176,8 @@ def checkout(ctx: click.Context, app: App, targets: tuple[str, ...], force: bool
     """Make workspace data match the pointers (after git checkout)."""
     from mlver.ops.checkout import checkout as do_checkout
 
-    repo = open_repo()
-    try:
-        with repo.lock("checkout"):
-            res = do_checkout(repo, list(targets), force=force, relink=relink, rev=rev, progress=app.progress())
-    finally:
-        repo.close()
+    with project(lock="checkout") as repo:
+        res = do_checkout(repo, list(targets), force=force, relink=relink, rev=rev, progress=app.progress())
     code = render_checkout(app, res)
     if code:
         ctx.exit(code)
@@ -211,11 +192,8 @@ def diff(app: App, rev_a: str | None, rev_b: str | None, as_json: bool) -> None:
     """Data files added, modified, deleted or renamed between revisions."""
     from mlver.ops.diff import diff as do_diff
 
-    repo = open_repo()
-    try:
+    with project() as repo:
         res = do_diff(repo, rev_a, rev_b)
-    finally:
-        repo.close()
     if as_json:
         app.json(res.to_json())
         return
@@ -247,11 +225,8 @@ def list_(app: App, as_json: bool) -> None:
     from mlver.cli.render import human_size
     from mlver.ops.listing import list_outputs
 
-    repo = open_repo()
-    try:
+    with project() as repo:
         res = list_outputs(repo)
-    finally:
-        repo.close()
     if as_json:
         app.json(res.to_json())
         return
@@ -273,8 +248,7 @@ def unprotect(app: App, paths: tuple[str, ...]) -> None:
     """Turn linked, read-only data files into editable copies."""
     from mlver.ops.unprotect import unprotect as do_unprotect
 
-    repo = open_repo()
-    with repo.lock("unprotect"):
+    with project(lock="unprotect") as repo:
         changed = do_unprotect(repo, list(paths))
     app.say(f"Unprotected {len(changed)} file(s)")
 
@@ -286,12 +260,8 @@ def remove(app: App, targets: tuple[str, ...]) -> None:
     """Stop tracking data (TARGET.mlver); the data itself is kept."""
     from mlver.ops.remove import remove as do_remove
 
-    repo = open_repo()
-    try:
-        with repo.lock("remove"):
-            res = do_remove(repo, list(targets))
-    finally:
-        repo.close()
+    with project(lock="remove") as repo:
+        res = do_remove(repo, list(targets))
     for p in res.removed:
         app.say(f"Stopped tracking {p} (the data is still there)")
 
@@ -304,12 +274,8 @@ def move(app: App, src: str, dst: str) -> None:
     """Rename tracked data together with its pointer."""
     from mlver.ops.remove import move as do_move
 
-    repo = open_repo()
-    try:
-        with repo.lock("move"):
-            res = do_move(repo, src, dst)
-    finally:
-        repo.close()
+    with project(lock="move") as repo:
+        res = do_move(repo, src, dst)
     app.say(f"Moved {res.src} -> {res.dst}")
     if repo.scm_root:
         app.say("To track the changes with Git, run:\n    git add -A " + " ".join(_quote(p) for p in res.files))

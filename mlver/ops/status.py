@@ -48,11 +48,18 @@ class StatusResult:
         return doc
 
 
-def status(repo: Repo, targets: list[str] | None = None, *, progress: Progress = NO_PROGRESS) -> StatusResult:
+def status(repo: Repo, targets: list[str] | None = None, *, remote: str | None = None, cloud: bool = False,
+           progress: Progress = NO_PROGRESS) -> StatusResult:
+    """The workspace against pointers and lock; with ``remote`` (or ``cloud``: the default
+    remote) also the cache against that remote."""
     outputs = all_outputs(repo)
     if targets:
         outputs = select_outputs(repo, outputs, targets)
     result = StatusResult([output_state(repo, o, progress=progress) for o in outputs])
     result.stages = [StageState(n, c, tuple(r)) for n, c, r in pipeline_status(repo, targets)]
     repo.state.flush()
+    if remote or cloud:
+        from mlver.ops.transfer import remote_status
+
+        result.remote = remote_status(repo, remote, targets=targets, progress=progress)
     return result
