@@ -13,7 +13,7 @@ from typing import Iterator
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import TMP_MARK, atomic_write, remove_path, fsync_dir, link_file, set_readonly, sweep_stale_tmp, unique_suffix, unlink_quiet
+from mlver.fsutil import TMP_MARK, atomic_write, copy_file, remove_path, fsync_dir, link_file, set_readonly, sweep_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
 
 MANIFEST_SUFFIX = ".manifest"
@@ -132,40 +132,31 @@ class Cache:
         return digest_file(tmp)
 
     def _copy_hashing(self, src: str, tmp: str) -> tuple[str, int]:
-        # Raw descriptors: for a folder of small files the per-file cost is syscalls.
-        # The temporary file is created read-only (the open descriptor may still write).
+        """Copy ``src`` to ``tmp`` (created read-only) and return the digest of the bytes
+        that landed in ``tmp``."""
         fin = os.open(src, os.O_RDONLY)
         try:
-            fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            try:
-                st = os.fstat(fin)
-                if st.st_size <= CHUNK:
-                    data = os.read(fin, st.st_size + 1)
-                    while len(data) > st.st_size:  # grew while we read: take it all
-                        more = os.read(fin, CHUNK)
-                        if not more:
-                            break
-                        data += more
+            size = os.fstat(fin).st_size
+            if size <= CHUNK:
+                # Small files: one read, hashed in memory, one write (syscall-bound work).
+                data = os.read(fin, size + 1)
+                while len(data) > size:  # grew while we read: take it all
+                    more = os.read(fin, CHUNK)
+                    if not more:
+                        break
+                    data += more
+                fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                try:
                     _write_all(fout, data)
-                    return digest_bytes(data), len(data)
-                h = new_hasher()
-                size = 0
-                with open(fin, "rb", buffering=0, closefd=False) as f:
-                    buf = bytearray(CHUNK)
-                    view = memoryview(buf)
-                    while True:
-                        n = f.readinto(buf)
-                        if not n:
-                            break
-                        h.update(view[:n])
-                        _write_all(fout, view[:n])
-                        size += n
-                        failpoint.hit("cache-mid-copy")
-                return h.hexdigest(), size
-            finally:
-                os.close(fout)
+                finally:
+                    os.close(fout)
+                return digest_bytes(data), len(data)
         finally:
             os.close(fin)
+        # Large files: an in-kernel copy, then the copy is hashed (from the page cache),
+        # so the digest is that of the stored bytes: cp + xxh3, never more.
+        copy_file(src, tmp, 0o444, on_chunk=lambda: failpoint.hit("cache-mid-copy"))
+        return digest_file(tmp)
 
     def store_bytes(self, data: bytes, *, manifest: bool = False) -> str:
         digest = digest_bytes(data)

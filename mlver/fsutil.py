@@ -166,9 +166,13 @@ def reflink(src: str, dst: str) -> None:
         os.close(fd)
 
 
-def copy_file(src: str, dst: str, mode: int = 0o644) -> None:
+COPY_CHUNK = 64 << 20
+
+
+def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None) -> None:
     """Copy bytes into a new file ``dst`` created with ``mode`` (in-kernel copy where the
-    OS offers it, so the bytes never pass through Python)."""
+    OS offers it, so the bytes never pass through Python); ``on_chunk`` runs after each
+    64 MiB."""
     fin = os.open(src, os.O_RDONLY)
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -177,10 +181,12 @@ def copy_file(src: str, dst: str, mode: int = 0o644) -> None:
             if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
                 offset = 0
                 while offset < size:
-                    n = os.sendfile(fout, fin, offset, min(size - offset, 1 << 30))
+                    n = os.sendfile(fout, fin, offset, min(size - offset, COPY_CHUNK))
                     if n == 0:  # the source shrank under us
                         break
                     offset += n
+                    if on_chunk is not None:
+                        on_chunk()
             else:
                 while True:
                     chunk = os.read(fin, 4 << 20)
