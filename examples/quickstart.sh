@@ -65,3 +65,42 @@ step "Lose the data, get it back from the cache"
 run rm -rf data/train.csv data/images
 mlver checkout -q
 mlver list
+
+step "A pipeline: mlver re-runs only what changed"
+mkdir -p pipeline
+cat > pipeline/params.yaml <<'EOF'
+train:
+  scale: 2
+EOF
+cat > pipeline/make_data.py <<'EOF'
+import os
+os.makedirs("data", exist_ok=True)
+with open("data/numbers.txt", "w") as f:
+    f.write("\n".join(str(i) for i in range(1000)) + "\n")
+EOF
+cat > pipeline/train.py <<'EOF'
+import json
+import yaml  # PyYAML is installed with mlver
+scale = yaml.safe_load(open("params.yaml"))["train"]["scale"]
+numbers = [int(x) for x in open("data/numbers.txt").read().split()]
+with open("model.txt", "w") as f:
+    f.write(f"weights: {[n * scale for n in numbers[:5]]}\n")
+json.dump({"total": sum(numbers) * scale, "scale": scale}, open("metrics.json", "w"))
+print("trained with scale", scale)
+EOF
+mlver stage add -n make_data -w pipeline -d make_data.py -o data -- python3 make_data.py
+mlver stage add -n train -w pipeline -d train.py -d data -p train.scale -o model.txt -M metrics.json -- python3 train.py
+mlver dag
+mlver repro
+run git add mlver.yaml mlver.lock pipeline
+run git commit -q -m "Add a pipeline"
+mlver repro
+run sed -i.bak 's/scale: 2/scale: 3/' pipeline/params.yaml
+run rm pipeline/params.yaml.bak
+mlver status
+mlver repro
+mlver params diff
+mlver metrics diff
+run git checkout -q -- pipeline/params.yaml
+mlver repro
+mlver metrics show

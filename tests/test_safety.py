@@ -201,3 +201,11 @@ def test_debris_of_killed_processes_is_swept_by_checkout(repo: Path) -> None:
     assert run_json(["status"], repo)["clean"] is True  # debris never confuses status
     run(["checkout"], repo)
     assert not any(d.exists() for d in debris)
+
+
+def test_add_refuses_a_declared_stage_output(repo: Path) -> None:
+    gen(repo, {"mlver.yaml": "stages:\n  train:\n    cmd: python -c pass\n    outs: [model.pkl]\n",
+               "model.pkl": b"weights"})
+    proc = run(["add", "model.pkl"], repo, check=False)
+    assert proc.returncode == 3 and "stage 'train'" in proc.stderr
+    assert not (repo / "model.pkl.mlver").exists()

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 from mlver import git
 from mlver.errors import PathError
-from mlver.ops.common import all_outputs, autostage, gitignore_add, pointer_rel_for, write_pointer
+from mlver.ops.common import all_outputs, autostage, declared_outputs, pointer_rel_for, write_pointer
 from mlver.pointer import POINTER_SUFFIX, Pointer, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import Output, store_output
+from mlver.workspace import Output, gitignore_add, store_output
 
 RESERVED = {"mlver.yaml", "mlver.lock", ".gitignore", ".mlverignore"}
 
@@ -37,6 +37,10 @@ def check_addable(repo: Repo, given: str, rel: str, outputs: list[Output]) -> No
         raise PathError(given, "is an mlver pointer file", hint=f"add the data itself: `mlver add {given[:-len(POINTER_SUFFIX)]}`")
     if os.path.basename(rel) in RESERVED:
         raise PathError(given, "is one of mlver's own files and stays in Git")
+    for out_path, stage in declared_outputs(repo).items():
+        if rel == out_path or rel.startswith(out_path + "/") or out_path.startswith(rel + "/"):
+            raise PathError(given, f"overlaps the output {out_path} of stage '{stage}'",
+                            hint="stage outputs are tracked through mlver.lock; use `mlver repro` or `mlver commit STAGE`")
     for o in outputs:
         if o.stage is not None and o.path == rel:
             raise PathError(given, f"is an output of stage '{o.stage}'", hint="use `mlver commit` for stage outputs")

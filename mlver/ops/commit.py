@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass, field, replace
 
 from mlver import git
-from mlver.ops.common import LOCK_FILE, all_outputs, autostage, commit_stages, gitignore_add, stage_names, write_pointer
+from mlver.ops.common import LOCK_FILE, all_outputs, autostage, commit_stages, stage_names, write_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import select_outputs, store_output
+from mlver.workspace import gitignore_add, select_outputs, store_output
 
 
 @dataclass

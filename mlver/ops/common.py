@@ -41,6 +41,15 @@ def stage_names(repo: Repo) -> list[str]:
     return [s.name for s in load_pipeline(repo).stages]
 
 
+def declared_outputs(repo: Repo) -> dict[str, str]:
+    """Output path -> stage name for every output ``mlver.yaml`` declares (run or not)."""
+    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+        return {}
+    from mlver.pipeline.plan import load_pipeline
+
+    return {o.path: s.name for s in load_pipeline(repo).stages for o in s.products}
+
+
 def commit_stages(repo: Repo, names: list[str] | None, *, progress: Progress) -> tuple[list[str], list[str]]:
     """Record the current outputs of stages (all when ``names`` is None) into the lock.
     Returns (outputs recorded, mlver files rewritten)."""
@@ -62,53 +71,6 @@ def pointer_rel_for(data_rel: str) -> str:
 
 def write_pointer(repo: Repo, pointer_rel: str, pointer: Pointer) -> None:
     atomic_write_text(repo.abs(pointer_rel), pointer.dumps(), fsync=repo.fsync)
-
-
-def _gitignore_entry(data_rel: str) -> tuple[str, str]:
-    folder, name = os.path.split(data_rel)
-    escaped = "".join("\\" + c if c in "*?[]!#\\" else c for c in name)
-    if escaped.endswith(" "):
-        escaped = escaped[:-1] + "\\ "
-    return folder, f"/{escaped}"
-
-
-def gitignore_add(repo: Repo, data_rel: str) -> str | None:
-    """Add the anchored entry for ``data_rel`` to its folder's .gitignore; returns the
-    .gitignore's repo-relative path when it changed."""
-    folder, entry = _gitignore_entry(data_rel)
-    rel = f"{folder}/.gitignore" if folder else ".gitignore"
-    path = repo.abs(rel)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = ""
-    lines = text.splitlines()
-    if entry in lines:
-        return None
-    if text and not text.endswith("\n"):
-        text += "\n"
-    atomic_write_text(path, text + entry + "\n", fsync=repo.fsync)
-    return rel
-
-
-def gitignore_remove(repo: Repo, data_rel: str) -> str | None:
-    folder, entry = _gitignore_entry(data_rel)
-    rel = f"{folder}/.gitignore" if folder else ".gitignore"
-    path = repo.abs(rel)
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return None
-    kept = [ln for ln in lines if ln != entry]
-    if kept == lines:
-        return None
-    if kept:
-        atomic_write_text(path, "\n".join(kept) + "\n", fsync=repo.fsync)
-    else:
-        os.unlink(path)
-    return rel
 
 
 def autostage(repo: Repo, paths: list[str]) -> list[str]:

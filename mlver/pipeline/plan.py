@@ -22,6 +22,7 @@ from mlver.pipeline.record import Inspector, record_product
 from mlver.pointer import POINTER_SUFFIX
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
+from mlver.workspace import gitignore_add
 
 
 def read_pipeline_text(repo: Repo) -> str:
@@ -178,9 +179,6 @@ def record_stage(repo: Repo, stage: Stage, check: StageCheck, inspector: Inspect
 
 def ignore_outputs(repo: Repo, stage: Stage) -> list[str]:
     """Keep cached outputs out of Git; returns the .gitignore files that changed."""
-    # The .gitignore helpers live with the data verbs; they belong one layer down.
-    from mlver.ops.common import gitignore_add
-
     changed = []
     for out in stage.products:
         if out.cache:
@@ -194,9 +192,9 @@ def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
                          progress: Progress = NO_PROGRESS) -> tuple[list[str], list[str]]:
     """Record the workspace's current outputs of stages into the lock without running
     them. ``names`` None: every stage whose dependencies and outputs all exist; named
-    stages must have them. Returns (outputs recorded, mlver files rewritten)."""
-    from mlver.pipeline import runcache
+    stages must have them. Returns (outputs recorded, mlver files rewritten).
 
+    No run-cache entry is saved: nothing proves these outputs came from these inputs."""
     graph = load_graph(repo)
     pipeline = graph.pipeline
     for n in names or []:
@@ -215,7 +213,7 @@ def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
                 continue
             raise PathError(missing[0], f"is missing, so stage '{stage.name}' cannot be recorded",
                             hint=f"run the stage with `mlver repro {stage.name}`")
-        new = record_stage(repo, stage, check, inspector, snapshot=True, progress=progress)
+        new = record_stage(repo, stage, check, inspector, snapshot=False, progress=progress)
         old = locked.get(stage.name)
         if new != old:
             old_products = {e.path: e for e in old.products} if old else {}
@@ -223,8 +221,6 @@ def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
             locked[stage.name] = new
             if write_lock(repo, locked, pipeline.names) and LOCK_FILE not in files:
                 files.append(LOCK_FILE)
-        if stage.deps:
-            runcache.save(repo, runcache.run_key(stage, list(new.deps), new.params), stage.name, new.outs, new.metrics)
         files += ignore_outputs(repo, stage)
     # prune stages that left mlver.yaml
     if names is None and set(locked) - set(pipeline.names):

@@ -12,13 +12,13 @@ import stat
 
 from mlver.errors import MlverError
 from mlver.fsutil import is_executable, remove_path, tmp_name
-from mlver.hashing import digest_bytes
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.model import Out, Stage
 from mlver.pointer import Entry, Manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import cache_digest_of, current_file_digest, current_manifest, scan_dir, store_output
+from mlver.workspace import (cache_digest_of, current_file_digest, current_manifest, load_manifest, scan_dir,
+                             store_output)
 
 
 class Inspector:
@@ -146,8 +146,6 @@ def _unlink_from_cache(path: str) -> None:
 
 def restore_plain(repo: Repo, entry: LockEntry) -> None:
     """Put an output that stays in Git back from its cache copy as plain files."""
-    from mlver.workspace import load_manifest
-
     cache = repo.cache
     full = repo.abs(entry.path)
     if entry.kind == "file":
@@ -171,8 +169,6 @@ def restore_plain(repo: Repo, entry: LockEntry) -> None:
 
 def products_restorable(repo: Repo, entries: list[LockEntry]) -> bool:
     """Whether every object the entries name (folders: manifest and files) is cached."""
-    from mlver.workspace import load_manifest
-
     cache = repo.cache
     for e in entries:
         if e.kind == "file":
@@ -183,7 +179,3 @@ def products_restorable(repo: Repo, entries: list[LockEntry]) -> bool:
         if manifest is None or any(not cache.has(x.digest) for x in manifest.entries):
             return False
     return True
-
-
-def key_digest(data: bytes) -> str:
-    return digest_bytes(data)

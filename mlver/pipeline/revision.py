@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from mlver import git
@@ -73,33 +73,79 @@ def workspace_values(repo: Repo) -> Values:
 
 
 class History:
-    """Reads pipeline values from commits through one Git object-database handle."""
+    """Reads pipeline values from commits through one Git object-database handle.
+
+    Many commits are read in batches: one ``cat-file --batch-check`` names the blobs of
+    every commit's ``mlver.yaml``, one more names the params and metrics files they list,
+    one ``cat-file --batch`` reads the blobs not seen before. Blobs, parsed pipelines and
+    whole results are cached by blob name, so an unchanged file is read and parsed once
+    however many commits share it."""
 
     def __init__(self, repo: Repo, grepo: Any) -> None:
         self.repo = repo
         self.grepo = grepo
         root = repo.require_scm("reading history")
+        self.root = root
         prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
         self.prefix = "" if prefix == "." else prefix + "/"
+        self._blobs: dict[str, bytes] = {}
+        self._pipelines: dict[str, Pipeline | FormatError] = {}
+        self._values: dict[tuple, Values] = {}
 
     def resolve(self, rev: str) -> str:
         return git.resolve(self.grepo, rev)
 
     def values(self, rev: str) -> Values:
         """Values at ``rev`` (labelled with the revision as given)."""
+        sha = self.resolve(rev)
+        return replace(self.values_many([sha])[0], rev=rev)
+
+    def values_many(self, commits: list[str]) -> list[Values]:
+        """Values of each commit (full ids), in the order given, labelled with the id."""
         name = self.prefix + PIPELINE_FILE
-        snap = git.read_tree(self.grepo, rev, lambda p: p == name)
-        if name not in snap.files:
-            return Values(rev)
-        shown = f"{rev}:{PIPELINE_FILE}"
-        try:
-            pipeline = parse_pipeline(snap.files[name].decode("utf-8", "replace"), shown)
-        except FormatError as e:
-            return Values(rev, errors=(e.message,))
-        wanted = {self.prefix + r.file for s in pipeline.stages for r in s.params}
-        wanted |= {self.prefix + m.path for s in pipeline.stages for m in s.metrics}
-        files = git.read_tree(self.grepo, snap.rev, lambda p: p in wanted).files if wanted else {}
-        return values_of(rev, pipeline, lambda rel: files.get(self.prefix + rel))
+        pipe_blobs = git.object_names(self.root, [f"{c}:{name}" for c in commits])
+        self._load([b for b in pipe_blobs.values() if b])
+        wanted: dict[str, list[str]] = {}  # commit -> files its pipeline reads
+        for c in commits:
+            blob = pipe_blobs[f"{c}:{name}"]
+            pipeline = self._pipeline(blob, c) if blob else None
+            if isinstance(pipeline, Pipeline):
+                files = {r.file for s in pipeline.stages for r in s.params}
+                files |= {m.path for s in pipeline.stages for m in s.metrics}
+                wanted[c] = sorted(files)
+        specs = [f"{c}:{self.prefix}{f}" for c, files in wanted.items() for f in files]
+        file_blobs = git.object_names(self.root, specs)
+        self._load([b for b in file_blobs.values() if b])
+        result = []
+        for c in commits:
+            blob = pipe_blobs[f"{c}:{name}"]
+            if blob is None:
+                result.append(Values(c))
+                continue
+            pipeline = self._pipeline(blob, c)
+            if isinstance(pipeline, FormatError):
+                result.append(Values(c, errors=(pipeline.message,)))
+                continue
+            blobs = {f: file_blobs[f"{c}:{self.prefix}{f}"] for f in wanted[c]}
+            key = (blob, tuple(sorted(blobs.items(), key=lambda kv: kv[0])))
+            if key not in self._values:
+                self._values[key] = values_of(c, pipeline, lambda rel: self._blobs.get(blobs.get(rel) or ""))
+            result.append(replace(self._values[key], rev=c))
+        return result
+
+    def _load(self, names: list[str]) -> None:
+        todo = sorted({n for n in names if n not in self._blobs})
+        if todo:
+            self._blobs.update(git.read_blobs(self.root, todo))
+
+    def _pipeline(self, blob: str, commit: str) -> Pipeline | FormatError:
+        if blob not in self._pipelines:
+            shown = f"{commit[:7]}:{PIPELINE_FILE}"
+            try:
+                self._pipelines[blob] = parse_pipeline(self._blobs[blob].decode("utf-8", "replace"), shown)
+            except FormatError as e:
+                self._pipelines[blob] = e
+        return self._pipelines[blob]
 
     def commits(self, *, count: int | None = None, all_commits: bool = False) -> list[str]:
         """Commit ids, newest first: ``count`` from HEAD, or every commit of every ref."""

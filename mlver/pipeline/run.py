@@ -20,7 +20,7 @@ from typing import Callable
 from mlver.errors import MlverError, PathError, StageFailed
 from mlver.pipeline import runcache
 from mlver.pipeline.graph import Graph
-from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
+from mlver.pipeline.lockfile import StageLock, read_lock, write_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
 from mlver.pipeline.params import workspace_reader
 from mlver.pipeline.plan import StageCheck, check_stage, ignore_outputs, load_graph, record_stage
@@ -199,15 +199,8 @@ class _Runner:
         if proc.returncode != 0:
             raise StageFailed(stage.name, proc.returncode)
         self.inspector.forget()
-        after = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root))
-        moved = [d.path for d, a, b in zip(stage.deps, check.deps, after.deps)
-                 if b is None or a is None or (a.kind, a.digest) != (b.kind, b.digest)]
-        moved += [f"{f} ({k})" for f in sorted(set(check.params) | set(after.params))
-                  for k in sorted(set(check.params.get(f, {})) | set(after.params.get(f, {})))
-                  if check.params.get(f, {}).get(k) != after.params.get(f, {}).get(k)]
-        if moved:
-            raise DepChangedDuringRun(stage.name, moved)
-        missing = [o.path for o in stage.products if self.inspector.entry(o.path) is None]
+        self._check_inputs_held(stage, check)
+        missing = [o.path for o in stage.products if not os.path.lexists(self.repo.abs(o.path))]
         if missing:
             raise MlverError(f"stage '{stage.name}': the command did not create {', '.join(missing)}",
                              hint="make the command write every path listed in 'outs' and 'metrics'")
@@ -216,6 +209,20 @@ class _Runner:
         if key is not None:
             runcache.save(self.repo, key, stage.name, new.outs, new.metrics)
         self.result.ran.append(stage.name)
+
+    def _check_inputs_held(self, stage: Stage, before: StageCheck) -> None:
+        """Dependencies and params must be what they were when the command started."""
+        moved = []
+        for dep, was in zip(stage.deps, before.deps):
+            now = self.inspector.entry(dep.path)
+            if now is None or was is None or (now.kind, now.digest) != (was.kind, was.digest):
+                moved.append(dep.path)
+        params = workspace_reader(self.repo.root).stage_params(stage, PIPELINE_FILE)
+        for file in sorted(set(params) | set(before.params)):
+            old, new = before.params.get(file, {}), params.get(file, {})
+            moved += [f"{file}:{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if moved:
+            raise DepChangedDuringRun(stage.name, moved)
 
     def _record(self, stage: Stage, new: StageLock) -> None:
         self.locked[stage.name] = new

@@ -1,0 +1,331 @@
+"""Pipelines through the real CLI: a two-stage pipeline whose scripts log every real
+execution to runs.log, so each test counts what ran."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from conftest import gen, git, run, run_json
+
+PY = shlex.quote(sys.executable)
+
+PREPARE = """\
+import os, sys, yaml
+split = yaml.safe_load(open("params.yaml"))["prepare"]["split"]
+rows = open("data/raw.txt").read().splitlines()
+os.makedirs("data/prepared", exist_ok=True)
+open("data/prepared/train.txt", "w").write("\\n".join(rows[:split]) + "\\n")
+open("data/prepared/test.txt", "w").write("\\n".join(rows[split:]) + "\\n")
+open("runs.log", "a").write("prepare\\n")
+"""
+
+TRAIN = """\
+import json, sys, yaml
+p = yaml.safe_load(open("params.yaml"))["train"]
+if p["lr"] < 0:
+    sys.exit(3)
+n = len(open("data/prepared/train.txt").read().splitlines())
+open("model.pkl", "wb").write(f"weights lr={p['lr']} epochs={p['epochs']} n={n}".encode() + bytes(range(256)))
+json.dump({"acc": round(0.5 + p["lr"], 4), "n": n}, open("metrics.json", "w"))
+open("runs.log", "a").write("train\\n")
+"""
+
+PIPELINE = f"""\
+stages:
+  prepare:
+    cmd: {PY} src/prepare.py
+    deps: [src/prepare.py, data/raw.txt]
+    params: [prepare.split]
+    outs: [data/prepared]
+  train:
+    cmd: {PY} src/train.py
+    deps: [src/train.py, data/prepared]
+    params: [train]
+    outs: [model.pkl]
+    metrics: [metrics.json]
+"""
+
+PARAMS = "prepare:\n  split: 3\ntrain:\n  lr: 0.1\n  epochs: 10\n"
+
+
+def runs(root: Path) -> list[str]:
+    """Stages that really executed since the last call."""
+    log = root / "runs.log"
+    if not log.exists():
+        return []
+    lines = log.read_text().split()
+    log.unlink()
+    return lines
+
+
+def set_params(root: Path, *, split: int = 3, lr: float = 0.1, epochs: int = 10) -> None:
+    gen(root, {"params.yaml": f"prepare:\n  split: {split}\ntrain:\n  lr: {lr}\n  epochs: {epochs}\n"})
+
+
+@pytest.fixture
+def pipe(repo: Path) -> Path:
+    gen(repo, {"src/prepare.py": PREPARE, "src/train.py": TRAIN, "data/raw.txt": "a\nb\nc\nd\ne\n",
+               "params.yaml": PARAMS, "mlver.yaml": PIPELINE, ".gitignore": "runs.log\n"})
+    return repo
+
+
+def lock_stage(root: Path, name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((root / "mlver.lock").read_text())["stages"].get(name)
+
+
+def digest(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def test_first_repro_runs_all_then_nothing(pipe: Path) -> None:
+    proc = run(["repro"], pipe)
+    assert runs(pipe) == ["prepare", "train"]
+    assert "Running stage 'prepare'" in proc.stderr and "Running stage 'train'" in proc.stderr
+    model = (pipe / "model.pkl").read_bytes()
+    text = (pipe / "mlver.lock").read_text()
+    assert text.startswith("# mlver lock: written by mlver; commit it together with mlver.yaml\n"
+                           "version: 1\nhash: xxh3-128\nstages:\n  prepare:\n    cmd: ")
+    assert text.index("  prepare:") < text.index("  train:")
+    assert (f"    outs:\n    - path: model.pkl\n      kind: file\n      digest: {digest(model)}\n"
+            f"      size: {len(model)}\n    metrics:\n    - path: metrics.json\n") in text
+    assert "    params:\n      params.yaml:\n        train.epochs: 10\n        train.lr: 0.1\n" in text
+    train = lock_stage(pipe, "train")
+    assert [d["path"] for d in train["deps"]] == ["data/prepared", "src/train.py"]  # sorted by path
+    assert train["deps"][0]["kind"] == "dir" and train["deps"][0]["files"] == 2
+    # outputs are cached like `mlver add` data and kept out of Git; metrics stay in Git
+    obj = pipe / ".mlver/cache/files/xxh3-128" / digest(model)[:2] / digest(model)[2:]
+    assert obj.read_bytes() == model
+    assert "/model.pkl" in (pipe / ".gitignore").read_text().splitlines()
+    assert (pipe / "data/.gitignore").read_text() == "/prepared\n"
+    assert "metrics.json" not in (pipe / ".gitignore").read_text()
+
+    proc = run(["repro"], pipe)
+    assert runs(pipe) == []
+    assert "Data and pipelines are up to date." in proc.stderr
+    st = run_json(["status"], pipe)
+    assert st["clean"] is True
+    assert st["stages"] == [{"name": "prepare", "changed": False, "reasons": []},
+                            {"name": "train", "changed": False, "reasons": []}]
+    listed = {o["path"]: o for o in run_json(["list"], pipe)["outputs"]}
+    assert listed["model.pkl"]["state"] == "ok" and listed["data/prepared"]["kind"] == "dir"
+
+
+def test_param_change_reruns_only_train_and_run_cache_restores(pipe: Path) -> None:
+    run(["repro"], pipe)
+    runs(pipe)
+    model_1 = (pipe / "model.pkl").read_bytes()
+    metrics_1 = (pipe / "metrics.json").read_bytes()
+    lock_1 = (pipe / "mlver.lock").read_text()
+
+    set_params(pipe, lr=0.2)
+    st = run_json(["status"], pipe)
+    assert st["stages"][1] == {"name": "train", "changed": True, "reasons": ["param changed: params.yaml:train.lr"]}
+    assert run(["status", "--check"], pipe, check=False).returncode == 1
+    run(["repro"], pipe)
+    assert runs(pipe) == ["train"]
+    assert (pipe / "model.pkl").read_bytes() != model_1
+
+    # back to yesterday's parameters: restored from the run cache, nothing executes
+    set_params(pipe, lr=0.1)
+    proc = run(["repro"], pipe)
+    assert runs(pipe) == []
+    assert "Restored stage 'train' from the run cache" in proc.stderr
+    assert (pipe / "model.pkl").read_bytes() == model_1
+    assert (pipe / "metrics.json").read_bytes() == metrics_1
+    assert (pipe / "mlver.lock").read_text() == lock_1
+    assert run_json(["status"], pipe)["clean"] is True
+
+    # --no-run-cache neither reads nor writes it
+    set_params(pipe, lr=0.2)
+    run(["repro"], pipe)
+    runs(pipe)
+    set_params(pipe, lr=0.1)
+    run(["repro", "--no-run-cache"], pipe)
+    assert runs(pipe) == ["train"]
+    set_params(pipe, lr=0.3)
+    run(["repro", "--no-run-cache"], pipe)
+    set_params(pipe, lr=0.2)
+    run(["repro"], pipe)
+    assert runs(pipe) == ["train"]  # 0.3 ran; 0.2 came back from the cache
+    set_params(pipe, lr=0.3)
+    run(["repro"], pipe)
+    assert runs(pipe) == ["train"]  # 0.3 was never saved
+
+
+def test_prepare_dep_change_reruns_both(pipe: Path) -> None:
+    run(["repro"], pipe)
+    runs(pipe)
+    gen(pipe, {"data/raw.txt": "a\nb\nc\nd\ne\nf\ng\n"})
+    st = run_json(["status"], pipe)
+    assert st["stages"][0]["reasons"] == ["dep changed: data/raw.txt"]
+    run(["repro"], pipe)
+    assert runs(pipe) == ["prepare", "train"]
+    # a change that leaves prepare's output identical stops there
+    gen(pipe, {"src/prepare.py": PREPARE + "# a comment\n"})
+    run(["repro"], pipe)
+    assert runs(pipe) == ["prepare"]
+
+
+def test_dry_run_force_and_downstream(pipe: Path) -> None:
+    run(["repro"], pipe)
+    runs(pipe)
+    lock = (pipe / "mlver.lock").read_text()
+    gen(pipe, {"data/raw.txt": "z\ny\nx\nw\n"})
+    proc = run(["repro", "--dry-run"], pipe)
+    assert runs(pipe) == [] and (pipe / "mlver.lock").read_text() == lock
+    assert "Would run stage 'prepare':\n    dep changed: data/raw.txt\n" in proc.stdout
+    assert "Would run stage 'train':\n    upstream stage will change: prepare\n" in proc.stdout
+    plan = run_json(["repro", "--dry-run"], pipe)
+    assert [(s["name"], s["action"]) for s in plan["stages"]] == [("prepare", "run"), ("train", "run")]
+
+    run(["repro", "prepare"], pipe)  # only the target (and what it depends on)
+    assert runs(pipe) == ["prepare"]
+    run(["repro", "--downstream", "prepare"], pipe)
+    assert runs(pipe) == ["train"]
+
+    run(["repro", "--force"], pipe)  # everything, run cache or not
+    assert runs(pipe) == ["prepare", "train"]
+    run(["repro", "--force", "--downstream", "train"], pipe)  # like DVC: --force covers upstream stages too
+    assert runs(pipe) == ["train"]
+    proc = run(["repro", "nope"], pipe, check=False)
+    assert proc.returncode == 3 and "no stage 'nope'" in proc.stderr
+
+
+def test_failing_stage_keeps_last_good_lock(pipe: Path) -> None:
+    run(["repro"], pipe)
+    runs(pipe)
+    good_train = lock_stage(pipe, "train")
+    gen(pipe, {"data/raw.txt": "q\nr\ns\nt\n"})
+    set_params(pipe, lr=-1.0)
+    proc = run(["repro"], pipe, check=False)
+    assert proc.returncode == 3
+    assert "mlver: error: stage 'train' failed: command exited with code 3" in proc.stderr
+    assert runs(pipe) == ["prepare"]
+    assert lock_stage(pipe, "train") == good_train  # last good state
+    assert lock_stage(pipe, "prepare")["deps"][0]["digest"] == digest(b"q\nr\ns\nt\n")  # earlier stage recorded
+    assert run_json(["status"], pipe)["stages"][1]["changed"] is True
+    # the previous model is still in the cache: checkout brings it back
+    run(["checkout", "model.pkl"], pipe)
+    assert digest((pipe / "model.pkl").read_bytes()) == good_train["outs"][0]["digest"]
+
+
+def test_dependency_edited_while_stage_runs_is_not_recorded(repo: Path) -> None:
+    script = "open('input.txt', 'a').write('more\\n'); open('out.txt', 'w').write('x')\n"
+    gen(repo, {"touch.py": script, "input.txt": "start\n",
+               "mlver.yaml": f"stages:\n  grow:\n    cmd: {PY} touch.py\n    deps: [input.txt, touch.py]\n"
+                             "    outs: [out.txt]\n"})
+    proc = run(["repro"], repo, check=False)
+    assert proc.returncode == 3
+    assert "stage 'grow': input.txt changed while the command was running" in proc.stderr
+    assert not (repo / "mlver.lock").exists() or lock_stage(repo, "grow") is None
+
+
+def test_hand_edited_output_stays_recoverable(pipe: Path) -> None:
+    run(["repro"], pipe)
+    runs(pipe)
+    edited = b"my hand-tuned weights"
+    gen(pipe, {"model.pkl": edited})
+    assert run_json(["status"], pipe)["stages"][1]["reasons"] == ["out changed: model.pkl"]
+    set_params(pipe, epochs=11)
+    proc = run(["repro"], pipe)
+    assert runs(pipe) == ["train"]
+    assert "model.pkl was edited" in proc.stderr and digest(edited) in proc.stderr
+    obj = pipe / ".mlver/cache/files/xxh3-128" / digest(edited)[:2] / digest(edited)[2:]
+    assert obj.read_bytes() == edited
+
+
+def test_commit_stage_records_workspace_outputs(pipe: Path) -> None:
+    run(["repro"], pipe)
+    runs(pipe)
+    gen(pipe, {"model.pkl": b"weights I trust"})
+    run(["commit", "train"], pipe)
+    assert runs(pipe) == []
+    assert lock_stage(pipe, "train")["outs"][0]["digest"] == digest(b"weights I trust")
+    assert run_json(["status"], pipe)["clean"] is True
+    # checkout and diff see stage outputs through the lock
+    git(["add", "-A"], pipe)
+    git(["commit", "-q", "-m", "pipeline"], pipe)
+    (pipe / "model.pkl").unlink()
+    import shutil
+
+    shutil.rmtree(pipe / "data/prepared")
+    out = run(["checkout"], pipe).stdout
+    assert "A       model.pkl" in out and "A       data/prepared/train.txt" in out
+    assert (pipe / "model.pkl").read_bytes() == b"weights I trust"
+    gen(pipe, {"model.pkl": b"v2"})
+    run(["commit", "train"], pipe)
+    assert [m["path"] for m in run_json(["diff"], pipe)["modified"]] == ["model.pkl"]
+
+
+def test_stage_without_deps_always_runs_and_persist(repo: Path) -> None:
+    gen(repo, {"tick.py": "open('log.txt', 'a').write('tick\\n'); open('runs.log', 'a').write('tick\\n')\n",
+               "mlver.yaml": f"stages:\n  tick:\n    cmd: {PY} tick.py\n    outs:\n    - log.txt:\n"
+                             "        persist: true\n"})
+    run(["repro"], repo)
+    run(["repro"], repo)
+    assert runs(repo) == ["tick", "tick"]
+    assert (repo / "log.txt").read_text() == "tick\ntick\n"  # persist: not removed before the run
+    st = run_json(["status"], repo)
+    assert st["stages"] == [{"name": "tick", "changed": True, "reasons": ["always runs: the stage has no dependencies"]}]
+
+
+def test_wdir_toml_json_params_and_uncached_output(repo: Path) -> None:
+    script = """\
+import json, tomllib
+depth = tomllib.load(open("cfg.toml", "rb"))["model"]["depth"]
+rate = json.load(open("opt.json"))["opt"]["lr"]
+open("../out/report.txt", "w").write(f"{depth} {rate} " + open("../data/in.txt").read())
+open("summary.json", "w").write(json.dumps({"depth": depth}))
+open("../runs.log", "a").write("fit\\n")
+"""
+    gen(repo, {"job/fit.py": script, "job/cfg.toml": "[model]\ndepth = 4\nname = \"tree\"\n",
+               "job/opt.json": '{"opt": {"lr": 0.5, "momentum": 0.9}}', "data/in.txt": "hello\n", "out/.keep": "",
+               "mlver.yaml": f"""stages:
+  fit:
+    cmd: {PY} fit.py
+    wdir: job
+    deps: [fit.py, ../data/in.txt]
+    params:
+    - cfg.toml: [model.depth]
+    - opt.json: [opt]
+    outs:
+    - ../out/report.txt
+    - summary.json:
+        cache: false
+"""})
+    run(["repro"], repo)
+    assert runs(repo) == ["fit"]
+    assert (repo / "out/report.txt").read_text() == "4 0.5 hello\n"
+    fit = lock_stage(repo, "fit")
+    assert fit["params"] == {"job/cfg.toml": {"model.depth": 4}, "job/opt.json": {"opt.lr": 0.5, "opt.momentum": 0.9}}
+    assert [d["path"] for d in fit["deps"]] == ["data/in.txt", "job/fit.py"]
+    assert [(o["path"], o.get("cache", True)) for o in fit["outs"]] == [("job/summary.json", False),
+                                                                         ("out/report.txt", True)]
+    assert "summary.json" not in (repo / "job/.gitignore").read_text() if (repo / "job/.gitignore").exists() else True
+    assert "/report.txt" in (repo / "out/.gitignore").read_text()
+    assert [o["path"] for o in run_json(["list"], repo)["outputs"]] == ["out/report.txt"]
+
+    gen(repo, {"job/cfg.toml": "[model]\ndepth = 4\nname = \"forest\"\n"})  # a key the stage does not use
+    run(["repro"], repo)
+    assert runs(repo) == []
+    gen(repo, {"job/cfg.toml": "[model]\ndepth = 5\nname = \"forest\"\n"})
+    assert run_json(["status"], repo)["stages"][0]["reasons"] == ["param changed: job/cfg.toml:model.depth"]
+    gen(repo, {"job/opt.json": '{"opt": {"lr": 0.25, "momentum": 0.9}}'})
+    run(["repro"], repo)
+    assert runs(repo) == ["fit"]
+    assert (repo / "out/report.txt").read_text() == "5 0.25 hello\n"
+    # the uncached output comes back from the run cache too
+    gen(repo, {"job/cfg.toml": "[model]\ndepth = 4\n", "job/opt.json": '{"opt": {"lr": 0.5, "momentum": 0.9}}'})
+    run(["repro"], repo)
+    assert runs(repo) == []
+    assert json.loads((repo / "job/summary.json").read_text()) == {"depth": 4}
+    assert os.access(repo / "job/summary.json", os.W_OK)
