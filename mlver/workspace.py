@@ -14,7 +14,7 @@ from typing import Iterable
 from mlver import git
 from mlver.cache import Cache
 from mlver.errors import FormatError, PathError
-from mlver.fsutil import TMP_MARK, atomic_write_text, WalkEntry, sweep_stale_tmp, inside_root, is_executable, parallel_map, remove_path, walk_files
+from mlver.fsutil import TMP_MARK, WalkEntry, inside_root, is_executable, parallel_map, remove_path, sweep_stale_tmp, walk_files
 from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -519,52 +519,3 @@ def clean_vanished(repo: Repo, outputs: list[Output], *, only: Iterable[str] | N
 
 def with_digest(out: Output, stored: Stored) -> Output:
     return replace(out, kind=stored.kind, digest=stored.digest, size=stored.size, files=stored.files)
-
-
-# --- keeping data out of Git ------------------------------------------------------------
-
-def _gitignore_entry(data_rel: str) -> tuple[str, str]:
-    folder, name = os.path.split(data_rel)
-    escaped = "".join("\\" + c if c in "*?[]!#\\" else c for c in name)
-    if escaped.endswith(" "):
-        escaped = escaped[:-1] + "\\ "
-    return folder, f"/{escaped}"
-
-
-def gitignore_add(repo: Repo, data_rel: str) -> str | None:
-    """Add the anchored entry for ``data_rel`` to its folder's .gitignore; returns the
-    .gitignore's repo-relative path when it changed."""
-    folder, entry = _gitignore_entry(data_rel)
-    rel = f"{folder}/.gitignore" if folder else ".gitignore"
-    path = repo.abs(rel)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        text = ""
-    lines = text.splitlines()
-    if entry in lines:
-        return None
-    if text and not text.endswith("\n"):
-        text += "\n"
-    atomic_write_text(path, text + entry + "\n", fsync=repo.fsync)
-    return rel
-
-
-def gitignore_remove(repo: Repo, data_rel: str) -> str | None:
-    folder, entry = _gitignore_entry(data_rel)
-    rel = f"{folder}/.gitignore" if folder else ".gitignore"
-    path = repo.abs(rel)
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return None
-    kept = [ln for ln in lines if ln != entry]
-    if kept == lines:
-        return None
-    if kept:
-        atomic_write_text(path, "\n".join(kept) + "\n", fsync=repo.fsync)
-    else:
-        os.unlink(path)
-    return rel

@@ -11,7 +11,8 @@ from mlver.ops.common import all_outputs, autostage, declared_outputs, pointer_r
 from mlver.pointer import POINTER_SUFFIX, Pointer, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import Output, gitignore_add, store_output
+from mlver.gitignore import gitignore_add
+from mlver.workspace import Output, store_output
 
 RESERVED = {"mlver.yaml", "mlver.lock", ".gitignore", ".mlverignore"}
 

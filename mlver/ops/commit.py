@@ -10,7 +10,8 @@ from mlver import git
 from mlver.ops.common import LOCK_FILE, all_outputs, autostage, commit_stages, stage_names, write_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import gitignore_add, select_outputs, store_output
+from mlver.gitignore import gitignore_add
+from mlver.workspace import select_outputs, store_output
 
 
 @dataclass

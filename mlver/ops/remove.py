@@ -10,7 +10,8 @@ from mlver.errors import PathError
 from mlver.ops.common import all_outputs, autostage, pointer_rel_for, write_pointer
 from mlver.pointer import POINTER_SUFFIX
 from mlver.repo import Repo
-from mlver.workspace import Output, gitignore_add, gitignore_remove, select_outputs
+from mlver.gitignore import gitignore_add, gitignore_remove
+from mlver.workspace import Output, select_outputs
 
 
 @dataclass

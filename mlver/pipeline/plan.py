@@ -22,7 +22,7 @@ from mlver.pipeline.record import Inspector, record_product
 from mlver.pointer import POINTER_SUFFIX
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import gitignore_add
+from mlver.gitignore import gitignore_add
 
 
 def read_pipeline_text(repo: Repo) -> str:

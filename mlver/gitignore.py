@@ -1,0 +1,56 @@
+"""Keeping tracked data out of Git: one anchored entry (``/name``) per output in the
+``.gitignore`` of the data's own folder, added by ``add`` and removed by ``remove``."""
+
+from __future__ import annotations
+
+import os
+
+from mlver.fsutil import atomic_write_text
+from mlver.repo import Repo
+
+
+def _gitignore_entry(data_rel: str) -> tuple[str, str]:
+    folder, name = os.path.split(data_rel)
+    escaped = "".join("\\" + c if c in "*?[]!#\\" else c for c in name)
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return folder, f"/{escaped}"
+
+
+def gitignore_add(repo: Repo, data_rel: str) -> str | None:
+    """Add the anchored entry for ``data_rel`` to its folder's .gitignore; returns the
+    .gitignore's repo-relative path when it changed."""
+    folder, entry = _gitignore_entry(data_rel)
+    rel = f"{folder}/.gitignore" if folder else ".gitignore"
+    path = repo.abs(rel)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    lines = text.splitlines()
+    if entry in lines:
+        return None
+    if text and not text.endswith("\n"):
+        text += "\n"
+    atomic_write_text(path, text + entry + "\n", fsync=repo.fsync)
+    return rel
+
+
+def gitignore_remove(repo: Repo, data_rel: str) -> str | None:
+    folder, entry = _gitignore_entry(data_rel)
+    rel = f"{folder}/.gitignore" if folder else ".gitignore"
+    path = repo.abs(rel)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    kept = [ln for ln in lines if ln != entry]
+    if kept == lines:
+        return None
+    if kept:
+        atomic_write_text(path, "\n".join(kept) + "\n", fsync=repo.fsync)
+    else:
+        os.unlink(path)
+    return rel
