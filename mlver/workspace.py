@@ -19,6 +19,7 @@ from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
+from mlver.state import Placed
 
 # Local file work is syscall-bound: one thread per core; more only fight over the GIL.
 WORKERS = int(os.environ.get("MLVER_JOBS", "0")) or (os.cpu_count() or 2)
@@ -487,34 +488,31 @@ def clean_vanished(repo: Repo, outputs: list[Output], *, only: Iterable[str] | N
     live = {o.path for o in outputs}
     limit = set(only) if only is not None else None
     for placed in repo.state.placed():
-        if limit is not None and placed.path not in limit:
-            continue
-        if placed.path in live or any(placed.path.startswith(p + "/") for p in live):
-            if placed.path not in live:
-                repo.state.forget_placed(placed.path)
+        if placed.path in live or (limit is not None and placed.path not in limit):
             continue
         path = repo.abs(placed.path)
-        if not os.path.lexists(path):
+        # Inside a live output, or a folder that now holds live outputs: no longer ours alone.
+        overlaps = any(placed.path.startswith(p + "/") or p.startswith(placed.path + "/") for p in live)
+        if overlaps or not os.path.lexists(path):
             repo.state.forget_placed(placed.path)
-            continue
-        if any(o.path.startswith(placed.path + "/") for o in outputs):
-            repo.state.forget_placed(placed.path)
-            continue
-        if placed.kind == "dir" and os.path.isdir(path):
-            cur = current_manifest(repo, placed.path)
-            same = cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries)
-        elif placed.kind == "file" and os.path.isfile(path):
-            d = current_file_digest(repo, placed.path)
-            same = d is not None and d[0] == placed.digest and repo.cache.has(placed.digest)
-        else:
-            same = False
-        if same:
+        elif _unchanged_and_cached(repo, placed):
             remove_path(path)
             res.deleted.append(placed.path)
             repo.state.forget_placed(placed.path)
         else:
             res.kept.append(placed.path)
     return res
+
+
+def _unchanged_and_cached(repo: Repo, placed: Placed) -> bool:
+    path = repo.abs(placed.path)
+    if placed.kind == "dir" and os.path.isdir(path):
+        cur = current_manifest(repo, placed.path)
+        return cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries)
+    if placed.kind == "file" and os.path.isfile(path):
+        d = current_file_digest(repo, placed.path)
+        return d is not None and d[0] == placed.digest and repo.cache.has(placed.digest)
+    return False
 
 
 def with_digest(out: Output, stored: Stored) -> Output:
