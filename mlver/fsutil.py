@@ -166,13 +166,13 @@ def reflink(src: str, dst: str) -> None:
         os.close(fd)
 
 
-COPY_CHUNK = 64 << 20
+COPY_CHUNK = 16 << 20
 
 
 def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None) -> None:
     """Copy bytes into a new file ``dst`` created with ``mode`` (in-kernel copy where the
     OS offers it, so the bytes never pass through Python); ``on_chunk`` runs after each
-    64 MiB."""
+    16 MiB."""
     fin = os.open(src, os.O_RDONLY)
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)

@@ -285,3 +285,99 @@ def commit_trees(root: str, commits: list[str]) -> dict[str, str]:
             trees[current] = line.strip()
             current = None
     return trees
+
+
+# --- history tables, scratch worktrees, clones (exp show, plots, repro --verify, get) -----
+
+def object_names(root: str, specs: list[str]) -> dict[str, str | None]:
+    """``REV:PATH`` (or any object expression) -> the blob it names, None when there is
+    none; one ``git cat-file --batch-check`` process for any number of specs."""
+    wanted = list(dict.fromkeys(specs))
+    if not wanted:
+        return {}
+    out = run(root, "cat-file", "--batch-check=%(objectname) %(objecttype)",
+              input="".join(s + "\n" for s in wanted).encode("utf-8", "surrogateescape")).stdout
+    lines = out.decode("utf-8", "surrogateescape").split("\n")
+    names: dict[str, str | None] = {}
+    for spec, line in zip(wanted, lines):
+        parts = line.split()
+        names[spec] = parts[0] if len(parts) == 2 and parts[1] == "blob" else None
+    return names
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    date: str  # committer date, ISO 8601
+    timestamp: int
+    subject: str
+
+
+def commit_log(root: str, revs: list[str], count: int | None) -> list[CommitInfo]:
+    """Commits reachable from ``revs``, newest first (``count`` of them, all when None)."""
+    args = ["log", "--format=%H%x1f%cI%x1f%ct%x1f%s%x1e"]
+    if count is not None:
+        args.append(f"--max-count={count}")
+    out = run(root, *args, *revs, "--").stdout.decode("utf-8", "replace")
+    commits: list[CommitInfo] = []
+    for rec in out.split("\x1e"):
+        rec = rec.strip("\n")
+        if not rec:
+            continue
+        sha, date, ts, subject = rec.split("\x1f", 3)
+        commits.append(CommitInfo(sha, date, int(ts), subject))
+    return commits
+
+
+def refs_by_commit(root: str) -> dict[str, list[str]]:
+    """commit -> short names of the local branches and tags pointing at it (annotated
+    tags peeled), branches first."""
+    fmt = "%(objectname) %(*objectname) %(refname)"
+    out = run(root, "for-each-ref", f"--format={fmt}", "refs/heads", "refs/tags").stdout.decode("utf-8", "replace")
+    refs: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        parts = line.split(" ")
+        if len(parts) < 3:
+            continue
+        target = parts[1] or parts[0]
+        name = " ".join(parts[2:])
+        for prefix in ("refs/heads/", "refs/tags/"):
+            if name.startswith(prefix):
+                refs.setdefault(target, []).append(name[len(prefix):])
+    return refs
+
+
+def branch_names(root: str) -> list[str]:
+    out = run(root, "for-each-ref", "--format=%(refname)", "refs/heads").stdout.decode("utf-8", "replace")
+    return [line for line in out.splitlines() if line]
+
+
+def worktree_add(root: str, path: str, commit: str) -> None:
+    """A detached scratch worktree of ``commit`` at ``path``. Hooks are switched off for
+    it: the checkout is mlver's own, not the user's."""
+    proc = run(root, "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "--force", "-q", path,
+               commit, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git worktree add failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+
+
+def worktree_remove(root: str, path: str) -> None:
+    """Remove a scratch worktree and prune Git's record of it (best effort)."""
+    run(root, "worktree", "remove", "--force", "--force", path, check=False)
+    run(root, "worktree", "prune", check=False)
+
+
+def clone(url: str, dest: str, *, shallow: bool) -> None:
+    """``git clone --no-checkout`` of ``url`` into ``dest`` (history only, no files)."""
+    args = ["clone", "-q", "--no-checkout"]
+    if shallow:
+        args.append("--depth=1")
+    if os.path.isdir(url):
+        url = os.path.abspath(url)
+        if shallow:
+            url = "file://" + url  # --depth is ignored for plain local paths
+    proc = run(os.path.dirname(dest) or ".", *args, url, dest, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"cannot clone '{url}': {msg[-1] if msg else 'exit ' + str(proc.returncode)}")

@@ -59,7 +59,8 @@ if [ -x "$prior" ]; then
     status=$?
 fi
 if [ ! -x "$MLVER_PYTHON" ]; then
-    echo "mlver: warning: $MLVER_PYTHON (the Python mlver was installed with) is gone; data not synced; run \\`mlver install\\` again" >&2
+    echo "mlver: warning: $MLVER_PYTHON (the Python mlver was installed with) is gone;" \\
+        "data not synced; run \\`mlver install\\` again" >&2
     exit $status
 fi
 "$MLVER_PYTHON" -m mlver {global_args}hook {name} "$@"
@@ -147,7 +148,7 @@ def install(scm_root: str, *, project_dir: str | None = None, python: str | None
             if os.path.lexists(chained):
                 raise MlverError(
                     f"{path} is not mlver's hook and {chained} already exists",
-                    hint=f"move one of them away (or merge them by hand), then run `mlver install` again")
+                    hint="move one of them away (or merge them by hand), then run `mlver install` again")
             os.replace(path, chained)
             action = "chained"
         _write_script(path, text)

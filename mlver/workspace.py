@@ -42,14 +42,8 @@ class Output:
 def pointer_files(repo: Repo) -> list[str]:
     """Repo-relative paths of every pointer file in the workspace."""
     if repo.scm_root is not None:
-        prefix = os.path.relpath(repo.root, repo.scm_root)
-        found = git.list_files(repo.root, f"*{POINTER_SUFFIX}")
-        out = []
-        for p in found:
-            rel = p if prefix == "." else os.path.relpath(os.path.join(repo.scm_root, p), repo.root)
-            if os.path.isfile(repo.abs(rel)):
-                out.append(rel.replace(os.sep, "/"))
-        return sorted(out)
+        # `git ls-files` run in the project folder prints paths relative to it.
+        return sorted(p for p in git.list_files(repo.root, f"*{POINTER_SUFFIX}") if os.path.isfile(repo.abs(p)))
     out = []
     for dirpath, dirnames, filenames in os.walk(repo.root):
         rel_dir = os.path.relpath(dirpath, repo.root).replace(os.sep, "/")

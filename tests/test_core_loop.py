@@ -242,3 +242,17 @@ def test_subdirectory_and_C_option(repo: Path) -> None:
     assert (repo / "sub/dir/f.txt.mlver").exists()
     doc = run_json(["-C", str(repo / "sub"), "list"], repo.parent)
     assert doc["outputs"][0]["path"] == "sub/dir/f.txt"
+
+
+def test_project_in_a_subfolder_of_the_git_repo(tmp_path: Path) -> None:
+    root = tmp_path / "mono"
+    (root / "ml").mkdir(parents=True)
+    git(["init", "-q"], root)
+    run(["init"], root / "ml")
+    gen(root, {"ml/data/a.csv": "a"})
+    run(["add", "data/a.csv"], root / "ml")
+    assert [o["path"] for o in run_json(["list"], root / "ml")["outputs"]] == ["data/a.csv"]
+    run(["commit", "-m", "data"], root / "ml")
+    gen(root, {"ml/data/a.csv": "b"})
+    assert run_json(["status"], root / "ml")["outputs"][0]["state"] == "modified"
+    assert [m["path"] for m in run_json(["diff"], root / "ml")["modified"]] == ["data/a.csv"]

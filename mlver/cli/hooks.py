@@ -12,16 +12,10 @@ import sys
 
 import click
 
-from mlver.cli import App, cli, pass_app
+from mlver.cli import App, cli, pass_app, project
 from mlver.errors import EXIT_DIFF
 
 SHOW_FILES = 20  # files listed per folder before "... and N more"
-
-
-def _open_repo():  # type: ignore[no-untyped-def]
-    from mlver.repo import Repo
-
-    return Repo.find(".")
 
 
 _ACTIONS = {
@@ -42,11 +36,8 @@ def install(app: App, uninstall: bool) -> None:
     """Install Git hooks: pre-commit, post-checkout, post-merge, pre-push."""
     from mlver.ops.install import install as do_install
 
-    repo = _open_repo()
-    try:
+    with project() as repo:
         res = do_install(repo, uninstall=uninstall)
-    finally:
-        repo.close()
     for change in res.changes:
         if change.action in _ACTIONS:
             app.say(_ACTIONS[change.action].format(name=change.name))
@@ -63,14 +54,17 @@ def hook() -> None:
     """Entry points for the Git hooks that `mlver install` writes."""
 
 
-def _hook_repo():  # type: ignore[no-untyped-def]
-    """The project, or None outside one (a hook must not break Git where mlver is not used)."""
+def _in_project() -> bool:
+    """Outside an mlver project (a branch from before `mlver init`) the hooks do nothing:
+    they must not break Git where mlver is not used."""
     from mlver.errors import NotARepoError
+    from mlver.repo import Repo
 
     try:
-        return _open_repo()
+        Repo.find(".")
     except NotARepoError:
-        return None
+        return False
+    return True
 
 
 def _env(name: str) -> str | None:
@@ -85,13 +79,10 @@ def pre_commit(ctx: click.Context, app: App, filenames: tuple[str, ...]) -> None
     """Fail when workspace data differs from the pointers and lock being committed."""
     from mlver.ops.hook import pre_commit as do_pre_commit
 
-    repo = _hook_repo()
-    if repo is None:
+    if not _in_project():
         return
-    try:
+    with project() as repo:
         res = do_pre_commit(repo, progress=app.progress())
-    finally:
-        repo.close()
     if res.ok:
         return
     click.echo("mlver: error: tracked data differs from the pointers or lock being committed:", err=True)
@@ -150,13 +141,10 @@ def post_checkout(app: App, old: str | None, new: str | None, flag: str | None) 
     flag = flag or _env("PRE_COMMIT_CHECKOUT_TYPE")
     if not old or not new:
         raise click.UsageError("needs the previous and the new commit (Git passes them to the hook)")
-    repo = _hook_repo()
-    if repo is None:
+    if not _in_project():
         return
-    try:
+    with project() as repo:
         res = do_post_checkout(repo, old, new, flag == "1", progress=app.progress())
-    finally:
-        repo.close()
     _render_sync(app, res)
 
 
@@ -168,13 +156,10 @@ def post_merge(app: App, squash: str | None) -> None:
     from mlver.ops.hook import post_merge as do_post_merge
 
     squash = squash or _env("PRE_COMMIT_IS_SQUASH_MERGE")
-    repo = _hook_repo()
-    if repo is None:
+    if not _in_project():
         return
-    try:
+    with project() as repo:
         res = do_post_merge(repo, squash=squash == "1", progress=app.progress())
-    finally:
-        repo.close()
     _render_sync(app, res)
 
 
@@ -215,14 +200,11 @@ def pre_push(app: App, remote_name: str | None, remote_url: str | None) -> None:
     from mlver.ops.hook import parse_push_refs, pre_push as do_pre_push
 
     refs = parse_push_refs(_push_input())
-    repo = _hook_repo()
-    if repo is None:
+    if not _in_project():
         return
-    try:
+    with project() as repo:
         res = do_pre_push(repo, refs, git_remote=remote_name or _env("PRE_COMMIT_REMOTE_NAME"),
                           progress=app.progress())
-    finally:
-        repo.close()
     if res.remote is None:
         if any(not set(r.local_sha) <= {"0"} for r in refs):
             app.warn("no default mlver remote: the data of these commits was not pushed "

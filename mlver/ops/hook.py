@@ -21,9 +21,9 @@ from mlver.ops.common import LOCK_FILE
 from mlver.pointer import POINTER_SUFFIX, parse_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import (CheckoutResult, FileState, Output, cache_digest_of, checkout_output, clean_vanished,
-                             compare_manifests, current_dir_digest, current_file_digest, data_path_of,
-                             load_manifest, load_output)
+from mlver.workspace import (CheckoutResult, FileState, Output, checkout_output, clean_vanished, compare_manifests,
+                             current_dir_digest, current_file_digest, current_manifest, data_path_of, load_manifest,
+                             load_output)
 
 # --- reading pointers and the lock out of Git objects ------------------------------
 
@@ -111,9 +111,7 @@ def _stale(repo: Repo, out: Output, *, progress: Progress) -> StaleOutput | None
                 return None
             recorded = load_manifest(repo.cache, out.digest)
             if recorded is not None:
-                if manifest is None:
-                    from mlver.workspace import current_manifest
-
+                if manifest is None:  # answered from the folder memo: list the files now
                     manifest = current_manifest(repo, out.path)
                 files = tuple(compare_manifests(out.path, recorded, manifest))
     else:
