@@ -18,6 +18,7 @@ channels, supports ``posix-rename`` (atomic replace) and is what DVC uses too.
 from __future__ import annotations
 
 import getpass
+import logging
 import importlib.util
 import os
 import threading
@@ -86,7 +87,7 @@ READ_ONLY = frozenset({"http", "https"})
 OBJECT_STORES = frozenset({"s3", "gs", "gcs", "az", "abfs"})  # one atomic PUT, no rename
 
 ATTEMPTS = 3  # per request, before the remote is declared unreachable
-FIRST_DELAY = 0.3
+FIRST_DELAY = 0.5
 SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
 READ_BLOCK = 32 << 20
 FILES_DIR = f"files/{HASH_NAME}"
@@ -191,6 +192,7 @@ class Remote:
         self.jobs = jobs or _int_option(rc, "jobs") or default_jobs()
         self.root = self._root(base_dir)
         self._fs: AbstractFileSystem | None = None
+        self._fs_lock = threading.Lock()
         self._made: set[str] = set()
         self._made_lock = threading.Lock()
 
@@ -213,11 +215,17 @@ class Remote:
     @property
     def fs(self) -> "AbstractFileSystem":
         if self._fs is None:
-            self._fs = self._retry("connecting", self._open_fs)
+            with self._fs_lock:  # workers may ask at once: open one filesystem only
+                if self._fs is None:
+                    self._fs = self._retry("connecting", self._open_fs)
         return self._fs
 
     def _open_fs(self) -> "AbstractFileSystem":
         o = self.options
+        # Async backends leave tasks behind when a server drops mid-request; asyncio logs
+        # them ("Task exception was never retrieved") through Python's last-resort handler.
+        # Our errors are reported as one line; that debris shows only with -v.
+        logging.getLogger("asyncio").addHandler(logging.NullHandler())
         if self.protocol == "file":
             from fsspec.implementations.local import LocalFileSystem
 
@@ -234,7 +242,7 @@ class Remote:
                 "skip_instance_cache": True,
                 "client_kwargs": client_kwargs,
                 "config_kwargs": {"connect_timeout": 5, "read_timeout": 60,
-                                  "retries": {"max_attempts": 2, "mode": "standard"},
+                                  "retries": {"max_attempts": 1},
                                   "max_pool_connections": max(10, self.jobs)},
             }
             if o.get("endpoint_url") or o.get("endpointurl"):
@@ -353,6 +361,7 @@ class Remote:
         """``fn`` over ``items`` on ``self.jobs`` threads; the first error stops the rest."""
         if not items:
             return []
+        self.fs  # connect once, here, rather than in the first worker while the rest wait
         stop = threading.Event()
         if len(items) == 1 or self.jobs == 1:
             return [fn(i, stop) for i in items]

@@ -10,16 +10,10 @@ from typing import Any, Callable
 
 import click
 
-from mlver.cli import App, cli, pass_app
+from mlver.cli import App, cli, pass_app, project
 from mlver.errors import EXIT_DIFF, EXIT_ERROR, UsageError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-
-
-def open_repo():  # type: ignore[no-untyped-def]
-    from mlver.repo import Repo
-
-    return Repo.find(".")
 
 
 # --- remote ------------------------------------------------------------------------
@@ -46,8 +40,8 @@ def remote_add(app: App, default: bool, force: bool, local: bool, name: str, url
     """Add remote NAME at URL (a folder, s3://bucket/prefix, ssh://user@host/path, ...)."""
     from mlver.ops import remote_config as ops
 
-    repo = open_repo()
-    path = ops.add(repo, name, url, default=default, force=force, level="local" if local else "project")
+    with project() as repo:
+        path = ops.add(repo, name, url, default=default, force=force, level="local" if local else "project")
     app.say(f"Added remote '{name}' -> {url} in {path}{' (default)' if default else ''}")
 
 
@@ -67,8 +61,8 @@ def remote_modify(app: App, local: bool, global_: bool, unset: bool, name: str, 
         raise click.UsageError("missing argument 'VALUE' (or use --unset)")
     if value is not None and unset:
         raise click.UsageError("--unset takes no VALUE")
-    repo = open_repo()
-    path = ops.modify(repo, name, key, value, level=_level(local, global_))
+    with project() as repo:
+        path = ops.modify(repo, name, key, value, level=_level(local, global_))
     app.say(f"{'Unset' if unset else 'Set'} remote.{name}.{key} in {path}")
 
 
@@ -79,7 +73,8 @@ def remote_list(app: App, as_json: bool) -> None:
     """List remotes (credentials are masked)."""
     from mlver.ops import remote_config as ops
 
-    infos = ops.list_remotes(open_repo())
+    with project() as repo:
+        infos = ops.list_remotes(repo)
     if as_json:
         app.json({"version": 1, "remotes": [i.to_json() for i in infos]})
         return
@@ -97,7 +92,8 @@ def remote_remove(app: App, name: str) -> None:
     """Remove remote NAME from the config (the stored data is not touched)."""
     from mlver.ops import remote_config as ops
 
-    ops.remove(open_repo(), name)
+    with project() as repo:
+        ops.remove(repo, name)
     app.say(f"Removed remote '{name}'")
 
 
@@ -110,20 +106,22 @@ def remote_default(app: App, local: bool, unset: bool, name: str | None) -> None
     """Make NAME the default remote (without NAME: print the default)."""
     from mlver.ops import remote_config as ops
 
-    repo = open_repo()
     level = "local" if local else "project"
+    with project() as repo:
+        current = ops.get_default(repo)
+        if unset:
+            ops.set_default(repo, None, level=level)
+        elif name is not None:
+            ops.set_default(repo, name, level=level)
     if unset:
-        ops.set_default(repo, None, level=level)
         app.say("Cleared the default remote")
     elif name is None:
-        current = ops.get_default(repo)
         if current is None:
             from mlver.errors import MlverError
 
             raise MlverError("no default remote is set", hint="`mlver remote default NAME`")
         app.out(current)
     else:
-        ops.set_default(repo, name, level=level)
         app.say(f"Default remote: {name}")
 
 
@@ -194,14 +192,10 @@ def push(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | N
     """Send the objects the remote lacks."""
     from mlver.ops.transfer import push as do_push
 
-    repo = open_repo()
-    try:
-        with repo.lock("push"):
-            res = do_push(repo, list(targets), remote=remote, jobs=jobs,
-                          scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
-                          progress=app.progress())
-    finally:
-        repo.close()
+    with project(lock="push") as repo:
+        res = do_push(repo, list(targets), remote=remote, jobs=jobs,
+                      scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
+                      progress=app.progress())
     if as_json:
         app.json(res.to_json())
     code = _render_transfer(app, res, "pushed", "to")
@@ -219,14 +213,10 @@ def fetch(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | 
     """Bring the objects the cache lacks (the workspace is not touched)."""
     from mlver.ops.transfer import fetch as do_fetch
 
-    repo = open_repo()
-    try:
-        with repo.lock("fetch"):
-            res = do_fetch(repo, list(targets), remote=remote, jobs=jobs,
-                           scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
-                           progress=app.progress())
-    finally:
-        repo.close()
+    with project(lock="fetch") as repo:
+        res = do_fetch(repo, list(targets), remote=remote, jobs=jobs,
+                       scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
+                       progress=app.progress())
     if as_json:
         app.json(res.to_json())
     code = _render_transfer(app, res, "fetched", "from")
@@ -246,14 +236,10 @@ def pull(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | N
     from mlver.cli.data import render_checkout
     from mlver.ops.transfer import pull as do_pull
 
-    repo = open_repo()
-    try:
-        with repo.lock("pull"):
-            res = do_pull(repo, list(targets), remote=remote, jobs=jobs,
-                          scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
-                          force=force, progress=app.progress())
-    finally:
-        repo.close()
+    with project(lock="pull") as repo:
+        res = do_pull(repo, list(targets), remote=remote, jobs=jobs,
+                      scope=_scope(rev, all_branches, all_tags, all_commits), run_cache=run_cache,
+                      force=force, progress=app.progress())
     if as_json:
         app.json(res.to_json())
     code = _render_transfer(app, res.fetch, "fetched", "from")
@@ -302,37 +288,33 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
     if remote and not cloud:
         raise click.UsageError("-r/--remote needs --cloud")
     scope = Scope.for_gc(workspace=workspace, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits)
-    repo = open_repo()
-    try:
-        with repo.lock("gc"):
-            plan = plan_gc(repo, scope=scope, cloud=cloud, remote=remote, jobs=jobs, progress=app.progress())
-            for w in plan.warnings:
-                app.warn(w)
-            if dry_run:
-                if as_json:
-                    app.json(plan.to_json())
-                    return
-                for ref, size in plan.local:
-                    app.out(f"cache\t{ref.relpath}\t{size}")
-                for ref, size in plan.remote:
-                    app.out(f"remote:{plan.remote_name}\t{ref.relpath}\t{size}")
-                app.say(_gc_summary(plan, human_size, "Would delete"))
+    with project(lock="gc") as repo:
+        plan = plan_gc(repo, scope=scope, cloud=cloud, remote=remote, jobs=jobs, progress=app.progress())
+        for w in plan.warnings:
+            app.warn(w)
+        if dry_run:
+            if as_json:
+                app.json(plan.to_json())
                 return
-            if plan.empty:
-                if as_json:
-                    app.json(plan.to_json())
-                app.say("Nothing to delete.")
+            for ref, size in plan.local:
+                app.out(f"cache\t{ref.relpath}\t{size}")
+            for ref, size in plan.remote:
+                app.out(f"remote:{plan.remote_name}\t{ref.relpath}\t{size}")
+            app.say(_gc_summary(plan, human_size, "Would delete"))
+            return
+        if plan.empty:
+            if as_json:
+                app.json(plan.to_json())
+            app.say("Nothing to delete.")
+            return
+        if not force:
+            if not sys.stdin.isatty():
+                raise UsageError(f"gc would delete {_gc_counts(plan, human_size)}; refusing without -f "
+                                 "when not on a terminal", hint="review with `mlver gc --dry-run`, then add -f")
+            if not click.confirm(f"Delete {_gc_counts(plan, human_size)}?", default=False, err=True):
+                app.say("Nothing deleted.")
                 return
-            if not force:
-                if not sys.stdin.isatty():
-                    raise UsageError(f"gc would delete {_gc_counts(plan, human_size)}; refusing without -f "
-                                     "when not on a terminal", hint="review with `mlver gc --dry-run`, then add -f")
-                if not click.confirm(f"Delete {_gc_counts(plan, human_size)}?", default=False, err=True):
-                    app.say("Nothing deleted.")
-                    return
-            res = run_gc(repo, plan, progress=app.progress())
-    finally:
-        repo.close()
+        res = run_gc(repo, plan, progress=app.progress())
     if as_json:
         app.json(plan.to_json())
     app.say(f"Deleted {res.removed} object(s) ({human_size(res.bytes)}) from the cache"
@@ -365,12 +347,8 @@ def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: in
     """Re-hash stored objects; quarantine corrupt local ones, report corrupt remote ones."""
     from mlver.ops.fsck import fsck as do_fsck
 
-    repo = open_repo()
-    try:
-        with repo.lock("fsck"):
-            res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, progress=app.progress())
-    finally:
-        repo.close()
+    with project(lock="fsck") as repo:
+        res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, progress=app.progress())
     if as_json:
         app.json(res.to_json())
     else:

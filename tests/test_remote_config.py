@@ -1,0 +1,112 @@
+"""`mlver remote add/modify/list/remove/default` through the real CLI: where each setting
+lands, credentials kept out of the committed file, and one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run, run_json
+
+
+def test_add_list_default_remove(repo: Path, tmp_path: Path) -> None:
+    run(["remote", "add", "-d", "first", str(tmp_path / "one")], repo)
+    run(["remote", "add", "second", "s3://bucket/prefix"], repo)
+    run(["remote", "modify", "second", "endpoint_url", "http://127.0.0.1:9000"], repo)
+    run(["remote", "modify", "second", "region", "eu-west-1"], repo)
+    doc = run_json(["remote", "list"], repo)
+    assert doc["version"] == 1
+    by_name = {r["name"]: r for r in doc["remotes"]}
+    assert by_name["first"]["default"] is True and by_name["second"]["default"] is False
+    assert by_name["second"]["options"] == {"endpoint_url": "http://127.0.0.1:9000", "region": "eu-west-1"}
+    committed = (repo / ".mlver" / "config").read_text()
+    assert '[remote "second"]' in committed and "endpoint_url = http://127.0.0.1:9000" in committed
+
+    run(["remote", "default", "second"], repo)
+    assert run(["remote", "default"], repo).stdout.strip() == "second"
+    run(["remote", "modify", "second", "region", "--unset"], repo)
+    assert "region" not in run_json(["remote", "list"], repo)["remotes"][1]["options"]
+
+    run(["remote", "remove", "second"], repo)
+    assert [r["name"] for r in run_json(["remote", "list"], repo)["remotes"]] == ["first"]
+    assert "second" not in (repo / ".mlver" / "config").read_text()
+    proc = run(["remote", "default"], repo, check=False)
+    assert proc.returncode == 3 and "no default remote" in proc.stderr
+
+    proc = run(["remote", "add", "first", "/elsewhere"], repo, check=False)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    run(["remote", "add", "-f", "first", "/elsewhere"], repo)
+    assert run_json(["remote", "list"], repo)["remotes"][0]["url"] == "/elsewhere"
+
+
+def test_credentials_only_in_local_config(repo: Path) -> None:
+    run(["remote", "add", "-d", "s3", "s3://bucket/x"], repo)
+    proc = run(["remote", "modify", "s3", "secret_access_key", "hunter2"], repo, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("mlver: error:") and "--local" in proc.stderr
+    run(["remote", "modify", "--local", "s3", "secret_access_key", "hunter2"], repo)
+    assert "hunter2" not in (repo / ".mlver" / "config").read_text()
+    assert "hunter2" in (repo / ".mlver" / "config.local").read_text()
+    listed = run_json(["remote", "list"], repo)["remotes"][0]
+    assert listed["options"] == {"secret_access_key": "***"}
+    assert "hunter2" not in run(["remote", "list", "--json"], repo).stdout
+    # remove drops it from every file
+    run(["remote", "remove", "s3"], repo)
+    assert "hunter2" not in (repo / ".mlver" / "config.local").read_text()
+
+
+def test_bad_names_options_and_urls(repo: Path) -> None:
+    proc = run(["remote", "add", "bad name", "/x"], repo, check=False)
+    assert proc.returncode == 2 and "invalid remote name" in proc.stderr
+    proc = run(["remote", "add", "x", "ftp://host/x"], repo, check=False)
+    assert proc.returncode == 2 and "unsupported remote URL" in proc.stderr
+    run(["remote", "add", "folder", "/x"], repo)
+    proc = run(["remote", "modify", "folder", "endpoint_url", "http://x"], repo, check=False)
+    assert proc.returncode == 2 and "not an option" in proc.stderr
+    proc = run(["remote", "modify", "nope", "url", "/y"], repo, check=False)
+    assert proc.returncode == 3 and "not configured" in proc.stderr
+    proc = run(["push", "-r", "nope"], repo, check=False)
+    assert proc.returncode == 3 and "remote 'nope' is not configured" in proc.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed here")
+def test_missing_backend_names_the_extra(repo: Path) -> None:
+    proc = run(["remote", "add", "gcs", "gs://bucket/x"], repo, check=False)
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ['mlver: error: remote \'gcs\' (gs://bucket/x) needs the gcsfs package: pip install "mlver[gs]"']
+
+
+def test_no_remote_configured(repo: Path) -> None:
+    proc = run(["push"], repo, check=False)
+    assert proc.returncode == 3 and "no remote is configured" in proc.stderr
+    assert "mlver remote add" in proc.stderr
+
+
+def test_http_remote_is_read_only(repo: Path) -> None:
+    run(["remote", "add", "-d", "web", "https://example.invalid/store"], repo)
+    proc = run(["push"], repo, check=False)
+    assert proc.returncode == 3 and "read-only" in proc.stderr
+
+
+def test_doctor_lists_remotes(repo: Path, tmp_path: Path) -> None:
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    doc = json.loads(run(["doctor", "--json"], repo).stdout)
+    assert doc["remotes"] == [{"name": "store", "url": str(tmp_path / "store"), "default": True,
+                               "backend": "local", "extra": None, "installed": True}]
+    assert "Remote store (default)" in run(["doctor"], repo).stdout
+
+
+def test_help_does_not_import_fsspec(repo: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from mlver.cli import cli; "
+            "bad = [m for m in ('fsspec', 's3fs', 'sshfs', 'git', 'yaml') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    for cmd in (["remote", "--help"], ["push", "--help"], ["gc", "--help"], ["fsck", "--help"]):
+        assert run(cmd, repo).stdout.startswith("Usage:")
