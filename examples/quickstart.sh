@@ -66,6 +66,19 @@ run rm -rf data/train.csv data/images
 mlver checkout -q
 mlver list
 
+step "Share the data through a folder remote, get it back in a fresh clone"
+mlver remote add -d store "$WORK/storage"
+run git commit -q -m "Add a data remote" .mlver/config
+mlver push
+mlver push
+run git clone -q "$WORK/project" "$WORK/clone"
+(
+  cd "$WORK/clone"
+  mlver pull
+  run cmp data/train.csv "$WORK/project/data/train.csv"
+  echo "the clone's data is bit-identical"
+)
+
 step "A pipeline: mlver re-runs only what changed"
 mkdir -p pipeline
 cat > pipeline/params.yaml <<'EOF'

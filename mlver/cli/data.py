@@ -8,6 +8,7 @@ import click
 from mlver.cli import App, cli, pass_app, project
 from mlver.errors import EXIT_DIFF, EXIT_ERROR
 
+MAX_LISTED = 20  # more changed files than this are summarised in one line
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 LINK_NOTE = ("files are linked read-only from the cache ({}); use `mlver unprotect PATH` "
              "before editing one")
@@ -142,12 +143,12 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
 
 def render_checkout(app: App, res) -> int:  # type: ignore[no-untyped-def]
     """Print what a checkout did; returns the exit code (3 when something was kept or missing)."""
-    for p in res.added:
-        app.report(f"A       {p}")
-    for p in res.modified:
-        app.report(f"M       {p}")
-    for p in res.deleted:
-        app.report(f"D       {p}")
+    if len(res.added) + len(res.modified) + len(res.deleted) > MAX_LISTED:
+        app.report(f"{len(res.added)} added, {len(res.modified)} modified, {len(res.deleted)} deleted")
+    else:
+        for letter, paths in (("A", res.added), ("M", res.modified), ("D", res.deleted)):
+            for p in paths:
+                app.report(f"{letter}       {p}")
     _link_note(app, res.link_types)
     code = 0
     if res.kept:
