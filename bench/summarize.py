@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Summarise bench/run.sh raw output into Markdown tables of medians.
 
+Also reads the raw output of bench/pipeline.sh, bench/hooks.sh and bench/exp.sh
+and bench/s3.sh (same line format; scenarios `pipeline`, `hooks`, `exp`, `s3`).
+
 usage: summarize.py [--no-range] [--base TOOL] RAW [RAW ...]
 
 Raw lines are `TOOL SCENARIO STEP SECONDS PEAK_RSS_MB` (SECONDS may be FAIL or
@@ -16,14 +19,19 @@ step is the fastest (by median) of the floors listed for it in FLOOR_FOR
 below; BASE/floor says how far the base tool is from the physical floor.
 A step whose restored data failed verification is marked "⚠ wrong data".
 Then a peak-memory table, the table of every floor, and the notes that
-matter (versions, verification failures, failed steps).
+matter (versions, verification failures, failed steps).  Scenarios with
+targets (TARGETS below: a ceiling on the base tool's median, a floor on
+OTHER/BASE) get a line per target saying whether the medians meet it.
 """
 import argparse
 import re
 import statistics
 from collections import defaultdict
 
-STEPS = ["init", "add", "status_clean", "status_mod", "commit", "checkout", "push", "pull"]
+STEPS = ["init", "add", "status_clean", "status_mod", "commit", "checkout", "push", "status_remote", "pull",
+         # bench/pipeline.sh, bench/hooks.sh, bench/exp.sh
+         "populate", "noop", "dry", "status", "repro_one",
+         "pre_commit", "post_checkout", "exp_show_cold", "exp_show"]
 STEP_DOC = {
     "init": "init (+ git commit)",
     "add": "add (+ git commit of pointer)",
@@ -34,6 +42,30 @@ STEP_DOC = {
     "checkout": "checkout after deleting the data",
     "push": "push to folder remote",
     "pull": "clone + pull into a fresh clone",
+    "populate": "first repro: all stages (1 sample per run)",
+    "noop": "repro, nothing to do",
+    "dry": "decision after 1 dep file changed (repro --dry-run / --dry)",
+    "status": "status after 1 dep file changed",
+    "repro_one": "repro after 1 dep file changed (1 stage runs)",
+    "pre_commit": "pre-commit hook, nothing changed",
+    "post_checkout": "post-checkout hook, identical pointers",
+    "exp_show_cold": "exp show --json -n N, no result cache",
+    "exp_show": "exp show --json -n N, again (DVC: from its cache)",
+}
+# per-scenario wording where a step name means something else there
+STEP_DOC_SCEN = {
+    ("s3", "push"): "push to S3 (local moto server)",
+    ("s3", "status_remote"): "status against the S3 remote (all pushed)",
+    ("s3", "pull"): "clone + pull from S3 into a fresh clone",
+}
+# targets: (scenario, step) -> (base median must be < SECONDS or None,
+#                               OTHER/BASE must be >= RATIO or None)
+TARGETS = {
+    ("pipeline", "noop"): (1.0, 5.0),
+    ("hooks", "pre_commit"): (0.5, None),
+    ("hooks", "post_checkout"): (0.5, None),
+    ("exp", "exp_show_cold"): (2.0, None),
+    ("exp", "exp_show"): (2.0, None),
 }
 # floors that bound each step from below (the fastest available one is used);
 # names from bench/run.sh, with the shared peers' floors.sh names as aliases
@@ -57,6 +89,24 @@ FLOOR_FOR = {
         "checkout": ["cp_r", "pycopy", "pycopy_tree"],
         "push": ["cp_r", "pycopy", "pycopy_tree"],
         "pull": ["cp_r", "pycopy", "pycopy_tree"],
+    },
+    "pipeline": {
+        "noop": ["statwalk_find", "statwalk_py"],
+        "dry": ["statwalk_find", "statwalk_py"],
+        "status": ["statwalk_find", "statwalk_py"],
+        "repro_one": ["stage_cmd"],
+    },
+    "hooks": {
+        "pre_commit": ["statwalk_find", "statwalk_py"],
+        "post_checkout": ["statwalk_find", "statwalk_py"],
+    },
+    "s3": {
+        "push": ["s3_put"],
+        "pull": ["s3_get"],
+    },
+    "exp": {
+        "exp_show_cold": ["git_cat"],
+        "exp_show": ["git_cat"],
     },
 }
 
@@ -102,7 +152,7 @@ def main():
                 mv = re.match(r"# (\S+) (\S+) VERIFY FAILED after (\S+):", line)
                 if mv:
                     wrong[mv.groups()] += 1
-                if line.startswith("# bench/run.sh") or line.startswith("# run_all") \
+                if line.startswith("# bench/") or line.startswith("# run_all") \
                         or line.startswith("# mlver="):
                     headers.append(line[2:])
                 elif " version " in line or "verify failed" in low or "failed" in low \
@@ -171,7 +221,7 @@ def main():
             if not any(k in secs or k in fails or k in skips for k in keys):
                 continue
             bm = med((base, scen, st))
-            row = [STEP_DOC.get(st, st), cell((base, scen, st))]
+            row = [STEP_DOC_SCEN.get((scen, st), STEP_DOC.get(st, st)), cell((base, scen, st))]
             row += [cell((o, scen, st)) for o in others]
             row += [ratio(med((o, scen, st)), bm) for o in others]
             cands = [(med(("floor", scen, f)), f) for f in FLOOR_FOR.get(scen, {}).get(st, [])
@@ -182,6 +232,25 @@ def main():
             else:
                 row += ["–", "–", "–"]
             print("| " + " | ".join(row) + " |")
+
+        # targets
+        tg = [(st, TARGETS[(scen, st)]) for st in steps if (scen, st) in TARGETS]
+        if tg:
+            print(f"\n#### scenario `{scen}`: targets (medians)\n")
+            for st, (ceil, min_ratio) in tg:
+                bm = med((base, scen, st))
+                parts = []
+                if ceil is not None:
+                    ok = bm is not None and bm < ceil
+                    parts.append(f"{base} {fmt(bm)} s < {ceil:g} s: {'met' if ok else 'NOT met'}")
+                if min_ratio is not None:
+                    for o in others:
+                        om = med((o, scen, st))
+                        r = om / bm if om is not None and bm else None
+                        ok = r is not None and r >= min_ratio
+                        parts.append(f"{o}/{base} {ratio(om, bm)} ≥ {min_ratio:g}×: "
+                                     f"{'met' if ok else 'NOT met'}")
+                print(f"- {STEP_DOC_SCEN.get((scen, st), STEP_DOC.get(st, st))}: " + "; ".join(parts))
 
         # peak memory
         print(f"\n#### scenario `{scen}`: peak RSS MB (median per step)\n")
@@ -194,7 +263,7 @@ def main():
                 v = rss.get((t, scen, st))
                 vals.append(f"{statistics.median(v):.0f}" if v else "–")
             if any(v != "–" for v in vals):
-                print(f"| {STEP_DOC.get(st, st)} | " + " | ".join(vals) + " |")
+                print(f"| {STEP_DOC_SCEN.get((scen, st), STEP_DOC.get(st, st))} | " + " | ".join(vals) + " |")
 
     floor_keys = [k for k in secs if k[0] == "floor"]
     if floor_keys:

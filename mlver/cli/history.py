@@ -1,3 +1,173 @@
-"""Commands: history (see the module docstring of each command)."""
+"""Commands of history: exp show (experiments across commits), plots (an HTML report of
+metrics across commits) and get (one tracked file or folder of any commit or repository)."""
 
 from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import click
+
+from mlver.cli import App, cli, pass_app, project
+from mlver.cli.data import json_option
+from mlver.cli.pipeline import _console, _value, _warn_errors
+
+SHORT = 7
+
+
+def _rev_label(rev: str) -> str:
+    return rev if rev == "workspace" else rev[:SHORT]
+
+
+# --- exp show ------------------------------------------------------------------------------
+
+@cli.group()
+def exp() -> None:
+    """Compare experiments: every commit's parameters and metrics."""
+
+
+def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
+    cols = table.columns
+    header = ["Rev", "Refs", "Date", "Subject", *(c.label for c in cols)]
+    rows = []
+    for r in table.rows:
+        date = (r.date or "")[:16].replace("T", " ") if short else (r.date or "")
+        rows.append([_rev_label(r.rev) if short else r.rev, " ".join(r.refs), date, r.subject or "",
+                     *(_value(r.get(c)[1]) if r.get(c)[0] else "-" for c in cols)])
+    return header, rows
+
+
+@exp.command(name="show")
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many commits to show (the workspace row is extra).")
+@click.option("-a", "--all-branches", is_flag=True, help="Also the last N commits of every local branch.")
+@click.option("--sort-by", metavar="KEY", help="Order commits by a parameter or metric (KEY or FILE:KEY).")
+@click.option("--sort-order", type=click.Choice(["asc", "desc"]), default="asc", show_default=True,
+              help="Order of --sort-by.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--md", is_flag=True, help="Print a Markdown table.")
+@json_option
+@pass_app
+def exp_show(app: App, count: int, all_branches: bool, sort_by: str | None, sort_order: str, as_csv: bool,
+             md: bool, as_json: bool) -> None:
+    """A table: the workspace, then the last N commits, with their parameters and metrics."""
+    if sum((as_csv, md, as_json)) > 1:
+        raise click.UsageError("choose one of --json, --csv, --md")
+    from mlver.ops.exp import exp_show as do_show
+
+    with project() as repo:
+        table = do_show(repo, count=count, all_branches=all_branches, sort_by=sort_by,
+                        descending=sort_order == "desc")
+    _warn_errors(app, table.errors)
+    if as_json:
+        app.json(table.to_json())
+        return
+    if as_csv:
+        import csv
+        import io
+
+        header, rows = _cells(table, short=False)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([[("" if c == "-" and i >= 4 else c) for i, c in enumerate(r)] for r in rows])
+        click.echo(buf.getvalue(), nl=False)
+        return
+    header, rows = _cells(table, short=True)
+    if md:
+        app.out("| " + " | ".join(header) + " |")
+        app.out("|" + "---|" * len(header))
+        for r in rows:
+            app.out("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        return
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    cols = table.columns
+    t = Table(box=box.SIMPLE_HEAD)
+    for i, h in enumerate(header):
+        style = "cyan" if 4 <= i < 4 + sum(c.kind == "params" for c in cols) else None
+        if i == 3:
+            t.add_column(h, max_width=30, overflow="ellipsis", no_wrap=True)
+        else:
+            t.add_column(h, justify="right" if i >= 4 else "left", header_style=style, no_wrap=True)
+    for ri, r in enumerate(rows):
+        cells = [Text(c) for c in r]
+        for ci, c in enumerate(cols):
+            if table.changed(ri, c):
+                cells[4 + ci].stylize("bold yellow")
+        t.add_row(*cells)
+    _print_wide(t)
+
+
+def _print_wide(renderable: Any) -> None:
+    """Print at the table's natural width: cutting numbers to fit a narrow terminal
+    would hide the data the table is for."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = _console()
+    width = Measurement.get(console, console.options.update(width=100_000), renderable).maximum
+    if width > console.width:
+        console = Console(highlight=False, soft_wrap=True, width=width)
+    console.print(renderable)
+
+
+# --- get -----------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("path")
+@click.option("--repo", "url", metavar="URL", help="Another Git repository (URL or folder) to get PATH from.")
+@click.option("--rev", metavar="REV", help="The commit, branch or tag to get PATH from (default HEAD).")
+@click.option("-o", "--out", metavar="OUT", help="Where to write it (default: PATH's name in the current folder).")
+@click.option("-f", "--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel downloads.")
+@json_option
+@pass_app
+def get(app: App, path: str, url: str | None, rev: str | None, out: str | None, force: bool, jobs: int | None,
+        as_json: bool) -> None:
+    """Write one tracked file or folder of any commit (or of another repository) to OUT,
+    without switching branches."""
+    from mlver.errors import NotARepoError
+    from mlver.ops.get import get as do_get
+
+    with contextlib.ExitStack() as stack:
+        try:
+            repo = stack.enter_context(project(lock="get"))
+        except NotARepoError:
+            if url is None:
+                raise
+            repo = None  # outside a project: objects go to a temporary cache
+        res = do_get(repo, path, url=url, rev=rev, out=out, force=force, jobs=jobs, progress=app.progress())
+    if as_json:
+        app.json(res.to_json())
+        return
+    what = f"{res.files} files" if res.files is not None else f"{res.size} bytes"
+    app.say(f"Wrote {res.out} ({what}) from {res.path} at {res.rev[:7]}")
+
+
+# --- plots ---------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("metrics", nargs=-1)
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many commits to plot.")
+@click.option("-o", "--out", default="plots.html", show_default=True, metavar="FILE", help="The HTML file to write.")
+@click.option("--png", is_flag=True, help="Also write a PNG per metric beside FILE (needs matplotlib).")
+@json_option
+@pass_app
+def plots(app: App, metrics: tuple[str, ...], count: int, out: str, png: bool, as_json: bool) -> None:
+    """Write a self-contained HTML report: a chart of each metric (or of METRICS) across
+    the last N commits, the parameters that changed, and per-step series."""
+    from mlver.ops.plots import plots as do_plots
+
+    with project() as repo:
+        res = do_plots(repo, list(metrics), count=count, out=out, png=png)
+    if as_json:
+        app.json(res.to_json())
+        return
+    app.say(f"Wrote {res.out}: {len(res.metrics)} metric(s) over {res.points} point(s)"
+            + (f", {res.steps} per-step series" if res.steps else ""))
+    for p in res.png:
+        app.say(f"Wrote {p}")

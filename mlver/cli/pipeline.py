@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
-from mlver.cli import App, cli, pass_app
+from mlver.cli import App, cli, pass_app, project
 from mlver.cli.data import _quote, json_option, open_repo
 
 MAX_REASONS = 3
@@ -96,11 +97,32 @@ def _render_event(app: App, event: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
 @click.option("--downstream", is_flag=True, help="Run STAGES and every stage that depends on them.")
 @click.option("--no-run-cache", is_flag=True, help="Neither restore from nor save to the run cache.")
+@click.option("--verify", is_flag=True,
+              help="Re-run every stage of a commit in a scratch Git worktree and check its outputs reproduce.")
+@click.option("--rev", metavar="REV", help="With --verify: the commit to verify (default HEAD).")
+@click.option("--keep", is_flag=True, help="With --verify: keep the scratch worktree and print its path.")
 @json_option
 @pass_app
-def repro(app: App, stages: tuple[str, ...], force: bool, dry_run: bool, downstream: bool, no_run_cache: bool,
-          as_json: bool) -> None:
-    """Run changed pipeline stages in dependency order and record them in mlver.lock."""
+@click.pass_context
+def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dry_run: bool, downstream: bool,
+          no_run_cache: bool, verify: bool, rev: str | None, keep: bool, as_json: bool) -> None:
+    """Run changed pipeline stages in dependency order and record them in mlver.lock.
+
+    With --verify, check out REV (default HEAD) in a scratch Git worktree that uses this
+    clone's cache and remotes, run every stage there (run cache off) and report, per
+    output, whether it reproduces the digest in REV's mlver.lock. The workspace, the
+    index and branches are not touched. Exit 0: all reproduced; 1: an output differs;
+    3: something could not run."""
+    if not verify and (rev or keep):
+        raise click.UsageError("--rev and --keep go with --verify")
+    if verify:
+        if force or dry_run or downstream or no_run_cache:
+            raise click.UsageError("--verify always runs every stage with the run cache off; "
+                                   "it takes no --force, --dry-run, --downstream or --no-run-cache")
+        code = _verify(app, stages, rev, keep, as_json)
+        if code:
+            ctx.exit(code)
+        return
     from mlver.ops.repro import repro as do_repro
 
     repo = open_repo()
@@ -136,6 +158,54 @@ def repro(app: App, stages: tuple[str, ...], force: bool, dry_run: bool, downstr
         app.say("Staged: " + " ".join(staged))
     elif res.files and repo.scm_root:
         app.say("To track the changes with Git, run:\n    git add " + " ".join(_quote(p) for p in sorted(res.files)))
+
+
+@contextlib.contextmanager
+def _stage_output_to_stderr() -> Iterator[None]:
+    """Stage commands inherit stdout; while verifying, stdout carries the report only."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _verify(app: App, stages: tuple[str, ...], rev: str | None, keep: bool, as_json: bool) -> int:
+    from mlver.ops.verify import verify as do_verify
+
+    with project() as repo, _stage_output_to_stderr():
+        res = do_verify(repo, rev, list(stages) or None, keep=keep, progress=app.progress(),
+                        on_event=lambda e: _render_event(app, e))
+    if as_json:
+        app.json(res.to_json())
+    else:
+        width = max((len(f"{o.stage}:{o.path}") for o in res.outputs), default=0)
+        for o in res.outputs:
+            line = f"{o.status:<10} {(o.stage + ':' + o.path):<{width}}"
+            if o.status == "differs":
+                line += f"  recorded {o.expected}, now {o.actual}"
+            if o.message:
+                line += f"  ({o.message})" if o.status != "error" else f"  {o.message}"
+            app.out(line.rstrip())
+        total = len(res.outputs)
+        bad = sum(o.status != "reproduced" for o in res.outputs)
+        if not total:
+            app.say(f"{res.rev[:7]}: no stage outputs to verify")
+        elif res.reproduced:
+            app.say(f"{res.rev[:7]}: all {total} output(s) reproduced")
+        else:
+            app.say(f"{res.rev[:7]}: {bad} of {total} output(s) did not reproduce")
+    if res.worktree:
+        app.say(f"Kept the scratch worktree at {res.worktree}; remove it with `git worktree remove --force "
+                f"{res.worktree}`")
+    return res.exit_code
 
 
 # --- dag -------------------------------------------------------------------------------------

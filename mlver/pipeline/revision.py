@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from mlver import git
 from mlver.errors import FormatError
@@ -129,8 +130,28 @@ class History:
             blobs = {f: file_blobs[f"{c}:{self.prefix}{f}"] for f in wanted[c]}
             key = (blob, tuple(sorted(blobs.items(), key=lambda kv: kv[0])))
             if key not in self._values:
-                self._values[key] = values_of(c, pipeline, lambda rel: self._blobs.get(blobs.get(rel) or ""))
+                self._values[key] = values_of(c, pipeline, lambda rel, b=blobs: self._blobs.get(b.get(rel) or ""))
             result.append(replace(self._values[key], rev=c))
+        return result
+
+    def files_many(self, commits: list[str], choose: Callable[[Pipeline], list[str]]) -> list[dict[str, bytes]]:
+        """For each commit, the files ``choose`` picks from its pipeline (repo-relative
+        path -> bytes; absent files left out), read in the same batches as ``values_many``."""
+        name = self.prefix + PIPELINE_FILE
+        pipe_blobs = git.object_names(self.root, [f"{c}:{name}" for c in commits])
+        self._load([b for b in pipe_blobs.values() if b])
+        wanted: dict[str, list[str]] = {}
+        for c in commits:
+            blob = pipe_blobs[f"{c}:{name}"]
+            pipeline = self._pipeline(blob, c) if blob else None
+            wanted[c] = sorted(set(choose(pipeline))) if isinstance(pipeline, Pipeline) else []
+        specs = [f"{c}:{self.prefix}{f}" for c, files in wanted.items() for f in files]
+        file_blobs = git.object_names(self.root, specs)
+        self._load([b for b in file_blobs.values() if b])
+        result = []
+        for c in commits:
+            found = {f: file_blobs[f"{c}:{self.prefix}{f}"] for f in wanted[c]}
+            result.append({f: self._blobs[b] for f, b in found.items() if b})
         return result
 
     def _load(self, names: list[str]) -> None:

@@ -1,0 +1,144 @@
+"""``mlver exp show``: one table of experiments, a row for the workspace and one per
+commit (rev, refs, date, subject) with a column per parameter and metric, read from Git
+objects through ``mlver.pipeline.revision`` (batched, cached per blob; no checkout)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlver import git
+from mlver.errors import UsageError
+from mlver.pipeline.params import Flat
+from mlver.pipeline.revision import WORKSPACE, History, workspace_values
+from mlver.repo import Repo
+
+DEFAULT_COUNT = 10
+KINDS = ("params", "metrics")
+
+
+@dataclass(frozen=True)
+class ExpRow:
+    rev: str  # full commit id, or "workspace"
+    refs: tuple[str, ...] = ()
+    date: str | None = None  # committer date, ISO 8601 (None for the workspace)
+    subject: str | None = None
+    params: dict[str, Flat] = field(default_factory=dict)
+    metrics: dict[str, Flat] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"rev": self.rev, "refs": list(self.refs), "date": self.date, "subject": self.subject,
+                "params": self.params, "metrics": self.metrics}
+
+    def get(self, column: Column) -> tuple[bool, Any]:
+        vals = getattr(self, column.kind).get(column.file, {})
+        return (column.key in vals, vals.get(column.key))
+
+
+@dataclass(frozen=True)
+class Column:
+    kind: str  # "params" or "metrics"
+    file: str
+    key: str
+    label: str  # the key alone when no other column has it, else FILE:KEY
+
+
+@dataclass
+class ExpTable:
+    rows: list[ExpRow]
+
+    def to_json(self) -> dict:
+        return {"version": 1, "rows": [r.to_json() for r in self.rows]}
+
+    @property
+    def errors(self) -> list[str]:
+        return list(dict.fromkeys(e for r in self.rows for e in r.errors))
+
+    @property
+    def columns(self) -> list[Column]:
+        """Params columns, then metrics columns; files and keys in order of appearance."""
+        seen: dict[tuple[str, str, str], None] = {}
+        for kind in KINDS:
+            for row in self.rows:
+                for file, vals in getattr(row, kind).items():
+                    for key in vals:
+                        seen.setdefault((kind, file, key), None)
+        counts: dict[str, int] = {}
+        for _, _, key in seen:
+            counts[key] = counts.get(key, 0) + 1
+        return [Column(kind, file, key, key if counts[key] == 1 else f"{file}:{key}") for kind, file, key in seen]
+
+    def changed(self, index: int, column: Column) -> bool:
+        """Whether row ``index`` holds a value that differs from the next (older) row's."""
+        if index + 1 >= len(self.rows):
+            return False
+        here, there = self.rows[index].get(column), self.rows[index + 1].get(column)
+        if not here[0]:
+            return False
+        return not there[0] or type(here[1]) is not type(there[1]) or here[1] != there[1]
+
+    def find_column(self, name: str) -> Column:
+        """The column ``name`` means: its label, ``FILE:KEY``, or a key of one column."""
+        cols = self.columns
+        for c in cols:
+            if name in (c.label, f"{c.file}:{c.key}"):
+                return c
+        hits = [c for c in cols if c.key == name]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise UsageError(f"'{name}' is ambiguous", hint="one of: " + ", ".join(f"{c.file}:{c.key}" for c in hits))
+        known = ", ".join(c.label for c in cols) or "none"
+        raise UsageError(f"no parameter or metric '{name}'", hint=f"columns: {known}")
+
+
+def _sort_key(value: tuple[bool, Any]) -> tuple:
+    present, v = value
+    if not present or v is None:
+        return (2, 0, "")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, v, "")
+    return (1, 0, str(v))
+
+
+def sort_rows(table: ExpTable, name: str, *, descending: bool = False) -> ExpTable:
+    """Commits ordered by one column (the workspace row stays first; rows without the
+    value last, whatever the order)."""
+    column = table.find_column(name)
+    head, commits = table.rows[:1], table.rows[1:]
+    have = [r for r in commits if _sort_key(r.get(column))[0] < 2]
+    lack = [r for r in commits if _sort_key(r.get(column))[0] == 2]
+    have.sort(key=lambda r: _sort_key(r.get(column)), reverse=descending)
+    return ExpTable(head + have + lack)
+
+
+def history_commits(root: str, *, count: int, all_branches: bool) -> list[git.CommitInfo]:
+    """``count`` commits from HEAD, newest first; with ``all_branches`` also ``count``
+    from each local branch (so every branch's tip is there), ordered by date."""
+    if not git.has_head(root):
+        return []
+    if not all_branches:
+        return git.commit_log(root, ["HEAD"], count)
+    found: dict[str, git.CommitInfo] = {}
+    for ref in ["HEAD", *git.branch_names(root)]:
+        for c in git.commit_log(root, [ref], count):
+            found.setdefault(c.sha, c)
+    return sorted(found.values(), key=lambda c: -c.timestamp)
+
+
+def exp_show(repo: Repo, *, count: int = DEFAULT_COUNT, all_branches: bool = False, sort_by: str | None = None,
+             descending: bool = False) -> ExpTable:
+    ws = workspace_values(repo)
+    rows = [ExpRow(WORKSPACE, params=ws.params, metrics=ws.metrics, errors=ws.errors)]
+    if repo.scm_root is not None:
+        root = repo.scm_root
+        commits = history_commits(root, count=count, all_branches=all_branches)
+        if commits:
+            refs = git.refs_by_commit(root)
+            # batch reads by commit id need no GitPython handle (nor its import time)
+            values = History(repo, None).values_many([c.sha for c in commits])
+            rows += [ExpRow(c.sha, tuple(refs.get(c.sha, ())), c.date, c.subject, v.params, v.metrics, v.errors)
+                     for c, v in zip(commits, values)]
+    table = ExpTable(rows)
+    return sort_rows(table, sort_by, descending=descending) if sort_by else table

@@ -1,0 +1,232 @@
+"""``mlver get``: one tracked file or folder (a pointer's data or a stage output, or a
+file inside a tracked folder) of any commit, of this project or of another Git
+repository, written to a path of the user's choice without switching branches.
+
+The pointer or lock is read from Git objects; the objects come from the cache, else
+from the default remote. For another repository, a ``--no-checkout`` clone in a
+temporary folder gives the history and ``.mlver/config`` its remote; objects go into
+this project's cache when run inside one, else into a temporary cache.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+from mlver import git
+from mlver.cache import Cache, ObjectRef
+from mlver.config import Config, ConfigFile
+from mlver.errors import MlverError, ObjectMissing, PathError, RemoteError
+from mlver.fsutil import copy_file, reflink, remove_path, tmp_name, unique_suffix
+from mlver.ops.diff import outputs_at
+from mlver.pointer import POINTER_SUFFIX, Entry
+from mlver.progress import NO_PROGRESS, Progress
+from mlver.remote import Remote, remote_config
+from mlver.repo import MLVER_DIR, Repo
+from mlver.workspace import Output, load_manifest
+
+
+@dataclass(frozen=True)
+class GetResult:
+    path: str  # as found in the source (repo-relative)
+    out: str  # where it was written
+    kind: str  # "file", "dir", or "git" (a plain file Git tracks)
+    rev: str  # commit id it came from
+    size: int
+    files: int | None = None
+    fetched: int = 0  # objects downloaded from the remote
+
+    def to_json(self) -> dict:
+        return {"version": 1, "path": self.path, "out": self.out, "kind": self.kind, "rev": self.rev,
+                "size": self.size, "files": self.files, "fetched": self.fetched}
+
+
+@dataclass(frozen=True)
+class _Found:
+    kind: str
+    entries: list[Entry]  # the files to write, relative to the output (a file: one entry named "")
+    root_ref: ObjectRef | None  # a folder's manifest, read first
+
+
+def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | None = None, out: str | None = None,
+        force: bool = False, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> GetResult:
+    """``project`` is the mlver project around the current folder (None outside one)."""
+    if url is None:
+        if project is None:
+            raise MlverError("not inside an mlver project", hint="use --repo URL to get data from another repository")
+        return _get_local(project, project.rel(path), rev or "HEAD", out, force, jobs, progress)
+    with tempfile.TemporaryDirectory(prefix="mlver-get-") as tmp:
+        clone = os.path.join(tmp, "repo")
+        git.clone(url, clone, shallow=rev is None)
+        commit = git.verify_commit(clone, rev or "HEAD")
+        if commit is None:
+            raise MlverError(f"unknown revision '{rev}' in {url}")
+        if git.object_names(clone, [f"{commit}:{MLVER_DIR}/config"]).get(f"{commit}:{MLVER_DIR}/config") is None:
+            raise MlverError(f"{url} is not an mlver project at {commit[:7]} (no {MLVER_DIR}/config)")
+        settings = _remote_settings(clone, commit, tmp)
+        os.makedirs(os.path.join(clone, MLVER_DIR))
+        source = Repo(clone)
+        local = ConfigFile(source.local_config_path)
+        local.set("cache.dir", project.cache_dir if project is not None else os.path.join(tmp, "cache"))
+        local.save()
+        base = os.path.abspath(url) if os.path.isdir(url) else clone
+        rel = path.replace(os.sep, "/").strip("/")
+        try:
+            return _get_local(source, rel, commit, out, force, jobs, progress, remote_settings=settings,
+                              remote_base=base, shown_source=url)
+        finally:
+            source.close()
+
+
+def _remote_settings(clone: str, commit: str, tmp: str) -> Config:
+    """Settings of the source repository: its committed config at REV, overridden by the
+    one at its HEAD (remotes are often added after the commits whose data they hold)."""
+    specs = [f"{commit}:{MLVER_DIR}/config", f"HEAD:{MLVER_DIR}/config"]
+    names = git.object_names(clone, specs)
+    blobs = git.read_blobs(clone, [n for n in names.values() if n])
+    paths = []
+    for i, spec in enumerate(specs):
+        name = names.get(spec)
+        if name:
+            path = os.path.join(tmp, f"config-{i}")
+            with open(path, "wb") as f:
+                f.write(blobs[name])
+            paths.append(path)
+    return Config.load(paths[0], paths[1] if len(paths) > 1 else None)
+
+
+def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, jobs: int | None, progress: Progress,
+               *, remote_settings: Config | None = None, remote_base: str | None = None,
+               shown_source: str | None = None) -> GetResult:
+    root = repo.require_scm("get")
+    commit = git.verify_commit(root, rev)
+    if commit is None:
+        raise MlverError(f"unknown revision '{rev}'")
+    rel = rel.removesuffix(POINTER_SUFFIX)
+    dest = os.path.abspath(out or os.path.basename(rel.rstrip("/")) or "data")
+    if os.path.lexists(dest) and not force:
+        raise PathError(out or os.path.basename(rel), "already exists", hint="use --force to replace it, or -o OUT")
+    with git.open_repo(root) as grepo:
+        outputs = outputs_at(repo, grepo, commit)
+    found = _find(outputs, rel)
+    where = f"{shown_source + ' ' if shown_source else ''}at {commit[:7]}"
+    if found is None:
+        data = _git_file(repo, root, commit, rel)
+        if data is None:
+            raise PathError(rel, f"is not tracked by mlver (nor Git) {where}")
+        _write_bytes(dest, data)
+        return GetResult(rel, dest, "git", commit, len(data))
+    output, inner = found
+    cache = repo.cache
+    fetched = 0
+    settings = remote_settings or repo.config
+    if output.kind == "dir" and not cache.has(output.digest, True):
+        fetched += _fetch(repo, settings, remote_base, [ObjectRef(output.digest, True)], output.path, jobs, progress)
+    entries = _entries(cache, output, inner)
+    need = sorted({e.digest for e in entries if not cache.has(e.digest)})
+    if need:
+        fetched += _fetch(repo, settings, remote_base, [ObjectRef(d, False) for d in need], output.path, jobs, progress)
+    _write_entries(cache, dest, entries, single=output.kind == "file" or (inner is not None and entries[0].path == ""))
+    kind = "file" if len(entries) == 1 and entries[0].path == "" else "dir"
+    return GetResult(rel, dest, kind, commit, sum(e.size for e in entries), None if kind == "file" else len(entries),
+                     fetched)
+
+
+def _find(outputs: list[Output], rel: str) -> tuple[Output, str | None] | None:
+    """The output named by ``rel``, and the path inside it when ``rel`` is below a folder."""
+    for o in outputs:
+        if o.path == rel or o.pointer_file == rel + POINTER_SUFFIX:
+            return o, None
+    for o in outputs:
+        if o.kind == "dir" and rel.startswith(o.path + "/"):
+            return o, rel[len(o.path) + 1:]
+    return None
+
+
+def _git_file(repo: Repo, root: str, commit: str, rel: str) -> bytes | None:
+    prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
+    spec = f"{commit}:{rel}" if prefix == "." else f"{commit}:{prefix}/{rel}"
+    blob = git.object_names(root, [spec]).get(spec)
+    return git.read_blobs(root, [blob])[blob] if blob else None
+
+
+def _entries(cache: Cache, output: Output, inner: str | None) -> list[Entry]:
+    if output.kind == "file":
+        return [Entry("", output.digest, output.size, False)]
+    manifest = load_manifest(cache, output.digest)
+    if manifest is None:  # pragma: no cover - fetched above or reported missing
+        raise ObjectMissing(output.digest, output.path)
+    if inner is None:
+        return list(manifest.entries)
+    hits = [e for e in manifest.entries if e.path == inner]
+    if hits:
+        return [Entry("", hits[0].digest, hits[0].size, hits[0].exec)]
+    below = [Entry(e.path[len(inner) + 1:], e.digest, e.size, e.exec) for e in manifest.entries
+             if e.path.startswith(inner + "/")]
+    if not below:
+        raise PathError(f"{output.path}/{inner}", f"is not in the tracked folder {output.path}")
+    return below
+
+
+def _fetch(repo: Repo, settings: Config, base: str | None, refs: list[ObjectRef], shown: str, jobs: int | None,
+           progress: Progress) -> int:
+    """Download ``refs`` from the default remote into the cache; every one must arrive."""
+    try:
+        rc = remote_config(settings.remotes(), settings.get("core.remote"), None)
+    except RemoteError as e:
+        raise ObjectMissing(refs[0].digest, shown) if not settings.remotes() else e from None
+    with Remote(rc, base_dir=base or repo.root, jobs=jobs) as rem:
+        got = rem.download(repo.cache, {r: None for r in refs}, progress=progress)
+    if got.corrupt:
+        raise MlverError(got.corrupt[0][1])
+    if got.missing:
+        raise MlverError(f"{shown}: object {got.missing[0].digest} is in neither the cache nor remote '{rc.name}'",
+                         hint="the commit's data was never pushed; ask whoever made it to `mlver push`")
+    return got.objects
+
+
+def _place(src: str, dst: str, executable: bool) -> None:
+    """An independent, writable copy (reflink where the filesystem offers one)."""
+    mode = 0o755 if executable else 0o644
+    try:
+        reflink(src, dst)
+        os.chmod(dst, mode)
+    except OSError:
+        copy_file(src, dst, mode)
+
+
+def _write_bytes(dest: str, data: bytes) -> None:
+    from mlver.fsutil import atomic_write
+
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        remove_path(dest)
+    atomic_write(dest, data)
+
+
+def _write_entries(cache: Cache, dest: str, entries: list[Entry], *, single: bool) -> None:
+    """Whole or not at all: build beside ``dest`` under a temporary name, then rename."""
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tmp_name(dest)
+    try:
+        if single:
+            _place(cache.path(entries[0].digest), tmp, entries[0].exec)
+        else:
+            os.mkdir(tmp)
+            for e in entries:
+                target = os.path.join(tmp, *e.path.split("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                _place(cache.path(e.digest), target, e.exec)
+        if os.path.lexists(dest) and (os.path.isdir(dest) and not os.path.islink(dest) or not single):
+            old = f"{dest}.old-{unique_suffix()}"
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            remove_path(old)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        if os.path.lexists(tmp):
+            remove_path(tmp)
+        raise
+

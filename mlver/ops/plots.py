@@ -1,0 +1,223 @@
+"""``mlver plots``: a self-contained HTML report of metrics across commits (a line chart
+per metric, the parameters that changed between points) and, when stages write them,
+per-step series (loss per epoch...) of several commits overlaid. Values come from
+``mlver exp show``'s table; step files are read from Git objects in the same batches.
+
+A per-step file is a stage output that stays in Git (``cache: false``) or a metrics file,
+named ``*.csv`` / ``*.tsv`` (a header row, then numbers) or ``*.json`` holding a list of
+records (``[{"epoch": 1, "loss": 0.9}, ...]``). Its first column is the x axis.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlver import report_html
+from mlver.errors import UsageError
+from mlver.fsutil import atomic_write_text
+from mlver.ops.exp import DEFAULT_COUNT, ExpRow, ExpTable, exp_show
+from mlver.pipeline.model import Pipeline
+from mlver.pipeline.revision import WORKSPACE, History, compare_values
+from mlver.repo import Repo
+
+STEP_SUFFIXES = (".csv", ".tsv", ".json")
+MAX_STEP_COMMITS = 8  # overlaid lines per step chart; more would be unreadable
+
+
+@dataclass(frozen=True)
+class Point:
+    rev: str  # full commit id or "workspace"
+    label: str  # short id or "workspace"
+    subject: str
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    values: tuple[float | None, ...]  # one per point
+
+
+@dataclass(frozen=True)
+class StepSeries:
+    file: str
+    key: str  # the y column
+    x: str  # the x column
+    lines: tuple[tuple[str, tuple[tuple[float, float], ...]], ...]  # (point label, [(x, y)])
+
+
+@dataclass
+class PlotsReport:
+    title: str
+    points: list[Point]
+    series: list[Series]
+    changes: list[tuple[str, dict[str, dict[str, dict[str, Any]]]]] = field(default_factory=list)  # (label, diff)
+    steps: list[StepSeries] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlotsResult:
+    out: str
+    metrics: list[str]
+    points: int
+    steps: int
+    png: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"version": 1, "out": self.out, "metrics": self.metrics, "points": self.points, "steps": self.steps,
+                "png": self.png}
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def _points(table: ExpTable) -> list[ExpRow]:
+    """Commits oldest first, then the workspace when it differs from HEAD."""
+    rows = list(reversed(table.rows[1:]))
+    ws = table.rows[0]
+    head = table.rows[1] if len(table.rows) > 1 else None
+    if head is None or (ws.params, ws.metrics) != (head.params, head.metrics):
+        rows.append(ws)
+    return rows
+
+
+def build_report(repo: Repo, names: list[str], *, count: int) -> PlotsReport:
+    table = exp_show(repo, count=count)
+    rows = _points(table)
+    ordered = ExpTable(rows)
+    metric_cols = [c for c in ordered.columns if c.kind == "metrics"]
+    if names:
+        chosen = [ordered.find_column(n) for n in names]
+        bad = [n for n, c in zip(names, chosen) if c.kind != "metrics"]
+        if bad:
+            raise UsageError(f"'{bad[0]}' is a parameter, not a metric")
+    else:
+        chosen = [c for c in metric_cols if any(_number(r.get(c)[1]) is not None for r in rows)]
+    points = [Point(r.rev, r.rev if r.rev == WORKSPACE else r.rev[:7], r.subject or "", r.refs) for r in rows]
+    series = [Series(c.label, tuple(_number(r.get(c)[1]) for r in rows)) for c in chosen]
+    changes = []
+    for prev, cur, pt in zip(rows, rows[1:], points[1:]):
+        diff = compare_values(prev.params, cur.params)
+        if diff:
+            changes.append((pt.label, diff))
+    steps = _step_series(repo, [r for r in rows if r.rev != WORKSPACE][-MAX_STEP_COMMITS:], rows[-1])
+    return PlotsReport(f"mlver plots: {os.path.basename(repo.root)}", points, series, changes, steps)
+
+
+def plots(repo: Repo, names: list[str] | None = None, *, count: int = DEFAULT_COUNT, out: str = "plots.html",
+          png: bool = False) -> PlotsResult:
+    report = build_report(repo, names or [], count=count)
+    dest = os.path.abspath(out)
+    atomic_write_text(dest, report_html.render(report))
+    images = _write_png(report, dest) if png else []
+    return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images)
+
+
+# --- per-step series -------------------------------------------------------------------
+
+def _step_files(pipeline: Pipeline) -> list[str]:
+    return [o.path for s in pipeline.stages for o in s.products
+            if (o.metric or not o.cache) and o.path.lower().endswith(STEP_SUFFIXES)]
+
+
+def parse_steps(data: bytes, path: str) -> tuple[str, dict[str, list[tuple[float, float]]]] | None:
+    """(x column, {y column: [(x, y)]}) of a per-step file; None when it is not one."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    records: list[dict[str, Any]]
+    if path.lower().endswith(".json"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(doc, list) or not doc or not all(isinstance(r, dict) for r in doc):
+            return None
+        records = doc
+        columns = list(dict.fromkeys(k for r in records for k in r))
+    else:
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.lower().endswith(".tsv") else ",")
+        records = list(reader)
+        columns = list(reader.fieldnames or [])
+    if len(columns) < 2 or not records:
+        return None
+    x = columns[0]
+    out: dict[str, list[tuple[float, float]]] = {}
+    for i, r in enumerate(records):
+        xv = _float(r.get(x))
+        xv = float(i) if xv is None else xv
+        for k in columns[1:]:
+            yv = _float(r.get(k))
+            if yv is not None:
+                out.setdefault(k, []).append((xv, yv))
+    return (x, out) if out else None
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _step_series(repo: Repo, commits: list[ExpRow], last: ExpRow) -> list[StepSeries]:
+    if repo.scm_root is None:
+        return []
+    files = History(repo, None).files_many([r.rev for r in commits], _step_files) if commits else []
+    labelled = [(r.rev[:7], f) for r, f in zip(commits, files)]
+    if last.rev == WORKSPACE:
+        ws: dict[str, bytes] = {}
+        for path in {p for _, f in labelled for p in f}:
+            try:
+                with open(repo.abs(path), "rb") as fh:
+                    ws[path] = fh.read()
+            except OSError:
+                continue
+        labelled.append((WORKSPACE, ws))
+    found: dict[tuple[str, str], tuple[str, list[tuple[str, tuple[tuple[float, float], ...]]]]] = {}
+    for label, by_path in labelled:
+        for path, data in sorted(by_path.items()):
+            parsed = parse_steps(data, path)
+            if parsed is None:
+                continue
+            x, cols = parsed
+            for key, pts in cols.items():
+                found.setdefault((path, key), (x, []))[1].append((label, tuple(pts)))
+    return [StepSeries(path, key, x, tuple(lines)) for (path, key), (x, lines) in found.items()]
+
+
+def _write_png(report: PlotsReport, dest: str) -> list[str]:
+    """One PNG per metric beside the HTML file, through matplotlib when it is installed."""
+    try:
+        import matplotlib  # type: ignore[import-not-found]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found]
+    except ImportError:
+        raise UsageError("--png needs matplotlib", hint="pip install matplotlib") from None
+    base = os.path.splitext(dest)[0]
+    written = []
+    labels = [p.label for p in report.points]
+    for s in report.series:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        xs = [i for i, v in enumerate(s.values) if v is not None]
+        ax.plot(xs, [s.values[i] for i in xs], marker="o")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_title(s.name)
+        fig.tight_layout()
+        path = f"{base}-{''.join(c if c.isalnum() or c in '._-' else '_' for c in s.name)}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,195 @@
+"""Experiments across Git history: exp show, metrics show -n, plots, checkout --rev,
+get --rev and get --repo, in real repositories whose history the tests build."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+from conftest import gen, git, run, run_json
+
+TRAIN = """\
+import json, yaml
+p = yaml.safe_load(open("params.yaml"))["train"]
+open("model.bin", "w").write(f"model lr={p['lr']} epochs={p['epochs']}\\n")
+acc = round(1 - p["lr"] * 3 / p["epochs"], 4)
+json.dump({"acc": acc, "loss": round(p["lr"] * 2, 4)}, open("metrics.json", "w"))
+with open("steps.csv", "w") as f:
+    f.write("epoch,loss\\n")
+    for e in range(1, p["epochs"] + 1):
+        f.write(f"{e},{round(p['lr'] * 10 / e, 4)}\\n")
+"""
+
+PIPELINE = """\
+stages:
+  train:
+    cmd: python train.py
+    deps: [train.py]
+    params: [train]
+    outs:
+    - model.bin
+    - steps.csv:
+        cache: false
+    metrics: [metrics.json]
+"""
+
+LRS = [0.1, 0.05, 0.02]
+
+
+def commit_all(root: Path, message: str) -> str:
+    git(["add", "-A"], root)
+    git(["commit", "-q", "-m", message], root)
+    return git(["rev-parse", "HEAD"], root).strip()
+
+
+def build_history(root: Path) -> list[str]:
+    """Three experiment commits (lr 0.1 tagged v1, 0.05, 0.02), newest last."""
+    gen(root, {"train.py": TRAIN, "mlver.yaml": PIPELINE})
+    shas = []
+    for i, lr in enumerate(LRS):
+        gen(root, {"params.yaml": f"train:\n  lr: {lr}\n  epochs: 4\n"})
+        run(["repro", "-q"], root)
+        shas.append(commit_all(root, f"lr {lr}"))
+        if i == 0:
+            git(["tag", "v1"], root)
+    return shas
+
+
+def acc(lr: float) -> float:
+    return round(1 - lr * 3 / 4, 4)
+
+
+@pytest.fixture
+def history(repo: Path) -> tuple[Path, list[str]]:
+    return repo, build_history(repo)
+
+
+def test_exp_show_json_rows_and_values(history: tuple[Path, list[str]]) -> None:
+    root, shas = history
+    gen(root, {"params.yaml": "train:\n  lr: 0.3\n  epochs: 4\n"})  # uncommitted edit
+    doc = run_json(["exp", "show", "-n", "3"], root)
+    assert doc["version"] == 1
+    rows = doc["rows"]
+    assert [r["rev"] for r in rows] == ["workspace", *reversed(shas)]  # -n counts commits only
+    ws = rows[0]
+    assert ws["params"] == {"params.yaml": {"train.epochs": 4, "train.lr": 0.3}}
+    assert ws["metrics"] == {"metrics.json": {"acc": acc(0.02), "loss": 0.04}}  # not re-run yet
+    assert set(ws) == {"rev", "refs", "date", "subject", "params", "metrics"}
+    for row, lr in zip(rows[1:], reversed(LRS)):
+        assert row["params"]["params.yaml"]["train.lr"] == lr
+        assert row["metrics"]["metrics.json"]["acc"] == acc(lr)
+        assert row["subject"] == f"lr {lr}"
+        assert re.match(r"\d{4}-\d\d-\d\dT", row["date"])
+    assert rows[1]["refs"] == ["main"]
+    assert rows[3]["refs"] == ["v1"]
+    assert len(run_json(["exp", "show"], root)["rows"]) == 5  # default: up to 10 commits (4 exist)
+
+
+def test_exp_show_sort_csv_md_and_terminal(history: tuple[Path, list[str]]) -> None:
+    root, shas = history
+    rows = run_json(["exp", "show", "-n", "3", "--sort-by", "train.lr"], root)["rows"]
+    assert rows[0]["rev"] == "workspace"
+    assert [r["params"]["params.yaml"]["train.lr"] for r in rows[1:]] == sorted(LRS)
+    rows = run_json(["exp", "show", "-n", "3", "--sort-by", "metrics.json:acc", "--sort-order", "desc"], root)["rows"]
+    assert [r["metrics"]["metrics.json"]["acc"] for r in rows[1:]] == sorted((acc(x) for x in LRS), reverse=True)
+    bad = run(["exp", "show", "--sort-by", "nope"], root, check=False)
+    assert bad.returncode == 2 and "no parameter or metric 'nope'" in bad.stderr
+
+    out = run(["exp", "show", "-n", "3", "--csv"], root).stdout
+    table = list(csv.reader(io.StringIO(out)))
+    assert table[0] == ["Rev", "Refs", "Date", "Subject", "train.epochs", "train.lr", "acc", "loss"]
+    assert table[1][0] == "workspace"
+    assert table[2][:2] == [shas[-1], "main"] and table[2][5:7] == ["0.02", str(acc(0.02))]
+
+    md = run(["exp", "show", "-n", "2", "--md"], root).stdout.splitlines()
+    assert md[0].startswith("| Rev | Refs |") and md[1].startswith("|---|")
+    assert md[3].startswith(f"| {shas[-1][:7]} | main |")
+
+    text = run(["exp", "show", "-n", "3"], root, env={"COLUMNS": "60"}).stdout
+    assert shas[0][:7] in text and "0.9625" in text  # a narrow terminal does not cut values
+
+
+def test_metrics_show_history(history: tuple[Path, list[str]]) -> None:
+    root, shas = history
+    doc = run_json(["metrics", "show", "-n", "2"], root)
+    assert [r["rev"] for r in doc["revisions"]] == ["workspace", shas[2], shas[1]]
+    assert doc["revisions"][2]["metrics"] == {"metrics.json": {"acc": acc(0.05), "loss": 0.1}}
+
+
+def test_plots_html_is_self_contained(history: tuple[Path, list[str]]) -> None:
+    root, shas = history
+    res = run_json(["plots", "-o", "report.html"], root)
+    assert res["metrics"] == ["acc", "loss"] and res["points"] == 4 and res["steps"] == 1
+    page = (root / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for lr in LRS:
+        assert str(acc(lr)) in page
+    assert shas[0][:7] in page and "train.lr" in page  # the params that changed
+    assert "steps.csv" in page  # per-step series overlaid
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
+    assert "<script src" not in page and "@import" not in page and "url(" not in page
+    only = run_json(["plots", "acc", "-n", "2", "-o", "acc.html"], root)
+    assert only["metrics"] == ["acc"] and only["points"] == 2
+    assert run(["plots", "train.lr"], root, check=False).returncode == 2  # a parameter is not a metric
+
+
+def test_checkout_rev_and_get_rev_of_an_old_version(history: tuple[Path, list[str]]) -> None:
+    root, shas = history
+    run(["get", "--rev", "v1", "model.bin", "-o", "old-model.bin"], root)
+    assert (root / "old-model.bin").read_text() == "model lr=0.1 epochs=4\n"
+    assert (root / "model.bin").read_text() == "model lr=0.02 epochs=4\n"  # the workspace is untouched
+    assert git(["rev-parse", "HEAD"], root).strip() == shas[-1]
+    again = run(["get", "--rev", "v1", "model.bin", "-o", "old-model.bin"], root, check=False)
+    assert again.returncode == 3 and "already exists" in again.stderr
+    run(["get", "--rev", shas[1], "model.bin", "-o", "old-model.bin", "--force"], root)
+    assert (root / "old-model.bin").read_text() == "model lr=0.05 epochs=4\n"
+    run(["get", "--rev", "v1", "steps.csv", "-o", "old-steps.csv"], root)  # a file Git tracks
+    assert (root / "old-steps.csv").read_text().splitlines()[1] == "1,1.0"
+
+    run(["checkout", "--rev", "v1", "train"], root)
+    assert (root / "model.bin").read_text() == "model lr=0.1 epochs=4\n"
+    assert git(["rev-parse", "HEAD"], root).strip() == shas[-1]
+
+
+def test_get_a_folder_and_a_file_inside_it(repo: Path) -> None:
+    gen(repo, {"data/images/a.txt": "a1\n", "data/images/sub/b.txt": "b1\n"})
+    run(["add", "data/images"], repo)
+    first = commit_all(repo, "images v1")
+    gen(repo, {"data/images/a.txt": "a2\n"})
+    run(["add", "data/images"], repo)
+    commit_all(repo, "images v2")
+    out = repo.parent / "out"
+    run(["get", "--rev", first, "data/images", "-o", str(out / "imgs")], repo)
+    assert (out / "imgs" / "a.txt").read_text() == "a1\n"
+    assert (out / "imgs" / "sub" / "b.txt").read_text() == "b1\n"
+    run(["get", "data/images/a.txt", "-o", str(out / "a.txt")], repo)
+    assert (out / "a.txt").read_text() == "a2\n"
+    missing = run(["get", "data/nothing"], repo, check=False)
+    assert missing.returncode == 3 and "not tracked" in missing.stderr
+
+
+def test_get_from_another_repository_with_a_folder_remote(history: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, shas = history
+    store = tmp_path / "store"
+    run(["remote", "add", "-d", "store", str(store)], root)
+    commit_all(root, "add the remote")
+    run(["push", "--all-commits"], root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = run_json(["get", "--repo", str(root), "model.bin"], elsewhere)
+    assert res["fetched"] == 1 and res["rev"] == git(["rev-parse", "HEAD"], root).strip()
+    assert (elsewhere / "model.bin").read_text() == "model lr=0.02 epochs=4\n"
+    run(["get", "--repo", str(root), "--rev", "v1", "model.bin", "-o", "v1.bin"], elsewhere)
+    assert (elsewhere / "v1.bin").read_text() == "model lr=0.1 epochs=4\n"
+    assert not (elsewhere / ".mlver").exists()
+    # inside another project the objects land in that project's cache
+    other = tmp_path / "other"
+    other.mkdir()
+    git(["init", "-q"], other)
+    run(["init"], other)
+    run(["get", "--repo", str(root), "--rev", shas[1], "model.bin"], other)
+    assert (other / "model.bin").read_text() == "model lr=0.05 epochs=4\n"
+    assert any((other / ".mlver" / "cache").rglob("*"))
