@@ -117,3 +117,16 @@ mlver metrics diff
 run git checkout -q -- pipeline/params.yaml
 mlver repro
 mlver metrics show
+
+step "Compare experiments across commits, and prove one still reproduces"
+run sed -i.bak 's/scale: 2/scale: 3/' pipeline/params.yaml
+run rm pipeline/params.yaml.bak
+mlver repro
+run git add pipeline mlver.lock
+run git commit -q -m "Train with scale 3"
+mlver exp show -n 3
+mlver repro --verify
+mlver plots -n 3 -o report.html
+run ls report.html
+echo
+echo "Done. Everything above ran in $WORK (removed on exit; KEEP=1 keeps it)."

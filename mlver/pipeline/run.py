@@ -228,7 +228,8 @@ class _Runner:
         self.locked[stage.name] = new
         if write_lock(self.repo, self.locked, self.graph.pipeline.names) and LOCK_FILE not in self.result.files:
             self.result.files.append(LOCK_FILE)
-        for f in ignore_outputs(self.repo, stage):
+        kept_in_git = [o.path for o in stage.products if not o.cache and os.path.exists(self.repo.abs(o.path))]
+        for f in ignore_outputs(self.repo, stage) + kept_in_git:  # metrics & co. are committed in Git
             if f not in self.result.files:
                 self.result.files.append(f)
         self.repo.state.flush()
