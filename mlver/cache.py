@@ -9,7 +9,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
@@ -166,6 +166,20 @@ class Cache:
             atomic_write(dest, data, fsync=self.fsync, mode=0o444)
         return digest
 
+    def store_copy_verified(self, src: str, digest: str, *, manifest: bool, where: str) -> int:
+        """Copy the local file ``src`` (e.g. on a folder remote) into the store, verified
+        against ``digest`` from the bytes that landed; returns the size."""
+        tmp = self._tmp()
+        try:
+            actual, size = self._copy_hashing(src, tmp)
+            if actual != digest:
+                raise ChecksumMismatch(object_relpath(digest, manifest), digest, actual, where=where)
+            self._commit_tmp(tmp, digest, manifest, readonly=True)
+        except BaseException:
+            unlink_quiet(tmp)
+            raise
+        return size
+
     def store_stream_verified(self, chunks: Iterator[bytes], digest: str, *, manifest: bool, where: str) -> int:
         """Write downloaded ``chunks`` to a temporary file, verify ``digest``, then store."""
         tmp = self._tmp()
@@ -269,6 +283,23 @@ class Cache:
                 digest = p + (name[: -len(MANIFEST_SUFFIX)] if manifest else name)
                 if is_digest(digest):
                     yield ObjectRef(digest, manifest)
+
+    def present(self, refs: Iterable[ObjectRef]) -> set[ObjectRef]:
+        """Which of ``refs`` are stored: one listing per two-letter folder, not one stat
+        per object (20,000 objects live in at most 256 folders)."""
+        base = os.path.join(self.root, "files", HASH_NAME)
+        by_prefix: dict[str, list[ObjectRef]] = {}
+        for r in refs:
+            by_prefix.setdefault(r.digest[:2], []).append(r)
+        found: set[ObjectRef] = set()
+        for prefix, group in by_prefix.items():
+            try:
+                names = set(os.listdir(os.path.join(base, prefix)))
+            except FileNotFoundError:
+                continue
+            found.update(r for r in group
+                         if r.digest[2:] + (MANIFEST_SUFFIX if r.manifest else "") in names)
+        return found
 
     def verify(self, ref: ObjectRef) -> bool:
         actual, _ = digest_file(self.path(ref.digest, ref.manifest))

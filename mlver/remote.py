@@ -18,13 +18,13 @@ channels, supports ``posix-rename`` (atomic replace) and is what DVC uses too.
 from __future__ import annotations
 
 import getpass
+import itertools
 import logging
 import importlib.util
 import os
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlparse
 from mlver import failpoint
 from mlver.cache import MANIFEST_SUFFIX, Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
-from mlver.fsutil import atomic_write
+from mlver.fsutil import atomic_write, copy_file, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, is_digest, new_hasher
 from mlver.progress import NO_PROGRESS, Progress
 
@@ -189,7 +189,10 @@ class Remote:
         self.read_only = self.protocol in READ_ONLY
         self.can_list = not self.read_only
         self.atomic_put = self.protocol in OBJECT_STORES
-        self.jobs = jobs or _int_option(rc, "jobs") or default_jobs()
+        # A folder remote is local disk work, bound by syscalls: more threads than cores
+        # only fight over the GIL. Network backends wait on latency: many in flight.
+        local_default = os.cpu_count() or 2
+        self.jobs = jobs or _int_option(rc, "jobs") or (local_default if self.protocol == "file" else default_jobs())
         self.root = self._root(base_dir)
         self._fs: AbstractFileSystem | None = None
         self._fs_lock = threading.Lock()
@@ -358,36 +361,43 @@ class Remote:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _parallel(self, items: list[T], fn: Callable[[T, threading.Event], R]) -> list[R]:
-        """``fn`` over ``items`` on ``self.jobs`` threads; the first error stops the rest."""
+        """``fn`` over ``items`` on ``self.jobs`` threads that take the next item from a
+        shared counter (no future per item); the first error stops the rest."""
         if not items:
             return []
         self.fs  # connect once, here, rather than in the first worker while the rest wait
         stop = threading.Event()
         if len(items) == 1 or self.jobs == 1:
             return [fn(i, stop) for i in items]
-        ex = ThreadPoolExecutor(min(self.jobs, len(items)))
+        counter = itertools.count()  # next() on a count is atomic under the GIL
+        results: list[R] = []
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                while not stop.is_set():
+                    i = next(counter)
+                    if i >= len(items):
+                        return
+                    results.append(fn(items[i], stop))
+            except _Stop:
+                pass
+            except BaseException as e:  # noqa: BLE001 - remembered, re-raised below
+                errors.append(e)
+                stop.set()
+
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(self.jobs, len(items)))]
+        for t in threads:
+            t.start()
         try:
-            futures = [ex.submit(fn, i, stop) for i in items]
-            results: list[R] = []
-            first: BaseException | None = None
-            for f in futures:
-                try:
-                    results.append(f.result())
-                except _Stop:
-                    pass
-                except BaseException as e:  # noqa: BLE001 - remembered, re-raised below
-                    stop.set()
-                    if first is None:
-                        first = e
-            if first is not None:
-                raise first
-            return results
+            for t in threads:
+                t.join()
         except BaseException:
             stop.set()
-            ex.shutdown(wait=False, cancel_futures=True)
             raise
-        finally:
-            ex.shutdown(wait=True)
+        if errors:
+            raise errors[0]
+        return results
 
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if self.root not in ("", "/") else f"{self.root}{rel}"
@@ -459,6 +469,15 @@ class Remote:
         self._makedirs(tmp_dir)
         self._makedirs(dest.rsplit("/", 1)[0])
         tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
+        if self.protocol == "file":  # a folder: an in-kernel copy and a rename, no fsspec layers
+            try:
+                copy_file(src, tmp, 0o444)
+                failpoint.hit("remote-before-rename")
+                os.replace(tmp, dest)
+            except BaseException:
+                unlink_quiet(tmp)
+                raise
+            return
         try:
             self.fs.put_file(src, tmp)
             failpoint.hit("remote-before-rename")
@@ -537,9 +556,13 @@ class Remote:
             ref, size = item
             where = f"on remote '{self.name}'"
             try:
-                n = self._retry(f"downloading {ref.relpath}", lambda: cache.store_stream_verified(
-                    self._chunks(self.path(ref.relpath), size), ref.digest, manifest=ref.manifest, where=where),
-                    stop=stop)
+                if self.protocol == "file":
+                    n = cache.store_copy_verified(self.path(ref.relpath), ref.digest, manifest=ref.manifest,
+                                                  where=where)
+                else:
+                    n = self._retry(f"downloading {ref.relpath}", lambda: cache.store_stream_verified(
+                        self._chunks(self.path(ref.relpath), size), ref.digest, manifest=ref.manifest, where=where),
+                        stop=stop)
             except FileNotFoundError:
                 with lock:
                     res.missing.append(ref)
@@ -589,7 +612,7 @@ class Remote:
             return ref if actual != ref.digest else None
 
         try:
-            return [r for r in self._parallel(items, one) if r is not None]
+            return sorted((r for r in self._parallel(items, one) if r is not None), key=lambda r: (r.digest, r.manifest))
         finally:
             progress.finish()
 

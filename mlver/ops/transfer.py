@@ -82,7 +82,8 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
         wanted, unreadable = expand(roots, local_manifest_reader(repo))
         cache = repo.cache
         res = TransferResult(rem.name)
-        present = {r: p for r, p in wanted.items() if r not in unreadable and cache.has(r.digest, r.manifest)}
+        stored = cache.present(wanted)
+        present = {r: p for r, p in wanted.items() if r not in unreadable and r in stored}
         res.missing = _issues(wanted, [r for r in wanted if r not in present])
         on_remote = rem.list_objects(prefixes(present)) if present else {}
         todo = [r for r in present if r not in on_remote]
