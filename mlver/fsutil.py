@@ -13,7 +13,7 @@ import stat
 import sys
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, NamedTuple, Sequence, TypeVar
 
 from mlver.errors import PathError
 
@@ -381,8 +381,7 @@ class IgnoreSpec:
         return result
 
 
-@dataclass(frozen=True)
-class WalkEntry:
+class WalkEntry(NamedTuple):
     rel: str  # POSIX path relative to the walked folder
     path: str  # absolute path
     st: os.stat_result

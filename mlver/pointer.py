@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlver.errors import FormatError
 from mlver.fsutil import check_relative
@@ -158,8 +158,9 @@ def read_pointer(abs_path: str, shown: str) -> Pointer:
 
 # --- manifests -----------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One file of a manifest (a NamedTuple: immutable, and cheap to make 20,000 times)."""
+
     path: str  # POSIX, relative to the tracked folder
     digest: str
     size: int
@@ -189,16 +190,24 @@ class Manifest:
         return {e.path: e for e in self.entries}
 
 
+_BAD_PATHS = re.compile(r"(?m)^/.*$|^[A-Za-z]:.*$|^\\.*$|(?:^|/)\.\.(?:/|$)")
+_DIGESTS = re.compile(r"(?:[0-9a-f]{32})*")
+
+
 def parse_manifest(data: bytes, shown: str) -> Manifest:
     try:
         doc = json.loads(data)
         if doc.get("kind") != "manifest" or doc.get("version") != 1:
             raise ValueError("not a manifest")
         entries = tuple(Entry(str(p), str(d), int(s), bool(x)) for p, d, s, x in doc["entries"])
-        for e in entries:
-            problem = check_relative(e.path) or (None if is_digest(e.digest) else "bad digest")
-            if problem:
-                raise ValueError(f"entry {e.path!r}: {problem}")
+        # Validated in two regex passes over all entries, not a check per entry.
+        paths = "\n".join(e.path for e in entries)
+        bad = _BAD_PATHS.search(paths)
+        if bad or any(not e.path for e in entries):
+            raise ValueError(f"entry path {bad.group(0).strip() if bad else repr('')!s}: must be relative, "
+                             "without '..'")
+        if not _DIGESTS.fullmatch("".join(e.digest for e in entries)):
+            raise ValueError("an entry's digest is not 32 lower-case hex digits")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise FormatError(shown, f"corrupt manifest: {e}") from None
     return Manifest(entries)

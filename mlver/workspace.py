@@ -290,6 +290,8 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
         manifest = Manifest.build(parallel_map(work, entries, WORKERS))
         progress.finish()
         digest = cache.store_bytes(manifest.dumps(), manifest=True)
+        listing, newest = stat_listing(entries)
+        repo.state.dir_record(rel, listing, digest, newest)  # so the next status need not look inside
         link = None
         if cache.link_types_from(path)[:1] in (["hardlink"], ["symlink"]):
             for e in manifest.entries:
