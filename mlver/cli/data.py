@@ -14,12 +14,6 @@ LINK_NOTE = ("files are linked read-only from the cache ({}); use `mlver unprote
              "before editing one")
 
 
-def open_repo():  # type: ignore[no-untyped-def]
-    from mlver.repo import Repo
-
-    return Repo.find(".")
-
-
 def _link_note(app: App, kinds: set[str]) -> None:
     linked = sorted(k for k in kinds if k in ("hardlink", "symlink"))
     if linked:

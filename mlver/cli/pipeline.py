@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import click
 
 from mlver.cli import App, cli, pass_app, project
-from mlver.cli.data import _quote, json_option, open_repo
+from mlver.cli.data import _quote, json_option
 
 MAX_REASONS = 3
 
@@ -68,12 +68,9 @@ def stage_add(app: App, name: str, deps: tuple[str, ...], outs: tuple[str, ...],
     from mlver.ops.stage import add_stage
 
     cmd = command[0] if len(command) == 1 else shlex.join(command)
-    repo = open_repo()
-    try:
+    with project(lock="stage add") as repo:
         res = add_stage(repo, name, cmd, deps=deps, outs=outs, outs_no_cache=outs_no_cache, params=params,
                         metrics=metrics, wdir=wdir, desc=desc)
-    finally:
-        repo.close()
     app.say(f"Added stage '{res.name}' to {res.file}; run it with `mlver repro {res.name}`")
 
 
@@ -125,17 +122,10 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         return
     from mlver.ops.repro import repro as do_repro
 
-    repo = open_repo()
-    kwargs = dict(force=force, dry_run=dry_run, downstream=downstream, run_cache=not no_run_cache,
-                  progress=app.progress(), on_event=lambda e: _render_event(app, e))
-    try:
-        if dry_run:
-            res, staged = do_repro(repo, list(stages), **kwargs)  # type: ignore[arg-type]
-        else:
-            with repo.lock("repro"):
-                res, staged = do_repro(repo, list(stages), **kwargs)  # type: ignore[arg-type]
-    finally:
-        repo.close()
+    with project(lock=None if dry_run else "repro") as repo:  # a dry run changes nothing
+        res, staged = do_repro(repo, list(stages), force=force, dry_run=dry_run, downstream=downstream,
+                               run_cache=not no_run_cache, progress=app.progress(),
+                               on_event=lambda e: _render_event(app, e))
     if dry_run:
         if as_json:
             app.json(res.to_json())
@@ -218,11 +208,8 @@ def dag(app: App, as_json: bool, mermaid: bool) -> None:
     """Show the stage graph."""
     from mlver.ops.stage import dag as do_dag
 
-    repo = open_repo()
-    try:
+    with project() as repo:
         res = do_dag(repo)
-    finally:
-        repo.close()
     if as_json:
         app.json(res.to_json())
         return
@@ -304,11 +291,8 @@ def params_diff(app: App, rev_a: str | None, rev_b: str | None, show_all: bool, 
     """Parameters that differ: HEAD vs workspace, REV_A vs workspace, or REV_A vs REV_B."""
     from mlver.ops.params import params_diff as do_diff
 
-    repo = open_repo()
-    try:
+    with project() as repo:
         res = do_diff(repo, rev_a, rev_b, include_unchanged=show_all)
-    finally:
-        repo.close()
     _warn_errors(app, res.errors)
     if as_json:
         app.json(res.to_json())
@@ -331,11 +315,8 @@ def metrics_show(app: App, count: int | None, all_commits: bool, md: bool, as_js
     """Metrics of the workspace (and of commits with -n / --all-commits)."""
     from mlver.ops.metrics import metrics_show as do_show
 
-    repo = open_repo()
-    try:
+    with project() as repo:
         res = do_show(repo, count=count, all_commits=all_commits)
-    finally:
-        repo.close()
     _warn_errors(app, res.errors)
     if as_json:
         app.json(res.to_json())
@@ -375,11 +356,8 @@ def metrics_diff(app: App, rev_a: str | None, rev_b: str | None, show_all: bool,
     """Metrics that differ: HEAD vs workspace, REV_A vs workspace, or REV_A vs REV_B."""
     from mlver.ops.metrics import metrics_diff as do_diff
 
-    repo = open_repo()
-    try:
+    with project() as repo:
         res = do_diff(repo, rev_a, rev_b, include_unchanged=show_all)
-    finally:
-        repo.close()
     _warn_errors(app, res.errors)
     if as_json:
         app.json(res.to_json())
