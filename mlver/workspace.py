@@ -163,7 +163,18 @@ def stat_listing(entries: list[WalkEntry]) -> tuple[str, int]:
 def current_dir_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
     """The digest the folder at ``rel`` would have if added now; the manifest too when it
     had to be computed (an unchanged folder is answered from the folder memo)."""
+    return dir_digest_of(repo, rel, scan_dir(repo, rel), progress=progress)
+
+
+def current_dir_summary(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, int, int]:
+    """(digest, total size, file count) of the folder at ``rel``, through the folder memo."""
     entries = scan_dir(repo, rel)
+    digest, _ = dir_digest_of(repo, rel, entries, progress=progress)
+    return digest, sum(e.st.st_size for e in entries), len(entries)
+
+
+def dir_digest_of(repo: Repo, rel: str, entries: list[WalkEntry], *,
+                  progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
     listing, newest = stat_listing(entries)
     known = repo.state.dir_lookup(rel, listing)
     if known is not None:

@@ -17,7 +17,7 @@ from mlver.pipeline.model import Out, Stage
 from mlver.pointer import Entry, Manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import (cache_digest_of, current_file_digest, current_manifest, load_manifest, scan_dir,
+from mlver.workspace import (cache_digest_of, current_dir_summary, current_file_digest, current_manifest, load_manifest, scan_dir,
                              store_output)
 
 
@@ -39,8 +39,8 @@ class Inspector:
     def _compute(self, path: str) -> LockEntry | None:
         full = self.repo.abs(path)
         if os.path.isdir(full) and not os.path.islink(full):
-            manifest = current_manifest(self.repo, path, progress=self.progress)
-            return LockEntry(path, "dir", cache_digest_of(manifest), manifest.size, len(manifest.entries))
+            digest, size, files = current_dir_summary(self.repo, path, progress=self.progress)
+            return LockEntry(path, "dir", digest, size, files)
         got = current_file_digest(self.repo, path, progress=self.progress)
         if got is None:
             return None
