@@ -252,11 +252,12 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
         return OutputState(out, "deleted" if has_manifest else "not_in_cache")
     if not os.path.isdir(path):
         return OutputState(out, "modified")
-    cur_digest, cur_manifest = current_dir_digest(repo, out.path, progress=progress)
+    entries = scan_dir(repo, out.path)
+    cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, progress=progress)
     if cur_digest == out.digest:
         return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=cur_digest)
-    if cur_manifest is None:
-        cur_manifest = current_manifest(repo, out.path, progress=progress)
+    if cur_manifest is None:  # known from the folder memo, but the files are needed now
+        cur_manifest = manifest_of(repo, out.path, entries, progress=progress)
     recorded = load_manifest(cache, out.digest)
     files = tuple(compare_manifests(out.path, recorded, cur_manifest)) if recorded is not None else ()
     return OutputState(out, "modified", files, current_digest=cur_digest)
