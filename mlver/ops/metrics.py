@@ -27,7 +27,7 @@ def metrics_show(repo: Repo, *, count: int | None = None, all_commits: bool = Fa
     revisions = [workspace_values(repo)]
     if count or all_commits:
         with open_history(repo) as history:
-            revisions += [history.values(sha) for sha in history.commits(count=count, all_commits=all_commits)]
+            revisions += history.values_many(history.commits(count=count, all_commits=all_commits))
     return MetricsShow(revisions)
 
 
