@@ -50,6 +50,14 @@ class App:
 
         return progress_for(self.quiet)
 
+    def git_add_hint(self, files: list[str], *, flags: str = "") -> None:
+        """Tell the user which mlver files to commit (on stderr, once per command)."""
+        import shlex
+
+        if files:
+            args = " ".join(shlex.quote(f) for f in sorted(set(files)))
+            self.say(f"To track the changes with Git, run:\n    git add {flags}{args}")
+
     def json(self, doc: object) -> None:
         import json
 

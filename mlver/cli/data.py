@@ -54,13 +54,7 @@ def add(app: App, paths: tuple[str, ...], desc: str | None) -> None:
     if res.staged:
         app.say("Staged: " + " ".join(res.staged))
     elif repo.scm_root:
-        app.say("To track the changes with Git, run:\n    git add " + " ".join(_quote(p) for p in res.pointers))
-
-
-def _quote(p: str) -> str:
-    import shlex
-
-    return shlex.quote(p)
+        app.git_add_hint(res.pointers)
 
 
 def _render_status(app: App, res) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +126,7 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
     elif not res.recorded:
         app.say("Nothing to record: data matches the pointers.")
     elif res.files and repo.scm_root:
-        app.say("To track the changes with Git, run:\n    git add " + " ".join(_quote(p) for p in sorted(set(res.files))))
+        app.git_add_hint(res.files)
 
 
 def render_checkout(app: App, res) -> int:  # type: ignore[no-untyped-def]
@@ -273,7 +267,7 @@ def move(app: App, src: str, dst: str) -> None:
         res = do_move(repo, src, dst)
     app.say(f"Moved {res.src} -> {res.dst}")
     if repo.scm_root:
-        app.say("To track the changes with Git, run:\n    git add -A " + " ".join(_quote(p) for p in res.files))
+        app.git_add_hint(res.files, flags="-A ")
 
 
 @cli.command()

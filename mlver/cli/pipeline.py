@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import click
 
 from mlver.cli import App, cli, pass_app, project
-from mlver.cli.data import _quote, json_option
+from mlver.cli.data import json_option
 
 MAX_REASONS = 3
 
@@ -147,7 +147,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
     elif staged:
         app.say("Staged: " + " ".join(staged))
     elif res.files and repo.scm_root:
-        app.say("To track the changes with Git, run:\n    git add " + " ".join(_quote(p) for p in sorted(res.files)))
+        app.git_add_hint(res.files)
 
 
 @contextlib.contextmanager
