@@ -71,9 +71,7 @@ OUT=${OUT:-$HERE/results/raw-$(date -u +%Y%m%dT%H%M%SZ).txt}
 OUT=$(realpath -m "$OUT")    # steps cd around: the path must be absolute
 mkdir -p "$(dirname "$OUT")" && : >>"$OUT"
 
-emit() { echo "$*" | tee -a "$OUT"; }   # one raw line, to stdout and $OUT
-[ -x /usr/bin/time ] || { echo "bench/run.sh needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
-[ "${BASH_VERSINFO[0]}" -ge 5 ] || { echo "bench/run.sh needs bash >= 5 (EPOCHREALTIME)" >&2; exit 2; }
+. "$HERE/lib.sh"   # emit, the isolated environment, timed
 
 # --- workloads ------------------------------------------------------------------
 for s in $SCENS; do
@@ -84,35 +82,6 @@ for s in $SCENS; do
   esac
 done
 
-# --- isolation shared by every run: no real ~/.gitconfig, ~/.config, analytics --
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.invalid
-export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.invalid
-export GIT_CONFIG_NOSYSTEM=1 DVC_NO_ANALYTICS=1 PYTHONDONTWRITEBYTECODE=1
-unset XDG_CONFIG_HOME XDG_CACHE_HOME
-
-# timed NAME TAG LOGFILE 'shell command'  -> prints "TAG NAME secs rss"; rc = command's rc
-# (TAG is "TOOL SCENARIO").  Runs in the current directory.
-timed() {
-  local name=$1 tag=$2 log=$3 cmd=$4 t0 t1 rc rss tf
-  tf=$(mktemp "$SCRATCH/time.XXXXXX")
-  sync
-  echo "### $tag $name: $cmd" >>"$log"
-  t0=$EPOCHREALTIME
-  /usr/bin/time -f "%M" -o "$tf" timeout -k 10 "$STEP_TIMEOUT" bash -c "$cmd" >>"$log" 2>&1
-  rc=$?
-  t1=$EPOCHREALTIME
-  rss=$(tail -n1 "$tf" 2>/dev/null); rm -f "$tf"
-  [[ "$rss" =~ ^[0-9]+$ ]] || rss=0
-  if [ $rc -ne 0 ]; then
-    emit "$tag $name FAIL -"
-    emit "# $tag $name failed rc=$rc$([ $rc = 124 ] && echo " (timeout ${STEP_TIMEOUT}s)"); last log lines:"
-    tail -n 8 "$log" | sed 's/^/#   /' | tee -a "$OUT"
-    return $rc
-  fi
-  emit "$(awk -v t="$tag" -v n="$name" -v a="$t0" -v b="$t1" -v r="$rss" \
-    'BEGIN { printf "%s %s %.3f %.1f", t, n, b - a, r / 1024 }')"
-  return 0
-}
 
 # ============================================================================
 # one tool on one scenario, in a fresh repo

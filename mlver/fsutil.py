@@ -11,7 +11,6 @@ import re
 import shutil
 import stat
 import sys
-import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterator, NamedTuple, Sequence, TypeVar
 
@@ -24,7 +23,7 @@ LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 TMP_MARK = ".mlver-tmp-"
 
 
-_TMP_PREFIX = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+_TMP_PREFIX = f"{os.getpid()}-{os.urandom(4).hex()}"
 _tmp_counter = itertools.count()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import time
 from functools import cached_property
 from typing import Iterator
@@ -120,6 +119,8 @@ class Repo:
                                    hint="wait for it to finish, then run the command again") from None
                 time.sleep(0.05)
         try:
+            import socket  # only writers pay for it
+
             info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)

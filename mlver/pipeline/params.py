@@ -14,10 +14,14 @@ from typing import Any, Callable, Iterable
 from mlver.errors import FormatError
 from mlver.pipeline.model import ParamRef, Stage
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+def _tomllib() -> Any:
+    """The TOML parser, imported only when a TOML params file is read."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    return tomllib
+
 
 Flat = dict[str, Any]  # dotted key -> leaf value (scalars and lists)
 
@@ -45,8 +49,8 @@ def parse_values(data: bytes, shown: str) -> dict[str, Any]:
             raise FormatError(shown, f"invalid JSON: {e.msg}", line=e.lineno) from None
     elif fmt == "toml":
         try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
+            doc = _tomllib().loads(text)
+        except _tomllib().TOMLDecodeError as e:
             m = re.search(r"\(at line (\d+)", str(e))
             raise FormatError(shown, f"invalid TOML: {str(e).split(' (at line')[0]}",
                               line=int(m.group(1)) if m else None) from None
