@@ -400,21 +400,21 @@ def walk_files(
         with os.scandir(folder) as it:
             entries = list(it)
         for e in entries:
-            rel = prefix + e.name
-            if e.name.startswith(TMP_MARK):
+            name = e.name
+            if name.startswith(TMP_MARK):
                 continue
-            if ignore:
-                full_rel = f"{top_rel}/{rel}" if top_rel else rel
-                if ignore.ignored(full_rel, e.is_dir(follow_symlinks=False)):
-                    continue
-            if e.is_symlink():
+            rel = prefix + name
+            if ignore and ignore.ignored(f"{top_rel}/{rel}" if top_rel else rel, e.is_dir(follow_symlinks=False)):
+                continue
+            # Regular files first: they are nearly every entry (d_type answers, no syscall).
+            if e.is_file(follow_symlinks=False):
+                yield WalkEntry(rel, e.path, e.stat(follow_symlinks=False))
+            elif e.is_dir(follow_symlinks=False):
+                stack.append((rel + "/", e.path))
+            elif e.is_symlink():
                 if links_into and os.path.realpath(e.path).startswith(links_into + os.sep):
                     yield WalkEntry(rel, e.path, os.stat(e.path))
                     continue
                 shown = f"{top_rel}/{rel}" if top_rel else rel
                 raise PathError(shown, "is a symbolic link inside a tracked folder",
                                 hint="list it in .mlverignore to leave it out")
-            if e.is_dir(follow_symlinks=False):
-                stack.append((rel + "/", e.path))
-            elif e.is_file(follow_symlinks=False):
-                yield WalkEntry(rel, e.path, e.stat(follow_symlinks=False))
