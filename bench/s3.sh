@@ -59,37 +59,9 @@ OUT=${OUT:-$HERE/results/raw-s3-$(date -u +%Y%m%dT%H%M%SZ).txt}
 OUT=$(realpath -m "$OUT")
 mkdir -p "$(dirname "$OUT")" && : >>"$OUT"
 
-emit() { echo "$*" | tee -a "$OUT"; }
-[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
-[ "${BASH_VERSINFO[0]}" -ge 5 ] || { echo "needs bash >= 5 (EPOCHREALTIME)" >&2; exit 2; }
-
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.invalid
-export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.invalid
-export GIT_CONFIG_NOSYSTEM=1 DVC_NO_ANALYTICS=1 PYTHONDONTWRITEBYTECODE=1
+. "$HERE/lib.sh"   # emit, the isolated environment, timed
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
-unset XDG_CONFIG_HOME XDG_CACHE_HOME AWS_PROFILE AWS_SESSION_TOKEN AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE
-
-timed() {
-  local name=$1 tag=$2 log=$3 cmd=$4 t0 t1 rc rss tf
-  tf=$(mktemp "$SCRATCH/time.XXXXXX")
-  sync
-  echo "### $tag $name: $cmd" >>"$log"
-  t0=$EPOCHREALTIME
-  /usr/bin/time -f "%M" -o "$tf" timeout -k 10 "$STEP_TIMEOUT" bash -c "$cmd" >>"$log" 2>&1
-  rc=$?
-  t1=$EPOCHREALTIME
-  rss=$(tail -n1 "$tf" 2>/dev/null); rm -f "$tf"
-  [[ "$rss" =~ ^[0-9]+$ ]] || rss=0
-  if [ $rc -ne 0 ]; then
-    emit "$tag $name FAIL -"
-    emit "# $tag $name failed rc=$rc$([ $rc = 124 ] && echo " (timeout ${STEP_TIMEOUT}s)"); last log lines:"
-    tail -n 8 "$log" | sed 's/^/#   /' | tee -a "$OUT"
-    return $rc
-  fi
-  emit "$(awk -v t="$tag" -v n="$name" -v a="$t0" -v b="$t1" -v r="$rss" \
-    'BEGIN { printf "%s %s %.3f %.1f", t, n, b - a, r / 1024 }')"
-  return 0
-}
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE
 
 [ -d "$MANY" ] || "$PY" "$HERE/make_data.py" many "$MANY" --files "$FILES" || { echo "make_data.py failed" >&2; exit 2; }
 WANT=$("$PY" "$HERE/hashfloor.py" verify 0 "$MANY" 2>/dev/null)

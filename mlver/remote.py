@@ -87,6 +87,7 @@ READ_ONLY = frozenset({"http", "https"})
 OBJECT_STORES = frozenset({"s3", "gs", "gcs", "az", "abfs"})  # one atomic PUT, no rename
 
 ATTEMPTS = 3  # per request, before the remote is declared unreachable
+FLAT_LISTING_ABOVE = 16  # prefix folders; above this an object store is listed flat
 FIRST_DELAY = 0.5
 SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
 READ_BLOCK = 32 << 20
@@ -438,6 +439,10 @@ class Remote:
         else:
             wanted = sorted(set(prefixes))
         wanted = [p for p in wanted if len(p) == 2]
+        if self.atomic_put and len(wanted) > FLAT_LISTING_ABOVE:
+            # Object stores list a whole prefix flat, 1,000 keys a request: ~20 requests
+            # for 20,000 objects instead of one request per two-letter folder.
+            return self._retry("listing objects", self._list_flat, base, set(wanted))
 
         def one(prefix: str, stop: threading.Event) -> list[tuple[ObjectRef, int]]:
             items = self._retry("listing objects", self._ls, f"{base}/{prefix}", stop=stop)
@@ -455,6 +460,23 @@ class Remote:
         result: dict[ObjectRef, int] = {}
         for chunk in self._parallel(wanted, one):
             result.update(chunk)
+        return result
+
+    def _list_flat(self, base: str, wanted: set[str]) -> dict[ObjectRef, int]:
+        result: dict[ObjectRef, int] = {}
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return result
+        for name, info in found.items():
+            rel = _strip(name)[len(_strip(base)) + 1:]
+            prefix, _, rest = rel.partition("/")
+            if prefix not in wanted or not rest or "/" in rest:
+                continue
+            manifest = rest.endswith(MANIFEST_SUFFIX)
+            digest = prefix + (rest[: -len(MANIFEST_SUFFIX)] if manifest else rest)
+            if is_digest(digest):
+                result[ObjectRef(digest, manifest)] = int(info.get("size") or 0)
         return result
 
     # --- upload -------------------------------------------------------------------

@@ -187,11 +187,11 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
 
         wanted, _ = expand(roots, read)
         listing.update(rem.list_objects(prefixes(wanted)) if rem.can_list else {})
-        cache = repo.cache
+        stored = repo.cache.present(wanted)
         doc: dict = {"name": rem.name, "url": rem.url, "local_only": [], "remote_only": [], "missing": [],
                      "in_sync": 0}
         for ref, path in sorted(wanted.items(), key=lambda kv: (kv[1], kv[0].digest)):
-            local, remote = cache.has(ref.digest, ref.manifest), ref in listing
+            local, remote = ref in stored, ref in listing
             key = ("local_only" if local and not remote else "remote_only" if remote and not local
                    else "missing" if not local else None)
             if key is None:
