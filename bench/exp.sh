@@ -40,26 +40,14 @@ set -uo pipefail
 REPS=${1:-3}
 SCEN=exp
 HERE=$(cd "$(dirname "$0")" && pwd)
-SCRATCH=${BENCH_SCRATCH:-/tmp/mlver-bench}
-PY=${PYTHON:-python3}
-MLVER=${MLVER:-}
-if [ -z "$MLVER" ]; then   # default: mlver on PATH, minus a pyenv shim's start-up cost
-  MLVER=mlver
-  case "$(command -v mlver)" in */shims/mlver) r=$(pyenv which mlver 2>/dev/null) && MLVER=$r ;; esac
-fi
-DVC=${DVC:-/opt/dvcenv/bin/dvc}
-TOOLS=${TOOLS:-"mlver dvc"}
-STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
+. "$HERE/lib.sh"   # settings, emit, the isolated environment, timed
 COMMITS=${COMMITS:-200}
 EXP_SETUP=${EXP_SETUP:-fast}
-# the python of the stage commands: an absolute path (a pyenv shim costs ~0.2 s a call)
-SPY=${STAGE_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
 mkdir -p "$HERE/results" "$SCRATCH"
 OUT=${OUT:-$HERE/results/raw-exp-$(date -u +%Y%m%dT%H%M%SZ).txt}
 OUT=$(realpath -m "$OUT")
 mkdir -p "$(dirname "$OUT")" && : >>"$OUT"
 
-. "$HERE/lib.sh"   # emit, the isolated environment, timed
 
 # the stage's script: metrics from params (deterministic; stdlib only, so the
 # python running it needs no YAML library: params.yaml is written flat by us)

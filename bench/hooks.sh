@@ -31,16 +31,7 @@ set -uo pipefail
 REPS=${1:-3}
 SCEN=hooks
 HERE=$(cd "$(dirname "$0")" && pwd)
-SCRATCH=${BENCH_SCRATCH:-/tmp/mlver-bench}
-PY=${PYTHON:-python3}
-MLVER=${MLVER:-}
-if [ -z "$MLVER" ]; then   # default: mlver on PATH, minus a pyenv shim's start-up cost
-  MLVER=mlver
-  case "$(command -v mlver)" in */shims/mlver) r=$(pyenv which mlver 2>/dev/null) && MLVER=$r ;; esac
-fi
-DVC=${DVC:-/opt/dvcenv/bin/dvc}
-TOOLS=${TOOLS:-"mlver dvc"}
-STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
+. "$HERE/lib.sh"   # settings, emit, the isolated environment, timed
 FILES=${FILES:-20000}
 if [ "$FILES" = 20000 ]; then MANY=${BENCH_DATA:-$SCRATCH/data}/many; else MANY=${BENCH_DATA:-$SCRATCH/data}/many-$FILES; fi
 mkdir -p "$HERE/results" "$SCRATCH"
@@ -48,7 +39,6 @@ OUT=${OUT:-$HERE/results/raw-hooks-$(date -u +%Y%m%dT%H%M%SZ).txt}
 OUT=$(realpath -m "$OUT")
 mkdir -p "$(dirname "$OUT")" && : >>"$OUT"
 
-. "$HERE/lib.sh"   # emit, the isolated environment, timed
 
 # DVC's hook scripts call plain `dvc`: its directory goes first on PATH, for the
 # DVC hook steps only (that directory may hold another python3)

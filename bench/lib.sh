@@ -1,6 +1,20 @@
 # bench/lib.sh - sourced by every bench script: raw-line output, an isolated
 # environment (no real ~/.gitconfig, ~/.config or analytics) and the step timer.
-# The caller sets OUT (raw output file), SCRATCH and STEP_TIMEOUT first.
+# Sourced right after HERE is set; OUT (the raw output file) is set by the caller
+# before the first emit.
+
+# --- the tools under test and shared settings (environment overrides) ---------------
+SCRATCH=${BENCH_SCRATCH:-/tmp/mlver-bench}
+PY=${PYTHON:-python3}
+if [ -z "${MLVER:-}" ]; then   # default: mlver on PATH, minus a pyenv shim's start-up cost
+  MLVER=mlver
+  case "$(command -v mlver)" in */shims/mlver) r=$(pyenv which mlver 2>/dev/null) && MLVER=$r ;; esac
+fi
+DVC=${DVC:-/opt/dvcenv/bin/dvc}
+TOOLS=${TOOLS:-"mlver dvc"}
+STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
+# the python of stage commands: an absolute path (a pyenv shim costs ~0.2 s a call)
+SPY=${STAGE_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
 
 emit() { echo "$*" | tee -a "$OUT"; }   # one raw line, to stdout and $OUT
 [ -x /usr/bin/time ] || { echo "bench: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }

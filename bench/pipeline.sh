@@ -38,27 +38,15 @@ set -uo pipefail
 REPS=${1:-3}
 SCEN=pipeline
 HERE=$(cd "$(dirname "$0")" && pwd)
-SCRATCH=${BENCH_SCRATCH:-/tmp/mlver-bench}
-PY=${PYTHON:-python3}
-MLVER=${MLVER:-}
-if [ -z "$MLVER" ]; then   # default: mlver on PATH, minus a pyenv shim's start-up cost
-  MLVER=mlver
-  case "$(command -v mlver)" in */shims/mlver) r=$(pyenv which mlver 2>/dev/null) && MLVER=$r ;; esac
-fi
-DVC=${DVC:-/opt/dvcenv/bin/dvc}
-TOOLS=${TOOLS:-"mlver dvc"}
-STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
+. "$HERE/lib.sh"   # settings, emit, the isolated environment, timed
 FILES=${FILES:-20000}
 STAGES=${STAGES:-20}
 DATA=${BENCH_DATA:-$SCRATCH/data}/pipe-$FILES-$STAGES
-# the python of the stage commands: an absolute path (a pyenv shim costs ~0.2 s a call)
-SPY=${STAGE_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
 mkdir -p "$HERE/results" "$SCRATCH"
 OUT=${OUT:-$HERE/results/raw-pipeline-$(date -u +%Y%m%dT%H%M%SZ).txt}
 OUT=$(realpath -m "$OUT")
 mkdir -p "$(dirname "$OUT")" && : >>"$OUT"
 
-. "$HERE/lib.sh"   # emit, the isolated environment, timed
 
 # --- the data and the stage script (seeded, generated once) ---------------------
 if [ ! -f "$DATA/.done" ]; then

@@ -57,21 +57,15 @@ set -uo pipefail
 REPS=${1:-3}
 SCENS=${2:-"big many"}
 HERE=$(cd "$(dirname "$0")" && pwd)
-SCRATCH=${BENCH_SCRATCH:-/tmp/mlver-bench}
+. "$HERE/lib.sh"   # settings, emit, the isolated environment, timed
 DATA=${BENCH_DATA:-$SCRATCH/data}
 RROOT_BASE=${BENCH_REMOTE_ROOT:-/dev/shm}
-PY=${PYTHON:-python3}
-MLVER=${MLVER:-mlver}
-DVC=${DVC:-/opt/dvcenv/bin/dvc}
-TOOLS=${TOOLS:-"mlver dvc"}
-STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
 STEPS="init add status_clean status_mod commit checkout push pull"
 mkdir -p "$HERE/results" "$SCRATCH"
 OUT=${OUT:-$HERE/results/raw-$(date -u +%Y%m%dT%H%M%SZ).txt}
 OUT=$(realpath -m "$OUT")    # steps cd around: the path must be absolute
 mkdir -p "$(dirname "$OUT")" && : >>"$OUT"
 
-. "$HERE/lib.sh"   # emit, the isolated environment, timed
 
 # --- workloads ------------------------------------------------------------------
 for s in $SCENS; do

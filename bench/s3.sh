@@ -41,16 +41,7 @@ set -uo pipefail
 REPS=${1:-3}
 SCEN=s3
 HERE=$(cd "$(dirname "$0")" && pwd)
-SCRATCH=${BENCH_SCRATCH:-/tmp/mlver-bench}
-PY=${PYTHON:-python3}
-MLVER=${MLVER:-}
-if [ -z "$MLVER" ]; then   # default: mlver on PATH, minus a pyenv shim's start-up cost
-  MLVER=mlver
-  case "$(command -v mlver)" in */shims/mlver) r=$(pyenv which mlver 2>/dev/null) && MLVER=$r ;; esac
-fi
-DVC=${DVC:-/opt/dvcenv/bin/dvc}
-TOOLS=${TOOLS:-"mlver dvc"}
-STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
+. "$HERE/lib.sh"   # settings, emit, the isolated environment, timed
 FILES=${FILES:-20000}
 MOTO=${MOTO_SERVER:-moto_server}
 if [ "$FILES" = 20000 ]; then MANY=${BENCH_DATA:-$SCRATCH/data}/many; else MANY=${BENCH_DATA:-$SCRATCH/data}/many-$FILES; fi
@@ -59,7 +50,6 @@ OUT=${OUT:-$HERE/results/raw-s3-$(date -u +%Y%m%dT%H%M%SZ).txt}
 OUT=$(realpath -m "$OUT")
 mkdir -p "$(dirname "$OUT")" && : >>"$OUT"
 
-. "$HERE/lib.sh"   # emit, the isolated environment, timed
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE
 

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import TMP_MARK, atomic_write, copy_file, remove_path, fsync_dir, link_file, set_readonly, sweep_stale_tmp, unique_suffix, unlink_quiet
+from mlver.fsutil import TMP_MARK, atomic_write, copy_file, remove_path, fsync_dir, link_file, sweep_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
 
 MANIFEST_SUFFIX = ".manifest"
@@ -321,10 +321,3 @@ class Cache:
         dest = os.path.join(qdir, ref.digest + (MANIFEST_SUFFIX if ref.manifest else ""))
         os.replace(self.path(ref.digest, ref.manifest), dest)
         return dest
-
-
-def is_readonly_link_type(kind: str) -> bool:
-    return kind in ("hardlink", "symlink")
-
-
-__all__ = ["Cache", "ObjectRef", "object_relpath", "set_readonly", "is_readonly_link_type"]

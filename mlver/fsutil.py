@@ -117,7 +117,7 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        _unlink_quiet(tmp)
+        unlink_quiet(tmp)
         raise
     if fsync:
         fsync_dir(parent)
@@ -127,14 +127,12 @@ def atomic_write_text(path: str, text: str, *, fsync: bool = False) -> None:
     atomic_write(path, text.encode("utf-8"), fsync=fsync)
 
 
-def _unlink_quiet(path: str) -> None:
+def unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
         pass
 
-
-unlink_quiet = _unlink_quiet
 
 
 # --- links ---------------------------------------------------------------------------
@@ -160,7 +158,7 @@ def reflink(src: str, dst: str) -> None:
             fcntl.ioctl(fd, ficlone, s.fileno())
         except OSError:
             os.close(fd)
-            _unlink_quiet(dst)
+            unlink_quiet(dst)
             raise
         os.close(fd)
 
@@ -214,18 +212,6 @@ def link_file(src: str, dst: str, link_type: str, mode: int = 0o644) -> None:
         copy_file(src, dst, mode)
     else:  # pragma: no cover - validated by config
         raise ValueError(link_type)
-
-
-def set_readonly(path: str) -> None:
-    st = os.stat(path)
-    ro = stat.S_IMODE(st.st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-    if ro != stat.S_IMODE(st.st_mode):
-        os.chmod(path, ro)
-
-
-def set_writable(path: str) -> None:
-    st = os.stat(path)
-    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
 
 
 def is_executable(mode: int) -> bool:

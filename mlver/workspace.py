@@ -8,7 +8,7 @@ when the file's stat still matches, and are computed (in parallel) otherwise.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from mlver import git
@@ -302,12 +302,14 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
         manifest = Manifest.build(parallel_map(work, entries, WORKERS))
         progress.finish()
         digest = cache.store_bytes(manifest.dumps(), manifest=True)
-        listing, newest = stat_listing(entries)
-        repo.state.dir_record(rel, listing, digest, newest)  # so the next status need not look inside
         link = None
-        if cache.link_types_from(path)[:1] in (["hardlink"], ["symlink"]):
-            for e in manifest.entries:
-                link = cache.place(e.digest, os.path.join(path, *e.path.split("/")), executable=e.exec)
+        for e in manifest.entries:
+            link = cache.relink_after_store(e.digest, os.path.join(path, *e.path.split("/")), executable=e.exec)
+            if link is None:  # copies stay copies: nothing to swap
+                break
+        if link is None:  # the files on disk are the ones just listed: the next status need not look inside
+            listing, newest = stat_listing(entries)
+            repo.state.dir_record(rel, listing, digest, newest)
         return Stored("dir", digest, manifest.size, len(manifest.entries), link)
     st = os.stat(path)
     known = repo.state.lookup(rel, st)
@@ -521,7 +523,3 @@ def _unchanged_and_cached(repo: Repo, placed: Placed) -> bool:
         d = current_file_digest(repo, placed.path)
         return d is not None and d[0] == placed.digest and repo.cache.has(placed.digest)
     return False
-
-
-def with_digest(out: Output, stored: Stored) -> Output:
-    return replace(out, kind=stored.kind, digest=stored.digest, size=stored.size, files=stored.files)

@@ -209,3 +209,21 @@ def test_add_refuses_a_declared_stage_output(repo: Path) -> None:
     proc = run(["add", "model.pkl"], repo, check=False)
     assert proc.returncode == 3 and "stage 'train'" in proc.stderr
     assert not (repo / "model.pkl.mlver").exists()
+
+
+def test_remove_and_move_refuse_bad_targets_without_losing_data(repo: Path) -> None:
+    gen(repo, {"a.csv": "a", "b.csv": "b", "loose.txt": "x"})
+    run(["add", "a.csv", "b.csv"], repo)
+    proc = run(["remove", "loose.txt"], repo, check=False)
+    assert proc.returncode == 3 and proc.stderr.startswith("mlver: error: loose.txt") and "is not tracked by mlver" in proc.stderr
+    proc = run(["move", "a.csv", "b.csv"], repo, check=False)
+    assert proc.returncode == 3 and "already exists" in proc.stderr
+    assert (repo / "a.csv").read_text() == "a" and (repo / "b.csv").read_text() == "b"
+    assert (repo / "a.csv.mlver").exists() and (repo / "b.csv.mlver").exists()
+
+
+def test_checkout_rev_needs_a_target_and_unprotect_needs_a_path(repo: Path) -> None:
+    proc = run(["checkout", "--rev", "HEAD"], repo, check=False)
+    assert proc.returncode == 3 and "needs at least one target" in proc.stderr
+    proc = run(["unprotect", "nothing-here.bin"], repo, check=False)
+    assert proc.returncode == 3 and "does not exist" in proc.stderr

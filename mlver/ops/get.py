@@ -42,13 +42,6 @@ class GetResult:
                 "size": self.size, "files": self.files, "fetched": self.fetched}
 
 
-@dataclass(frozen=True)
-class _Found:
-    kind: str
-    entries: list[Entry]  # the files to write, relative to the output (a file: one entry named "")
-    root_ref: ObjectRef | None  # a folder's manifest, read first
-
-
 def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | None = None, out: str | None = None,
         force: bool = False, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> GetResult:
     """``project`` is the mlver project around the current folder (None outside one)."""

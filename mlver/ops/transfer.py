@@ -105,7 +105,6 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
 
 def fetch(repo: Repo, targets: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None,
           scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS) -> TransferResult:
-    cache = repo.cache
     with open_remote(repo, remote, jobs) as rem:
         res = TransferResult(rem.name)
         if run_cache:
@@ -133,7 +132,8 @@ def fetch(repo: Repo, targets: list[str] | None = None, *, remote: str | None = 
 
 def _bring(rem: Remote, repo: Repo, refs: dict[ObjectRef, str], res: TransferResult, progress: Progress) -> None:
     cache = repo.cache
-    need = {r: p for r, p in refs.items() if not cache.has(r.digest, r.manifest)}
+    stored = cache.present(refs)
+    need = {r: p for r, p in refs.items() if r not in stored}
     res.already += len(refs) - len(need)
     if not need:
         return

@@ -7,7 +7,6 @@ metrics file), so the lock alone says which outputs live in the cache.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -200,5 +199,3 @@ def outputs_from_lock_text(text: str, shown: str) -> list[Output]:
     return _outputs(parse_lock(text, shown))
 
 
-def lock_exists(repo: Repo) -> bool:
-    return os.path.exists(repo.abs(LOCK_FILE))

@@ -17,7 +17,7 @@ from mlver.pipeline.model import Out, Stage
 from mlver.pointer import Entry, Manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import (cache_digest_of, current_dir_summary, current_file_digest, current_manifest, load_manifest, scan_dir,
+from mlver.workspace import (current_dir_summary, current_file_digest, current_manifest, load_manifest, scan_dir,
                              store_output)
 
 
