@@ -30,9 +30,11 @@
 # dropped: these are warm-cache times.
 #
 # Floors (TOOL=floor), measured in every repetition, on the same data:
-#   big:  cat, cp, cp_sync (cp + sync), xxh3 (xxh3-128 of the file),
+#   big:  cat, cp, cp_sync (cp + sync), cp_remote (cp onto the remote's filesystem),
+#         xxh3 (xxh3-128 of the file),
 #         git_status (repo holding the ignored 2 GiB file)
-#   many: cat_all, xxh3_all, cp_r (cp -r), pycopy (read+write loop in python),
+#   many: cat_all, xxh3_all, cp_r (cp -r), cp_r_remote (cp -r onto the remote's
+#         filesystem), pycopy (read+write loop in python),
 #         statwalk_find (find -printf %s), statwalk_py (os.scandir + lstat),
 #         git_status_ignored (tree ignored), git_status_tracked (tree in git)
 #
@@ -208,6 +210,7 @@ run_floors() {
     floor big cat "cat $B"
     floor big cp "cp $B $FW/big.copy" "rm -f $FW/big.copy"
     floor big cp_sync "cp $B $FW/big.copy && sync" "rm -f $FW/big.copy"
+    floor big cp_remote "cp $B $RROOT_BASE/mlver-floor.copy" "rm -f $RROOT_BASE/mlver-floor.copy"
     floor big xxh3 "$PY $HERE/hashfloor.py xxh3_128 4 $B"
     floor big git_status "cd $FW/gbig && git status --porcelain"
     ;;
@@ -217,6 +220,7 @@ run_floors() {
     floor many cat_all "find $M -type f -print0 | xargs -0 cat"
     floor many xxh3_all "$PY $HERE/hashfloor.py xxh3_128 1 $M"
     floor many cp_r "cp -r $M $FW/many.copy" "rm -rf $FW/many.copy"
+    floor many cp_r_remote "cp -r $M $RROOT_BASE/mlver-floor.many" "rm -rf $RROOT_BASE/mlver-floor.many"
     floor many pycopy "$PY -c 'import os,sys
 s,d=sys.argv[1:3]
 for dp,dn,fn in os.walk(s):

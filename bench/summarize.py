@@ -77,7 +77,7 @@ FLOOR_FOR = {
         "commit": ["cp"],                  # the changed file must be stored again
         "readd": ["cp"],
         "checkout": ["cp"],
-        "push": ["cp"],
+        "push": ["cp_remote"],             # the floor: cp to the same place
         "pull": ["cp"],
     },
     "many": {
@@ -87,7 +87,7 @@ FLOOR_FOR = {
         "commit": ["statwalk_find", "statwalk_py", "statwalk"],   # + 11 small files
         "readd": ["statwalk_find", "statwalk_py", "statwalk"],
         "checkout": ["cp_r", "pycopy", "pycopy_tree"],
-        "push": ["cp_r", "pycopy", "pycopy_tree"],
+        "push": ["cp_r_remote"],
         "pull": ["cp_r", "pycopy", "pycopy_tree"],
     },
     "pipeline": {

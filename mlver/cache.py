@@ -285,20 +285,31 @@ class Cache:
                     yield ObjectRef(digest, manifest)
 
     def present(self, refs: Iterable[ObjectRef]) -> set[ObjectRef]:
-        """Which of ``refs`` are stored: one listing per two-letter folder, not one stat
+        """Which of ``refs`` are stored (see ``stored_digests``)."""
+        refs = list(refs)
+        found: set[ObjectRef] = set()
+        for manifest in (False, True):
+            group = [r for r in refs if r.manifest is manifest]
+            if group:
+                have = self.stored_digests({r.digest for r in group}, manifest=manifest)
+                found.update(r for r in group if r.digest in have)
+        return found
+
+    def stored_digests(self, digests: set[str], *, manifest: bool = False) -> set[str]:
+        """Which of ``digests`` are stored: one listing per two-letter folder, not one stat
         per object (20,000 objects live in at most 256 folders)."""
         base = os.path.join(self.root, "files", HASH_NAME)
-        by_prefix: dict[str, list[ObjectRef]] = {}
-        for r in refs:
-            by_prefix.setdefault(r.digest[:2], []).append(r)
-        found: set[ObjectRef] = set()
+        suffix = MANIFEST_SUFFIX if manifest else ""
+        by_prefix: dict[str, list[str]] = {}
+        for d in digests:
+            by_prefix.setdefault(d[:2], []).append(d)
+        found: set[str] = set()
         for prefix, group in by_prefix.items():
             try:
                 names = set(os.listdir(os.path.join(base, prefix)))
             except FileNotFoundError:
                 continue
-            found.update(r for r in group
-                         if r.digest[2:] + (MANIFEST_SUFFIX if r.manifest else "") in names)
+            found.update(d for d in group if d[2:] + suffix in names)
         return found
 
     def verify(self, ref: ObjectRef) -> bool:

@@ -177,13 +177,18 @@ class Manifest:
     def build(cls, entries: list[Entry]) -> "Manifest":
         return cls(tuple(sorted(entries, key=lambda e: e.path)))
 
+    @classmethod
+    def from_sorted(cls, entries: list[Entry]) -> "Manifest":
+        """From entries already sorted by path (a sorted scan of the folder)."""
+        return cls(tuple(entries))
+
     @property
     def size(self) -> int:
         return sum(e.size for e in self.entries)
 
     def dumps(self) -> bytes:
-        rows = [[e.path, e.digest, e.size, e.exec] for e in self.entries]
-        doc = {"version": 1, "kind": "manifest", "hash": HASH_NAME, "entries": rows}
+        # an Entry is the tuple (path, digest, size, exec): JSON writes it as that array
+        doc = {"version": 1, "kind": "manifest", "hash": HASH_NAME, "entries": self.entries}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def by_path(self) -> dict[str, Entry]:
@@ -199,15 +204,18 @@ def parse_manifest(data: bytes, shown: str) -> Manifest:
         doc = json.loads(data)
         if doc.get("kind") != "manifest" or doc.get("version") != 1:
             raise ValueError("not a manifest")
-        entries = tuple(Entry(str(p), str(d), int(s), bool(x)) for p, d, s, x in doc["entries"])
-        # Validated in two regex passes over all entries, not a check per entry.
-        paths = "\n".join(e.path for e in entries)
+        entries = tuple(map(Entry._make, doc["entries"]))  # each row must have 4 fields
+        # Validated in a few passes over whole columns, not a check per entry: joins fail
+        # on a non-string, the regexes on a bad path or digest.
+        paths = "\n".join([e.path for e in entries])
         bad = _BAD_PATHS.search(paths)
-        if bad or any(not e.path for e in entries):
+        if bad or "\n\n" in paths or paths.startswith("\n") or paths.endswith("\n") or (entries and not paths):
             raise ValueError(f"entry path {bad.group(0).strip() if bad else repr('')!s}: must be relative, "
                              "without '..'")
-        if not _DIGESTS.fullmatch("".join(e.digest for e in entries)):
+        if not _DIGESTS.fullmatch("".join([e.digest for e in entries])):
             raise ValueError("an entry's digest is not 32 lower-case hex digits")
+        if not all([type(e.size) is int and e.size >= 0 and type(e.exec) is bool for e in entries]):
+            raise ValueError("an entry's size or executable flag has the wrong type")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise FormatError(shown, f"corrupt manifest: {e}") from None
     return Manifest(entries)

@@ -14,13 +14,18 @@ from dataclasses import dataclass
 
 COARSE_WINDOW_NS = 2_000_000_000  # filesystems with second (or FAT's 2 s) timestamps
 FINE_WINDOW_NS = 100_000_000  # ns timestamps still tick at the kernel clock: keep a margin
+# A folder's stat rows are "rel\0ino\0size\0mtime_ns\0ctime_ns\0mode": no field is empty,
+# so a double NUL (which no file name holds) separates rows unambiguously.
+ROW_SEP = "\0\0"
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hashes (
     path TEXT PRIMARY KEY, inode INTEGER, size INTEGER, mtime_ns INTEGER,
     ctime_ns INTEGER, digest TEXT, recorded_ns INTEGER);
 CREATE TABLE IF NOT EXISTS dirs (
-    path TEXT PRIMARY KEY, listing TEXT, digest TEXT, newest_ns INTEGER, recorded_ns INTEGER);
+    path TEXT PRIMARY KEY, listing TEXT, digest TEXT, newest_ns INTEGER, recorded_ns INTEGER,
+    rows TEXT, digests TEXT);
 CREATE TABLE IF NOT EXISTS placed (
     path TEXT PRIMARY KEY, kind TEXT, digest TEXT);
 """
@@ -37,8 +42,12 @@ def _key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _window(mtime_ns: int) -> int:
+    return COARSE_WINDOW_NS if mtime_ns % 1_000_000_000 == 0 else FINE_WINDOW_NS
+
+
 def racy(st: os.stat_result, recorded_ns: int) -> bool:
-    window = COARSE_WINDOW_NS if st.st_mtime_ns % 1_000_000_000 == 0 else FINE_WINDOW_NS
+    window = _window(st.st_mtime_ns)
     return st.st_mtime_ns >= recorded_ns - window or st.st_ctime_ns >= recorded_ns - window
 
 
@@ -58,6 +67,9 @@ class State:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    # an older memo layout: the folder memo is rebuilt, file digests are kept
+                    conn.executescript(f"DROP TABLE IF EXISTS dirs; PRAGMA user_version = {SCHEMA_VERSION};")
                 conn.executescript(SCHEMA)
             except sqlite3.DatabaseError:
                 # A damaged memo is only a memo: start again.
@@ -68,7 +80,7 @@ class State:
                     except OSError:
                         pass
                 conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
-                conn.executescript(SCHEMA)
+                conn.executescript(f"{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};")
             self._conn = conn
         return self._conn
 
@@ -113,19 +125,32 @@ class State:
     # A folder's manifest digest, valid while the digest of its stat listing (every
     # file's path, inode, size, mtime_ns, ctime_ns, mode) is unchanged and no file in it
     # is racy. This lets an unchanged 20,000-file folder skip 20,000 memo lookups.
+    # With it, each file's stat row and digest (racy files left out): after one file
+    # changes, the other 19,999 are answered by one dictionary lookup each.
 
     def dir_lookup(self, path: str, listing: str) -> str | None:
         row = self.conn.execute("SELECT listing, digest, newest_ns, recorded_ns FROM dirs WHERE path = ?",
                                 (path,)).fetchone()
         if row is None or row[0] != listing:
             return None
-        window = COARSE_WINDOW_NS if row[2] % 1_000_000_000 == 0 else FINE_WINDOW_NS
-        return row[1] if row[2] < row[3] - window else None
+        return row[1] if row[2] < row[3] - _window(row[2]) else None
 
-    def dir_record(self, path: str, listing: str, digest: str, newest_ns: int) -> None:
+    def dir_rows(self, path: str) -> dict[str, str]:
+        """Stat row -> digest of the files last recorded for the folder ``path``."""
+        row = self.conn.execute("SELECT rows, digests FROM dirs WHERE path = ?", (path,)).fetchone()
+        if row is None or not row[0]:
+            return {}
+        return dict(zip(row[0].split(ROW_SEP), row[1].split(",")))
+
+    def dir_record(self, path: str, listing: str, digest: str, newest_ns: int,
+                   rows: list[str], digests: list[str], stats: list[os.stat_result]) -> None:
+        now = time.time_ns()
+        if newest_ns >= now - _window(newest_ns):  # some files are racy: leave those out
+            keep = [i for i, st in enumerate(stats) if not racy(st, now)]
+            rows, digests = [rows[i] for i in keep], [digests[i] for i in keep]
         try:
-            self.conn.execute("INSERT OR REPLACE INTO dirs VALUES (?,?,?,?,?)",
-                              (path, listing, digest, newest_ns, time.time_ns()))
+            self.conn.execute("INSERT OR REPLACE INTO dirs VALUES (?,?,?,?,?,?,?)",
+                              (path, listing, digest, newest_ns, now, ROW_SEP.join(rows), ",".join(digests)))
         except sqlite3.OperationalError:
             pass
 

@@ -14,7 +14,7 @@ from typing import Iterable
 from mlver import git
 from mlver.cache import Cache
 from mlver.errors import FormatError, PathError
-from mlver.fsutil import TMP_MARK, WalkEntry, inside_root, is_executable, parallel_map, remove_path, sweep_stale_tmp, walk_files
+from mlver.fsutil import WalkEntry, inside_root, is_executable, parallel_map, remove_path, sweep_stale_tmp, walk_files
 from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -103,61 +103,73 @@ def select_outputs(repo: Repo, outputs: list[Output], targets: Iterable[str]) ->
 
 # --- digests of workspace files -------------------------------------------------------
 
-def digest_entries(repo: Repo, entries: list[tuple[str, str, os.stat_result]], *,
-                   memo: dict | None = None, progress: Progress = NO_PROGRESS) -> dict[str, str]:
-    """Digest of each (repo-rel path, abs path, stat); memoised ones are not read."""
-    state = repo.state
+def hash_files(repo: Repo, todo: list[tuple[str, str, os.stat_result]], *,
+               progress: Progress = NO_PROGRESS) -> dict[str, str]:
+    """Hash each (repo-rel path, abs path, stat) in parallel and remember the digests."""
+    if not todo:
+        return {}
+    progress.start("hashing", total_files=len(todo), total_bytes=sum(st.st_size for _, _, st in todo))
+
+    def work(item: tuple[str, str, os.stat_result]) -> tuple[str, str, os.stat_result]:
+        rel, path, st = item
+        d, _ = digest_file(path)
+        progress.advance(files=1, nbytes=st.st_size)
+        return rel, d, st
+
     result: dict[str, str] = {}
-    todo: list[tuple[str, str, os.stat_result]] = []
-    for rel, path, st in entries:
-        row = memo.get(rel) if memo is not None else None
-        d = state.valid(row, st) if memo is not None else state.lookup(rel, st)
-        if d is None:
-            todo.append((rel, path, st))
-        else:
-            result[rel] = d
-    if todo:
-        total = sum(st.st_size for _, _, st in todo)
-        progress.start("hashing", total_files=len(todo), total_bytes=total)
-
-        def work(item: tuple[str, str, os.stat_result]) -> tuple[str, str, os.stat_result]:
-            rel, path, st = item
-            d, _ = digest_file(path)
-            progress.advance(files=1, nbytes=st.st_size)
-            return rel, d, st
-
-        done = parallel_map(work, todo, WORKERS)
-        for rel, d, st in done:
-            result[rel] = d
-            state.record(rel, st, d)
-        progress.finish()
+    for rel, d, st in parallel_map(work, todo, WORKERS):
+        result[rel] = d
+        repo.state.record(rel, st, d)
+    progress.finish()
     return result
 
 
-def scan_dir(repo: Repo, rel: str) -> list[WalkEntry]:
-    return sorted(walk_files(repo.abs(rel), ignore=repo.ignore, top_rel=rel, links_into=repo.cache_dir),
-                  key=lambda e: e.rel)
+def scan_dir(repo: Repo, rel: str, *, debris: list[str] | None = None) -> list[WalkEntry]:
+    """The files of the tracked folder ``rel``, sorted by path (unique, so tuples compare
+    on it alone)."""
+    return sorted(walk_files(repo.abs(rel), ignore=repo.ignore, top_rel=rel, links_into=repo.cache_dir,
+                             debris=debris))
+
+
+def stat_rows(entries: list[WalkEntry]) -> list[str]:
+    """One row per file: what must hold for its memoised digest to stay valid."""
+    return [f"{e.rel}\0{e.st.st_ino}\0{e.st.st_size}\0{e.st.st_mtime_ns}\0{e.st.st_ctime_ns}\0{e.st.st_mode}"
+            for e in entries]
+
+
+def known_digests(repo: Repo, rel: str, entries: list[WalkEntry], rows: list[str]) -> list[str | None]:
+    """The memoised digest of each file of folder ``rel`` (None: must be read): first the
+    folder memo's rows, then the per-file memo for the rest."""
+    by_row = repo.state.dir_rows(rel)
+    got: list[str | None] = [by_row.get(r) for r in rows]
+    misses = [i for i, d in enumerate(got) if d is None]
+    if misses:
+        state = repo.state
+        memo = state.lookup_many(rel) if len(misses) > 64 else None
+        for i in misses:
+            e = entries[i]
+            frel = f"{rel}/{e.rel}"
+            got[i] = state.valid(memo.get(frel), e.st) if memo is not None else state.lookup(frel, e.st)
+    return got
+
+
+def manifest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, rows: list[str] | None = None,
+                progress: Progress = NO_PROGRESS) -> Manifest:
+    """The manifest of folder ``rel`` holding ``entries`` (sorted); memoised files are not read."""
+    rows = stat_rows(entries) if rows is None else rows
+    digests = known_digests(repo, rel, entries, rows)
+    todo = [(f"{rel}/{e.rel}", e.path, e.st) for e, d in zip(entries, digests) if d is None]
+    if todo:
+        hashed = hash_files(repo, todo, progress=progress)
+        digests = [d if d is not None else hashed[f"{rel}/{e.rel}"] for e, d in zip(entries, digests)]
+    return Manifest.from_sorted([Entry(e.rel, d, e.st.st_size, is_executable(e.st.st_mode))
+                                 for e, d in zip(entries, digests)])
 
 
 def current_manifest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> Manifest:
-    return manifest_of(repo, rel, scan_dir(repo, rel), progress=progress)
-
-
-def manifest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, progress: Progress = NO_PROGRESS) -> Manifest:
-    memo = repo.state.lookup_many(rel)
-    digests = digest_entries(repo, [(f"{rel}/{e.rel}", e.path, e.st) for e in entries], memo=memo, progress=progress)
-    return Manifest.build([Entry(e.rel, digests[f"{rel}/{e.rel}"], e.st.st_size, is_executable(e.st.st_mode))
-                           for e in entries])
-
-
-def stat_listing(entries: list[WalkEntry]) -> tuple[str, int]:
-    """Digest of a folder's stat listing, and its newest mtime/ctime (for the racy rule)."""
-    from mlver.hashing import digest_bytes
-
-    rows = [f"{e.rel}\0{e.st.st_ino}\0{e.st.st_size}\0{e.st.st_mtime_ns}\0{e.st.st_ctime_ns}\0{e.st.st_mode}"
-            for e in entries]
-    newest = max((max(e.st.st_mtime_ns, e.st.st_ctime_ns) for e in entries), default=0)
-    return digest_bytes("\n".join(rows).encode("utf-8", "surrogateescape")), newest
+    entries = scan_dir(repo, rel)
+    _, manifest = dir_digest_of(repo, rel, entries, progress=progress)
+    return manifest if manifest is not None else manifest_of(repo, rel, entries, progress=progress)
 
 
 def current_dir_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
@@ -173,16 +185,35 @@ def current_dir_summary(repo: Repo, rel: str, *, progress: Progress = NO_PROGRES
     return digest, sum(e.st.st_size for e in entries), len(entries)
 
 
-def dir_digest_of(repo: Repo, rel: str, entries: list[WalkEntry], *,
+def dir_digest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, rows: list[str] | None = None,
                   progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
-    listing, newest = stat_listing(entries)
+    """Digest of folder ``rel`` holding ``entries``, from the folder memo while its stat
+    listing holds; else computed (returned with its manifest) and remembered."""
+    rows = stat_rows(entries) if rows is None else rows
+    listing = _listing_digest(rows)
     known = repo.state.dir_lookup(rel, listing)
     if known is not None:
         return known, None
-    manifest = manifest_of(repo, rel, entries, progress=progress)
+    manifest = manifest_of(repo, rel, entries, rows=rows, progress=progress)
     digest = cache_digest_of(manifest)
-    repo.state.dir_record(rel, listing, digest, newest)
+    remember_dir(repo, rel, entries, manifest, digest, rows=rows, listing=listing)
     return digest, manifest
+
+
+def remember_dir(repo: Repo, rel: str, entries: list[WalkEntry], manifest: Manifest, digest: str, *,
+                 rows: list[str] | None = None, listing: str | None = None) -> None:
+    """Record in the folder memo that ``entries`` (as listed now, sorted) make ``manifest``."""
+    rows = stat_rows(entries) if rows is None else rows
+    listing = _listing_digest(rows) if listing is None else listing
+    newest = max((max(e.st.st_mtime_ns, e.st.st_ctime_ns) for e in entries), default=0)
+    repo.state.dir_record(rel, listing, digest, newest, rows, [e.digest for e in manifest.entries],
+                          [e.st for e in entries])
+
+
+def _listing_digest(rows: list[str]) -> str:
+    from mlver.hashing import digest_bytes
+
+    return digest_bytes("\0\0".join(rows).encode("utf-8", "surrogateescape"))
 
 
 def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, int] | None:
@@ -193,7 +224,10 @@ def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRES
         return None
     if not os.path.isfile(path):
         return None
-    return digest_entries(repo, [(rel, path, st)], progress=progress)[rel], st.st_size
+    known = repo.state.lookup(rel, st)
+    if known is not None:
+        return known, st.st_size
+    return hash_files(repo, [(rel, path, st)], progress=progress)[rel], st.st_size
 
 
 def load_manifest(cache: Cache, digest: str) -> Manifest | None:
@@ -219,6 +253,10 @@ class OutputState:
 
 
 def compare_manifests(base: str, old: Manifest, new: Manifest) -> list[FileState]:
+    if len(old.entries) == len(new.entries) and all(x.path == y.path for x, y in zip(old.entries, new.entries)):
+        # the same files (the usual case): one pass in step, no dictionaries
+        return [FileState(f"{base}/{y.path}", "modified")
+                for x, y in zip(old.entries, new.entries) if x.digest != y.digest]
     a, b = old.by_path(), new.by_path()
     out = []
     for p in sorted(set(a) | set(b)):
@@ -253,11 +291,12 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
     if not os.path.isdir(path):
         return OutputState(out, "modified")
     entries = scan_dir(repo, out.path)
-    cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, progress=progress)
+    rows = stat_rows(entries)
+    cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, rows=rows, progress=progress)
     if cur_digest == out.digest:
         return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=cur_digest)
     if cur_manifest is None:  # known from the folder memo, but the files are needed now
-        cur_manifest = manifest_of(repo, out.path, entries, progress=progress)
+        cur_manifest = manifest_of(repo, out.path, entries, rows=rows, progress=progress)
     recorded = load_manifest(cache, out.digest)
     files = tuple(compare_manifests(out.path, recorded, cur_manifest)) if recorded is not None else ()
     return OutputState(out, "modified", files, current_digest=cur_digest)
@@ -286,20 +325,27 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
     cache = repo.cache
     if os.path.isdir(path) and not os.path.islink(path):
         entries = scan_dir(repo, rel)
-        memo = repo.state.lookup_many(rel)
-        total = sum(e.st.st_size for e in entries)
-        progress.start(f"adding {rel}", total_files=len(entries), total_bytes=total)
+        rows = stat_rows(entries)
+        known = known_digests(repo, rel, entries, rows)
+        # memoised files whose object is already stored need nothing: one listing of the
+        # cache folders answers for all of them (not a stat per object)
+        stored = cache.stored_digests({d for d in known if d is not None})
+        done = [Entry(e.rel, d, e.st.st_size, is_executable(e.st.st_mode)) if d in stored else None
+                for e, d in zip(entries, known)]
+        todo = [(i, entries[i], known[i]) for i, x in enumerate(done) if x is None]
+        progress.start(f"adding {rel}", total_files=len(todo), total_bytes=sum(e.st.st_size for _, e, _ in todo))
 
-        def work(e: WalkEntry) -> Entry:
-            frel = f"{rel}/{e.rel}"
-            known = repo.state.valid(memo.get(frel), e.st)
-            digest, size = cache.store_file(e.path, known_digest=known)
-            if known is None:
-                repo.state.record(frel, e.st, digest)
+        def work(item: tuple[int, WalkEntry, str | None]) -> tuple[int, Entry]:
+            i, e, d = item
+            digest, size = cache.store_file(e.path, known_digest=d)
+            if d is None:
+                repo.state.record(f"{rel}/{e.rel}", e.st, digest)
             progress.advance(files=1, nbytes=size)
-            return Entry(e.rel, digest, size, is_executable(e.st.st_mode))
+            return i, Entry(e.rel, digest, size, is_executable(e.st.st_mode))
 
-        manifest = Manifest.build(parallel_map(work, entries, WORKERS))
+        for i, entry in parallel_map(work, todo, WORKERS):
+            done[i] = entry
+        manifest = Manifest.from_sorted(done)  # type: ignore[arg-type]
         progress.finish()
         digest = cache.store_bytes(manifest.dumps(), manifest=True)
         link = None
@@ -308,8 +354,7 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
             if link is None:  # copies stay copies: nothing to swap
                 break
         if link is None:  # the files on disk are the ones just listed: the next status need not look inside
-            listing, newest = stat_listing(entries)
-            repo.state.dir_record(rel, listing, digest, newest)
+            remember_dir(repo, rel, entries, manifest, digest, rows=rows)
         return Stored("dir", digest, manifest.size, len(manifest.entries), link)
     st = os.stat(path)
     known = repo.state.lookup(rel, st)
@@ -377,10 +422,18 @@ def _safe_to_replace(repo: Repo, rel: str, current: str | None, force: bool, res
 def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: bool = False,
                     progress: Progress = NO_PROGRESS) -> CheckoutResult:
     """Make the workspace data of ``out`` match its recorded digest (plan, then act)."""
+    debris = [os.path.dirname(repo.abs(out.path))]  # temporary files a killed mlver left beside the data
+    try:
+        return _checkout_output(repo, out, debris, force=force, relink=relink, progress=progress)
+    finally:
+        _sweep_debris(repo, debris)
+
+
+def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool, relink: bool,
+                     progress: Progress) -> CheckoutResult:
     res = CheckoutResult()
     cache = repo.cache
     path = repo.abs(out.path)
-    _sweep_debris(repo, out)
     plan: list[_Place] = []
     removals: list[str] = []
 
@@ -417,7 +470,12 @@ def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: boo
             os.unlink(path)
         current: dict[str, Entry] = {}
         if os.path.isdir(path):
-            current = current_manifest(repo, out.path).by_path()
+            entries = scan_dir(repo, out.path, debris=debris)  # ... or inside it
+            cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries)
+            if cur_digest == out.digest and not relink:  # already in place: one walk, nothing read
+                repo.state.set_placed(out.path, out.kind, out.digest)
+                return res
+            current = (cur_manifest or manifest_of(repo, out.path, entries)).by_path()
         sizes = object_sizes(cache, {e.digest for e in manifest.entries})
         res.missing.extend(f"{out.path}/{e.path}" for e in manifest.entries if e.digest not in sizes)
         wanted = manifest.by_path()
@@ -467,13 +525,9 @@ def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: boo
     return res
 
 
-def _sweep_debris(repo: Repo, out: Output) -> None:
-    """Temporary files a killed mlver left beside (or inside) this output, and in the cache."""
-    folders = {os.path.dirname(repo.abs(out.path))}
-    top = repo.abs(out.path)
-    if out.kind == "dir" and os.path.isdir(top):
-        folders.update(dirpath for dirpath, _, files in os.walk(top) if any(f.startswith(TMP_MARK) for f in files))
-    for folder in folders:
+def _sweep_debris(repo: Repo, folders: list[str]) -> None:
+    """Remove the temporary files of killed mlver runs from ``folders`` and the cache."""
+    for folder in set(folders):
         sweep_stale_tmp(folder)
     repo.cache.sweep_tmp()
 

@@ -98,6 +98,34 @@ def test_partial_push_and_status_cloud(repo: Path, tmp_path: Path) -> None:
     assert {i["path"] for i in st["remote_only"]} >= {"data/images", "data/images/000.bin"}
 
 
+def test_status_remote_trusts_a_folders_manifest_and_push_confirms(repo: Path, tmp_path: Path) -> None:
+    make_data(repo)
+    store = tmp_path / "store"
+    setup_remote(repo, store)
+    assert run_json(["push"], repo)["transferred"] == 15
+    state = run_json(["status", "-r", "store"], repo)["remote"]
+    assert state["in_sync"] == 15 and state["local_only"] == []
+
+    # without the folder's manifest on the remote, the folder shows as local only and its
+    # files are found by listing the remote
+    manifest = [p for p in remote_objects(store) if p.name.endswith(".manifest")]
+    assert len(manifest) == 1
+    manifest[0].unlink()
+    state = run_json(["status", "-r", "store"], repo)["remote"]
+    assert [i["path"] for i in state["local_only"]] == ["data/images"] and state["in_sync"] == 14
+    assert run_json(["push"], repo)["transferred"] == 1
+
+    # a file object gone while its manifest stays (a damaged remote): status trusts the
+    # manifest, as DVC does; push confirms against the remote and sends it again
+    lost = next(p for p in remote_objects(store) if p.read_bytes() == (repo / "data/images/003.bin").read_bytes())
+    os.chmod(lost, 0o644)
+    lost.unlink()
+    assert run_json(["status", "-r", "store"], repo)["remote"]["local_only"] == []
+    again = run_json(["push"], repo)
+    assert again["transferred"] == 1 and again["already"] == 14
+    assert lost.read_bytes() == (repo / "data/images/003.bin").read_bytes()
+
+
 def test_missing_objects_are_listed_exit_3(repo: Path, tmp_path: Path) -> None:
     make_data(repo)
     store = tmp_path / "store"

@@ -176,6 +176,8 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
         manifests = [r for r in roots if r.manifest]
         listing = rem.list_objects(prefixes(manifests)) if manifests and rem.can_list else {}
 
+        on_remote: set[ObjectRef] = set()
+
         def read(ref: ObjectRef) -> Manifest | None:
             m = local_read(ref)
             if m is None and ref in listing:
@@ -183,15 +185,22 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
                     m = parse_manifest(rem.read_object(ref, listing[ref]), f"manifest {ref.digest}")
                 except (FileNotFoundError, ChecksumMismatch):
                     return None
+            if m is not None and ref in listing:
+                # push sends a folder's files before its manifest, and gc keeps the files of
+                # a manifest it keeps: a manifest on the remote vouches for its files (as in
+                # DVC); `mlver fsck -r` is the check of every object
+                on_remote.update(ObjectRef(e.digest, False) for e in m.entries)
             return m
 
         wanted, _ = expand(roots, read)
-        listing.update(rem.list_objects(prefixes(wanted)) if rem.can_list else {})
+        unknown = [r for r in wanted if r not in listing and r not in on_remote]
+        listing.update(rem.list_objects(prefixes(unknown)) if unknown and rem.can_list else {})
+        on_remote.update(listing)
         stored = repo.cache.present(wanted)
         doc: dict = {"name": rem.name, "url": rem.url, "local_only": [], "remote_only": [], "missing": [],
                      "in_sync": 0}
         for ref, path in sorted(wanted.items(), key=lambda kv: (kv[1], kv[0].digest)):
-            local, remote = ref in stored, ref in listing
+            local, remote = ref in stored, ref in on_remote
             key = ("local_only" if local and not remote else "remote_only" if remote and not local
                    else "missing" if not local else None)
             if key is None:
