@@ -88,6 +88,27 @@ def test_stage_add_appends_and_keeps_comments(repo: Path) -> None:
     assert "bad:" not in (repo / "mlver.yaml").read_text()
 
 
+def test_stage_add_force_replaces_the_stage_in_place(repo: Path) -> None:
+    gen(repo, {"mlver.yaml": "# top\nstages:\n  a:\n    cmd: echo a > x\n    outs: [x]\n  # about b\n"
+                             "  b:\n    cmd: echo b\n    deps: [x]\n  c:\n    cmd: echo c\n"})
+    proc = run(["stage", "add", "-n", "b", "-d", "x", "-o", "y", "--", "cat x > y"], repo, check=False)
+    assert proc.returncode == 3 and "`mlver stage add -f`" in proc.stderr
+    res = run(["stage", "add", "-f", "-n", "b", "-d", "x", "-o", "y", "--", "cat x > y"], repo)
+    assert "Replaced stage 'b'" in res.stderr
+    assert (repo / "mlver.yaml").read_text() == (
+        "# top\nstages:\n  a:\n    cmd: echo a > x\n    outs: [x]\n  # about b\n"
+        "  b:\n    cmd: \"cat x > y\"\n    deps:\n    - x\n    outs:\n    - y\n  c:\n    cmd: echo c\n")
+    # the last stage: its block runs to the end of the file
+    run(["stage", "add", "--force", "-n", "c", "-d", "y", "--", "echo C"], repo)
+    assert (repo / "mlver.yaml").read_text().endswith("  c:\n    cmd: echo C\n    deps:\n    - y\n")
+    assert [s["name"] for s in run_json(["dag"], repo)["stages"]] == ["a", "b", "c"]
+    # a replacement that would break the pipeline is refused and changes nothing
+    before = (repo / "mlver.yaml").read_text()
+    proc = run(["stage", "add", "-f", "-n", "c", "-o", "x", "--", "true"], repo, check=False)
+    assert proc.returncode == 3 and "also an output of stage 'a'" in proc.stderr
+    assert (repo / "mlver.yaml").read_text() == before
+
+
 def test_dag_text_and_mermaid(repo: Path) -> None:
     gen(repo, {"mlver.yaml": "stages:\n  a:\n    cmd: echo\n    outs: [x]\n  b:\n    cmd: echo\n    deps: [x]\n"
                              "    outs: [y]\n  c:\n    cmd: echo\n    deps: [x, y]\n"})

@@ -59,19 +59,21 @@ def stage() -> None:
 @click.option("-M", "--metrics", "metrics", multiple=True, metavar="PATH", help="A metrics file (repeatable).")
 @click.option("-w", "--wdir", help="Working folder of the command (deps and outs are relative to it).")
 @click.option("--desc", help="A description of the stage.")
+@click.option("-f", "--force", is_flag=True, help="Replace a stage of the same name.")
 @click.argument("command", nargs=-1, required=True)
 @pass_app
 def stage_add(app: App, name: str, deps: tuple[str, ...], outs: tuple[str, ...], outs_no_cache: tuple[str, ...],
               params: tuple[str, ...], metrics: tuple[str, ...], wdir: str | None, desc: str | None,
-              command: tuple[str, ...]) -> None:
+              force: bool, command: tuple[str, ...]) -> None:
     """Add stage NAME running COMMAND (give it after `--`)."""
     from mlver.ops.stage import add_stage
 
     cmd = command[0] if len(command) == 1 else shlex.join(command)
     with project(lock="stage add") as repo:
         res = add_stage(repo, name, cmd, deps=deps, outs=outs, outs_no_cache=outs_no_cache, params=params,
-                        metrics=metrics, wdir=wdir, desc=desc)
-    app.say(f"Added stage '{res.name}' to {res.file}; run it with `mlver repro {res.name}`")
+                        metrics=metrics, wdir=wdir, desc=desc, force=force)
+    app.say(f"{'Replaced' if res.replaced else 'Added'} stage '{res.name}' in {res.file}; "
+            f"run it with `mlver repro {res.name}`")
 
 
 # --- repro ---------------------------------------------------------------------------------

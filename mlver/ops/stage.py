@@ -22,6 +22,7 @@ class StageAdded:
     name: str
     file: str
     created: bool  # mlver.yaml did not exist before
+    replaced: bool = False  # a stage of that name was there (``-f``)
 
 
 def _param_entries(params: Sequence[str]) -> list[str | tuple[str, list[str]]]:
@@ -70,7 +71,7 @@ def stage_block(name: str, cmd: str, *, deps: Sequence[str], outs: Sequence[str]
 
 def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs: Sequence[str] = (),
               outs_no_cache: Sequence[str] = (), params: Sequence[str] = (), metrics: Sequence[str] = (),
-              wdir: str | None = None, desc: str | None = None) -> StageAdded:
+              wdir: str | None = None, desc: str | None = None, force: bool = False) -> StageAdded:
     if not cmd.strip():
         raise UsageError("no command given", hint="put it after `--`: mlver stage add -n NAME -- python train.py")
     path = repo.abs(PIPELINE_FILE)
@@ -84,19 +85,19 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
     if wdir is not None:
         wdir = os.path.relpath(os.path.abspath(wdir), repo.root).replace(os.sep, "/")
     stages = doc.get("stages") if isinstance(doc, LinedMap) else None
-    if isinstance(stages, dict) and name in stages:
+    replacing = isinstance(stages, dict) and name in stages
+    if replacing and not force:
         raise MlverError(f"stage '{name}' already exists in {PIPELINE_FILE}",
-                         hint="pick another name, or edit mlver.yaml")
+                         hint="pick another name, or replace it with `mlver stage add -f`")
     kwargs = dict(deps=deps, outs=outs, outs_no_cache=outs_no_cache, params=params, metrics=metrics,
                   wdir=wdir, desc=desc)
     if text and not text.endswith("\n"):
         text += "\n"
-    if isinstance(stages, LinedMap) and stages:
-        first_line = text.splitlines()[stages.line_of(next(iter(stages))) - 1]
-        indent = len(first_line) - len(first_line.lstrip(" "))
-        if indent == 0 or "{" in first_line[:indent + 1]:
-            raise MlverError(f"{PIPELINE_FILE} writes 'stages' in flow style; add the stage by editing it")
-        new_text = text + stage_block(name, cmd, indent=indent, **kwargs)  # type: ignore[arg-type]
+    if replacing and isinstance(stages, LinedMap):
+        new_text = _replace_block(text, stages, name, stage_block(name, cmd, indent=_indent_of(text, stages),
+                                                                   **kwargs))  # type: ignore[arg-type]
+    elif isinstance(stages, LinedMap) and stages:
+        new_text = text + stage_block(name, cmd, indent=_indent_of(text, stages), **kwargs)  # type: ignore[arg-type]
     elif isinstance(doc, LinedMap) and "stages" in doc:
         if stages:  # pragma: no cover - a non-mapping is rejected by the parser below
             raise MlverError(f"{PIPELINE_FILE}: 'stages' must be a mapping")
@@ -109,7 +110,33 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
     build_graph(pipeline)
     check_workspace_paths(repo, pipeline)
     atomic_write_text(path, new_text, fsync=repo.fsync)
-    return StageAdded(name, PIPELINE_FILE, created)
+    return StageAdded(name, PIPELINE_FILE, created, replacing)
+
+
+def _indent_of(text: str, stages: LinedMap) -> int:
+    """The indentation of the stage names in block-style ``stages``."""
+    first_line = text.splitlines()[stages.line_of(next(iter(stages))) - 1]
+    indent = len(first_line) - len(first_line.lstrip(" "))
+    if indent == 0 or "{" in first_line[:indent + 1]:
+        raise MlverError(f"{PIPELINE_FILE} writes 'stages' in flow style; add the stage by editing it")
+    return indent
+
+
+def _replace_block(text: str, stages: LinedMap, name: str, block: str) -> str:
+    """``text`` with stage ``name``'s lines (up to the next stage, or the next line
+    indented no deeper than the stage names) replaced by ``block``."""
+    lines = text.splitlines(keepends=True)
+    start = stages.line_of(name) - 1
+    indent = _indent_of(text, stages)
+    names = list(stages)
+    later = names[names.index(name) + 1:]
+    if later:
+        end = stages.line_of(later[0]) - 1
+    else:
+        end = next((i for i in range(start + 1, len(lines))
+                    if lines[i].strip() and not lines[i].lstrip().startswith("#")
+                    and len(lines[i]) - len(lines[i].lstrip(" ")) <= indent), len(lines))
+    return "".join(lines[:start]) + block + "".join(lines[end:])
 
 
 # --- dag -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ differs; a stage with no dependencies always runs. Each reason is one short line
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,10 +58,16 @@ def check_workspace_paths(repo: Repo, pipeline: Pipeline) -> None:
 
 def load_graph(repo: Repo) -> Graph:
     """Parse and validate ``mlver.yaml`` against the workspace; the stage graph."""
-    pipeline = parse_pipeline(read_pipeline_text(repo), PIPELINE_FILE)
-    graph = build_graph(pipeline)
-    check_workspace_paths(repo, pipeline)
+    graph = _graph_of(read_pipeline_text(repo))
+    check_workspace_paths(repo, graph.pipeline)
     return graph
+
+
+@functools.lru_cache(maxsize=4)
+def _graph_of(text: str) -> Graph:
+    """The graph of one ``mlver.yaml`` text: parsed once per command, however many
+    steps (add's checks, commit, status) ask for it."""
+    return build_graph(parse_pipeline(text, PIPELINE_FILE))
 
 
 def load_pipeline(repo: Repo) -> Pipeline:
