@@ -11,6 +11,9 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 COARSE_WINDOW_NS = 2_000_000_000  # filesystems with second (or FAT's 2 s) timestamps
 FINE_WINDOW_NS = 100_000_000  # ns timestamps still tick at the kernel clock: keep a margin
@@ -28,6 +31,8 @@ CREATE TABLE IF NOT EXISTS dirs (
     rows TEXT, digests TEXT);
 CREATE TABLE IF NOT EXISTS placed (
     path TEXT PRIMARY KEY, kind TEXT, digest TEXT);
+CREATE TABLE IF NOT EXISTS parsed (
+    kind TEXT PRIMARY KEY, key TEXT, data BLOB);
 """
 
 
@@ -153,6 +158,31 @@ class State:
                               (path, listing, digest, newest_ns, now, ROW_SEP.join(rows), ",".join(digests)))
         except sqlite3.OperationalError:
             pass
+
+    # --- parsed files ---------------------------------------------------------------------
+
+    def parsed(self, kind: str, text: str, parse: Callable[[str], T]) -> T:
+        """``parse(text)``, remembered (pickled) for the last text of each ``kind`` (the
+        pipeline, the lock): a command that finds them unchanged skips PyYAML entirely.
+        Errors are not remembered; a memo this mlver cannot read is parsed again."""
+        import pickle
+
+        from mlver import __version__
+        from mlver.hashing import digest_bytes
+
+        key = f"{__version__} {digest_bytes(text.encode('utf-8', 'surrogateescape'))}"
+        try:
+            row = self.conn.execute("SELECT data FROM parsed WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+            if row is not None:
+                return pickle.loads(row[0])  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001 - a memo is never a reason to fail
+            pass
+        value = parse(text)
+        try:
+            self.conn.execute("INSERT OR REPLACE INTO parsed VALUES (?,?,?)", (kind, key, pickle.dumps(value)))
+        except (sqlite3.OperationalError, pickle.PicklingError):
+            pass
+        return value
 
     # --- outputs placed in the workspace ------------------------------------------
 

@@ -164,7 +164,7 @@ def read_lock(repo: Repo) -> dict[str, StageLock]:
         return {}
     except UnicodeDecodeError:
         raise FormatError(LOCK_FILE, "not UTF-8 text") from None
-    return parse_lock(text, LOCK_FILE)
+    return repo.state.parsed("lock", text, parse_lock)
 
 
 def write_lock(repo: Repo, stages: dict[str, StageLock], order: list[str]) -> bool:

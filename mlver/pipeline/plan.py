@@ -58,7 +58,7 @@ def check_workspace_paths(repo: Repo, pipeline: Pipeline) -> None:
 
 def load_graph(repo: Repo) -> Graph:
     """Parse and validate ``mlver.yaml`` against the workspace; the stage graph."""
-    graph = _graph_of(read_pipeline_text(repo))
+    graph = repo.state.parsed("pipeline", read_pipeline_text(repo), _graph_of)
     check_workspace_paths(repo, graph.pipeline)
     return graph
 
@@ -66,7 +66,8 @@ def load_graph(repo: Repo) -> Graph:
 @functools.lru_cache(maxsize=4)
 def _graph_of(text: str) -> Graph:
     """The graph of one ``mlver.yaml`` text: parsed once per command, however many
-    steps (add's checks, commit, status) ask for it."""
+    steps (add's checks, commit, status) ask for it, and once per text across commands
+    (the state memo)."""
     return build_graph(parse_pipeline(text, PIPELINE_FILE))
 
 

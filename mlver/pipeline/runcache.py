@@ -12,7 +12,6 @@ remotes, so ``push/pull --run-cache`` transfer that subtree together with
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -26,7 +25,6 @@ from mlver.pipeline.model import Stage
 from mlver.repo import Repo
 from mlver.workspace import load_manifest
 
-log = logging.getLogger(__name__)
 RUNS_DIR = f"runs/{HASH_NAME}"
 
 
@@ -106,7 +104,9 @@ def lookup(repo: Repo, key: str) -> RunEntry | None:
     try:
         return parse_entry(data, key)
     except FormatError as e:
-        log.debug("ignoring %s", e)
+        import logging  # only on this rare path: a damaged entry is a miss
+
+        logging.getLogger(__name__).debug("ignoring %s", e)
         return None
 
 

@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from mlver.errors import FormatError
 
-try:
-    _Base: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Base = yaml.SafeLoader
+if TYPE_CHECKING:
+    import yaml
 
 
 class LinedMap(dict):  # type: ignore[type-arg]
@@ -46,10 +43,6 @@ class _DuplicateKey(Exception):
         self.line = line
 
 
-class _LineLoader(_Base):  # type: ignore[misc,valid-type]
-    pass
-
-
 def _map(loader: Any, node: yaml.MappingNode) -> LinedMap:
     loader.flatten_mapping(node)
     out = LinedMap()
@@ -77,15 +70,29 @@ def _seq(loader: Any, node: yaml.SequenceNode) -> LinedList:
     return out
 
 
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _map)
-_LineLoader.add_constructor("tag:yaml.org,2002:seq", _seq)
+@functools.lru_cache(maxsize=1)
+def _loader() -> Any:
+    """The line-keeping loader; PyYAML (~15 ms to import) loads on first use only, so a
+    command whose pipeline and lock parses are memoised never imports it."""
+    import yaml
+
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class LineLoader(base):  # type: ignore[misc,valid-type]
+        pass
+
+    LineLoader.add_constructor("tag:yaml.org,2002:map", _map)
+    LineLoader.add_constructor("tag:yaml.org,2002:seq", _seq)
+    return LineLoader
 
 
 def load_lined(text: str, shown: str) -> Any:
     """Parse YAML into LinedMap/LinedList; syntax errors and duplicate keys become
     FormatErrors naming ``shown`` and the line."""
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_LineLoader)
+        return yaml.load(text, Loader=_loader())
     except _DuplicateKey as e:
         what = f"duplicate key '{e.key}'" if e.key is not None else "a mapping key must be a plain value"
         raise FormatError(shown, what, line=e.line) from None
@@ -98,6 +105,8 @@ def load_lined(text: str, shown: str) -> Any:
 
 def dump_value(value: Any) -> str:
     """One YAML value on one line (flow style for lists), reading back equal."""
+    import yaml
+
     if isinstance(value, float) and math.isnan(value):
         return ".nan"
     text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
