@@ -140,12 +140,13 @@ class State:
             return None
         return row[1] if row[2] < row[3] - _window(row[2]) else None
 
-    def dir_rows(self, path: str) -> dict[str, str]:
-        """Stat row -> digest of the files last recorded for the folder ``path``."""
-        row = self.conn.execute("SELECT rows, digests FROM dirs WHERE path = ?", (path,)).fetchone()
-        if row is None or not row[0]:
-            return {}
-        return dict(zip(row[0].split(ROW_SEP), row[1].split(",")))
+    def dir_rows(self, path: str) -> tuple[str | None, dict[str, str]]:
+        """The manifest digest last recorded for the folder ``path``, and the stat row ->
+        digest of its files (racy ones left out)."""
+        row = self.conn.execute("SELECT digest, rows, digests FROM dirs WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            return None, {}
+        return row[0], dict(zip(row[1].split(ROW_SEP), row[2].split(","))) if row[1] else {}
 
     def dir_record(self, path: str, listing: str, digest: str, newest_ns: int,
                    rows: list[str], digests: list[str], stats: list[os.stat_result]) -> None:

@@ -140,7 +140,7 @@ def stat_rows(entries: list[WalkEntry]) -> list[str]:
 def known_digests(repo: Repo, rel: str, entries: list[WalkEntry], rows: list[str]) -> list[str | None]:
     """The memoised digest of each file of folder ``rel`` (None: must be read): first the
     folder memo's rows, then the per-file memo for the rest."""
-    by_row = repo.state.dir_rows(rel)
+    _, by_row = repo.state.dir_rows(rel)
     got: list[str | None] = [by_row.get(r) for r in rows]
     misses = [i for i, d in enumerate(got) if d is None]
     if misses:
@@ -256,7 +256,7 @@ def compare_manifests(base: str, old: Manifest, new: Manifest) -> list[FileState
     if len(old.entries) == len(new.entries) and all(x.path == y.path for x, y in zip(old.entries, new.entries)):
         # the same files (the usual case): one pass in step, no dictionaries
         return [FileState(f"{base}/{y.path}", "modified")
-                for x, y in zip(old.entries, new.entries) if x.digest != y.digest]
+                for x, y in zip(old.entries, new.entries) if x.digest != y.digest or x.exec != y.exec]
     a, b = old.by_path(), new.by_path()
     out = []
     for p in sorted(set(a) | set(b)):
@@ -264,7 +264,7 @@ def compare_manifests(base: str, old: Manifest, new: Manifest) -> list[FileState
             out.append(FileState(f"{base}/{p}", "deleted"))
         elif p not in a:
             out.append(FileState(f"{base}/{p}", "new"))
-        elif a[p].digest != b[p].digest:
+        elif a[p].digest != b[p].digest or a[p].exec != b[p].exec:  # content or executable bit
             out.append(FileState(f"{base}/{p}", "modified"))
     return out
 
@@ -292,6 +292,9 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
         return OutputState(out, "modified")
     entries = scan_dir(repo, out.path)
     rows = stat_rows(entries)
+    changes = _changes_since_recorded(repo, out, entries, rows, progress=progress)
+    if changes:
+        return OutputState(out, "modified", tuple(changes))
     cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, rows=rows, progress=progress)
     if cur_digest == out.digest:
         return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=cur_digest)
@@ -300,6 +303,37 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
     recorded = load_manifest(cache, out.digest)
     files = tuple(compare_manifests(out.path, recorded, cur_manifest)) if recorded is not None else ()
     return OutputState(out, "modified", files, current_digest=cur_digest)
+
+
+def _changes_since_recorded(repo: Repo, out: Output, entries: list[WalkEntry], rows: list[str], *,
+                            progress: Progress) -> list[FileState] | None:
+    """The files of folder ``out`` that differ from its recorded version, answered from
+    the folder memo alone when the memo describes exactly that version (its digest, every
+    file): no manifest is built, parsed or stored. None when the memo cannot say, or the
+    listing changed without any file's content or mode changing (then the caller
+    computes the digest, and remembers it)."""
+    memo_digest, by_row = repo.state.dir_rows(out.path)
+    if memo_digest != out.digest or len(by_row) != out.files:
+        return None
+    recorded = {r[:r.index("\0")]: (r, d) for r, d in by_row.items()}  # name -> (row, digest)
+    current = {e.rel: d for e, r in zip(entries, rows) if (d := by_row.get(r)) is not None}
+    if len(current) == len(entries) == len(by_row):
+        return None  # the same listing (the caller's memo lookup answers)
+    # files whose stat row is new: their digest from the per-file memo, else read them;
+    # an unchanged row also means an unchanged mode, so only these can have changed mode
+    todo = [(f"{out.path}/{e.rel}", e) for e in entries if e.rel not in current]
+    state = repo.state
+    memo = {rel: d for rel, e in todo if (d := state.lookup(rel, e.st)) is not None}
+    hashed = hash_files(repo, [(rel, e.path, e.st) for rel, e in todo if rel not in memo], progress=progress)
+    changes = [FileState(f"{out.path}/{name}", "deleted") for name in recorded.keys() - {e.rel for e in entries}]
+    for rel, e in todo:
+        was = recorded.get(e.rel)
+        if was is None:
+            changes.append(FileState(rel, "new"))
+        elif (memo.get(rel) or hashed[rel]) != was[1] or \
+                is_executable(e.st.st_mode) != is_executable(int(was[0].rsplit("\0", 1)[1])):
+            changes.append(FileState(rel, "modified"))
+    return sorted(changes, key=lambda c: c.path) or None
 
 
 def cache_digest_of(manifest: Manifest) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import xxhash
@@ -76,6 +77,36 @@ def test_directory_manifest_and_partial_status(repo: Path) -> None:
     assert {(f["path"], f["state"]) for f in out["files"]} == {
         ("images/c0/img0.bin", "modified"), ("images/new.bin", "new"), ("images/c1/img1.bin", "deleted")}
     assert run(["status", "--check"], repo, check=False).returncode == 1
+
+
+def test_folder_status_from_the_memo_agrees_with_a_cold_start(repo: Path) -> None:
+    files = {f"images/c{i % 3}/img{i}.bin": os.urandom(100 + i) for i in range(40)}
+    gen(repo, files)
+    time.sleep(0.3)  # nothing racy: the folder memo vouches for every file
+    run(["add", "images"], repo)
+    state_db = repo / ".mlver" / "tmp" / "state.db"
+    assert state_db.exists()
+
+    def files_status() -> set[tuple[str, str]]:
+        [out] = run_json(["status"], repo)["outputs"]
+        return {(f["path"], f["state"]) for f in out["files"]}
+
+    # touched only (new mtime, same bytes): not a change, from the memo or cold
+    os.utime(repo / "images/c2/img2.bin")
+    assert run_json(["status"], repo)["clean"] is True
+    gen(repo, {"images/c0/img0.bin": b"changed", "images/new.bin": b"new",
+               "images/c1/img4.bin": files["images/c1/img4.bin"]})  # rewritten, same bytes
+    os.unlink(repo / "images/c1/img1.bin")
+    os.chmod(repo / "images/c2/img5.bin", 0o755)  # only the executable bit
+    want = {("images/c0/img0.bin", "modified"), ("images/new.bin", "new"), ("images/c1/img1.bin", "deleted"),
+            ("images/c2/img5.bin", "modified")}
+    assert files_status() == want
+    assert files_status() == want  # again, after the first status ran
+    for f in state_db.parent.glob("state.db*"):
+        f.unlink()
+    assert files_status() == want  # cold: every file read again
+    run(["commit"], repo)
+    assert run_json(["status"], repo)["clean"] is True
 
 
 def test_status_clean_is_one_line_and_check_passes(repo: Path) -> None:

@@ -151,7 +151,7 @@ def test_folder_memo_rows_leave_out_racy_files_and_miss_on_change(tmp_path: Path
     newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in stats)
     state.dir_record("d", "listing", "f" * 32, newest, rows, ["a" * 32, "b" * 32], stats)
     # the racy file is not vouched for; the whole-folder answer is not trusted either
-    assert state.dir_rows("d") == {rows[0]: "a" * 32}
+    assert state.dir_rows("d") == ("f" * 32, {rows[0]: "a" * 32})
     assert state.dir_lookup("d", "listing") is None
     assert state.dir_lookup("d", "another listing") is None
     state.close()
@@ -171,6 +171,6 @@ def test_state_from_an_older_layout_is_upgraded(tmp_path: Path) -> None:
     state = State(str(db))
     st = os.stat(db)
     state.dir_record("d", "l", "e" * 32, 0, ["r"], ["c" * 32], [st])
-    assert state.dir_rows("d") == {"r": "c" * 32}
+    assert state.dir_rows("d") == ("e" * 32, {"r": "c" * 32})
     assert state.conn.execute("SELECT digest FROM hashes WHERE path = 'f'").fetchone() == ("cafe",)
     state.close()
