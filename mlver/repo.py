@@ -119,9 +119,7 @@ class Repo:
                                    hint="wait for it to finish, then run the command again") from None
                 time.sleep(0.05)
         try:
-            import socket  # only writers pay for it
-
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
+            info = {"pid": os.getpid(), "host": os.uname().nodename, "command": command, "since": time.time()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
             yield

@@ -54,11 +54,16 @@ def test_git_push_sends_the_data_of_every_pushed_commit(pushing: tuple[Path, Pat
     assert stored(store, v1) and stored(store, v2)  # v1 is only in the first pushed commit
     assert stored(store, digest_of(repo / "images.mlver"), manifest=True)
     assert git(["rev-parse", "main"], origin) == git(["rev-parse", "main"], repo)
-    # nothing new: the push goes on, nothing is sent
+    # nothing new: the push goes on, nothing is sent; data recorded but not committed
+    # stays local (only what the pushed commits name goes up)
     git(["commit", "-q", "--allow-empty", "-m", "code only"], repo)
+    gen(repo, {"data/a.csv": "v3, not committed\n"})
+    run(["commit"], repo)
+    v3 = digest_of(repo / "data/a.csv.mlver")
     proc = git_proc(["push", "-q", "origin", "main"], repo)
     assert proc.returncode == 0, proc.stderr
     assert "mlver: data already on store" in proc.stderr
+    assert not stored(store, v3)
 
 
 def test_pre_push_without_a_remote_warns_or_fails_when_required(repo: Path, tmp_path: Path) -> None:

@@ -109,6 +109,22 @@ def test_stage_add_force_replaces_the_stage_in_place(repo: Path) -> None:
     assert (repo / "mlver.yaml").read_text() == before
 
 
+def test_output_folder_holding_a_pointer_is_refused_before_anything_is_removed(repo: Path) -> None:
+    gen(repo, {"data/raw/a.csv": "a\n", "data/raw/b.csv": "b\n"})
+    run(["add", "data/raw/a.csv"], repo)
+    proc = run(["stage", "add", "-n", "s", "-o", "data/raw", "--", "true"], repo, check=False)
+    assert proc.returncode == 3
+    assert "output 'data/raw' of stage 's' holds the pointer file data/raw/a.csv.mlver" in proc.stderr
+    assert not (repo / "mlver.yaml").exists()
+    # written by hand: repro refuses before the stage's outputs are removed
+    gen(repo, {"mlver.yaml": "stages:\n  s:\n    cmd: echo x > data/raw/b.csv\n    outs: [data/raw]\n"})
+    proc = run(["repro"], repo, check=False)
+    assert proc.returncode == 3
+    assert "mlver.yaml:4: stage 's': output 'data/raw' holds the pointer file data/raw/a.csv.mlver" in proc.stderr
+    assert (repo / "data/raw/a.csv.mlver").is_file() and (repo / "data/raw/a.csv").read_text() == "a\n"
+    assert (repo / "data/raw/b.csv").read_text() == "b\n"
+
+
 def test_dag_text_and_mermaid(repo: Path) -> None:
     gen(repo, {"mlver.yaml": "stages:\n  a:\n    cmd: echo\n    outs: [x]\n  b:\n    cmd: echo\n    deps: [x]\n"
                              "    outs: [y]\n  c:\n    cmd: echo\n    deps: [x, y]\n"})

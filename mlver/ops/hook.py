@@ -293,8 +293,9 @@ def pre_push(repo: Repo, refs: list[PushRef], *, git_remote: str | None = None,
     from mlver.ops.transfer import push
 
     with repo.lock("hook pre-push"):
-        # (the transfer scope always includes the workspace's outputs, as `mlver push` does)
-        res = push(repo, remote=remote, scope=Scope(revs=tuple(result.commits)), progress=progress)
+        # the objects the pushed commits name, not the workspace's (uncommitted data stays local)
+        res = push(repo, remote=remote, scope=Scope(revs=tuple(result.commits), workspace=False),
+                   progress=progress)
     result.pushed, result.already = res.transferred, res.already
     result.missing = sorted({i.path for i in res.missing})
     return result

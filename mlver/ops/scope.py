@@ -25,6 +25,7 @@ class Scope:
     """Revisions whose outputs are in scope, besides the workspace (always in)."""
 
     revs: tuple[str, ...] = ()
+    workspace: bool = True  # off only for the pre-push hook: what the pushed commits name
     head: bool = False
     branches: bool = False  # refs/heads
     remote_branches: bool = False  # refs/remotes
@@ -93,13 +94,14 @@ def outputs_in_scope(repo: Repo, scope: Scope, targets: list[str] | None = None)
     ``workspace`` or a short commit id. TARGETS select outputs by path, pointer file or
     stage name; one that names nothing in the workspace nor any revision is an error."""
     found: list[tuple[str, Output]] = []
-    ws = all_outputs(repo)
     commits = revision_commits(repo, scope)
-    if targets and not commits:
-        ws = select_outputs(repo, ws, targets)  # names the unknown target in its error
-    elif targets:
-        ws = [o for o in ws if any(_matches(repo, o, _target_rel(repo, t)) for t in targets)]
-    found.extend((WORKSPACE, o) for o in ws)
+    if scope.workspace:
+        ws = all_outputs(repo)
+        if targets and not commits:
+            ws = select_outputs(repo, ws, targets)  # names the unknown target in its error
+        elif targets:
+            ws = [o for o in ws if any(_matches(repo, o, _target_rel(repo, t)) for t in targets)]
+        found.extend((WORKSPACE, o) for o in ws)
     if commits:
         from mlver.ops.diff import outputs_at
 

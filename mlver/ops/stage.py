@@ -10,11 +10,12 @@ from typing import Sequence
 from mlver.errors import MlverError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.pipeline.graph import build_graph
-from mlver.pipeline.model import PIPELINE_FILE, parse_pipeline
+from mlver.pipeline.model import PIPELINE_FILE, Stage, parse_pipeline
 from mlver.pipeline.plan import check_workspace_paths, load_graph
 from mlver.pipeline.yamlio import LinedMap, load_lined
 from mlver.pointer import yaml_scalar
 from mlver.repo import Repo
+from mlver.workspace import pointer_files
 
 
 @dataclass
@@ -109,8 +110,20 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
     pipeline = parse_pipeline(new_text, PIPELINE_FILE)
     build_graph(pipeline)
     check_workspace_paths(repo, pipeline)
+    _refuse_tracked_inside(repo, pipeline.stages[[s.name for s in pipeline.stages].index(name)])
     atomic_write_text(path, new_text, fsync=repo.fsync)
     return StageAdded(name, PIPELINE_FILE, created, replacing)
+
+
+def _refuse_tracked_inside(repo: Repo, stage: Stage) -> None:
+    """An output folder may not hold data tracked by a pointer file: running the stage
+    would remove it, pointer and all."""
+    pointers = pointer_files(repo) if stage.products else []
+    for out in stage.products:
+        inside = [p for p in pointers if p.startswith(out.path + "/")]
+        if inside:
+            raise MlverError(f"output '{out.path}' of stage '{stage.name}' holds the pointer file {inside[0]}",
+                             hint=f"stop tracking it first (`mlver remove {inside[0]}`) or choose another output")
 
 
 def _indent_of(text: str, stages: LinedMap) -> int:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 
 from mlver.errors import PathError
-from mlver.fsutil import tmp_name, walk_files
+from mlver.fsutil import replace_with_copy, walk_files
 from mlver.repo import Repo
 
 
@@ -16,11 +15,7 @@ def _unprotect_file(path: str) -> bool:
     linked = stat.S_ISLNK(st.st_mode) or st.st_nlink > 1
     if not linked and st.st_mode & stat.S_IWUSR:
         return False
-    tmp = tmp_name(path)
-    shutil.copyfile(path, tmp)  # follows a symlink to the object's bytes
-    mode = stat.S_IMODE(os.stat(path).st_mode) | stat.S_IWUSR
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    replace_with_copy(path, path, stat.S_IMODE(os.stat(path).st_mode) | stat.S_IWUSR)  # follows a symlink
     return True
 
 

@@ -7,14 +7,13 @@ needs to bring them back later.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 
-from mlver.errors import MlverError
-from mlver.fsutil import is_executable, remove_path, tmp_name
+from mlver.errors import FormatError, MlverError
+from mlver.fsutil import is_executable, remove_path, replace_with_copy
 from mlver.pipeline.lockfile import LockEntry
-from mlver.pipeline.model import Out, Stage
-from mlver.pointer import Entry, Manifest
+from mlver.pipeline.model import PIPELINE_FILE, Out, Stage
+from mlver.pointer import POINTER_SUFFIX, Entry, Manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.workspace import (current_dir_summary, current_file_digest, current_manifest, load_manifest, scan_dir,
@@ -98,6 +97,12 @@ def keep_edits(repo: Repo, stage: Stage, recorded: dict[str, LockEntry]) -> list
             continue
         if os.path.isdir(full) and not os.path.islink(full):
             manifest = current_manifest(repo, out.path)
+            pointer = next((e.path for e in manifest.entries if e.path.endswith(POINTER_SUFFIX)), None)
+            if pointer is not None:  # the command would delete a Git-tracked pointer with the folder
+                raise FormatError(PIPELINE_FILE, f"stage '{stage.name}': output '{out.path}' holds the pointer "
+                                  f"file {out.path}/{pointer}", line=out.line or stage.line,
+                                  hint=f"stop tracking it (`mlver remove {out.path}/{pointer}`) or move it "
+                                       "out of the folder")
             fresh = [e for e in manifest.entries if not cache.has(e.digest)]
             for e in fresh:
                 cache.store_file(os.path.join(full, *e.path.split("/")), known_digest=e.digest)
@@ -138,10 +143,7 @@ def _unlink_from_cache(path: str) -> None:
     st = os.lstat(path)
     if not (stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 or not st.st_mode & stat.S_IWUSR):
         return
-    tmp = tmp_name(path)
-    shutil.copyfile(path, tmp)
-    os.chmod(tmp, 0o755 if is_executable(os.stat(path).st_mode) else 0o644)
-    os.replace(tmp, path)
+    replace_with_copy(path, path, 0o755 if is_executable(os.stat(path).st_mode) else 0o644)
 
 
 def restore_plain(repo: Repo, entry: LockEntry) -> None:
@@ -161,10 +163,7 @@ def restore_plain(repo: Repo, entry: LockEntry) -> None:
         files = [(os.path.join(full, *e.path.split("/")), e.digest, e.exec) for e in manifest.entries]
     for dest, digest, exe in files:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        tmp = tmp_name(dest)
-        shutil.copyfile(cache.path(digest), tmp)
-        os.chmod(tmp, 0o755 if exe else 0o644)
-        os.replace(tmp, dest)
+        replace_with_copy(cache.path(digest), dest, 0o755 if exe else 0o644)
 
 
 def products_restorable(repo: Repo, entries: list[LockEntry]) -> bool:
