@@ -255,4 +255,6 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
     if not targets and set(runner.locked) - set(graph.pipeline.names):
         if write_lock(repo, runner.locked, graph.pipeline.names) and LOCK_FILE not in runner.result.files:
             runner.result.files.append(LOCK_FILE)
+    if LOCK_FILE in runner.result.files:
+        read_lock(repo)  # parse the new lock once now, so the next command finds it memoised
     return runner.result
