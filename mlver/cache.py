@@ -8,8 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
@@ -31,8 +30,10 @@ def object_relpath(digest: str, manifest: bool = False) -> str:
     return f"files/{HASH_NAME}/{digest[:2]}/{digest[2:]}{MANIFEST_SUFFIX if manifest else ''}"
 
 
-@dataclass(frozen=True)
-class ObjectRef:
+class ObjectRef(NamedTuple):
+    """An object: its digest, and whether it is a folder's manifest. (A NamedTuple:
+    transfers keep tens of thousands in sets, and tuples hash in C.)"""
+
     digest: str
     manifest: bool
 

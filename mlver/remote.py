@@ -421,8 +421,11 @@ class Remote:
 
     def _ls(self, path: str) -> list[dict]:
         try:
-            if self.protocol == "file":
-                return self.fs.ls(path, detail=True)
+            if self.protocol == "file":  # a folder: scandir, not fsspec's dict of ten fields a file
+                with os.scandir(path) as it:
+                    return [{"name": e.path, "type": "directory"} if e.is_dir() else
+                            {"name": e.path, "type": "file", "size": (st := e.stat()).st_size, "mtime": st.st_mtime}
+                            for e in it]
             return self.fs.ls(path, detail=True, refresh=True)
         except FileNotFoundError:
             return []
