@@ -422,10 +422,7 @@ class Remote:
     def _ls(self, path: str) -> list[dict]:
         try:
             if self.protocol == "file":  # a folder: scandir, not fsspec's dict of ten fields a file
-                with os.scandir(path) as it:
-                    return [{"name": e.path, "type": "directory"} if e.is_dir() else
-                            {"name": e.path, "type": "file", "size": (st := e.stat()).st_size, "mtime": st.st_mtime}
-                            for e in it]
+                return _scan_folder(path)
             return self.fs.ls(path, detail=True, refresh=True)
         except FileNotFoundError:
             return []
@@ -731,6 +728,23 @@ class Remote:
             return 1
 
         return sum(self._parallel(sorted(names), one))
+
+
+def _scan_folder(path: str) -> list[dict]:
+    """A local folder's entries in the shape of fsspec's ``ls(detail=True)`` (name, type,
+    size, mtime); an entry removed while listing (a teammate's gc) is left out."""
+    found: list[dict] = []
+    with os.scandir(path) as it:
+        for e in it:
+            try:
+                if e.is_dir():
+                    found.append({"name": e.path, "type": "directory"})
+                else:
+                    st = e.stat()
+                    found.append({"name": e.path, "type": "file", "size": st.st_size, "mtime": st.st_mtime})
+            except FileNotFoundError:
+                continue
+    return found
 
 
 def _basename(name: str) -> str:

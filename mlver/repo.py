@@ -25,6 +25,9 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 class Repo:
     def __init__(self, root: str) -> None:
         self.root = os.path.realpath(root)
+        # before this command read any file: what the state memo records is trusted
+        # only for files last modified before this moment (the racy rule)
+        self.started_ns = time.time_ns()
         self.dir = os.path.join(self.root, MLVER_DIR)
         self.tmp_dir = os.path.join(self.dir, "tmp")
         self.config_path = os.path.join(self.dir, "config")
@@ -63,7 +66,7 @@ class Repo:
 
     @cached_property
     def state(self) -> State:
-        return State(os.path.join(self.tmp_dir, "state.db"))
+        return State(os.path.join(self.tmp_dir, "state.db"), started_ns=self.started_ns)
 
     @cached_property
     def ignore(self) -> IgnoreSpec:

@@ -59,8 +59,11 @@ def racy(st: os.stat_result, recorded_ns: int) -> bool:
 class State:
     """Open lazily, write in batches (``flush``)."""
 
-    def __init__(self, db_path: str) -> None:
+    def __init__(self, db_path: str, *, started_ns: int | None = None) -> None:
         self.db_path = db_path
+        # when the command started, before it read any file: a folder record's rows are
+        # checked against this moment, not the (possibly much later) moment of writing
+        self.started_ns = time.time_ns() if started_ns is None else started_ns
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[str, int, int, int, int, str, int]] = []
 
@@ -110,8 +113,11 @@ class State:
         ).fetchone()
         return self.valid(row, st)
 
-    def record(self, path: str, st: os.stat_result, digest: str) -> None:
-        self._pending.append((path, *_key(st), digest, time.time_ns()))
+    def record(self, path: str, st: os.stat_result, digest: str, *, read_ns: int | None = None) -> None:
+        """Remember ``digest`` for ``path`` at stat ``st``. ``read_ns``: a moment before
+        the bytes were read (the racy rule is measured from it); by default now, right
+        for bytes mlver itself has just written."""
+        self._pending.append((path, *_key(st), digest, time.time_ns() if read_ns is None else read_ns))
         if len(self._pending) >= 5000:
             self.flush()
 
@@ -150,7 +156,7 @@ class State:
 
     def dir_record(self, path: str, listing: str, digest: str, newest_ns: int,
                    rows: list[str], digests: list[str], stats: list[os.stat_result]) -> None:
-        now = time.time_ns()
+        now = self.started_ns  # every file was read after it
         if newest_ns >= now - _window(newest_ns):  # some files are racy: leave those out
             keep = [i for i, st in enumerate(stats) if not racy(st, now)]
             rows, digests = [rows[i] for i in keep], [digests[i] for i in keep]

@@ -8,6 +8,7 @@ when the file's stat still matches, and are computed (in parallel) otherwise.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -110,16 +111,17 @@ def hash_files(repo: Repo, todo: list[tuple[str, str, os.stat_result]], *,
         return {}
     progress.start("hashing", total_files=len(todo), total_bytes=sum(st.st_size for _, _, st in todo))
 
-    def work(item: tuple[str, str, os.stat_result]) -> tuple[str, str, os.stat_result]:
+    def work(item: tuple[str, str, os.stat_result]) -> tuple[str, str, os.stat_result, int]:
         rel, path, st = item
+        t = time.time_ns()
         d, _ = digest_file(path)
         progress.advance(files=1, nbytes=st.st_size)
-        return rel, d, st
+        return rel, d, st, t
 
     result: dict[str, str] = {}
-    for rel, d, st in parallel_map(work, todo, WORKERS):
+    for rel, d, st, t in parallel_map(work, todo, WORKERS):
         result[rel] = d
-        repo.state.record(rel, st, d)
+        repo.state.record(rel, st, d, read_ns=t)
     progress.finish()
     return result
 
@@ -371,9 +373,10 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
 
         def work(item: tuple[int, WalkEntry, str | None]) -> tuple[int, Entry]:
             i, e, d = item
+            t = time.time_ns()
             digest, size = cache.store_file(e.path, known_digest=d)
             if d is None:
-                repo.state.record(f"{rel}/{e.rel}", e.st, digest)
+                repo.state.record(f"{rel}/{e.rel}", e.st, digest, read_ns=t)
             progress.advance(files=1, nbytes=size)
             return i, Entry(e.rel, digest, size, is_executable(e.st.st_mode))
 
@@ -393,11 +396,12 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
     st = os.stat(path)
     known = repo.state.lookup(rel, st)
     progress.start(f"adding {rel}", total_files=1, total_bytes=st.st_size)
+    t = time.time_ns()
     digest, size = cache.store_file(path, known_digest=known)
     progress.advance(files=1, nbytes=size)
     progress.finish()
     if known is None:
-        repo.state.record(rel, st, digest)
+        repo.state.record(rel, st, digest, read_ns=t)
     link = cache.relink_after_store(digest, path, executable=is_executable(st.st_mode))
     return Stored("file", digest, size, None, link)
 
@@ -507,7 +511,10 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             entries = scan_dir(repo, out.path, debris=debris)  # ... or inside it
             cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries)
             if cur_digest == out.digest and not relink:  # already in place: one walk, nothing read
-                repo.state.set_placed(out.path, out.kind, out.digest)
+                have = cache.stored_digests({e.digest for e in manifest.entries})
+                res.missing.extend(f"{out.path}/{e.path}" for e in manifest.entries if e.digest not in have)
+                if not res.missing:
+                    repo.state.set_placed(out.path, out.kind, out.digest)
                 return res
             current = (cur_manifest or manifest_of(repo, out.path, entries)).by_path()
         sizes = object_sizes(cache, {e.digest for e in manifest.entries})

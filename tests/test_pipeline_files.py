@@ -98,9 +98,14 @@ def test_stage_add_force_replaces_the_stage_in_place(repo: Path) -> None:
     assert (repo / "mlver.yaml").read_text() == (
         "# top\nstages:\n  a:\n    cmd: echo a > x\n    outs: [x]\n  # about b\n"
         "  b:\n    cmd: \"cat x > y\"\n    deps:\n    - x\n    outs:\n    - y\n  c:\n    cmd: echo c\n")
-    # the last stage: its block runs to the end of the file
+    # the first stage: the comment written above the next stage stays with it
+    run(["stage", "add", "-f", "-n", "a", "-o", "x", "--", "echo A > x"], repo)
+    assert (repo / "mlver.yaml").read_text().startswith(
+        "# top\nstages:\n  a:\n    cmd: \"echo A > x\"\n    outs:\n    - x\n  # about b\n  b:\n")
+    # the last stage: its block runs to the end of the file, a closing comment stays
+    (repo / "mlver.yaml").write_text((repo / "mlver.yaml").read_text() + "\n# the end\n")
     run(["stage", "add", "--force", "-n", "c", "-d", "y", "--", "echo C"], repo)
-    assert (repo / "mlver.yaml").read_text().endswith("  c:\n    cmd: echo C\n    deps:\n    - y\n")
+    assert (repo / "mlver.yaml").read_text().endswith("  c:\n    cmd: echo C\n    deps:\n    - y\n\n# the end\n")
     assert [s["name"] for s in run_json(["dag"], repo)["stages"]] == ["a", "b", "c"]
     # a replacement that would break the pipeline is refused and changes nothing
     before = (repo / "mlver.yaml").read_text()

@@ -126,6 +126,31 @@ def test_status_remote_trusts_a_folders_manifest_and_push_confirms(repo: Path, t
     assert lost.read_bytes() == (repo / "data/images/003.bin").read_bytes()
 
 
+def test_folder_with_a_file_missing_from_the_cache_is_not_vouched_for(repo: Path, tmp_path: Path) -> None:
+    make_data(repo)
+    store = tmp_path / "store"
+    setup_remote(repo, store)
+    lost = digests_of_cache_objects(repo, (repo / "data/images/005.bin").read_bytes())
+    os.chmod(lost, 0o644)
+    lost.unlink()
+    proc = run(["push", "--json"], repo, check=False)
+    assert proc.returncode == 3
+    # the folder's other files went up, its manifest did not: it would vouch for a file
+    # the remote does not have
+    assert not [p for p in remote_objects(store) if p.name.endswith(".manifest")]
+    state = run_json(["status", "-r", "store"], repo)["remote"]
+    assert [i["path"] for i in state["missing"]] == ["data/images/005.bin"]
+    assert "data/images" in [i["path"] for i in state["local_only"]]
+    # checkout of the folder, already in place, still says an object is missing
+    proc = run(["checkout"], repo, check=False)
+    assert proc.returncode == 3 and "data/images/005.bin" in proc.stderr
+
+
+def digests_of_cache_objects(repo: Path, content: bytes) -> Path:
+    """The cache object holding ``content``."""
+    return next(p for p in (repo / ".mlver" / "cache" / "files").rglob("*") if p.is_file() and p.read_bytes() == content)
+
+
 def test_missing_objects_are_listed_exit_3(repo: Path, tmp_path: Path) -> None:
     make_data(repo)
     store = tmp_path / "store"

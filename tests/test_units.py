@@ -142,9 +142,10 @@ def test_folder_memo_rows_leave_out_racy_files_and_miss_on_change(tmp_path: Path
     old_f, new_f = tmp_path / "old", tmp_path / "new"
     old_f.write_bytes(b"o")
     new_f.write_bytes(b"n")
-    state = State(str(tmp_path / "state.db"))
-    time.sleep(0.25)  # "old" is now older than the racy window; "new" is rewritten right now
-    new_f.write_bytes(b"N")
+    time.sleep(0.25)  # "old" is now older than the racy window
+    state = State(str(tmp_path / "state.db"))  # the command starts: rows are checked against now
+    new_f.write_bytes(b"N")  # rewritten during the command: racy, whenever the record is written
+    time.sleep(0.25)
     stats = [os.stat(old_f), os.stat(new_f)]
     rows = [f"{n}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_mode}"
             for n, st in zip(["old", "new"], stats)]

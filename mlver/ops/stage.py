@@ -141,14 +141,23 @@ def _replace_block(text: str, stages: LinedMap, name: str, block: str) -> str:
     lines = text.splitlines(keepends=True)
     start = stages.line_of(name) - 1
     indent = _indent_of(text, stages)
+
+    def outdented(line: str) -> bool:  # at the stage names' indentation, or less
+        return len(line) - len(line.lstrip(" ")) <= indent
+
     names = list(stages)
     later = names[names.index(name) + 1:]
     if later:
         end = stages.line_of(later[0]) - 1
     else:
         end = next((i for i in range(start + 1, len(lines))
-                    if lines[i].strip() and not lines[i].lstrip().startswith("#")
-                    and len(lines[i]) - len(lines[i].lstrip(" ")) <= indent), len(lines))
+                    if lines[i].strip() and not lines[i].lstrip().startswith("#") and outdented(lines[i])),
+                   len(lines))
+    # blank lines and comments written at the stage names' level just before the next
+    # stage (or what follows) belong to it: keep them
+    while end > start + 1 and (not lines[end - 1].strip()
+                               or (lines[end - 1].lstrip().startswith("#") and outdented(lines[end - 1]))):
+        end -= 1
     return "".join(lines[:start]) + block + "".join(lines[end:])
 
 

@@ -79,7 +79,8 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
         if run_cache:
             for ref in run_cache_refs(repo):
                 roots.setdefault(ref, f"run cache ({ref.digest[:10]})")
-        wanted, unreadable = expand(roots, local_manifest_reader(repo))
+        read = local_manifest_reader(repo)
+        wanted, unreadable = expand(roots, read)
         cache = repo.cache
         res = TransferResult(rem.name)
         stored = cache.present(wanted)
@@ -88,9 +89,13 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
         on_remote = rem.list_objects(prefixes(present)) if present else {}
         todo = [r for r in present if r not in on_remote]
         res.already = len(present) - len(todo)
-        # files before the manifests that list them: a folder's manifest on the remote
-        # means its files are there too
-        for batch in ([r for r in todo if not r.manifest], [r for r in todo if r.manifest]):
+        # files before the manifests that list them, and a manifest only when every file
+        # it lists is sent or already there: a folder's manifest on the remote means its
+        # files are there too (`status -r` relies on it)
+        files = [r for r in todo if not r.manifest]
+        manifests = [r for r in todo if r.manifest
+                     and all(ObjectRef(e.digest, False) in present for e in read(r).entries)]  # type: ignore[union-attr]
+        for batch in (files, manifests):
             n, nbytes = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
             res.transferred += n
             res.bytes += nbytes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from mlver.errors import FormatError, MlverError
 from mlver.fsutil import is_executable, remove_path, replace_with_copy
@@ -57,15 +58,17 @@ def _snapshot(repo: Repo, path: str) -> LockEntry:
     if os.path.isdir(full) and not os.path.islink(full):
         entries = []
         for e in scan_dir(repo, path):
+            t = time.time_ns()
             digest, size = cache.store_file(e.path, known_digest=repo.state.lookup(f"{path}/{e.rel}", e.st))
-            repo.state.record(f"{path}/{e.rel}", e.st, digest)
+            repo.state.record(f"{path}/{e.rel}", e.st, digest, read_ns=t)
             entries.append(Entry(e.rel, digest, size, is_executable(e.st.st_mode)))
         manifest = Manifest.build(entries)
         digest = cache.store_bytes(manifest.dumps(), manifest=True)
         return LockEntry(path, "dir", digest, manifest.size, len(manifest.entries))
     st = os.stat(full)
+    t = time.time_ns()
     digest, size = cache.store_file(full, known_digest=repo.state.lookup(path, st))
-    repo.state.record(path, st, digest)
+    repo.state.record(path, st, digest, read_ns=t)
     return LockEntry(path, "file", digest, size)
 
 
