@@ -188,11 +188,11 @@ def current_dir_summary(repo: Repo, rel: str, *, progress: Progress = NO_PROGRES
 
 
 def dir_digest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, rows: list[str] | None = None,
-                  progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
+                  listing: str | None = None, progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
     """Digest of folder ``rel`` holding ``entries``, from the folder memo while its stat
     listing holds; else computed (returned with its manifest) and remembered."""
     rows = stat_rows(entries) if rows is None else rows
-    listing = _listing_digest(rows)
+    listing = _listing_digest(rows) if listing is None else listing
     known = repo.state.dir_lookup(rel, listing)
     if known is not None:
         return known, None
@@ -294,10 +294,12 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
         return OutputState(out, "modified")
     entries = scan_dir(repo, out.path)
     rows = stat_rows(entries)
-    changes = _changes_since_recorded(repo, out, entries, rows, progress=progress)
-    if changes:
-        return OutputState(out, "modified", tuple(changes))
-    cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, rows=rows, progress=progress)
+    listing = _listing_digest(rows)
+    if repo.state.dir_lookup(out.path, listing) is None:  # the listing changed: what changed?
+        changes = _changes_since_recorded(repo, out, entries, rows, progress=progress)
+        if changes:
+            return OutputState(out, "modified", tuple(changes))
+    cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, rows=rows, listing=listing, progress=progress)
     if cur_digest == out.digest:
         return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=cur_digest)
     if cur_manifest is None:  # known from the folder memo, but the files are needed now
@@ -319,8 +321,6 @@ def _changes_since_recorded(repo: Repo, out: Output, entries: list[WalkEntry], r
         return None
     recorded = {r[:r.index("\0")]: (r, d) for r, d in by_row.items()}  # name -> (row, digest)
     current = {e.rel: d for e, r in zip(entries, rows) if (d := by_row.get(r)) is not None}
-    if len(current) == len(entries) == len(by_row):
-        return None  # the same listing (the caller's memo lookup answers)
     # files whose stat row is new: their digest from the per-file memo, else read them;
     # an unchanged row also means an unchanged mode, so only these can have changed mode
     todo = [(f"{out.path}/{e.rel}", e) for e in entries if e.rel not in current]
