@@ -64,6 +64,7 @@ class State:
         # when the command started, before it read any file: a folder record's rows are
         # checked against this moment, not the (possibly much later) moment of writing
         self.started_ns = time.time_ns() if started_ns is None else started_ns
+        self._dir_rows: dict[str, tuple[str | None, dict[str, str]]] = {}  # read once per command
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[str, int, int, int, int, str, int]] = []
 
@@ -148,14 +149,16 @@ class State:
 
     def dir_rows(self, path: str) -> tuple[str | None, dict[str, str]]:
         """The manifest digest last recorded for the folder ``path``, and the stat row ->
-        digest of its files (racy ones left out)."""
-        row = self.conn.execute("SELECT digest, rows, digests FROM dirs WHERE path = ?", (path,)).fetchone()
-        if row is None:
-            return None, {}
-        return row[0], dict(zip(row[1].split(ROW_SEP), row[2].split(","))) if row[1] else {}
+        digest of its files (racy ones left out). Read from the database once per command."""
+        if path not in self._dir_rows:
+            row = self.conn.execute("SELECT digest, rows, digests FROM dirs WHERE path = ?", (path,)).fetchone()
+            self._dir_rows[path] = (None, {}) if row is None else (
+                row[0], dict(zip(row[1].split(ROW_SEP), row[2].split(","))) if row[1] else {})
+        return self._dir_rows[path]
 
     def dir_record(self, path: str, listing: str, digest: str, newest_ns: int,
                    rows: list[str], digests: list[str], stats: list[os.stat_result]) -> None:
+        self._dir_rows.pop(path, None)
         now = self.started_ns  # every file was read after it
         if newest_ns >= now - _window(newest_ns):  # some files are racy: leave those out
             keep = [i for i, st in enumerate(stats) if not racy(st, now)]

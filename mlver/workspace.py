@@ -155,15 +155,22 @@ def known_digests(repo: Repo, rel: str, entries: list[WalkEntry], rows: list[str
     return got
 
 
+def folder_digests(repo: Repo, rel: str, entries: list[WalkEntry], rows: list[str], *,
+                   progress: Progress = NO_PROGRESS) -> list[str]:
+    """The digest of each of ``entries`` of folder ``rel``: from the memos
+    (``known_digests``), else read now (in parallel, and remembered)."""
+    digests = known_digests(repo, rel, entries, rows)
+    todo = [(f"{rel}/{e.rel}", e.path, e.st) for e, d in zip(entries, digests) if d is None]
+    if not todo:
+        return digests  # type: ignore[return-value]
+    hashed = hash_files(repo, todo, progress=progress)
+    return [d if d is not None else hashed[f"{rel}/{e.rel}"] for e, d in zip(entries, digests)]
+
+
 def manifest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, rows: list[str] | None = None,
                 progress: Progress = NO_PROGRESS) -> Manifest:
     """The manifest of folder ``rel`` holding ``entries`` (sorted); memoised files are not read."""
-    rows = stat_rows(entries) if rows is None else rows
-    digests = known_digests(repo, rel, entries, rows)
-    todo = [(f"{rel}/{e.rel}", e.path, e.st) for e, d in zip(entries, digests) if d is None]
-    if todo:
-        hashed = hash_files(repo, todo, progress=progress)
-        digests = [d if d is not None else hashed[f"{rel}/{e.rel}"] for e, d in zip(entries, digests)]
+    digests = folder_digests(repo, rel, entries, stat_rows(entries) if rows is None else rows, progress=progress)
     return Manifest.from_sorted([Entry(e.rel, d, e.st.st_size, is_executable(e.st.st_mode))
                                  for e, d in zip(entries, digests)])
 
@@ -320,21 +327,18 @@ def _changes_since_recorded(repo: Repo, out: Output, entries: list[WalkEntry], r
     if memo_digest != out.digest or len(by_row) != out.files:
         return None
     recorded = {r[:r.index("\0")]: (r, d) for r, d in by_row.items()}  # name -> (row, digest)
-    current = {e.rel: d for e, r in zip(entries, rows) if (d := by_row.get(r)) is not None}
-    # files whose stat row is new: their digest from the per-file memo, else read them;
-    # an unchanged row also means an unchanged mode, so only these can have changed mode
-    todo = [(f"{out.path}/{e.rel}", e) for e in entries if e.rel not in current]
-    state = repo.state
-    memo = {rel: d for rel, e in todo if (d := state.lookup(rel, e.st)) is not None}
-    hashed = hash_files(repo, [(rel, e.path, e.st) for rel, e in todo if rel not in memo], progress=progress)
-    changes = [FileState(f"{out.path}/{name}", "deleted") for name in recorded.keys() - {e.rel for e in entries}]
-    for rel, e in todo:
+    # only files whose stat row is new can differ (an unchanged row means unchanged bytes
+    # and mode): their digests, then their content and mode against the recorded ones
+    changed = [(e, r) for e, r in zip(entries, rows) if r not in by_row]
+    digests = folder_digests(repo, out.path, [e for e, _ in changed], [r for _, r in changed], progress=progress)
+    present = {e.rel for e in entries}
+    changes = [FileState(f"{out.path}/{name}", "deleted") for name in recorded if name not in present]
+    for (e, _), digest in zip(changed, digests):
         was = recorded.get(e.rel)
         if was is None:
-            changes.append(FileState(rel, "new"))
-        elif (memo.get(rel) or hashed[rel]) != was[1] or \
-                is_executable(e.st.st_mode) != is_executable(int(was[0].rsplit("\0", 1)[1])):
-            changes.append(FileState(rel, "modified"))
+            changes.append(FileState(f"{out.path}/{e.rel}", "new"))
+        elif digest != was[1] or is_executable(e.st.st_mode) != is_executable(int(was[0].rsplit("\0", 1)[1])):
+            changes.append(FileState(f"{out.path}/{e.rel}", "modified"))
     return sorted(changes, key=lambda c: c.path) or None
 
 
@@ -427,17 +431,6 @@ class CheckoutResult:
         self.link_types |= other.link_types
 
 
-def object_sizes(cache: Cache, digests: set[str]) -> dict[str, int]:
-    """Size of each object present in the cache (one stat each); absent ones are left out."""
-    sizes = {}
-    for d in digests:
-        try:
-            sizes[d] = os.stat(cache.path(d)).st_size
-        except FileNotFoundError:
-            pass
-    return sizes
-
-
 @dataclass(frozen=True)
 class _Place:
     rel: str
@@ -506,19 +499,19 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             if cur_d and not _safe_to_replace(repo, out.path, cur_d[0], force, res):
                 return res
             os.unlink(path)
+        # which objects the cache holds: one listing of its folders, not a stat per object
+        have = cache.stored_digests({e.digest for e in manifest.entries})
+        sizes = {e.digest: e.size for e in manifest.entries if e.digest in have}
+        res.missing.extend(f"{out.path}/{e.path}" for e in manifest.entries if e.digest not in have)
         current: dict[str, Entry] = {}
         if os.path.isdir(path):
             entries = scan_dir(repo, out.path, debris=debris)  # ... or inside it
             cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries)
             if cur_digest == out.digest and not relink:  # already in place: one walk, nothing read
-                have = cache.stored_digests({e.digest for e in manifest.entries})
-                res.missing.extend(f"{out.path}/{e.path}" for e in manifest.entries if e.digest not in have)
                 if not res.missing:
                     repo.state.set_placed(out.path, out.kind, out.digest)
                 return res
             current = (cur_manifest or manifest_of(repo, out.path, entries)).by_path()
-        sizes = object_sizes(cache, {e.digest for e in manifest.entries})
-        res.missing.extend(f"{out.path}/{e.path}" for e in manifest.entries if e.digest not in sizes)
         wanted = manifest.by_path()
         for p, e in current.items():
             if p not in wanted:
@@ -544,7 +537,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
     _prune_empty_dirs(repo, out.path, removals)
     if plan:
         if out.kind == "file":
-            sizes = object_sizes(cache, {out.digest})
+            sizes = {out.digest: out.size}
         progress.start(f"checkout {out.path}", total_files=len(plan), total_bytes=sum(sizes[p.digest] for p in plan))
 
         def work(p: _Place) -> tuple[_Place, str]:

@@ -175,3 +175,21 @@ def test_state_from_an_older_layout_is_upgraded(tmp_path: Path) -> None:
     assert state.dir_rows("d") == ("e" * 32, {"r": "c" * 32})
     assert state.conn.execute("SELECT digest FROM hashes WHERE path = 'f'").fetchone() == ("cafe",)
     state.close()
+
+
+def test_parse_memo_is_reused_and_an_unreadable_one_is_parsed_again(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def parse(text: str) -> dict:
+        calls.append(text)
+        return {"parsed": text}
+
+    state = State(str(tmp_path / "state.db"))
+    assert state.parsed("lock", "a: 1\n", parse) == {"parsed": "a: 1\n"}
+    state.close()
+    state = State(str(tmp_path / "state.db"))  # another command
+    assert state.parsed("lock", "a: 1\n", parse) == {"parsed": "a: 1\n"} and len(calls) == 1
+    assert state.parsed("lock", "a: 2\n", parse) == {"parsed": "a: 2\n"} and len(calls) == 2
+    state.conn.execute("UPDATE parsed SET data = ?", (b"not a pickle",))
+    assert state.parsed("lock", "a: 2\n", parse) == {"parsed": "a: 2\n"} and len(calls) == 3
+    state.close()

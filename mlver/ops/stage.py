@@ -95,8 +95,9 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
     if text and not text.endswith("\n"):
         text += "\n"
     if replacing and isinstance(stages, LinedMap):
-        new_text = _replace_block(text, stages, name, stage_block(name, cmd, indent=_indent_of(text, stages),
-                                                                   **kwargs))  # type: ignore[arg-type]
+        indent = _indent_of(text, stages)
+        new_text = _replace_block(text, stages, name, indent,
+                                  stage_block(name, cmd, indent=indent, **kwargs))  # type: ignore[arg-type]
     elif isinstance(stages, LinedMap) and stages:
         new_text = text + stage_block(name, cmd, indent=_indent_of(text, stages), **kwargs)  # type: ignore[arg-type]
     elif isinstance(doc, LinedMap) and "stages" in doc:
@@ -110,7 +111,7 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
     pipeline = parse_pipeline(new_text, PIPELINE_FILE)
     build_graph(pipeline)
     check_workspace_paths(repo, pipeline)
-    _refuse_tracked_inside(repo, pipeline.stages[[s.name for s in pipeline.stages].index(name)])
+    _refuse_tracked_inside(repo, pipeline.get(name))  # type: ignore[arg-type]
     atomic_write_text(path, new_text, fsync=repo.fsync)
     return StageAdded(name, PIPELINE_FILE, created, replacing)
 
@@ -135,12 +136,11 @@ def _indent_of(text: str, stages: LinedMap) -> int:
     return indent
 
 
-def _replace_block(text: str, stages: LinedMap, name: str, block: str) -> str:
+def _replace_block(text: str, stages: LinedMap, name: str, indent: int, block: str) -> str:
     """``text`` with stage ``name``'s lines (up to the next stage, or the next line
-    indented no deeper than the stage names) replaced by ``block``."""
+    indented no deeper than the stage names, at ``indent``) replaced by ``block``."""
     lines = text.splitlines(keepends=True)
     start = stages.line_of(name) - 1
-    indent = _indent_of(text, stages)
 
     def outdented(line: str) -> bool:  # at the stage names' indentation, or less
         return len(line) - len(line.lstrip(" ")) <= indent
