@@ -577,14 +577,16 @@ class Remote:
         def one(item: tuple[ObjectRef, int | None], stop: threading.Event) -> None:
             ref, size = item
             where = f"on remote '{self.name}'"
+            src = self.path(ref.relpath)
+            if self.protocol == "file":  # a folder: an in-kernel copy, hashed as it lands
+                def fetch() -> int:
+                    return cache.store_copy_verified(src, ref.digest, manifest=ref.manifest, where=where)
+            else:
+                def fetch() -> int:
+                    return cache.store_stream_verified(self._chunks(src, size), ref.digest, manifest=ref.manifest,
+                                                       where=where)
             try:
-                if self.protocol == "file":
-                    n = cache.store_copy_verified(self.path(ref.relpath), ref.digest, manifest=ref.manifest,
-                                                  where=where)
-                else:
-                    n = self._retry(f"downloading {ref.relpath}", lambda: cache.store_stream_verified(
-                        self._chunks(self.path(ref.relpath), size), ref.digest, manifest=ref.manifest, where=where),
-                        stop=stop)
+                n = self._retry(f"downloading {ref.relpath}", fetch, stop=stop)
             except FileNotFoundError:
                 with lock:
                     res.missing.append(ref)

@@ -283,6 +283,25 @@ def test_unreachable_remote_one_line_error(repo: Path, tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_read_error_on_a_folder_remote_is_one_line_naming_the_remote(repo: Path, tmp_path: Path) -> None:
+    make_data(repo, 2)
+    store = tmp_path / "store"
+    setup_remote(repo, store)
+    run(["push"], repo)
+    # an object whose reads fail with an I/O error (as on a failing NFS mount): a link to
+    # /proc/self/mem, which lists as a file and answers every read at offset 0 with EIO
+    obj = next(p for p in remote_objects(store) if p.read_bytes() == (repo / "model.bin").read_bytes())
+    os.chmod(obj, 0o644)
+    obj.unlink()
+    obj.symlink_to("/proc/self/mem")
+    other = clone(repo, tmp_path / "other")
+    proc = run(["pull"], other, check=False)
+    assert proc.returncode == 3
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlver: error:")]
+    assert len(lines) == 1 and "remote 'store'" in lines[0] and obj.name in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
 def test_interrupted_push_and_pull_failpoints(repo: Path, tmp_path: Path) -> None:
     make_data(repo, 20)
     store = tmp_path / "store"
