@@ -48,6 +48,7 @@ class Cache:
         self.link_types = link_types
         self.fsync = fsync
         self.tmp_dir = os.path.join(root, "tmp")
+        self._files = os.path.join(root, "files", HASH_NAME)
         self._working: dict[str, int] = {}  # workspace device -> index of first link type that worked
         self._made_dirs: set[str] = set()
         self._reflink_ok: bool | None = None
@@ -57,7 +58,9 @@ class Cache:
     # --- naming -------------------------------------------------------------------
 
     def path(self, digest: str, manifest: bool = False) -> str:
-        return os.path.join(self.root, *object_relpath(digest, manifest).split("/"))
+        # object_relpath's layout, joined with the OS separator; called once per object
+        # by every transfer and checkout, so built with one f-string
+        return f"{self._files}{os.sep}{digest[:2]}{os.sep}{digest[2:]}{MANIFEST_SUFFIX if manifest else ''}"
 
     def has(self, digest: str, manifest: bool = False) -> bool:
         return os.path.exists(self.path(digest, manifest))

@@ -24,7 +24,6 @@ import importlib.util
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
@@ -32,7 +31,7 @@ from urllib.parse import unquote, urlparse
 from mlver import failpoint
 from mlver.cache import MANIFEST_SUFFIX, Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
-from mlver.fsutil import atomic_write, copy_file, unlink_quiet
+from mlver.fsutil import atomic_write, copy_file, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, is_digest, new_hasher
 from mlver.progress import NO_PROGRESS, Progress
 
@@ -198,7 +197,6 @@ class Remote:
         self._fs: AbstractFileSystem | None = None
         self._fs_lock = threading.Lock()
         self._made: set[str] = set()
-        self._made_lock = threading.Lock()
 
     # --- opening ------------------------------------------------------------------
 
@@ -404,13 +402,11 @@ class Remote:
         return f"{self.root}/{rel}" if self.root not in ("", "/") else f"{self.root}{rel}"
 
     def _makedirs(self, d: str) -> None:
-        with self._made_lock:
-            if d in self._made:
-                return
+        if d in self._made:  # folders this process made (set operations are atomic)
+            return
         if not self.atomic_put:
             self._retry("creating folders", self.fs.makedirs, d, exist_ok=True)
-        with self._made_lock:
-            self._made.add(d)
+        self._made.add(d)
 
     def require_writable(self) -> None:
         if self.read_only:
@@ -490,7 +486,7 @@ class Remote:
         tmp_dir = self.path("tmp")
         self._makedirs(tmp_dir)
         self._makedirs(dest.rsplit("/", 1)[0])
-        tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
+        tmp = f"{tmp_dir}/{unique_suffix()}"  # pid, a random tag per process, a counter
         if self.protocol == "file":  # a folder: an in-kernel copy and a rename, no fsspec layers
             try:
                 copy_file(src, tmp, 0o444)
@@ -525,11 +521,11 @@ class Remote:
         progress.start(f"push to {self.name}", total_files=len(refs), total_bytes=sum(sizes.values()))
 
         def one(ref: ObjectRef, stop: threading.Event) -> int:
+            rel = ref.relpath
             try:
-                self._retry(f"uploading {ref.relpath}", self._put, cache.path(ref.digest, ref.manifest),
-                            ref.relpath, stop=stop)
+                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, stop=stop)
             except FileNotFoundError as e:
-                raise RemoteError(f"{self.describe()}: cannot write {ref.relpath}: {_cause(e)}",
+                raise RemoteError(f"{self.describe()}: cannot write {rel}: {_cause(e)}",
                                   hint="check that the bucket or folder exists") from None
             failpoint.hit("remote-after-upload")
             progress.advance(files=1, nbytes=sizes[ref])

@@ -540,20 +540,22 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             sizes = {out.digest: out.size}
         progress.start(f"checkout {out.path}", total_files=len(plan), total_bytes=sum(sizes[p.digest] for p in plan))
 
-        def work(p: _Place) -> tuple[_Place, str]:
-            kind = cache.place(p.digest, repo.abs(p.rel), executable=p.exec)
+        def work(p: _Place) -> tuple[_Place, str, os.stat_result | None]:
+            dest = repo.abs(p.rel)
+            kind = cache.place(p.digest, dest, executable=p.exec)
             progress.advance(files=1, nbytes=sizes[p.digest])
-            return p, kind
+            try:
+                return p, kind, os.stat(dest)  # for the state DB: the next status reads nothing
+            except OSError:
+                return p, kind, None
 
         done = parallel_map(work, plan, WORKERS)
         progress.finish()
-        for p, kind in done:
+        for p, kind, st in done:
             res.link_types.add(kind)
             (res.modified if p.existed else res.added).append(p.rel)
-            try:
-                repo.state.record(p.rel, os.stat(repo.abs(p.rel)), p.digest)
-            except OSError:
-                pass
+            if st is not None:
+                repo.state.record(p.rel, st, p.digest)
     if not res.kept and not res.missing:
         repo.state.set_placed(out.path, out.kind, out.digest)
     return res

@@ -161,6 +161,12 @@ def test_missing_objects_are_listed_exit_3(repo: Path, tmp_path: Path) -> None:
     assert proc.returncode == 3
     assert "not on remote 'store'" in proc.stderr
     assert "model.bin" in proc.stderr and "data/images" in proc.stderr
+    assert "up to date" not in proc.stderr
+    # pull: one error block naming each missing object once (checkout does not repeat them)
+    proc = run(["pull"], other, check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.count("mlver: error:") == 1 and proc.stderr.count("model.bin") == 1
+    assert not (other / "model.bin").exists()
     # and the clone cannot push what it does not have
     proc = run(["push"], other, check=False)
     assert proc.returncode == 3

@@ -3,6 +3,8 @@ unprotect, remove, move, config, doctor."""
 
 from __future__ import annotations
 
+from typing import Collection
+
 import click
 
 from mlver.cli import App, cli, pass_app, project
@@ -129,8 +131,9 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
         app.git_add_hint(res.files)
 
 
-def render_checkout(app: App, res) -> int:  # type: ignore[no-untyped-def]
-    """Print what a checkout did; returns the exit code (3 when something was kept or missing)."""
+def render_checkout(app: App, res, already_listed: Collection[str] = ()) -> int:  # type: ignore[no-untyped-def]
+    """Print what a checkout did; returns the exit code (3 when something was kept or
+    missing). ``already_listed``: missing paths an earlier message named (pull's fetch)."""
     if len(res.added) + len(res.modified) + len(res.deleted) > MAX_LISTED:
         app.report(f"{len(res.added)} added, {len(res.modified)} modified, {len(res.deleted)} deleted")
     else:
@@ -146,11 +149,13 @@ def render_checkout(app: App, res) -> int:  # type: ignore[no-untyped-def]
             click.echo(f"    {p}", err=True)
         code = EXIT_ERROR
     if res.missing:
+        code = EXIT_ERROR
+    unlisted = [p for p in res.missing if p not in already_listed]
+    if unlisted:
         click.echo("mlver: error: not in the cache, so not checked out:", err=True)
-        for p in res.missing:
+        for p in unlisted:
             click.echo(f"    {p}", err=True)
         click.echo("hint: run `mlver pull` to fetch them from a remote", err=True)
-        code = EXIT_ERROR
     return code
 
 

@@ -153,7 +153,7 @@ def _render_transfer(app: App, res, verb: str, preposition: str) -> int:  # type
     """Summary on stderr; missing and corrupt objects listed; returns the exit code."""
     from mlver.cli.render import human_size
 
-    if res.transferred:
+    if res.transferred or not res.ok:
         app.say(f"{res.transferred} object(s) {verb} {preposition} '{res.remote}' ({human_size(res.bytes)}), "
                 f"{res.already} already there")
     else:
@@ -253,7 +253,9 @@ def pull(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | N
             for p in ck.kept:
                 click.echo(f"    {p}", err=True)
     else:
-        ck_code = render_checkout(app, res.checkout)
+        # what the fetch could not bring was just listed: the checkout names only the rest
+        told = {i.path for i in res.fetch.missing + res.fetch.corrupt}
+        ck_code = render_checkout(app, res.checkout, already_listed=told)
     code = code or ck_code
     if code:
         ctx.exit(code)
