@@ -205,18 +205,18 @@ def dir_digest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, rows: list[
         return known, None
     manifest = manifest_of(repo, rel, entries, rows=rows, progress=progress)
     digest = cache_digest_of(manifest)
-    remember_dir(repo, rel, entries, manifest, digest, rows=rows, listing=listing)
+    remember_dir(repo, rel, entries, [e.digest for e in manifest.entries], digest, rows=rows, listing=listing)
     return digest, manifest
 
 
-def remember_dir(repo: Repo, rel: str, entries: list[WalkEntry], manifest: Manifest, digest: str, *,
+def remember_dir(repo: Repo, rel: str, entries: list[WalkEntry], digests: list[str], digest: str, *,
                  rows: list[str] | None = None, listing: str | None = None) -> None:
-    """Record in the folder memo that ``entries`` (as listed now, sorted) make ``manifest``."""
+    """Record in the folder memo that ``entries`` (as listed now, sorted), whose files
+    hold ``digests``, make the folder ``digest``."""
     rows = stat_rows(entries) if rows is None else rows
     listing = _listing_digest(rows) if listing is None else listing
     newest = max((max(e.st.st_mtime_ns, e.st.st_ctime_ns) for e in entries), default=0)
-    repo.state.dir_record(rel, listing, digest, newest, rows, [e.digest for e in manifest.entries],
-                          [e.st for e in entries])
+    repo.state.dir_record(rel, listing, digest, newest, rows, digests, [e.st for e in entries])
 
 
 def _listing_digest(rows: list[str]) -> str:
@@ -303,9 +303,11 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
     rows = stat_rows(entries)
     listing = _listing_digest(rows)
     if repo.state.dir_lookup(out.path, listing) is None:  # the listing changed: what changed?
-        changes = _changes_since_recorded(repo, out, entries, rows, progress=progress)
+        changes = _changes_since_recorded(repo, out, entries, rows, listing, progress=progress)
         if changes:
             return OutputState(out, "modified", tuple(changes))
+        if changes is not None:  # new stat rows, the recorded bytes and modes (remembered now)
+            return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=out.digest)
     cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, rows=rows, listing=listing, progress=progress)
     if cur_digest == out.digest:
         return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=cur_digest)
@@ -316,13 +318,13 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
     return OutputState(out, "modified", files, current_digest=cur_digest)
 
 
-def _changes_since_recorded(repo: Repo, out: Output, entries: list[WalkEntry], rows: list[str], *,
-                            progress: Progress) -> list[FileState] | None:
+def _changes_since_recorded(repo: Repo, out: Output, entries: list[WalkEntry], rows: list[str], listing: str,
+                            *, progress: Progress) -> list[FileState] | None:
     """The files of folder ``out`` that differ from its recorded version, answered from
     the folder memo alone when the memo describes exactly that version (its digest, every
-    file): no manifest is built, parsed or stored. None when the memo cannot say, or the
-    listing changed without any file's content or mode changing (then the caller
-    computes the digest, and remembers it)."""
+    file): no manifest is built, parsed or stored. None when the memo cannot say. An
+    empty list: the stat rows changed (a checkout, a ``touch``) but every file's bytes
+    and mode are the recorded ones; the memo is updated to the new rows."""
     memo_digest, by_row = repo.state.dir_rows(out.path)
     if memo_digest != out.digest or len(by_row) != out.files:
         return None
@@ -339,7 +341,11 @@ def _changes_since_recorded(repo: Repo, out: Output, entries: list[WalkEntry], r
             changes.append(FileState(f"{out.path}/{e.rel}", "new"))
         elif digest != was[1] or is_executable(e.st.st_mode) != is_executable(int(was[0].rsplit("\0", 1)[1])):
             changes.append(FileState(f"{out.path}/{e.rel}", "modified"))
-    return sorted(changes, key=lambda c: c.path) or None
+    if not changes:  # the recorded version, under new stat rows: remember those
+        fresh = dict(zip((r for _, r in changed), digests))
+        remember_dir(repo, out.path, entries, [by_row[r] if r in by_row else fresh[r] for r in rows], out.digest,
+                     rows=rows, listing=listing)
+    return sorted(changes, key=lambda c: c.path)
 
 
 def cache_digest_of(manifest: Manifest) -> str:
@@ -395,7 +401,7 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
             if link is None:  # copies stay copies: nothing to swap
                 break
         if link is None:  # the files on disk are the ones just listed: the next status need not look inside
-            remember_dir(repo, rel, entries, manifest, digest, rows=rows)
+            remember_dir(repo, rel, entries, [e.digest for e in manifest.entries], digest, rows=rows)
         return Stored("dir", digest, manifest.size, len(manifest.entries), link)
     st = os.stat(path)
     known = repo.state.lookup(rel, st)

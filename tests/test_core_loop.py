@@ -107,6 +107,15 @@ def test_folder_status_from_the_memo_agrees_with_a_cold_start(repo: Path) -> Non
     assert files_status() == want  # cold: every file read again
     run(["commit"], repo)
     assert run_json(["status"], repo)["clean"] is True
+    # every file re-created by checkout (new inodes, same bytes): clean, and the memo
+    # rebuilt from those new rows still sees the next edit
+    shutil.rmtree(repo / "images")
+    run(["checkout"], repo)
+    assert run_json(["status"], repo)["clean"] is True
+    assert run_json(["status"], repo)["clean"] is True
+    time.sleep(0.2)
+    (repo / "images/c0/img3.bin").write_bytes(b"edited after checkout")
+    assert files_status() == {("images/c0/img3.bin", "modified")}
 
 
 def test_status_clean_is_one_line_and_check_passes(repo: Path) -> None:

@@ -26,6 +26,18 @@ def test_streaming_digest_matches_one_shot(tmp_path: Path) -> None:
     assert is_digest(digest_bytes(b"")) and not is_digest("ABC") and not is_digest("g" * 32)
 
 
+def test_digest_file_around_the_one_read_size(tmp_path: Path) -> None:
+    from mlver.hashing import SMALL
+
+    for n in (0, 1, SMALL - 1, SMALL, SMALL + 1):
+        data = os.urandom(n)
+        p = tmp_path / f"f{n}"
+        p.write_bytes(data)
+        assert digest_file(p) == (xxhash.xxh3_128_hexdigest(data), n)
+    head = os.urandom(100)
+    assert digest_stream(io.BytesIO(b"rest"), head=head) == (xxhash.xxh3_128_hexdigest(head + b"rest"), 104)
+
+
 def test_pointer_round_trip_is_byte_stable() -> None:
     text = ("# mlver pointer: commit this file; the data lives in the mlver cache and remotes\n"
             "version: 1\npath: images\nkind: dir\nhash: xxh3-128\n"
