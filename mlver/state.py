@@ -156,9 +156,12 @@ class State:
                 row[0], dict(zip(row[1].split(ROW_SEP), row[2].split(","))) if row[1] else {})
         return self._dir_rows[path]
 
-    def dir_record(self, path: str, listing: str, digest: str, newest_ns: int,
+    def dir_record(self, path: str, listing: str, digest: str,
                    rows: list[str], digests: list[str], stats: list[os.stat_result]) -> None:
+        """Remember folder ``path``: its stat ``listing`` digest, its manifest ``digest``,
+        and each file's stat row and digest (``stats`` give the racy rule its times)."""
         self._dir_rows.pop(path, None)
+        newest_ns = max((max(st.st_mtime_ns, st.st_ctime_ns) for st in stats), default=0)
         now = self.started_ns  # every file was read after it
         if newest_ns >= now - _window(newest_ns):  # some files are racy: leave those out
             keep = [i for i, st in enumerate(stats) if not racy(st, now)]

@@ -215,8 +215,7 @@ def remember_dir(repo: Repo, rel: str, entries: list[WalkEntry], digests: list[s
     hold ``digests``, make the folder ``digest``."""
     rows = stat_rows(entries) if rows is None else rows
     listing = _listing_digest(rows) if listing is None else listing
-    newest = max((max(e.st.st_mtime_ns, e.st.st_ctime_ns) for e in entries), default=0)
-    repo.state.dir_record(rel, listing, digest, newest, rows, digests, [e.st for e in entries])
+    repo.state.dir_record(rel, listing, digest, rows, digests, [e.st for e in entries])
 
 
 def _listing_digest(rows: list[str]) -> str:

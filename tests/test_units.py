@@ -161,8 +161,7 @@ def test_folder_memo_rows_leave_out_racy_files_and_miss_on_change(tmp_path: Path
     stats = [os.stat(old_f), os.stat(new_f)]
     rows = [f"{n}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_mode}"
             for n, st in zip(["old", "new"], stats)]
-    newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in stats)
-    state.dir_record("d", "listing", "f" * 32, newest, rows, ["a" * 32, "b" * 32], stats)
+    state.dir_record("d", "listing", "f" * 32, rows, ["a" * 32, "b" * 32], stats)
     # the racy file is not vouched for; the whole-folder answer is not trusted either
     assert state.dir_rows("d") == ("f" * 32, {rows[0]: "a" * 32})
     assert state.dir_lookup("d", "listing") is None
@@ -181,9 +180,12 @@ def test_state_from_an_older_layout_is_upgraded(tmp_path: Path) -> None:
                        "INSERT INTO hashes VALUES ('f', 1, 2, 3, 4, 'cafe', 5);")
     conn.commit()
     conn.close()
+    old_file = tmp_path / "old"
+    old_file.write_bytes(b"x")
+    time.sleep(0.25)  # older than the racy window when the command (State) starts
     state = State(str(db))
-    st = os.stat(db)
-    state.dir_record("d", "l", "e" * 32, 0, ["r"], ["c" * 32], [st])
+    st = os.stat(old_file)
+    state.dir_record("d", "l", "e" * 32, ["r"], ["c" * 32], [st])
     assert state.dir_rows("d") == ("e" * 32, {"r": "c" * 32})
     assert state.conn.execute("SELECT digest FROM hashes WHERE path = 'f'").fetchone() == ("cafe",)
     state.close()
