@@ -329,3 +329,27 @@ open("../runs.log", "a").write("fit\\n")
     assert runs(repo) == []
     assert json.loads((repo / "job/summary.json").read_text()) == {"depth": 4}
     assert os.access(repo / "job/summary.json", os.W_OK)
+
+
+def test_list_valued_params_settle_and_other_stages_still_record(repo: Path) -> None:
+    gen(repo, {"params.yaml": "layers: [64, 32]\nlr: 0.1\nopt:\n  sizes: [1, 2]\n  mix: {a: [1, 2.0]}\n",
+               "p.json": '{"grid": [[1, 2], [3]]}', "dep.txt": "x\n"})
+    run(["stage", "add", "-n", "a", "-d", "dep.txt", "-p", "layers", "-p", "opt", "-o", "a.txt", "--",
+         f"{PY} -c \"open('a.txt', 'w').write('a')\""], repo)
+    run(["stage", "add", "-n", "g", "-d", "dep.txt", "-p", "p.json:grid", "-o", "g.txt", "--",
+         f"{PY} -c \"open('g.txt', 'w').write('g')\""], repo)
+    run(["repro"], repo)
+    assert run_json(["status"], repo)["clean"] is True  # lists read back from the lock compare equal
+    assert run(["status", "--check"], repo).returncode == 0
+    # another stage recorded after them: the lock, holding lists, is written again
+    run(["stage", "add", "-n", "b", "-d", "dep.txt", "-p", "lr", "-o", "b.txt", "--",
+         f"{PY} -c \"open('b.txt', 'w').write('b')\""], repo)
+    run(["repro", "b"], repo)
+    assert lock_stage(repo, "a")["params"]["params.yaml"] == {"layers": [64, 32], "opt.mix.a": [1, 2.0],
+                                                             "opt.sizes": [1, 2]}
+    assert lock_stage(repo, "g")["params"]["p.json"] == {"grid": [[1, 2], [3]]}
+    assert run_json(["status"], repo)["clean"] is True
+    # a changed element (even 2.0 -> 2) is a change
+    gen(repo, {"params.yaml": "layers: [64, 32]\nlr: 0.1\nopt:\n  sizes: [1, 2]\n  mix: {a: [1, 2]}\n"})
+    [a] = [s for s in run_json(["status"], repo)["stages"] if s["changed"]]
+    assert a["name"] == "a" and a["reasons"] == ["param changed: params.yaml:opt.mix.a"]

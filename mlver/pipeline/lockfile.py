@@ -14,7 +14,7 @@ from mlver.errors import FormatError
 from mlver.fsutil import atomic_write_text, check_relative
 from mlver.hashing import HASH_NAME, is_digest
 from mlver.pipeline.model import LOCK_FILE
-from mlver.pipeline.yamlio import LinedList, LinedMap, dump_value, load_lined
+from mlver.pipeline.yamlio import LinedList, LinedMap, dump_value, load_lined, plain
 from mlver.pointer import yaml_scalar
 from mlver.repo import Repo
 from mlver.workspace import Output
@@ -150,7 +150,7 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> StageLoc
     params_doc = body.get("params") or {}
     if not isinstance(params_doc, dict) or not all(isinstance(v, dict) or v is None for v in params_doc.values()):
         raise bad("'params' must map params files to their values", body.line_of("params"))
-    params = {str(f): {str(k): v for k, v in (vals or {}).items()} for f, vals in params_doc.items()}
+    params = {str(f): {str(k): plain(v) for k, v in (vals or {}).items()} for f, vals in params_doc.items()}
     return StageLock(name, body["cmd"], entries("deps", True), params, entries("outs", True),
                      entries("metrics", False))
 

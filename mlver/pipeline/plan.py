@@ -94,6 +94,11 @@ class StageCheck:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same types, all the way down (1, 1.0 and true differ)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b
 
 

@@ -103,13 +103,23 @@ def load_lined(text: str, shown: str) -> Any:
         raise FormatError(shown, f"invalid YAML: {problem}", line=line) from None
 
 
+def plain(value: Any) -> Any:
+    """``value`` with LinedMap/LinedList turned into plain dicts and lists (for values
+    that are compared by type, dumped or pickled)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def dump_value(value: Any) -> str:
     """One YAML value on one line (flow style for lists), reading back equal."""
     import yaml
 
     if isinstance(value, float) and math.isnan(value):
         return ".nan"
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
+    text = yaml.safe_dump(plain(value), default_flow_style=True, allow_unicode=True, width=1 << 30)
     if text.endswith("\n...\n"):
         text = text[:-5]
     return text.rstrip("\n")
