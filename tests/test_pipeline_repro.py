@@ -353,3 +353,43 @@ def test_list_valued_params_settle_and_other_stages_still_record(repo: Path) -> 
     gen(repo, {"params.yaml": "layers: [64, 32]\nlr: 0.1\nopt:\n  sizes: [1, 2]\n  mix: {a: [1, 2]}\n"})
     [a] = [s for s in run_json(["status"], repo)["stages"] if s["changed"]]
     assert a["name"] == "a" and a["reasons"] == ["param changed: params.yaml:opt.mix.a"]
+
+
+def test_failed_stage_is_in_the_json_and_its_leftover_is_not_called_an_edit(repo: Path) -> None:
+    gen(repo, {"dep.txt": "x\n", "ok.py": "open('ok.txt', 'w').write('ok')\n",
+               "bad.py": "import sys; open('f.out', 'w').write('partial'); sys.exit(7)\n"})
+    run(["stage", "add", "-n", "ok", "-d", "dep.txt", "-o", "ok.txt", "--", f"{PY} ok.py"], repo)
+    run(["stage", "add", "-n", "bad", "-d", "ok.txt", "-o", "f.out", "--", f"{PY} bad.py"], repo)
+    proc = run(["repro", "--json"], repo, check=False)
+    assert proc.returncode == 3
+    doc = json.loads(proc.stdout)
+    assert doc["version"] == 1 and doc["ran"] == ["ok"]
+    assert doc["failed"]["stage"] == "bad" and doc["failed"]["exit_code"] == 7
+    assert "code 7" in doc["failed"]["message"] and "code 7" in proc.stderr
+    assert lock_stage(repo, "ok") is not None and lock_stage(repo, "bad") is None
+    proc = run(["repro", "bad"], repo, check=False)  # the failed run's f.out was never recorded
+    assert proc.returncode == 3
+    assert "f.out is not from a recorded run of stage 'bad'" in proc.stderr and "was edited" not in proc.stderr
+    ok = json.loads(run(["repro", "--json"], repo, check=False).stdout)
+    assert ok["failed"]["stage"] == "bad" and ok["skipped"] == ["ok"]
+
+
+def test_cached_output_tracked_by_git_is_refused_and_left_alone(repo: Path) -> None:
+    gen(repo, {"src/train.py": "print('mine')\n", "metrics.json": '{"acc": 1}'})
+    git(["add", "src/train.py", "metrics.json"], repo)
+    git(["commit", "-q", "-m", "code"], repo)
+    proc = run(["stage", "add", "-n", "g", "-o", "src/train.py", "--", "echo"], repo, check=False)
+    assert proc.returncode == 3 and "src/train.py: is an output of stage 'g' and is tracked by Git" in proc.stderr
+    assert "git rm -r --cached src/train.py" in proc.stderr
+    assert not (repo / "mlver.yaml").exists()
+    # written by hand: repro refuses before running or removing anything
+    gen(repo, {"mlver.yaml": "stages:\n  g:\n    cmd: echo ran > ran.txt\n    outs: [src]\n"})
+    proc = run(["repro"], repo, check=False)
+    assert proc.returncode == 3 and "src: is an output of stage 'g' and is tracked by Git" in proc.stderr
+    assert (repo / "src/train.py").read_text() == "print('mine')\n" and not (repo / "ran.txt").exists()
+    assert git(["status", "--porcelain", "src"], repo) == ""
+    # an uncached output (metrics kept in Git) may be tracked
+    gen(repo, {"mlver.yaml": f"stages:\n  m:\n    cmd: {PY} -c \"open('metrics.json', 'w').write('{{}}')\"\n"
+                             "    metrics: [metrics.json]\n"})
+    run(["repro"], repo)
+    assert (repo / "metrics.json").read_text() == "{}"

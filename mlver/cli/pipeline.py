@@ -88,6 +88,9 @@ def _render_event(app: App, event: Any) -> None:
     elif event.action == "kept":
         app.warn(f"{event.path} was edited since it was recorded; its content is kept in the cache "
                  f"(object {event.digest}) before stage '{event.stage}' replaces it")
+    elif event.action == "kept-unrecorded":
+        app.warn(f"{event.path} is not from a recorded run of stage '{event.stage}'; its content is kept in the "
+                 f"cache (object {event.digest}) before the stage replaces it")
 
 
 @cli.command()
@@ -124,10 +127,17 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         return
     from mlver.ops.repro import repro as do_repro
 
-    with project(lock=None if dry_run else "repro") as repo:  # a dry run changes nothing
-        res, staged = do_repro(repo, list(stages), force=force, dry_run=dry_run, downstream=downstream,
-                               run_cache=not no_run_cache, progress=app.progress(),
-                               on_event=lambda e: _render_event(app, e))
+    from mlver.pipeline.run import ReproFailed
+
+    try:
+        with project(lock=None if dry_run else "repro") as repo:  # a dry run changes nothing
+            res, staged = do_repro(repo, list(stages), force=force, dry_run=dry_run, downstream=downstream,
+                                   run_cache=not no_run_cache, progress=app.progress(),
+                                   on_event=lambda e: _render_event(app, e))
+    except ReproFailed as e:
+        if as_json:  # what ran before the failure, and the failure, for scripts
+            app.json(e.result.to_json())
+        raise e.error from None
     if dry_run:
         if as_json:
             app.json(res.to_json())
@@ -142,8 +152,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
                 app.out(f"    {r}")
         return
     if as_json:
-        app.json({"version": 1, "ran": res.ran, "restored": res.restored, "skipped": res.skipped,
-                  "kept": [{"path": p, "digest": d} for p, d in res.kept]})
+        app.json(res.to_json())
     if not res.ran and not res.restored:
         app.say("Data and pipelines are up to date.")
     elif staged:

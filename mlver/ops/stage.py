@@ -12,6 +12,7 @@ from mlver.fsutil import atomic_write_text
 from mlver.pipeline.graph import build_graph
 from mlver.pipeline.model import PIPELINE_FILE, Stage, parse_pipeline
 from mlver.pipeline.plan import check_workspace_paths, load_graph
+from mlver.pipeline.record import refuse_git_tracked
 from mlver.pipeline.yamlio import LinedMap, load_lined
 from mlver.pointer import yaml_scalar
 from mlver.repo import Repo
@@ -112,6 +113,7 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
     build_graph(pipeline)
     check_workspace_paths(repo, pipeline)
     _refuse_tracked_inside(repo, pipeline.get(name))  # type: ignore[arg-type]
+    refuse_git_tracked(repo, pipeline.get(name))  # type: ignore[arg-type]
     atomic_write_text(path, new_text, fsync=repo.fsync)
     return StageAdded(name, PIPELINE_FILE, created, replacing)
 

@@ -25,7 +25,6 @@ from mlver.errors import (
     GitError,
     MlverError,
     RemoteError,
-    StageFailed,
 )
 from mlver.pipeline.graph import Graph
 from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock
@@ -33,7 +32,7 @@ from mlver.pipeline.model import PIPELINE_FILE, Stage
 from mlver.pipeline.params import flatten, parse_values
 from mlver.pipeline.plan import load_graph
 from mlver.pipeline.revision import compare_values
-from mlver.pipeline.run import StageEvent, reproduce, select
+from mlver.pipeline.run import ReproFailed, StageEvent, reproduce, select
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.workspace import Output, load_manifest, pointer_outputs
@@ -234,11 +233,10 @@ def _verify_in(wrepo: Repo, commit: str, targets: list[str] | None, progress: Pr
     if runnable:
         try:
             reproduce(wrepo, runnable, force=True, run_cache=False, progress=progress, on_event=note)
-        except MlverError as e:
-            failed = e.stage if isinstance(e, StageFailed) else getattr(e, "stage", None)
-            if not isinstance(failed, str):
-                failed = started[-1] if started else runnable[0]
-            failure = (failed, e.message)
+        except ReproFailed as e:
+            failure = (e.result.failed.stage if e.result.failed else runnable[0], e.message)
+        except MlverError as e:  # before any stage ran
+            failure = (started[-1] if started else runnable[0], e.message)
     if failure is not None:
         failed, message = failure
         blocked[failed] = message

@@ -10,7 +10,8 @@ import os
 import stat
 import time
 
-from mlver.errors import FormatError, MlverError
+from mlver import git
+from mlver.errors import FormatError, MlverError, PathError
 from mlver.fsutil import is_executable, remove_path, replace_with_copy
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.model import PIPELINE_FILE, Out, Stage
@@ -122,6 +123,20 @@ def keep_edits(repo: Repo, stage: Stage, recorded: dict[str, LockEntry]) -> list
         if fresh and (old is None or old.digest != digest):
             kept.append((out.path, digest))
     return kept
+
+
+def refuse_git_tracked(repo: Repo, stage: Stage) -> None:
+    """A cached output must not be a file Git tracks: running the stage would delete it
+    and the cache would take it over (``cache: false`` outputs, like metrics, may be)."""
+    cached = [o for o in stage.products if o.cache]
+    if repo.scm_root is None or not cached:
+        return
+    tracked = set(git.tracked(repo.root, [repo.abs(o.path) for o in cached]))
+    for out in cached:
+        if out.path in tracked or any(t.startswith(out.path + "/") for t in tracked):
+            raise PathError(out.path, f"is an output of stage '{stage.name}' and is tracked by Git",
+                            hint=f"stop tracking it in Git (`git rm -r --cached {out.path}`), or mark the "
+                                 "output `cache: false` to keep it in Git")
 
 
 def clear_products(repo: Repo, stage: Stage) -> None:

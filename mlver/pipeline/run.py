@@ -24,7 +24,8 @@ from mlver.pipeline.lockfile import StageLock, read_lock, write_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
 from mlver.pipeline.params import workspace_reader
 from mlver.pipeline.plan import StageCheck, check_stage, ignore_outputs, load_graph, record_stage
-from mlver.pipeline.record import Inspector, clear_products, keep_edits, products_restorable, restore_plain
+from mlver.pipeline.record import (Inspector, clear_products, keep_edits, products_restorable, refuse_git_tracked,
+                                   restore_plain)
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.workspace import Output, checkout_output
@@ -35,7 +36,7 @@ class StageEvent:
     """Something a user should hear about while ``repro`` works."""
 
     stage: str
-    action: str  # "up-to-date", "running", "restored", "kept"
+    action: str  # "up-to-date", "running", "restored", "kept", "kept-unrecorded"
     reasons: tuple[str, ...] = ()
     cmd: str = ""
     path: str = ""  # kept: the output whose edited content went into the cache
@@ -50,6 +51,13 @@ class PlannedStage:
     cmd: str
 
 
+@dataclass(frozen=True)
+class FailedStage:
+    stage: str
+    message: str
+    exit_code: int | None  # the command's own exit code, when the command failed
+
+
 @dataclass
 class ReproResult:
     ran: list[str] = field(default_factory=list)
@@ -58,10 +66,27 @@ class ReproResult:
     kept: list[tuple[str, str]] = field(default_factory=list)  # (output path, digest of kept content)
     files: list[str] = field(default_factory=list)  # mlver files rewritten (lock, .gitignore)
     plan: list[PlannedStage] = field(default_factory=list)  # with dry_run
+    failed: FailedStage | None = None  # the stage that stopped the run
+    dry_run: bool = False
 
     def to_json(self) -> dict:
-        return {"version": 1, "stages": [{"name": p.name, "action": p.action, "reasons": list(p.reasons)}
-                                         for p in self.plan]}
+        if self.dry_run:
+            return {"version": 1, "stages": [{"name": p.name, "action": p.action, "reasons": list(p.reasons)}
+                                             for p in self.plan]}
+        failed = None if self.failed is None else {"stage": self.failed.stage, "message": self.failed.message,
+                                                   "exit_code": self.failed.exit_code}
+        return {"version": 1, "ran": self.ran, "restored": self.restored, "skipped": self.skipped,
+                "kept": [{"path": p, "digest": d} for p, d in self.kept], "failed": failed}
+
+
+class ReproFailed(MlverError):
+    """A stage failed: the error as it was, and what the run did before it."""
+
+    def __init__(self, error: MlverError, result: ReproResult) -> None:
+        super().__init__(error.message, hint=error.hint)
+        self.exit_code = error.exit_code
+        self.error = error
+        self.result = result
 
 
 class DepChangedDuringRun(MlverError):
@@ -156,6 +181,7 @@ class _Runner:
             self.result.skipped.append(stage.name)
             self.on_event(StageEvent(stage.name, "up-to-date"))
             return
+        refuse_git_tracked(self.repo, stage)  # before anything is announced or replaced
         deps = [d for d in check.deps if d is not None]
         key = runcache.run_key(stage, deps, check.params) if self.run_cache and stage.deps else None
         if key is not None and not self.force:
@@ -166,10 +192,15 @@ class _Runner:
         self._run(stage, check, key)
 
     def _keep_edits(self, stage: Stage) -> None:
+        """Before outputs are replaced, content the cache lacks goes into it (``kept``:
+        edited since recorded; ``kept-unrecorded``: never recorded, e.g. left by a failed
+        run)."""
         old = self.locked.get(stage.name)
-        for path, digest in keep_edits(self.repo, stage, {e.path: e for e in old.products} if old else {}):
+        recorded = {e.path: e for e in old.products} if old else {}
+        for path, digest in keep_edits(self.repo, stage, recorded):
             self.result.kept.append((path, digest))
-            self.on_event(StageEvent(stage.name, "kept", path=path, digest=digest))
+            action = "kept" if path in recorded else "kept-unrecorded"
+            self.on_event(StageEvent(stage.name, action, path=path, digest=digest))
 
     def _restore(self, stage: Stage, check: StageCheck, entry: runcache.RunEntry) -> None:
         self._keep_edits(stage)
@@ -242,13 +273,18 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
     graph = load_graph(repo)
     stages = select(graph, targets, downstream=downstream)
     if dry_run:
-        result = ReproResult(plan=plan(repo, graph, stages, force=force, run_cache=run_cache, progress=progress))
+        result = ReproResult(plan=plan(repo, graph, stages, force=force, run_cache=run_cache, progress=progress),
+                             dry_run=True)
         repo.state.flush()
         return result
     runner = _Runner(repo, graph, force=force, run_cache=run_cache, progress=progress, on_event=on_event)
     try:
         for stage in stages:
-            runner.stage(stage)
+            try:
+                runner.stage(stage)
+            except MlverError as e:
+                runner.result.failed = FailedStage(stage.name, e.message, getattr(e, "returncode", None))
+                raise ReproFailed(e, runner.result) from e
     finally:
         repo.state.flush()
     # stages that left mlver.yaml leave the lock too
