@@ -636,6 +636,22 @@ class Remote:
         finally:
             progress.finish()
 
+    def quarantine(self, ref: ObjectRef) -> str | None:
+        """Move a corrupt object out of the layout, to ``quarantine/`` on the remote (kept
+        for inspection), so the next push from a clone with a good copy sends it again.
+        None on a read-only remote (it is only reported)."""
+        if self.read_only:
+            return None
+        name = ref.digest + (MANIFEST_SUFFIX if ref.manifest else "")
+        src, dest = self.path(ref.relpath), self.path(f"quarantine/{name}")
+        if self.protocol == "file":
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.replace(src, dest)
+        else:  # a rename where the backend has one; copy then delete on object stores
+            self._makedirs(dest.rsplit("/", 1)[0])
+            self._retry(f"quarantining {ref.relpath}", self.fs.mv, src, dest)
+        return dest
+
     def remove_objects(self, refs: list[ObjectRef], *, progress: Progress = NO_PROGRESS) -> int:
         self.require_writable()
         if not refs:

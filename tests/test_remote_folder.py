@@ -231,10 +231,12 @@ def test_corrupt_remote_object_refused_by_pull(repo: Path, tmp_path: Path) -> No
 
     doc = json.loads(proc.stdout)
     assert doc["corrupt"] == [{"digest": digest, "where": "remote:store"}]
-    # a good copy pushed again repairs the remote... only after removing the bad one:
-    # push trusts the listing, so the user deletes the bad object as fsck suggests
-    obj.unlink()
-    run(["push"], repo)
+    # ... and moves it to the remote's quarantine, so a push from the clone that has a
+    # good copy sends it again, as pull's hint says
+    assert not obj.exists() and (store / "quarantine" / digest).read_bytes() == bytes(data)
+    assert run_json(["fsck", "-r", "store"], other)["corrupt"] == []
+    proc = run(["push"], repo)
+    assert "1 object(s) pushed" in proc.stderr
     run(["pull"], other)
     assert (other / "model.bin").read_bytes() == (repo / "model.bin").read_bytes()
 

@@ -145,6 +145,20 @@ def test_s3_push_pull_gc_cloud(repo: Path, tmp_path: Path, moto: Moto) -> None:
     run(["pull"], third)
     assert sha(third / "data") == sha(repo / "data")
 
+    # a corrupt object on S3: fsck reports it and moves it to quarantine/, push repairs it
+    key = next(k for k in moto.keys("store/files/xxh3-128/") if not k.endswith(".manifest"))
+    client = moto.client()
+    try:
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"rotten bytes")
+    finally:
+        client.close()
+    proc = run(["fsck", "-r", "s3", "--json"], third, check=False)
+    digest = key.split("/")[-2] + key.split("/")[-1]
+    assert proc.returncode == 1 and json.loads(proc.stdout)["corrupt"] == [{"digest": digest, "where": "remote:s3"}]
+    assert key not in moto.keys("store/files/") and moto.keys("store/quarantine/") == [f"store/quarantine/{digest}"]
+    assert run_json(["push"], repo)["transferred"] == 1
+    assert run_json(["fsck", "-r", "s3"], third)["corrupt"] == []
+
 
 def test_s3_credentials_in_local_config(repo: Path, moto: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")

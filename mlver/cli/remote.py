@@ -346,7 +346,7 @@ def _gc_summary(plan, human_size, verb: str) -> str:  # type: ignore[no-untyped-
 @pass_app
 @click.pass_context
 def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: int | None, as_json: bool) -> None:
-    """Re-hash stored objects; quarantine corrupt local ones, report corrupt remote ones."""
+    """Re-hash stored objects; report and quarantine corrupt ones (locally, and on the remote)."""
     from mlver.ops.fsck import fsck as do_fsck
 
     with project(lock="fsck") as repo:
@@ -358,8 +358,11 @@ def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: in
             note = f" (moved to {c.quarantined})" if c.quarantined else ""
             app.out(f"corrupt\t{c.where}\t{c.digest}{note}")
     if res.corrupt:
+        local = any(c.quarantined and c.where == "cache" for c in res.corrupt)
+        remote_q = any(c.quarantined and c.where != "cache" for c in res.corrupt)
+        advice = (["`mlver pull` fetches good copies of the local ones"] if local else []) + (
+            ["`mlver push` from a clone that has good copies sends the remote ones again"] if remote_q else [])
         app.say(f"{len(res.corrupt)} corrupt object(s) among {res.checked} checked"
-                + ("; `mlver pull` fetches good copies of quarantined ones" if any(c.quarantined for c in res.corrupt)
-                   else ""))
+                + (f"; {'; '.join(advice)}" if advice else ""))
         ctx.exit(EXIT_DIFF)
     app.say(f"Checked {res.checked} object(s): all good")

@@ -1,14 +1,16 @@
 """``mlver fsck``: re-hash every object in the cache (and on a remote with ``-r``) in
-parallel. A corrupt local object is moved to ``quarantine/`` under the cache, so the
-next ``pull`` fetches a good copy; a corrupt remote object is reported, not touched."""
+parallel. A corrupt object is moved to ``quarantine/`` (under the cache, or on the
+remote), out of the layout: the next ``pull`` fetches a good copy into the cache, and the
+next ``push`` from a clone that has one sends it to the remote again."""
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mlver.cache import ObjectRef
+from mlver.errors import MlverError
+from mlver.fsutil import parallel_map
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.workspace import WORKERS
@@ -21,7 +23,7 @@ class Corrupt:
     digest: str
     where: str  # "cache" or "remote:NAME"
     manifest: bool = False
-    quarantined: str | None = None  # where a local one was moved
+    quarantined: str | None = None  # where it was moved (None: left in place)
 
 
 @dataclass
@@ -55,8 +57,7 @@ def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: in
         progress.advance(files=1, nbytes=sizes[ref])
         return ref, good
 
-    with ThreadPoolExecutor(jobs or WORKERS) as ex:
-        checked = list(ex.map(check, refs))
+    checked = parallel_map(check, refs, jobs or WORKERS)
     progress.finish()
     res.checked += len(checked)
     for ref, good in checked:
@@ -69,5 +70,10 @@ def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: in
             listing = rem.list_objects()
             bad = rem.check_objects(listing, progress=progress)
             res.checked += len(listing)
-            res.corrupt.extend(Corrupt(r.digest, f"remote:{rem.name}", r.manifest) for r in bad)
+            for r in bad:
+                try:
+                    moved = rem.quarantine(r)
+                except (OSError, MlverError):  # reported all the same
+                    moved = None
+                res.corrupt.append(Corrupt(r.digest, f"remote:{rem.name}", r.manifest, moved))
     return res
