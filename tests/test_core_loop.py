@@ -255,6 +255,17 @@ def test_move_renames_data_and_pointer(repo: Path) -> None:
     assert (repo / "archive/.gitignore").read_text() == "/old.csv\n"
     assert "/a.csv" not in (repo / "data/.gitignore").read_text() if (repo / "data/.gitignore").exists() else True
     assert run_json(["status"], repo)["clean"] is True
+    # pointer names on both sides move the data to the name without the suffix
+    gen(repo, {"data/imgs/1.bin": b"1"})
+    run(["add", "data/imgs"], repo)
+    run(["move", "data/imgs.mlver", "data/images.mlver"], repo)
+    assert (repo / "data/images/1.bin").read_bytes() == b"1" and (repo / "data/images.mlver").is_file()
+    assert not (repo / "data/images.mlver.mlver").exists() and not (repo / "data/imgs.mlver").exists()
+    assert "/images" in (repo / "data/.gitignore").read_text().split("\n")
+    assert run_json(["status"], repo)["clean"] is True
+    # a target that is not tracked: no `mlver add` hint
+    proc = run(["remove", "nosuch.mlver"], repo, check=False)
+    assert proc.returncode == 3 and "is not an mlver pointer file" in proc.stderr and "mlver add" not in proc.stderr
 
 
 def test_autostage_stages_pointer_and_gitignore(repo: Path) -> None:

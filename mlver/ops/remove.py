@@ -28,10 +28,16 @@ def _pointer_output(repo: Repo, target: str) -> Output:
     for o in outputs:
         if o.pointer_file == rel:
             return o
-    for o in select_outputs(repo, outputs, [target]):
+    try:
+        selected = select_outputs(repo, outputs, [target])
+    except PathError:
+        if os.path.lexists(repo.abs(repo.rel(target))) and not target.endswith(POINTER_SUFFIX):
+            raise  # untracked data: "not tracked", with the `mlver add` hint
+        selected = []  # no such pointer: said below, without suggesting to add a pointer name
+    for o in selected:
         if o.stage:
             raise PathError(target, f"is an output of stage '{o.stage}'", hint="edit mlver.yaml to change a stage's outputs")
-    raise PathError(target, "is not an mlver pointer file")
+    raise PathError(target, "is not an mlver pointer file", hint="see the tracked data with `mlver list`")
 
 
 def remove(repo: Repo, targets: list[str]) -> RemoveResult:
@@ -61,6 +67,8 @@ def move(repo: Repo, src: str, dst: str) -> MoveResult:
     out = _pointer_output(repo, src)
     assert out.pointer is not None and out.pointer_file is not None
     dst_rel = repo.rel(dst)
+    if dst_rel.endswith(POINTER_SUFFIX):  # `move a.mlver b.mlver` names pointers: the data becomes b
+        dst_rel = dst_rel[: -len(POINTER_SUFFIX)]
     if os.path.isdir(repo.abs(dst_rel)):  # like `mv SRC DIR`: into the folder
         dst_rel = f"{dst_rel}/{os.path.basename(out.path)}" if dst_rel != "." else os.path.basename(out.path)
     if os.path.lexists(repo.abs(dst_rel)):
