@@ -271,9 +271,19 @@ def test_move_renames_data_and_pointer(repo: Path) -> None:
 def test_autostage_stages_pointer_and_gitignore(repo: Path) -> None:
     run(["config", "core.autostage", "true"], repo)
     gen(repo, {"a.bin": b"a"})
-    run(["add", "a.bin"], repo)
+    proc = run(["add", "a.bin"], repo)
     staged = git(["diff", "--cached", "--name-only"], repo).split()
     assert {"a.bin.mlver", ".gitignore"} <= set(staged)
+    assert "Staged:" in proc.stderr and "git add" not in proc.stderr
+    git(["commit", "-q", "-m", "a"], repo)
+    # commit and move stage what they rewrite, and say so instead of the `git add` hint
+    gen(repo, {"a.bin": b"a2"})
+    proc = run(["commit"], repo)
+    assert "Staged: a.bin.mlver" in proc.stderr and "git add" not in proc.stderr
+    assert "a.bin.mlver" in git(["diff", "--cached", "--name-only"], repo).split()
+    proc = run(["move", "a.bin", "b.bin"], repo)
+    assert "Staged:" in proc.stderr and "git add" not in proc.stderr
+    assert {"a.bin.mlver", "b.bin.mlver"} <= set(git(["diff", "--cached", "--name-only", "--no-renames"], repo).split())
 
 
 def test_checkout_rev_brings_old_version(repo: Path) -> None:

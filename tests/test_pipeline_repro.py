@@ -393,3 +393,21 @@ def test_cached_output_tracked_by_git_is_refused_and_left_alone(repo: Path) -> N
                              "    metrics: [metrics.json]\n"})
     run(["repro"], repo)
     assert (repo / "metrics.json").read_text() == "{}"
+
+
+def test_status_and_commit_name_stages_without_outputs_yet(pipe: Path) -> None:
+    # before any run: a stage name is a target, not "not tracked, add it"
+    doc = run_json(["status", "train"], pipe)
+    assert [(s["name"], s["reasons"]) for s in doc["stages"]] == [("train", ["never run"])]
+    assert run(["status", "--check", "train"], pipe, check=False).returncode == 1
+    run(["repro"], pipe)
+    runs(pipe)
+    assert run(["status", "--check", "train"], pipe).returncode == 0
+    # only a dependency changed: commit records the stage and says so (and hints git add)
+    gen(pipe, {"src/train.py": TRAIN + "# a comment\n"})
+    proc = run(["commit", "train"], pipe)
+    assert "Recorded stage 'train' in mlver.lock" in proc.stderr and "Nothing to record" not in proc.stderr
+    assert "mlver.lock" in proc.stderr.split("git add", 1)[1]
+    assert lock_stage(pipe, "train")["deps"][1]["digest"] == digest((TRAIN + "# a comment\n").encode())
+    assert runs(pipe) == [] and run_json(["status"], pipe)["clean"] is True
+    assert "Nothing to record" in run(["commit", "train"], pipe).stderr

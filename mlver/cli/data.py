@@ -118,6 +118,8 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
         res = do_commit(repo, list(targets), message=message, progress=app.progress())
     for p in res.recorded:
         app.say(f"Recorded {p}")
+    for name in res.stages:
+        app.say(f"Recorded stage '{name}' in mlver.lock")
     for p in res.missing:
         app.warn(f"{p} is missing from the workspace; its pointer was left as it is")
     if message is not None:
@@ -125,8 +127,10 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
             app.say(f"Committed {res.git_commit[:10]}: {message}")
         else:
             app.say("Nothing to commit: data matches the pointers and nothing is staged.")
-    elif not res.recorded:
+    elif not res.recorded and not res.stages:
         app.say("Nothing to record: data matches the pointers.")
+    elif res.staged:
+        app.say("Staged: " + " ".join(res.staged))
     elif res.files and repo.scm_root:
         app.git_add_hint(res.files)
 
@@ -271,7 +275,9 @@ def move(app: App, src: str, dst: str) -> None:
     with project(lock="move") as repo:
         res = do_move(repo, src, dst)
     app.say(f"Moved {res.src} -> {res.dst}")
-    if repo.scm_root:
+    if res.staged:
+        app.say("Staged: " + " ".join(res.staged))
+    elif repo.scm_root:
         app.git_add_hint(res.files, flags="-A ")
 
 

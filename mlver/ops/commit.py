@@ -17,10 +17,12 @@ from mlver.workspace import select_outputs, store_output
 @dataclass
 class CommitResult:
     recorded: list[str] = field(default_factory=list)  # outputs whose pointer/lock changed
+    stages: list[str] = field(default_factory=list)  # stages whose lock entry changed
     unchanged: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # outputs with no data in the workspace
     files: list[str] = field(default_factory=list)  # mlver files rewritten (to stage in Git)
     git_commit: str | None = None
+    staged: list[str] = field(default_factory=list)  # staged in Git (core.autostage)
     nothing_to_commit: bool = False
 
 
@@ -60,7 +62,7 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
         if ignore:
             result.files.append(ignore)
     if stages or not targets:
-        recorded, files = commit_stages(repo, stages if targets else None, progress=progress)
+        recorded, result.stages, files = commit_stages(repo, stages if targets else None, progress=progress)
         result.recorded += recorded
         result.files += files
     repo.state.flush()
@@ -78,6 +80,6 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
         else:
             result.nothing_to_commit = True
     else:
-        autostage(repo, result.files)
+        result.staged = autostage(repo, result.files)
     return result
 

@@ -50,11 +50,12 @@ def declared_outputs(repo: Repo) -> dict[str, str]:
     return {o.path: s.name for s in load_pipeline(repo).stages for o in s.products}
 
 
-def commit_stages(repo: Repo, names: list[str] | None, *, progress: Progress) -> tuple[list[str], list[str]]:
+def commit_stages(repo: Repo, names: list[str] | None, *,
+                  progress: Progress) -> tuple[list[str], list[str], list[str]]:
     """Record the current outputs of stages (all when ``names`` is None) into the lock.
-    Returns (outputs recorded, mlver files rewritten)."""
+    Returns (outputs recorded, stages whose lock entry changed, mlver files rewritten)."""
     if not os.path.exists(repo.abs(PIPELINE_FILE)):
-        return [], []
+        return [], [], []
     from mlver.pipeline.plan import commit_stage_outputs
 
     return commit_stage_outputs(repo, names, progress=progress)

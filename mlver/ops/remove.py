@@ -61,6 +61,7 @@ class MoveResult:
     src: str
     dst: str
     files: list[str]
+    staged: list[str] = field(default_factory=list)  # staged in Git (core.autostage)
 
 
 def move(repo: Repo, src: str, dst: str) -> MoveResult:
@@ -91,6 +92,5 @@ def move(repo: Repo, src: str, dst: str) -> MoveResult:
             files.append(changed)
     repo.state.forget_placed(out.path)
     repo.state.set_placed(dst_rel, out.kind, out.digest)
-    autostage(repo, files)
-    return MoveResult(out.path, dst_rel, files)
+    return MoveResult(out.path, dst_rel, files, autostage(repo, files))
 

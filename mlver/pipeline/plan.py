@@ -202,10 +202,11 @@ def ignore_outputs(repo: Repo, stage: Stage) -> list[str]:
 
 
 def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
-                         progress: Progress = NO_PROGRESS) -> tuple[list[str], list[str]]:
+                         progress: Progress = NO_PROGRESS) -> tuple[list[str], list[str], list[str]]:
     """Record the workspace's current outputs of stages into the lock without running
     them. ``names`` None: every stage whose dependencies and outputs all exist; named
-    stages must have them. Returns (outputs recorded, mlver files rewritten).
+    stages must have them. Returns (outputs recorded, stages whose lock entry changed,
+    mlver files rewritten).
 
     No run-cache entry is saved: nothing proves these outputs came from these inputs."""
     graph = load_graph(repo)
@@ -217,6 +218,7 @@ def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
     inspector = Inspector(repo, progress)
     reader = workspace_reader(repo.root)
     recorded: list[str] = []
+    stages: list[str] = []
     files: list[str] = []
     for stage in graph.stages_in_order(set(names) if names is not None else None):
         check = check_stage(stage, locked.get(stage.name), inspector, reader)
@@ -228,16 +230,18 @@ def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
                             hint=f"run the stage with `mlver repro {stage.name}`")
         new = record_stage(repo, stage, check, inspector, snapshot=False, progress=progress)
         old = locked.get(stage.name)
-        if new != old:
-            old_products = {e.path: e for e in old.products} if old else {}
-            recorded += [e.path for e in new.products if old_products.get(e.path) != e]
+        if new != old:  # (deps may only be ordered differently: the lock text decides)
             locked[stage.name] = new
-            if write_lock(repo, locked, pipeline.names) and LOCK_FILE not in files:
-                files.append(LOCK_FILE)
+            if write_lock(repo, locked, pipeline.names):
+                old_products = {e.path: e for e in old.products} if old else {}
+                recorded += [e.path for e in new.products if old_products.get(e.path) != e]
+                stages.append(stage.name)
+                if LOCK_FILE not in files:
+                    files.append(LOCK_FILE)
         files += ignore_outputs(repo, stage)
     # prune stages that left mlver.yaml
     if names is None and set(locked) - set(pipeline.names):
         if write_lock(repo, locked, pipeline.names) and LOCK_FILE not in files:
             files.append(LOCK_FILE)
     repo.state.flush()
-    return recorded, files
+    return recorded, stages, files
