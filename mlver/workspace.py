@@ -424,6 +424,7 @@ class CheckoutResult:
     deleted: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # local content not in the cache, left alone
     missing: list[str] = field(default_factory=list)  # objects absent from the cache
+    orphaned: list[str] = field(default_factory=list)  # data whose pointer is gone, kept (not safe to remove)
     link_types: set[str] = field(default_factory=set)
 
     @property
@@ -431,7 +432,7 @@ class CheckoutResult:
         return bool(self.added or self.modified or self.deleted)
 
     def merge(self, other: "CheckoutResult") -> None:
-        for name in ("added", "modified", "deleted", "kept", "missing"):
+        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned"):
             getattr(self, name).extend(getattr(other, name))
         self.link_types |= other.link_types
 
@@ -605,7 +606,7 @@ def clean_vanished(repo: Repo, outputs: list[Output], *, only: Iterable[str] | N
             res.deleted.append(placed.path)
             repo.state.forget_placed(placed.path)
         else:
-            res.kept.append(placed.path)
+            res.orphaned.append(placed.path)
     return res
 
 

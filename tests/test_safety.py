@@ -64,6 +64,11 @@ def test_vanished_pointer_removes_only_cached_unchanged_data(repo: Path) -> None
     assert not (repo / "clean.bin").exists()
     assert (repo / "edited.bin").read_bytes() == b"local edit"
     assert "edited.bin" in proc.stderr and proc.returncode == 3
+    assert "kept data whose pointer is gone" in proc.stderr
+    # --force replaces local edits of tracked data; it does not delete untracked data
+    proc = run(["checkout", "--force"], repo, check=False)
+    assert proc.returncode == 3 and (repo / "edited.bin").read_bytes() == b"local edit"
+    assert "use --force" not in proc.stderr and "kept data whose pointer is gone" in proc.stderr
 
 
 def test_missing_object_reported_with_pull_hint(repo: Path) -> None:

@@ -135,25 +135,34 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
         app.git_add_hint(res.files)
 
 
-def render_checkout(app: App, res, already_listed: Collection[str] = ()) -> int:  # type: ignore[no-untyped-def]
-    """Print what a checkout did; returns the exit code (3 when something was kept or
-    missing). ``already_listed``: missing paths an earlier message named (pull's fetch)."""
-    if len(res.added) + len(res.modified) + len(res.deleted) > MAX_LISTED:
+def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # type: ignore[no-untyped-def]
+                    changes: bool = True) -> int:
+    """Print what a checkout did (``changes``: the added/modified/deleted lines, left out
+    when JSON carries them) and what it could not do; returns the exit code (3 when
+    something was kept or missing). ``already_listed``: missing paths an earlier message
+    named (pull's fetch)."""
+    if not changes:
+        pass
+    elif len(res.added) + len(res.modified) + len(res.deleted) > MAX_LISTED:
         app.report(f"{len(res.added)} added, {len(res.modified)} modified, {len(res.deleted)} deleted")
     else:
         for letter, paths in (("A", res.added), ("M", res.modified), ("D", res.deleted)):
             for p in paths:
                 app.report(f"{letter}       {p}")
-    _link_note(app, res.link_types)
-    code = 0
+    if changes:
+        _link_note(app, res.link_types)
+    code = EXIT_ERROR if (res.kept or res.orphaned or res.missing) else 0
     if res.kept:
         click.echo("mlver: error: kept local changes that are not in the cache (use --force to replace them, "
                    "or `mlver commit` to record them):", err=True)
         for p in res.kept:
             click.echo(f"    {p}", err=True)
-        code = EXIT_ERROR
-    if res.missing:
-        code = EXIT_ERROR
+    if res.orphaned:
+        click.echo("mlver: error: kept data whose pointer is gone: its content is not in the cache, or changed "
+                   "since mlver placed it:", err=True)
+        for p in res.orphaned:
+            click.echo(f"    {p}", err=True)
+        click.echo("hint: delete it if nothing needs it, or track it again with `mlver add`", err=True)
     unlisted = [p for p in res.missing if p not in already_listed]
     if unlisted:
         click.echo("mlver: error: not in the cache, so not checked out:", err=True)

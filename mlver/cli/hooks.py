@@ -119,6 +119,11 @@ def _render_sync(app: App, res) -> None:  # type: ignore[no-untyped-def]
                    "`mlver checkout --force` replaces them):", err=True)
         for p in co.kept:
             click.echo(f"    {p}", err=True)
+    if co.orphaned:
+        click.echo("mlver: kept data whose pointer is gone (its content is not in the cache, or changed since "
+                   "mlver placed it; delete it or `mlver add` it):", err=True)
+        for p in co.orphaned:
+            click.echo(f"    {p}", err=True)
     if co.missing:
         click.echo("mlver: not in the cache, so not checked out:", err=True)
         for p in co.missing:

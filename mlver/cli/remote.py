@@ -243,19 +243,10 @@ def pull(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | N
     if as_json:
         app.json(res.to_json())
     code = _render_transfer(app, res.fetch, "fetched", "from")
-    if as_json:
-        # the checkout's lists are in the JSON; only its problems go to stderr
-        ck = res.checkout
-        ck_code = EXIT_ERROR if (ck.kept or ck.missing) else 0
-        if ck.kept:
-            click.echo("mlver: error: kept local changes that are not in the cache (use --force to replace them, "
-                       "or `mlver commit` to record them):", err=True)
-            for p in ck.kept:
-                click.echo(f"    {p}", err=True)
-    else:
-        # what the fetch could not bring was just listed: the checkout names only the rest
-        told = {i.path for i in res.fetch.missing + res.fetch.corrupt}
-        ck_code = render_checkout(app, res.checkout, already_listed=told)
+    # what the fetch could not bring was just listed: the checkout names only the rest;
+    # with --json the checkout's lists are in the JSON and only its problems go to stderr
+    told = {i.path for i in res.fetch.missing + res.fetch.corrupt}
+    ck_code = render_checkout(app, res.checkout, already_listed=told, changes=not as_json)
     code = code or ck_code
     if code:
         ctx.exit(code)

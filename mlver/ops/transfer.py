@@ -57,7 +57,8 @@ class PullResult:
     def to_json(self) -> dict:
         c = self.checkout
         return {**self.fetch.to_json(), "checkout": {"added": c.added, "modified": c.modified,
-                                                     "deleted": c.deleted, "kept": c.kept, "missing": c.missing}}
+                                                     "deleted": c.deleted, "kept": c.kept + c.orphaned,
+                                                     "missing": c.missing}}
 
 
 def open_remote(repo: Repo, name: str | None, jobs: int | None = None) -> Remote:
