@@ -12,7 +12,7 @@ from __future__ import annotations
 import configparser
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlver.errors import FormatError, UsageError
 from mlver.fsutil import LINK_TYPES, atomic_write_text
@@ -90,6 +90,8 @@ class ConfigFile:
                 text = f.read()
         except FileNotFoundError:
             return
+        except UnicodeDecodeError:
+            raise FormatError(path, "invalid config: not UTF-8 text") from None
         try:
             self.parser.read_string(text, source=path)
         except configparser.Error as e:
@@ -137,14 +139,31 @@ class Config:
     """The merged view of all config files."""
 
     values: dict[str, str]
+    sources: dict[str, str] = field(default_factory=dict)  # key -> the file that set it
 
     @classmethod
     def load(cls, project: str | None, local: str | None) -> "Config":
         merged: dict[str, str] = {}
+        sources: dict[str, str] = {}
         for path in (user_config_path(), project, local):
             if path:
-                merged.update(ConfigFile(path).items())
-        return cls(merged)
+                items = ConfigFile(path).items()
+                merged.update(items)
+                sources.update(dict.fromkeys(items, path))
+        config = cls(merged, sources)
+        for key, value in merged.items():  # a bad value is named now, before any work is done
+            section, _, name = key.partition(".")
+            if name in KNOWN.get(section, {}):
+                try:
+                    validate(key, value)
+                except UsageError as e:
+                    raise config._bad(key, e.message.split(": ", 1)[1]) from None
+        return config
+
+    def _bad(self, key: str, problem: str) -> FormatError:
+        """A bad value read from a config file: the error names the file and the key."""
+        return FormatError(self.sources.get(key, "config"), f"invalid config: {key}: {problem}",
+                           hint=f"fix it with `mlver config {key} VALUE` (or edit the file)")
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.values.get(key, default)
@@ -157,18 +176,21 @@ class Config:
             return True
         if v.lower() in _FALSE:
             return False
-        raise FormatError("config", f"{key}: expected true or false, got '{v}'")
+        raise self._bad(key, f"expected true or false, got '{v}'")
 
     def get_float(self, key: str, default: float) -> float:
         v = self.values.get(key)
         try:
             return float(v) if v is not None else default
         except ValueError:
-            raise FormatError("config", f"{key}: expected a number, got '{v}'") from None
+            raise self._bad(key, f"expected a number, got '{v}'") from None
 
     @property
     def link_types(self) -> tuple[str, ...]:
-        return parse_link_types(self.values.get("cache.type", DEFAULT_CACHE_TYPE), "cache.type")
+        try:
+            return parse_link_types(self.values.get("cache.type", DEFAULT_CACHE_TYPE), "cache.type")
+        except UsageError as e:
+            raise self._bad("cache.type", e.message.split(": ", 1)[1]) from None
 
     def remotes(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}

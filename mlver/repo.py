@@ -34,12 +34,15 @@ class Repo:
         self.local_config_path = os.path.join(self.dir, "config.local")
 
     @classmethod
-    def find(cls, start: str = ".") -> "Repo":
+    def find(cls, start: str = ".", *, check_config: bool = True) -> "Repo":
+        """The project around ``start``. Its config is read now (a malformed one fails every
+        command, early and by name), except for `mlver config`, which must be able to fix it."""
         d = os.path.abspath(start)
         while True:
             if os.path.isdir(os.path.join(d, MLVER_DIR)):
                 repo = cls(d)
-                repo.config  # noqa: B018 - a malformed config fails every command, early and by name
+                if check_config:
+                    repo.config  # noqa: B018
                 return repo
             parent = os.path.dirname(d)
             if parent == d:

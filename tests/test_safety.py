@@ -172,6 +172,28 @@ def test_malformed_config_is_named(repo: Path) -> None:
     assert proc.returncode == 3 and ".mlver/config" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("text,problem", [
+    (b"\xff\xfe\n", "not UTF-8 text"),
+    (b"[core]\nautostage = maybe\n", "core.autostage: expected true or false, got 'maybe'"),
+    (b"[cache]\ntype = foo\n", "cache.type: unknown link type 'foo'"),
+])
+def test_bad_config_values_name_the_file_exit_3(repo: Path, text: bytes, problem: str) -> None:
+    gen(repo, {"new.bin": b"n"})
+    (repo / ".mlver/config.local").write_bytes(text)
+    proc = run(["add", "new.bin"], repo, check=False)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("mlver: error: ") and ".mlver/config.local" in first and problem in first
+    assert not (repo / "new.bin.mlver").exists()
+
+
+def test_mlver_config_can_fix_a_bad_value(repo: Path) -> None:
+    (repo / ".mlver/config.local").write_text("[core]\nautostage = maybe\n")
+    assert run(["status"], repo, check=False).returncode == 3
+    run(["config", "--local", "core.autostage", "false"], repo)
+    assert run(["status"], repo).returncode == 0
+
+
 def test_config_round_trip_and_validation(repo: Path) -> None:
     run(["config", "cache.type", "hardlink,copy"], repo)
     assert run(["config", "cache.type"], repo).stdout.strip() == "hardlink,copy"

@@ -13,7 +13,7 @@ def config_file_for(level: str, start: str) -> str:
     if level == "global":
         return user_config_path()
     try:
-        repo = Repo.find(start)
+        repo = Repo.find(start, check_config=False)  # writing a value may be how a bad one is fixed
     except NotARepoError:
         raise NotARepoError("not inside an mlver project", hint="use --global for per-user settings") from None
     return repo.local_config_path if level == "local" else repo.config_path
