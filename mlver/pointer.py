@@ -4,10 +4,11 @@ dataclasses, dump byte-stable (keys in SPEC order, unknown keys kept).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from mlver.errors import FormatError
 from mlver.fsutil import check_relative
@@ -17,13 +18,45 @@ POINTER_SUFFIX = ".mlver"
 HEADER = "# mlver pointer: commit this file; the data lives in the mlver cache and remotes\n"
 KNOWN_KEYS = ("version", "path", "kind", "hash", "digest", "size", "files", "desc")
 
-def load_yaml(text: str, shown: str) -> Any:
-    """Parse YAML, turning a syntax error into a FormatError naming file and line."""
+def unique_pairs(loader: Any, node: Any) -> Iterator[tuple[Any, int, Any]]:
+    """(key, line, value) of a YAML mapping node; a duplicate or unhashable key is a
+    YAML error at its line (PyYAML would keep the last value silently)."""
+    import yaml
+
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value",
+                                                    key_node.start_mark) from None
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+        seen.add(key)
+        yield key, key_node.start_mark.line + 1, loader.construct_object(value_node, deep=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _strict_loader() -> Any:
+    import yaml
+
+    class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
+
+    StrictLoader.add_constructor("tag:yaml.org,2002:map",
+                                 lambda loader, node: {k: v for k, _, v in unique_pairs(loader, node)})
+    return StrictLoader
+
+
+def load_yaml(text: str, shown: str, *, loader: Any = None) -> Any:
+    """Parse YAML (duplicate keys refused; ``loader``: another loader class), turning a
+    syntax error into a FormatError naming file and line."""
     import yaml  # PyYAML costs ~50 ms to import; pointers in canonical form never need it
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)
+        return yaml.load(text, Loader=loader or _strict_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -111,6 +111,9 @@ def backend_installed(backend: Backend) -> bool:
 
 def check_url(url: str, *, name: str | None = None) -> Backend:
     """The backend of ``url``; an error naming the extra to install when it is missing."""
+    if not url.strip():
+        raise UsageError("a remote URL cannot be empty", hint="use a folder path, file://, s3://, gs://, az://, "
+                                                              "ssh:// or http(s)://")
     scheme = scheme_of(url)
     if scheme not in BACKENDS:
         known = ", ".join(sorted({f"{s}://" for s in BACKENDS if s != "file"}))

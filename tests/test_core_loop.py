@@ -47,6 +47,8 @@ def test_readd_unchanged_is_noop_and_desc_survives(repo: Path) -> None:
     run(["add", "model.pkl"], repo)
     text = (repo / "model.pkl.mlver").read_text()
     assert "desc: first model" in text and digest(b"weights v2") in text
+    run(["add", "model.pkl", "--desc", ""], repo)  # an empty description clears it
+    assert "desc" not in (repo / "model.pkl.mlver").read_text()
 
 
 def test_unknown_pointer_keys_are_kept(repo: Path) -> None:

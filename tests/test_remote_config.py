@@ -12,6 +12,12 @@ import pytest
 from conftest import run, run_json
 
 
+def test_empty_remote_url_is_refused(repo: Path) -> None:
+    proc = run(["remote", "add", "empty", ""], repo, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("mlver: error: a remote URL cannot be empty")
+    assert "empty" not in (repo / ".mlver" / "config").read_text()
+
+
 def test_add_list_default_remove(repo: Path, tmp_path: Path) -> None:
     run(["remote", "add", "-d", "first", str(tmp_path / "one")], repo)
     run(["remote", "add", "second", "s3://bucket/prefix"], repo)

@@ -91,6 +91,8 @@ def test_missing_object_reported_with_pull_hint(repo: Path) -> None:
     ("version: 1\npath: /etc/passwd\nkind: file\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\n", "absolute"),
     ("version: 1\npath: a.bin\nkind: blob\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\n", "'kind'"),
     ("- just\n- a list\n", "expected a YAML mapping"),
+    ("version: 1\npath: a.bin\nkind: file\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\nsize: 2\n",
+     "a.bin.mlver:7: invalid YAML: duplicate key 'size'"),
 ])
 def test_malformed_pointer_is_named_with_exit_3(repo: Path, text: str, problem: str) -> None:
     gen(repo, {"a.bin.mlver": text})

@@ -75,7 +75,7 @@ def add(repo: Repo, paths: list[str], *, desc: str | None = None, progress: Prog
             result.link_types.add(stored.link_type)
         new = Pointer(
             path=os.path.basename(rel), kind=stored.kind, digest=stored.digest, size=stored.size,
-            files=stored.files, desc=desc if desc is not None else (old.desc if old else None),
+            files=stored.files, desc=(desc or None) if desc is not None else (old.desc if old else None),
             extra=old.extra if old else (),
         )
         if old is not None and old == new:

@@ -7,7 +7,7 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
-from mlver.errors import FormatError
+from mlver.pointer import load_yaml, unique_pairs
 
 if TYPE_CHECKING:
     import yaml
@@ -37,26 +37,11 @@ class LinedList(list):  # type: ignore[type-arg]
         return self.lines[i] if i < len(self.lines) else self.line
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: Any, line: int) -> None:
-        self.key = key
-        self.line = line
-
-
 def _map(loader: Any, node: yaml.MappingNode) -> LinedMap:
-    loader.flatten_mapping(node)
     out = LinedMap()
     out.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        try:
-            hash(key)
-        except TypeError:
-            raise _DuplicateKey(None, line) from None
-        if key in out:
-            raise _DuplicateKey(key, line)
-        out[key] = loader.construct_object(value_node, deep=True)
+    for key, line, value in unique_pairs(loader, node):
+        out[key] = value
         out.lines[key] = line
     return out
 
@@ -89,18 +74,7 @@ def _loader() -> Any:
 def load_lined(text: str, shown: str) -> Any:
     """Parse YAML into LinedMap/LinedList; syntax errors and duplicate keys become
     FormatErrors naming ``shown`` and the line."""
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_loader())
-    except _DuplicateKey as e:
-        what = f"duplicate key '{e.key}'" if e.key is not None else "a mapping key must be a plain value"
-        raise FormatError(shown, what, line=e.line) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise FormatError(shown, f"invalid YAML: {problem}", line=line) from None
+    return load_yaml(text, shown, loader=_loader())
 
 
 def plain(value: Any) -> Any:
