@@ -279,13 +279,20 @@ def inside_root(root: str, path: str, *, shown: str | None = None) -> str:
     return rel
 
 
+WINDOWS = os.name == "nt"
+
+
 def check_relative(path: str) -> str | None:
-    """Problem with a path written in a file (pointer, lock, pipeline), or None."""
+    """Problem with a path written in a file (pointer, lock, pipeline), or None. Drive
+    letters and backslashes are path syntax on Windows only: elsewhere ``C:x`` and
+    ``a\\b`` are ordinary file names."""
     if not path:
         return "empty path"
-    if path.startswith("/") or (len(path) > 1 and path[1] == ":") or path.startswith("\\"):
+    if "\0" in path:
+        return "path must not contain a NUL byte"
+    if path.startswith("/") or (WINDOWS and ((len(path) > 1 and path[1] == ":") or path.startswith("\\"))):
         return "path must be relative, not absolute"
-    if ".." in path.replace("\\", "/").split("/"):
+    if ".." in (path.replace("\\", "/") if WINDOWS else path).split("/"):
         return "path must not contain '..'"
     return None
 

@@ -29,9 +29,14 @@ def find_root(start: str) -> str | None:
         d = parent
 
 
-def run(root: str, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def run(root: str, *args: str, input: bytes | None = None, check: bool = True,
+        literal: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """``git ARGS`` in ``root``. ``literal``: the pathspecs are file names, never
+    patterns (a data file named ``[xy]`` or ``*`` means itself): every call that passes
+    paths a user gave sets it."""
+    pre = ["--literal-pathspecs"] if literal else []
     try:
-        proc = subprocess.run(["git", *args], cwd=root, input=input, capture_output=True)
+        proc = subprocess.run(["git", *pre, *args], cwd=root, input=input, capture_output=True)
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
     if check and proc.returncode != 0:
@@ -44,7 +49,7 @@ def tracked(root: str, paths: list[str]) -> list[str]:
     """Which of ``paths`` (or files below them) Git tracks in the index."""
     if not paths:
         return []
-    out = run(root, "ls-files", "-z", "--", *paths).stdout
+    out = run(root, "ls-files", "-z", "--", *paths, literal=True).stdout
     return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
@@ -56,7 +61,7 @@ def list_files(root: str, pattern: str) -> list[str]:
 
 def stage(root: str, paths: list[str]) -> None:
     if paths:
-        run(root, "add", "--", *paths)
+        run(root, "add", "--", *paths, literal=True)
 
 
 def has_staged_changes(root: str) -> bool:

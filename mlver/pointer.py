@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple
 
 from mlver.errors import FormatError
-from mlver.fsutil import check_relative
+from mlver.fsutil import WINDOWS, check_relative
 from mlver.hashing import HASH_NAME, is_digest
 
 POINTER_SUFFIX = ".mlver"
@@ -228,7 +228,10 @@ class Manifest:
         return {e.path: e for e in self.entries}
 
 
-_BAD_PATHS = re.compile(r"(?m)^/.*$|^[A-Za-z]:.*$|^\\.*$|(?:^|/)\.\.(?:/|$)")
+# Over the entry paths joined by NUL (which no file name holds): an absolute path, a '..'
+# component, an empty entry; on Windows also drive letters and backslashes.
+_BAD_PATHS = re.compile(r"(?:^|\0)/|(?:^|[\0/])\.\.(?:[/\0]|$)|\0\0|^\0|\0$"
+                        + (r"|(?:^|\0)(?:[A-Za-z]:|\\)|(?:^|[\0/\\])\.\.(?:[/\\\0]|$)" if WINDOWS else ""))
 _DIGESTS = re.compile(r"(?:[0-9a-f]{32})*")
 
 
@@ -240,11 +243,10 @@ def parse_manifest(data: bytes, shown: str) -> Manifest:
         entries = tuple(map(Entry._make, doc["entries"]))  # each row must have 4 fields
         # Validated in a few passes over whole columns, not a check per entry: joins fail
         # on a non-string, the regexes on a bad path or digest.
-        paths = "\n".join([e.path for e in entries])
-        bad = _BAD_PATHS.search(paths)
-        if bad or "\n\n" in paths or paths.startswith("\n") or paths.endswith("\n") or (entries and not paths):
-            raise ValueError(f"entry path {bad.group(0).strip() if bad else repr('')!s}: must be relative, "
-                             "without '..'")
+        paths = "\0".join([e.path for e in entries])
+        if _BAD_PATHS.search(paths) or (entries and not paths) or paths.count("\0") != max(len(entries) - 1, 0):
+            path, problem = next((e.path, check_relative(e.path)) for e in entries if check_relative(e.path))
+            raise ValueError(f"entry path {path!r}: {problem}")
         if not _DIGESTS.fullmatch("".join([e.digest for e in entries])):
             raise ValueError("an entry's digest is not 32 lower-case hex digits")
         if not all([type(e.size) is int and e.size >= 0 and type(e.exec) is bool for e in entries]):

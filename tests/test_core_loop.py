@@ -319,3 +319,27 @@ def test_project_in_a_subfolder_of_the_git_repo(tmp_path: Path) -> None:
     gen(root, {"ml/data/a.csv": "b"})
     assert run_json(["status"], root / "ml")["outputs"][0]["state"] == "modified"
     assert [m["path"] for m in run_json(["diff"], root / "ml")["modified"]] == ["data/a.csv"]
+
+
+def test_names_git_would_read_as_patterns_or_windows_paths(repo: Path) -> None:
+    git(["commit", "-q", "--allow-empty", "-m", "base"], repo)
+    gen(repo, {"[xy]": "1", "y": "y", "C:x": "drive-like", "d/a:b": "colon", "d/\\back": "slash"})
+    run(["add", "[xy]", "y", "C:x", "d"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "data"], repo)
+    assert run_json(["status"], repo)["clean"] is True
+    # `[xy]` is a file name, not a pattern matching `y`: only its pointer is committed
+    (repo / "y.mlver").write_text((repo / "y.mlver").read_text() + "note: wip\n")
+    gen(repo, {"[xy]": "2"})
+    run(["commit", "-m", "only xy", "[xy]"], repo)
+    assert git(["show", "--name-only", "--format=", "HEAD"], repo).split() == ["[xy].mlver"]
+    # a file named `*` is not "tracked by Git" because other files are
+    gen(repo, {"*": "star"})
+    run(["add", "*"], repo)
+    # names that are drive letters or backslashes only on Windows round-trip elsewhere
+    for p in ("C:x", "d"):
+        shutil.rmtree(repo / p) if (repo / p).is_dir() else (repo / p).unlink()
+    run(["checkout"], repo)
+    assert (repo / "C:x").read_text() == "drive-like" and (repo / "d/a:b").read_text() == "colon"
+    assert (repo / "d/\\back").read_text() == "slash"
+    assert run(["list"], repo).returncode == 0

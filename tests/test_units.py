@@ -83,18 +83,27 @@ def test_manifest_is_canonical_and_sorted() -> None:
     assert a.size == 3
 
 
-def test_manifest_with_escaping_path_is_refused() -> None:
-    bad = Manifest((Entry("../evil", "a" * 32, 1),)).dumps()
+@pytest.mark.parametrize("paths", [["../evil"], ["/etc/passwd"], ["a/../b"], ["a/.."], ["a", ""], ["a\0/x"]])
+def test_manifest_with_escaping_path_is_refused(paths: list[str]) -> None:
+    bad = Manifest(tuple(Entry(p, "a" * 32, 1) for p in paths)).dumps()
     with pytest.raises(FormatError):
         parse_manifest(bad, "m")
     with pytest.raises(FormatError):
         parse_manifest(b"{not json", "m")
 
 
+def test_manifest_accepts_any_posix_file_name() -> None:
+    names = ["C:x", "a:b", "\\x", "x\n..", "x\n/abs", "sub/C:x", "...", "a..b", "-rf", "#1", "日本"]
+    m = Manifest.build([Entry(n, "a" * 32, 1) for n in names])
+    assert parse_manifest(m.dumps(), "m") == m
+
+
 def test_check_relative() -> None:
     assert check_relative("a/b.csv") is None
     assert "absolute" in (check_relative("/etc/passwd") or "")
     assert "'..'" in (check_relative("a/../../b") or "")
+    assert check_relative("C:x") is None and check_relative("\\x") is None  # file names outside Windows
+    assert "NUL" in (check_relative("a\0b") or "")
 
 
 def test_inside_root(tmp_path: Path) -> None:

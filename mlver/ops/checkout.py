@@ -42,7 +42,7 @@ def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
             files.append(rel + POINTER_SUFFIX)
         else:
             files.append(LOCK_FILE)
-    git.run(repo.root, "checkout", rev, "--", *sorted({repo.abs(f) for f in files}))
+    git.run(repo.root, "checkout", rev, "--", *sorted({repo.abs(f) for f in files}), literal=True)
 
 
 def _exists_at(root: str, rev: str, repo: Repo, rel: str) -> bool:

@@ -82,5 +82,5 @@ def autostage(repo: Repo, paths: list[str]) -> list[str]:
     gone = [repo.abs(p) for p in paths if not os.path.exists(repo.abs(p))]
     git.stage(repo.root, existing)
     if gone:
-        git.run(repo.root, "rm", "-q", "--cached", "--ignore-unmatch", "--", *gone)
+        git.run(repo.root, "rm", "-q", "--cached", "--ignore-unmatch", "--", *gone, literal=True)
     return paths
