@@ -15,7 +15,8 @@ from typing import Iterable
 from mlver import git
 from mlver.cache import Cache
 from mlver.errors import FormatError, PathError
-from mlver.fsutil import WalkEntry, inside_root, is_executable, parallel_map, remove_path, sweep_stale_tmp, walk_files
+from mlver.fsutil import (TMP_MARK, WalkEntry, inside_root, is_executable, parallel_map, remove_path,
+                          sweep_stale_tmp, walk_files)
 from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -479,8 +480,11 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             res.missing.append(out.path)
             return res
         if os.path.isdir(path) and not os.path.islink(path):
+            # a folder where the file goes: its files whose content the cache lacks, and
+            # files .mlverignore leaves out of it, are local data like any other
             cur = current_manifest(repo, out.path)
             unsafe = [f"{out.path}/{e.path}" for e in cur.entries if not cache.has(e.digest)]
+            unsafe += _ignored_files(repo, out.path, cur)
             if unsafe and not force:
                 res.kept.extend(unsafe)
                 return res
@@ -602,12 +606,39 @@ def clean_vanished(repo: Repo, outputs: list[Output], *, only: Iterable[str] | N
         if overlaps or not os.path.lexists(path):
             repo.state.forget_placed(placed.path)
         elif _unchanged_and_cached(repo, placed):
-            remove_path(path)
+            _remove_placed(repo, placed)
             res.deleted.append(placed.path)
             repo.state.forget_placed(placed.path)
         else:
             res.orphaned.append(placed.path)
     return res
+
+
+def _remove_placed(repo: Repo, placed: Placed) -> None:
+    """Remove data mlver placed; in a folder, files .mlverignore leaves out stay (with
+    the folders holding them)."""
+    path = repo.abs(placed.path)
+    if placed.kind != "dir" or not repo.ignore:
+        remove_path(path)
+        return
+    cur = current_manifest(repo, placed.path)
+    if not _ignored_files(repo, placed.path, cur):
+        remove_path(path)
+        return
+    removed = [f"{placed.path}/{e.path}" for e in cur.entries]
+    for rel in removed:
+        os.unlink(repo.abs(rel))
+    _prune_empty_dirs(repo, placed.path, removed)
+
+
+def _ignored_files(repo: Repo, rel: str, manifest: Manifest) -> list[str]:
+    """Files below folder ``rel`` that its manifest leaves out (.mlverignore)."""
+    if not repo.ignore:
+        return []
+    listed = {e.path for e in manifest.entries}
+    top = repo.abs(rel)
+    found = (os.path.relpath(os.path.join(d, f), top).replace(os.sep, "/") for d, _, fs in os.walk(top) for f in fs)
+    return sorted(f"{rel}/{f}" for f in found if f not in listed and not os.path.basename(f).startswith(TMP_MARK))
 
 
 def _unchanged_and_cached(repo: Repo, placed: Placed) -> bool:

@@ -53,6 +53,18 @@ def test_unprotect_gives_editable_copy_and_cache_survives(repo: Path, kind: str)
     assert f.read_bytes() == b"original"  # the cache object was never touched
 
 
+@pytest.mark.parametrize("kind", ["hardlink", "symlink"])
+def test_remove_keeps_linked_data_as_copies_through_gc(repo: Path, kind: str) -> None:
+    run(["config", "cache.type", kind], repo)
+    gen(repo, {"k.bin": b"keep me", "kd/a": "a", "kd/s/b": "b"})
+    run(["add", "k.bin", "kd"], repo)
+    run(["remove", "k.bin.mlver", "kd.mlver"], repo)
+    for f in (repo / "k.bin", repo / "kd/a", repo / "kd/s/b"):
+        assert not f.is_symlink() and f.stat().st_nlink == 1 and f.stat().st_mode & stat.S_IWUSR
+    run(["gc", "-f", "--workspace"], repo)
+    assert (repo / "k.bin").read_bytes() == b"keep me" and (repo / "kd/s/b").read_text() == "b"
+
+
 def test_reflink_falls_back_to_copy_by_default(repo: Path) -> None:
     setup_data(repo)
     run(["add", "big.bin"], repo)

@@ -256,3 +256,40 @@ def test_checkout_rev_needs_a_target_and_unprotect_needs_a_path(repo: Path) -> N
     assert proc.returncode == 3 and "needs at least one target" in proc.stderr
     proc = run(["unprotect", "nothing-here.bin"], repo, check=False)
     assert proc.returncode == 3 and "does not exist" in proc.stderr
+
+
+def test_files_mlverignore_leaves_out_survive_checkouts(repo: Path) -> None:
+    import shutil
+
+    gen(repo, {".mlverignore": "*.tmp\n"})
+    git(["add", ".mlverignore"], repo)
+    git(["commit", "-q", "-m", "ignore rules"], repo)
+    gen(repo, {"x/in": "in"})
+    run(["add", "x"], repo)
+    run(["commit", "-m", "x"], repo)
+    gen(repo, {"x/p.tmp": "precious"})  # ignored: never cached
+    # the pointer vanishes: the tracked file goes, the ignored one stays
+    git(["checkout", "-q", "HEAD~1"], repo)
+    assert run(["checkout"], repo).returncode == 0
+    assert (repo / "x/p.tmp").read_text() == "precious" and not (repo / "x/in").exists()
+    git(["checkout", "-q", "-"], repo)
+    run(["checkout"], repo)
+    assert (repo / "x/in").read_text() == "in"
+    # on another branch x is a file: the ignored file in the folder is local data, kept and listed
+    git(["checkout", "-q", "-b", "flat", "HEAD~1"], repo)
+    shutil.move(str(repo / "x"), str(repo / "x.saved"))
+    gen(repo, {"x": "x is a file"})
+    run(["add", "x"], repo)
+    run(["commit", "-m", "x file"], repo)
+    git(["checkout", "-q", "-"], repo)
+    run(["checkout"], repo)
+    shutil.rmtree(repo / "x.saved")
+    os.unlink(repo / "x/in")
+    gen(repo, {"x/p.tmp": "precious"})  # x: a folder holding only the ignored file
+    git(["checkout", "-q", "flat"], repo)
+    proc = run(["checkout"], repo, check=False)
+    assert proc.returncode == 3 and "x/p.tmp" in proc.stderr
+    assert (repo / "x/p.tmp").read_text() == "precious"
+    run(["checkout", "--force"], repo)
+    assert (repo / "x").read_text() == "x is a file"
+    assert obj_path(repo, b"precious").read_bytes() == b"precious"  # cached before it was replaced

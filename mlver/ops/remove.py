@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from mlver.errors import PathError
 from mlver.ops.common import all_outputs, autostage, pointer_rel_for, write_pointer
+from mlver.ops.unprotect import unprotect
 from mlver.pointer import POINTER_SUFFIX
 from mlver.repo import Repo
 from mlver.gitignore import gitignore_add, gitignore_remove
@@ -45,6 +46,10 @@ def remove(repo: Repo, targets: list[str]) -> RemoveResult:
     for t in targets:
         out = _pointer_output(repo, t)
         assert out.pointer_file is not None
+        if os.path.lexists(repo.abs(out.path)):
+            # links into the cache (symlink/hardlink cache.type) become the user's own
+            # copies first: a later `gc` must not take the data with the objects
+            unprotect(repo, [repo.abs(out.path)])
         os.unlink(repo.abs(out.pointer_file))
         result.files.append(out.pointer_file)
         ignore = gitignore_remove(repo, out.path)
