@@ -566,6 +566,9 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             (res.modified if p.existed else res.added).append(p.rel)
             if st is not None:
                 repo.state.record(p.rel, st, p.digest)
+    if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing:
+        os.makedirs(path)  # a folder recorded empty is restored empty
+        res.added.append(out.path)
     if not res.kept and not res.missing:
         repo.state.set_placed(out.path, out.kind, out.digest)
     return res

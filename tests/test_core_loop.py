@@ -301,8 +301,12 @@ def test_checkout_rev_brings_old_version(repo: Path) -> None:
 
 def test_subdirectory_and_C_option(repo: Path) -> None:
     gen(repo, {"sub/dir/f.txt": "hello"})
-    run(["add", "f.txt"], repo / "sub/dir")
+    proc = run(["add", "f.txt"], repo / "sub/dir")
     assert (repo / "sub/dir/f.txt.mlver").exists()
+    # the hint's paths are relative to where the user is, so it can be pasted there
+    hint = proc.stderr.split("git add ", 1)[1].split()
+    assert hint == [".gitignore", "f.txt.mlver"]
+    git(["add", *hint], repo / "sub/dir")
     doc = run_json(["-C", str(repo / "sub"), "list"], repo.parent)
     assert doc["outputs"][0]["path"] == "sub/dir/f.txt"
 
@@ -343,3 +347,20 @@ def test_names_git_would_read_as_patterns_or_windows_paths(repo: Path) -> None:
     assert (repo / "C:x").read_text() == "drive-like" and (repo / "d/a:b").read_text() == "colon"
     assert (repo / "d/\\back").read_text() == "slash"
     assert run(["list"], repo).returncode == 0
+
+
+def test_empty_folder_round_trips(repo: Path, tmp_path: Path) -> None:
+    (repo / "e").mkdir()
+    run(["add", "e"], repo)
+    run(["commit", "-m", "empty"], repo)
+    os.rmdir(repo / "e")
+    assert run_json(["status"], repo)["outputs"][0]["state"] == "deleted"
+    assert "A       e" in run(["checkout"], repo).stdout
+    assert (repo / "e").is_dir() and run(["status", "--check"], repo).returncode == 0
+    # and through a remote into a fresh clone
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    git(["commit", "-q", "-am", "remote"], repo)
+    run(["push"], repo)
+    git(["clone", "-q", str(repo), str(tmp_path / "clone")], tmp_path)
+    run(["pull"], tmp_path / "clone")
+    assert (tmp_path / "clone/e").is_dir() and run(["status", "--check"], tmp_path / "clone").returncode == 0

@@ -184,6 +184,10 @@ def test_get_from_another_repository_with_a_folder_remote(history: tuple[Path, l
     assert (elsewhere / "model.bin").read_text() == "model lr=0.02 epochs=4\n"
     run(["get", "--repo", str(root), "--rev", "v1", "model.bin", "-o", "v1.bin"], elsewhere)
     assert (elsewhere / "v1.bin").read_text() == "model lr=0.1 epochs=4\n"
+    # a branch of the source that is not checked out there
+    git(["branch", "older", shas[1]], root)
+    run(["get", "--repo", str(root), "--rev", "older", "model.bin", "-o", "older.bin"], elsewhere)
+    assert (elsewhere / "older.bin").read_text() == "model lr=0.05 epochs=4\n"
     assert not (elsewhere / ".mlver").exists()
     # inside another project the objects land in that project's cache
     other = tmp_path / "other"

@@ -50,12 +50,16 @@ class App:
 
         return progress_for(self.quiet)
 
-    def git_add_hint(self, files: list[str], *, flags: str = "") -> None:
-        """Tell the user which mlver files to commit (on stderr, once per command)."""
+    def git_add_hint(self, root: str, files: list[str], *, flags: str = "") -> None:
+        """Tell the user which mlver files to commit (on stderr, once per command); the
+        paths (relative to the project ``root``) are shown relative to the current
+        folder, so the line can be pasted where the user is, as Git's hints can."""
+        import os
         import shlex
 
         if files:
-            args = " ".join(shlex.quote(f) for f in sorted(set(files)))
+            shown = {os.path.relpath(os.path.join(root, f)).replace(os.sep, "/") for f in files}
+            args = " ".join(shlex.quote(f) for f in sorted(shown))
             self.say(f"To track the changes with Git, run:\n    git add {flags}{args}")
 
     def json(self, doc: object) -> None:

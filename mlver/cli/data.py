@@ -56,7 +56,7 @@ def add(app: App, paths: tuple[str, ...], desc: str | None) -> None:
     if res.staged:
         app.say("Staged: " + " ".join(res.staged))
     elif repo.scm_root:
-        app.git_add_hint(res.pointers)
+        app.git_add_hint(repo.root, res.pointers)
 
 
 def _render_status(app: App, res) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +132,7 @@ def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
     elif res.staged:
         app.say("Staged: " + " ".join(res.staged))
     elif res.files and repo.scm_root:
-        app.git_add_hint(res.files)
+        app.git_add_hint(repo.root, res.files)
 
 
 def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # type: ignore[no-untyped-def]
@@ -287,7 +287,7 @@ def move(app: App, src: str, dst: str) -> None:
     if res.staged:
         app.say("Staged: " + " ".join(res.staged))
     elif repo.scm_root:
-        app.git_add_hint(res.files, flags="-A ")
+        app.git_add_hint(repo.root, res.files, flags="-A ")
 
 
 @cli.command()

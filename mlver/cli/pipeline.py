@@ -158,7 +158,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
     elif staged:
         app.say("Staged: " + " ".join(staged))
     elif res.files and repo.scm_root:
-        app.git_add_hint(res.files)
+        app.git_add_hint(repo.root, res.files)
 
 
 @contextlib.contextmanager

@@ -52,7 +52,9 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
     with tempfile.TemporaryDirectory(prefix="mlver-get-") as tmp:
         clone = os.path.join(tmp, "repo")
         git.clone(url, clone, shallow=rev is None)
-        commit = git.verify_commit(clone, rev or "HEAD")
+        # a branch of the source other than its checked-out one is a remote-tracking
+        # branch in the clone (as `dvc get --rev` resolves it)
+        commit = git.verify_commit(clone, rev or "HEAD") or (rev and git.verify_commit(clone, f"origin/{rev}"))
         if commit is None:
             raise MlverError(f"unknown revision '{rev}' in {url}")
         if git.object_names(clone, [f"{commit}:{MLVER_DIR}/config"]).get(f"{commit}:{MLVER_DIR}/config") is None:
