@@ -600,13 +600,21 @@ def clean_vanished(repo: Repo, outputs: list[Output], *, only: Iterable[str] | N
     res = CheckoutResult()
     live = {o.path for o in outputs}
     limit = set(only) if only is not None else None
+    gone = []
     for placed in repo.state.placed():
         if placed.path in live or (limit is not None and placed.path not in limit):
             continue
-        path = repo.abs(placed.path)
         # Inside a live output, or a folder that now holds live outputs: no longer ours alone.
         overlaps = any(placed.path.startswith(p + "/") or p.startswith(placed.path + "/") for p in live)
-        if overlaps or not os.path.lexists(path):
+        if overlaps or not os.path.lexists(repo.abs(placed.path)):
+            repo.state.forget_placed(placed.path)
+        else:
+            gone.append(placed)
+    # A path Git tracks now (an output that became `cache: false`, a file committed in
+    # Git): Git owns it; mlver neither removes nor reports it.
+    in_git = set(git.tracked(repo.root, [repo.abs(p.path) for p in gone])) if gone and repo.scm_root else set()
+    for placed in gone:
+        if placed.path in in_git or any(t.startswith(placed.path + "/") for t in in_git):
             repo.state.forget_placed(placed.path)
         elif _unchanged_and_cached(repo, placed):
             _remove_placed(repo, placed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -197,3 +198,38 @@ def test_get_from_another_repository_with_a_folder_remote(history: tuple[Path, l
     run(["get", "--repo", str(root), "--rev", shas[1], "model.bin"], other)
     assert (other / "model.bin").read_text() == "model lr=0.05 epochs=4\n"
     assert any((other / ".mlver" / "cache").rglob("*"))
+
+
+def test_unreadable_params_file_and_non_finite_metrics(repo: Path) -> None:
+    gen(repo, {"params.yaml": "a: 1\n", "other.json": '{"b": 2}', "m.json": '{"m": NaN, "i": Infinity, "ok": 1}',
+               "mlver.yaml": "stages:\n  s:\n    cmd: echo\n    params:\n    - a\n    - other.json: [b]\n"
+                             "    metrics: [m.json]\n"})
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "i1"], repo)
+    head = git(["rev-parse", "HEAD"], repo).strip()
+    # the workspace's other.json is broken: only its own values are skipped
+    gen(repo, {"other.json": '{"b": ', "m.json": '{"m": 1.5, "i": 2, "ok": 1}'})
+    proc = run(["params", "diff", "--json"], repo)
+    changes = json.loads(proc.stdout)["changes"]
+    assert "params.yaml" not in changes  # a = 1 on both sides: unchanged, not "removed"
+    assert "other.json" in proc.stderr
+    [ws, h] = run_json(["exp", "show", "-n", "1"], repo)["rows"]
+    assert ws["params"] == {"params.yaml": {"a": 1}} and h["params"] == {"other.json": {"b": 2}, "params.yaml": {"a": 1}}
+    # NaN and infinities are null in every JSON document (strict JSON a script can parse)
+    assert h["metrics"]["m.json"] == {"i": None, "m": None, "ok": 1}
+    for cmd in (["metrics", "diff", "--json"], ["metrics", "show", "--json"], ["exp", "show", "--json"]):
+        out = run(cmd, repo).stdout
+        assert "NaN" not in out and "Infinity" not in out
+        json.loads(out, parse_constant=lambda c: pytest.fail(f"{cmd} wrote {c}"))
+    # and charts leave them out
+    run(["plots", "-o", "r.html"], repo)
+    assert "nan" not in (repo / "r.html").read_text().lower().replace("nan)", "")
+    # an unreadable file at a commit is named with the commit
+    gen(repo, {"other.json": '{"b": 3}'})
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "i2"], repo)
+    git(["checkout", "-q", head, "--", "other.json"], repo)
+    gen(repo, {"other.json": '{"b": '})
+    git(["commit", "-q", "-am", "broken"], repo)
+    proc = run(["params", "diff", "HEAD~1", "HEAD"], repo)
+    assert f"{git(['rev-parse', 'HEAD'], repo).strip()[:7]}:other.json" in proc.stderr

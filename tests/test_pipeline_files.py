@@ -33,6 +33,9 @@ PY = shlex.quote(sys.executable)
     ("stages:\n  a:\n    cmd: echo\n  a:\n    cmd: echo\n", "mlver.yaml:4", "duplicate key 'a'"),
     ("stages:\n  a:\n    deps: [x]\n", "mlver.yaml:2", "stage 'a': missing 'cmd'"),
     ("stages:\n  a:\n    cmd: [echo\n", "mlver.yaml:4", "invalid YAML"),
+    ("stages:\n  a:\n    cmd: echo\n    deps:\n    - p.yaml\n    - ./p.yaml\n", "mlver.yaml:6",
+     "stage 'a': 'p.yaml' is listed twice as a dependency"),
+    ("stages:\n  a:\n    cmd: echo\n    outs: ['']\n", "mlver.yaml:4", "stage 'a': an empty output path"),
 ])
 def test_invalid_pipeline_names_file_line_and_stage(repo: Path, yaml_text: str, where: str, message: str) -> None:
     gen(repo, {"mlver.yaml": yaml_text, "p.yaml": "train:\n  lr: 1\n"})

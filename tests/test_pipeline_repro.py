@@ -411,3 +411,48 @@ def test_status_and_commit_name_stages_without_outputs_yet(pipe: Path) -> None:
     assert lock_stage(pipe, "train")["deps"][1]["digest"] == digest((TRAIN + "# a comment\n").encode())
     assert runs(pipe) == [] and run_json(["status"], pipe)["clean"] is True
     assert "Nothing to record" in run(["commit", "train"], pipe).stderr
+
+
+def test_output_moving_between_git_and_the_cache(repo: Path) -> None:
+    uncached = f"stages:\n  s:\n    cmd: {PY} -c \"open('out.txt', 'w').write(open('in.txt').read())\"\n" \
+               "    deps: [in.txt]\n    outs:\n    - out.txt:\n        cache: false\n"
+    cached = f"stages:\n  s:\n    cmd: {PY} -c \"open('out.txt', 'w').write(open('in.txt').read() * 2)\"\n" \
+             "    deps: [in.txt]\n    outs: [out.txt]\n"
+    gen(repo, {"in.txt": "1\n", "mlver.yaml": uncached})
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "out in git"], repo)
+    gen(repo, {"mlver.yaml": cached})
+    git(["rm", "-q", "--cached", "out.txt"], repo)
+    run(["repro"], repo)
+    assert "/out.txt" in (repo / ".gitignore").read_text().splitlines()
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "out cached"], repo)
+    # back to the commit where Git owns out.txt: nothing to report
+    git(["checkout", "-q", "HEAD~1"], repo)
+    proc = run(["checkout"], repo)
+    assert proc.returncode == 0 and "pointer is gone" not in proc.stderr
+    assert (repo / "out.txt").read_text() == "1\n"
+    git(["checkout", "-q", "-"], repo)
+    run(["checkout"], repo)
+    assert (repo / "out.txt").read_text() == "1\n1\n"
+    # the output stops being cached: its .gitignore entry goes, so it can be committed
+    gen(repo, {"mlver.yaml": uncached})
+    proc = run(["repro"], repo)
+    assert not (repo / ".gitignore").exists() or "/out.txt" not in (repo / ".gitignore").read_text().splitlines()
+    git(["add", "out.txt"], repo)  # not refused as ignored
+
+
+def test_stage_with_a_persist_output_is_not_restored_from_the_run_cache(repo: Path) -> None:
+    step = "import os; os.makedirs('ck', exist_ok=True); open('ck/log', 'a').write('x'); " \
+           "open('o.txt', 'w').write(open('in.txt').read()); open('runs.log', 'a').write('s\\n')"
+    gen(repo, {"in.txt": "1", "step.py": step,
+               "mlver.yaml": f"stages:\n  s:\n    cmd: {PY} step.py\n    deps: [in.txt, step.py]\n"
+                             "    outs:\n    - o.txt\n    - ck:\n        persist: true\n"})
+    run(["repro"], repo)
+    gen(repo, {"in.txt": "2"})
+    run(["repro"], repo)
+    gen(repo, {"in.txt": "1"})  # inputs seen before: still runs, the checkpoint keeps growing
+    proc = run(["repro"], repo)
+    assert "run cache" not in proc.stderr and runs(repo) == ["s", "s", "s"]
+    assert (repo / "ck/log").read_text() == "xxx" and (repo / "o.txt").read_text() == "1"

@@ -63,12 +63,24 @@ class App:
             self.say(f"To track the changes with Git, run:\n    git add {flags}{args}")
 
     def json(self, doc: object) -> None:
+        """A JSON document on stdout: strict JSON, so NaN and infinities (which metrics
+        files may hold) are written as null."""
         import json
 
-        click.echo(json.dumps(doc, indent=2, sort_keys=False))
+        click.echo(json.dumps(_finite(doc), indent=2, sort_keys=False, allow_nan=False))
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 @contextlib.contextmanager

@@ -27,7 +27,9 @@ def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return f"{v:.6g}"
+        text = f"{v:.6g}"
+        # a float stays visibly a float (1 -> 1.0 is a change, and must not read "1 -> 1")
+        return text if any(c in text for c in ".eninf") else text + ".0"
     if isinstance(v, (list, dict)):
         import json
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,9 +75,10 @@ class PlotsResult:
 
 
 def _number(v: Any) -> float | None:
+    """A metric value a chart can draw: a finite number (not a bool, NaN or infinity)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    return float(v) if math.isfinite(v) else None
 
 
 def _points(table: ExpTable) -> list[ExpRow]:
@@ -163,12 +165,14 @@ def parse_steps(data: bytes, path: str) -> tuple[str, dict[str, list[tuple[float
 
 
 def _float(v: Any) -> float | None:
+    """Like ``_number``, also reading numbers written as text (step files)."""
     if isinstance(v, bool) or v is None:
         return None
     try:
-        return float(v)
+        f = float(v)
     except (TypeError, ValueError):
         return None
+    return f if math.isfinite(f) else None
 
 
 def _step_series(repo: Repo, commits: list[ExpRow], last: ExpRow) -> list[StepSeries]:

@@ -133,6 +133,8 @@ class _StageParser:
 
     def path(self, wdir: str, value: Any, what: str, line: int | None) -> str:
         written = self.string(value, what, line)
+        if not written.strip():
+            raise self.error(f"an empty {what} path", line)
         rel = resolve_path(wdir, written)
         if rel is None:
             raise self.error(f"{what} '{written}' leaves the repository (paths must be relative and stay inside it)", line)
@@ -230,6 +232,11 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> Stage:
     desc = body.get("desc")
     stage = Stage(name=name, cmd=cmd, wdir=wdir, deps=deps, params=p.params(body, wdir), outs=outs,
                   metrics=metrics, desc=None if desc is None else str(desc), line=line)
+    deps_seen: set[str] = set()
+    for d in stage.deps:
+        if d.path in deps_seen:
+            raise p.error(f"'{d.path}' is listed twice as a dependency", d.line)
+        deps_seen.add(d.path)
     seen: dict[str, int | None] = {}
     for o in stage.products:
         if o.path in seen:

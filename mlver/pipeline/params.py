@@ -125,12 +125,13 @@ class ParamsReader:
         is a FormatError naming the pipeline file, the line and the stage."""
         out: dict[str, Flat] = {}
         for ref in stage.params:
-            values = self._ref_values(stage, ref, shown, strict)
+            values = self.ref_values(stage, ref, shown, strict)
             if values is not None:
                 out.setdefault(ref.file, {}).update(values)
         return {f: dict(sorted(v.items())) for f, v in sorted(out.items())}
 
-    def _ref_values(self, stage: Stage, ref: ParamRef, shown: str, strict: bool) -> Flat | None:
+    def ref_values(self, stage: Stage, ref: ParamRef, shown: str, strict: bool) -> Flat | None:
+        """The values one params reference names (None: its file is absent and not ``strict``)."""
         doc = self.doc(ref.file)
         if doc is None:
             if not strict:

@@ -23,7 +23,7 @@ from mlver.pipeline.record import Inspector, record_product
 from mlver.pointer import POINTER_SUFFIX
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.gitignore import gitignore_add
+from mlver.gitignore import gitignore_add, gitignore_remove
 
 
 def read_pipeline_text(repo: Repo) -> str:
@@ -191,13 +191,14 @@ def record_stage(repo: Repo, stage: Stage, check: StageCheck, inspector: Inspect
 
 
 def ignore_outputs(repo: Repo, stage: Stage) -> list[str]:
-    """Keep cached outputs out of Git; returns the .gitignore files that changed."""
+    """Keep cached outputs out of Git, and let an output that stopped being cached
+    (``cache: false``: it stays in Git) be committed again; returns the .gitignore files
+    that changed."""
     changed = []
     for out in stage.products:
-        if out.cache:
-            rel = gitignore_add(repo, out.path)
-            if rel:
-                changed.append(rel)
+        rel = gitignore_add(repo, out.path) if out.cache else gitignore_remove(repo, out.path)
+        if rel and rel not in changed:
+            changed.append(rel)
     return changed
 
 

@@ -38,14 +38,18 @@ def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None])
     """Values of ``pipeline``'s params and metrics, reading files through ``read``
     (repo-relative path -> bytes, None when absent). Missing files are left out."""
     errors: list[str] = []
+    where = "" if rev == WORKSPACE else f"{rev[:7]}:"  # errors name the revision, as Git's `REV:path`
     reader = ParamsReader(read)
     params: dict[str, Flat] = {}
     for stage in pipeline.stages:
-        try:
-            for file, vals in reader.stage_params(stage, pipeline.shown, strict=False).items():
-                params.setdefault(file, {}).update(vals)
-        except FormatError as e:
-            errors.append(e.message)
+        for ref in stage.params:  # a file that cannot be read hides its own values only
+            try:
+                vals = reader.ref_values(stage, ref, pipeline.shown, strict=False)
+            except FormatError as e:
+                errors.append(where + e.message)
+                continue
+            if vals is not None:
+                params.setdefault(ref.file, {}).update(vals)
     metrics: dict[str, Flat] = {}
     for path in dict.fromkeys(m.path for s in pipeline.stages for m in s.metrics):
         data = read(path)
@@ -54,8 +58,9 @@ def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None])
         try:
             metrics[path] = flatten(parse_values(data, path))
         except FormatError as e:
-            errors.append(e.message)
-    return Values(rev, {f: dict(sorted(v.items())) for f, v in sorted(params.items())}, metrics, tuple(errors))
+            errors.append(where + e.message)
+    return Values(rev, {f: dict(sorted(v.items())) for f, v in sorted(params.items())}, metrics,
+                  tuple(dict.fromkeys(errors)))
 
 
 def workspace_values(repo: Repo) -> Values:

@@ -122,6 +122,13 @@ def select(graph: Graph, targets: list[str] | None, *, downstream: bool) -> list
     return graph.stages_in_order(graph.closure(names, down=downstream))
 
 
+def _run_cacheable(stage: Stage) -> bool:
+    """May the run cache stand in for running ``stage``? Not without dependencies (it
+    always runs), nor with a ``persist`` output: that output accumulates across runs, and
+    an old snapshot must not replace it."""
+    return bool(stage.deps) and not any(o.persist for o in stage.products)
+
+
 def _restorable_entry(repo: Repo, stage: Stage, key: str) -> runcache.RunEntry | None:
     entry = runcache.lookup(repo, key)
     if entry is None:
@@ -149,7 +156,7 @@ def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cach
             out.append(PlannedStage(stage.name, "skip", (), stage.cmd))
             continue
         action = "run"
-        if run_cache and not force and not upstream and stage.deps and not check.missing_deps:
+        if run_cache and not force and not upstream and _run_cacheable(stage) and not check.missing_deps:
             key = runcache.run_key(stage, [d for d in check.deps if d is not None], check.params)
             if _restorable_entry(repo, stage, key) is not None:
                 action = "restore"
@@ -183,7 +190,7 @@ class _Runner:
             return
         refuse_git_tracked(self.repo, stage)  # before anything is announced or replaced
         deps = [d for d in check.deps if d is not None]
-        key = runcache.run_key(stage, deps, check.params) if self.run_cache and stage.deps else None
+        key = runcache.run_key(stage, deps, check.params) if self.run_cache and _run_cacheable(stage) else None
         if key is not None and not self.force:
             entry = _restorable_entry(self.repo, stage, key)
             if entry is not None:
