@@ -226,13 +226,13 @@ class _Runner:
         self.on_event(StageEvent(stage.name, "restored", check.reasons or ("forced",), stage.cmd))
 
     def _run(self, stage: Stage, check: StageCheck, key: str | None) -> None:
+        wdir = self.repo.abs(stage.wdir)
+        if not os.path.isdir(wdir):  # before anything is announced or removed
+            raise PathError(stage.wdir, f"is the wdir of stage '{stage.name}' and is not a folder")
         self.on_event(StageEvent(stage.name, "running", check.reasons or ("forced",), stage.cmd))
         self._keep_edits(stage)
         clear_products(self.repo, stage)
         self.repo.state.flush()
-        wdir = self.repo.abs(stage.wdir)
-        if not os.path.isdir(wdir):
-            raise PathError(stage.wdir, f"is the wdir of stage '{stage.name}' and is not a folder")
         proc = subprocess.run(stage.cmd, shell=True, cwd=wdir)
         if proc.returncode != 0:
             raise StageFailed(stage.name, proc.returncode)
