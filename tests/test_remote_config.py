@@ -116,3 +116,16 @@ def test_help_does_not_import_fsspec(repo: Path) -> None:
     assert out.strip() == "[]"
     for cmd in (["remote", "--help"], ["push", "--help"], ["gc", "--help"], ["fsck", "--help"]):
         assert run(cmd, repo).stdout.startswith("Usage:")
+
+
+def test_password_in_a_url_stays_out_of_the_committed_file(repo: Path) -> None:
+    url = "ssh://me:hunter2@127.0.0.1:2222/srv/store"
+    proc = run(["remote", "add", "s", url], repo, check=False)
+    assert proc.returncode == 2 and "holds a password" in proc.stderr
+    proc = run(["remote", "add", "--local", "s", url], repo)
+    assert "hunter2" not in proc.stderr
+    assert "hunter2" not in (repo / ".mlver/config").read_text()
+    assert "hunter2" in (repo / ".mlver/config.local").read_text()
+    listing = run(["remote", "list"], repo).stdout
+    assert "hunter2" not in listing and "me:***@127.0.0.1" in listing
+    assert run(["remote", "modify", "s", "url", url], repo, check=False).returncode == 2

@@ -110,3 +110,25 @@ def test_gc_asks_on_a_terminal(repo: Path) -> None:
         assert child.exitstatus == 0
         assert cached(repo, v2) is kept
     assert cached(repo, v1)
+
+
+def test_gc_cloud_sweeps_old_upload_temporaries_even_with_nothing_to_delete(repo: Path, tmp_path: Path) -> None:
+    import os
+    import time
+
+    store = tmp_path / "store"
+    run(["remote", "add", "-d", "store", str(store)], repo)
+    gen(repo, {"a.bin": b"a"})
+    run(["add", "a.bin"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "a"], repo)
+    run(["push"], repo)
+    (store / "tmp").mkdir(exist_ok=True)
+    old, fresh = store / "tmp" / "killed-upload", store / "tmp" / "running-upload"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    three_days_ago = time.time() - 3 * 24 * 3600
+    os.utime(old, (three_days_ago, three_days_ago))
+    proc = run(["gc", "--cloud", "-f"], repo)
+    assert "Nothing to delete." in proc.stderr
+    assert not old.exists() and fresh.exists()  # a day-old temporary goes, a recent one stays

@@ -42,7 +42,7 @@ def remote_add(app: App, default: bool, force: bool, local: bool, name: str, url
 
     with project() as repo:
         path = ops.add(repo, name, url, default=default, force=force, level="local" if local else "project")
-    app.say(f"Added remote '{name}' -> {url} in {path}{' (default)' if default else ''}")
+    app.say(f"Added remote '{name}' -> {ops.masked_url(url)} in {path}{' (default)' if default else ''}")
 
 
 @remote.command("modify")
@@ -296,6 +296,8 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
             app.say(_gc_summary(plan, human_size, "Would delete"))
             return
         if plan.empty:
+            if plan.remote_name is not None:
+                run_gc(repo, plan, progress=app.progress())  # still sweeps the remote's day-old temporaries
             if as_json:
                 app.json(plan.to_json())
             app.say("Nothing to delete.")

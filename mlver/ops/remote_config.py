@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 from mlver.config import ConfigFile, user_config_path
 from mlver.errors import MlverError, RemoteError, UsageError
@@ -52,6 +53,26 @@ def _remotes(repo: Repo) -> dict[str, dict[str, str]]:
     return repo.config.remotes()
 
 
+def _refuse_url_secret(name: str, url: str, level: str) -> None:
+    """A URL carrying a password (``ssh://user:pw@host``) is a credential too: it may not
+    go into the committed file."""
+    if level == "project" and "://" in url and urlparse(url).password:
+        raise UsageError(f"the URL of remote '{name}' holds a password, and .mlver/config is committed to Git",
+                         hint=f"leave it out of the URL and set it with `mlver remote modify --local {name} "
+                              "password ...` (or add the remote with --local / --global)")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with a password in it shown as ``***``."""
+    if "://" not in url:
+        return url
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return parsed._replace(netloc=netloc).geturl()
+
+
 def add(repo: Repo, name: str, url: str, *, default: bool = False, force: bool = False,
         level: str = "project") -> str:
     """Add remote ``name``; returns the config file written."""
@@ -59,6 +80,7 @@ def add(repo: Repo, name: str, url: str, *, default: bool = False, force: bool =
     if "://" not in url and url.startswith("~"):
         url = os.path.expanduser(url)
     check_url(url, name=name)
+    _refuse_url_secret(name, url, level)
     existing = _remotes(repo)
     if name in existing and not force:
         raise UsageError(f"remote '{name}' already exists ({existing[name].get('url', 'no url')})",
@@ -88,6 +110,7 @@ def modify(repo: Repo, name: str, key: str, value: str | None, *, level: str = "
                          hint=f"use `mlver remote modify --local {name} {key} ...` (or --global)")
     if key == "url" and value is not None:
         check_url(value, name=name)
+        _refuse_url_secret(name, value, level)
     if key == "jobs" and value is not None and not (value.isdigit() and int(value) > 0):
         raise UsageError(f"jobs: expected a positive whole number, got '{value}'")
     cf = _file(repo, level)
@@ -107,7 +130,7 @@ def list_remotes(repo: Repo) -> list[RemoteInfo]:
         url = opts.get("url", "")
         backend = backend_for(url)
         shown = {k: ("***" if k in SECRET_OPTIONS else v) for k, v in sorted(opts.items()) if k != "url"}
-        out.append(RemoteInfo(name, url, name == default, shown, backend.module or "local", backend.extra,
+        out.append(RemoteInfo(name, masked_url(url), name == default, shown, backend.module or "local", backend.extra,
                               backend_installed(backend)))
     return out
 
