@@ -129,3 +129,21 @@ def test_password_in_a_url_stays_out_of_the_committed_file(repo: Path) -> None:
     listing = run(["remote", "list"], repo).stdout
     assert "hunter2" not in listing and "me:***@127.0.0.1" in listing
     assert run(["remote", "modify", "s", "url", url], repo, check=False).returncode == 2
+
+
+def test_option_values_are_checked_when_set(repo: Path) -> None:
+    run(["remote", "add", "s3", "s3://bucket/prefix"], repo)
+    run(["remote", "add", "sh", "ssh://me@127.0.0.1/srv/store"], repo)
+    for name, key, value, problem in [
+        ("sh", "port", "abc", "port: expected a port number"),
+        ("sh", "port", "70000", "port: expected a port number"),
+        ("sh", "timeout", "soon", "timeout: expected a number of seconds"),
+        ("s3", "endpoint_url", "127.0.0.1:9000", "endpoint_url: expected an http:// or https:// URL"),
+        ("s3", "ssl_verify", "maybe", "ssl_verify: expected true or false"),
+        ("s3", "jobs", "0", "jobs: expected a positive whole number"),
+    ]:
+        proc = run(["remote", "modify", name, key, value], repo, check=False)
+        assert proc.returncode == 2 and problem in proc.stderr, (key, value, proc.stderr)
+    run(["remote", "modify", "sh", "port", "2222"], repo)
+    run(["remote", "modify", "s3", "endpoint_url", "http://127.0.0.1:9000"], repo)
+    run(["remote", "modify", "s3", "ssl_verify", "false"], repo)

@@ -62,6 +62,24 @@ def _refuse_url_secret(name: str, url: str, level: str) -> None:
                               "password ...` (or add the remote with --local / --global)")
 
 
+def _check_option(key: str, value: str) -> None:
+    """Option values whose form is known are checked when set, not at the first transfer
+    (where a bad one would read as an unreachable remote)."""
+    if key in ("jobs", "port") and not (value.isdigit() and 0 < int(value) < (65536 if key == "port" else 10**6)):
+        what = "a port number (1-65535)" if key == "port" else "a positive whole number"
+        raise UsageError(f"{key}: expected {what}, got '{value}'")
+    if key in ("endpoint_url", "endpointurl") and not value.startswith(("http://", "https://")):
+        raise UsageError(f"{key}: expected an http:// or https:// URL, got '{value}'")
+    if key == "ssl_verify" and value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise UsageError(f"{key}: expected true or false, got '{value}'")
+    if key == "timeout":
+        try:
+            if float(value) <= 0:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"{key}: expected a number of seconds, got '{value}'") from None
+
+
 def masked_url(url: str) -> str:
     """``url`` with a password in it shown as ``***``."""
     if "://" not in url:
@@ -111,8 +129,8 @@ def modify(repo: Repo, name: str, key: str, value: str | None, *, level: str = "
     if key == "url" and value is not None:
         check_url(value, name=name)
         _refuse_url_secret(name, value, level)
-    if key == "jobs" and value is not None and not (value.isdigit() and int(value) > 0):
-        raise UsageError(f"jobs: expected a positive whole number, got '{value}'")
+    if value is not None:
+        _check_option(key, value)
     cf = _file(repo, level)
     if value is None:
         if not cf.unset(f"remote.{name}.{key}"):
