@@ -41,6 +41,11 @@ class ObjectRef(NamedTuple):
     def relpath(self) -> str:
         return object_relpath(self.digest, self.manifest)
 
+    @property
+    def quarantine_name(self) -> str:
+        """Its file name under ``quarantine/`` (in a cache, or on a remote)."""
+        return self.digest + (MANIFEST_SUFFIX if self.manifest else "")
+
 
 class Cache:
     def __init__(self, root: str, *, link_types: tuple[str, ...], fsync: bool = False) -> None:
@@ -333,6 +338,6 @@ class Cache:
     def quarantine(self, ref: ObjectRef) -> str:
         qdir = os.path.join(self.root, "quarantine")
         os.makedirs(qdir, exist_ok=True)
-        dest = os.path.join(qdir, ref.digest + (MANIFEST_SUFFIX if ref.manifest else ""))
+        dest = os.path.join(qdir, ref.quarantine_name)
         os.replace(self.path(ref.digest, ref.manifest), dest)
         return dest

@@ -187,10 +187,7 @@ class Config:
 
     @property
     def link_types(self) -> tuple[str, ...]:
-        try:
-            return parse_link_types(self.values.get("cache.type", DEFAULT_CACHE_TYPE), "cache.type")
-        except UsageError as e:
-            raise self._bad("cache.type", e.message.split(": ", 1)[1]) from None
+        return parse_link_types(self.values.get("cache.type", DEFAULT_CACHE_TYPE), "cache.type")  # checked by load
 
     def remotes(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}

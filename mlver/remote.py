@@ -645,8 +645,7 @@ class Remote:
         None on a read-only remote (it is only reported)."""
         if self.read_only:
             return None
-        name = ref.digest + (MANIFEST_SUFFIX if ref.manifest else "")
-        src, dest = self.path(ref.relpath), self.path(f"quarantine/{name}")
+        src, dest = self.path(ref.relpath), self.path(f"quarantine/{ref.quarantine_name}")
         if self.protocol == "file":
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.replace(src, dest)

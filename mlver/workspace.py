@@ -616,8 +616,10 @@ def clean_vanished(repo: Repo, outputs: list[Output], *, only: Iterable[str] | N
     for placed in gone:
         if placed.path in in_git or any(t.startswith(placed.path + "/") for t in in_git):
             repo.state.forget_placed(placed.path)
-        elif _unchanged_and_cached(repo, placed):
-            _remove_placed(repo, placed)
+            continue
+        safe, cur = _unchanged_and_cached(repo, placed)
+        if safe:
+            _remove_placed(repo, placed, cur)
             res.deleted.append(placed.path)
             repo.state.forget_placed(placed.path)
         else:
@@ -625,18 +627,13 @@ def clean_vanished(repo: Repo, outputs: list[Output], *, only: Iterable[str] | N
     return res
 
 
-def _remove_placed(repo: Repo, placed: Placed) -> None:
-    """Remove data mlver placed; in a folder, files .mlverignore leaves out stay (with
-    the folders holding them)."""
-    path = repo.abs(placed.path)
-    if placed.kind != "dir" or not repo.ignore:
-        remove_path(path)
+def _remove_placed(repo: Repo, placed: Placed, manifest: Manifest | None) -> None:
+    """Remove data mlver placed (``manifest``: a folder's current one); in a folder,
+    files .mlverignore leaves out stay (with the folders holding them)."""
+    if manifest is None or not _ignored_files(repo, placed.path, manifest):
+        remove_path(repo.abs(placed.path))
         return
-    cur = current_manifest(repo, placed.path)
-    if not _ignored_files(repo, placed.path, cur):
-        remove_path(path)
-        return
-    removed = [f"{placed.path}/{e.path}" for e in cur.entries]
+    removed = [f"{placed.path}/{e.path}" for e in manifest.entries]
     for rel in removed:
         os.unlink(repo.abs(rel))
     _prune_empty_dirs(repo, placed.path, removed)
@@ -652,12 +649,14 @@ def _ignored_files(repo: Repo, rel: str, manifest: Manifest) -> list[str]:
     return sorted(f"{rel}/{f}" for f in found if f not in listed and not os.path.basename(f).startswith(TMP_MARK))
 
 
-def _unchanged_and_cached(repo: Repo, placed: Placed) -> bool:
+def _unchanged_and_cached(repo: Repo, placed: Placed) -> tuple[bool, Manifest | None]:
+    """Is the data mlver placed still what it wrote, and in the cache? With a folder, its
+    current manifest too (the removal needs it)."""
     path = repo.abs(placed.path)
     if placed.kind == "dir" and os.path.isdir(path):
         cur = current_manifest(repo, placed.path)
-        return cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries)
+        return cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries), cur
     if placed.kind == "file" and os.path.isfile(path):
         d = current_file_digest(repo, placed.path)
-        return d is not None and d[0] == placed.digest and repo.cache.has(placed.digest)
-    return False
+        return d is not None and d[0] == placed.digest and repo.cache.has(placed.digest), None
+    return False, None
