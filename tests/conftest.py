@@ -1,5 +1,13 @@
 """Shared fixtures: real Git repositories in temporary folders and the installed
-``mlver`` run as a subprocess, with a pinned environment (HOME, NO_COLOR, COLUMNS)."""
+``mlver`` run as a subprocess, with a pinned environment (HOME, NO_COLOR, COLUMNS).
+
+A test that needs something this machine may lack (sshd, an XFS loop mount, Chromium,
+DVC, Dask) calls ``require(capability, reason)``: it skips, and the run ends with a
+loud "NOT TESTED HERE" section listing every skipped capability; with the capability
+named in ``MLVER_REQUIRE`` (comma-separated, or ``all``; ``.ci/run`` sets it) the skip
+becomes a failure. Files a test wants to keep (a screenshot) go to ``artifacts_dir``
+(``$MLVER_TEST_ARTIFACTS`` when set); everything else lives in pytest's temporary
+folders, which are removed after a passing run."""
 
 from __future__ import annotations
 
@@ -9,11 +17,53 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from collections import Counter
+from typing import Any, NoReturn
 
 import pytest
 
 MLVER = shutil.which("mlver")
+
+
+def required(capability: str) -> bool:
+    names = {n.strip() for n in os.environ.get("MLVER_REQUIRE", "").split(",") if n.strip()}
+    legacy = capability == "sshd" and os.environ.get("MLVER_REQUIRE_SSHD") == "1"
+    return legacy or capability in names or "all" in names
+
+
+def require(capability: str, reason: str) -> NoReturn:
+    """Skip a test whose ``capability`` is missing here, loudly; fail instead when the
+    run requires it (``MLVER_REQUIRE``)."""
+    message = f"{capability}: {reason} -- NOT TESTED HERE"
+    if required(capability):
+        pytest.fail(f"{message} (MLVER_REQUIRE asks for {capability})")
+    pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """After the run, one loud section naming every skipped reason and how many tests it
+    skipped, so a machine without sshd (say) cannot pass for a full run."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if reasons:
+        terminalreporter.section("NOT TESTED HERE: skipped tests", sep="!", red=True, bold=True)
+        for reason, n in reasons.most_common():
+            terminalreporter.write_line(f"{n:4d} skipped  {reason}")
+
+
+@pytest.fixture
+def artifacts_dir(tmp_path: Path) -> Path:
+    """Where a test keeps a file worth looking at after the run: ``$MLVER_TEST_ARTIFACTS``
+    when set (created if needed), else the test's own temporary folder."""
+    where = os.environ.get("MLVER_TEST_ARTIFACTS")
+    if not where:
+        return tmp_path
+    path = Path(where)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """SSH remotes against a real OpenSSH server on 127.0.0.1 with a throwaway host key, user
 key and config (sshfs/asyncssh on mlver's side). Without sshd the tests skip loudly,
-unless MLVER_REQUIRE_SSHD=1 (set by .ci/run), which turns that into a failure."""
+unless MLVER_REQUIRE names sshd (.ci/run does), which turns that into a failure."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import gen, git, run, run_json
+from conftest import gen, git, require, run, run_json
 
 pytest.importorskip("sshfs", reason="sshfs is needed for the SSH tests (pip install \"mlver[ssh]\")")
 
@@ -56,10 +56,7 @@ class SSHServer:
 def sshd(tmp_path: Path) -> Iterator[SSHServer]:
     binary = _sshd()
     if binary is None or shutil.which("ssh-keygen") is None:
-        reason = "OpenSSH server (sshd) is not installed: SSH remote tests NOT RUN (apt-get install openssh-server)"
-        if os.environ.get("MLVER_REQUIRE_SSHD") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        require("sshd", "OpenSSH server is not installed, SSH remote tests skipped (apt-get install openssh-server)")
     d = tmp_path / "sshd"
     d.mkdir()
     os.chmod(d, 0o700)
