@@ -208,6 +208,9 @@ def _verify(app: App, stages: tuple[str, ...], rev: str | None, keep: bool, as_j
     if res.worktree:
         app.say(f"Kept the scratch worktree at {res.worktree}; remove it with `git worktree remove --force "
                 f"{res.worktree}`")
+    error = res.error()
+    if error is not None:  # after the report: the one `mlver: error:` line, exit 3
+        raise error
     return res.exit_code
 
 
