@@ -77,6 +77,21 @@ def commit_stages(repo: Repo, plan: StageCommit | None, *, progress: Progress) -
     return commit_stage_outputs(repo, plan, progress=progress)
 
 
+def with_untracked_pipeline(repo: Repo, files: list[str]) -> list[str]:
+    """``files`` (mlver files to `git add`), plus ``mlver.yaml`` when it exists and Git
+    does not track it yet: the lock means little without the pipeline it records."""
+    if (repo.scm_root is None or PIPELINE_FILE in files
+            or not os.path.exists(repo.abs(PIPELINE_FILE)) or git.tracked(repo.root, [PIPELINE_FILE])):
+        return files
+    return [PIPELINE_FILE, *files]
+
+
+def ignored_by_git(root: str, files: list[str]) -> list[str]:
+    """Which of ``files`` (relative to the project ``root``) a ``.gitignore`` hides from
+    `git add`."""
+    return git.ignored(root, files)
+
+
 def all_outputs(repo: Repo) -> list[Output]:
     """Every tracked output: pointer files first, then pipeline outputs."""
     return pointer_outputs(repo) + stage_outputs(repo)

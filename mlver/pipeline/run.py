@@ -65,6 +65,7 @@ class ReproResult:
     skipped: list[str] = field(default_factory=list)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (output path, digest of kept content)
     files: list[str] = field(default_factory=list)  # mlver files rewritten (lock, .gitignore)
+    to_add: list[str] = field(default_factory=list)  # what to `git add`: files, and mlver.yaml if Git lacks it
     plan: list[PlannedStage] = field(default_factory=list)  # with dry_run
     failed: FailedStage | None = None  # the stage that stopped the run
     dry_run: bool = False
