@@ -158,6 +158,8 @@ def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # t
         for letter, paths in (("A", res.added), ("M", res.modified), ("D", res.deleted)):
             for p in paths:
                 app.report(f"{letter}       {p}")
+    if changes and res.relinked:  # same content, link re-made (--relink): not a modification
+        app.report(f"{len(res.relinked)} file(s) relinked ({', '.join(sorted(res.link_types))})")
     if changes:
         _link_note(app, res.link_types)
     code = EXIT_ERROR if (res.kept or res.orphaned or res.missing) else 0
