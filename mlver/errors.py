@@ -96,3 +96,24 @@ class StageFailed(MlverError):
         super().__init__(f"stage '{stage}' failed: command exited with code {returncode}")
         self.stage = stage
         self.returncode = returncode
+
+
+class StaleStage(MlverError):
+    """``mlver commit`` of stages whose command, dependencies or parameters differ from
+    their lock entry: recording their outputs would claim they came from inputs they
+    never saw."""
+
+    MAX_REASONS = 3
+
+    def __init__(self, stages: list[tuple[str, tuple[str, ...]]]) -> None:
+        parts = []
+        for name, reasons in stages:
+            shown = list(reasons[:self.MAX_REASONS])
+            if len(reasons) > self.MAX_REASONS:
+                shown.append(f"and {len(reasons) - self.MAX_REASONS} more")
+            parts.append(f"stage '{name}' is not up to date: {'; '.join(shown)}")
+        names = " ".join(name for name, _ in stages)
+        super().__init__("; ".join(parts) + " (nothing was recorded)",
+                         hint=f"run it with `mlver repro {names}`, or record its outputs as they are "
+                              f"with `mlver commit --force {names}`")
+        self.stages = stages

@@ -53,6 +53,19 @@ def tracked(root: str, paths: list[str]) -> list[str]:
     return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
+def ignored(root: str, paths: list[str]) -> list[str]:
+    """Which of ``paths`` (relative to ``root``) a ``.gitignore`` hides, so that `git add`
+    would refuse them (a file Git already tracks is not hidden)."""
+    if not paths:
+        return []
+    proc = run(root, "check-ignore", "-z", "--stdin", input="\0".join(paths).encode("utf-8", "surrogateescape"),
+               check=False)
+    if proc.returncode not in (0, 1):
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git check-ignore failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
 def list_files(root: str, pattern: str) -> list[str]:
     """Files matching ``pattern`` that are tracked, or untracked and not ignored."""
     out = run(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", pattern).stdout

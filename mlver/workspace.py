@@ -7,6 +7,7 @@ when the file's stat still matches, and are computed (in parallel) otherwise.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from dataclasses import dataclass, field
@@ -98,9 +99,22 @@ def select_outputs(repo: Repo, outputs: list[Output], targets: Iterable[str]) ->
             if inner:
                 hits = inner
         if not hits:
-            raise PathError(t, "is not tracked by mlver", hint=f"track it with `mlver add {t}`")
+            if os.path.lexists(repo.abs(rel)):
+                raise PathError(t, "is not tracked by mlver", hint=f"track it with `mlver add {t}`")
+            raise _nowhere(t, rel, outputs)
         chosen.update((o.path, o) for o in hits)
     return [o for o in outputs if o.path in chosen]
+
+
+def _nowhere(target: str, rel: str, outputs: list[Output]) -> PathError:
+    """A target that is neither in the workspace nor tracked: suggest the closest tracked
+    paths (a typo), not ``mlver add`` of something that does not exist."""
+    names = sorted({o.path for o in outputs} | {o.pointer_file for o in outputs if o.pointer_file}
+                   | {o.stage for o in outputs if o.stage})
+    close = difflib.get_close_matches(rel, names, n=3, cutoff=0.6)
+    hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else \
+        "`mlver list` shows the tracked paths"
+    return PathError(target, "does not exist and is not tracked by mlver", hint=hint)
 
 
 # --- digests of workspace files -------------------------------------------------------
@@ -426,6 +440,7 @@ class CheckoutResult:
     kept: list[str] = field(default_factory=list)  # local content not in the cache, left alone
     missing: list[str] = field(default_factory=list)  # objects absent from the cache
     orphaned: list[str] = field(default_factory=list)  # data whose pointer is gone, kept (not safe to remove)
+    relinked: list[str] = field(default_factory=list)  # same content, placed again (``--relink``)
     link_types: set[str] = field(default_factory=set)
 
     @property
@@ -433,7 +448,7 @@ class CheckoutResult:
         return bool(self.added or self.modified or self.deleted)
 
     def merge(self, other: "CheckoutResult") -> None:
-        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned"):
+        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned", "relinked"):
             getattr(self, name).extend(getattr(other, name))
         self.link_types |= other.link_types
 
@@ -444,6 +459,7 @@ class _Place:
     digest: str
     exec: bool
     existed: bool
+    same: bool = False  # the content there is already right: only the link is re-made (relink)
 
 
 def _safe_to_replace(repo: Repo, rel: str, current: str | None, force: bool, res: CheckoutResult) -> bool:
@@ -498,7 +514,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
                 return res
             if cur and not _safe_to_replace(repo, out.path, cur[0], force, res):
                 return res
-            plan.append(_Place(out.path, out.digest, False, cur is not None))
+            plan.append(_Place(out.path, out.digest, False, cur is not None, cur is not None and cur[0] == out.digest))
     else:
         manifest = load_manifest(cache, out.digest)
         if manifest is None:
@@ -539,7 +555,8 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
                 continue
             if cur_e is not None and not _safe_to_replace(repo, frel, cur_e.digest, force, res):
                 continue
-            plan.append(_Place(frel, e.digest, e.exec, cur_e is not None))
+            plan.append(_Place(frel, e.digest, e.exec, cur_e is not None,
+                               cur_e is not None and cur_e.digest == e.digest))
 
     for rel in removals:
         os.unlink(repo.abs(rel))
@@ -563,7 +580,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
         progress.finish()
         for p, kind, st in done:
             res.link_types.add(kind)
-            (res.modified if p.existed else res.added).append(p.rel)
+            (res.relinked if p.same else res.modified if p.existed else res.added).append(p.rel)
             if st is not None:
                 repo.state.record(p.rel, st, p.digest)
     if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing:

@@ -121,6 +121,17 @@ def test_verify_missing_input_everywhere_is_an_error(repo: Path, tmp_path: Path)
     assert "data/raw.csv" in prepare["message"] and "remote" in prepare["message"]
     train = next(o for o in doc["outputs"] if o["path"] == "model.bin")
     assert "prepare" in train["message"]
+    # the table, and one error line naming the input (not a traceback, not silence)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mlver: error:")]
+    assert errors == ["mlver: error: 3 output(s) at " + doc["rev"][:7] + " could not be verified: input "
+                      "data/raw.csv: object " + prepare["message"].split("object ", 1)[1]], proc.stderr
+    assert "Traceback" not in proc.stderr
+    text = run(["repro", "--verify"], repo, check=False)
+    assert text.returncode == 3
+    assert "error      prepare:prepared.csv  input data/raw.csv: " in text.stdout
+    errors = [line for line in text.stderr.splitlines() if line.startswith("mlver: error:")]
+    assert len(errors) == 1 and "input data/raw.csv: " in errors[0] and "remote 'store'" in errors[0]
+    assert "hint: push it from a clone that has it" in text.stderr
     assert git(["worktree", "list", "--porcelain"], repo).count("worktree ") == 1
 
 
@@ -174,6 +185,8 @@ def test_verify_failing_command_and_usage(repo: Path) -> None:
     doc = json.loads(proc.stdout)
     model = next(o for o in doc["outputs"] if o["path"] == "model.bin")
     assert model["status"] == "error" and "exited with code 4" in model["message"]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mlver: error:")]
+    assert len(errors) == 1 and "train:model.bin: stage 'train' failed: command exited with code 4" in errors[0]
     assert next(o for o in doc["outputs"] if o["path"] == "prepared.csv")["status"] == "reproduced"
     assert run(["repro", "--verify", "--force"], repo, check=False).returncode == 2
     assert run(["repro", "--rev", "HEAD"], repo, check=False).returncode == 2

@@ -403,10 +403,14 @@ def test_status_and_commit_name_stages_without_outputs_yet(pipe: Path) -> None:
     run(["repro"], pipe)
     runs(pipe)
     assert run(["status", "--check", "train"], pipe).returncode == 0
-    # only a dependency changed: commit records the stage and says so (and hints git add)
+    # only a dependency changed: commit refuses the stale stage; --force records it and
+    # says so (and hints git add)
     gen(pipe, {"src/train.py": TRAIN + "# a comment\n"})
-    proc = run(["commit", "train"], pipe)
+    proc = run(["commit", "train"], pipe, check=False)
+    assert proc.returncode == 3 and "stage 'train' is not up to date: dep changed: src/train.py" in proc.stderr
+    proc = run(["commit", "--force", "train"], pipe)
     assert "Recorded stage 'train' in mlver.lock" in proc.stderr and "Nothing to record" not in proc.stderr
+    assert "without running it (--force)" in proc.stderr
     assert "mlver.lock" in proc.stderr.split("git add", 1)[1]
     assert lock_stage(pipe, "train")["deps"][1]["digest"] == digest((TRAIN + "# a comment\n").encode())
     assert runs(pipe) == [] and run_json(["status"], pipe)["clean"] is True

@@ -58,9 +58,15 @@ class App:
         import shlex
 
         if files:
+            from mlver.ops.common import ignored_by_git
+
             shown = {os.path.relpath(os.path.join(root, f)).replace(os.sep, "/") for f in files}
             args = " ".join(shlex.quote(f) for f in sorted(shown))
             self.say(f"To track the changes with Git, run:\n    git add {flags}{args}")
+            for f in ignored_by_git(root, sorted(set(files))):  # `git add` would refuse these: say so
+                f = os.path.relpath(os.path.join(root, f)).replace(os.sep, "/")
+                self.warn(f"{f} is ignored by Git (a .gitignore pattern hides it), so `git add` refuses it; "
+                          f"use `git add -f {shlex.quote(f)}` or remove the pattern")
 
     def json(self, doc: object) -> None:
         """A JSON document on stdout: strict JSON, so NaN and infinities (which metrics

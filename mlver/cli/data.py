@@ -109,13 +109,22 @@ def status(ctx: click.Context, app: App, targets: tuple[str, ...], check: bool, 
 @cli.command()
 @click.argument("targets", nargs=-1)
 @click.option("-m", "--message", help="Also stage the changed mlver files and run `git commit -m MESSAGE`.")
+@click.option("-f", "--force", is_flag=True,
+              help="Record stages whose command, dependencies or parameters changed, without running them.")
 @pass_app
-def commit(app: App, targets: tuple[str, ...], message: str | None) -> None:
-    """Record the workspace's current data into pointers and mlver.lock."""
+def commit(app: App, targets: tuple[str, ...], message: str | None, force: bool) -> None:
+    """Record the workspace's current data into pointers and mlver.lock.
+
+    A stage whose command, dependencies or parameters differ from mlver.lock (or that
+    never ran) is refused, and nothing is recorded: run it with `mlver repro`, or record
+    its outputs as they are with --force."""
     from mlver.ops.commit import commit as do_commit
 
     with project(lock="commit") as repo:
-        res = do_commit(repo, list(targets), message=message, progress=app.progress())
+        res = do_commit(repo, list(targets), message=message, force=force, progress=app.progress())
+    for name, reasons in res.forced:
+        app.warn(f"recorded stage '{name}' without running it (--force), although it is not up to date: "
+                 + "; ".join(reasons))
     for p in res.recorded:
         app.say(f"Recorded {p}")
     for name in res.stages:
@@ -149,6 +158,8 @@ def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # t
         for letter, paths in (("A", res.added), ("M", res.modified), ("D", res.deleted)):
             for p in paths:
                 app.report(f"{letter}       {p}")
+    if changes and res.relinked:  # same content, link re-made (--relink): not a modification
+        app.report(f"{len(res.relinked)} file(s) relinked ({', '.join(sorted(res.link_types))})")
     if changes:
         _link_note(app, res.link_types)
     code = EXIT_ERROR if (res.kept or res.orphaned or res.missing) else 0

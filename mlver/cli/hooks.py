@@ -77,6 +77,7 @@ def _env(name: str) -> str | None:
 @click.pass_context
 def pre_commit(ctx: click.Context, app: App, filenames: tuple[str, ...]) -> None:
     """Fail when workspace data differs from the pointers and lock being committed."""
+    from mlver.ops.common import LOCK_FILE
     from mlver.ops.hook import pre_commit as do_pre_commit
 
     if not _in_project():
@@ -93,14 +94,18 @@ def pre_commit(ctx: click.Context, app: App, filenames: tuple[str, ...]) -> None
             click.echo(f"        {f.state}: {f.path}", err=True)
         if len(s.files) > SHOW_FILES:
             click.echo(f"        ... and {len(s.files) - SHOW_FILES} more", err=True)
-        if s.recorded_unstaged and s.output.pointer_file:
-            unstaged.append(s.output.pointer_file)
+        if s.recorded_unstaged:
+            unstaged.append(s.output.pointer_file or LOCK_FILE)
+    unstaged = sorted(set(unstaged))
     if unstaged:
-        click.echo("hint: `mlver commit` already recorded them; stage the pointers: git add "
+        click.echo("hint: already recorded in the workspace; stage the mlver files: git add "
                    + " ".join(unstaged), err=True)
-    else:
+    if any(not s.recorded_unstaged and s.output.stage is None for s in res.stale):
         click.echo("hint: run `mlver commit` to record the data and `git add` the changed pointers "
                    "(or `mlver checkout` to restore the recorded data)", err=True)
+    if any(not s.recorded_unstaged and s.output.stage is not None for s in res.stale):
+        click.echo(f"hint: stage outputs come from `mlver repro`: run it and `git add {LOCK_FILE}` "
+                   "(or `mlver checkout` to restore the recorded outputs)", err=True)
     ctx.exit(EXIT_DIFF)
 
 

@@ -76,6 +76,8 @@ def stage_add(app: App, name: str, deps: tuple[str, ...], outs: tuple[str, ...],
                         metrics=metrics, wdir=wdir, desc=desc, force=force)
     app.say(f"{'Replaced' if res.replaced else 'Added'} stage '{res.name}' in {res.file}; "
             f"run it with `mlver repro {res.name}`")
+    if res.to_add:
+        app.git_add_hint(repo.root, list(res.to_add))
 
 
 # --- repro ---------------------------------------------------------------------------------
@@ -159,8 +161,8 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         app.say("Data and pipelines are up to date.")
     elif staged:
         app.say("Staged: " + " ".join(staged))
-    elif res.files and repo.scm_root:
-        app.git_add_hint(repo.root, res.files)
+    elif res.to_add and repo.scm_root:
+        app.git_add_hint(repo.root, res.to_add)
 
 
 @contextlib.contextmanager
@@ -208,6 +210,9 @@ def _verify(app: App, stages: tuple[str, ...], rev: str | None, keep: bool, as_j
     if res.worktree:
         app.say(f"Kept the scratch worktree at {res.worktree}; remove it with `git worktree remove --force "
                 f"{res.worktree}`")
+    error = res.error()
+    if error is not None:  # after the report: the one `mlver: error:` line, exit 3
+        raise error
     return res.exit_code
 
 

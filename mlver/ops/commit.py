@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field, replace
 
 from mlver import git
-from mlver.ops.common import LOCK_FILE, all_outputs, autostage, commit_stages, stage_names, write_pointer
+from mlver.ops.common import (LOCK_FILE, all_outputs, autostage, commit_stages, plan_stage_commit, stage_names,
+                              write_pointer)
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.gitignore import gitignore_add
@@ -24,10 +25,15 @@ class CommitResult:
     git_commit: str | None = None
     staged: list[str] = field(default_factory=list)  # staged in Git (core.autostage)
     nothing_to_commit: bool = False
+    forced: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (stage, reasons): --force
 
 
-def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None = None,
+def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None = None, force: bool = False,
            progress: Progress = NO_PROGRESS) -> CommitResult:
+    """All or nothing: stages are checked first, and a stage whose command, dependencies
+    or parameters differ from its lock (or that never ran) refuses the whole commit
+    (``StaleStage``) unless ``force`` — before any pointer, cache object or lock entry
+    is written and before ``git commit``."""
     if message is not None:
         repo.require_scm("commit -m")
     result = CommitResult()
@@ -41,9 +47,14 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
     else:
         chosen = outputs
     for out in chosen:
+        if out.stage is not None and out.stage not in stages:
+            stages.append(out.stage)
+    plan = None
+    if stages or not targets:
+        plan = plan_stage_commit(repo, stages if targets else None, force=force, progress=progress)
+        result.forced = list(plan.forced) if plan is not None else []
+    for out in chosen:
         if out.stage is not None:
-            if out.stage not in stages:
-                stages.append(out.stage)
             continue
         if not os.path.lexists(repo.abs(out.path)):
             result.missing.append(out.path)
@@ -61,8 +72,8 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
         ignore = gitignore_add(repo, out.path)
         if ignore:
             result.files.append(ignore)
-    if stages or not targets:
-        recorded, result.stages, files = commit_stages(repo, stages if targets else None, progress=progress)
+    if plan is not None:
+        recorded, result.stages, files = commit_stages(repo, plan, progress=progress)
         result.recorded += recorded
         result.files += files
     repo.state.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from mlver import git
 from mlver.fsutil import atomic_write_text
@@ -10,6 +11,9 @@ from mlver.pointer import POINTER_SUFFIX, Pointer
 from mlver.progress import Progress
 from mlver.repo import Repo
 from mlver.workspace import Output, pointer_outputs
+
+if TYPE_CHECKING:  # pragma: no cover - the pipeline modules import YAML: only when used
+    from mlver.pipeline.plan import StageCommit
 
 LOCK_FILE = "mlver.lock"
 PIPELINE_FILE = "mlver.yaml"
@@ -50,15 +54,42 @@ def declared_outputs(repo: Repo) -> dict[str, str]:
     return {o.path: s.name for s in load_pipeline(repo).stages for o in s.products}
 
 
-def commit_stages(repo: Repo, names: list[str] | None, *,
-                  progress: Progress) -> tuple[list[str], list[str], list[str]]:
-    """Record the current outputs of stages (all when ``names`` is None) into the lock.
-    Returns (outputs recorded, stages whose lock entry changed, mlver files rewritten)."""
+def plan_stage_commit(repo: Repo, names: list[str] | None, *, force: bool,
+                      progress: Progress) -> StageCommit | None:
+    """Check the stages (all when ``names`` is None) ``commit`` would record; refuses
+    stale ones unless ``force`` (mlver.pipeline.plan.plan_stage_commit). None without
+    ``mlver.yaml``."""
     if not os.path.exists(repo.abs(PIPELINE_FILE)):
+        return None
+    from mlver.pipeline.plan import plan_stage_commit as plan
+
+    return plan(repo, names, force=force, progress=progress)
+
+
+def commit_stages(repo: Repo, plan: StageCommit | None, *, progress: Progress) -> tuple[list[str], list[str], list[str]]:
+    """Record the current outputs of the stages ``plan`` (from plan_stage_commit) holds
+    into the lock. Returns (outputs recorded, stages whose lock entry changed, mlver files
+    rewritten)."""
+    if plan is None:
         return [], [], []
     from mlver.pipeline.plan import commit_stage_outputs
 
-    return commit_stage_outputs(repo, names, progress=progress)
+    return commit_stage_outputs(repo, plan, progress=progress)
+
+
+def with_untracked_pipeline(repo: Repo, files: list[str]) -> list[str]:
+    """``files`` (mlver files to `git add`), plus ``mlver.yaml`` when it exists and Git
+    does not track it yet: the lock means little without the pipeline it records."""
+    if (repo.scm_root is None or PIPELINE_FILE in files
+            or not os.path.exists(repo.abs(PIPELINE_FILE)) or git.tracked(repo.root, [PIPELINE_FILE])):
+        return files
+    return [PIPELINE_FILE, *files]
+
+
+def ignored_by_git(root: str, files: list[str]) -> list[str]:
+    """Which of ``files`` (relative to the project ``root``) a ``.gitignore`` hides from
+    `git add`."""
+    return git.ignored(root, files)
 
 
 def all_outputs(repo: Repo) -> list[Output]:

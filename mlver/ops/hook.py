@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from mlver import git
 from mlver.errors import FormatError, PathError, RemoteError
-from mlver.ops.common import LOCK_FILE
+from mlver.ops.common import LOCK_FILE, stage_outputs
 from mlver.pointer import POINTER_SUFFIX, parse_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
@@ -63,7 +63,7 @@ def _outputs_of(repo: Repo, rel: str, data: bytes, shown: str) -> list[Output]:
 class StaleOutput:
     output: Output  # as recorded in the index
     files: tuple[FileState, ...] = ()  # inside a folder, when its recorded manifest is cached
-    recorded_unstaged: bool = False  # the workspace pointer already matches: only `git add` is missing
+    recorded_unstaged: bool = False  # the workspace pointer (or lock) already matches: only `git add` is missing
 
 
 @dataclass
@@ -126,9 +126,16 @@ def _stale(repo: Repo, out: Output, *, progress: Progress) -> StaleOutput | None
 
 
 def _recorded_in_workspace(repo: Repo, out: Output, current: str | None) -> bool:
-    """Does the workspace's own pointer already record ``current``? (`mlver commit`
-    ran, `git add` did not.)"""
-    if current is None or out.pointer_file is None or not os.path.exists(repo.abs(out.pointer_file)):
+    """Does the workspace's own pointer (a stage output: ``mlver.lock``) already record
+    ``current``? (`mlver commit` or `mlver repro` ran, `git add` did not.)"""
+    if current is None:
+        return False
+    if out.stage is not None:
+        try:
+            return any(o.path == out.path and o.digest == current for o in stage_outputs(repo))
+        except (FormatError, PathError):
+            return False
+    if out.pointer_file is None or not os.path.exists(repo.abs(out.pointer_file)):
         return False
     try:
         return load_output(repo, out.pointer_file).digest == current

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from mlver.ops.common import autostage
+from mlver.ops.common import autostage, with_untracked_pipeline
 from mlver.pipeline.run import ReproResult, StageEvent, reproduce
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
@@ -19,4 +19,6 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
     result = reproduce(repo, targets, force=force, dry_run=dry_run, downstream=downstream,
                        run_cache=run_cache, progress=progress, **kwargs)
     staged = [] if dry_run else autostage(repo, result.files)
+    if result.files and not staged:
+        result.to_add = with_untracked_pipeline(repo, result.files)
     return result, staged

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from mlver.errors import MlverError, UsageError
 from mlver.fsutil import atomic_write_text
+from mlver.ops.common import with_untracked_pipeline
 from mlver.pipeline.graph import build_graph
 from mlver.pipeline.model import PIPELINE_FILE, Stage, parse_pipeline
 from mlver.pipeline.plan import check_workspace_paths, load_graph
@@ -25,6 +26,7 @@ class StageAdded:
     file: str
     created: bool  # mlver.yaml did not exist before
     replaced: bool = False  # a stage of that name was there (``-f``)
+    to_add: tuple[str, ...] = ()  # mlver.yaml when Git does not track it yet (to `git add`)
 
 
 def _param_entries(params: Sequence[str]) -> list[str | tuple[str, list[str]]]:
@@ -115,7 +117,7 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
     _refuse_tracked_inside(repo, pipeline.get(name))  # type: ignore[arg-type]
     refuse_git_tracked(repo, pipeline.get(name))  # type: ignore[arg-type]
     atomic_write_text(path, new_text, fsync=repo.fsync)
-    return StageAdded(name, PIPELINE_FILE, created, replacing)
+    return StageAdded(name, PIPELINE_FILE, created, replacing, tuple(with_untracked_pipeline(repo, [])))
 
 
 def _refuse_tracked_inside(repo: Repo, stage: Stage) -> None:

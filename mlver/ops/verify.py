@@ -65,6 +65,23 @@ class VerifyResult:
     rev: str  # the commit verified (full id)
     outputs: list[OutputCheck] = field(default_factory=list)
     worktree: str | None = None  # kept scratch worktree (``keep``)
+    missing_inputs: dict[str, str] = field(default_factory=dict)  # input path -> why it is not available
+
+    def error(self) -> MlverError | None:
+        """The one error a run that could not verify everything ends with (exit 3): an
+        input missing everywhere first, else the first output that could not be made."""
+        bad = [o for o in self.outputs if o.status == ERROR]
+        if not bad:
+            return None
+        head = f"{len(bad)} output(s) at {self.rev[:7]} could not be verified: "
+        if self.missing_inputs:
+            path, why = next(iter(self.missing_inputs.items()))
+            more = f" (and {len(self.missing_inputs) - 1} more input(s))" if len(self.missing_inputs) > 1 else ""
+            return MlverError(f"{head}input {path}: {why}{more}",
+                              hint="push it from a clone that has it (`mlver push`), or configure the remote "
+                                   "that holds it (`mlver remote add -d NAME URL`)")
+        first = next((o for o in bad if not o.message.startswith("not run:")), bad[0])
+        return MlverError(f"{head}{first.stage}:{first.path}: {first.message}")
 
     @property
     def reproduced(self) -> bool:
@@ -108,7 +125,7 @@ def verify(repo: Repo, rev: str | None = None, targets: list[str] | None = None,
         _configure(repo, top)
         wrepo = Repo(top)
         try:
-            outputs = _verify_in(wrepo, commit, targets, progress, on_event)
+            outputs, missing = _verify_in(wrepo, commit, targets, progress, on_event)
         finally:
             wrepo.close()
     finally:
@@ -118,7 +135,7 @@ def verify(repo: Repo, rev: str | None = None, targets: list[str] | None = None,
             import shutil
 
             shutil.rmtree(scratch, ignore_errors=True)
-    return VerifyResult(commit, outputs, scratch if keep else None)
+    return VerifyResult(commit, outputs, scratch if keep else None, missing)
 
 
 def _configure(repo: Repo, top: str) -> None:
@@ -197,7 +214,8 @@ def _missing_objects(wrepo: Repo, outputs: list[Output]) -> bool:
 
 
 def _verify_in(wrepo: Repo, commit: str, targets: list[str] | None, progress: Progress,
-               on_event: Callable[[StageEvent], None]) -> list[OutputCheck]:
+               on_event: Callable[[StageEvent], None]) -> tuple[list[OutputCheck], dict[str, str]]:
+    """The per-output checks, and the inputs that are not available (path -> why)."""
     graph = load_graph(wrepo)
     stages = select(graph, targets, downstream=False)
     expected = read_lock(wrepo)
@@ -208,14 +226,17 @@ def _verify_in(wrepo: Repo, commit: str, targets: list[str] | None, progress: Pr
               if any(d == o.path or d.startswith(o.path + "/") or o.path.startswith(d + "/") for d in deps)]
     problems = _materialise(wrepo, inputs, progress)
     blocked: dict[str, str] = {}  # stage -> why it cannot run
+    missing: dict[str, str] = {}  # input -> why it is not available
     for s in stages:
         for d in s.deps:
             bad = [p for p in problems if d.path == p or d.path.startswith(p + "/") or p.startswith(d.path + "/")]
             if bad:
                 blocked.setdefault(s.name, f"input {bad[0]}: {problems[bad[0]]}")
+                missing.setdefault(bad[0], problems[bad[0]])
             elif (not os.path.lexists(wrepo.abs(d.path)) and _stage_of(graph, d.path) is None
                   and not any(d.path.startswith(o.path + "/") for st in graph.pipeline.stages for o in st.products)):
                 blocked.setdefault(s.name, f"input {d.path} does not exist at {commit[:7]}")
+                missing.setdefault(d.path, f"does not exist at {commit[:7]}")
     for name in list(blocked):
         for down in graph.closure([name], down=True):
             if down != name and down in in_scope:
@@ -248,7 +269,7 @@ def _verify_in(wrepo: Repo, commit: str, targets: list[str] | None, progress: Pr
                 blocked[s.name] = f"not run: stage '{failed}' failed"
     actual = read_lock(wrepo)
     return [check for s in stages for check in _compare(wrepo, s, expected.get(s.name), actual.get(s.name),
-                                                          blocked.get(s.name), old_values)]
+                                                          blocked.get(s.name), old_values)], missing
 
 
 def _read_metrics(wrepo: Repo, path: str, locked: StageLock | None) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlver.errors import FormatError, MlverError, PathError
+from mlver.errors import FormatError, MlverError, PathError, StaleStage
 from mlver.fsutil import inside_root
 from mlver.pipeline.graph import Graph, build_graph
 from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
@@ -83,6 +83,9 @@ class StageCheck:
     reasons: tuple[str, ...]
     deps: tuple[LockEntry | None, ...]  # current, in mlver.yaml order (None: missing)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the reasons that concern what the stage ran with (never run, command, deps, params),
+    # not its outputs: recording the outputs as they are would pair them with other inputs
+    input_reasons: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -111,7 +114,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
         reasons.append("always runs: the stage has no dependencies")
     if locked is None:
         reasons.append("never run")
-        return StageCheck(stage, tuple(reasons), deps_now, params_now)
+        return StageCheck(stage, tuple(reasons), deps_now, params_now, ("never run",))
     if locked.cmd != stage.cmd:
         reasons.append("command changed")
     old_deps = {e.path: e for e in locked.deps}
@@ -133,6 +136,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
                 reasons.append(f"param removed: {file}:{key}")
             elif not _same(now_vals[key], old_vals[key]):
                 reasons.append(f"param changed: {file}:{key}")
+    inputs = tuple(reasons[1:] if not stage.deps else reasons)  # (not "always runs")
     old_products = {e.path: e for e in locked.products}
     for out in stage.products:
         label = "metrics" if out.metric else "out"
@@ -145,7 +149,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
         elif (old.kind, old.digest) != (now.kind, now.digest) or old.cache != out.cache:
             reasons.append(f"{label} changed: {out.path}")
     reasons += [f"out removed: {p}" for p in sorted(old_products)]
-    return StageCheck(stage, tuple(reasons), deps_now, params_now)
+    return StageCheck(stage, tuple(reasons), deps_now, params_now, inputs)
 
 
 def _matches(repo: Repo, stage: Stage, targets: list[str]) -> bool:
@@ -202,14 +206,27 @@ def ignore_outputs(repo: Repo, stage: Stage) -> list[str]:
     return changed
 
 
-def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
-                         progress: Progress = NO_PROGRESS) -> tuple[list[str], list[str], list[str]]:
-    """Record the workspace's current outputs of stages into the lock without running
-    them. ``names`` None: every stage whose dependencies and outputs all exist; named
-    stages must have them. Returns (outputs recorded, stages whose lock entry changed,
-    mlver files rewritten).
+@dataclass
+class StageCommit:
+    """What ``mlver commit`` will record for stages, decided before anything is written
+    (all or nothing: a refused stage stops the whole commit)."""
 
-    No run-cache entry is saved: nothing proves these outputs came from these inputs."""
+    graph: Graph
+    locked: dict[str, StageLock]
+    inspector: Inspector
+    checks: list[StageCheck]  # the stages to record, in run order
+    forced: list[tuple[str, tuple[str, ...]]]  # recorded although their inputs changed (--force)
+    prune: bool  # drop lock entries of stages that left mlver.yaml
+
+
+def plan_stage_commit(repo: Repo, names: list[str] | None, *, force: bool = False,
+                      progress: Progress = NO_PROGRESS) -> StageCommit:
+    """Check the stages ``mlver commit`` would record. ``names`` None: every stage whose
+    dependencies and outputs all exist; named stages must have them. A stage whose
+    command, dependencies or parameters differ from its lock, or that never ran, is
+    refused (``StaleStage``, naming every such stage) unless ``force``: its outputs did
+    not come from these inputs. Hand-edited outputs of an unchanged stage are fine, and a
+    stage without dependencies is not refused for always running."""
     graph = load_graph(repo)
     pipeline = graph.pipeline
     for n in names or []:
@@ -218,9 +235,8 @@ def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
     locked = read_lock(repo)
     inspector = Inspector(repo, progress)
     reader = workspace_reader(repo.root)
-    recorded: list[str] = []
-    stages: list[str] = []
-    files: list[str] = []
+    checks: list[StageCheck] = []
+    stale: list[tuple[str, tuple[str, ...]]] = []
     for stage in graph.stages_in_order(set(names) if names is not None else None):
         check = check_stage(stage, locked.get(stage.name), inspector, reader)
         missing = check.missing_deps + [o.path for o in stage.products if inspector.entry(o.path) is None]
@@ -229,7 +245,29 @@ def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
                 continue
             raise PathError(missing[0], f"is missing, so stage '{stage.name}' cannot be recorded",
                             hint=f"run the stage with `mlver repro {stage.name}`")
-        new = record_stage(repo, stage, check, inspector, snapshot=False, progress=progress)
+        if check.input_reasons:
+            stale.append((stage.name, check.input_reasons))
+        checks.append(check)
+    if stale and not force:
+        raise StaleStage(stale)
+    return StageCommit(graph, locked, inspector, checks, stale, prune=names is None)
+
+
+def commit_stage_outputs(repo: Repo, plan: StageCommit, *,
+                         progress: Progress = NO_PROGRESS) -> tuple[list[str], list[str], list[str]]:
+    """Record the workspace's current outputs of the planned stages into the lock without
+    running them. Returns (outputs recorded, stages whose lock entry changed, mlver files
+    rewritten).
+
+    No run-cache entry is saved: nothing proves these outputs came from these inputs."""
+    pipeline = plan.graph.pipeline
+    locked = plan.locked
+    recorded: list[str] = []
+    stages: list[str] = []
+    files: list[str] = []
+    for check in plan.checks:
+        stage = check.stage
+        new = record_stage(repo, stage, check, plan.inspector, snapshot=False, progress=progress)
         old = locked.get(stage.name)
         if new != old:  # (deps may only be ordered differently: the lock text decides)
             locked[stage.name] = new
@@ -241,7 +279,7 @@ def commit_stage_outputs(repo: Repo, names: list[str] | None, *,
                     files.append(LOCK_FILE)
         files += ignore_outputs(repo, stage)
     # prune stages that left mlver.yaml
-    if names is None and set(locked) - set(pipeline.names):
+    if plan.prune and set(locked) - set(pipeline.names):
         if write_lock(repo, locked, pipeline.names) and LOCK_FILE not in files:
             files.append(LOCK_FILE)
     repo.state.flush()

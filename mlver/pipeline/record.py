@@ -47,6 +47,11 @@ class Inspector:
             return None
         return LockEntry(path, "file", got[0], got[1])
 
+    def assume(self, entry: LockEntry) -> None:
+        """Answer ``entry`` for its path from now on: what a planned step (a run-cache
+        restore in ``repro --dry-run``) will put there."""
+        self._memo[entry.path] = entry
+
     def forget(self) -> None:
         self._memo.clear()
 

@@ -19,7 +19,7 @@ from typing import Callable
 
 from mlver.errors import MlverError, PathError, StageFailed
 from mlver.pipeline import runcache
-from mlver.pipeline.graph import Graph
+from mlver.pipeline.graph import Graph, overlaps
 from mlver.pipeline.lockfile import StageLock, read_lock, write_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
 from mlver.pipeline.params import workspace_reader
@@ -65,6 +65,7 @@ class ReproResult:
     skipped: list[str] = field(default_factory=list)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (output path, digest of kept content)
     files: list[str] = field(default_factory=list)  # mlver files rewritten (lock, .gitignore)
+    to_add: list[str] = field(default_factory=list)  # what to `git add`: files, and mlver.yaml if Git lacks it
     plan: list[PlannedStage] = field(default_factory=list)  # with dry_run
     failed: FailedStage | None = None  # the stage that stopped the run
     dry_run: bool = False
@@ -140,28 +141,40 @@ def _restorable_entry(repo: Repo, stage: Stage, key: str) -> runcache.RunEntry |
 
 def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cache: bool,
          progress: Progress = NO_PROGRESS) -> list[PlannedStage]:
-    """What ``repro`` would do, with reasons, running nothing."""
+    """What ``repro`` would do, with reasons, running nothing. A stage the run cache will
+    restore has known outputs: stages downstream of it are judged against those (so they
+    may be restored or skipped too, as the run will find); downstream of a stage that
+    will run, nothing is known and they will run."""
     locked = read_lock(repo)
     inspector = Inspector(repo, progress)
     reader = workspace_reader(repo.root)
-    moving: set[str] = set()
+    running: set[str] = set()
+    restoring: dict[str, set[str]] = {}  # stage -> the output paths the restore brings back
     out = []
     for stage in stages:
+        # deps inside or around (not exactly) a restored output are not predicted: they
+        # count as changing, like the outputs of a stage that runs
+        unknown = [u for u in graph.upstream[stage.name] if u in running or (
+            u in restoring and any(overlaps(d.path, p) and d.path not in restoring[u]
+                                   for d in stage.deps for p in restoring[u]))]
         check = check_stage(stage, locked.get(stage.name), inspector, reader)
-        upstream = [u for u in graph.upstream[stage.name] if u in moving]
-        reasons = list(check.reasons) + [f"upstream stage will change: {u}" for u in upstream]
+        reasons = list(check.reasons) + [f"upstream stage will change: {u}" for u in unknown]
         if force and not reasons:
             reasons.append("forced")
         if not reasons:
             out.append(PlannedStage(stage.name, "skip", (), stage.cmd))
             continue
-        action = "run"
-        if run_cache and not force and not upstream and _run_cacheable(stage) and not check.missing_deps:
+        entry = None
+        if run_cache and not force and not unknown and _run_cacheable(stage) and not check.missing_deps:
             key = runcache.run_key(stage, [d for d in check.deps if d is not None], check.params)
-            if _restorable_entry(repo, stage, key) is not None:
-                action = "restore"
-        moving.add(stage.name)
-        out.append(PlannedStage(stage.name, action, tuple(reasons), stage.cmd))
+            entry = _restorable_entry(repo, stage, key)
+        if entry is None:
+            running.add(stage.name)
+        else:
+            restoring[stage.name] = {e.path for e in entry.products}
+            for e in entry.products:
+                inspector.assume(e)
+        out.append(PlannedStage(stage.name, "run" if entry is None else "restore", tuple(reasons), stage.cmd))
     return out
 
 
