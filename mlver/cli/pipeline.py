@@ -83,6 +83,8 @@ def stage_add(app: App, name: str, deps: tuple[str, ...], outs: tuple[str, ...],
 def _render_event(app: App, event: Any) -> None:
     if event.action == "up-to-date":
         app.say(f"Stage '{event.stage}' is up to date")
+    elif event.action == "frozen":
+        app.say(f"Stage '{event.stage}' is frozen: not run")
     elif event.action == "running":
         app.say(f"Running stage '{event.stage}' ({_reasons(event.reasons)}):\n> {event.cmd}")
     elif event.action == "restored":
@@ -148,6 +150,11 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
             if p.action == "skip":
                 app.out(f"Stage '{p.name}' is up to date")
                 continue
+            if p.action == "frozen":
+                app.out(f"Stage '{p.name}' is frozen: would not run" + (":" if p.reasons else ""))
+                for r in p.reasons:
+                    app.out(f"    {r}")
+                continue
             verb = "Would restore stage '{}' from the run cache" if p.action == "restore" else "Would run stage '{}'"
             app.out(verb.format(p.name) + ":")
             for r in p.reasons:
@@ -209,6 +216,52 @@ def _verify(app: App, stages: tuple[str, ...], rev: str | None, keep: bool, as_j
         app.say(f"Kept the scratch worktree at {res.worktree}; remove it with `git worktree remove --force "
                 f"{res.worktree}`")
     return res.exit_code
+
+
+@stage.command(name="list")
+@json_option
+@pass_app
+def stage_list(app: App, as_json: bool) -> None:
+    """List the stages of mlver.yaml after templating (foreach/matrix stages by name)."""
+    from mlver.ops.stage import list_stages
+
+    with project() as repo:
+        stages = list_stages(repo)
+    if as_json:
+        app.json({"version": 1, "stages": [{"name": s.name, "desc": s.desc, "cmd": s.cmd, "deps": list(s.deps),
+                                             "outs": list(s.outs), "frozen": s.frozen} for s in stages]})
+        return
+    if not stages:
+        app.out("No stages in mlver.yaml.")
+    width = max((len(s.name) for s in stages), default=0)
+    for s in stages:
+        note = " (frozen)" if s.frozen else ""
+        app.out(f"{s.name:<{width}}  {s.desc or ' '.join(s.outs) or s.cmd.splitlines()[0]}{note}".rstrip())
+
+
+@cli.group()
+def artifacts() -> None:
+    """Named artifacts declared in mlver.yaml."""
+
+
+@artifacts.command(name="list")
+@json_option
+@pass_app
+def artifacts_list(app: App, as_json: bool) -> None:
+    """List the artifacts of mlver.yaml (name, path, type, description, labels)."""
+    from mlver.ops.stage import list_artifacts
+
+    with project() as repo:
+        found = list_artifacts(repo)
+    if as_json:
+        app.json({"version": 1, "artifacts": [{"name": a.name, "path": a.path, "type": a.type, "desc": a.desc,
+                                                "labels": list(a.labels), "meta": a.meta} for a in found]})
+        return
+    if not found:
+        app.out("No artifacts in mlver.yaml.")
+    for a in found:
+        extra = ", ".join(x for x in (a.type, a.desc, " ".join(a.labels)) if x)
+        app.out(f"{a.name}  {a.path}" + (f"  ({extra})" if extra else ""))
 
 
 # --- dag -------------------------------------------------------------------------------------

@@ -34,6 +34,11 @@ class Values:
     errors: tuple[str, ...] = ()  # files that could not be read (named, with the problem)
 
 
+def metrics_files(pipeline: Pipeline) -> list[str]:
+    """Every metrics file the pipeline names: stages' ``metrics`` and top-level ``metrics``."""
+    return list(dict.fromkeys([m.path for s in pipeline.stages for m in s.metrics] + list(pipeline.metrics_files)))
+
+
 def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None]) -> Values:
     """Values of ``pipeline``'s params and metrics, reading files through ``read``
     (repo-relative path -> bytes, None when absent). Missing files are left out."""
@@ -50,8 +55,16 @@ def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None])
                 continue
             if vals is not None:
                 params.setdefault(ref.file, {}).update(vals)
+    for file in pipeline.params_files:  # top-level `params:`: the whole file
+        try:
+            doc = reader.doc(file)
+        except FormatError as e:
+            errors.append(where + e.message)
+            continue
+        if doc is not None:
+            params.setdefault(file, {}).update(flatten(doc))
     metrics: dict[str, Flat] = {}
-    for path in dict.fromkeys(m.path for s in pipeline.stages for m in s.metrics):
+    for path in metrics_files(pipeline):
         data = read(path)
         if data is None:
             continue
@@ -74,7 +87,7 @@ def workspace_values(repo: Repo) -> Values:
     data = read(PIPELINE_FILE)
     if data is None:
         return Values(WORKSPACE)
-    pipeline = parse_pipeline(data.decode("utf-8", "replace"), PIPELINE_FILE)
+    pipeline = parse_pipeline(data.decode("utf-8", "replace"), PIPELINE_FILE, ParamsReader(read).doc)
     return values_of(WORKSPACE, pipeline, read)
 
 
@@ -95,7 +108,9 @@ class History:
         prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
         self.prefix = "" if prefix == "." else prefix + "/"
         self._blobs: dict[str, bytes] = {}
-        self._pipelines: dict[str, Pipeline | FormatError] = {}
+        self._pipelines: dict[str, Pipeline | FormatError] = {}  # plain pipeline files, by blob
+        self._inputs: dict[str, list[str]] = {}  # templated pipeline blob -> files it reads
+        self._templated: dict[tuple[str, tuple[str | None, ...]], Pipeline | FormatError] = {}
         self._values: dict[tuple, Values] = {}
 
     def resolve(self, rev: str) -> str:
@@ -116,8 +131,8 @@ class History:
             blob = pipe_blobs[f"{c}:{name}"]
             pipeline = self._pipeline(blob, c) if blob else None
             if isinstance(pipeline, Pipeline):
-                files = {r.file for s in pipeline.stages for r in s.params}
-                files |= {m.path for s in pipeline.stages for m in s.metrics}
+                files = {r.file for s in pipeline.stages for r in s.params} | set(pipeline.params_files)
+                files |= set(metrics_files(pipeline))
                 wanted[c] = sorted(files)
         specs = [f"{c}:{self.prefix}{f}" for c, files in wanted.items() for f in files]
         file_blobs = git.object_names(self.root, specs)
@@ -165,13 +180,40 @@ class History:
             self._blobs.update(git.read_blobs(self.root, todo))
 
     def _pipeline(self, blob: str, commit: str) -> Pipeline | FormatError:
-        if blob not in self._pipelines:
-            shown = f"{commit[:7]}:{PIPELINE_FILE}"
-            try:
-                self._pipelines[blob] = parse_pipeline(self._blobs[blob].decode("utf-8", "replace"), shown)
-            except FormatError as e:
-                self._pipelines[blob] = e
-        return self._pipelines[blob]
+        """The pipeline of ``commit`` whose ``mlver.yaml`` is ``blob``. A plain file is
+        parsed once per blob; a templated one (``vars``, ``${}`` reading params files) once
+        per blob and set of input blobs, read at that commit."""
+        if blob in self._pipelines:
+            return self._pipelines[blob]
+        inputs = self._inputs.get(blob)
+        if inputs is not None:
+            specs = [f"{commit}:{self.prefix}{rel}" for rel in inputs]
+            names = git.object_names(self.root, specs)
+            key = (blob, tuple(names[spec] for spec in specs))
+            if key in self._templated:
+                return self._templated[key]
+        shown = f"{commit[:7]}:{PIPELINE_FILE}"
+        read: dict[str, str | None] = {}
+
+        def load(rel: str) -> Any:
+            spec = f"{commit}:{self.prefix}{rel}"
+            name = git.object_names(self.root, [spec])[spec]
+            read[rel] = name
+            if name is None:
+                return None
+            self._load([name])
+            return parse_values(self._blobs[name], f"{commit[:7]}:{rel}")
+
+        try:
+            pipeline: Pipeline | FormatError = parse_pipeline(self._blobs[blob].decode("utf-8", "replace"), shown, load)
+        except FormatError as e:
+            pipeline = e
+        if not read:
+            self._pipelines[blob] = pipeline
+        else:
+            self._inputs[blob] = sorted(read)
+            self._templated[(blob, tuple(read[rel] for rel in sorted(read)))] = pipeline
+        return pipeline
 
     def commits(self, *, count: int | None = None, all_commits: bool = False) -> list[str]:
         """Commit ids, newest first: ``count`` from HEAD, or every commit of every ref."""

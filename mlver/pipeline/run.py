@@ -110,8 +110,9 @@ def select(graph: Graph, targets: list[str] | None, *, downstream: bool) -> list
         return graph.stages_in_order()
     names = []
     for t in targets:
-        if graph.pipeline.get(t) is not None:
-            names.append(t)
+        named = graph.pipeline.named(t)
+        if named:
+            names.extend(s.name for s in named)
             continue
         norm = t.rstrip("/")
         owners = [s.name for s in graph.pipeline.stages if any(o.path == norm for o in s.products)]
@@ -126,7 +127,7 @@ def _run_cacheable(stage: Stage) -> bool:
     """May the run cache stand in for running ``stage``? Not without dependencies (it
     always runs), nor with a ``persist`` output: that output accumulates across runs, and
     an old snapshot must not replace it."""
-    return bool(stage.deps) and not any(o.persist for o in stage.products)
+    return bool(stage.deps) and not stage.always_changed and not any(o.persist for o in stage.products)
 
 
 def _restorable_entry(repo: Repo, stage: Stage, key: str) -> runcache.RunEntry | None:
@@ -148,6 +149,9 @@ def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cach
     out = []
     for stage in stages:
         check = check_stage(stage, locked.get(stage.name), inspector, reader)
+        if stage.frozen:
+            out.append(PlannedStage(stage.name, "frozen", check.reasons, stage.cmd))
+            continue
         upstream = [u for u in graph.upstream[stage.name] if u in moving]
         reasons = list(check.reasons) + [f"upstream stage will change: {u}" for u in upstream]
         if force and not reasons:
@@ -179,6 +183,10 @@ class _Runner:
         self.result = ReproResult()
 
     def stage(self, stage: Stage) -> None:
+        if stage.frozen:  # never run; its lock entry is kept as it is
+            self.result.skipped.append(stage.name)
+            self.on_event(StageEvent(stage.name, "frozen"))
+            return
         check = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root))
         if check.missing_deps:
             dep = check.missing_deps[0]
@@ -233,9 +241,10 @@ class _Runner:
         self._keep_edits(stage)
         clear_products(self.repo, stage)
         self.repo.state.flush()
-        proc = subprocess.run(stage.cmd, shell=True, cwd=wdir)
-        if proc.returncode != 0:
-            raise StageFailed(stage.name, proc.returncode)
+        for command in stage.argv:  # a list of commands runs in order, stopping at the first failure
+            proc = subprocess.run(command, shell=True, cwd=wdir)
+            if proc.returncode != 0:
+                raise StageFailed(stage.name, proc.returncode)
         self.inspector.forget()
         self._check_inputs_held(stage, check)
         missing = [o.path for o in stage.products if not os.path.lexists(self.repo.abs(o.path))]
