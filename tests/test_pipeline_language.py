@@ -4,6 +4,7 @@ matrix, cmd lists, frozen, always_changed, top-level params/metrics/plots/artifa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,53 @@ def test_escape_and_typed_values(repo: Path) -> None:
     assert (repo / "out.txt").read_text() == f"{Path.home()} true 64 32 --lr 0.1 --fast\n"
     lock = (repo / "mlver.lock").read_text()
     assert "params.yaml:" in lock and "flag: true" in lock and "layers:" in lock  # interpolated = params deps
+
+
+def test_single_item_and_keep_going(repo: Path) -> None:
+    gen(repo, {"data.txt": "x\n", "mlver.yaml": (
+        "stages:\n"
+        "  a:\n    cmd: cp data.txt a.txt\n    deps: [data.txt]\n    outs: [a.txt]\n"
+        "  bad:\n    cmd: exit 7\n    deps: [data.txt]\n    outs: [bad.txt]\n"
+        "  after_bad:\n    cmd: cp bad.txt c.txt\n    deps: [bad.txt]\n    outs: [c.txt]\n"
+        "  b:\n    cmd: cp a.txt b.txt\n    deps: [a.txt]\n    outs: [b.txt]\n")})
+    proc = run(["repro", "-k", "--json"], repo, check=False)
+    assert proc.returncode == 3
+    res = json.loads(proc.stdout)
+    assert sorted(res["ran"]) == ["a", "b"] and res["blocked"] == ["after_bad"]
+    assert [f["stage"] for f in res["failures"]] == ["bad"] and res["failures"][0]["exit_code"] == 7
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlver: error:")]
+    assert len(errors) == 1 and "'bad' (exit 7)" in errors[0] and "after_bad" in errors[0], proc.stderr
+    assert (repo / "b.txt").read_text() == "x\n"
+    # without -k the run stops at the failure
+    (repo / "data.txt").write_text("y\n")
+    proc = run(["repro", "--json"], repo, check=False)
+    assert proc.returncode == 3 and json.loads(proc.stdout)["failed"]["stage"] == "bad"
+    # -s: only the named stage, not what it depends on
+    (repo / "data.txt").write_text("z\n")
+    res = run_json(["repro", "-s", "-f", "b"], repo)
+    assert res["ran"] == ["b"] and (repo / "a.txt").read_text() == "y\n"  # a did not re-run
+    assert (repo / "b.txt").read_text() == "y\n"
+    assert run(["repro", "-s", "--downstream", "b"], repo, check=False).returncode == 2
+
+
+def test_allow_missing_and_pull(repo: Path, tmp_path: Path) -> None:
+    gen(repo, {"data.txt": "x\n", "mlver.yaml": (
+        "stages:\n  a:\n    cmd: cp data.txt a.txt\n    deps: [data.txt]\n    outs: [a.txt]\n")})
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    run(["repro"], repo)
+    run(["push"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-qm", "ran"], repo)
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(repo), str(clone)], tmp_path)
+    # the clone has neither the output nor its object: --allow-missing trusts the remote
+    res = run_json(["repro", "--allow-missing"], clone)
+    assert res["ran"] == [] and res["allowed_missing"] == ["a"] and not (clone / "a.txt").exists()
+    # a plain repro would re-run it; --pull fetches it instead
+    res = run_json(["repro", "--pull"], clone)
+    assert res["ran"] == [] and (clone / "a.txt").read_text() == "x\n"
+    # with the object nowhere, --allow-missing runs the stage
+    (clone / "a.txt").unlink()
+    (clone / "data.txt").write_text("y\n")
+    res = run_json(["repro", "--allow-missing"], clone)
+    assert res["ran"] == ["a"]

@@ -112,6 +112,8 @@ def load_pipeline(repo: Repo) -> Pipeline:
 
 # --- change detection ------------------------------------------------------------------
 
+MISSING_PRODUCT = "out missing: "  # the reason an output is absent from the workspace
+
 @dataclass(frozen=True)
 class StageCheck:
     stage: Stage
