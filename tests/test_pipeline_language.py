@@ -269,3 +269,30 @@ def test_allow_missing_and_pull(repo: Path, tmp_path: Path) -> None:
     (clone / "data.txt").write_text("y\n")
     res = run_json(["repro", "--allow-missing"], clone)
     assert res["ran"] == ["a"]
+
+
+def test_metrics_inside_a_folder_output_read_through_manifests_from_the_remote(repo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    gen(repo, {"acc.txt": "0.5\n",
+               "evaluate.sh": 'mkdir -p eval\necho "{\\"acc\\": $(cat acc.txt)}" > eval/metrics.json\necho p > eval/p.csv\n',
+               "mlver.yaml": (
+        "stages:\n  evaluate:\n"
+        "    cmd: sh evaluate.sh\n"
+        "    deps: [acc.txt, evaluate.sh]\n    outs: [eval]\n    metrics: [eval/metrics.json]\n"
+        "metrics:\n  - eval/metrics.json\n")})
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    for acc in ("0.5", "0.6", "0.7"):
+        (repo / "acc.txt").write_text(acc + "\n")
+        run(["repro"], repo)
+        git(["add", "-A"], repo)
+        git(["commit", "-qm", f"acc {acc}"], repo)
+        run(["push"], repo)
+    assert "eval/metrics.json" not in git(["ls-files"], repo)  # inside the cached folder, not in Git
+    shutil.rmtree(repo / "eval")
+    shutil.rmtree(repo / ".mlver" / "cache")
+    shown = run_json(["metrics", "show", "-n", "3"], repo)["revisions"]
+    values = [r["metrics"].get("eval/metrics.json", {}).get("acc") for r in shown]
+    assert values[-3:] == [0.7, 0.6, 0.5], shown
+    rows = run_json(["exp", "show", "-n", "3"], repo)["rows"]
+    assert [r["metrics"].get("eval/metrics.json", {}).get("acc") for r in rows[1:]] == [0.7, 0.6, 0.5]

@@ -69,6 +69,7 @@ class Stage:
     commands: tuple[str, ...] = ()  # ``cmd`` given as a list: run in order (``cmd`` joins them with newlines)
     frozen: bool = False  # never run by repro
     always_changed: bool = False  # runs every time
+    inner_metrics: tuple[str, ...] = ()  # metrics files inside one of its cached folder outputs (read, not recorded)
 
     @property
     def products(self) -> tuple[Out, ...]:
@@ -400,11 +401,15 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None,
     deps = tuple(Dep(p.path(wdir, v, "dependency", ln), ln) for v, ln in p.items(body, "deps"))
     outs = p.outs(body, "outs", wdir) + p.outs(body, "plots", wdir)
     metrics = p.outs(body, "metrics", wdir)
+    folders = [o.path for o in outs if o.cache]
+    inner = tuple(m.path for m in metrics if any(m.path.startswith(f + "/") for f in folders))
+    metrics = tuple(m for m in metrics if m.path not in inner)  # part of the folder's data already
+    outs = tuple(o for o in outs if not (o.plot and any(o.path.startswith(f + "/") for f in folders)))
     desc = body.get("desc")
     params = _with_used_params(p.params(body, wdir), used, line)
     stage = Stage(name=name, cmd=cmd, wdir=wdir, deps=deps, params=params, outs=outs,
                   metrics=metrics, desc=None if desc is None else str(desc), line=line, commands=commands,
-                  frozen=flags["frozen"], always_changed=flags["always_changed"])
+                  frozen=flags["frozen"], always_changed=flags["always_changed"], inner_metrics=inner)
     deps_seen: set[str] = set()
     for d in stage.deps:
         if d.path in deps_seen:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mlver import git
 from mlver.errors import FormatError
-from mlver.pipeline.model import PIPELINE_FILE, Pipeline, parse_pipeline
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipeline
 from mlver.pipeline.params import Flat, ParamsReader, flatten, parse_values
 from mlver.repo import Repo
 
@@ -36,7 +36,8 @@ class Values:
 
 def metrics_files(pipeline: Pipeline) -> list[str]:
     """Every metrics file the pipeline names: stages' ``metrics`` and top-level ``metrics``."""
-    return list(dict.fromkeys([m.path for s in pipeline.stages for m in s.metrics] + list(pipeline.metrics_files)))
+    return list(dict.fromkeys([m.path for s in pipeline.stages for m in s.metrics]
+                              + [p for s in pipeline.stages for p in s.inner_metrics] + list(pipeline.metrics_files)))
 
 
 def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None]) -> Values:
@@ -112,6 +113,72 @@ class History:
         self._inputs: dict[str, list[str]] = {}  # templated pipeline blob -> files it reads
         self._templated: dict[tuple[str, tuple[str | None, ...]], Pipeline | FormatError] = {}
         self._values: dict[tuple, Values] = {}
+        self._locks: dict[str, list[Any]] = {}  # lock blob -> its cached outputs
+        self._remote: Any = None  # the default remote, opened when an object is read from it
+
+    def close(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
+
+    # --- files inside cached outputs (metrics in a folder output) -----------------------
+
+    def _lock_outputs(self, lock_blob: str | None, commit: str) -> list[Any]:
+        if not lock_blob:
+            return []
+        if lock_blob not in self._locks:
+            from mlver.pipeline.lockfile import outputs_from_lock_text
+
+            self._load([lock_blob])
+            try:
+                self._locks[lock_blob] = outputs_from_lock_text(self._blobs[lock_blob].decode("utf-8", "replace"),
+                                                                f"{commit[:7]}:{LOCK_FILE}")
+            except FormatError:
+                self._locks[lock_blob] = []
+        return self._locks[lock_blob]
+
+    def _object(self, digest: str, manifest: bool) -> bytes | None:
+        """An object's bytes from the cache, else from the default remote (verified)."""
+        from mlver.cache import ObjectRef
+        from mlver.errors import MlverError
+
+        cache = self.repo.cache
+        if cache.has(digest, manifest):
+            return cache.read_bytes(digest, manifest)
+        if self._remote is None:
+            from mlver.remote import Remote, remote_config
+
+            config = self.repo.config
+            if not config.get("core.remote"):
+                return None
+            try:
+                self._remote = Remote(remote_config(config.remotes(), config.get("core.remote"), None),
+                                      base_dir=self.repo.root)
+            except MlverError:
+                return None
+        try:
+            return self._remote.read_object(ObjectRef(digest, manifest))
+        except (MlverError, OSError):
+            return None
+
+    def tracked_file(self, lock_blob: str | None, commit: str, rel: str) -> bytes | None:
+        """A file that is (inside) a cached output recorded in ``commit``'s lock, read
+        through the folder's manifest: a metrics file inside an ``outs: [eval]`` folder."""
+        from mlver.pointer import parse_manifest
+
+        for out in self._lock_outputs(lock_blob, commit):
+            if out.kind == "file" and out.path == rel:
+                return self._object(out.digest, False)
+            if out.kind == "dir" and rel.startswith(out.path + "/"):
+                data = self._object(out.digest, True)
+                if data is None:
+                    return None
+                inner = rel[len(out.path) + 1:]
+                for entry in parse_manifest(data, f"manifest {out.digest}").entries:
+                    if entry.path == inner:
+                        return self._object(entry.digest, False)
+                return None
+        return None
 
     def resolve(self, rev: str) -> str:
         return git.resolve(self.grepo, rev)
@@ -135,8 +202,9 @@ class History:
                 files |= set(metrics_files(pipeline))
                 wanted[c] = sorted(files)
         specs = [f"{c}:{self.prefix}{f}" for c, files in wanted.items() for f in files]
+        specs += [f"{c}:{self.prefix}{LOCK_FILE}" for c in wanted]
         file_blobs = git.object_names(self.root, specs)
-        self._load([b for b in file_blobs.values() if b])
+        self._load([b for spec, b in file_blobs.items() if b and not spec.endswith(LOCK_FILE)])
         result = []
         for c in commits:
             blob = pipe_blobs[f"{c}:{name}"]
@@ -148,9 +216,15 @@ class History:
                 result.append(Values(c, errors=(pipeline.message,)))
                 continue
             blobs = {f: file_blobs[f"{c}:{self.prefix}{f}"] for f in wanted[c]}
-            key = (blob, tuple(sorted(blobs.items(), key=lambda kv: kv[0])))
+            lock_blob = file_blobs[f"{c}:{self.prefix}{LOCK_FILE}"]
+            key = (blob, lock_blob, tuple(sorted(blobs.items(), key=lambda kv: kv[0])))
             if key not in self._values:
-                self._values[key] = values_of(c, pipeline, lambda rel, b=blobs: self._blobs.get(b.get(rel) or ""))
+                def read(rel: str, b: dict[str, str | None] = blobs, lock: str | None = lock_blob,
+                         commit: str = c) -> bytes | None:
+                    name = b.get(rel)
+                    return self._blobs.get(name) if name else self.tracked_file(lock, commit, rel)
+
+                self._values[key] = values_of(c, pipeline, read)
             result.append(replace(self._values[key], rev=c))
         return result
 
@@ -227,8 +301,8 @@ class History:
 @contextlib.contextmanager
 def open_history(repo: Repo) -> Iterator[History]:
     root = repo.require_scm("reading history")
-    with git.open_repo(root) as grepo:
-        yield History(repo, grepo)
+    with git.open_repo(root) as grepo, contextlib.closing(History(repo, grepo)) as history:
+        yield history
 
 
 def has_head(repo: Repo) -> bool:
