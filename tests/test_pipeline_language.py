@@ -296,3 +296,27 @@ def test_metrics_inside_a_folder_output_read_through_manifests_from_the_remote(r
     assert values[-3:] == [0.7, 0.6, 0.5], shown
     rows = run_json(["exp", "show", "-n", "3"], repo)["rows"]
     assert [r["metrics"].get("eval/metrics.json", {}).get("acc") for r in rows[1:]] == [0.7, 0.6, 0.5]
+
+
+def test_output_push_false_and_own_remote(repo: Path, tmp_path: Path) -> None:
+    gen(repo, {"data.txt": "x\n", "mlver.yaml": (
+        "stages:\n  a:\n    cmd: echo s > shared.txt && echo l > local.txt && echo o > special.txt\n"
+        "    deps: [data.txt]\n    outs:\n    - shared.txt\n    - local.txt:\n        push: false\n"
+        "    - special.txt:\n        remote: other\n        desc: goes elsewhere\n")})
+    (repo / "data.txt").write_text("shared\n")
+    run(["remote", "add", "-d", "main", str(tmp_path / "main")], repo)
+    run(["remote", "add", "other", str(tmp_path / "other")], repo)
+    run(["repro"], repo)
+    pushed = run_json(["push"], repo)
+    assert pushed["transferred"] == 2  # shared.txt to main, special.txt to other, local.txt nowhere
+    main_objects = sorted(p.name for p in (tmp_path / "main").rglob("*") if p.is_file())
+    other_objects = sorted(p.name for p in (tmp_path / "other").rglob("*") if p.is_file())
+    assert len(main_objects) == 1 and len(other_objects) == 1, (main_objects, other_objects)
+    git(["add", "-A"], repo)
+    git(["commit", "-qm", "ran"], repo)
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(repo), str(clone)], tmp_path)
+    proc = run(["pull", "--json"], clone, check=False)
+    assert (clone / "shared.txt").read_text() == "s\n" and (clone / "special.txt").read_text() == "o\n"
+    assert not (clone / "local.txt").exists()
+    assert json.loads(proc.stdout)["missing"] == []  # push: false data is not looked for on a remote
