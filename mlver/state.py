@@ -174,10 +174,12 @@ class State:
 
     # --- parsed files ---------------------------------------------------------------------
 
-    def parsed(self, kind: str, text: str, parse: Callable[[str], T]) -> T:
+    def parsed(self, kind: str, text: str, parse: Callable[[str], T], *,
+               valid: Callable[[T], bool] | None = None) -> T:
         """``parse(text)``, remembered (pickled) for the last text of each ``kind`` (the
         pipeline, the lock): a command that finds them unchanged skips PyYAML entirely.
-        Errors are not remembered; a memo this mlver cannot read is parsed again."""
+        Errors are not remembered; a memo this mlver cannot read, or that ``valid``
+        rejects (it depended on other files that changed), is parsed again."""
         import pickle
 
         from mlver import __version__
@@ -187,7 +189,9 @@ class State:
         try:
             row = self.conn.execute("SELECT data FROM parsed WHERE kind = ? AND key = ?", (kind, key)).fetchone()
             if row is not None:
-                return pickle.loads(row[0])  # type: ignore[no-any-return]
+                memo: T = pickle.loads(row[0])
+                if valid is None or valid(memo):
+                    return memo
         except Exception:  # noqa: BLE001 - a memo is never a reason to fail
             pass
         value = parse(text)

@@ -85,6 +85,14 @@ def stage_add(app: App, name: str, deps: tuple[str, ...], outs: tuple[str, ...],
 def _render_event(app: App, event: Any) -> None:
     if event.action == "up-to-date":
         app.say(f"Stage '{event.stage}' is up to date")
+    elif event.action == "frozen":
+        app.say(f"Stage '{event.stage}' is frozen: not run")
+    elif event.action == "allowed-missing":
+        app.say(f"Stage '{event.stage}' not run: its missing outputs are recorded and stored ({_reasons(event.reasons)})")
+    elif event.action == "blocked":
+        app.say(f"Stage '{event.stage}' not run: an upstream stage failed")
+    elif event.action == "failed":
+        app.warn(f"stage '{event.stage}' failed ({event.reasons[0]}); going on with stages that do not depend on it")
     elif event.action == "running":
         app.say(f"Running stage '{event.stage}' ({_reasons(event.reasons)}):\n> {event.cmd}")
     elif event.action == "restored":
@@ -103,6 +111,13 @@ def _render_event(app: App, event: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
 @click.option("--downstream", is_flag=True, help="Run STAGES and every stage that depends on them.")
 @click.option("--no-run-cache", is_flag=True, help="Neither restore from nor save to the run cache.")
+@click.option("-s", "--single-item", "single", is_flag=True, help="Run STAGES only, not the stages they depend on.")
+@click.option("-k", "--keep-going", is_flag=True,
+              help="After a failure, go on with stages that do not depend on it; fail at the end naming each failure.")
+@click.option("--pull", "pull_first", is_flag=True,
+              help="First fetch and check out recorded outputs missing from the workspace (default remote).")
+@click.option("--allow-missing", is_flag=True,
+              help="Do not run a stage whose only change is cached outputs missing here but in the cache or on the remote.")
 @click.option("--verify", is_flag=True,
               help="Re-run every stage of a commit in a scratch Git worktree and check its outputs reproduce.")
 @click.option("--rev", metavar="REV", help="With --verify: the commit to verify (default HEAD).")
@@ -111,7 +126,8 @@ def _render_event(app: App, event: Any) -> None:
 @pass_app
 @click.pass_context
 def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dry_run: bool, downstream: bool,
-          no_run_cache: bool, verify: bool, rev: str | None, keep: bool, as_json: bool) -> None:
+          no_run_cache: bool, single: bool, keep_going: bool, pull_first: bool, allow_missing: bool,
+          verify: bool, rev: str | None, keep: bool, as_json: bool) -> None:
     """Run changed pipeline stages in dependency order and record them in mlver.lock.
 
     With --verify, check out REV (default HEAD) in a scratch Git worktree that uses this
@@ -122,13 +138,16 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
     if not verify and (rev or keep):
         raise click.UsageError("--rev and --keep go with --verify")
     if verify:
-        if force or dry_run or downstream or no_run_cache:
+        if force or dry_run or downstream or no_run_cache or single or keep_going or pull_first or allow_missing:
             raise click.UsageError("--verify always runs every stage with the run cache off; "
-                                   "it takes no --force, --dry-run, --downstream or --no-run-cache")
+                                   "it takes no --force, --dry-run, --downstream, --no-run-cache, -s, -k, "
+                                   "--pull or --allow-missing")
         code = _verify(app, stages, rev, keep, as_json)
         if code:
             ctx.exit(code)
         return
+    if single and downstream:
+        raise click.UsageError("-s/--single-item and --downstream do not go together")
     from mlver.ops.repro import repro as do_repro
 
     from mlver.pipeline.run import ReproFailed
@@ -136,6 +155,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
     try:
         with project(lock=None if dry_run else "repro") as repo:  # a dry run changes nothing
             res, staged = do_repro(repo, list(stages), force=force, dry_run=dry_run, downstream=downstream,
+                                   single=single, keep_going=keep_going, pull=pull_first, allow_missing=allow_missing,
                                    run_cache=not no_run_cache, progress=app.progress(),
                                    on_event=lambda e: _render_event(app, e))
     except ReproFailed as e:
@@ -149,6 +169,11 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         for p in res.plan:
             if p.action == "skip":
                 app.out(f"Stage '{p.name}' is up to date")
+                continue
+            if p.action == "frozen":
+                app.out(f"Stage '{p.name}' is frozen: would not run" + (":" if p.reasons else ""))
+                for r in p.reasons:
+                    app.out(f"    {r}")
                 continue
             verb = "Would restore stage '{}' from the run cache" if p.action == "restore" else "Would run stage '{}'"
             app.out(verb.format(p.name) + ":")
@@ -214,6 +239,52 @@ def _verify(app: App, stages: tuple[str, ...], rev: str | None, keep: bool, as_j
     if error is not None:  # after the report: the one `mlver: error:` line, exit 3
         raise error
     return res.exit_code
+
+
+@stage.command(name="list")
+@json_option
+@pass_app
+def stage_list(app: App, as_json: bool) -> None:
+    """List the stages of mlver.yaml after templating (foreach/matrix stages by name)."""
+    from mlver.ops.stage import list_stages
+
+    with project() as repo:
+        stages = list_stages(repo)
+    if as_json:
+        app.json({"version": 1, "stages": [{"name": s.name, "desc": s.desc, "cmd": s.cmd, "deps": list(s.deps),
+                                             "outs": list(s.outs), "frozen": s.frozen} for s in stages]})
+        return
+    if not stages:
+        app.out("No stages in mlver.yaml.")
+    width = max((len(s.name) for s in stages), default=0)
+    for s in stages:
+        note = " (frozen)" if s.frozen else ""
+        app.out(f"{s.name:<{width}}  {s.desc or ' '.join(s.outs) or s.cmd.splitlines()[0]}{note}".rstrip())
+
+
+@cli.group()
+def artifacts() -> None:
+    """Named artifacts declared in mlver.yaml."""
+
+
+@artifacts.command(name="list")
+@json_option
+@pass_app
+def artifacts_list(app: App, as_json: bool) -> None:
+    """List the artifacts of mlver.yaml (name, path, type, description, labels)."""
+    from mlver.ops.stage import list_artifacts
+
+    with project() as repo:
+        found = list_artifacts(repo)
+    if as_json:
+        app.json({"version": 1, "artifacts": [{"name": a.name, "path": a.path, "type": a.type, "desc": a.desc,
+                                                "labels": list(a.labels), "meta": a.meta} for a in found]})
+        return
+    if not found:
+        app.out("No artifacts in mlver.yaml.")
+    for a in found:
+        extra = ", ".join(x for x in (a.type, a.desc, " ".join(a.labels)) if x)
+        app.out(f"{a.name}  {a.path}" + (f"  ({extra})" if extra else ""))
 
 
 # --- dag -------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ objects through ``mlver.pipeline.revision`` (batched, cached per blob; no checko
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +139,8 @@ def exp_show(repo: Repo, *, count: int = DEFAULT_COUNT, all_branches: bool = Fal
         if commits:
             refs = git.refs_by_commit(root)
             # batch reads by commit id need no GitPython handle (nor its import time)
-            values = History(repo, None).values_many([c.sha for c in commits])
+            with contextlib.closing(History(repo, None)) as history:
+                values = history.values_many([c.sha for c in commits])
             rows += [ExpRow(c.sha, tuple(refs.get(c.sha, ())), c.date, c.subject, v.params, v.metrics, v.errors)
                      for c, v in zip(commits, values)]
     table = ExpTable(rows)

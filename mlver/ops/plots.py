@@ -10,6 +10,8 @@ records (``[{"epoch": 1, "loss": 0.9}, ...]``). Its first column is the x axis.
 
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import io
 import json
@@ -178,7 +180,10 @@ def _float(v: Any) -> float | None:
 def _step_series(repo: Repo, commits: list[ExpRow], last: ExpRow) -> list[StepSeries]:
     if repo.scm_root is None:
         return []
-    files = History(repo, None).files_many([r.rev for r in commits], _step_files) if commits else []
+    files: list[dict[str, bytes]] = []
+    if commits:
+        with contextlib.closing(History(repo, None)) as history:
+            files = history.files_many([r.rev for r in commits], _step_files)
     labelled = [(r.rev[:7], f) for r, f in zip(commits, files)]
     if last.rev == WORKSPACE:
         ws: dict[str, bytes] = {}

@@ -181,3 +181,39 @@ def local_manifest_reader(repo: Repo) -> Callable[[ObjectRef], Manifest | None]:
 
 def prefixes(refs: object) -> set[str]:
     return {r.digest[:2] for r in refs}  # type: ignore[attr-defined]
+
+
+def declared_routes(repo: Repo) -> dict[str, tuple[bool, str | None]]:
+    """Output path -> (push, remote) for stage outputs whose ``mlver.yaml`` entry sets
+    ``push: false`` or ``remote: NAME`` (read from the workspace's pipeline, for every
+    revision: the options say where a path's data lives, not what it held)."""
+    if not os.path.exists(repo.abs("mlver.yaml")):
+        return {}
+    from mlver.pipeline.plan import load_pipeline
+
+    return {o.path: (o.push, o.remote) for s in load_pipeline(repo).stages for o in s.outs
+            if not o.push or o.remote}
+
+
+def route(repo: Repo, found: list[tuple[str, Output]], remote: str, *, explicit: bool, declared_only: bool = False
+          ) -> tuple[list[tuple[str, Output]], set[str]]:
+    """The outputs that travel to or from ``remote``, and the other remotes some outputs
+    name. ``push: false`` outputs travel nowhere; an output with ``remote: NAME`` goes to
+    NAME; the others go to the remote asked for (``explicit``) or the default one."""
+    routes = declared_routes(repo)
+    if not routes:
+        return ([] if declared_only else found), set()
+    mine: list[tuple[str, Output]] = []
+    others: set[str] = set()
+    for where, o in found:
+        push, own = routes.get(o.path, (True, None))
+        if not push:
+            continue
+        if own is None:
+            if not declared_only:
+                mine.append((where, o))
+        elif own == remote:
+            mine.append((where, o))
+        elif not explicit:
+            others.add(own)
+    return mine, others

@@ -11,7 +11,8 @@ from mlver.errors import MlverError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.ops.common import with_untracked_pipeline
 from mlver.pipeline.graph import build_graph
-from mlver.pipeline.model import PIPELINE_FILE, Stage, parse_pipeline
+from mlver.pipeline.model import PIPELINE_FILE, Artifact, Stage, parse_pipeline
+from mlver.pipeline.params import workspace_reader
 from mlver.pipeline.plan import check_workspace_paths, load_graph
 from mlver.pipeline.record import refuse_git_tracked
 from mlver.pipeline.yamlio import LinedMap, load_lined
@@ -111,7 +112,7 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
         new_text = "".join(lines) + stage_block(name, cmd, **kwargs)  # type: ignore[arg-type]
     else:
         new_text = text + "stages:\n" + stage_block(name, cmd, **kwargs)  # type: ignore[arg-type]
-    pipeline = parse_pipeline(new_text, PIPELINE_FILE)
+    pipeline = parse_pipeline(new_text, PIPELINE_FILE, workspace_reader(repo.root).doc)
     build_graph(pipeline)
     check_workspace_paths(repo, pipeline)
     _refuse_tracked_inside(repo, pipeline.get(name))  # type: ignore[arg-type]
@@ -189,3 +190,26 @@ def dag(repo: Repo) -> DagResult:
     stages = [{"name": s.name, "cmd": s.cmd, "deps": [d.path for d in s.deps], "outs": [o.path for o in s.products]}
               for s in graph.stages_in_order()]
     return DagResult(stages, graph.edges)
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    name: str
+    desc: str | None
+    cmd: str
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    frozen: bool
+
+
+def list_stages(repo: Repo) -> list[StageInfo]:
+    """Every stage after templating (generated ``foreach``/``matrix`` stages by name)."""
+    return [StageInfo(s.name, s.desc, s.cmd, tuple(d.path for d in s.deps), tuple(o.path for o in s.products),
+                      s.frozen) for s in load_graph(repo).pipeline.stages]
+
+
+def list_artifacts(repo: Repo) -> list[Artifact]:
+    """The ``artifacts:`` of ``mlver.yaml`` (none without one)."""
+    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+        return []
+    return list(load_graph(repo).pipeline.artifacts)

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 from mlver.cache import ObjectRef
 from mlver.errors import ChecksumMismatch
-from mlver.ops.scope import (Scope, expand, local_manifest_reader, outputs_in_scope, prefixes, root_refs,
+from mlver.ops.scope import (Scope, expand, local_manifest_reader, outputs_in_scope, prefixes, root_refs, route,
                              run_cache_refs, runs_dir)
 from mlver.pointer import Manifest, parse_manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import RUNS_DIR, Remote, local_tree_files, remote_config
 from mlver.repo import Repo
-from mlver.workspace import CheckoutResult
+from mlver.workspace import CheckoutResult, Output
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ class TransferResult:
     missing: list[ObjectIssue] = field(default_factory=list)  # absent where they had to come from
     corrupt: list[ObjectIssue] = field(default_factory=list)  # refused: bytes did not match the digest
     runs: int = 0  # run-cache entries transferred
+
+    def absorb(self, other: "TransferResult") -> None:
+        """Add another remote's transfer (outputs with their own ``remote:``) to this one."""
+        self.transferred += other.transferred
+        self.bytes += other.bytes
+        self.already += other.already
+        self.missing += other.missing
+        self.corrupt += other.corrupt
 
     @property
     def ok(self) -> bool:
@@ -73,10 +81,22 @@ def _issues(refs: dict[ObjectRef, str], which: list[ObjectRef]) -> list[ObjectIs
 # --- push --------------------------------------------------------------------------
 
 def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None,
-         scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS) -> TransferResult:
+         scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS,
+         _declared_only: bool = False) -> TransferResult:
     with open_remote(repo, remote, jobs) as rem:
         rem.require_writable()
-        roots = root_refs(outputs_in_scope(repo, scope, targets))
+        mine, others = route(repo, outputs_in_scope(repo, scope, targets), rem.name, explicit=remote is not None,
+                             declared_only=_declared_only)
+        res = _push_to(rem, repo, mine, run_cache=run_cache, progress=progress)
+    for name in sorted(others):  # outputs declared with `remote: NAME`
+        res.absorb(push(repo, targets, remote=name, jobs=jobs, scope=scope, progress=progress, _declared_only=True))
+    return res
+
+
+def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_cache: bool,
+             progress: Progress) -> TransferResult:
+    if True:  # one indentation level kept from when this was the body of push()
+        roots = root_refs(found)
         if run_cache:
             for ref in run_cache_refs(repo):
                 roots.setdefault(ref, f"run cache ({ref.digest[:10]})")
@@ -110,14 +130,26 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
 # --- fetch / pull ------------------------------------------------------------------
 
 def fetch(repo: Repo, targets: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None,
-          scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS) -> TransferResult:
+          scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS,
+          _declared_only: bool = False) -> TransferResult:
+    found = outputs_in_scope(repo, scope, targets)
     with open_remote(repo, remote, jobs) as rem:
+        mine, others = route(repo, found, rem.name, explicit=remote is not None, declared_only=_declared_only)
+        res = _fetch_from(rem, repo, mine, run_cache=run_cache, progress=progress)
+    for name in sorted(others):  # outputs declared with `remote: NAME`
+        res.absorb(fetch(repo, targets, remote=name, jobs=jobs, scope=scope, progress=progress, _declared_only=True))
+    return res
+
+
+def _fetch_from(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_cache: bool,
+                progress: Progress) -> TransferResult:
+    if True:  # one indentation level kept from when this was the body of fetch()
         res = TransferResult(rem.name)
         if run_cache:
             os.makedirs(runs_dir(repo), exist_ok=True)
             new = sorted(rem.list_tree(RUNS_DIR) - local_tree_files(runs_dir(repo)))
             res.runs = rem.download_tree(runs_dir(repo), RUNS_DIR, new)
-        roots = root_refs(outputs_in_scope(repo, scope, targets))
+        roots = root_refs(found)
         if run_cache:
             for ref in run_cache_refs(repo):
                 roots.setdefault(ref, f"run cache ({ref.digest[:10]})")

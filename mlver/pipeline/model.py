@@ -12,16 +12,19 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from mlver.errors import FormatError
-from mlver.pipeline.yamlio import LinedList, LinedMap, load_lined
+from mlver.pipeline.yamlio import LinedList, LinedMap, load_lined, plain
 
 PIPELINE_FILE = "mlver.yaml"
 LOCK_FILE = "mlver.lock"
 DEFAULT_PARAMS = "params.yaml"
-STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics", "wdir", "desc")
-OUT_KEYS = ("cache", "persist", "desc")
+TOP_KEYS = ("vars", "stages", "params", "metrics", "plots", "artifacts", "checks")
+STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics", "plots", "wdir", "desc", "frozen", "always_changed",
+              "meta", "vars", "foreach", "matrix", "do")
+OUT_KEYS = ("cache", "persist", "desc", "push", "remote")
+ARTIFACT_KEYS = ("path", "type", "desc", "labels", "meta")
 RESERVED_OUTS = {PIPELINE_FILE, LOCK_FILE, ".gitignore", ".mlverignore"}
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -39,6 +42,10 @@ class Out:
     persist: bool = False  # True: not removed before the command runs
     metric: bool = False
     line: int | None = None
+    desc: str | None = None
+    push: bool = True  # False: never pushed or fetched
+    remote: str | None = None  # this output's objects go to that remote
+    plot: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,21 +66,60 @@ class Stage:
     metrics: tuple[Out, ...] = ()
     desc: str | None = None
     line: int | None = None
+    commands: tuple[str, ...] = ()  # ``cmd`` given as a list: run in order (``cmd`` joins them with newlines)
+    frozen: bool = False  # never run by repro
+    always_changed: bool = False  # runs every time
+    inner_metrics: tuple[str, ...] = ()  # metrics files inside one of its cached folder outputs (read, not recorded)
 
     @property
     def products(self) -> tuple[Out, ...]:
-        """Outputs and metrics: everything the command writes."""
+        """Outputs and metrics: everything the command writes (plots files are outputs)."""
         return self.outs + self.metrics
+
+    @property
+    def plots(self) -> tuple[Out, ...]:
+        """The stage's ``plots:`` files (recorded with its outputs; kept in Git by default)."""
+        return tuple(o for o in self.outs if o.plot)
+
+    def is_named(self, target: str) -> bool:
+        """``target`` names this stage: its name, or the name of the ``foreach``/``matrix``
+        definition that generated it (``train`` names ``train@a`` and ``train@b``)."""
+        return target == self.name or ("@" in self.name and self.name.split("@", 1)[0] == target)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The shell commands to run, in order."""
+        return self.commands or (self.cmd,)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    path: str  # repo-relative
+    type: str | None = None
+    desc: str | None = None
+    labels: tuple[str, ...] = ()
+    meta: Any = None
 
 
 @dataclass(frozen=True)
 class Pipeline:
     stages: tuple[Stage, ...]
     shown: str = PIPELINE_FILE
+    params_files: tuple[str, ...] = ()  # top-level ``params``: shown even when no stage lists them
+    metrics_files: tuple[str, ...] = ()  # top-level ``metrics``: anywhere in the project
+    plots: tuple[Any, ...] = ()  # top-level ``plots`` entries (paths or {name: definition}), plain values
+    artifacts: tuple[Artifact, ...] = ()
+    checks: tuple[Any, ...] = ()  # top-level ``checks`` entries, plain mappings
 
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.stages]
+
+    def named(self, target: str) -> list[Stage]:
+        """The stages ``target`` names (see ``Stage.is_named``)."""
+        exact = self.get(target)
+        return [exact] if exact is not None else [s for s in self.stages if s.is_named(target)]
 
     def get(self, name: str) -> Stage | None:
         for s in self.stages:
@@ -93,28 +139,131 @@ def resolve_path(wdir: str, written: str) -> str | None:
     return joined
 
 
-def parse_pipeline(text: str, shown: str = PIPELINE_FILE) -> Pipeline:
-    """Parse and validate the text of ``mlver.yaml`` (graph checks live in graph.py)."""
+def parse_pipeline(text: str, shown: str = PIPELINE_FILE, load: Callable[[str], Any] | None = None) -> Pipeline:
+    """Parse and validate the text of ``mlver.yaml`` (graph checks live in graph.py).
+    ``load(path)`` reads a params/vars file (repo-relative) as a document, None when it
+    is absent; it is needed only by files that use ``vars``, ``${}``, ``foreach`` or
+    ``matrix``."""
+    from mlver.pipeline import template
+
     doc = load_lined(text, shown)
     if doc is None:
         return Pipeline((), shown)
     if not isinstance(doc, LinedMap):
         raise FormatError(shown, "expected a mapping with a 'stages' key", line=1)
     for key in doc:
-        if key != "stages":
-            raise FormatError(shown, f"unknown field '{key}' (expected 'stages')", line=doc.line_of(key))
+        if key not in TOP_KEYS:
+            raise FormatError(shown, f"unknown field '{key}' (known: {', '.join(TOP_KEYS)})", line=doc.line_of(key))
+    used: dict[str, set[tuple[str, str]]] = {}
+    generated: set[str] = set()
+    if template.uses_templating(doc):
+        for name in doc.get("stages") or {}:
+            if isinstance(name, str) and not _NAME.match(name):
+                raise FormatError(shown, f"invalid stage name {name!r} (letters, digits, '_', '.', '-')",
+                                  line=doc["stages"].line_of(name))
+        templater = template.Templater(shown, load or (lambda path: None))
+        doc, used = templater.expand(doc)
+        generated = templater.generated
     stages_doc = doc.get("stages")
-    if stages_doc is None:
-        return Pipeline((), shown)
-    if not isinstance(stages_doc, LinedMap):
-        raise FormatError(shown, "'stages' must be a mapping of stage names to stages", line=doc.line_of("stages"))
     stages = []
-    for name, body in stages_doc.items():
-        line = stages_doc.line_of(name)
+    if stages_doc is not None:
+        if not isinstance(stages_doc, LinedMap):
+            raise FormatError(shown, "'stages' must be a mapping of stage names to stages", line=doc.line_of("stages"))
+        for name, body in stages_doc.items():
+            line = stages_doc.line_of(name)
+            if not isinstance(name, str) or not (_NAME.match(name) or name in generated):
+                raise FormatError(shown, f"invalid stage name {name!r} (letters, digits, '_', '.', '-')", line=line)
+            stages.append(_parse_stage(shown, name, body, line, used.get(name, set())))
+    return Pipeline(tuple(stages), shown, params_files=_top_files(shown, doc, "params"),
+                    metrics_files=_top_files(shown, doc, "metrics"), plots=_top_plots(shown, doc),
+                    artifacts=_top_artifacts(shown, doc), checks=_top_checks(shown, doc))
+
+
+def _top_list(shown: str, doc: LinedMap, key: str) -> list[tuple[Any, int | None]]:
+    value = doc.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [(value, doc.line_of(key))]
+    if not isinstance(value, LinedList):
+        raise FormatError(shown, f"'{key}' must be a list", line=doc.line_of(key))
+    return [(v, value.line_at(i)) for i, v in enumerate(value)]
+
+
+def _top_path(shown: str, written: Any, what: str, line: int | None) -> str:
+    if not isinstance(written, (str, int, float)) or isinstance(written, bool) or not str(written).strip():
+        raise FormatError(shown, f"each {what} entry must be a path", line=line)
+    rel = resolve_path(".", str(written))
+    if rel is None or rel == "." or rel.split("/")[0] in (".git", ".mlver"):
+        raise FormatError(shown, f"{what} '{written}' leaves the repository (paths must be relative and stay inside it)",
+                          line=line)
+    return rel
+
+
+def _top_files(shown: str, doc: LinedMap, key: str) -> tuple[str, ...]:
+    what = "params file" if key == "params" else "metrics file"
+    out: list[str] = []
+    for value, line in _top_list(shown, doc, key):
+        rel = _top_path(shown, value, what, line)
+        if rel in out:
+            raise FormatError(shown, f"{what} '{rel}' is listed twice", line=line)
+        out.append(rel)
+    return tuple(out)
+
+
+def _top_plots(shown: str, doc: LinedMap) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for value, line in _top_list(shown, doc, "plots"):
+        if isinstance(value, LinedMap):
+            if len(value) != 1:
+                raise FormatError(shown, "each 'plots' entry is a path, or one name with its definition", line=line)
+            (name, definition), = value.items()
+            if definition is not None and not isinstance(definition, LinedMap):
+                raise FormatError(shown, f"plot '{name}': the definition must be a mapping (template, x, y, ...)",
+                                  line=line)
+            out.append({str(name): plain(definition) if definition is not None else None})
+        else:
+            out.append(_top_path(shown, value, "plot", line))
+    return tuple(out)
+
+
+def _top_artifacts(shown: str, doc: LinedMap) -> tuple[Artifact, ...]:
+    value = doc.get("artifacts")
+    if value is None:
+        return ()
+    if not isinstance(value, LinedMap):
+        raise FormatError(shown, "'artifacts' must be a mapping of names to {path, type, desc, labels, meta}",
+                          line=doc.line_of("artifacts"))
+    out = []
+    for name, body in value.items():
+        line = value.line_of(name)
         if not isinstance(name, str) or not _NAME.match(name):
-            raise FormatError(shown, f"invalid stage name {name!r} (letters, digits, '_', '.', '-')", line=line)
-        stages.append(_parse_stage(shown, name, body, line))
-    return Pipeline(tuple(stages), shown)
+            raise FormatError(shown, f"invalid artifact name {name!r} (letters, digits, '_', '.', '-')", line=line)
+        if not isinstance(body, LinedMap) or "path" not in body:
+            raise FormatError(shown, f"artifact '{name}' needs a 'path'", line=line)
+        for key in body:
+            if key not in ARTIFACT_KEYS:
+                raise FormatError(shown, f"artifact '{name}': unknown field '{key}' (known: {', '.join(ARTIFACT_KEYS)})",
+                                  line=body.line_of(key))
+        labels = body.get("labels") or []
+        if isinstance(labels, str):
+            labels = [labels]
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise FormatError(shown, f"artifact '{name}': 'labels' must be a list of strings", line=body.line_of("labels"))
+        out.append(Artifact(name, _top_path(shown, body["path"], f"artifact '{name}' path", body.line_of("path")),
+                            type=None if body.get("type") is None else str(body["type"]),
+                            desc=None if body.get("desc") is None else str(body["desc"]),
+                            labels=tuple(labels), meta=plain(body.get("meta"))))
+    return tuple(out)
+
+
+def _top_checks(shown: str, doc: LinedMap) -> tuple[Any, ...]:
+    out = []
+    for value, line in _top_list(shown, doc, "checks"):
+        if not isinstance(value, LinedMap) or "metric" not in value:
+            raise FormatError(shown, "each 'checks' entry is a mapping with 'metric: FILE:KEY' and limits", line=line)
+        out.append(plain(value))
+    return tuple(out)
 
 
 class _StageParser:
@@ -154,6 +303,7 @@ class _StageParser:
 
     def outs(self, body: LinedMap, key: str, wdir: str) -> tuple[Out, ...]:
         metric = key == "metrics"
+        plot = key == "plots"
         result = []
         for value, line in self.items(body, key):
             opts: dict[str, Any] = {}
@@ -167,15 +317,18 @@ class _StageParser:
                     if opt not in OUT_KEYS:
                         raise self.error(f"unknown field '{opt}' for {key[:-1] if not metric else 'metric'} '{written}'"
                                          f" (known: {', '.join(OUT_KEYS)})", options.line_of(opt))
-                    if opt in ("cache", "persist") and not isinstance(v, bool):
+                    if opt in ("cache", "persist", "push") and not isinstance(v, bool):
                         raise self.error(f"'{opt}' of '{written}' must be true or false", options.line_of(opt))
+                    if opt in ("remote", "desc") and (not isinstance(v, str) or not v):
+                        raise self.error(f"'{opt}' of '{written}' must be a non-empty string", options.line_of(opt))
                     opts[opt] = v
                 value = written
-            rel = self.path(wdir, value, "metrics file" if metric else "output", line)
+            rel = self.path(wdir, value, "metrics file" if metric else "plot" if plot else "output", line)
             if rel in RESERVED_OUTS:
                 raise self.error(f"'{rel}' is one of mlver's own files and cannot be an output", line)
-            result.append(Out(rel, cache=opts.get("cache", not metric), persist=opts.get("persist", False),
-                              metric=metric, line=line))
+            result.append(Out(rel, cache=opts.get("cache", not (metric or plot)), persist=opts.get("persist", False),
+                              metric=metric, line=line, desc=opts.get("desc"), push=opts.get("push", True),
+                              remote=opts.get("remote"), plot=plot))
         return tuple(result)
 
     def params(self, body: LinedMap, wdir: str) -> tuple[ParamRef, ...]:
@@ -207,18 +360,37 @@ class _StageParser:
         return tuple(named)
 
 
-def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> Stage:
+def _parse_stage(shown: str, name: str, body: Any, line: int | None,
+                 used: set[tuple[str, str]] = frozenset()) -> Stage:  # type: ignore[assignment]
     p = _StageParser(shown, name, line)
     if not isinstance(body, LinedMap):
         raise p.error("must be a mapping with at least 'cmd'")
     for key in body:
         if key not in STAGE_KEYS:
-            raise p.error(f"unknown field '{key}' (known: {', '.join(STAGE_KEYS)})", body.line_of(key))
+            raise p.error(f"unknown field '{key}' (known: {', '.join(STAGE_KEYS[:12])})", body.line_of(key))
+        if key in ("do", "foreach", "matrix"):
+            raise p.error(f"'{key}' needs {'foreach' if key == 'do' else 'do'}", body.line_of(key))
     if "cmd" not in body:
         raise p.error("missing 'cmd'")
-    cmd = p.string(body["cmd"], "cmd", body.line_of("cmd"))
+    cmd_line = body.line_of("cmd")
+    commands: tuple[str, ...] = ()
+    if isinstance(body["cmd"], list):
+        commands = tuple(p.string(c, "cmd", cmd_line) for c in body["cmd"])
+        if not commands or not all(c.strip() for c in commands):
+            raise p.error("'cmd' is an empty list or holds an empty command", cmd_line)
+        cmd = "\n".join(commands) if len(commands) > 1 else commands[0]
+        if len(commands) == 1:
+            commands = ()
+    else:
+        cmd = p.string(body["cmd"], "cmd", cmd_line)
     if not cmd.strip():
-        raise p.error("'cmd' is empty", body.line_of("cmd"))
+        raise p.error("'cmd' is empty", cmd_line)
+    flags = {}
+    for flag in ("frozen", "always_changed"):
+        value = body.get(flag, False)
+        if not isinstance(value, bool):
+            raise p.error(f"'{flag}' must be true or false", body.line_of(flag))
+        flags[flag] = value
     wdir = "."
     if body.get("wdir") is not None:
         written = p.string(body["wdir"], "wdir", body.line_of("wdir"))
@@ -227,11 +399,17 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> Stage:
             raise p.error(f"wdir '{written}' leaves the repository", body.line_of("wdir"))
         wdir = resolved
     deps = tuple(Dep(p.path(wdir, v, "dependency", ln), ln) for v, ln in p.items(body, "deps"))
-    outs = p.outs(body, "outs", wdir)
+    outs = p.outs(body, "outs", wdir) + p.outs(body, "plots", wdir)
     metrics = p.outs(body, "metrics", wdir)
+    folders = [o.path for o in outs if o.cache]
+    inner = tuple(m.path for m in metrics if any(m.path.startswith(f + "/") for f in folders))
+    metrics = tuple(m for m in metrics if m.path not in inner)  # part of the folder's data already
+    outs = tuple(o for o in outs if not (o.plot and any(o.path.startswith(f + "/") for f in folders)))
     desc = body.get("desc")
-    stage = Stage(name=name, cmd=cmd, wdir=wdir, deps=deps, params=p.params(body, wdir), outs=outs,
-                  metrics=metrics, desc=None if desc is None else str(desc), line=line)
+    params = _with_used_params(p.params(body, wdir), used, line)
+    stage = Stage(name=name, cmd=cmd, wdir=wdir, deps=deps, params=params, outs=outs,
+                  metrics=metrics, desc=None if desc is None else str(desc), line=line, commands=commands,
+                  frozen=flags["frozen"], always_changed=flags["always_changed"], inner_metrics=inner)
     deps_seen: set[str] = set()
     for d in stage.deps:
         if d.path in deps_seen:
@@ -243,3 +421,22 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> Stage:
             raise p.error(f"'{o.path}' is listed twice as an output", o.line)
         seen[o.path] = o.line
     return stage
+
+
+def _with_used_params(refs: tuple[ParamRef, ...], used: set[tuple[str, str]], line: int | None
+                      ) -> tuple[ParamRef, ...]:
+    """``refs`` plus a reference for every params-file key that ``${}`` read, unless a
+    listed key or section already covers it: interpolated values are dependencies."""
+    extra: dict[str, list[str]] = {}
+    for file, key in sorted(used):
+        covered = False
+        for ref in refs:
+            if ref.file == file and (ref.keys is None or not key
+                                     or any(key == k or key.startswith(k + ".") for k in ref.keys)):
+                covered = True
+                break
+        if not covered and key:
+            extra.setdefault(file, []).append(key)
+    if not extra:
+        return refs
+    return refs + tuple(ParamRef(file, tuple(keys), line) for file, keys in extra.items())

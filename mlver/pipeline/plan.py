@@ -58,17 +58,52 @@ def check_workspace_paths(repo: Repo, pipeline: Pipeline) -> None:
 
 def load_graph(repo: Repo) -> Graph:
     """Parse and validate ``mlver.yaml`` against the workspace; the stage graph."""
-    graph = repo.state.parsed("pipeline", read_pipeline_text(repo), _graph_of)
-    check_workspace_paths(repo, graph.pipeline)
-    return graph
+    text = read_pipeline_text(repo)
+    parsed = repo.state.parsed("pipeline", text, functools.partial(_parse_workspace, repo.root),
+                               valid=functools.partial(_inputs_hold, repo.root))
+    check_workspace_paths(repo, parsed.graph.pipeline)
+    return parsed.graph
 
 
-@functools.lru_cache(maxsize=4)
-def _graph_of(text: str) -> Graph:
-    """The graph of one ``mlver.yaml`` text: parsed once per command, however many
-    steps (add's checks, commit, status) ask for it, and once per text across commands
-    (the state memo)."""
-    return build_graph(parse_pipeline(text, PIPELINE_FILE))
+@dataclass(frozen=True)
+class ParsedPipeline:
+    """A graph and the files its templating read (``vars``, params.yaml) with the digest
+    of their bytes (None: absent), so a memo is reused only while they hold."""
+
+    graph: Graph
+    inputs: tuple[tuple[str, str | None], ...] = ()
+
+
+def _read_file(root: str, rel: str) -> bytes | None:
+    try:
+        with open(os.path.join(root, *rel.split("/")), "rb") as f:
+            return f.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _inputs_hold(root: str, parsed: ParsedPipeline) -> bool:
+    from mlver.hashing import digest_bytes
+
+    for rel, digest in parsed.inputs:
+        data = _read_file(root, rel)
+        if (None if data is None else digest_bytes(data)) != digest:
+            return False
+    return True
+
+
+def _parse_workspace(root: str, text: str) -> ParsedPipeline:
+    from mlver.hashing import digest_bytes
+
+    inputs: dict[str, str | None] = {}
+
+    def read(rel: str) -> bytes | None:
+        data = _read_file(root, rel)
+        inputs[rel] = None if data is None else digest_bytes(data)
+        return data
+
+    graph = build_graph(parse_pipeline(text, PIPELINE_FILE, ParamsReader(read).doc))
+    return ParsedPipeline(graph, tuple(sorted(inputs.items())))
 
 
 def load_pipeline(repo: Repo) -> Pipeline:
@@ -76,6 +111,8 @@ def load_pipeline(repo: Repo) -> Pipeline:
 
 
 # --- change detection ------------------------------------------------------------------
+
+MISSING_PRODUCT = "out missing: "  # the reason an output is absent from the workspace
 
 @dataclass(frozen=True)
 class StageCheck:
@@ -110,7 +147,9 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
     deps_now = tuple(inspector.entry(d.path) for d in stage.deps)
     params_now = params.stage_params(stage, shown)
     reasons: list[str] = []
-    if not stage.deps:
+    if stage.always_changed:
+        reasons.append("always changed")
+    elif not stage.deps:
         reasons.append("always runs: the stage has no dependencies")
     if locked is None:
         reasons.append("never run")
@@ -136,7 +175,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
                 reasons.append(f"param removed: {file}:{key}")
             elif not _same(now_vals[key], old_vals[key]):
                 reasons.append(f"param changed: {file}:{key}")
-    inputs = tuple(reasons[1:] if not stage.deps else reasons)  # (not "always runs")
+    inputs = tuple(reasons[1:] if stage.always_changed or not stage.deps else reasons)  # (not "always runs")
     old_products = {e.path: e for e in locked.products}
     for out in stage.products:
         label = "metrics" if out.metric else "out"
@@ -154,7 +193,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
 
 def _matches(repo: Repo, stage: Stage, targets: list[str]) -> bool:
     for t in targets:
-        if t == stage.name:
+        if stage.is_named(t):
             return True
         try:
             rel = repo.rel(t)
@@ -178,7 +217,10 @@ def stage_status(repo: Repo, targets: list[str] | None = None,
         if targets and not _matches(repo, stage, targets):
             continue
         check = check_stage(stage, locked.get(stage.name), inspector, reader)
-        result.append((stage.name, check.changed, list(check.reasons)))
+        reasons = list(check.reasons)
+        if stage.frozen and reasons:
+            reasons.insert(0, "frozen: repro does not run it")
+        result.append((stage.name, check.changed, reasons))
     return result
 
 

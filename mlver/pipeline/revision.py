@@ -17,7 +17,7 @@ from typing import Any
 
 from mlver import git
 from mlver.errors import FormatError
-from mlver.pipeline.model import PIPELINE_FILE, Pipeline, parse_pipeline
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipeline
 from mlver.pipeline.params import Flat, ParamsReader, flatten, parse_values
 from mlver.repo import Repo
 
@@ -32,6 +32,12 @@ class Values:
     params: dict[str, Flat] = field(default_factory=dict)
     metrics: dict[str, Flat] = field(default_factory=dict)
     errors: tuple[str, ...] = ()  # files that could not be read (named, with the problem)
+
+
+def metrics_files(pipeline: Pipeline) -> list[str]:
+    """Every metrics file the pipeline names: stages' ``metrics`` and top-level ``metrics``."""
+    return list(dict.fromkeys([m.path for s in pipeline.stages for m in s.metrics]
+                              + [p for s in pipeline.stages for p in s.inner_metrics] + list(pipeline.metrics_files)))
 
 
 def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None]) -> Values:
@@ -50,8 +56,16 @@ def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None])
                 continue
             if vals is not None:
                 params.setdefault(ref.file, {}).update(vals)
+    for file in pipeline.params_files:  # top-level `params:`: the whole file
+        try:
+            doc = reader.doc(file)
+        except FormatError as e:
+            errors.append(where + e.message)
+            continue
+        if doc is not None:
+            params.setdefault(file, {}).update(flatten(doc))
     metrics: dict[str, Flat] = {}
-    for path in dict.fromkeys(m.path for s in pipeline.stages for m in s.metrics):
+    for path in metrics_files(pipeline):
         data = read(path)
         if data is None:
             continue
@@ -74,7 +88,7 @@ def workspace_values(repo: Repo) -> Values:
     data = read(PIPELINE_FILE)
     if data is None:
         return Values(WORKSPACE)
-    pipeline = parse_pipeline(data.decode("utf-8", "replace"), PIPELINE_FILE)
+    pipeline = parse_pipeline(data.decode("utf-8", "replace"), PIPELINE_FILE, ParamsReader(read).doc)
     return values_of(WORKSPACE, pipeline, read)
 
 
@@ -95,8 +109,76 @@ class History:
         prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
         self.prefix = "" if prefix == "." else prefix + "/"
         self._blobs: dict[str, bytes] = {}
-        self._pipelines: dict[str, Pipeline | FormatError] = {}
+        self._pipelines: dict[str, Pipeline | FormatError] = {}  # plain pipeline files, by blob
+        self._inputs: dict[str, list[str]] = {}  # templated pipeline blob -> files it reads
+        self._templated: dict[tuple[str, tuple[str | None, ...]], Pipeline | FormatError] = {}
         self._values: dict[tuple, Values] = {}
+        self._locks: dict[str, list[Any]] = {}  # lock blob -> its cached outputs
+        self._remote: Any = None  # the default remote, opened when an object is read from it
+
+    def close(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
+
+    # --- files inside cached outputs (metrics in a folder output) -----------------------
+
+    def _lock_outputs(self, lock_blob: str | None, commit: str) -> list[Any]:
+        if not lock_blob:
+            return []
+        if lock_blob not in self._locks:
+            from mlver.pipeline.lockfile import outputs_from_lock_text
+
+            self._load([lock_blob])
+            try:
+                self._locks[lock_blob] = outputs_from_lock_text(self._blobs[lock_blob].decode("utf-8", "replace"),
+                                                                f"{commit[:7]}:{LOCK_FILE}")
+            except FormatError:
+                self._locks[lock_blob] = []
+        return self._locks[lock_blob]
+
+    def _object(self, digest: str, manifest: bool) -> bytes | None:
+        """An object's bytes from the cache, else from the default remote (verified)."""
+        from mlver.cache import ObjectRef
+        from mlver.errors import MlverError
+
+        cache = self.repo.cache
+        if cache.has(digest, manifest):
+            return cache.read_bytes(digest, manifest)
+        if self._remote is None:
+            from mlver.remote import Remote, remote_config
+
+            config = self.repo.config
+            if not config.get("core.remote"):
+                return None
+            try:
+                self._remote = Remote(remote_config(config.remotes(), config.get("core.remote"), None),
+                                      base_dir=self.repo.root)
+            except MlverError:
+                return None
+        try:
+            return self._remote.read_object(ObjectRef(digest, manifest))
+        except (MlverError, OSError):
+            return None
+
+    def tracked_file(self, lock_blob: str | None, commit: str, rel: str) -> bytes | None:
+        """A file that is (inside) a cached output recorded in ``commit``'s lock, read
+        through the folder's manifest: a metrics file inside an ``outs: [eval]`` folder."""
+        from mlver.pointer import parse_manifest
+
+        for out in self._lock_outputs(lock_blob, commit):
+            if out.kind == "file" and out.path == rel:
+                return self._object(out.digest, False)
+            if out.kind == "dir" and rel.startswith(out.path + "/"):
+                data = self._object(out.digest, True)
+                if data is None:
+                    return None
+                inner = rel[len(out.path) + 1:]
+                for entry in parse_manifest(data, f"manifest {out.digest}").entries:
+                    if entry.path == inner:
+                        return self._object(entry.digest, False)
+                return None
+        return None
 
     def resolve(self, rev: str) -> str:
         return git.resolve(self.grepo, rev)
@@ -116,12 +198,13 @@ class History:
             blob = pipe_blobs[f"{c}:{name}"]
             pipeline = self._pipeline(blob, c) if blob else None
             if isinstance(pipeline, Pipeline):
-                files = {r.file for s in pipeline.stages for r in s.params}
-                files |= {m.path for s in pipeline.stages for m in s.metrics}
+                files = {r.file for s in pipeline.stages for r in s.params} | set(pipeline.params_files)
+                files |= set(metrics_files(pipeline))
                 wanted[c] = sorted(files)
         specs = [f"{c}:{self.prefix}{f}" for c, files in wanted.items() for f in files]
+        specs += [f"{c}:{self.prefix}{LOCK_FILE}" for c in wanted]
         file_blobs = git.object_names(self.root, specs)
-        self._load([b for b in file_blobs.values() if b])
+        self._load([b for spec, b in file_blobs.items() if b and not spec.endswith(LOCK_FILE)])
         result = []
         for c in commits:
             blob = pipe_blobs[f"{c}:{name}"]
@@ -133,9 +216,15 @@ class History:
                 result.append(Values(c, errors=(pipeline.message,)))
                 continue
             blobs = {f: file_blobs[f"{c}:{self.prefix}{f}"] for f in wanted[c]}
-            key = (blob, tuple(sorted(blobs.items(), key=lambda kv: kv[0])))
+            lock_blob = file_blobs[f"{c}:{self.prefix}{LOCK_FILE}"]
+            key = (blob, lock_blob, tuple(sorted(blobs.items(), key=lambda kv: kv[0])))
             if key not in self._values:
-                self._values[key] = values_of(c, pipeline, lambda rel, b=blobs: self._blobs.get(b.get(rel) or ""))
+                def read(rel: str, b: dict[str, str | None] = blobs, lock: str | None = lock_blob,
+                         commit: str = c) -> bytes | None:
+                    name = b.get(rel)
+                    return self._blobs.get(name) if name else self.tracked_file(lock, commit, rel)
+
+                self._values[key] = values_of(c, pipeline, read)
             result.append(replace(self._values[key], rev=c))
         return result
 
@@ -165,13 +254,40 @@ class History:
             self._blobs.update(git.read_blobs(self.root, todo))
 
     def _pipeline(self, blob: str, commit: str) -> Pipeline | FormatError:
-        if blob not in self._pipelines:
-            shown = f"{commit[:7]}:{PIPELINE_FILE}"
-            try:
-                self._pipelines[blob] = parse_pipeline(self._blobs[blob].decode("utf-8", "replace"), shown)
-            except FormatError as e:
-                self._pipelines[blob] = e
-        return self._pipelines[blob]
+        """The pipeline of ``commit`` whose ``mlver.yaml`` is ``blob``. A plain file is
+        parsed once per blob; a templated one (``vars``, ``${}`` reading params files) once
+        per blob and set of input blobs, read at that commit."""
+        if blob in self._pipelines:
+            return self._pipelines[blob]
+        inputs = self._inputs.get(blob)
+        if inputs is not None:
+            specs = [f"{commit}:{self.prefix}{rel}" for rel in inputs]
+            names = git.object_names(self.root, specs)
+            key = (blob, tuple(names[spec] for spec in specs))
+            if key in self._templated:
+                return self._templated[key]
+        shown = f"{commit[:7]}:{PIPELINE_FILE}"
+        read: dict[str, str | None] = {}
+
+        def load(rel: str) -> Any:
+            spec = f"{commit}:{self.prefix}{rel}"
+            name = git.object_names(self.root, [spec])[spec]
+            read[rel] = name
+            if name is None:
+                return None
+            self._load([name])
+            return parse_values(self._blobs[name], f"{commit[:7]}:{rel}")
+
+        try:
+            pipeline: Pipeline | FormatError = parse_pipeline(self._blobs[blob].decode("utf-8", "replace"), shown, load)
+        except FormatError as e:
+            pipeline = e
+        if not read:
+            self._pipelines[blob] = pipeline
+        else:
+            self._inputs[blob] = sorted(read)
+            self._templated[(blob, tuple(read[rel] for rel in sorted(read)))] = pipeline
+        return pipeline
 
     def commits(self, *, count: int | None = None, all_commits: bool = False) -> list[str]:
         """Commit ids, newest first: ``count`` from HEAD, or every commit of every ref."""
@@ -185,8 +301,8 @@ class History:
 @contextlib.contextmanager
 def open_history(repo: Repo) -> Iterator[History]:
     root = repo.require_scm("reading history")
-    with git.open_repo(root) as grepo:
-        yield History(repo, grepo)
+    with git.open_repo(root) as grepo, contextlib.closing(History(repo, grepo)) as history:
+        yield history
 
 
 def has_head(repo: Repo) -> bool:

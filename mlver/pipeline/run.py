@@ -20,10 +20,10 @@ from typing import Callable
 from mlver.errors import MlverError, PathError, StageFailed
 from mlver.pipeline import runcache
 from mlver.pipeline.graph import Graph, overlaps
-from mlver.pipeline.lockfile import StageLock, read_lock, write_lock
+from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
 from mlver.pipeline.params import workspace_reader
-from mlver.pipeline.plan import StageCheck, check_stage, ignore_outputs, load_graph, record_stage
+from mlver.pipeline.plan import MISSING_PRODUCT, StageCheck, check_stage, ignore_outputs, load_graph, record_stage
 from mlver.pipeline.record import (Inspector, clear_products, keep_edits, products_restorable, refuse_git_tracked,
                                    restore_plain)
 from mlver.progress import NO_PROGRESS, Progress
@@ -67,7 +67,10 @@ class ReproResult:
     files: list[str] = field(default_factory=list)  # mlver files rewritten (lock, .gitignore)
     to_add: list[str] = field(default_factory=list)  # what to `git add`: files, and mlver.yaml if Git lacks it
     plan: list[PlannedStage] = field(default_factory=list)  # with dry_run
-    failed: FailedStage | None = None  # the stage that stopped the run
+    failed: FailedStage | None = None  # the stage that stopped the run (the first failure with keep_going)
+    failures: list[FailedStage] = field(default_factory=list)  # every failure (keep_going)
+    blocked: list[str] = field(default_factory=list)  # not run: an upstream stage failed (keep_going)
+    allowed_missing: list[str] = field(default_factory=list)  # not run: only outputs missing (allow_missing)
     dry_run: bool = False
 
     def to_json(self) -> dict:
@@ -77,7 +80,10 @@ class ReproResult:
         failed = None if self.failed is None else {"stage": self.failed.stage, "message": self.failed.message,
                                                    "exit_code": self.failed.exit_code}
         return {"version": 1, "ran": self.ran, "restored": self.restored, "skipped": self.skipped,
-                "kept": [{"path": p, "digest": d} for p, d in self.kept], "failed": failed}
+                "kept": [{"path": p, "digest": d} for p, d in self.kept], "failed": failed,
+                "failures": [{"stage": f.stage, "message": f.message, "exit_code": f.exit_code}
+                             for f in self.failures],
+                "blocked": self.blocked, "allowed_missing": self.allowed_missing}
 
 
 class ReproFailed(MlverError):
@@ -103,16 +109,18 @@ def _on_nothing(event: StageEvent) -> None:
     pass
 
 
-def select(graph: Graph, targets: list[str] | None, *, downstream: bool) -> list[Stage]:
+def select(graph: Graph, targets: list[str] | None, *, downstream: bool, single: bool = False) -> list[Stage]:
     """Stages in scope, in run order: the targets and what they depend on, or with
-    ``downstream`` the targets and everything that depends on them. A target is a stage
-    name or the path of a stage output."""
+    ``downstream`` the targets and everything that depends on them, or with ``single``
+    the targets alone. A target is a stage name (a foreach/matrix name: every stage it
+    generates) or the path of a stage output."""
     if not targets:
         return graph.stages_in_order()
     names = []
     for t in targets:
-        if graph.pipeline.get(t) is not None:
-            names.append(t)
+        named = graph.pipeline.named(t)
+        if named:
+            names.extend(s.name for s in named)
             continue
         norm = t.rstrip("/")
         owners = [s.name for s in graph.pipeline.stages if any(o.path == norm for o in s.products)]
@@ -120,14 +128,14 @@ def select(graph: Graph, targets: list[str] | None, *, downstream: bool) -> list
             raise MlverError(f"no stage '{t}' in {PIPELINE_FILE}",
                              hint="stages: " + (", ".join(graph.pipeline.names) or "none"))
         names.extend(owners)
-    return graph.stages_in_order(graph.closure(names, down=downstream))
+    return graph.stages_in_order(set(names) if single else graph.closure(names, down=downstream))
 
 
 def _run_cacheable(stage: Stage) -> bool:
     """May the run cache stand in for running ``stage``? Not without dependencies (it
     always runs), nor with a ``persist`` output: that output accumulates across runs, and
     an old snapshot must not replace it."""
-    return bool(stage.deps) and not any(o.persist for o in stage.products)
+    return bool(stage.deps) and not stage.always_changed and not any(o.persist for o in stage.products)
 
 
 def _restorable_entry(repo: Repo, stage: Stage, key: str) -> runcache.RunEntry | None:
@@ -158,6 +166,9 @@ def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cach
             u in restoring and any(overlaps(d.path, p) and d.path not in restoring[u]
                                    for d in stage.deps for p in restoring[u]))]
         check = check_stage(stage, locked.get(stage.name), inspector, reader)
+        if stage.frozen:
+            out.append(PlannedStage(stage.name, "frozen", check.reasons, stage.cmd))
+            continue
         reasons = list(check.reasons) + [f"upstream stage will change: {u}" for u in unknown]
         if force and not reasons:
             reasons.append("forced")
@@ -180,8 +191,10 @@ def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cach
 
 class _Runner:
     def __init__(self, repo: Repo, graph: Graph, *, force: bool, run_cache: bool, progress: Progress,
-                 on_event: Callable[[StageEvent], None]) -> None:
+                 on_event: Callable[[StageEvent], None],
+                 allow_missing: Callable[[list[LockEntry]], bool] | None = None) -> None:
         self.repo = repo
+        self.allow_missing = allow_missing
         self.graph = graph
         self.force = force
         self.run_cache = run_cache
@@ -192,7 +205,18 @@ class _Runner:
         self.result = ReproResult()
 
     def stage(self, stage: Stage) -> None:
+        if stage.frozen:  # never run; its lock entry is kept as it is
+            self.result.skipped.append(stage.name)
+            self.on_event(StageEvent(stage.name, "frozen"))
+            return
         check = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root))
+        locked = self.locked.get(stage.name)
+        if (self.allow_missing is not None and not self.force and check.changed and locked is not None
+                and all(r.startswith(MISSING_PRODUCT) for r in check.reasons)
+                and self.allow_missing([e for e in locked.products if e.cache])):
+            self.result.allowed_missing.append(stage.name)
+            self.on_event(StageEvent(stage.name, "allowed-missing", check.reasons))
+            return
         if check.missing_deps:
             dep = check.missing_deps[0]
             raise PathError(dep, f"is a dependency of stage '{stage.name}' and does not exist",
@@ -246,9 +270,10 @@ class _Runner:
         self._keep_edits(stage)
         clear_products(self.repo, stage)
         self.repo.state.flush()
-        proc = subprocess.run(stage.cmd, shell=True, cwd=wdir)
-        if proc.returncode != 0:
-            raise StageFailed(stage.name, proc.returncode)
+        for command in stage.argv:  # a list of commands runs in order, stopping at the first failure
+            proc = subprocess.run(command, shell=True, cwd=wdir)
+            if proc.returncode != 0:
+                raise StageFailed(stage.name, proc.returncode)
         self.inspector.forget()
         self._check_inputs_held(stage, check)
         missing = [o.path for o in stage.products if not os.path.lexists(self.repo.abs(o.path))]
@@ -288,25 +313,45 @@ class _Runner:
 
 
 def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = False, dry_run: bool = False,
-              downstream: bool = False, run_cache: bool = True, progress: Progress = NO_PROGRESS,
-              on_event: Callable[[StageEvent], None] = _on_nothing) -> ReproResult:
+              downstream: bool = False, single: bool = False, keep_going: bool = False,
+              allow_missing: Callable[[list[LockEntry]], bool] | None = None, run_cache: bool = True,
+              progress: Progress = NO_PROGRESS, on_event: Callable[[StageEvent], None] = _on_nothing) -> ReproResult:
+    """Run the changed stages in scope. ``keep_going``: after a failure, go on with the
+    stages that do not depend on a failed one, and fail at the end naming every failure.
+    ``allow_missing(entries)``: a stage whose only change is missing cached outputs is
+    not run when it says those recorded objects can be had (cache or remote)."""
     graph = load_graph(repo)
-    stages = select(graph, targets, downstream=downstream)
+    stages = select(graph, targets, downstream=downstream, single=single)
     if dry_run:
         result = ReproResult(plan=plan(repo, graph, stages, force=force, run_cache=run_cache, progress=progress),
                              dry_run=True)
         repo.state.flush()
         return result
-    runner = _Runner(repo, graph, force=force, run_cache=run_cache, progress=progress, on_event=on_event)
+    runner = _Runner(repo, graph, force=force, run_cache=run_cache, progress=progress, on_event=on_event,
+                     allow_missing=allow_missing)
+    result = runner.result
     try:
         for stage in stages:
+            if any(u in {f.stage for f in result.failures} or u in result.blocked for u in graph.upstream[stage.name]):
+                result.blocked.append(stage.name)
+                on_event(StageEvent(stage.name, "blocked"))
+                continue
             try:
                 runner.stage(stage)
             except MlverError as e:
-                runner.result.failed = FailedStage(stage.name, e.message, getattr(e, "returncode", None))
-                raise ReproFailed(e, runner.result) from e
+                failure = FailedStage(stage.name, e.message, getattr(e, "returncode", None))
+                result.failed = result.failed or failure
+                result.failures.append(failure)
+                if not keep_going:
+                    raise ReproFailed(e, result) from e
+                on_event(StageEvent(stage.name, "failed", (e.message,)))
     finally:
         repo.state.flush()
+    if result.failures:
+        names = ", ".join(f"'{f.stage}'" + (f" (exit {f.exit_code})" if f.exit_code is not None else "")
+                          for f in result.failures)
+        blocked = f"; not run because an upstream stage failed: {', '.join(result.blocked)}" if result.blocked else ""
+        raise ReproFailed(MlverError(f"{len(result.failures)} stage(s) failed: {names}{blocked}"), result)
     # stages that left mlver.yaml leave the lock too
     if not targets and set(runner.locked) - set(graph.pipeline.names):
         if write_lock(repo, runner.locked, graph.pipeline.names) and LOCK_FILE not in runner.result.files:
