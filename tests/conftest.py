@@ -54,6 +54,23 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(f"{n:4d} skipped  {reason}")
 
 
+@pytest.fixture(scope="session")
+def dvc_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The real DVC 3 CLI, in a virtualenv of its own: ``$MLVER_TEST_DVC`` when set (.ci/run
+    builds one), else a ``dvc`` on PATH, else one installed here once per session."""
+    given = os.environ.get("MLVER_TEST_DVC") or shutil.which("dvc")
+    if given and os.access(given, os.X_OK):
+        return given
+    venv = tmp_path_factory.mktemp("dvc-venv")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "dvc>=3,<4"], check=True, capture_output=True,
+                       timeout=900)
+    except (subprocess.SubprocessError, OSError) as e:
+        require("dvc", f"DVC 3 could not be installed in a virtualenv ({type(e).__name__})")
+    return str(venv / "bin" / "dvc")
+
+
 @pytest.fixture
 def artifacts_dir(tmp_path: Path) -> Path:
     """Where a test keeps a file worth looking at after the run: ``$MLVER_TEST_ARTIFACTS``
