@@ -193,19 +193,39 @@ def test_add_and_checkout_of_2gib_file_share_extents(xrepo: Path) -> None:
     assert report["checked"] == 1 and report["corrupt"] == []
 
 
-def test_add_of_a_file_modified_just_before_still_names_its_bytes(xrepo: Path) -> None:
-    """A file written right before ``add`` (within the timestamp granularity) is hashed
-    through its clone; one left alone for a while through the source. Both name the
-    bytes that were stored, and both are clones."""
-    fresh, settled = xrepo / "fresh.bin", xrepo / "settled.bin"
+def test_add_hashes_settled_and_racy_files_correctly(xrepo: Path) -> None:
+    """A file whose timestamps are within the racy window (here: an mtime in the future)
+    is hashed through its clone; one left alone for a while through the source file.
+    Both name the bytes that were stored, and both are clones."""
+    racy, settled = xrepo / "racy.bin", xrepo / "settled.bin"
     write_big(settled, 64 * MiB)
+    write_big(racy, 64 * MiB)
+    future = time.time() + 3600
+    os.utime(racy, (future, future))
     time.sleep(0.3)  # past the 100 ms racy window of ns timestamps (not a timing assertion)
-    write_big(fresh, 64 * MiB)
-    run(["add", "fresh.bin", "settled.bin"], xrepo)
-    for f in (fresh, settled):
+    run(["add", "racy.bin", "settled.bin"], xrepo)
+    for f in (racy, settled):
         digest = pointer_digest(xrepo, f.name)
         assert digest == xxh3(f) == xxh3(obj_path(xrepo, digest))
         assert_shares_all_extents(f, obj_path(xrepo, digest))
+        assert obj_path(xrepo, digest).stat().st_mode & 0o777 == 0o444
+    assert run_json(["fsck"], xrepo)["corrupt"] == []
+
+
+def test_add_killed_after_the_clone_is_repaired_by_running_it_again(xrepo: Path) -> None:
+    big = xrepo / "big.bin"
+    write_big(big, 256 * MiB)
+    want = xxh3(big)
+    proc = run(["add", "big.bin"], xrepo, check=False, env={"MLVER_FAILPOINT": "cache-before-rename"})
+    assert proc.returncode == -9, proc.stderr
+    assert xxh3(big) == want  # the workspace file is untouched
+    assert not obj_path(xrepo, want).exists()
+    assert not (xrepo / "big.bin.mlver").exists()
+
+    run(["add", "big.bin"], xrepo)
+    assert pointer_digest(xrepo, "big.bin") == want == xxh3(obj_path(xrepo, want))
+    assert_shares_all_extents(big, obj_path(xrepo, want))
+    assert os.listdir(xrepo / ".mlver" / "cache" / "tmp") == []  # the dead run's clone is swept
     assert run_json(["fsck"], xrepo)["corrupt"] == []
 
 
