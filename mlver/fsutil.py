@@ -171,7 +171,7 @@ def reflink(src: str | int, dst: str) -> None:
             raise
         os.close(fd)
     finally:
-        if src_fd is not src:
+        if not isinstance(src, int):
             os.close(src_fd)
 
 
