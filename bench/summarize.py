@@ -2,7 +2,8 @@
 """Summarise bench/run.sh raw output into Markdown tables of medians.
 
 Also reads the raw output of bench/pipeline.sh, bench/hooks.sh and bench/exp.sh
-and bench/s3.sh (same line format; scenarios `pipeline`, `hooks`, `exp`, `s3`).
+and bench/s3.sh and bench/reflink.sh (same line format; scenarios `pipeline`, `hooks`,
+`exp`, `s3`, `reflink`).
 
 usage: summarize.py [--no-range] [--base TOOL] RAW [RAW ...]
 
@@ -57,6 +58,8 @@ STEP_DOC_SCEN = {
     ("s3", "push"): "push to S3 (local moto server)",
     ("s3", "status_remote"): "status against the S3 remote (all pushed)",
     ("s3", "pull"): "clone + pull from S3 into a fresh clone",
+    ("reflink", "add"): "add of the 2 GiB file on XFS (reflink=1), warm",
+    ("reflink", "checkout"): "checkout after deleting it",
 }
 # targets: (scenario, step) -> (base median must be < SECONDS or None,
 #                               OTHER/BASE must be >= RATIO or None)
@@ -66,6 +69,7 @@ TARGETS = {
     ("hooks", "post_checkout"): (0.5, None),
     ("exp", "exp_show_cold"): (2.0, None),
     ("exp", "exp_show"): (2.0, None),
+    ("reflink", "checkout"): (0.5, None),
 }
 # floors that bound each step from below (the fastest available one is used);
 # names from bench/run.sh, with the shared peers' floors.sh names as aliases
@@ -99,6 +103,10 @@ FLOOR_FOR = {
     "hooks": {
         "pre_commit": ["statwalk_find", "statwalk_py"],
         "post_checkout": ["statwalk_find", "statwalk_py"],
+    },
+    "reflink": {                           # bench/reflink.sh: XFS with reflink=1
+        "add": ["xxh3_start"],             # hash every byte once + start-up; the clone is ~free
+        "checkout": ["cp_reflink"],
     },
     "s3": {
         "push": ["s3_put"],

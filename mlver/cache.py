@@ -12,8 +12,9 @@ from typing import Iterable, Iterator, NamedTuple
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import TMP_MARK, atomic_write, copy_file, remove_path, fsync_dir, link_file, sweep_stale_tmp, unique_suffix, unlink_quiet
-from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
+from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, remove_path, fsync_dir, link_file, reflink, sweep_stale_tmp,
+                          unique_suffix, unlink_quiet)
+from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, digest_open, is_digest, new_hasher
 
 MANIFEST_SUFFIX = ".manifest"
 
@@ -28,6 +29,11 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 def object_relpath(digest: str, manifest: bool = False) -> str:
     """The object's path inside a cache or remote (POSIX)."""
     return f"files/{HASH_NAME}/{digest[:2]}/{digest[2:]}{MANIFEST_SUFFIX if manifest else ''}"
+
+
+def _file_state(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What changes whenever a file's bytes do (beyond the timestamp granularity)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class ObjectRef(NamedTuple):
@@ -56,7 +62,7 @@ class Cache:
         self._files = os.path.join(root, "files", HASH_NAME)
         self._working: dict[str, int] = {}  # workspace device -> index of first link type that worked
         self._made_dirs: set[str] = set()
-        self._reflink_ok: bool | None = None
+        self._no_clone: set[int] = set()  # devices whose files could not be cloned into the cache
         self._swept = False
         self._devs: dict[str, str] = {}  # workspace folder -> device id
 
@@ -104,14 +110,22 @@ class Cache:
 
     # --- storing ------------------------------------------------------------------
 
-    def store_file(self, src: str, *, known_digest: str | None = None) -> tuple[str, int]:
+    def store_file(self, src: str, *, known_digest: str | None = None,
+                   settled: os.stat_result | None = None) -> tuple[str, int]:
         """Store the file at ``src``; returns (digest, size). The digest is computed from
-        the bytes actually written to the store, so nothing enters under a wrong name."""
+        the bytes actually written to the store, so nothing enters under a wrong name.
+
+        ``settled``: the stat of ``src`` the caller took, when it was not modified within
+        the timestamp granularity of a moment before this call (``state.racy``). A clone
+        is then hashed through the source, whose pages are likely warm (a clone's pages
+        are its own, and cold): the same bytes as long as the source still has that stat
+        after hashing, since any write after the clone moves its ctime past it."""
         if known_digest and self.has(known_digest):
             return known_digest, os.path.getsize(src)
         tmp = self._tmp()
         try:
-            digest_size = self._try_reflink(src, tmp)
+            digest_size = self._try_reflink(src, tmp, settled)
+            cloned = digest_size is not None
             if digest_size is None:
                 digest_size = self._copy_hashing(src, tmp)
             digest, size = digest_size
@@ -120,25 +134,33 @@ class Cache:
             if self.has(digest):
                 unlink_quiet(tmp)
             else:
-                self._commit_tmp(tmp, digest, False, readonly=self._reflink_ok is not True)
+                self._commit_tmp(tmp, digest, False, readonly=not cloned)  # a clone is born writable
         except BaseException:
             unlink_quiet(tmp)
             raise
         return digest, size
 
-    def _try_reflink(self, src: str, tmp: str) -> tuple[str, int] | None:
-        """Clone ``src`` to ``tmp`` and hash the clone; None when this filesystem cannot
-        clone (remembered, so a 20,000-file add does not probe 20,000 times)."""
-        if self._reflink_ok is False:
+    def _try_reflink(self, src: str, tmp: str, settled: os.stat_result | None) -> tuple[str, int] | None:
+        """Clone ``src`` to ``tmp`` and hash the clone's bytes; None when the source's
+        filesystem cannot clone into the cache (remembered per device, so a 20,000-file
+        add does not probe 20,000 times)."""
+        if settled is not None and settled.st_dev in self._no_clone:
             return None
-        try:
-            link_file(src, tmp, "reflink")
-        except OSError:
-            unlink_quiet(tmp)
-            self._reflink_ok = False
-            return None
-        self._reflink_ok = True
-        return digest_file(tmp)
+        with open(src, "rb", buffering=0) as f:
+            fd = f.fileno()
+            if settled is None and os.fstat(fd).st_dev in self._no_clone:
+                return None
+            try:
+                reflink(fd, tmp)  # the open file itself: what is hashed below is what was cloned
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):  # a full disk may clear up
+                    self._no_clone.add(os.fstat(fd).st_dev)
+                return None
+            if settled is not None:
+                digest_size = digest_open(f)  # type: ignore[arg-type]
+                if _file_state(os.fstat(fd)) == _file_state(settled) and digest_size[1] == settled.st_size:
+                    return digest_size
+        return digest_file(tmp)  # unsettled or changed meanwhile: the clone's own bytes
 
     def _copy_hashing(self, src: str, tmp: str) -> tuple[str, int]:
         """Copy ``src`` to ``tmp`` (created read-only) and return the digest of the bytes

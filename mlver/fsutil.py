@@ -136,30 +136,43 @@ def unlink_quiet(path: str) -> None:
 
 # --- links ---------------------------------------------------------------------------
 
-def reflink(src: str, dst: str) -> None:
-    """Copy-on-write clone of ``src`` at ``dst`` (which must not exist); OSError if unsupported."""
+FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h: the same number on every architecture Linux runs on
+AT_FDCWD_DARWIN = -2
+
+
+def reflink(src: str | int, dst: str) -> None:
+    """Copy-on-write clone of ``src`` (a path, or a file descriptor open for reading, so
+    the caller can hash exactly the file it cloned) at ``dst``, which must not exist;
+    OSError if this filesystem or platform cannot clone (nothing is left at ``dst``)."""
     if sys.platform == "darwin":
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.clonefile(os.fsencode(src), os.fsencode(dst), 0) != 0:
+        if isinstance(src, int):
+            rc = libc.fclonefileat(src, AT_FDCWD_DARWIN, os.fsencode(dst), 0)
+        else:
+            rc = libc.clonefile(os.fsencode(src), os.fsencode(dst), 0)
+        if rc != 0:
             e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e))
+            raise OSError(e, os.strerror(e), dst)
         return
     if not sys.platform.startswith("linux"):
-        raise OSError(errno.ENOTSUP, "reflink not supported on this platform")
+        raise OSError(errno.ENOTSUP, "reflink not supported on this platform", dst)
     import fcntl
 
-    ficlone = 0x40049409
-    with open(src, "rb") as s:
+    src_fd = src if isinstance(src, int) else os.open(src, os.O_RDONLY)
+    try:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            fcntl.ioctl(fd, ficlone, s.fileno())
+            fcntl.ioctl(fd, FICLONE, src_fd)
         except OSError:
             os.close(fd)
             unlink_quiet(dst)
             raise
         os.close(fd)
+    finally:
+        if not isinstance(src, int):
+            os.close(src_fd)
 
 
 COPY_CHUNK = 16 << 20

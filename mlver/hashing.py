@@ -41,13 +41,18 @@ def digest_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """Digest and size of the file at ``path``. A small file is read in one call (no
     chunk buffer to allocate: 20,000 small files must not cost 20,000 of them)."""
     with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size <= SMALL:
-            data = f.read(size + 1)
-            if len(data) <= size:  # a short read of a regular file: its end
-                return digest_bytes(data), len(data)
-            return digest_stream(f, head=data)  # type: ignore[arg-type]  # it grew
-        return digest_stream(f)  # type: ignore[arg-type]
+        return digest_open(f)  # type: ignore[arg-type]
+
+
+def digest_open(f: BinaryIO) -> tuple[str, int]:
+    """``digest_file`` of a file already open (unbuffered), from its current position."""
+    size = os.fstat(f.fileno()).st_size
+    if size <= SMALL:
+        data = f.read(size + 1)
+        if len(data) <= size:  # a short read of a regular file: its end
+            return digest_bytes(data), len(data)
+        return digest_stream(f, head=data)  # it grew
+    return digest_stream(f)
 
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")

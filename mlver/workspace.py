@@ -22,7 +22,7 @@ from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.state import Placed
+from mlver.state import Placed, racy
 
 # Local file work is syscall-bound: one thread per core; more only fight over the GIL.
 WORKERS = int(os.environ.get("MLVER_JOBS", "0")) or (os.cpu_count() or 2)
@@ -398,7 +398,7 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
         def work(item: tuple[int, WalkEntry, str | None]) -> tuple[int, Entry]:
             i, e, d = item
             t = time.time_ns()
-            digest, size = cache.store_file(e.path, known_digest=d)
+            digest, size = cache.store_file(e.path, known_digest=d, settled=None if racy(e.st, t) else e.st)
             if d is None:
                 repo.state.record(f"{rel}/{e.rel}", e.st, digest, read_ns=t)
             progress.advance(files=1, nbytes=size)
@@ -421,7 +421,7 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
     known = repo.state.lookup(rel, st)
     progress.start(f"adding {rel}", total_files=1, total_bytes=st.st_size)
     t = time.time_ns()
-    digest, size = cache.store_file(path, known_digest=known)
+    digest, size = cache.store_file(path, known_digest=known, settled=None if racy(st, t) else st)
     progress.advance(files=1, nbytes=size)
     progress.finish()
     if known is None:
