@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 import xxhash
 
-from conftest import git, run, run_json
+from conftest import git, require, run, run_json
 
 MiB = 1 << 20
 IMAGE_BYTES = 6 << 30  # sparse: only what the tests write takes disk space
@@ -38,7 +38,7 @@ def xfs_mount() -> Iterator[Path]:
     elif shutil.which("mkfs.xfs") is None:
         why = "mkfs.xfs not found (apt-get install xfsprogs)"
     if why:
-        pytest.skip(f"REFLINK TESTS NOT RUN: {why}; the default cache.type reflink,copy is untested on a cloning filesystem")
+        require("xfs", f"REFLINK TESTS NOT RUN: {why}; the default cache.type reflink,copy is untested on a cloning filesystem")
     base = Path(tempfile.mkdtemp(prefix="mlver-xfs-"))
     image, mnt = base / "xfs.img", base / "mnt"
     mnt.mkdir()
@@ -50,8 +50,8 @@ def xfs_mount() -> Iterator[Path]:
         err = (made.stderr if made.returncode else mounted.stderr if mounted else "").strip()  # type: ignore[union-attr]
         shutil.rmtree(base, ignore_errors=True)
         last = (err.splitlines() or ["no message"])[-1]
-        pytest.skip(f"REFLINK TESTS NOT RUN: could not make and mount an XFS loop image ({last}); "
-                    "the default cache.type reflink,copy is untested on a cloning filesystem")
+        require("xfs", f"REFLINK TESTS NOT RUN: could not make and mount an XFS loop image ({last}); "
+                       "the default cache.type reflink,copy is untested on a cloning filesystem")
     try:
         yield mnt
     finally:
