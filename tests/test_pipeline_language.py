@@ -320,3 +320,52 @@ def test_output_push_false_and_own_remote(repo: Path, tmp_path: Path) -> None:
     assert (clone / "shared.txt").read_text() == "s\n" and (clone / "special.txt").read_text() == "o\n"
     assert not (clone / "local.txt").exists()
     assert json.loads(proc.stdout)["missing"] == []  # push: false data is not looked for on a remote
+
+
+def test_get_accepts_an_artifact_name(project: Path, tmp_path: Path) -> None:
+    run(["repro"], project)
+    git(["add", "-A"], project)
+    git(["commit", "-qm", "ran"], project)
+    res = run_json(["get", "model", "-o", str(tmp_path / "got.txt")], project)
+    assert res["path"] == "models-big.txt"
+    assert (tmp_path / "got.txt").read_text() == "hi big 5\n"
+    proc = run(["get", "nomodel", "-o", str(tmp_path / "x")], project, check=False)
+    assert proc.returncode == 3 and "nomodel" in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_templating_fuzz_never_escapes_the_error_type() -> None:
+    """Seeded fuzzer over the templating parser, in-process: any generated mlver.yaml
+    parses or raises a FormatError naming mlver.yaml; nothing else escapes."""
+    import random
+
+    from mlver.errors import FormatError
+    from mlver.pipeline.model import parse_pipeline
+
+    seed = random.randrange(1 << 30)
+    rnd = random.Random(seed)
+    docs = {"params.yaml": {"a": {"b": [1, {"c": True}], "d": "x"}, "m": {"k1": {"v": 1}, "k2": {"v": 2}},
+                            "l": [1, 2, 3], "n": None}}
+    pieces = ["${a.b}", "${a.b[1].c}", "${a.b[9]}", "${m}", "${l}", "${n}", "${", "}", "\\\\${x}", "${ a.d }",
+              "${item}", "${key}", "${item.v}", "${a..b}", "${[0]}", "${l[-1]}", "x", " ", "${m.k1.v}", "@", ":"]
+    keys = ["cmd", "deps", "outs", "params", "metrics", "wdir", "foreach", "matrix", "do", "vars", "frozen"]
+    for i in range(400):
+        lines = ["vars:", f"  - {rnd.choice(['params.yaml:a', 'p: 1', 'nope.yaml', '${l}'])}", "stages:"]
+        for s in range(rnd.randint(1, 3)):
+            lines.append(f"  s{s}:")
+            for key in rnd.sample(keys, rnd.randint(1, 5)):
+                value = "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 4)))
+                if key in ("deps", "outs", "metrics"):
+                    lines += [f"    {key}:", f"    - {json.dumps(value)}"]
+                elif key == "do":
+                    lines += ["    do:", f"      cmd: {json.dumps(value)}"]
+                elif key == "matrix":
+                    lines += ["    matrix:", f"      x: {rnd.choice(['[1, 2]', '${l}', '3', '${m}'])}"]
+                else:
+                    lines.append(f"    {key}: {json.dumps(value) if rnd.random() < 0.8 else value}")
+        text = "\n".join(lines) + "\n"
+        try:
+            parse_pipeline(text, "mlver.yaml", docs.get)
+        except FormatError as e:
+            assert e.message.startswith("mlver.yaml"), f"seed {seed} case {i}: {e.message}\n{text}"
+        except Exception as e:  # noqa: BLE001 - the point of the fuzzer
+            raise AssertionError(f"seed {seed} case {i}: {type(e).__name__}: {e}\n{text}") from e

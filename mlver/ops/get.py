@@ -106,6 +106,15 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
         outputs = outputs_at(repo, grepo, commit)
     found = _find(outputs, rel)
     where = f"{shown_source + ' ' if shown_source else ''}at {commit[:7]}"
+    if found is None and "/" not in rel:
+        artifact = _artifact_path(repo, root, commit, rel)  # `mlver get model`: an artifact of mlver.yaml
+        if artifact is not None:
+            rel = artifact
+            found = _find(outputs, rel)
+            if out is None:
+                dest = os.path.abspath(os.path.basename(rel.rstrip("/")) or "data")
+                if os.path.lexists(dest) and not force:
+                    raise PathError(os.path.basename(rel), "already exists", hint="use --force to replace it, or -o OUT")
     if found is None:
         data = _git_file(repo, root, commit, rel)
         if data is None:
@@ -126,6 +135,23 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
     kind = "file" if len(entries) == 1 and entries[0].path == "" else "dir"
     return GetResult(rel, dest, kind, commit, sum(e.size for e in entries), None if kind == "file" else len(entries),
                      fetched)
+
+
+def _artifact_path(repo: Repo, root: str, commit: str, name: str) -> str | None:
+    """The path of artifact ``name`` in ``mlver.yaml`` at ``commit`` (None: no such artifact)."""
+    from mlver.errors import FormatError
+    from mlver.pipeline.model import PIPELINE_FILE, parse_pipeline
+    from mlver.pipeline.params import ParamsReader
+
+    text = _git_file(repo, root, commit, PIPELINE_FILE)
+    if text is None:
+        return None
+    try:
+        pipeline = parse_pipeline(text.decode("utf-8", "replace"), f"{commit[:7]}:{PIPELINE_FILE}",
+                                  ParamsReader(lambda rel: _git_file(repo, root, commit, rel)).doc)
+    except FormatError:
+        return None
+    return next((a.path for a in pipeline.artifacts if a.name == name), None)
 
 
 def _find(outputs: list[Output], rel: str) -> tuple[Output, str | None] | None:
