@@ -15,7 +15,8 @@ from mlver import git
 from mlver.cache import Cache
 from mlver.config import Config
 from mlver.errors import GitError, LockBusy, NotARepoError
-from mlver.fsutil import IgnoreSpec, inside_root
+from mlver.fsutil import inside_root
+from mlver.ignore import IgnoreSpec
 from mlver.state import State
 
 MLVER_DIR = ".mlver"
