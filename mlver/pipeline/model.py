@@ -95,7 +95,7 @@ def resolve_path(wdir: str, written: str) -> str | None:
 
 def parse_pipeline(text: str, shown: str = PIPELINE_FILE) -> Pipeline:
     """Parse and validate the text of ``mlver.yaml`` (graph checks live in graph.py)."""
-    doc = load_lined(text, shown)
+    doc = load_lined(text, shown, kind="pipeline")
     if doc is None:
         return Pipeline((), shown)
     if not isinstance(doc, LinedMap):
@@ -129,6 +129,8 @@ class _StageParser:
     def string(self, value: Any, what: str, line: int | None) -> str:
         if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
             raise self.error(f"'{what}' must be a string", line)
+        if "\0" in str(value):  # no command or path can hold one
+            raise self.error(f"'{what}' must not contain a NUL byte", line)
         return str(value)
 
     def path(self, wdir: str, value: Any, what: str, line: int | None) -> str:
