@@ -70,7 +70,8 @@ class Repo:
 
     @cached_property
     def state(self) -> State:
-        return State(os.path.join(self.tmp_dir, "state.db"), started_ns=self.started_ns)
+        return State(os.path.join(self.tmp_dir, "state.db"), started_ns=self.started_ns,
+                     shown=f"{MLVER_DIR}/tmp/state.db")
 
     @cached_property
     def ignore(self) -> IgnoreSpec:
@@ -92,6 +93,11 @@ class Repo:
     def close(self) -> None:
         if "state" in self.__dict__:
             self.state.close()
+
+    def warnings(self) -> list[str]:
+        """What the services worked around (a damaged or full state database), for the
+        command line to show once the command is done."""
+        return list(self.state.warnings) if "state" in self.__dict__ else []
 
     # --- paths ----------------------------------------------------------------------
 

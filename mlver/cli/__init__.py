@@ -98,6 +98,8 @@ def project(lock: str | None = None) -> Iterator["Repo"]:
                 yield repo
     finally:
         repo.close()
+        for warning in repo.warnings():
+            click.echo(f"mlver: warning: {warning}", err=True)
 
 
 def _set_flag(name: str):  # type: ignore[no-untyped-def]
