@@ -39,6 +39,14 @@ def tmp_name(path: str) -> str:
     return os.path.join(d, f"{TMP_MARK}{unique_suffix()}.{base[:40]}")
 
 
+def is_tmp_name(name: str) -> bool:
+    """Is ``name`` one of mlver's temporary names (marked, or a bare unique suffix)?"""
+    rest = name[len(TMP_MARK):] if name.startswith(TMP_MARK) else name
+    pid, _, tail = rest.partition("-")
+    tag, _, count = tail.partition("-")
+    return name.startswith(TMP_MARK) or (pid.isdigit() and len(tag) == 8 and count.split(".")[0].isdigit())
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -117,6 +125,11 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as e:
+        unlink_quiet(tmp)
+        if e.filename is None:  # a failed write names no file ("No space left on device")
+            raise OSError(e.errno, e.strerror, path) from None
+        raise
     except BaseException:
         unlink_quiet(tmp)
         raise
@@ -188,28 +201,34 @@ def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], N
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            size = os.fstat(fin).st_size
-            if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
-                offset = 0
-                while offset < size:
-                    n = os.sendfile(fout, fin, offset, min(size - offset, COPY_CHUNK))
-                    if n == 0:  # the source shrank under us
-                        break
-                    offset += n
-                    if on_chunk is not None:
-                        on_chunk()
-            else:
-                while True:
-                    chunk = os.read(fin, 4 << 20)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fout, view):]
+            _copy_fd(fin, fout, on_chunk)
+        except OSError as e:  # a failed write names no file ("No space left on device")
+            raise OSError(e.errno, e.strerror, dst) from None
         finally:
             os.close(fout)
     finally:
         os.close(fin)
+
+
+def _copy_fd(fin: int, fout: int, on_chunk: Callable[[], None] | None) -> None:
+    size = os.fstat(fin).st_size
+    if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
+        offset = 0
+        while offset < size:
+            n = os.sendfile(fout, fin, offset, min(size - offset, COPY_CHUNK))
+            if n == 0:  # the source shrank under us
+                break
+            offset += n
+            if on_chunk is not None:
+                on_chunk()
+    else:
+        while True:
+            chunk = os.read(fin, 4 << 20)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fout, view):]
 
 
 def link_file(src: str, dst: str, link_type: str, mode: int = 0o644) -> None:
