@@ -136,7 +136,10 @@ def load_yaml(text: str, shown: str, *, kind: str, loader: Any = None) -> Any:
     if "\0" in text:  # libyaml would stop reading there and parse half the file
         raise FormatError(shown, "invalid YAML: the file contains a NUL byte",
                           line=text.count("\n", 0, text.index("\0")) + 1)
-    parser = (loader or _strict_loader())(text)
+    try:
+        parser = (loader or _strict_loader())(text)
+    except UnicodeEncodeError:  # text decoded with surrogateescape: bytes that are not UTF-8
+        raise FormatError(shown, "not UTF-8 text") from None
     try:
         node = parser.get_single_node()
         if node is None:
@@ -148,6 +151,8 @@ def load_yaml(text: str, shown: str, *, kind: str, loader: Any = None) -> Any:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise FormatError(shown, f"invalid YAML: {problem}", line=line) from None
+    except UnicodeEncodeError:
+        raise FormatError(shown, "not UTF-8 text") from None
     finally:
         parser.dispose()
 
