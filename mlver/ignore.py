@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 from mlver.errors import FormatError
 
@@ -143,7 +143,7 @@ def _tokens(p: str) -> list[tuple[str, str]]:
 class _Segment:
     """One path segment's pattern: star-free chunks around single stars."""
 
-    __slots__ = ("exact", "first", "first_len", "last", "last_len", "middle", "min_len", "literal")
+    __slots__ = ("exact", "first", "first_len", "last", "last_len", "middle", "min_len", "literal", "match")
 
     def __init__(self, toks: Sequence[tuple[str, str]]) -> None:
         chunks: list[list[str]] = [[]]
@@ -160,6 +160,8 @@ class _Segment:
             self.first = self.last = self.exact
             self.first_len = self.last_len = self.min_len = len(chunks[0])
             self.middle: list[re.Pattern[str]] = []
+            self.match: Callable[[str], object] = (self.literal.__eq__ if self.literal is not None
+                                                   else self.exact.fullmatch)
             return
         self.exact = None
         self.first = re.compile("".join(chunks[0]), re.DOTALL)
@@ -168,12 +170,12 @@ class _Segment:
         self.last_len = len(chunks[-1])
         self.middle = [re.compile("".join(c), re.DOTALL) for c in chunks[1:-1] if c]
         self.min_len = sum(len(c) for c in chunks)
+        if len(chunks) == 2:  # one star: a regex cannot backtrack more than once over the name
+            self.match = re.compile("".join(chunks[0]) + ".*" + "".join(chunks[1]), re.DOTALL).fullmatch
+        else:
+            self.match = self._chunks_match
 
-    def match(self, s: str) -> bool:
-        if self.exact is not None:
-            if self.literal is not None:
-                return s == self.literal
-            return self.exact.fullmatch(s) is not None
+    def _chunks_match(self, s: str) -> bool:
         n = len(s)
         if n < self.min_len:
             return False
@@ -194,40 +196,47 @@ class _Segment:
 SegPattern = Union[_Segment, None]  # None stands for a `**` segment
 
 
-def _match_segments(pat: Sequence[SegPattern], parts: Sequence[str]) -> bool:
-    """Whole-path match, ``**`` (None) spanning zero or more segments (one or more when
-    it ends the pattern): the greedy algorithm with segments as characters."""
-    groups: list[list[_Segment]] = [[]]
-    for seg in pat:
-        if seg is None:
-            groups.append([])
-        else:
-            groups[-1].append(seg)
-    n = len(parts)
-    if len(groups) == 1:
-        return n == len(groups[0]) and all(seg.match(p) for seg, p in zip(groups[0], parts))
-    head, tail, middle = groups[0], groups[-1], groups[1:-1]
-    need = len(head) + len(tail) + sum(len(g) for g in middle) + (1 if pat[-1] is None else 0)
-    if n < need:
-        return False
-    if not all(seg.match(p) for seg, p in zip(head, parts)):
-        return False
-    end = n - len(tail)
-    if not all(seg.match(p) for seg, p in zip(tail, parts[end:])):
-        return False
-    if pat[-1] is None:
-        end -= 1  # a trailing `**` keeps at least one segment for itself
-    pos = len(head)
-    for group in middle:
-        if not group:
-            continue
-        k = len(group)
-        while pos + k <= end and not all(seg.match(p) for seg, p in zip(group, parts[pos : pos + k])):
-            pos += 1
-        if pos + k > end:
+class _PathPattern:
+    """A whole-path pattern: ``**`` (None) spans zero or more segments (one or more when
+    it ends the pattern); the greedy algorithm with segments as the characters."""
+
+    __slots__ = ("head", "tail", "middle", "trailing", "need", "exact")
+
+    def __init__(self, pat: Sequence[SegPattern]) -> None:
+        groups: list[list[_Segment]] = [[]]
+        for seg in pat:
+            if seg is None:
+                groups.append([])
+            else:
+                groups[-1].append(seg)
+        self.exact = len(groups) == 1
+        self.head, self.tail = groups[0], groups[-1]
+        self.middle = [g for g in groups[1:-1] if g]
+        self.trailing = bool(pat) and pat[-1] is None
+        self.need = sum(len(g) for g in groups) + (1 if self.trailing else 0)
+
+    def match(self, parts: Sequence[str]) -> bool:
+        n = len(parts)
+        if self.exact:
+            return n == len(self.head) and all(seg.match(p) for seg, p in zip(self.head, parts))
+        if n < self.need:
             return False
-        pos += k
-    return True
+        if not all(seg.match(p) for seg, p in zip(self.head, parts)):
+            return False
+        end = n - len(self.tail)
+        if not all(seg.match(p) for seg, p in zip(self.tail, parts[end:])):
+            return False
+        if self.trailing:
+            end -= 1  # a trailing `**` keeps at least one segment for itself
+        pos = len(self.head)
+        for group in self.middle:
+            k = len(group)
+            while pos + k <= end and not all(seg.match(p) for seg, p in zip(group, parts[pos : pos + k])):
+                pos += 1
+            if pos + k > end:
+                return False
+            pos += k
+        return True
 
 
 @dataclass(frozen=True)
@@ -235,14 +244,13 @@ class IgnoreRule:
     pattern: str  # as written (after trimming), for messages
     negate: bool
     dir_only: bool
-    basename: bool  # no slash: matched against the last path segment at any depth
-    segments: tuple[SegPattern, ...]
+    basename: _Segment | None  # no slash: matched against the last segment at any depth
+    path: _PathPattern | None  # else: matched against the whole path
 
-    def matches(self, rel: str, parts: Sequence[str]) -> bool:
-        if self.basename:
-            seg = self.segments[0]
-            return seg is not None and seg.match(parts[-1])
-        return _match_segments(self.segments, parts)
+    def matches(self, parts: Sequence[str]) -> bool:
+        if self.basename is not None:
+            return self.basename.match(parts[-1])
+        return self.path.match(parts)  # type: ignore[union-attr]
 
 
 def _trim_trailing_spaces(line: str) -> str:
@@ -281,7 +289,7 @@ def compile_rule(line: str) -> IgnoreRule | None:
     if not body:
         return None
     if "/" not in body:
-        return IgnoreRule(line, negate, dir_only, True, (_Segment(_tokens(body)),))
+        return IgnoreRule(line, negate, dir_only, _Segment(_tokens(body)), None)
     if body.startswith("/"):
         body = body[1:]
     segs: list[SegPattern] = []
@@ -296,7 +304,7 @@ def compile_rule(line: str) -> IgnoreRule | None:
         else:
             segs.append(_Segment(current))
         current = []
-    return IgnoreRule(line, negate, dir_only, False, tuple(segs))
+    return IgnoreRule(line, negate, dir_only, None, _PathPattern(segs))
 
 
 class IgnoreSpec:
@@ -313,6 +321,9 @@ class IgnoreSpec:
                 raise FormatError(shown, f"invalid pattern {raw.strip()!r}: {e}", line=number) from None
             if rule is not None:
                 self.rules.append(rule)
+        # the last matching rule decides: (dir_only, negate, basename matcher, path matcher)
+        self._reversed = [(r.dir_only, r.negate, r.basename.match if r.basename is not None else None,
+                           r.path.match if r.path is not None else None) for r in reversed(self.rules)]
         self._dirs: dict[str, bool] = {}
 
     @classmethod
@@ -336,12 +347,20 @@ class IgnoreSpec:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
-    def _last_match(self, rel: str, parts: Sequence[str], is_dir: bool) -> bool:
-        for rule in reversed(self.rules):
-            if rule.dir_only and not is_dir:
+    def _last_match(self, rel: str, is_dir: bool) -> bool:
+        base = rel.rpartition("/")[2]
+        parts: list[str] | None = None
+        for dir_only, negate, base_match, path_match in self._reversed:
+            if dir_only and not is_dir:
                 continue
-            if rule.matches(rel, parts):
-                return not rule.negate
+            if base_match is not None:
+                if base_match(base):
+                    return not negate
+            else:
+                if parts is None:
+                    parts = rel.split("/")
+                if path_match(parts):  # type: ignore[misc]
+                    return not negate
         return False
 
     def ignored(self, rel: str, is_dir: bool) -> bool:
@@ -350,7 +369,7 @@ class IgnoreSpec:
         parent, _, _ = rel.rpartition("/")
         if parent and self._dir_ignored(parent):
             return True
-        return self._last_match(rel, rel.split("/"), is_dir)
+        return self._last_match(rel, is_dir)
 
     def _dir_ignored(self, rel: str) -> bool:
         known = self._dirs.get(rel)
