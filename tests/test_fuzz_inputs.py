@@ -222,3 +222,43 @@ def test_cli_survives_fuzzed_files(repo: Path) -> None:
         for n, content in originals.items():
             (repo / n).write_bytes(content)
         git(["checkout", "-q", "--", "."], repo)
+
+
+def test_hostile_files_are_one_error_line(repo: Path) -> None:
+    """The inputs the fuzzing campaign found: ~400 nesting levels, an alias bomb (ran until
+    killed at 2.2 GB), a NUL byte, a multi-line config value. Each is one line naming the
+    file, exit 3, and nothing is written; the history commands (`params diff`, `exp show`)
+    skip a bad params file with one warning line, as they do for any revision's."""
+    _fuzz_repo(repo)
+    bomb = _bomb(random.Random(0)).replace("a0:", "train:\n  lr: 0.1\na0:", 1)
+    deep = "a: " + "[" * 400 + "]" * 400 + "\n"
+    cases = [
+        ("params.yaml", bomb, ["params", "diff"], "YAML aliases expand to more than"),
+        ("params.yaml", bomb, ["repro", "--dry-run"], "YAML aliases expand to more than"),
+        ("params.yaml", bomb, ["exp", "show"], "YAML aliases expand to more than"),
+        ("params.yaml", deep, ["params", "diff"], "nested deeper than the limit of 100 levels"),
+        ("mlver.yaml", deep, ["repro", "--dry-run"], "nested deeper than the limit of 100 levels"),
+        ("mlver.lock", deep, ["status"], "nested deeper than the limit of 100 levels"),
+        ("data.bin.mlver", POINTER.replace("desc: ", "extra: " + "[" * 400 + "]" * 400 + "\ndesc: "), ["status"],
+         "nested deeper than the limit of 100 levels"),
+        ("data.bin.mlver", POINTER.replace("path: data.bin", "path: &p data.bin\nother: *p"), ["checkout"],
+         "YAML anchors and aliases are not allowed in a pointer file"),
+        ("mlver.yaml", PIPELINE.replace("[data.bin]", '["data\\x00.bin"]'), ["repro", "--dry-run"], "NUL byte"),
+        (".mlver/config", "[core]\n    fsync = maybe\n      not\n", ["status"], "expected true or false"),
+    ]
+    for name, text, args, problem in cases:
+        original = (repo / name).read_bytes()
+        (repo / name).write_text(text)
+        before = git(["status", "--porcelain"], repo)
+        proc = run(args, repo, check=False, timeout=120)
+        where = f"mlver {' '.join(args)} with hostile {name}"
+        lines = proc.stderr.strip().splitlines()
+        if args[0] in ("params", "exp") and proc.returncode == 0:
+            said = [ln for ln in lines if ln.startswith("mlver: warning:")]
+        else:
+            assert proc.returncode == 3, f"{where}: {proc.returncode}\n{proc.stderr}"
+            said = [ln for ln in lines if ln.startswith("mlver: error:")]
+        assert len(said) == 1 and name in said[0] and problem in said[0], f"{where}\n{proc.stderr}"
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+        assert git(["status", "--porcelain"], repo) == before, where
+        (repo / name).write_bytes(original)
