@@ -249,7 +249,7 @@ class IgnoreRule:
 
     def matches(self, parts: Sequence[str]) -> bool:
         if self.basename is not None:
-            return self.basename.match(parts[-1])
+            return bool(self.basename.match(parts[-1]))
         return self.path.match(parts)  # type: ignore[union-attr]
 
 
