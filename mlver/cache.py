@@ -179,6 +179,8 @@ class Cache:
                 fout = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
                 try:
                     _write_all(fout, data)
+                except OSError as e:  # name the file (a full disk says only "No space left")
+                    raise OSError(e.errno, e.strerror, tmp) from None
                 finally:
                     os.close(fout)
                 return digest_bytes(data), len(data)

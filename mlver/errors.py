@@ -13,6 +13,11 @@ EXIT_USAGE = 2
 EXIT_ERROR = 3
 EXIT_INTERRUPTED = 130
 
+# Control characters (a newline in a config value, an escape sequence in a file name read
+# from a hostile file) are shown escaped: an error is always one line (SPEC guarantee 4).
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f) if c != 0x09}
+_CONTROL.update({0x0a: "\\n", 0x0d: "\\r"})
+
 
 class MlverError(Exception):
     """Base of every error mlver reports to a user."""
@@ -20,6 +25,7 @@ class MlverError(Exception):
     exit_code = EXIT_ERROR
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = message.translate(_CONTROL)
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -1,5 +1,6 @@
 """Filesystem primitives: atomic writes, link-or-copy, read-only marking, and walking a
-directory with `.mlverignore` rules. Everything mlver writes goes through here.
+directory with `.mlverignore` rules (matched by mlver.ignore). Everything mlver writes
+goes through here.
 """
 
 from __future__ import annotations
@@ -7,13 +8,14 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import re
 import stat
 import sys
-from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence, TypeVar
 
 from mlver.errors import PathError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlver.ignore import IgnoreSpec
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,6 +37,14 @@ def tmp_name(path: str) -> str:
     """A unique temporary name in the same folder as ``path`` (so rename is atomic)."""
     d, base = os.path.split(path)
     return os.path.join(d, f"{TMP_MARK}{unique_suffix()}.{base[:40]}")
+
+
+def is_tmp_name(name: str) -> bool:
+    """Is ``name`` one of mlver's temporary names (marked, or a bare unique suffix)?"""
+    rest = name[len(TMP_MARK):] if name.startswith(TMP_MARK) else name
+    pid, _, tail = rest.partition("-")
+    tag, _, count = tail.partition("-")
+    return name.startswith(TMP_MARK) or (pid.isdigit() and len(tag) == 8 and count.split(".")[0].isdigit())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -115,6 +125,11 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as e:
+        unlink_quiet(tmp)
+        if e.filename is None:  # a failed write names no file ("No space left on device")
+            raise OSError(e.errno, e.strerror, path) from None
+        raise
     except BaseException:
         unlink_quiet(tmp)
         raise
@@ -199,28 +214,34 @@ def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], N
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            size = os.fstat(fin).st_size
-            if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
-                offset = 0
-                while offset < size:
-                    n = os.sendfile(fout, fin, offset, min(size - offset, COPY_CHUNK))
-                    if n == 0:  # the source shrank under us
-                        break
-                    offset += n
-                    if on_chunk is not None:
-                        on_chunk()
-            else:
-                while True:
-                    chunk = os.read(fin, 4 << 20)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fout, view):]
+            _copy_fd(fin, fout, on_chunk)
+        except OSError as e:  # a failed write names no file ("No space left on device")
+            raise OSError(e.errno, e.strerror, dst) from None
         finally:
             os.close(fout)
     finally:
         os.close(fin)
+
+
+def _copy_fd(fin: int, fout: int, on_chunk: Callable[[], None] | None) -> None:
+    size = os.fstat(fin).st_size
+    if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
+        offset = 0
+        while offset < size:
+            n = os.sendfile(fout, fin, offset, min(size - offset, COPY_CHUNK))
+            if n == 0:  # the source shrank under us
+                break
+            offset += n
+            if on_chunk is not None:
+                on_chunk()
+    else:
+        while True:
+            chunk = os.read(fin, 4 << 20)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fout, view):]
 
 
 def link_file(src: str, dst: str, link_type: str, mode: int = 0o644) -> None:
@@ -308,96 +329,6 @@ def check_relative(path: str) -> str | None:
     if ".." in (path.replace("\\", "/") if WINDOWS else path).split("/"):
         return "path must not contain '..'"
     return None
-
-
-# --- ignore rules --------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class IgnoreRule:
-    regex: re.Pattern[str]
-    negate: bool
-    dir_only: bool
-
-
-def _glob_to_regex(pat: str) -> str:
-    i, n, out = 0, len(pat), []
-    while i < n:
-        c = pat[i]
-        if c == "*":
-            if pat[i : i + 2] == "**":
-                # '**/' zero or more folders; trailing '**' everything inside
-                if pat[i + 2 : i + 3] == "/":
-                    out.append("(?:.*/)?")
-                    i += 3
-                    continue
-                out.append(".*")
-                i += 2
-                continue
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = pat.find("]", i + 1)
-            if j == -1:
-                out.append(re.escape(c))
-            else:
-                body = pat[i + 1 : j]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = j
-        elif c == "\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(pat[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-class IgnoreSpec:
-    """Gitignore-syntax patterns, matched against POSIX paths relative to the repo root."""
-
-    def __init__(self, lines: list[str]) -> None:
-        self.rules: list[IgnoreRule] = []
-        for raw in lines:
-            line = raw.rstrip("\n").rstrip()
-            if not line or line.startswith("#"):
-                continue
-            negate = line.startswith("!")
-            if negate:
-                line = line[1:]
-            if line.startswith("\\"):
-                line = line[1:]
-            dir_only = line.endswith("/")
-            line = line.rstrip("/")
-            if not line:
-                continue
-            anchored = "/" in line
-            line = line.lstrip("/")
-            body = _glob_to_regex(line)
-            prefix = "" if anchored else "(?:.*/)?"
-            self.rules.append(IgnoreRule(re.compile(f"^{prefix}{body}(?:/.*)?$" if not dir_only else f"^{prefix}{body}$"), negate, dir_only))
-
-    @classmethod
-    def load(cls, root: str) -> "IgnoreSpec":
-        try:
-            with open(os.path.join(root, ".mlverignore"), encoding="utf-8") as f:
-                return cls(f.readlines())
-        except FileNotFoundError:
-            return cls([])
-
-    def __bool__(self) -> bool:
-        return bool(self.rules)
-
-    def ignored(self, rel: str, is_dir: bool) -> bool:
-        result = False
-        for rule in self.rules:
-            if rule.dir_only and not is_dir:
-                continue
-            if rule.regex.match(rel):
-                result = not rule.negate
-        return result
 
 
 class WalkEntry(NamedTuple):

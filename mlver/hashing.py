@@ -22,6 +22,11 @@ def digest_bytes(data: bytes | memoryview) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
+def check_value(text: str) -> int:
+    """A 63-bit check value of ``text`` (fits an SQLite integer), to detect damaged records."""
+    return xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogateescape")) & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def digest_stream(f: BinaryIO, *, head: bytes = b"") -> tuple[str, int]:
     """Digest and byte count of ``head`` then everything left in ``f``."""
     h = xxhash.xxh3_128(head)

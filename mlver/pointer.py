@@ -50,18 +50,111 @@ def _strict_loader() -> Any:
     return StrictLoader
 
 
-def load_yaml(text: str, shown: str, *, loader: Any = None) -> Any:
-    """Parse YAML (duplicate keys refused; ``loader``: another loader class), turning a
-    syntax error into a FormatError naming file and line."""
+MAX_DEPTH = 100  # nesting levels of mappings and lists, in every file kind
+MAX_ALIAS_VALUES = 1_000_000  # values that YAML aliases may add by repetition (params, pipeline)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one kind of file may hold (documented in the README's "Limits" section)."""
+
+    max_bytes: int
+    aliases: bool  # may the file use YAML anchors and aliases (``&a`` / ``*a``)?
+
+
+MiB = 1 << 20
+LIMITS = {
+    "pointer": Limits(1 * MiB, aliases=False),
+    "lock": Limits(16 * MiB, aliases=False),
+    "pipeline": Limits(16 * MiB, aliases=True),
+    "params": Limits(16 * MiB, aliases=True),  # params and metrics files, any format
+}
+
+
+def check_size(size: int, shown: str, kind: str) -> None:
+    limit = LIMITS[kind].max_bytes
+    if size > limit:
+        raise FormatError(shown, f"file is larger than the limit of {limit // MiB} MiB for a {kind} file")
+
+
+def _check_nodes(root: Any, shown: str, kind: str) -> None:
+    """Refuse, before anything is built from it, a YAML node graph nested deeper than
+    MAX_DEPTH, an alias in a file kind that allows none, an alias that contains itself,
+    or aliases that repeat more than MAX_ALIAS_VALUES values (a "billion laughs" bomb).
+    Iterative and memoised by node, so it costs one step per distinct node."""
+    allow = LIMITS[kind].aliases
+    sizes: dict[int, int] = {}  # node -> values below it, aliases expanded
+    open_nodes: set[int] = set()
+    distinct = 0
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+
+    def line(node: Any) -> int:
+        return int(node.start_mark.line) + 1
+
+    def children(node: Any) -> list[Any]:
+        value = node.value
+        if isinstance(value, list):
+            return [n for pair in value for n in pair] if value and isinstance(value[0], tuple) else value
+        return []
+
+    while stack:
+        node, depth, done = stack.pop()
+        nid = id(node)
+        if done:
+            open_nodes.discard(nid)
+            sizes[nid] = 1 + sum(sizes[id(k)] for k in children(node))
+            continue
+        if nid in open_nodes:
+            raise FormatError(shown, "invalid YAML: an alias refers to a node that contains it", line=line(node))
+        if nid in sizes:
+            if not allow:
+                raise FormatError(shown, f"YAML anchors and aliases are not allowed in a {kind} file",
+                                  line=line(node))
+            continue
+        if depth > MAX_DEPTH:
+            raise FormatError(shown, f"nested deeper than the limit of {MAX_DEPTH} levels", line=line(node))
+        distinct += 1
+        kids = children(node)
+        if not kids:
+            sizes[nid] = 1
+            continue
+        open_nodes.add(nid)
+        stack.append((node, depth, True))
+        stack.extend((k, depth + 1, False) for k in reversed(kids))
+    if sizes[id(root)] - distinct > MAX_ALIAS_VALUES:
+        raise FormatError(shown, f"YAML aliases expand to more than {MAX_ALIAS_VALUES:,} values")
+
+
+def load_yaml(text: str, shown: str, *, kind: str, loader: Any = None) -> Any:
+    """Parse YAML through the one safe path: size, depth and alias limits of ``kind``
+    (a key of LIMITS) checked on the node graph before any value is built, duplicate keys
+    refused (``loader``: another loader class built on the strict one), and every error
+    a FormatError naming file and line."""
     import yaml  # PyYAML costs ~50 ms to import; pointers in canonical form never need it
 
+    check_size(len(text), shown, kind)
+    if "\0" in text:  # libyaml would stop reading there and parse half the file
+        raise FormatError(shown, "invalid YAML: the file contains a NUL byte",
+                          line=text.count("\n", 0, text.index("\0")) + 1)
     try:
-        return yaml.load(text, Loader=loader or _strict_loader())
+        parser = (loader or _strict_loader())(text)
+    except UnicodeEncodeError:  # text decoded with surrogateescape: bytes that are not UTF-8
+        raise FormatError(shown, "not UTF-8 text") from None
+    try:
+        node = parser.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, shown, kind)
+        return parser.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise FormatError(shown, f"invalid YAML: {problem}", line=line) from None
+    except UnicodeEncodeError:
+        raise FormatError(shown, "not UTF-8 text") from None
+    finally:
+        parser.dispose()
 
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./@+-][A-Za-z0-9_./@+ ,()=-]*$")
@@ -128,9 +221,10 @@ def _parse_canonical(text: str) -> dict[str, Any] | None:
 
 def parse_pointer(text: str, shown: str) -> Pointer:
     """Parse and validate pointer text; ``shown`` names the file in errors."""
+    check_size(len(text), shown, "pointer")
     data = _parse_canonical(text)
     if data is None:
-        data = load_yaml(text, shown)
+        data = load_yaml(text, shown, kind="pointer")
     if not isinstance(data, dict):
         raise FormatError(shown, "not an mlver pointer (expected a YAML mapping)")
 
@@ -251,6 +345,6 @@ def parse_manifest(data: bytes, shown: str) -> Manifest:
             raise ValueError("an entry's digest is not 32 lower-case hex digits")
         if not all([type(e.size) is int and e.size >= 0 and type(e.exec) is bool for e in entries]):
             raise ValueError("an entry's size or executable flag has the wrong type")
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise FormatError(shown, f"corrupt manifest: {e}") from None
     return Manifest(entries)

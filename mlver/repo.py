@@ -15,7 +15,8 @@ from mlver import git
 from mlver.cache import Cache
 from mlver.config import Config
 from mlver.errors import GitError, LockBusy, NotARepoError
-from mlver.fsutil import IgnoreSpec, inside_root
+from mlver.fsutil import inside_root
+from mlver.ignore import IgnoreSpec
 from mlver.state import State
 
 MLVER_DIR = ".mlver"
@@ -69,7 +70,8 @@ class Repo:
 
     @cached_property
     def state(self) -> State:
-        return State(os.path.join(self.tmp_dir, "state.db"), started_ns=self.started_ns)
+        return State(os.path.join(self.tmp_dir, "state.db"), started_ns=self.started_ns,
+                     shown=f"{MLVER_DIR}/tmp/state.db")
 
     @cached_property
     def ignore(self) -> IgnoreSpec:
@@ -91,6 +93,11 @@ class Repo:
     def close(self) -> None:
         if "state" in self.__dict__:
             self.state.close()
+
+    def warnings(self) -> list[str]:
+        """What the services worked around (a damaged or full state database), for the
+        command line to show once the command is done."""
+        return list(self.state.warnings) if "state" in self.__dict__ else []
 
     # --- paths ----------------------------------------------------------------------
 
@@ -126,8 +133,11 @@ class Repo:
                 time.sleep(0.05)
         try:
             info = {"pid": os.getpid(), "host": os.uname().nodename, "command": command, "since": time.time()}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info).encode(), 0)
+            except OSError:  # who holds it is for messages only; the flock is the lock
+                pass
             yield
         finally:
             try:

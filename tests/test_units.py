@@ -11,7 +11,8 @@ import pytest
 import xxhash
 
 from mlver.errors import FormatError, PathError
-from mlver.fsutil import IgnoreSpec, check_relative, inside_root
+from mlver.fsutil import check_relative, inside_root
+from mlver.ignore import IgnoreSpec
 from mlver.hashing import digest_bytes, digest_file, digest_stream, is_digest
 from mlver.pointer import Entry, Manifest, Pointer, parse_manifest, parse_pointer, yaml_scalar
 from mlver.state import State

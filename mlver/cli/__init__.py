@@ -104,6 +104,8 @@ def project(lock: str | None = None) -> Iterator["Repo"]:
                 yield repo
     finally:
         repo.close()
+        for warning in repo.warnings():
+            click.echo(f"mlver: warning: {warning}", err=True)
 
 
 def _set_flag(name: str):  # type: ignore[no-untyped-def]
@@ -172,6 +174,23 @@ for _cmd in cli.commands.values():
     _with_global_flags(_cmd)
 
 
+def _os_error_line(e: OSError) -> str:
+    """An OSError in one line; a full disk says which file could not be written (its
+    folder, for one of mlver's temporary names)."""
+    import errno
+
+    path = os.fsdecode(e.filename) if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        from mlver.fsutil import is_tmp_name
+
+        if is_tmp_name(os.path.basename(path)):
+            path = os.path.dirname(path)
+        shown = os.path.relpath(path) if path and not os.path.relpath(path).startswith("../..") else path
+        what = "no space left on device" if e.errno == errno.ENOSPC else "disk quota exceeded"
+        return what + (f" writing {shown}" if path else "")
+    return f"{e.strerror or e}" + (f": {path}" if path else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
@@ -210,8 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        where = f": {e.filename}" if e.filename else ""
-        _error(f"{e.strerror or e}{where}")
+        _error(_os_error_line(e))
         code = EXIT_ERROR
     except Exception as e:  # noqa: BLE001 - the one boundary that turns anything into a line
         if verbose:

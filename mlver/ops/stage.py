@@ -86,7 +86,7 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
         created = False
     except FileNotFoundError:
         text, created = "", True
-    doc = load_lined(text, PIPELINE_FILE) if text.strip() else None
+    doc = load_lined(text, PIPELINE_FILE, kind="pipeline") if text.strip() else None
     if wdir is not None:
         wdir = os.path.relpath(os.path.abspath(wdir), repo.root).replace(os.sep, "/")
     stages = doc.get("stages") if isinstance(doc, LinedMap) else None

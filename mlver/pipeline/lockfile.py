@@ -86,7 +86,7 @@ def dump_lock(stages: Iterable[StageLock]) -> str:
 # --- parsing ---------------------------------------------------------------------------
 
 def parse_lock(text: str, shown: str = LOCK_FILE) -> dict[str, StageLock]:
-    doc = load_lined(text, shown)
+    doc = load_lined(text, shown, kind="lock")
     if not isinstance(doc, LinedMap):
         raise FormatError(shown, "not an mlver lock file (expected a YAML mapping)")
     if doc.get("version") != 1:

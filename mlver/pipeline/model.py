@@ -146,7 +146,7 @@ def parse_pipeline(text: str, shown: str = PIPELINE_FILE, load: Callable[[str], 
     ``matrix``."""
     from mlver.pipeline import template
 
-    doc = load_lined(text, shown)
+    doc = load_lined(text, shown, kind="pipeline")
     if doc is None:
         return Pipeline((), shown)
     if not isinstance(doc, LinedMap):
@@ -278,6 +278,8 @@ class _StageParser:
     def string(self, value: Any, what: str, line: int | None) -> str:
         if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
             raise self.error(f"'{what}' must be a string", line)
+        if "\0" in str(value):  # no command or path can hold one
+            raise self.error(f"'{what}' must not contain a NUL byte", line)
         return str(value)
 
     def path(self, wdir: str, value: Any, what: str, line: int | None) -> str:

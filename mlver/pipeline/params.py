@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 from mlver.errors import FormatError
 from mlver.pipeline.model import ParamRef, Stage
+from mlver.pointer import MAX_DEPTH, check_size, load_yaml
 
 def _tomllib() -> Any:
     """The TOML parser, imported only when a TOML params file is read."""
@@ -35,18 +36,35 @@ def file_format(path: str) -> str:
     return "yaml"
 
 
+def _check_depth(doc: Any, shown: str) -> None:
+    """JSON and TOML documents nest no deeper than YAML ones may (iteratively: a deep
+    document must not exhaust the stack of whatever walks it next)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise FormatError(shown, f"nested deeper than the limit of {MAX_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+
+
 def parse_values(data: bytes, shown: str) -> dict[str, Any]:
-    """The document in a params or metrics file (a mapping; an empty file is empty)."""
+    """The document in a params or metrics file (a mapping; an empty file is empty),
+    within the limits of a params file (size, depth, aliases: mlver.pointer.LIMITS)."""
+    check_size(len(data), shown, "params")
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FormatError(shown, "not UTF-8 text") from None
+    except UnicodeDecodeError as e:
+        raise FormatError(shown, "not UTF-8 text", line=data.count(b"\n", 0, e.start) + 1) from None
     fmt = file_format(shown)
     if fmt == "json":
         try:
             doc = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as e:
             raise FormatError(shown, f"invalid JSON: {e.msg}", line=e.lineno) from None
+        except RecursionError:
+            raise FormatError(shown, f"nested deeper than the limit of {MAX_DEPTH} levels") from None
+        _check_depth(doc, shown)
     elif fmt == "toml":
         try:
             doc = _tomllib().loads(text)
@@ -54,10 +72,11 @@ def parse_values(data: bytes, shown: str) -> dict[str, Any]:
             m = re.search(r"\(at line (\d+)", str(e))
             raise FormatError(shown, f"invalid TOML: {str(e).split(' (at line')[0]}",
                               line=int(m.group(1)) if m else None) from None
+        except RecursionError:
+            raise FormatError(shown, f"nested deeper than the limit of {MAX_DEPTH} levels") from None
+        _check_depth(doc, shown)
     else:
-        from mlver.pointer import load_yaml
-
-        doc = load_yaml(text, shown)
+        doc = load_yaml(text, shown, kind="params")
     if doc is None:
         return {}
     if not isinstance(doc, dict):

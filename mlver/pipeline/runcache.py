@@ -90,7 +90,7 @@ def parse_entry(data: bytes, key: str) -> RunEntry:
             return tuple(out)
 
         return RunEntry(key, str(doc.get("stage", "")), entries("outs"), entries("metrics"))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise FormatError(shown, f"corrupt entry: {e}") from None
 
 

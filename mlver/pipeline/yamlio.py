@@ -71,10 +71,10 @@ def _loader() -> Any:
     return LineLoader
 
 
-def load_lined(text: str, shown: str) -> Any:
-    """Parse YAML into LinedMap/LinedList; syntax errors and duplicate keys become
-    FormatErrors naming ``shown`` and the line."""
-    return load_yaml(text, shown, loader=_loader())
+def load_lined(text: str, shown: str, *, kind: str) -> Any:
+    """Parse YAML into LinedMap/LinedList within the limits of ``kind`` ("pipeline",
+    "lock"); syntax errors and duplicate keys become FormatErrors naming ``shown`` and the line."""
+    return load_yaml(text, shown, kind=kind, loader=_loader())
 
 
 def plain(value: Any) -> Any:
