@@ -128,5 +128,21 @@ mlver exp show -n 3
 mlver repro --verify
 mlver plots -n 3 -o report.html
 run ls report.html
+
+step "DVC-style templating: one definition, a stage per item, values from params files"
+cat >> mlver.yaml <<'EOF'
+  summary:
+    foreach: [small, large]
+    do:
+      vars: [pipeline/params.yaml]
+      cmd: echo "${item} summary at scale ${train.scale}" > summary-${item}.txt
+      wdir: pipeline
+      deps: [metrics.json]
+      outs:
+      - summary-${item}.txt
+EOF
+mlver stage list
+mlver repro summary
+run cat pipeline/summary-large.txt
 echo
 echo "Done. Everything above ran in $WORK (removed on exit; KEEP=1 keeps it)."
