@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlver.errors import FormatError
+from mlver.pipeline.params import lookup
 from mlver.pipeline.yamlio import LinedList, LinedMap
 
 LoadDoc = Callable[[str], "dict[str, Any] | None"]  # repo-relative path -> document (None: absent)
@@ -134,7 +135,7 @@ class Templater:
         if keys:
             picked = {}
             for key in (k.strip() for k in keys.split(",")):
-                found, value = _lookup_dotted(doc, key)
+                found, value = lookup(doc, key)
                 if not found:
                     raise self.error(f"vars: '{key}' not found in {name}", line)
                 picked[key] = value
@@ -380,14 +381,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
-
-
-def _lookup_dotted(doc: dict[str, Any], key: str) -> tuple[bool, Any]:
-    if key in doc:
-        return True, doc[key]
-    node: Any = doc
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
