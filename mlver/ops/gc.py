@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from mlver.cache import ObjectRef
 from mlver.config import DEFAULT_GC_GRACE
@@ -105,7 +106,7 @@ def referenced(repo: Repo, scope: Scope) -> tuple[dict[ObjectRef, str], dict[Obj
     return expand(roots, _verified_reader(repo))
 
 
-def _verified_reader(repo: Repo):  # type: ignore[no-untyped-def]
+def _verified_reader(repo: Repo) -> Callable[[ObjectRef], Manifest | None]:
     read = local_manifest_reader(repo, verify=True)
 
     def checked(ref: ObjectRef) -> Manifest | None:
@@ -118,7 +119,7 @@ def _verified_reader(repo: Repo):  # type: ignore[no-untyped-def]
     return checked
 
 
-def _remote_reader(rem: Remote, listing: dict[ObjectRef, int]):  # type: ignore[no-untyped-def]
+def _remote_reader(rem: Remote, listing: dict[ObjectRef, int]) -> Callable[[ObjectRef], Manifest | None]:
     """Manifests only the remote holds, verified (a damaged one stops gc, naming it)."""
 
     def read(ref: ObjectRef) -> Manifest | None:
@@ -155,7 +156,7 @@ def plan_gc(repo: Repo, *, scope: Scope, cloud: bool = False, remote: str | None
             continue
     committed: dict[ObjectRef, str] = {}
     committed_unread: dict[ObjectRef, str] = {}
-    if not include_unpushed:
+    if not include_unpushed and (in_cache or cloud):  # nothing at stake: no history walk
         committed, committed_unread = expand(committed_refs(repo), _verified_reader(repo))
     stays_in_cache = set(keep) | {r for r in in_cache if r in committed}  # at most: refined below
     gone_from: tuple[str, set[ObjectRef]] | None = None  # (remote, objects this gc removes there)
