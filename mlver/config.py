@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import io
 import os
+import re
 from dataclasses import dataclass, field
 
 from mlver.errors import FormatError, UsageError
@@ -21,7 +22,9 @@ KNOWN = {
     "core": {"remote": "str", "autostage": "bool", "fsync": "bool", "lock_timeout": "float"},
     "cache": {"dir": "str", "type": "linktypes"},
     "hooks": {"require_push": "bool", "fetch": "bool"},
+    "gc": {"grace": "duration"},
 }
+DEFAULT_GC_GRACE = "1d"
 DEFAULT_CACHE_TYPE = "reflink,copy"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -67,6 +70,20 @@ def validate(key: str, value: str) -> None:
             raise UsageError(f"{key}: expected a number, got '{value}'") from None
     if kind == "linktypes":
         parse_link_types(value, key)
+    if kind == "duration":
+        parse_duration(value, key)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: str, shown: str) -> float:
+    """``1d``, ``2h``, ``30m``, ``45s``, ``0`` (a bare number is seconds) -> seconds."""
+    m = _DURATION.fullmatch(value.strip().lower())
+    if not m:
+        raise UsageError(f"{shown}: expected a duration like 1d, 2h, 30m or 0, got '{value}'")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
 def parse_link_types(value: str, shown: str) -> tuple[str, ...]:
@@ -184,6 +201,14 @@ class Config:
             return float(v) if v is not None else default
         except ValueError:
             raise self._bad(key, f"expected a number, got '{v}'") from None
+
+    def get_duration(self, key: str, default: str) -> float:
+        """Seconds (``1d``, ``2h``, ``30m``, ``0``); a bad value was named by ``load``."""
+        v = self.values.get(key, default)
+        try:
+            return parse_duration(v, key)
+        except UsageError:
+            raise self._bad(key, f"expected a duration like 1d, 2h, 30m or 0, got '{v}'") from None
 
     @property
     def link_types(self) -> tuple[str, ...]:

@@ -288,6 +288,20 @@ def all_commits(root: str) -> list[str]:
     return sorted(set(proc.stdout.decode().split())) if proc.returncode == 0 else []
 
 
+def history_blobs(root: str, want: Callable[[str], bool], extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """blob name -> a path it has, for every blob whose path passes ``want`` in any commit
+    reachable from any ref or from ``extra`` commits: one ``rev-list --objects`` walk,
+    which names each blob once however many commits share it (read them with
+    ``read_blobs``)."""
+    proc = run(root, "rev-list", "--objects", "--filter=object:type=blob", "--all", *extra)
+    blobs: dict[str, str] = {}
+    for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
+        sha, sep, path = line.partition(" ")
+        if sep and path and want(path):
+            blobs.setdefault(sha, path)
+    return blobs
+
+
 def commit_trees(root: str, commits: list[str]) -> dict[str, str]:
     """commit -> tree, read in one call (commits with the same tree need reading once)."""
     if not commits:

@@ -17,6 +17,7 @@ channels, supports ``posix-rename`` (atomic replace) and is what DVC uses too.
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import itertools
 import logging
@@ -431,6 +432,12 @@ class Remote:
     def list_objects(self, prefixes: Iterable[str] | None = None) -> dict[ObjectRef, int]:
         """Objects on the remote (with sizes) under the given two-hex-digit prefixes, or
         all of them; one listing per prefix folder, in parallel."""
+        return {ref: size for ref, (size, _) in self.list_object_info(prefixes).items()}
+
+    def list_object_info(self, prefixes: Iterable[str] | None = None
+                         ) -> dict[ObjectRef, tuple[int, float | None]]:
+        """``list_objects`` with each object's modification time (seconds since the
+        epoch; None when the backend gives none), from the same listing."""
         base = self.path(FILES_DIR)
         if prefixes is None:
             found = self._retry("listing objects", self._ls, base)
@@ -443,7 +450,7 @@ class Remote:
             # for 20,000 objects instead of one request per two-letter folder.
             return self._retry("listing objects", self._list_flat, base, set(wanted))
 
-        def one(prefix: str, stop: threading.Event) -> list[tuple[ObjectRef, int]]:
+        def one(prefix: str, stop: threading.Event) -> list[tuple[ObjectRef, tuple[int, float | None]]]:
             items = self._retry("listing objects", self._ls, f"{base}/{prefix}", stop=stop)
             out = []
             for i in items:
@@ -453,16 +460,16 @@ class Remote:
                 manifest = name.endswith(MANIFEST_SUFFIX)
                 digest = prefix + (name[: -len(MANIFEST_SUFFIX)] if manifest else name)
                 if is_digest(digest):
-                    out.append((ObjectRef(digest, manifest), int(i.get("size") or 0)))
+                    out.append((ObjectRef(digest, manifest), (int(i.get("size") or 0), modified_time(i))))
             return out
 
-        result: dict[ObjectRef, int] = {}
+        result: dict[ObjectRef, tuple[int, float | None]] = {}
         for chunk in self._parallel(wanted, one):
             result.update(chunk)
         return result
 
-    def _list_flat(self, base: str, wanted: set[str]) -> dict[ObjectRef, int]:
-        result: dict[ObjectRef, int] = {}
+    def _list_flat(self, base: str, wanted: set[str]) -> dict[ObjectRef, tuple[int, float | None]]:
+        result: dict[ObjectRef, tuple[int, float | None]] = {}
         try:
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:
@@ -475,7 +482,7 @@ class Remote:
             manifest = rest.endswith(MANIFEST_SUFFIX)
             digest = prefix + (rest[: -len(MANIFEST_SUFFIX)] if manifest else rest)
             if is_digest(digest):
-                result[ObjectRef(digest, manifest)] = int(info.get("size") or 0)
+                result[ObjectRef(digest, manifest)] = (int(info.get("size") or 0), modified_time(info))
         return result
 
     # --- upload -------------------------------------------------------------------
@@ -761,6 +768,34 @@ def _scan_folder(path: str) -> list[dict]:
             except FileNotFoundError:
                 continue
     return found
+
+
+_TIME_FIELDS = ("mtime", "LastModified", "last_modified", "updated", "created", "time_created")
+
+
+def modified_time(info: dict) -> float | None:
+    """When a listed entry was last written, in seconds since the epoch, from whichever
+    field the backend fills in (folder and SFTP ``mtime``, S3 ``LastModified``, Azure
+    ``last_modified``, GCS ``updated``, else ``created``); None when there is none."""
+    for key in _TIME_FIELDS:
+        v = info.get(key)
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            return float(v)
+        if hasattr(v, "timestamp"):
+            if getattr(v, "tzinfo", True) is None:  # a naive datetime from a backend means UTC
+                v = v.replace(tzinfo=datetime.timezone.utc)
+            return float(v.timestamp())
+        if isinstance(v, str):
+            try:
+                return datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                try:
+                    return float(v)
+                except ValueError:
+                    continue
+    return None
 
 
 def _basename(name: str) -> str:

@@ -132,10 +132,18 @@ def test_s3_push_pull_gc_cloud(repo: Path, tmp_path: Path, moto: Moto) -> None:
     assert run_json(["push"], repo)["transferred"] == 3  # two files and the new manifest
 
     plan = run_json(["gc", "--cloud", "--dry-run"], repo)
-    assert plan["objects"] == 0 and plan["remote"] == {"name": "s3", "objects": 0, "bytes": 0}
+    nothing = {"objects": 0, "bytes": 0}
+    assert plan["objects"] == 0 and plan["remote"] == {"name": "s3", "objects": 0, "bytes": 0,
+                                                       "kept_unpushed": nothing, "kept_recent": nothing}
+    # just uploaded: younger than gc.grace (S3's LastModified), so kept until the grace is 0
     plan = run_json(["gc", "--all-branches", "--cloud", "-r", "s3", "--dry-run"], repo)
-    assert plan["objects"] == 2 and plan["remote"]["objects"] == 2  # old 0.bin and old manifest
+    assert plan["remote"]["objects"] == 0 and plan["remote"]["kept_recent"]["objects"] == 2
+    run(["config", "gc.grace", "0"], repo)
+    plan = run_json(["gc", "--all-branches", "--cloud", "-r", "s3", "--dry-run"], repo)
+    assert plan["remote"]["objects"] == 2  # old 0.bin and old manifest
     assert plan["remote"]["bytes"] > 0
+    # the tag v1 still records them: they leave the remote only because the cache keeps them
+    assert plan["objects"] == 0 and plan["kept_unpushed"]["objects"] == 2
     proc = run(["gc", "--all-branches", "--cloud", "-f"], repo)
     assert "git fetch" in proc.stderr
     assert len(moto.keys("store/files/xxh3-128/")) == 13

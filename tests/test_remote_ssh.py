@@ -158,3 +158,31 @@ def test_ssh_refused_key_is_one_line_error(repo: Path, tmp_path: Path, sshd: SSH
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlver: error:")]
     assert len(errors) == 1 and "remote 'ssh'" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_ssh_gc_cloud_keeps_objects_younger_than_grace(repo: Path, tmp_path: Path, sshd: SSHServer) -> None:
+    """gc --cloud reads SFTP modification times: a fresh object stays, a two-day-old one
+    goes, and gc.grace 0 collects the fresh one too."""
+    store = tmp_path / "ssh-store"
+    ssh_remote(repo, sshd, store)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "remote"], repo)
+    gen(repo, {"young.txt": "just pushed\n", "old.txt": "pushed long ago\n"})
+    run(["add", "young.txt", "old.txt"], repo)
+    digests = {}
+    for name in ("young", "old"):
+        text = (repo / f"{name}.txt.mlver").read_text()
+        digests[name] = [ln.split()[1] for ln in text.splitlines() if ln.startswith("digest:")][0]
+    run(["push"], repo)
+    for name in ("young", "old"):
+        (repo / f"{name}.txt.mlver").unlink()  # committed nowhere: scope and grace decide
+    path = {n: store / "files" / "xxh3-128" / d[:2] / d[2:] for n, d in digests.items()}
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(path["old"], (two_days_ago, two_days_ago))
+    plan = run_json(["gc", "--cloud", "--dry-run"], repo)
+    assert plan["remote"]["objects"] == 1 and plan["remote"]["kept_recent"]["objects"] == 1
+    run(["gc", "--cloud", "-f"], repo)
+    assert path["young"].exists() and not path["old"].exists()
+    run(["config", "gc.grace", "0"], repo)
+    run(["gc", "--cloud", "-f"], repo)
+    assert not path["young"].exists()

@@ -264,27 +264,37 @@ def pull(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | N
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel requests to the remote.")
 @click.option("-n", "--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
 @click.option("-f", "--force", is_flag=True, help="Delete without asking.")
+@click.option("--include-unpushed", is_flag=True,
+              help="Also delete committed data that is on no remote (its last copy).")
 @json_option
 @pass_app
 def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool, cloud: bool,
-       remote: str | None, jobs: int | None, dry_run: bool, force: bool, as_json: bool) -> None:
+       remote: str | None, jobs: int | None, dry_run: bool, force: bool, include_unpushed: bool,
+       as_json: bool) -> None:
     """Delete objects that nothing in scope references.
 
     With no scope flag, gc keeps what the workspace, HEAD, every local branch, every
     remote-tracking branch, every tag and the stash reference. Scope flags replace that
-    default by the union of what they name; the workspace is always kept.
+    default by the union of what they name; the workspace is always kept. Whatever the
+    scope, data that a commit references and the default remote does not hold is kept
+    (its last copy) unless --include-unpushed; with --cloud it leaves the remote only
+    while the cache keeps it, and only remote objects older than gc.grace (default 1d)
+    are deleted.
     """
     from mlver.cli.render import human_size
-    from mlver.ops.gc import plan_gc, run_gc
+    from mlver.ops.gc import UNPUSHED, plan_gc, run_gc
     from mlver.ops.scope import Scope
 
     if remote and not cloud:
         raise click.UsageError("-r/--remote needs --cloud")
     scope = Scope.for_gc(workspace=workspace, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits)
     with project(lock="gc") as repo:
-        plan = plan_gc(repo, scope=scope, cloud=cloud, remote=remote, jobs=jobs, progress=app.progress())
+        plan = plan_gc(repo, scope=scope, cloud=cloud, remote=remote, jobs=jobs,
+                       include_unpushed=include_unpushed, progress=app.progress())
         for w in plan.warnings:
             app.warn(w)
+        for line in _gc_kept(plan, human_size):
+            app.say(line)
         if dry_run:
             if as_json:
                 app.json(plan.to_json())
@@ -293,6 +303,12 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
                 app.out(f"cache\t{ref.relpath}\t{size}")
             for ref, size in plan.remote:
                 app.out(f"remote:{plan.remote_name}\t{ref.relpath}\t{size}")
+            for ref, size in plan.kept_unpushed:
+                app.out(f"kept: {UNPUSHED}\tcache\t{ref.relpath}\t{size}\t{plan.unpushed_paths[ref]}")
+            for ref, size in plan.remote_unpushed:
+                app.out(f"kept: not in the cache\tremote:{plan.remote_name}\t{ref.relpath}\t{size}")
+            for ref, size in plan.remote_recent:
+                app.out(f"kept: younger than gc.grace\tremote:{plan.remote_name}\t{ref.relpath}\t{size}")
             app.say(_gc_summary(plan, human_size, "Would delete"))
             return
         if plan.empty:
@@ -327,6 +343,26 @@ def _gc_counts(plan, human_size) -> str:  # type: ignore[no-untyped-def]
 def _gc_summary(plan, human_size, verb: str) -> str:  # type: ignore[no-untyped-def]
     return f"{verb} {_gc_counts(plan, human_size)}; keeping {plan.kept} in the cache" + (
         f" and {plan.remote_kept} on the remote" if plan.remote_name is not None else "")
+
+
+def _gc_kept(plan, human_size) -> list[str]:  # type: ignore[no-untyped-def]
+    """What stays for the safety rules rather than the scope (SPEC "gc scope")."""
+    from mlver.ops.gc import UNPUSHED, sized
+
+    lines: list[str] = []
+    hint = " (--include-unpushed deletes them)"
+    if plan.kept_unpushed:
+        n, b = sized(plan.kept_unpushed)
+        lines.append(f"kept: {UNPUSHED}: {n} object(s) ({human_size(b)}) in the cache that commits reference{hint}")
+    if plan.remote_unpushed:
+        n, b = sized(plan.remote_unpushed)
+        lines.append(f"kept: not in the cache: {n} object(s) ({human_size(b)}) on remote '{plan.remote_name}' "
+                     f"that commits reference{hint}")
+    if plan.remote_recent:
+        n, b = sized(plan.remote_recent)
+        lines.append(f"kept: younger than gc.grace: {n} object(s) ({human_size(b)}) on remote "
+                     f"'{plan.remote_name}'")
+    return lines
 
 
 # --- fsck --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 from mlver import git
 from mlver.errors import FormatError
@@ -32,6 +33,17 @@ class DiffResult:
 
 def outputs_at(repo: Repo, grepo: object, rev: str) -> list[Output]:
     """Tracked outputs recorded at ``rev``, read from Git objects (no checkout)."""
+    prefix, want = history_files(repo)
+    snap = git.read_tree(grepo, rev, want)  # type: ignore[arg-type]
+    outs: list[Output] = []
+    for path, data in sorted(snap.files.items()):
+        outs.extend(outputs_in_file(path[len(prefix):], data, f"{rev}:{path[len(prefix):]}"))
+    return outs
+
+
+def history_files(repo: Repo) -> tuple[str, Callable[[str], bool]]:
+    """The project's folder in Git (``""`` or ``sub/``) and a test of Git paths (from the
+    top) for the files that record outputs: pointers and the lock."""
     root = repo.scm_root
     assert root is not None
     prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
@@ -41,24 +53,23 @@ def outputs_at(repo: Repo, grepo: object, rev: str) -> list[Output]:
     def want(p: str) -> bool:
         return p.startswith(prefix) and (p.endswith(POINTER_SUFFIX) or p == lock_name)
 
-    snap = git.read_tree(grepo, rev, want)  # type: ignore[arg-type]
-    outs: list[Output] = []
-    for path, data in sorted(snap.files.items()):
-        rel = path[len(prefix):]
-        shown = f"{rev}:{rel}"
-        if rel == LOCK_FILE:
-            from mlver.pipeline.lockfile import outputs_from_lock_text
+    return prefix, want
 
-            outs.extend(outputs_from_lock_text(data.decode("utf-8", "replace"), shown))
-            continue
-        try:
-            ptr = parse_pointer(data.decode("utf-8"), shown)
-        except UnicodeDecodeError:
-            raise FormatError(shown, "not UTF-8 text") from None
-        folder = os.path.dirname(rel)
-        outs.append(Output(f"{folder}/{ptr.path}" if folder else ptr.path, ptr.kind, ptr.digest, ptr.size,
-                           ptr.files, pointer_file=rel, pointer=ptr))
-    return outs
+
+def outputs_in_file(rel: str, data: bytes, shown: str) -> list[Output]:
+    """The outputs a pointer or lock file's bytes (from Git) record; ``rel`` is its path in
+    the project."""
+    if rel == LOCK_FILE:
+        from mlver.pipeline.lockfile import outputs_from_lock_text
+
+        return outputs_from_lock_text(data.decode("utf-8", "replace"), shown)
+    try:
+        ptr = parse_pointer(data.decode("utf-8"), shown)
+    except UnicodeDecodeError:
+        raise FormatError(shown, "not UTF-8 text") from None
+    folder = os.path.dirname(rel)
+    return [Output(f"{folder}/{ptr.path}" if folder else ptr.path, ptr.kind, ptr.digest, ptr.size,
+                   ptr.files, pointer_file=rel, pointer=ptr)]
 
 
 def expand(repo: Repo, outputs: list[Output]) -> dict[str, str]:

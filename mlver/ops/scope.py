@@ -11,7 +11,8 @@ from typing import Callable
 
 from mlver import git
 from mlver.cache import ObjectRef
-from mlver.errors import PathError
+from mlver.errors import ChecksumMismatch, FormatError, PathError
+from mlver.hashing import digest_bytes
 from mlver.ops.common import all_outputs
 from mlver.pointer import POINTER_SUFFIX, Manifest, parse_manifest
 from mlver.repo import Repo
@@ -166,17 +167,52 @@ def expand(roots: dict[ObjectRef, str], read: Callable[[ObjectRef], Manifest | N
     return objects, unreadable
 
 
-def local_manifest_reader(repo: Repo) -> Callable[[ObjectRef], Manifest | None]:
+def local_manifest_reader(repo: Repo, *, verify: bool = False) -> Callable[[ObjectRef], Manifest | None]:
+    """Manifests from the cache (None when absent). ``verify``: re-hash each one's bytes
+    (its digest is its name) and raise ``ChecksumMismatch`` naming it when they differ —
+    for decisions that delete what a damaged manifest would hide (gc)."""
     cache = repo.cache
     memo: dict[str, Manifest | None] = {}
 
     def read(ref: ObjectRef) -> Manifest | None:
         if ref.digest not in memo:
-            memo[ref.digest] = (parse_manifest(cache.read_bytes(ref.digest, True), f"manifest {ref.digest}")
-                                if cache.has(ref.digest, True) else None)
+            if not cache.has(ref.digest, True):
+                memo[ref.digest] = None
+            else:
+                data = cache.read_bytes(ref.digest, True)
+                if verify and digest_bytes(data) != ref.digest:
+                    raise ChecksumMismatch(f"manifest {ref.digest}", ref.digest, digest_bytes(data),
+                                           where=f"in the cache, {cache.path(ref.digest, True)}")
+                memo[ref.digest] = parse_manifest(data, f"manifest {ref.digest}")
         return memo[ref.digest]
 
     return read
+
+
+def committed_refs(repo: Repo) -> dict[ObjectRef, str]:
+    """The object of every output that any commit reachable from a ref (local and
+    remote-tracking branches, tags, HEAD) or from a stash entry records -> a path to show.
+    One walk of the history; each distinct pointer or lock blob is read once, however
+    many commits share it. Manifests are not followed here (``expand`` does)."""
+    root = repo.scm_root
+    if root is None:
+        return {}
+    from mlver.ops.diff import history_files, outputs_in_file
+
+    prefix, want = history_files(repo)
+    blobs = git.history_blobs(root, want, tuple(git.stash_commits(root)))
+    refs: dict[ObjectRef, str] = {}
+    for sha, data in sorted(git.read_blobs(root, list(blobs)).items()):
+        rel = blobs[sha][len(prefix):]
+        try:
+            outs = outputs_in_file(rel, data, f"{rel} (Git blob {sha[:10]})")
+        except FormatError as e:
+            raise FormatError(e.path, e.problem, line=e.line,
+                              hint="gc reads every commit's pointers to keep data that is on no remote; "
+                                   "`--include-unpushed` skips that check") from None
+        for o in outs:
+            refs.setdefault(ObjectRef(o.digest, o.kind == "dir"), o.path)
+    return refs
 
 
 def prefixes(refs: object) -> set[str]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from mlver.cache import ObjectRef
-from mlver.errors import ChecksumMismatch
+from mlver import failpoint
+from mlver.cache import Cache, ObjectRef
+from mlver.errors import ChecksumMismatch, RemoteError
 from mlver.ops.scope import (Scope, expand, local_manifest_reader, outputs_in_scope, prefixes, root_refs, route,
                              run_cache_refs, runs_dir)
 from mlver.pointer import Manifest, parse_manifest
@@ -120,11 +121,44 @@ def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_ca
             n, nbytes = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
             res.transferred += n
             res.bytes += nbytes
+        # every object this push relies on (skipped as already there, or sent) must still be
+        # there at its end: a teammate's `gc --cloud` may have collected one meanwhile
+        skipped = [r for r in present if r in on_remote]
+        _confirm(rem, cache, skipped, files + manifests, res, progress)
         if run_cache:
             local = local_tree_files(runs_dir(repo))
             new = sorted(local - rem.list_tree(RUNS_DIR))
             res.runs = rem.upload_tree(runs_dir(repo), RUNS_DIR, new)
         return res
+
+
+CONFIRM_ROUNDS = 3
+
+
+def _confirm(rem: Remote, cache: Cache, skipped: list[ObjectRef], sent: list[ObjectRef], res: TransferResult,
+             progress: Progress) -> None:
+    """List the remote once for every object a push relies on (``skipped`` as already
+    there, and ``sent``) and upload again whatever vanished (files before manifests); a
+    few rounds, then an error rather than a success for objects that are gone."""
+    failpoint.hit("push-before-confirm")
+    relied = skipped + sent
+    was_skipped = set(skipped)
+    for _ in range(CONFIRM_ROUNDS):
+        listing = rem.list_objects(prefixes(relied)) if relied else {}
+        gone = [r for r in relied if r not in listing]
+        if not gone:
+            return
+        for batch in ([r for r in gone if not r.manifest], [r for r in gone if r.manifest]):
+            _n, nbytes = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
+            res.bytes += nbytes
+        again = [r for r in gone if r in was_skipped]  # now sent, no longer "already there"
+        res.transferred += len(again)
+        res.already -= len(again)
+        was_skipped.difference_update(again)
+        relied = gone
+    raise RemoteError(f"{len(relied)} object(s) pushed to {rem.describe()} kept vanishing "
+                      f"(e.g. {relied[0].relpath}): is a `gc --cloud` with a short gc.grace running?",
+                      hint="run `mlver push` again")
 
 
 # --- fetch / pull ------------------------------------------------------------------
