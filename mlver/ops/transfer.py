@@ -38,6 +38,8 @@ class TransferResult:
     missing: list[ObjectIssue] = field(default_factory=list)  # absent where they had to come from
     corrupt: list[ObjectIssue] = field(default_factory=list)  # refused: bytes did not match the digest
     runs: int = 0  # run-cache entries transferred
+    created: str | None = None  # push made the remote's folder (its parent existed)
+    temporaries_removed: int = 0  # push removed temporaries left on the remote by killed pushes
 
     @property
     def ok(self) -> bool:
@@ -76,6 +78,7 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
          scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS) -> TransferResult:
     with open_remote(repo, remote, jobs) as rem:
         rem.require_writable()
+        created = rem.ensure_exists(create=True)
         roots = root_refs(outputs_in_scope(repo, scope, targets))
         if run_cache:
             for ref in run_cache_refs(repo):
@@ -83,7 +86,7 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
         read = local_manifest_reader(repo)
         wanted, unreadable = expand(roots, read)
         cache = repo.cache
-        res = TransferResult(rem.name)
+        res = TransferResult(rem.name, created=created)
         stored = cache.present(wanted)
         present = {r: p for r, p in wanted.items() if r not in unreadable and r in stored}
         res.missing = _issues(wanted, [r for r in wanted if r not in present])
@@ -104,6 +107,7 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
             local = local_tree_files(runs_dir(repo))
             new = sorted(local - rem.list_tree(RUNS_DIR))
             res.runs = rem.upload_tree(runs_dir(repo), RUNS_DIR, new)
+        res.temporaries_removed = rem.remove_stale_temporaries()  # of pushes killed before us
         return res
 
 
