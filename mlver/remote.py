@@ -405,9 +405,9 @@ class Remote:
                     raise RemoteError(f"{self.describe()} refused the credentials while {what}: {_cause(e)}",
                                       hint=f"check the credentials (`mlver remote modify --local {self.name} KEY VALUE`)"
                                       ) from None
-                if isinstance(e, _Stalled) and (attempt == ATTEMPTS or (stop is not None and stop.is_set())):
-                    raise RemoteError(f"{self.describe()} stopped answering: {what} made no progress for "
-                                      f"{self.timeout:g} s ({attempt} attempt(s))",
+                if _is_timeout(e) and (attempt == ATTEMPTS or (stop is not None and stop.is_set())):
+                    how = f"made no progress for {self.timeout:g} s" if isinstance(e, _Stalled) else "timed out"
+                    raise RemoteError(f"{self.describe()} stopped answering: {what} {how} ({attempt} attempt(s))",
                                       hint=f"check the network and the server (remote.{self.name}.timeout sets "
                                            "the deadline); running the command again resumes the work",
                                       remote=self.name, reason="timeout") from None
@@ -960,6 +960,13 @@ def _basename(name: str) -> str:
 
 def _strip(path: str) -> str:
     return path.replace("\\", "/").rstrip("/")
+
+
+def _is_timeout(e: BaseException) -> bool:
+    """Our watchdog's ``_Stalled``, or a backend's own timeout (asyncio's and fsspec's
+    are ``TimeoutError``s; botocore's read and connect timeouts are named so)."""
+    return isinstance(e, (_Stalled, TimeoutError)) or type(e).__name__ in ("ReadTimeoutError",
+                                                                           "ConnectTimeoutError")
 
 
 def _is_auth_error(e: BaseException) -> bool:
