@@ -116,6 +116,7 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
 def fetch(repo: Repo, targets: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None,
           scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS) -> TransferResult:
     with open_remote(repo, remote, jobs) as rem:
+        rem.ensure_exists()  # even when the cache holds everything: "up to date with" a real remote
         res = TransferResult(rem.name)
         if run_cache:
             os.makedirs(runs_dir(repo), exist_ok=True)
