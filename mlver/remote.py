@@ -394,7 +394,7 @@ class Remote:
                 raise _Stop()
             try:
                 return self._attempt(fn, args, kw, stop)
-            except (FileNotFoundError, MlverError, _Stop):
+            except (FileNotFoundError, FileExistsError, MlverError, _Stop):
                 raise
             except PermissionError as e:
                 raise RemoteError(f"{self.describe()} refused access while {what}: {_cause(e)}",
@@ -518,7 +518,8 @@ class Remote:
             return None
         made = None
         if self.protocol == "file":
-            made = self._ensure_folder(os.path.isdir, os.mkdir, create)
+            made = self._ensure_folder(os.path.isdir, lambda p: self._retry("creating the folder", os.mkdir, p),
+                                       create)
         elif self.protocol == "ssh":
             made = self._ensure_folder(self._remote_isdir,
                                        lambda p: self._retry("creating the folder", self.fs.mkdir, p,
