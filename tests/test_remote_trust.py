@@ -464,3 +464,77 @@ def test_timeout_option_is_checked(repo: Path) -> None:
         proc = run(["remote", "modify", "store", "timeout", "--", bad], repo, check=False)
         assert proc.returncode == 2 and "expected a number of seconds" in proc.stderr
     run(["remote", "modify", "store", "timeout", "2.5"], repo)
+
+
+class Throttle:
+    """A TCP proxy to ``port`` that passes the client's bytes on at ``rate`` bytes a second
+    (the server's answers unthrottled): a slow link that keeps moving."""
+
+    def __init__(self, port: int, rate: int) -> None:
+        self.target, self.rate = port, rate
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, self.rate), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, rate: int | None) -> None:
+        piece = 16 << 10
+        try:
+            while True:
+                data = src.recv(piece)
+                if not data:
+                    break
+                dst.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for s in self.sockets:
+            s.close()
+
+
+def test_ssh_slow_upload_that_keeps_moving_is_not_cut_off(repo: Path, tmp_path: Path, sshd: Any) -> None:
+    """8 MiB at 1 MiB/s takes about 8 s, over twice the 3 s deadline: it completes,
+    because the deadline counts time without progress, not the length of a transfer.
+    (The first progress comes only once SSH's and sftp-server's buffers are through, about
+    1 MiB here: a deadline shorter than that on such a link would cut it.)"""
+    big = os.urandom(8 << 20)
+    commit_data(repo, {"big.bin": big}, "big.bin")
+    store = tmp_path / "ssh-store"
+    store.mkdir()
+    proxy = Throttle(sshd.port, 1 << 20)
+    try:
+        known = tmp_path / "known_hosts_proxy"
+        known.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{proxy.port} "))
+        run(["remote", "add", "-d", "ssh", f"ssh://{sshd.user}@127.0.0.1:{proxy.port}{store}"], repo)
+        run(["remote", "modify", "--local", "ssh", "keyfile", str(sshd.user_key)], repo)
+        run(["remote", "modify", "--local", "ssh", "known_hosts", str(known)], repo)
+        run(["remote", "modify", "ssh", "timeout", "3"], repo)
+        res = run_json(["push"], repo, timeout=TIMEOUT)
+    finally:
+        proxy.close()
+    assert res["transferred"] == 1
+    assert [p.read_bytes() == big for p in remote_files(store)] == [True]
