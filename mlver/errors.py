@@ -92,7 +92,15 @@ class GitError(MlverError):
 
 
 class RemoteError(MlverError):
-    """A remote could not be reached, refused us, or is misconfigured."""
+    """A remote could not be reached, refused us, or is misconfigured. ``remote`` names it
+    when known; ``reason`` is one of ``missing`` (its folder or bucket does not exist),
+    ``timeout`` (it stopped answering), ``no_space``, ``unreachable``, ``refused``."""
+
+    def __init__(self, message: str, *, hint: str | None = None, remote: str | None = None,
+                 reason: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.remote = remote
+        self.reason = reason
 
 
 class StageFailed(MlverError):

@@ -18,11 +18,13 @@ channels, supports ``posix-rename`` (atomic replace) and is what DVC uses too.
 from __future__ import annotations
 
 import datetime
+import errno
 import getpass
 import itertools
 import logging
 import importlib.util
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from urllib.parse import unquote, urlparse
 from mlver import failpoint
 from mlver.cache import MANIFEST_SUFFIX, Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
-from mlver.fsutil import atomic_write, copy_file, unique_suffix, unlink_quiet
+from mlver.fsutil import atomic_write, copy_file, is_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, is_digest, new_hasher
 from mlver.progress import NO_PROGRESS, Progress
 
@@ -64,8 +66,8 @@ BACKENDS = {
 }
 
 # Options each backend understands (``remote modify NAME KEY VALUE``); ``url`` and
-# ``jobs`` are valid for every remote.
-COMMON_OPTIONS = ("url", "jobs")
+# ``jobs`` and ``timeout`` are valid for every remote.
+COMMON_OPTIONS = ("url", "jobs", "timeout")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "file": (),
     "s3": ("endpoint_url", "region", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -76,7 +78,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
            "client_secret"),
     "abfs": ("account_name", "account_key", "connection_string", "sas_token", "tenant_id", "client_id",
              "client_secret"),
-    "ssh": ("user", "port", "keyfile", "password", "passphrase", "known_hosts", "timeout"),
+    "ssh": ("user", "port", "keyfile", "password", "passphrase", "known_hosts"),
     "http": ("user", "password"),
     "https": ("user", "password"),
 }
@@ -87,6 +89,9 @@ READ_ONLY = frozenset({"http", "https"})
 OBJECT_STORES = frozenset({"s3", "gs", "gcs", "az", "abfs"})  # one atomic PUT, no rename
 
 ATTEMPTS = 3  # per request, before the remote is declared unreachable
+DEFAULT_TIMEOUT = 60.0  # seconds a request may go without progress (remote.NAME.timeout)
+SSH_CONNECT_TIMEOUT = 10.0  # connecting over SSH, unless remote.NAME.timeout is set
+UPLOAD_PART = 8 << 20  # S3 uploads above two parts are multipart: progress every part
 FLAT_LISTING_ABOVE = 16  # prefix folders; above this an object store is listed flat
 FIRST_DELAY = 0.5
 SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
@@ -173,6 +178,49 @@ class _Stop(Exception):
     """Raised in workers after another worker failed: the batch is being abandoned."""
 
 
+class _Stalled(Exception):
+    """A request moved nothing for ``remote.NAME.timeout`` seconds (retried, then reported)."""
+
+
+class _Watch:
+    """When a request last made progress (monotonic clock)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.last = time.monotonic()
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self.last > self.timeout
+
+
+_request = threading.local()  # .watch: the _Watch of the request this thread runs
+
+
+def _touch() -> None:
+    """Progress of the current request (bytes moved): its deadline starts again."""
+    watch = getattr(_request, "watch", None)
+    if watch is not None:
+        watch.touch()
+
+
+def _progress_callback() -> Any:
+    """An fsspec callback that counts as progress of the current request (backends call
+    it on their event loop's thread, hence the bound watch rather than ``_touch``)."""
+    from fsspec.callbacks import Callback
+
+    watch = getattr(_request, "watch", None)
+
+    class Touch(Callback):
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            if watch is not None:
+                watch.touch()
+
+    return Touch()
+
+
 @dataclass
 class Downloaded:
     objects: int = 0
@@ -198,9 +246,11 @@ class Remote:
         local_default = os.cpu_count() or 2
         self.jobs = jobs or _int_option(rc, "jobs") or (local_default if self.protocol == "file" else default_jobs())
         self.root = self._root(base_dir)
+        self.timeout = _timeout_option(rc)
         self._fs: AbstractFileSystem | None = None
         self._fs_lock = threading.Lock()
         self._made: set[str] = set()
+        self._root_checked = False
 
     # --- opening ------------------------------------------------------------------
 
@@ -247,7 +297,9 @@ class Remote:
             kw: dict[str, Any] = {
                 "skip_instance_cache": True,
                 "client_kwargs": client_kwargs,
-                "config_kwargs": {"connect_timeout": 5, "read_timeout": 60,
+                # botocore's timeouts are per socket operation (no bytes for that long);
+                # _attempt's watchdog is the deadline around the whole request
+                "config_kwargs": {"connect_timeout": min(self.timeout, 10.0), "read_timeout": self.timeout,
                                   "retries": {"max_attempts": 1},
                                   "max_pool_connections": max(10, self.jobs)},
             }
@@ -270,7 +322,7 @@ class Remote:
             parsed = urlparse(self.url)
             kw = {"skip_instance_cache": True, "port": int(o.get("port") or parsed.port or 22),
                   "username": o.get("user") or (unquote(parsed.username) if parsed.username else getpass.getuser()),
-                  "connect_timeout": float(o.get("timeout") or 10)}
+                  "connect_timeout": self.timeout if o.get("timeout") else SSH_CONNECT_TIMEOUT}
             if o.get("keyfile"):
                 kw["client_keys"] = [os.path.expanduser(o["keyfile"])]
             if o.get("password") or parsed.password:
@@ -342,8 +394,8 @@ class Remote:
             if stop is not None and stop.is_set():
                 raise _Stop()
             try:
-                return fn(*args, **kw)
-            except (FileNotFoundError, MlverError, _Stop):
+                return self._attempt(fn, args, kw, stop)
+            except (FileNotFoundError, FileExistsError, MlverError, _Stop):
                 raise
             except PermissionError as e:
                 raise RemoteError(f"{self.describe()} refused access while {what}: {_cause(e)}",
@@ -354,6 +406,12 @@ class Remote:
                     raise RemoteError(f"{self.describe()} refused the credentials while {what}: {_cause(e)}",
                                       hint=f"check the credentials (`mlver remote modify --local {self.name} KEY VALUE`)"
                                       ) from None
+                if _is_timeout(e) and (attempt == ATTEMPTS or (stop is not None and stop.is_set())):
+                    how = f"made no progress for {self.timeout:g} s" if isinstance(e, _Stalled) else "timed out"
+                    raise RemoteError(f"{self.describe()} stopped answering: {what} {how} ({attempt} attempt(s))",
+                                      hint=f"check the network and the server (remote.{self.name}.timeout sets "
+                                           "the deadline); running the command again resumes the work",
+                                      remote=self.name, reason="timeout") from None
                 if attempt == ATTEMPTS or (stop is not None and stop.is_set()):
                     raise RemoteError(f"{self.describe()} is unreachable: {what} failed after {attempt} "
                                       f"attempt(s): {_cause(e)}",
@@ -362,6 +420,39 @@ class Remote:
                 time.sleep(delay)
                 delay *= 3
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, fn: Callable[..., R], args: tuple, kw: dict, stop: threading.Event | None) -> R:
+        """One try of a request, with a deadline that moves with progress: on a network
+        remote ``fn`` runs on a thread of its own while this one watches; when it moves no
+        bytes (``_touch``) for ``self.timeout`` seconds it is abandoned (``_Stalled``).
+        Abandoned requests hold no lock and no file of the repository; their threads are
+        daemons blocked on a silent socket, so they never keep the process alive.
+        A folder remote is local system calls: called directly, no watchdog."""
+        if self.protocol == "file":
+            return fn(*args, **kw)
+        watch = _Watch(self.timeout)
+        outcome: list[tuple[bool, Any]] = []
+        done = threading.Event()
+
+        def request() -> None:
+            _request.watch = watch
+            try:
+                outcome.append((True, fn(*args, **kw)))
+            except BaseException as e:  # noqa: BLE001 - handed to the watching thread
+                outcome.append((False, e))
+            finally:
+                done.set()
+
+        threading.Thread(target=request, name=f"mlver-remote-{self.name}", daemon=True).start()
+        while not done.wait(0.2):
+            if stop is not None and stop.is_set():
+                raise _Stop()
+            if watch.stalled():
+                raise _Stalled(f"no progress for {self.timeout:g} s")
+        ok, value = outcome[0]
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
 
     def _parallel(self, items: list[T], fn: Callable[[T, threading.Event], R]) -> list[R]:
         """``fn`` over ``items`` on ``self.jobs`` threads that take the next item from a
@@ -417,6 +508,69 @@ class Remote:
             raise RemoteError(f"{self.describe()} is read-only ({self.protocol}://)",
                               hint="push to a folder, s3://, gs://, az:// or ssh:// remote")
 
+    # --- does it exist? -------------------------------------------------------------
+
+    def ensure_exists(self, *, create: bool = False) -> str | None:
+        """Refuse a remote whose folder or bucket does not exist (a mistyped URL or an
+        unmounted drive must not read as an empty remote). With ``create`` (push), a
+        missing folder is made when its parent exists; returns the folder made, if any.
+        Buckets are never created. Checked for folder, S3 and SSH remotes, once."""
+        if self._root_checked:
+            return None
+        made = None
+        if self.protocol == "file":
+            made = self._ensure_folder(os.path.isdir, lambda p: self._retry("creating the folder", os.mkdir, p),
+                                       create)
+        elif self.protocol == "ssh":
+            made = self._ensure_folder(self._remote_isdir,
+                                       lambda p: self._retry("creating the folder", self.fs.mkdir, p,
+                                                             create_parents=False), create)
+        elif self.protocol == "s3":
+            bucket, _, prefix = self.root.partition("/")
+            try:
+                # ListObjectsV2 of one key: NoSuchBucket for a missing bucket, an empty
+                # list for an empty prefix (an empty remote); needs no HeadBucket right
+                self._retry("checking the bucket", self.fs.call_s3, "list_objects_v2", Bucket=bucket,
+                            Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
+            except FileNotFoundError:
+                raise RemoteError(f"{self.describe()}: bucket '{bucket}' does not exist",
+                                  hint=f"check the URL (`mlver remote modify {self.name} url s3://BUCKET/PREFIX`)"
+                                       " and endpoint_url; mlver does not create buckets",
+                                  remote=self.name, reason="missing") from None
+        self._root_checked = True
+        return made
+
+    def _remote_isdir(self, path: str) -> bool:
+        try:  # info, not fsspec's isdir: that reads a dropped connection as "not a folder"
+            info = self._retry("checking the folder", self.fs.info, path)
+        except FileNotFoundError:
+            return False
+        return info.get("type") == "directory"
+
+    def _ensure_folder(self, isdir: Callable[[str], bool], mkdir: Callable[[str], Any], create: bool) -> str | None:
+        root = self.root
+        if isdir(root):
+            return None
+        parent = root.rsplit("/", 1)[0] or "/"
+        if create and parent != root and isdir(parent):
+            try:
+                mkdir(root)
+            except FileExistsError:
+                if not isdir(root):
+                    raise RemoteError(f"{self.describe()}: {root} is not a folder", remote=self.name,
+                                      reason="missing") from None
+                return None
+            return root
+        if create:
+            hint = (f"its parent folder {parent} does not exist either: check the URL (`mlver remote modify "
+                    f"{self.name} url URL`) or mount the drive; push creates the remote's folder only "
+                    "inside an existing one")
+        else:
+            hint = (f"check the URL (`mlver remote modify {self.name} url URL`) or mount the drive; "
+                    "`mlver push` creates the folder when its parent exists")
+        raise RemoteError(f"{self.describe()}: folder {root} does not exist", hint=hint, remote=self.name,
+                          reason="missing")
+
     # --- listing ------------------------------------------------------------------
 
     def _ls(self, path: str) -> list[dict]:
@@ -438,6 +592,7 @@ class Remote:
                          ) -> dict[ObjectRef, tuple[int, float | None]]:
         """``list_objects`` with each object's modification time (seconds since the
         epoch; None when the backend gives none), from the same listing."""
+        self.ensure_exists()
         base = self.path(FILES_DIR)
         if prefixes is None:
             found = self._retry("listing objects", self._ls, base)
@@ -489,14 +644,28 @@ class Remote:
 
     def _put(self, src: str, rel: str) -> None:
         """Put the local file ``src`` at ``rel``: whole or not at all."""
+        try:
+            self._put_whole(src, rel)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RemoteError(f"{self.describe()} is out of space: cannot write {rel}: {_cause(e)}",
+                                  hint="free space on it (or move it: `mlver remote modify "
+                                       f"{self.name} url URL`); running the command again resumes the work",
+                                  remote=self.name, reason="no_space") from None
+            raise
+
+    def _put_whole(self, src: str, rel: str) -> None:
         dest = self.path(rel)
         if self.atomic_put:
-            self.fs.put_file(src, dest)
+            if self.protocol == "s3":  # parts small enough that progress shows within the deadline
+                self.fs.put_file(src, dest, callback=_progress_callback(), chunksize=UPLOAD_PART)
+            else:
+                self.fs.put_file(src, dest, callback=_progress_callback())
             return
         tmp_dir = self.path("tmp")
         self._makedirs(tmp_dir)
         self._makedirs(dest.rsplit("/", 1)[0])
-        tmp = f"{tmp_dir}/{unique_suffix()}"  # pid, a random tag per process, a counter
+        tmp = f"{tmp_dir}/{temporary_name()}"
         if self.protocol == "file":  # a folder: an in-kernel copy and a rename, no fsspec layers
             try:
                 copy_file(src, tmp, 0o444)
@@ -507,7 +676,7 @@ class Remote:
                 raise
             return
         try:
-            self.fs.put_file(src, tmp)
+            self.fs.put_file(src, tmp, callback=_progress_callback())
             failpoint.hit("remote-before-rename")
             try:
                 self.fs.mv(tmp, dest)
@@ -558,6 +727,7 @@ class Remote:
                 chunk = f.read(CHUNK)
                 if not chunk:
                     break
+                _touch()
                 yield chunk
 
     def read_object(self, ref: ObjectRef, size: int | None = None) -> bytes:
@@ -688,17 +858,16 @@ class Remote:
             progress.finish()
 
     def remove_stale_temporaries(self, older_than: float = 24 * 3600) -> int:
-        """Temporaries left by killed uploads (folder and SSH remotes) older than a day."""
+        """Temporaries left by killed uploads (folder and SSH remotes): those whose writer
+        on this host is gone, and any older than a day (``is_stale_temporary``)."""
         if self.atomic_put or self.read_only:
             return 0
         items = self._retry("listing temporaries", self._ls, self.path("tmp"))
         now = time.time()
         stale = []
         for i in items:
-            mtime = i.get("mtime")
-            if hasattr(mtime, "timestamp"):
-                mtime = mtime.timestamp()
-            if i.get("type") != "directory" and isinstance(mtime, (int, float)) and now - mtime > older_than:
+            if i.get("type") != "directory" and is_stale_temporary(_basename(i["name"]), modified_time(i),
+                                                                   now=now, older_than=older_than):
                 stale.append(i["name"])
         for p in stale:
             try:
@@ -713,6 +882,7 @@ class Remote:
         """Files below ``rel`` on the remote, relative to ``rel`` (POSIX)."""
         if not self.can_list:
             return set()
+        self.ensure_exists()
         top = self.path(rel)
 
         def find() -> list[str]:
@@ -798,12 +968,37 @@ def modified_time(info: dict) -> float | None:
     return None
 
 
+def temporary_name() -> str:
+    """A remote temporary's name: ``PID-TAG-N.HOST`` (``fsutil.unique_suffix`` and this
+    host's name), so a later run on the same host can tell that its writer is gone."""
+    return f"{unique_suffix()}.{_HOST}"
+
+
+_HOST = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()) or "localhost"
+
+
+def is_stale_temporary(name: str, mtime: float | None, *, now: float, older_than: float) -> bool:
+    """A temporary left by a killed upload: written from this host by a process that is
+    gone, or (from any host, or named in an older form) not modified for ``older_than``."""
+    suffix, _, host = name.partition(".")
+    if host == _HOST and is_stale_tmp(suffix):
+        return True
+    return mtime is not None and now - mtime > older_than
+
+
 def _basename(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _strip(path: str) -> str:
     return path.replace("\\", "/").rstrip("/")
+
+
+def _is_timeout(e: BaseException) -> bool:
+    """Our watchdog's ``_Stalled``, or a backend's own timeout (asyncio's and fsspec's
+    are ``TimeoutError``s; botocore's read and connect timeouts are named so)."""
+    return isinstance(e, (_Stalled, TimeoutError)) or type(e).__name__ in ("ReadTimeoutError",
+                                                                           "ConnectTimeoutError")
 
 
 def _is_auth_error(e: BaseException) -> bool:
@@ -816,6 +1011,19 @@ def _is_auth_error(e: BaseException) -> bool:
         code = str(response.get("Error", {}).get("Code", ""))
     return code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
                     "InvalidToken", "403")
+
+
+def _timeout_option(rc: RemoteConfig) -> float:
+    v = rc.options.get("timeout")
+    if v is None or not v.strip():
+        return DEFAULT_TIMEOUT
+    try:
+        t = float(v)
+    except ValueError:
+        t = -1.0
+    if not t > 0 or t != t or t == float("inf"):
+        raise UsageError(f"remote.{rc.name}.timeout: expected a number of seconds, got '{v}'")
+    return t
 
 
 def _int_option(rc: RemoteConfig, key: str) -> int | None:

@@ -154,6 +154,7 @@ def digests_of_cache_objects(repo: Path, content: bytes) -> Path:
 def test_missing_objects_are_listed_exit_3(repo: Path, tmp_path: Path) -> None:
     make_data(repo)
     store = tmp_path / "store"
+    store.mkdir()  # an empty remote (a missing folder is an error of its own)
     setup_remote(repo, store)
     other = clone(repo, tmp_path / "other")
     # nothing was pushed: the clone's fetch lists what the remote lacks
@@ -338,6 +339,7 @@ def test_push_killed_from_outside_at_random_moment(repo: Path, tmp_path: Path) -
     files: dict[str, str | bytes] = {f"data/many/{i:04}.bin": os.urandom(rnd.randint(10_000, 60_000)) for i in range(300)}
     gen(repo, files)
     store = tmp_path / "store"
+    store.mkdir()  # the kill may come before push creates it
     run(["remote", "add", "-d", "store", str(store)], repo)
     run(["add", "data/many"], repo)
     git(["add", "-A"], repo)
@@ -352,6 +354,7 @@ def test_push_killed_from_outside_at_random_moment(repo: Path, tmp_path: Path) -
     assert run_json(["fsck", "-r", "store"], repo)["corrupt"] == []
     res = run_json(["push"], repo)
     assert res["transferred"] + res["already"] == 301
+    assert list((store / "tmp").glob("*")) == []  # the killed run's temporaries are gone
     assert run_json(["push"], repo)["transferred"] == 0
 
     other = clone(repo, tmp_path / "other")

@@ -153,6 +153,8 @@ def _render_transfer(app: App, res, verb: str, preposition: str) -> int:  # type
     """Summary on stderr; missing and corrupt objects listed; returns the exit code."""
     from mlver.cli.render import human_size
 
+    if res.created:
+        app.say(f"Created the folder {res.created} for remote '{res.remote}'")
     if res.transferred or not res.ok:
         app.say(f"{res.transferred} object(s) {verb} {preposition} '{res.remote}' ({human_size(res.bytes)}), "
                 f"{res.already} already there")

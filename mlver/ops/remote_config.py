@@ -74,7 +74,7 @@ def _check_option(key: str, value: str) -> None:
         raise UsageError(f"{key}: expected true or false, got '{value}'")
     if key == "timeout":
         try:
-            if float(value) <= 0:
+            if not 0 < float(value) < float("inf"):  # also refuses nan
                 raise ValueError
         except ValueError:
             raise UsageError(f"{key}: expected a number of seconds, got '{value}'") from None

@@ -6,6 +6,7 @@ time, because a teammate's ``gc --cloud`` may have removed objects."""
 from __future__ import annotations
 
 import os
+from typing import Callable
 from dataclasses import dataclass, field
 
 from mlver import failpoint
@@ -39,6 +40,8 @@ class TransferResult:
     missing: list[ObjectIssue] = field(default_factory=list)  # absent where they had to come from
     corrupt: list[ObjectIssue] = field(default_factory=list)  # refused: bytes did not match the digest
     runs: int = 0  # run-cache entries transferred
+    created: str | None = None  # push made the remote's folder (its parent existed)
+    temporaries_removed: int = 0  # push removed temporaries left on the remote by killed pushes
 
     def absorb(self, other: "TransferResult") -> None:
         """Add another remote's transfer (outputs with their own ``remote:``) to this one."""
@@ -82,54 +85,75 @@ def _issues(refs: dict[ObjectRef, str], which: list[ObjectRef]) -> list[ObjectIs
 # --- push --------------------------------------------------------------------------
 
 def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None,
-         scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS,
-         _declared_only: bool = False) -> TransferResult:
+         scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS) -> TransferResult:
+    """Send the objects in scope that the remote lacks (outputs declared ``remote: NAME``
+    go to NAME, ``push: false`` ones nowhere)."""
+    found = outputs_in_scope(repo, scope, targets)
+    return _routed(repo, remote, jobs, lambda rem, outs, first: _push_to(
+        rem, repo, outs, run_cache=run_cache and first, progress=progress), found)
+
+
+def fetch(repo: Repo, targets: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None,
+          scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS) -> TransferResult:
+    """Bring the objects in scope that the cache lacks, each from the remote it lives on."""
+    found = outputs_in_scope(repo, scope, targets)
+    return _routed(repo, remote, jobs, lambda rem, outs, first: _fetch_from(
+        rem, repo, outs, run_cache=run_cache and first, progress=progress), found)
+
+
+def _routed(repo: Repo, remote: str | None, jobs: int | None,
+            move: Callable[[Remote, list[tuple[str, Output]], bool], TransferResult],
+            found: list[tuple[str, Output]]) -> TransferResult:
+    """``move`` the outputs each remote is for: the one asked for (or the default), then
+    every remote an output names with ``remote: NAME`` (see scope.route)."""
     with open_remote(repo, remote, jobs) as rem:
-        rem.require_writable()
-        mine, others = route(repo, outputs_in_scope(repo, scope, targets), rem.name, explicit=remote is not None,
-                             declared_only=_declared_only)
-        res = _push_to(rem, repo, mine, run_cache=run_cache, progress=progress)
-    for name in sorted(others):  # outputs declared with `remote: NAME`
-        res.absorb(push(repo, targets, remote=name, jobs=jobs, scope=scope, progress=progress, _declared_only=True))
+        mine, others = route(repo, found, rem.name, explicit=remote is not None)
+        res = move(rem, mine, True)
+    for name in sorted(others):
+        with open_remote(repo, name, jobs) as rem:
+            declared, _ = route(repo, found, rem.name, explicit=True, declared_only=True)
+            res.absorb(move(rem, declared, False))
     return res
 
 
 def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_cache: bool,
              progress: Progress) -> TransferResult:
-    if True:  # one indentation level kept from when this was the body of push()
-        roots = root_refs(found)
-        if run_cache:
-            for ref in run_cache_refs(repo):
-                roots.setdefault(ref, f"run cache ({ref.digest[:10]})")
-        read = local_manifest_reader(repo)
-        wanted, unreadable = expand(roots, read)
-        cache = repo.cache
-        res = TransferResult(rem.name)
-        stored = cache.present(wanted)
-        present = {r: p for r, p in wanted.items() if r not in unreadable and r in stored}
-        res.missing = _issues(wanted, [r for r in wanted if r not in present])
-        on_remote = rem.list_objects(prefixes(present)) if present else {}
-        todo = [r for r in present if r not in on_remote]
-        res.already = len(present) - len(todo)
-        # files before the manifests that list them, and a manifest only when every file
-        # it lists is sent or already there: a folder's manifest on the remote means its
-        # files are there too (`status -r` relies on it)
-        files = [r for r in todo if not r.manifest]
-        manifests = [r for r in todo if r.manifest
-                     and all(ObjectRef(e.digest, False) in present for e in read(r).entries)]  # type: ignore[union-attr]
-        for batch in (files, manifests):
-            n, nbytes = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
-            res.transferred += n
-            res.bytes += nbytes
-        # every object this push relies on (skipped as already there, or sent) must still be
-        # there at its end: a teammate's `gc --cloud` may have collected one meanwhile
-        skipped = [r for r in present if r in on_remote]
-        _confirm(rem, cache, skipped, files + manifests, res, progress)
-        if run_cache:
-            local = local_tree_files(runs_dir(repo))
-            new = sorted(local - rem.list_tree(RUNS_DIR))
-            res.runs = rem.upload_tree(runs_dir(repo), RUNS_DIR, new)
-        return res
+    rem.require_writable()
+    created = rem.ensure_exists(create=True)
+    roots = root_refs(found)
+    if run_cache:
+        for ref in run_cache_refs(repo):
+            roots.setdefault(ref, f"run cache ({ref.digest[:10]})")
+    read = local_manifest_reader(repo)
+    wanted, unreadable = expand(roots, read)
+    cache = repo.cache
+    res = TransferResult(rem.name, created=created)
+    stored = cache.present(wanted)
+    present = {r: p for r, p in wanted.items() if r not in unreadable and r in stored}
+    res.missing = _issues(wanted, [r for r in wanted if r not in present])
+    on_remote = rem.list_objects(prefixes(present)) if present else {}
+    todo = [r for r in present if r not in on_remote]
+    res.already = len(present) - len(todo)
+    # files before the manifests that list them, and a manifest only when every file
+    # it lists is sent or already there: a folder's manifest on the remote means its
+    # files are there too (`status -r` relies on it)
+    files = [r for r in todo if not r.manifest]
+    manifests = [r for r in todo if r.manifest
+                 and all(ObjectRef(e.digest, False) in present for e in read(r).entries)]  # type: ignore[union-attr]
+    for batch in (files, manifests):
+        n, nbytes = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
+        res.transferred += n
+        res.bytes += nbytes
+    # every object this push relies on (skipped as already there, or sent) must still be
+    # there at its end: a teammate's `gc --cloud` may have collected one meanwhile
+    skipped = [r for r in present if r in on_remote]
+    _confirm(rem, cache, skipped, files + manifests, res, progress)
+    if run_cache:
+        local = local_tree_files(runs_dir(repo))
+        new = sorted(local - rem.list_tree(RUNS_DIR))
+        res.runs = rem.upload_tree(runs_dir(repo), RUNS_DIR, new)
+    res.temporaries_removed = rem.remove_stale_temporaries()  # of pushes killed before us
+    return res
 
 
 CONFIRM_ROUNDS = 3
@@ -163,43 +187,31 @@ def _confirm(rem: Remote, cache: Cache, skipped: list[ObjectRef], sent: list[Obj
 
 # --- fetch / pull ------------------------------------------------------------------
 
-def fetch(repo: Repo, targets: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None,
-          scope: Scope = Scope(), run_cache: bool = False, progress: Progress = NO_PROGRESS,
-          _declared_only: bool = False) -> TransferResult:
-    found = outputs_in_scope(repo, scope, targets)
-    with open_remote(repo, remote, jobs) as rem:
-        mine, others = route(repo, found, rem.name, explicit=remote is not None, declared_only=_declared_only)
-        res = _fetch_from(rem, repo, mine, run_cache=run_cache, progress=progress)
-    for name in sorted(others):  # outputs declared with `remote: NAME`
-        res.absorb(fetch(repo, targets, remote=name, jobs=jobs, scope=scope, progress=progress, _declared_only=True))
-    return res
-
-
 def _fetch_from(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_cache: bool,
                 progress: Progress) -> TransferResult:
-    if True:  # one indentation level kept from when this was the body of fetch()
-        res = TransferResult(rem.name)
-        if run_cache:
-            os.makedirs(runs_dir(repo), exist_ok=True)
-            new = sorted(rem.list_tree(RUNS_DIR) - local_tree_files(runs_dir(repo)))
-            res.runs = rem.download_tree(runs_dir(repo), RUNS_DIR, new)
-        roots = root_refs(found)
-        if run_cache:
-            for ref in run_cache_refs(repo):
-                roots.setdefault(ref, f"run cache ({ref.digest[:10]})")
-        # 1. manifests of folders, 2. the files they list
-        manifests = {r: p for r, p in roots.items() if r.manifest}
-        _bring(rem, repo, manifests, res, progress)
-        wanted, unreadable = expand(roots, local_manifest_reader(repo))
-        files = {r: p for r, p in wanted.items() if not r.manifest and r not in unreadable}
-        _bring(rem, repo, files, res, progress)
-        counted = {i.digest for i in res.missing} | {i.digest for i in res.corrupt}
-        for ref, path in unreadable.items():  # a manifest we could not get: its folder is missing
-            if ref.digest not in counted:
-                res.missing.append(ObjectIssue(path, ref.digest))
-        res.missing.sort(key=lambda i: (i.path, i.digest))
-        res.corrupt.sort(key=lambda i: (i.path, i.digest))
-        return res
+    rem.ensure_exists()  # even when the cache holds everything: "up to date with" a real remote
+    res = TransferResult(rem.name)
+    if run_cache:
+        os.makedirs(runs_dir(repo), exist_ok=True)
+        new = sorted(rem.list_tree(RUNS_DIR) - local_tree_files(runs_dir(repo)))
+        res.runs = rem.download_tree(runs_dir(repo), RUNS_DIR, new)
+    roots = root_refs(found)
+    if run_cache:
+        for ref in run_cache_refs(repo):
+            roots.setdefault(ref, f"run cache ({ref.digest[:10]})")
+    # 1. manifests of folders, 2. the files they list
+    manifests = {r: p for r, p in roots.items() if r.manifest}
+    _bring(rem, repo, manifests, res, progress)
+    wanted, unreadable = expand(roots, local_manifest_reader(repo))
+    files = {r: p for r, p in wanted.items() if not r.manifest and r not in unreadable}
+    _bring(rem, repo, files, res, progress)
+    counted = {i.digest for i in res.missing} | {i.digest for i in res.corrupt}
+    for ref, path in unreadable.items():  # a manifest we could not get: its folder is missing
+        if ref.digest not in counted:
+            res.missing.append(ObjectIssue(path, ref.digest))
+    res.missing.sort(key=lambda i: (i.path, i.digest))
+    res.corrupt.sort(key=lambda i: (i.path, i.digest))
+    return res
 
 
 def _bring(rem: Remote, repo: Repo, refs: dict[ObjectRef, str], res: TransferResult, progress: Progress) -> None:
