@@ -20,7 +20,8 @@ from mlver.fsutil import LINK_TYPES, atomic_write_text
 KNOWN = {
     "core": {"remote": "str", "autostage": "bool", "fsync": "bool", "lock_timeout": "float"},
     "cache": {"dir": "str", "type": "linktypes"},
-    "hooks": {"require_push": "bool", "fetch": "bool"},
+    "hooks": {"require_push": "bool", "fetch": "bool", "check": "bool"},
+    "checks": {"base": "str"},
 }
 DEFAULT_CACHE_TYPE = "reflink,copy"
 _TRUE = {"1", "true", "yes", "on"}
