@@ -21,8 +21,9 @@ from mlver.fsutil import LINK_TYPES, atomic_write_text
 KNOWN = {
     "core": {"remote": "str", "autostage": "bool", "fsync": "bool", "lock_timeout": "float"},
     "cache": {"dir": "str", "type": "linktypes"},
-    "hooks": {"require_push": "bool", "fetch": "bool"},
+    "hooks": {"require_push": "bool", "fetch": "bool", "check": "bool"},
     "gc": {"grace": "duration"},
+    "checks": {"base": "str"},
 }
 DEFAULT_GC_GRACE = "1d"
 DEFAULT_CACHE_TYPE = "reflink,copy"

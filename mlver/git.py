@@ -162,6 +162,12 @@ def verify_commit(root: str, rev: str) -> str | None:
     return proc.stdout.decode().strip() or None
 
 
+def merge_base(root: str, a: str, b: str) -> str | None:
+    """The best common ancestor of two revisions, or None (unrelated, or one is unknown)."""
+    proc = run(root, "merge-base", a, b, check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
 def index_blobs(root: str, pathspecs: list[str]) -> dict[str, str]:
     """path (from the top) -> blob name, for merged index entries matching ``pathspecs``."""
     out = run(root, "ls-files", "-s", "-z", "--full-name", "--", *pathspecs).stdout

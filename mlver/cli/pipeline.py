@@ -452,3 +452,71 @@ def metrics_diff(app: App, rev_a: str | None, rev_b: str | None, show_all: bool,
         app.json(res.to_json())
     else:
         _render_changes(app, res, "Metric", md)
+
+
+# --- check ---------------------------------------------------------------------------------
+
+def _print_table(app: App, header: tuple[str, ...], rows: list[tuple[str, ...]], *, md: bool,
+                 right_from: int = 1) -> None:
+    """Rows as a Markdown table (``md``) or a rich table on stdout."""
+    if md:
+        app.out("| " + " | ".join(header) + " |")
+        app.out("|" + "---|" * len(header))
+        for r in rows:
+            app.out("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="right" if right_from <= i < len(header) - 1 else "left")
+    for r in rows:
+        table.add_row(*r)
+    _console().print(table)
+
+
+def render_checks(app: App, report: Any, *, md: bool = False) -> None:
+    header = ("Metric", "Value", f"Base ({_short(report.base)})", "Change", "Limits", "Result")
+    rows = []
+    for o in report.outcomes:
+        limits = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                           for k, v in o.check.limits.items())
+        result = ("pass" if o.passed else "FAIL") + (f": {o.message}" if o.message else "")
+        rows.append((o.check.metric, _value(o.value), _value(o.base_value), _value(o.change), limits, result))
+    _print_table(app, header, rows, md=md)
+
+
+def _short(rev: str | None) -> str:
+    if rev is None:
+        return "none"
+    return rev[:7] if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) else rev
+
+
+@cli.command()
+@click.option("--rev", metavar="REV", help="Check this commit instead of the workspace.")
+@click.option("--base", metavar="REV",
+              help="Compare with this revision (default: checks.base, else the merge-base with origin/HEAD, else HEAD).")
+@click.option("--md", is_flag=True, help="Print a Markdown table (for a pull request).")
+@json_option
+@pass_app
+@click.pass_context
+def check(ctx: click.Context, app: App, rev: str | None, base: str | None, md: bool, as_json: bool) -> None:
+    """Evaluate the checks of mlver.yaml: exit 0 when all pass, 1 when one fails, 3 when a
+    metric is missing or not a number."""
+    from mlver.ops.check import ChecksMissing, run_checks
+
+    with project() as repo:
+        report = run_checks(repo, rev=rev, base=base)
+    if as_json:
+        app.json(report.to_json())
+    else:
+        render_checks(app, report, md=md)
+    missing = report.missing
+    if missing:
+        raise ChecksMissing("; ".join(o.message for o in missing),
+                            hint="run the stage that writes it (`mlver repro`), or fix the metric name in mlver.yaml")
+    failed = [o for o in report.outcomes if not o.passed]
+    if failed:
+        app.say(f"{len(failed)} of {len(report.outcomes)} check(s) failed")
+        ctx.exit(1)

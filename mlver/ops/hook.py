@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from mlver import git
-from mlver.errors import FormatError, PathError, RemoteError
+from mlver.errors import FormatError, MlverError, PathError, RemoteError
 from mlver.ops.common import LOCK_FILE, stage_outputs
 from mlver.pointer import POINTER_SUFFIX, parse_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -272,6 +272,21 @@ class PrePushResult:
     missing: list[str] = field(default_factory=list)  # paths whose objects are not in the cache
 
 
+def _refuse_failing_checks(repo: Repo, tips: list[PushRef]) -> None:
+    """``hooks.check``: each pushed commit's checks, against the remote commit it replaces
+    (a new branch: the default base); a failing or missing metric refuses the push."""
+    from mlver.ops.check import run_checks
+
+    for r in tips:
+        base = None if git.is_null_sha(r.remote_sha) else r.remote_sha
+        report = run_checks(repo, rev=r.local_sha, base=base)
+        bad = [o for o in report.outcomes if not o.passed]
+        if bad:
+            raise MlverError(f"checks failed for {r.local_ref or r.local_sha[:7]}: "
+                             + "; ".join(f"{o.check.metric}: {o.message}" for o in bad),
+                             hint="see `mlver check --rev REV`; push with --no-verify to skip the hooks")
+
+
 def pre_push(repo: Repo, refs: list[PushRef], *, git_remote: str | None = None,
              progress: Progress = NO_PROGRESS) -> PrePushResult:
     """Push the objects of every commit ``refs`` would send to ``git_remote``."""
@@ -280,6 +295,8 @@ def pre_push(repo: Repo, refs: list[PushRef], *, git_remote: str | None = None,
     tips = [r for r in refs if not git.is_null_sha(r.local_sha)]
     if not tips:
         return result  # only deletions
+    if repo.config.get_bool("hooks.check"):
+        _refuse_failing_checks(repo, tips)
     remote = repo.config.get("core.remote")
     if not remote:
         if repo.config.get_bool("hooks.require_push"):

@@ -110,7 +110,7 @@ class Pipeline:
     metrics_files: tuple[str, ...] = ()  # top-level ``metrics``: anywhere in the project
     plots: tuple[Any, ...] = ()  # top-level ``plots`` entries (paths or {name: definition}), plain values
     artifacts: tuple[Artifact, ...] = ()
-    checks: tuple[Any, ...] = ()  # top-level ``checks`` entries, plain mappings
+    checks: tuple["Check", ...] = ()  # top-level ``checks``
 
     @property
     def names(self) -> list[str]:
@@ -257,12 +257,91 @@ def _top_artifacts(shown: str, doc: LinedMap) -> tuple[Artifact, ...]:
     return tuple(out)
 
 
-def _top_checks(shown: str, doc: LinedMap) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class Limit:
+    """A drop/rise limit: an amount, or a percentage of the base value."""
+
+    amount: float
+    percent: bool = False
+
+    def of(self, base: float) -> float:
+        return abs(base) * self.amount / 100 if self.percent else self.amount
+
+    def __str__(self) -> str:
+        return f"{self.amount:g}%" if self.percent else f"{self.amount:g}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One ``checks:`` entry: a metric (``FILE:KEY``) and its limits."""
+
+    metric: str
+    file: str
+    key: str
+    min: float | None = None
+    max: float | None = None
+    max_drop: Limit | None = None
+    max_rise: Limit | None = None
+    desc: str | None = None
+    line: int | None = None
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        def shown(v: Any) -> Any:
+            if isinstance(v, Limit):
+                return str(v) if v.percent else (int(v.amount) if v.amount.is_integer() else v.amount)
+            return v
+
+        return {k: shown(v) for k, v in
+                (("min", self.min), ("max", self.max), ("max_drop", self.max_drop), ("max_rise", self.max_rise))
+                if v is not None}
+
+
+CHECK_KEYS = ("metric", "min", "max", "max_drop", "max_rise", "desc")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _top_checks(shown: str, doc: LinedMap) -> tuple[Check, ...]:
     out = []
     for value, line in _top_list(shown, doc, "checks"):
         if not isinstance(value, LinedMap) or "metric" not in value:
             raise FormatError(shown, "each 'checks' entry is a mapping with 'metric: FILE:KEY' and limits", line=line)
-        out.append(plain(value))
+        for key in value:
+            if key not in CHECK_KEYS:
+                raise FormatError(shown, f"check: unknown field '{key}' (known: {', '.join(CHECK_KEYS)})",
+                                  line=value.line_of(key))
+        metric = value["metric"]
+        if not isinstance(metric, str) or ":" not in metric or not metric.rsplit(":", 1)[1]:
+            raise FormatError(shown, f"check: 'metric' must be FILE:KEY (e.g. eval/metrics.json:acc), not {metric!r}",
+                              line=value.line_of("metric"))
+        written, key = metric.rsplit(":", 1)
+        file = _top_path(shown, written, "check metrics file", value.line_of("metric"))
+        limits: dict[str, Any] = {}
+        for name in ("min", "max"):
+            if name in value:
+                if not _number(value[name]):
+                    raise FormatError(shown, f"check '{metric}': '{name}' must be a number", line=value.line_of(name))
+                limits[name] = value[name]
+        for name in ("max_drop", "max_rise"):
+            if name in value:
+                v = value[name]
+                if isinstance(v, str) and v.strip().endswith("%"):
+                    try:
+                        limits[name] = Limit(float(v.strip()[:-1]), percent=True)
+                    except ValueError:
+                        limits[name] = None
+                elif _number(v):
+                    limits[name] = Limit(float(v))
+                if limits.get(name) is None or limits[name].amount < 0:
+                    raise FormatError(shown, f"check '{metric}': '{name}' must be a number or a percentage like '5%',"
+                                             " not negative", line=value.line_of(name))
+        if not limits:
+            raise FormatError(shown, f"check '{metric}': give at least one of min, max, max_drop, max_rise", line=line)
+        desc = value.get("desc")
+        out.append(Check(metric, file, key, desc=None if desc is None else str(desc), line=line, **limits))
     return tuple(out)
 
 

@@ -1,0 +1,129 @@
+"""``mlver check``: the ``checks:`` of mlver.yaml evaluated on the workspace (or a
+revision) against their limits and a base revision — the guard that stops a worse model.
+
+The base is ``--base``, else ``checks.base`` in config, else the merge-base of HEAD with
+``origin/HEAD`` (the remote's default branch), else HEAD. A metric absent at the base
+skips its drop/rise limits with a note; a metric absent (or not a number) where it is
+checked is an error (exit 3), a limit that fails is a difference (exit 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlver import git
+from mlver.errors import MlverError
+from mlver.pipeline.model import PIPELINE_FILE, Check
+from mlver.pipeline.revision import WORKSPACE, open_history, workspace_values
+from mlver.repo import Repo
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    check: Check
+    value: float | None
+    base_value: float | None
+    passed: bool
+    message: str  # why it failed, or a note ("no base value: drop/rise not checked")
+    missing: bool = False  # the metric is absent or not a number where it is checked
+
+    @property
+    def change(self) -> float | None:
+        return None if self.value is None or self.base_value is None else self.value - self.base_value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.check.metric, "value": self.value, "base_value": self.base_value,
+                "change": self.change, "limits": self.check.limits, "passed": self.passed, "message": self.message}
+
+
+@dataclass
+class CheckReport:
+    rev: str
+    base: str | None
+    outcomes: list[CheckOutcome] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outcomes)
+
+    @property
+    def missing(self) -> list[CheckOutcome]:
+        return [o for o in self.outcomes if o.missing]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": 1, "passed": self.passed, "rev": self.rev, "base": self.base,
+                "checks": [o.to_json() for o in self.outcomes]}
+
+
+class ChecksMissing(MlverError):
+    """A checked metric is absent or unreadable (exit 3)."""
+
+
+def default_base(repo: Repo) -> str | None:
+    configured = repo.config.get("checks.base")
+    if configured:
+        return str(configured)
+    root = repo.scm_root
+    if root is None or not git.has_head(root):
+        return None
+    if git.verify_commit(root, "origin/HEAD"):
+        return git.merge_base(root, "HEAD", "origin/HEAD") or "HEAD"
+    return "HEAD"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return value
+
+
+def evaluate(check: Check, value: Any, base_value: Any) -> CheckOutcome:
+    """One check against its limits (pure)."""
+    if value is None:
+        return CheckOutcome(check, None, _number(base_value), False, f"{check.metric} is missing", missing=True)
+    v = _number(value)
+    if v is None:
+        return CheckOutcome(check, None, _number(base_value), False, f"{check.metric} is not a number: {value!r}",
+                            missing=True)
+    b = _number(base_value)
+    failures = []
+    if check.min is not None and v < check.min:
+        failures.append(f"below min {check.min:g}")
+    if check.max is not None and v > check.max:
+        failures.append(f"above max {check.max:g}")
+    notes = []
+    if check.max_drop is not None or check.max_rise is not None:
+        if b is None:
+            notes.append("no base value: max_drop/max_rise not checked")
+        else:
+            if check.max_drop is not None and b - v > check.max_drop.of(b) + 1e-12:
+                failures.append(f"dropped {b - v:g} from {b:g} (max_drop {check.max_drop})")
+            if check.max_rise is not None and v - b > check.max_rise.of(b) + 1e-12:
+                failures.append(f"rose {v - b:g} from {b:g} (max_rise {check.max_rise})")
+    return CheckOutcome(check, v, b, not failures, "; ".join(failures + notes))
+
+
+def run_checks(repo: Repo, *, rev: str | None = None, base: str | None = None) -> CheckReport:
+    """Every check of the workspace's mlver.yaml, on ``rev`` (None: the workspace)."""
+    from mlver.pipeline.plan import load_pipeline
+
+    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+        raise MlverError(f"no {PIPELINE_FILE}, so no checks", hint="add a top-level `checks:` list to mlver.yaml")
+    checks = load_pipeline(repo).checks
+    if not checks:
+        raise MlverError(f"{PIPELINE_FILE} has no checks",
+                         hint="add e.g. `checks: [{metric: eval/metrics.json:acc, min: 0.9}]` to mlver.yaml")
+    base = base or default_base(repo)
+    with open_history(repo) if (rev or base) else contextlib.nullcontext() as history:
+        current = workspace_values(repo) if rev is None else history.values(rev)
+        base_values = history.values(base) if base else None
+    report = CheckReport(WORKSPACE if rev is None else current.rev, base)
+    for check in checks:
+        value = current.metrics.get(check.file, {}).get(check.key)
+        base_value = base_values.metrics.get(check.file, {}).get(check.key) if base_values else None
+        report.outcomes.append(evaluate(check, value, base_value))
+    return report

@@ -1,0 +1,139 @@
+"""`mlver check`: the checks of mlver.yaml against thresholds and a base revision, and the
+pre-push hook that refuses a push with a failing check (hooks.check)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import gen, git, run, run_json
+
+PIPELINE = """\
+stages:
+  evaluate:
+    cmd: cp values.json eval/metrics.json
+    deps: [values.json]
+    metrics:
+    - eval/metrics.json
+checks:
+  - metric: eval/metrics.json:acc
+    min: 0.5
+    max_drop: 0.01
+  - metric: eval/metrics.json:latency_ms
+    max: 40
+    max_rise: 10%
+"""
+
+
+def _set(repo: Path, acc: float, latency: float, *, commit: str | None = None) -> None:
+    (repo / "eval").mkdir(exist_ok=True)
+    (repo / "values.json").write_text(json.dumps({"acc": acc, "latency_ms": latency}))
+    run(["repro"], repo)
+    if commit:
+        git(["add", "-A"], repo)
+        git(["commit", "-qm", commit], repo)
+
+
+@pytest.fixture
+def project(repo: Path) -> Path:
+    gen(repo, {"mlver.yaml": PIPELINE})
+    _set(repo, 0.90, 30, commit="baseline")
+    return repo
+
+
+def test_passing_checks(project: Path) -> None:
+    res = run_json(["check"], project)
+    assert res["passed"] is True and res["rev"] == "workspace"
+    acc = res["checks"][0]
+    assert acc["metric"] == "eval/metrics.json:acc" and acc["value"] == 0.9 and acc["base_value"] == 0.9
+    assert acc["limits"] == {"min": 0.5, "max_drop": 0.01}
+    assert res["checks"][1]["limits"] == {"max": 40, "max_rise": "10%"}
+    proc = run(["check"], project)
+    assert "eval/metrics.json:acc" in proc.stdout and "pass" in proc.stdout
+    md = run(["check", "--md"], project).stdout
+    assert md.startswith("| Metric |") and "|---|" in md
+
+
+def test_failing_min_drop_and_rise(project: Path) -> None:
+    _set(project, 0.45, 30)  # below min and dropped
+    proc = run(["check", "--json"], project, check=False)
+    assert proc.returncode == 1
+    acc = json.loads(proc.stdout)["checks"][0]
+    assert acc["passed"] is False and "below min 0.5" in acc["message"] and "dropped" in acc["message"]
+    assert abs(acc["change"] - (-0.45)) < 1e-9
+    _set(project, 0.895, 30)  # a drop of 0.005: within max_drop 0.01
+    assert run(["check"], project).returncode == 0
+    _set(project, 0.885, 30)  # a drop of 0.015
+    assert run(["check"], project, check=False).returncode == 1
+    _set(project, 0.9, 33.5)  # +11.7 %: over max_rise 10 %
+    proc = run(["check", "--json"], project, check=False)
+    lat = json.loads(proc.stdout)["checks"][1]
+    assert proc.returncode == 1 and not lat["passed"] and "max_rise 10%" in lat["message"]
+    _set(project, 0.9, 32.9)  # +9.7 %
+    assert run(["check"], project).returncode == 0
+
+
+def test_base_revision_and_missing_base(project: Path) -> None:
+    _set(project, 0.95, 30, commit="better")
+    _set(project, 0.935, 30)
+    # against HEAD (0.95): dropped 0.015; against the first commit (0.90): fine
+    assert run(["check"], project, check=False).returncode == 1
+    assert run(["check", "--base", "HEAD~1"], project).returncode == 0
+    run(["config", "checks.base", "HEAD~1"], project)
+    assert run(["check"], project).returncode == 0
+    # a base without the metric skips drop/rise limits with a note
+    res = run_json(["check", "--base", "HEAD~2"], project)
+    assert res["passed"] is True and "no base value" in res["checks"][0]["message"]
+    # --rev checks a commit
+    res = run_json(["check", "--rev", "HEAD", "--base", "HEAD~1"], project)
+    assert res["checks"][0]["value"] == 0.95
+
+
+def test_missing_metric_exits_3_naming_it(project: Path) -> None:
+    (project / "mlver.yaml").write_text(PIPELINE + "  - metric: eval/metrics.json:f1\n    min: 0.1\n")
+    proc = run(["check"], project, check=False)
+    assert proc.returncode == 3
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlver: error:")]
+    assert len(errors) == 1 and "eval/metrics.json:f1 is missing" in errors[0], proc.stderr
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("  - metric: acc\n    min: 1\n", "'metric' must be FILE:KEY"),
+    ("  - metric: m.json:acc\n", "give at least one of"),
+    ("  - metric: m.json:acc\n    max_drop: lots\n", "'max_drop' must be a number or a percentage"),
+    ("  - metric: m.json:acc\n    mn: 1\n", "unknown field 'mn'"),
+    ("  - metric: m.json:acc\n    min: '1'\n", "'min' must be a number"),
+])
+def test_malformed_checks(repo: Path, entry: str, message: str) -> None:
+    gen(repo, {"mlver.yaml": "checks:\n" + entry})
+    proc = run(["check"], repo, check=False)
+    assert proc.returncode == 3 and message in proc.stderr and "mlver.yaml:" in proc.stderr, proc.stderr
+
+
+def test_no_checks_says_what_to_define(repo: Path) -> None:
+    gen(repo, {"mlver.yaml": "stages: {}\n"})
+    proc = run(["check"], repo, check=False)
+    assert proc.returncode == 3 and "has no checks" in proc.stderr and "checks:" in proc.stderr
+
+
+def test_pre_push_refuses_a_failing_check_when_hooks_check_is_set(project: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "origin.git"
+    git(["init", "-q", "--bare", str(bare)], tmp_path)
+    git(["remote", "add", "origin", str(bare)], project)
+    run(["install"], project)
+    git(["push", "-q", "origin", "main"], project)
+    _set(project, 0.40, 30, commit="worse model")
+    # without hooks.check the push goes through
+    git(["push", "-q", "origin", "main"], project)
+    _set(project, 0.30, 30, commit="even worse")
+    run(["config", "hooks.check", "true"], project)
+    proc = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=project, capture_output=True, text=True)
+    assert proc.returncode != 0 and "checks failed" in proc.stderr and "below min 0.5" in proc.stderr, proc.stderr
+    remote_head = git(["--git-dir", str(bare), "rev-parse", "main"], tmp_path).strip()
+    assert remote_head == git(["rev-parse", "HEAD~1"], project).strip()
+    _set(project, 0.41, 30, commit="fixed")  # 0.41 vs the remote's 0.40: within max_drop... but below min
+    proc = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=project, capture_output=True, text=True)
+    assert proc.returncode != 0
