@@ -12,7 +12,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import TMP_MARK, atomic_write, copy_file, remove_path, fsync_dir, link_file, sweep_stale_tmp, unique_suffix, unlink_quiet
+from mlver.fsutil import TMP_MARK, atomic_write, confine, copy_file, remove_path, fsync_dir, link_file, sweep_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
 
 MANIFEST_SUFFIX = ".manifest"
@@ -48,8 +48,10 @@ class ObjectRef(NamedTuple):
 
 
 class Cache:
-    def __init__(self, root: str, *, link_types: tuple[str, ...], fsync: bool = False) -> None:
+    def __init__(self, root: str, *, link_types: tuple[str, ...], fsync: bool = False,
+                 workspace: str | None = None) -> None:
         self.root = root
+        self.workspace = workspace  # the real path objects are placed below (``place`` stays in it)
         self.link_types = link_types
         self.fsync = fsync
         self.tmp_dir = os.path.join(root, "tmp")
@@ -235,6 +237,8 @@ class Cache:
         that works; returns the link type used."""
         src = self.path(digest)
         parent = os.path.dirname(dest)
+        if self.workspace is not None:
+            confine(self.workspace, dest)
         dev = self._dev(parent)
         tmp = os.path.join(parent, f"{TMP_MARK}{unique_suffix()}")
         mode = 0o755 if executable else 0o644
@@ -257,6 +261,8 @@ class Cache:
                 continue
             try:
                 failpoint.hit("checkout-before-rename")
+                if self.workspace is not None:
+                    confine(self.workspace, dest)  # again, right before the rename (a link swapped in)
                 try:
                     os.replace(tmp, dest)
                 except IsADirectoryError:

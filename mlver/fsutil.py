@@ -101,9 +101,13 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` whole or not at all: temporary name, then rename."""
+def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | None = None,
+                 inside: str | None = None) -> None:
+    """Write ``data`` to ``path`` whole or not at all: temporary name, then rename. With
+    ``inside`` (a workspace root), the write stays in it (see ``confine``)."""
     parent = os.path.dirname(path) or "."
+    if inside is not None:
+        confine(inside, path)
     os.makedirs(parent, exist_ok=True)
     tmp = tmp_name(path)
     try:
@@ -114,6 +118,8 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
                 os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
+        if inside is not None:
+            confine(inside, path)  # again, right before the rename: a link swapped in meanwhile
         os.replace(tmp, path)
     except BaseException:
         unlink_quiet(tmp)
@@ -122,8 +128,8 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
         fsync_dir(parent)
 
 
-def atomic_write_text(path: str, text: str, *, fsync: bool = False) -> None:
-    atomic_write(path, text.encode("utf-8"), fsync=fsync)
+def atomic_write_text(path: str, text: str, *, fsync: bool = False, inside: str | None = None) -> None:
+    atomic_write(path, text.encode("utf-8"), fsync=fsync, inside=inside)
 
 
 def unlink_quiet(path: str) -> None:
@@ -165,13 +171,18 @@ def reflink(src: str, dst: str) -> None:
 COPY_CHUNK = 16 << 20
 
 
-def replace_with_copy(src: str, dest: str, mode: int) -> None:
+def replace_with_copy(src: str, dest: str, mode: int, *, inside: str | None = None) -> None:
     """Make ``dest`` a plain copy of ``src``'s bytes (a symlink is followed) with exactly
-    ``mode``: copied beside it under a temporary name, then renamed over it."""
+    ``mode``: copied beside it under a temporary name, then renamed over it (within
+    ``inside``, a workspace root, when given: see ``confine``)."""
     tmp = tmp_name(dest)
+    if inside is not None:
+        confine(inside, dest)
     try:
         copy_file(src, tmp, mode)
         os.chmod(tmp, mode)  # exact, whatever the umask
+        if inside is not None:
+            confine(inside, dest)
         os.replace(tmp, dest)
     except BaseException:
         unlink_quiet(tmp)
@@ -230,8 +241,11 @@ def is_executable(mode: int) -> bool:
     return bool(mode & stat.S_IXUSR)
 
 
-def remove_path(path: str) -> None:
-    """Remove a file, link or whole folder, read-only entries included."""
+def remove_path(path: str, *, inside: str | None = None) -> None:
+    """Remove a file, link or whole folder, read-only entries included (a link is removed,
+    never followed). With ``inside`` (a workspace root), only within it (``confine``)."""
+    if inside is not None:
+        confine(inside, path)
     if os.path.islink(path) or os.path.isfile(path):
         os.unlink(path)
     elif os.path.isdir(path):
@@ -277,6 +291,66 @@ def inside_root(root: str, path: str, *, shown: str | None = None) -> str:
     if rel.split("/")[0] in (".git", ".mlver"):
         raise PathError(shown, "is inside mlver's or Git's own folder")
     return rel
+
+
+# --- writing inside the workspace ------------------------------------------------------
+# Every write, removal or new folder mlver makes in a workspace is checked here, right
+# before it happens (so a link swapped in after an earlier look is still caught): the
+# folder it lands in must resolve inside the repository. The last component is never
+# followed by mlver's writes (they rename over it, or unlink it), so a workspace file
+# that is a symlink into the cache (`cache.type symlink`) is replaced, not written through.
+
+_PROC_FD = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+
+
+def _resolved(folder: str) -> str:
+    """Where ``folder`` really is: one open and one readlink on Linux (``realpath`` costs
+    an lstat per component, and this runs once per file a checkout writes)."""
+    if _PROC_FD:
+        try:
+            fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+        except OSError:  # not there (yet): resolve the part that is
+            return os.path.realpath(folder)
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return os.path.realpath(folder)
+        finally:
+            os.close(fd)
+    return os.path.realpath(folder)
+
+
+def confine(root: str, path: str) -> None:
+    """Refuse (``PathError`` naming the link) to write at ``path`` when the folder it would
+    land in is reached through a symlink leading out of ``root`` (a real path), or into
+    its ``.git``/``.mlver`` folders."""
+    path = os.path.abspath(path)
+    real = _resolved(os.path.dirname(path))
+    if real == root:
+        return
+    if real.startswith(root + os.sep):
+        own = real[len(root) + 1:].split(os.sep, 1)[0]
+        lexical = path[len(root) + 1:].split(os.sep, 1)[0] if path.startswith(root + os.sep) else ""
+        if own not in (".git", ".mlver") or own == lexical:
+            return
+    link, target = _leaving_link(root, path)
+    raise PathError(link, f"is a symbolic link to {target}, outside the repository: mlver does not follow it",
+                    hint="replace the link with a real folder (or remove it), then run the command again")
+
+
+def _leaving_link(root: str, path: str) -> tuple[str, str]:
+    """The first symlink on the way from ``root`` to ``path`` that leads out of it (its
+    repo-relative POSIX path and target); else ``path`` itself and where it resolves."""
+    if path.startswith(root + os.sep):
+        parts = path[len(root) + 1:].split(os.sep)
+        cur = root
+        for i, part in enumerate(parts[:-1]):
+            cur = os.path.join(cur, part)
+            if os.path.islink(cur):
+                real = os.path.realpath(cur)
+                if not real.startswith(root + os.sep) or real[len(root) + 1:].split(os.sep)[0] in (".git", ".mlver"):
+                    return "/".join(parts[: i + 1]), real
+    return to_posix(path), os.path.realpath(os.path.dirname(path))
 
 
 WINDOWS = os.name == "nt"

@@ -15,7 +15,7 @@ from typing import Iterable
 from mlver import git
 from mlver.cache import Cache
 from mlver.errors import FormatError, PathError
-from mlver.fsutil import (TMP_MARK, WalkEntry, inside_root, is_executable, parallel_map, remove_path,
+from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
                           sweep_stale_tmp, walk_files)
 from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
@@ -129,7 +129,8 @@ def hash_files(repo: Repo, todo: list[tuple[str, str, os.stat_result]], *,
 
 def scan_dir(repo: Repo, rel: str, *, debris: list[str] | None = None) -> list[WalkEntry]:
     """The files of the tracked folder ``rel``, sorted by path (unique, so tuples compare
-    on it alone)."""
+    on it alone). A folder reached through a symlink out of the repository is refused."""
+    confine(repo.root, os.path.join(repo.abs(rel), "-"))
     return sorted(walk_files(repo.abs(rel), ignore=repo.ignore, top_rel=rel, links_into=repo.cache_dir,
                              debris=debris))
 
@@ -457,9 +458,17 @@ def _safe_to_replace(repo: Repo, rel: str, current: str | None, force: bool, res
     return False
 
 
+def check_writable(repo: Repo, out: Output) -> None:
+    """Refuse (before anything is written) an output whose place in the workspace is
+    reached through a symlink out of the repository: for a folder, the folder itself."""
+    path = repo.abs(out.path)
+    confine(repo.root, os.path.join(path, "-") if out.kind == "dir" or os.path.isdir(path) else path)
+
+
 def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: bool = False,
                     progress: Progress = NO_PROGRESS) -> CheckoutResult:
     """Make the workspace data of ``out`` match its recorded digest (plan, then act)."""
+    check_writable(repo, out)
     debris = [os.path.dirname(repo.abs(out.path))]  # temporary files a killed mlver left beside the data
     try:
         return _checkout_output(repo, out, debris, force=force, relink=relink, progress=progress)
@@ -490,7 +499,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
                 return res
             for f in unsafe:
                 cache.store_file(repo.abs(f))
-            remove_path(path)
+            remove_path(path, inside=repo.root)
             plan.append(_Place(out.path, out.digest, False, False))
         else:
             cur = current_file_digest(repo, out.path) if os.path.lexists(path) else None
@@ -508,6 +517,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             cur_d = current_file_digest(repo, out.path)
             if cur_d and not _safe_to_replace(repo, out.path, cur_d[0], force, res):
                 return res
+            confine(repo.root, path)
             os.unlink(path)
         # which objects the cache holds: one listing of its folders, not a stat per object
         have = cache.stored_digests({e.digest for e in manifest.entries})
@@ -534,7 +544,9 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             cur_e = current.get(e.path)
             frel = f"{out.path}/{e.path}"
             if cur_e is not None and cur_e.digest == e.digest and not relink:
-                if cur_e.exec != e.exec and cache.link_types_from(path)[:1] != ["hardlink"]:
+                if (cur_e.exec != e.exec and cache.link_types_from(path)[:1] != ["hardlink"]
+                        and not os.path.islink(repo.abs(frel))):  # chmod would follow a link
+                    confine(repo.root, repo.abs(frel))
                     os.chmod(repo.abs(frel), 0o755 if e.exec else 0o644)
                 continue
             if cur_e is not None and not _safe_to_replace(repo, frel, cur_e.digest, force, res):
@@ -542,6 +554,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             plan.append(_Place(frel, e.digest, e.exec, cur_e is not None))
 
     for rel in removals:
+        confine(repo.root, repo.abs(rel))
         os.unlink(repo.abs(rel))
         res.deleted.append(rel)
     _prune_empty_dirs(repo, out.path, removals)
@@ -567,6 +580,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             if st is not None:
                 repo.state.record(p.rel, st, p.digest)
     if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing:
+        confine(repo.root, os.path.join(path, "-"))
         os.makedirs(path)  # a folder recorded empty is restored empty
         res.added.append(out.path)
     if not res.kept and not res.missing:
@@ -577,6 +591,10 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
 def _sweep_debris(repo: Repo, folders: list[str]) -> None:
     """Remove the temporary files of killed mlver runs from ``folders`` and the cache."""
     for folder in set(folders):
+        try:
+            confine(repo.root, os.path.join(folder, "-"))
+        except PathError:
+            continue  # not the workspace's: not ours to tidy
         sweep_stale_tmp(folder)
     repo.cache.sweep_tmp()
 
@@ -587,6 +605,7 @@ def _prune_empty_dirs(repo: Repo, top_rel: str, removed: list[str]) -> None:
         d = os.path.dirname(repo.abs(rel))
         while d.startswith(top + os.sep):
             try:
+                confine(repo.root, d)
                 os.rmdir(d)
             except OSError:
                 break
@@ -631,10 +650,11 @@ def _remove_placed(repo: Repo, placed: Placed, manifest: Manifest | None) -> Non
     """Remove data mlver placed (``manifest``: a folder's current one); in a folder,
     files .mlverignore leaves out stay (with the folders holding them)."""
     if manifest is None or not _ignored_files(repo, placed.path, manifest):
-        remove_path(repo.abs(placed.path))
+        remove_path(repo.abs(placed.path), inside=repo.root)
         return
     removed = [f"{placed.path}/{e.path}" for e in manifest.entries]
     for rel in removed:
+        confine(repo.root, repo.abs(rel))
         os.unlink(repo.abs(rel))
     _prune_empty_dirs(repo, placed.path, removed)
 
@@ -653,7 +673,7 @@ def _unchanged_and_cached(repo: Repo, placed: Placed) -> tuple[bool, Manifest | 
     """Is the data mlver placed still what it wrote, and in the cache? With a folder, its
     current manifest too (the removal needs it)."""
     path = repo.abs(placed.path)
-    if placed.kind == "dir" and os.path.isdir(path):
+    if placed.kind == "dir" and os.path.isdir(path) and not os.path.islink(path):  # a link: not what mlver placed
         cur = current_manifest(repo, placed.path)
         return cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries), cur
     if placed.kind == "file" and os.path.isfile(path):
