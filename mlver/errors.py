@@ -96,3 +96,12 @@ class StageFailed(MlverError):
         super().__init__(f"stage '{stage}' failed: command exited with code {returncode}")
         self.stage = stage
         self.returncode = returncode
+
+
+class DanglingLink(PathError):
+    """A workspace file that is a link into the cache (``cache.type symlink``) whose object
+    is no longer there (deleted by hand, or by `gc`)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "is a link into the cache, and its object is no longer there",
+                         hint="run `mlver pull` to fetch the data back")

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence, TypeVar
 
-from mlver.errors import PathError
+from mlver.errors import DanglingLink, PathError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -132,9 +132,9 @@ def atomic_write_text(path: str, text: str, *, fsync: bool = False, inside: str 
     atomic_write(path, text.encode("utf-8"), fsync=fsync, inside=inside)
 
 
-def unlink_quiet(path: str) -> None:
+def unlink_quiet(path: str, *, dir_fd: int | None = None) -> None:
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except OSError:
         pass
 
@@ -142,13 +142,18 @@ def unlink_quiet(path: str) -> None:
 
 # --- links ---------------------------------------------------------------------------
 
-def reflink(src: str, dst: str) -> None:
-    """Copy-on-write clone of ``src`` at ``dst`` (which must not exist); OSError if unsupported."""
+def reflink(src: str, dst: str, *, dir_fd: int | None = None) -> None:
+    """Copy-on-write clone of ``src`` at ``dst`` (which must not exist; relative to the open
+    folder ``dir_fd`` when given); OSError if unsupported."""
     if sys.platform == "darwin":
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.clonefile(os.fsencode(src), os.fsencode(dst), 0) != 0:
+        if dir_fd is None:
+            rc = libc.clonefile(os.fsencode(src), os.fsencode(dst), 0)
+        else:  # clonefileat(AT_FDCWD, src, dir_fd, dst, 0)
+            rc = libc.clonefileat(-2, os.fsencode(src), dir_fd, os.fsencode(dst), 0)
+        if rc != 0:
             e = ctypes.get_errno()
             raise OSError(e, os.strerror(e))
         return
@@ -158,12 +163,12 @@ def reflink(src: str, dst: str) -> None:
 
     ficlone = 0x40049409
     with open(src, "rb") as s:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dir_fd)
         try:
             fcntl.ioctl(fd, ficlone, s.fileno())
         except OSError:
             os.close(fd)
-            unlink_quiet(dst)
+            unlink_quiet(dst, dir_fd=dir_fd)
             raise
         os.close(fd)
 
@@ -189,13 +194,14 @@ def replace_with_copy(src: str, dest: str, mode: int, *, inside: str | None = No
         raise
 
 
-def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None) -> None:
+def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None,
+              dir_fd: int | None = None) -> None:
     """Copy bytes into a new file ``dst`` created with ``mode`` (in-kernel copy where the
     OS offers it, so the bytes never pass through Python); ``on_chunk`` runs after each
     16 MiB."""
     fin = os.open(src, os.O_RDONLY)
     try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
         try:
             size = os.fstat(fin).st_size
             if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
@@ -221,18 +227,19 @@ def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], N
         os.close(fin)
 
 
-def link_file(src: str, dst: str, link_type: str, mode: int = 0o644) -> None:
-    """Create ``dst`` (not existing) from ``src`` with one link type; OSError if it cannot.
-    ``mode`` applies to the independent copies (reflink, copy), not to links."""
+def link_file(src: str, dst: str, link_type: str, mode: int = 0o644, *, dir_fd: int | None = None) -> None:
+    """Create ``dst`` (not existing; relative to the open folder ``dir_fd`` when given) from
+    ``src`` with one link type; OSError if it cannot. ``mode`` applies to the independent
+    copies (reflink, copy), not to links."""
     if link_type == "reflink":
-        reflink(src, dst)
-        os.chmod(dst, mode)
+        reflink(src, dst, dir_fd=dir_fd)
+        os.chmod(dst, mode, dir_fd=dir_fd)
     elif link_type == "hardlink":
-        os.link(src, dst)
+        os.link(src, dst, dst_dir_fd=dir_fd)
     elif link_type == "symlink":
-        os.symlink(os.path.abspath(src), dst)
+        os.symlink(os.path.abspath(src), dst, dir_fd=dir_fd)
     elif link_type == "copy":
-        copy_file(src, dst, mode)
+        copy_file(src, dst, mode, dir_fd=dir_fd)
     else:  # pragma: no cover - validated by config
         raise ValueError(link_type)
 
@@ -325,17 +332,85 @@ def confine(root: str, path: str) -> None:
     land in is reached through a symlink leading out of ``root`` (a real path), or into
     its ``.git``/``.mlver`` folders."""
     path = os.path.abspath(path)
-    real = _resolved(os.path.dirname(path))
-    if real == root:
-        return
-    if real.startswith(root + os.sep):
-        own = real[len(root) + 1:].split(os.sep, 1)[0]
-        lexical = path[len(root) + 1:].split(os.sep, 1)[0] if path.startswith(root + os.sep) else ""
-        if own not in (".git", ".mlver") or own == lexical:
-            return
+    if not _inside(root, path, _resolved(os.path.dirname(path))):
+        _refuse(root, path)
+
+
+def _refuse(root: str, path: str) -> None:
     link, target = _leaving_link(root, path)
     raise PathError(link, f"is a symbolic link to {target}, outside the repository: mlver does not follow it",
                     hint="replace the link with a real folder (or remove it), then run the command again")
+
+
+def _inside(root: str, path: str, real: str) -> bool:
+    if real == root:
+        return True
+    if real.startswith(root + os.sep):
+        own = real[len(root) + 1:].split(os.sep, 1)[0]
+        lexical = path[len(root) + 1:].split(os.sep, 1)[0] if path.startswith(root + os.sep) else ""
+        return own not in (".git", ".mlver") or own == lexical
+    return False
+
+
+def open_folder_confined(root: str, folder: str) -> int:
+    """An open descriptor of ``folder`` (created as needed) that is really inside ``root``:
+    what is then created, renamed or removed relative to it cannot land elsewhere, whatever
+    links are swapped in meanwhile. Refused (``PathError``) when it resolves outside."""
+    folder = os.path.abspath(folder)
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    if not _PROC_FD:
+        confine(root, os.path.join(folder, "-"))
+        os.makedirs(folder, exist_ok=True)
+        return os.open(folder, flags)
+    try:
+        fd = os.open(folder, flags)  # the usual case: one open, then where it really is
+    except FileNotFoundError:
+        fd = -1
+    if fd >= 0:
+        if _inside(root, folder + os.sep + "-", os.readlink(f"/proc/self/fd/{fd}")):
+            return fd
+        os.close(fd)
+        _refuse(root, os.path.join(folder, "-"))
+    if folder != root and not folder.startswith(root + os.sep):
+        _refuse(root, os.path.join(folder, "-"))
+    # create it one folder at a time, each inside one already checked
+    fd = os.open(root, flags)
+    try:
+        for part in folder[len(root) + 1:].split(os.sep) if folder != root else []:
+            try:
+                os.mkdir(part, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nfd = os.open(part, flags, dir_fd=fd)  # a link is followed, then checked
+            os.close(fd)
+            fd = nfd
+            if not _inside(root, folder + os.sep + "-", os.readlink(f"/proc/self/fd/{fd}")):
+                _refuse(root, os.path.join(folder, "-"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def unlink_confined(root: str, path: str, *, folder: bool = False) -> None:
+    """``os.unlink`` (``os.rmdir`` with ``folder``) of ``path`` inside ``root`` without a
+    window for a swapped-in link: the folder is opened, checked where it really is, and the
+    name removed relative to that open folder."""
+    path = os.path.abspath(path)
+    if not _PROC_FD:
+        confine(root, path)
+        (os.rmdir if folder else os.unlink)(path)
+        return
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
+    try:
+        if not _inside(root, path, os.readlink(f"/proc/self/fd/{fd}")):
+            _refuse(root, path)
+        if folder:
+            os.rmdir(os.path.basename(path), dir_fd=fd)
+        else:
+            os.unlink(os.path.basename(path), dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def _leaving_link(root: str, path: str) -> tuple[str, str]:
@@ -469,14 +544,16 @@ class WalkEntry(NamedTuple):
 
 def walk_files(
     top: str, *, ignore: IgnoreSpec | None = None, top_rel: str = "", links_into: str | None = None,
-    debris: list[str] | None = None,
+    debris: list[str] | None = None, dangling: list[str] | None = None,
 ) -> list[WalkEntry]:
     """Every regular file below ``top``, in no particular order; a symlink is refused
     (naming it) unless ignored, or unless it points into ``links_into`` (the cache, when
     checkout used symlinks). ``top_rel`` is ``top``'s path relative to the repo root,
     used to match ignore rules. mlver's own temporary files are skipped; with ``debris``
     given, the folders holding them are appended to it (so one walk also finds what a
-    killed run left behind).
+    killed run left behind). A link into ``links_into`` whose object is gone is a
+    ``DanglingLink`` error, or, with ``dangling`` given, appended to it (its ``rel``) and
+    left out.
 
     This loop is the floor of ``status`` on a large folder: one ``scandir`` per folder,
     one ``lstat`` per file, no per-entry function calls beyond those.
@@ -506,10 +583,15 @@ def walk_files(
                     stack.append((prefix + name + "/", e.path))
                 elif e.is_symlink():
                     rel = prefix + name
-                    if links_into and os.path.realpath(e.path).startswith(links_into + os.sep):
-                        add(WalkEntry(rel, e.path, os.stat(e.path)))
-                        continue
                     shown = f"{top_rel}/{rel}" if top_rel else rel
+                    if links_into and os.path.realpath(e.path).startswith(links_into + os.sep):
+                        try:
+                            add(WalkEntry(rel, e.path, os.stat(e.path)))
+                        except FileNotFoundError:
+                            if dangling is None:
+                                raise DanglingLink(shown) from None
+                            dangling.append(rel)
+                        continue
                     raise PathError(shown, "is a symbolic link inside a tracked folder",
                                     hint="list it in .mlverignore to leave it out")
     return found

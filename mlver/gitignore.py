@@ -17,9 +17,15 @@ def _gitignore_entry(data_rel: str) -> tuple[str, str]:
     return folder, f"/{escaped}"
 
 
+def check_gitignore(repo: Repo, data_rel: str) -> None:
+    """Refuse (before anything is written) when the .gitignore for ``data_rel`` is a
+    symlink out of the repository, or in a folder reached through one: it is someone
+    else's file, neither edited through the link nor replaced."""
+    folder, _ = _gitignore_entry(data_rel)
+    _refuse_leaving_link(repo, repo.abs(f"{folder}/.gitignore" if folder else ".gitignore"))
+
+
 def _refuse_leaving_link(repo: Repo, path: str) -> None:
-    """A .gitignore that is a symlink out of the repository (or in a folder reached through
-    one) is someone else's file: it is neither edited through the link nor replaced."""
     confine(repo.root, path)
     if os.path.islink(path):
         confine(repo.root, os.path.join(path, "-"))

@@ -14,9 +14,9 @@ from typing import Iterable
 
 from mlver import git
 from mlver.cache import Cache
-from mlver.errors import FormatError, PathError
+from mlver.errors import DanglingLink, FormatError, PathError
 from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
-                          sweep_stale_tmp, walk_files)
+                          sweep_stale_tmp, unlink_confined, walk_files)
 from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -127,12 +127,20 @@ def hash_files(repo: Repo, todo: list[tuple[str, str, os.stat_result]], *,
     return result
 
 
-def scan_dir(repo: Repo, rel: str, *, debris: list[str] | None = None) -> list[WalkEntry]:
+def scan_dir(repo: Repo, rel: str, *, debris: list[str] | None = None,
+             dangling: list[str] | None = None) -> list[WalkEntry]:
     """The files of the tracked folder ``rel``, sorted by path (unique, so tuples compare
     on it alone). A folder reached through a symlink out of the repository is refused."""
     confine(repo.root, os.path.join(repo.abs(rel), "-"))
     return sorted(walk_files(repo.abs(rel), ignore=repo.ignore, top_rel=rel, links_into=repo.cache_dir,
-                             debris=debris))
+                             debris=debris, dangling=dangling))
+
+
+def dangling_link(repo: Repo, rel: str) -> bool:
+    """Is the workspace file ``rel`` a link into the cache whose object is gone?"""
+    path = repo.abs(rel)
+    return (os.path.islink(path) and not os.path.exists(path)
+            and os.path.realpath(path).startswith(repo.cache_dir + os.sep))
 
 
 def stat_rows(entries: list[WalkEntry]) -> list[str]:
@@ -286,6 +294,8 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
     if out.kind == "file":
         if not exists:
             return OutputState(out, "deleted" if cache.has(out.digest) else "not_in_cache")
+        if dangling_link(repo, out.path):  # cache.type symlink, object gone: its data is not in the cache
+            return OutputState(out, "not_in_cache")
         if os.path.isdir(path) and not os.path.islink(path):
             return OutputState(out, "modified")
         cur = current_file_digest(repo, out.path, progress=progress)
@@ -300,7 +310,10 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
         return OutputState(out, "deleted" if has_manifest else "not_in_cache")
     if not os.path.isdir(path):
         return OutputState(out, "modified")
-    entries = scan_dir(repo, out.path)
+    dangling: list[str] = []
+    entries = scan_dir(repo, out.path, dangling=dangling)
+    if dangling:  # cache.type symlink, objects gone: that data is not in the cache
+        return OutputState(out, "not_in_cache", tuple(FileState(f"{out.path}/{d}", "not_in_cache") for d in dangling))
     rows = stat_rows(entries)
     listing = _listing_digest(rows)
     if repo.state.dir_lookup(out.path, listing) is None:  # the listing changed: what changed?
@@ -517,15 +530,15 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             cur_d = current_file_digest(repo, out.path)
             if cur_d and not _safe_to_replace(repo, out.path, cur_d[0], force, res):
                 return res
-            confine(repo.root, path)
-            os.unlink(path)
+            unlink_confined(repo.root, path)
         # which objects the cache holds: one listing of its folders, not a stat per object
         have = cache.stored_digests({e.digest for e in manifest.entries})
         sizes = {e.digest: e.size for e in manifest.entries if e.digest in have}
         res.missing.extend(f"{out.path}/{e.path}" for e in manifest.entries if e.digest not in have)
         current: dict[str, Entry] = {}
         if os.path.isdir(path):
-            entries = scan_dir(repo, out.path, debris=debris)  # ... or inside it
+            # ... or inside it; a link into the cache whose object is gone holds nothing: placed anew
+            entries = scan_dir(repo, out.path, debris=debris, dangling=[])
             cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries)
             if cur_digest == out.digest and not relink:  # already in place: one walk, nothing read
                 if not res.missing:
@@ -554,8 +567,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             plan.append(_Place(frel, e.digest, e.exec, cur_e is not None))
 
     for rel in removals:
-        confine(repo.root, repo.abs(rel))
-        os.unlink(repo.abs(rel))
+        unlink_confined(repo.root, repo.abs(rel))
         res.deleted.append(rel)
     _prune_empty_dirs(repo, out.path, removals)
     if plan:
@@ -605,8 +617,7 @@ def _prune_empty_dirs(repo: Repo, top_rel: str, removed: list[str]) -> None:
         d = os.path.dirname(repo.abs(rel))
         while d.startswith(top + os.sep):
             try:
-                confine(repo.root, d)
-                os.rmdir(d)
+                unlink_confined(repo.root, d, folder=True)
             except OSError:
                 break
             d = os.path.dirname(d)
@@ -654,8 +665,7 @@ def _remove_placed(repo: Repo, placed: Placed, manifest: Manifest | None) -> Non
         return
     removed = [f"{placed.path}/{e.path}" for e in manifest.entries]
     for rel in removed:
-        confine(repo.root, repo.abs(rel))
-        os.unlink(repo.abs(rel))
+        unlink_confined(repo.root, repo.abs(rel))
     _prune_empty_dirs(repo, placed.path, removed)
 
 
@@ -674,7 +684,10 @@ def _unchanged_and_cached(repo: Repo, placed: Placed) -> tuple[bool, Manifest | 
     current manifest too (the removal needs it)."""
     path = repo.abs(placed.path)
     if placed.kind == "dir" and os.path.isdir(path) and not os.path.islink(path):  # a link: not what mlver placed
-        cur = current_manifest(repo, placed.path)
+        try:
+            cur = current_manifest(repo, placed.path)
+        except DanglingLink:  # part of it is gone from the cache: not safe to call it unchanged
+            return False, None
         return cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries), cur
     if placed.kind == "file" and os.path.isfile(path):
         d = current_file_digest(repo, placed.path)

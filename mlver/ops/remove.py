@@ -12,7 +12,7 @@ from mlver.ops.common import all_outputs, autostage, pointer_rel_for, write_poin
 from mlver.ops.unprotect import unprotect
 from mlver.pointer import POINTER_SUFFIX
 from mlver.repo import Repo
-from mlver.gitignore import gitignore_add, gitignore_remove
+from mlver.gitignore import check_gitignore, gitignore_add, gitignore_remove
 from mlver.workspace import Output, select_outputs
 
 
@@ -47,6 +47,7 @@ def remove(repo: Repo, targets: list[str]) -> RemoveResult:
     for t in targets:
         out = _pointer_output(repo, t)
         assert out.pointer_file is not None
+        check_gitignore(repo, out.path)
         if os.path.lexists(repo.abs(out.path)):
             # links into the cache (symlink/hardlink cache.type) become the user's own
             # copies first: a later `gc` must not take the data with the objects
@@ -90,6 +91,8 @@ def move(repo: Repo, src: str, dst: str) -> MoveResult:
     # both ends, before anything moves: neither may be reached through a link out of the repository
     confine(repo.root, repo.abs(out.path))
     confine(repo.root, repo.abs(dst_rel))
+    check_gitignore(repo, out.path)
+    check_gitignore(repo, dst_rel)
     if os.path.lexists(repo.abs(out.path)):
         os.makedirs(os.path.dirname(repo.abs(dst_rel)) or repo.root, exist_ok=True)
         confine(repo.root, repo.abs(dst_rel))
