@@ -12,8 +12,8 @@ from typing import Iterable, Iterator, NamedTuple
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, remove_path, fsync_dir, link_file, reflink, sweep_stale_tmp,
-                          unique_suffix, unlink_quiet)
+from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
+                          remove_path, sweep_stale_tmp, unique_suffix, unlink_quiet)
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, digest_open, is_digest, new_hasher
 
 MANIFEST_SUFFIX = ".manifest"
@@ -54,8 +54,10 @@ class ObjectRef(NamedTuple):
 
 
 class Cache:
-    def __init__(self, root: str, *, link_types: tuple[str, ...], fsync: bool = False) -> None:
+    def __init__(self, root: str, *, link_types: tuple[str, ...], fsync: bool = False,
+                 workspace: str | None = None) -> None:
         self.root = root
+        self.workspace = workspace  # the real path objects are placed below (``place`` stays in it)
         self.link_types = link_types
         self.fsync = fsync
         self.tmp_dir = os.path.join(root, "tmp")
@@ -64,7 +66,6 @@ class Cache:
         self._made_dirs: set[str] = set()
         self._no_clone: set[int] = set()  # devices whose files could not be cloned into the cache
         self._swept = False
-        self._devs: dict[str, str] = {}  # workspace folder -> device id
 
     # --- naming -------------------------------------------------------------------
 
@@ -247,33 +248,38 @@ class Cache:
         start = self._working.get(str(dev), 0)
         return list(self.link_types[start:])
 
-    def _dev(self, parent: str) -> str:
-        dev = self._devs.get(parent)
-        if dev is None:
-            os.makedirs(parent, exist_ok=True)
-            dev = self._devs[parent] = str(os.stat(parent).st_dev)
-        return dev
-
     def place(self, digest: str, dest: str, *, executable: bool = False) -> str:
         """Put the object at ``dest`` (replacing what is there) with the first link type
-        that works; returns the link type used."""
-        src = self.path(digest)
+        that works; returns the link type used. Below ``workspace``, the object is made and
+        renamed relative to the open folder, checked to be inside it (``open_folder_confined``)."""
         parent = os.path.dirname(dest)
-        dev = self._dev(parent)
-        tmp = os.path.join(parent, f"{TMP_MARK}{unique_suffix()}")
+        if self.workspace is not None:
+            fd = open_folder_confined(self.workspace, parent)
+        else:
+            os.makedirs(parent, exist_ok=True)
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return self._place_at(digest, fd, os.path.basename(dest), dest, executable)
+        finally:
+            os.close(fd)
+
+    def _place_at(self, digest: str, fd: int, name: str, dest: str, executable: bool) -> str:
+        src = self.path(digest)
+        dev = str(os.fstat(fd).st_dev)
+        tmp = f"{TMP_MARK}{unique_suffix()}"
         mode = 0o755 if executable else 0o644
         last: OSError | None = None
         for i in range(self._working.get(dev, 0), len(self.link_types)):
             kind = self.link_types[i]
             try:
-                link_file(src, tmp, kind, mode)
+                link_file(src, tmp, kind, mode, dir_fd=fd)
             except FileNotFoundError:
-                unlink_quiet(tmp)
+                unlink_quiet(tmp, dir_fd=fd)
                 if not os.path.exists(src):
                     raise MlverError(f"object {digest} is not in the cache", hint="run `mlver pull` to fetch it") from None
                 raise
             except OSError as e:
-                unlink_quiet(tmp)
+                unlink_quiet(tmp, dir_fd=fd)
                 last = e
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise
@@ -282,12 +288,12 @@ class Cache:
             try:
                 failpoint.hit("checkout-before-rename")
                 try:
-                    os.replace(tmp, dest)
+                    os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
                 except IsADirectoryError:
-                    remove_path(dest)
-                    os.replace(tmp, dest)
+                    remove_path(dest, inside=self.workspace)  # a folder where the file goes
+                    os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
             except BaseException:
-                unlink_quiet(tmp)
+                unlink_quiet(tmp, dir_fd=fd)
                 raise
             return kind
         raise MlverError(f"could not place {dest}: no link type in cache.type worked ({last})")

@@ -131,3 +131,12 @@ class StaleStage(MlverError):
                          hint=f"run it with `mlver repro {names}`, or record its outputs as they are "
                               f"with `mlver commit --force {names}`")
         self.stages = stages
+
+
+class DanglingLink(PathError):
+    """A workspace file that is a link into the cache (``cache.type symlink``) whose object
+    is no longer there (deleted by hand, or by `gc`)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "is a link into the cache, and its object is no longer there",
+                         hint="run `mlver pull` to fetch the data back")

@@ -12,7 +12,7 @@ import stat
 import sys
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence, TypeVar
 
-from mlver.errors import PathError
+from mlver.errors import DanglingLink, PathError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlver.ignore import IgnoreSpec
@@ -111,9 +111,13 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` whole or not at all: temporary name, then rename."""
+def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | None = None,
+                 inside: str | None = None) -> None:
+    """Write ``data`` to ``path`` whole or not at all: temporary name, then rename. With
+    ``inside`` (a workspace root), the write stays in it (see ``confine``)."""
     parent = os.path.dirname(path) or "."
+    if inside is not None:
+        confine(inside, path)
     os.makedirs(parent, exist_ok=True)
     tmp = tmp_name(path)
     try:
@@ -124,6 +128,8 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
                 os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
+        if inside is not None:
+            confine(inside, path)  # again, right before the rename: a link swapped in meanwhile
         os.replace(tmp, path)
     except OSError as e:
         unlink_quiet(tmp)
@@ -137,13 +143,13 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
         fsync_dir(parent)
 
 
-def atomic_write_text(path: str, text: str, *, fsync: bool = False) -> None:
-    atomic_write(path, text.encode("utf-8"), fsync=fsync)
+def atomic_write_text(path: str, text: str, *, fsync: bool = False, inside: str | None = None) -> None:
+    atomic_write(path, text.encode("utf-8"), fsync=fsync, inside=inside)
 
 
-def unlink_quiet(path: str) -> None:
+def unlink_quiet(path: str, *, dir_fd: int | None = None) -> None:
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except OSError:
         pass
 
@@ -155,18 +161,20 @@ FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h: the same number on every
 AT_FDCWD_DARWIN = -2
 
 
-def reflink(src: str | int, dst: str) -> None:
+def reflink(src: str | int, dst: str, *, dir_fd: int | None = None) -> None:
     """Copy-on-write clone of ``src`` (a path, or a file descriptor open for reading, so
-    the caller can hash exactly the file it cloned) at ``dst``, which must not exist;
+    the caller can hash exactly the file it cloned) at ``dst``, which must not exist (relative to the open folder ``dir_fd`` when given);
     OSError if this filesystem or platform cannot clone (nothing is left at ``dst``)."""
     if sys.platform == "darwin":
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        if isinstance(src, int):
-            rc = libc.fclonefileat(src, AT_FDCWD_DARWIN, os.fsencode(dst), 0)
-        else:
+        if isinstance(src, int):  # fclonefileat(srcfd, dst_dirfd, dst, 0)
+            rc = libc.fclonefileat(src, AT_FDCWD_DARWIN if dir_fd is None else dir_fd, os.fsencode(dst), 0)
+        elif dir_fd is None:
             rc = libc.clonefile(os.fsencode(src), os.fsencode(dst), 0)
+        else:  # clonefileat(AT_FDCWD, src, dir_fd, dst, 0)
+            rc = libc.clonefileat(AT_FDCWD_DARWIN, os.fsencode(src), dir_fd, os.fsencode(dst), 0)
         if rc != 0:
             e = ctypes.get_errno()
             raise OSError(e, os.strerror(e), dst)
@@ -177,12 +185,12 @@ def reflink(src: str | int, dst: str) -> None:
 
     src_fd = src if isinstance(src, int) else os.open(src, os.O_RDONLY)
     try:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dir_fd)
         try:
             fcntl.ioctl(fd, FICLONE, src_fd)
         except OSError:
             os.close(fd)
-            unlink_quiet(dst)
+            unlink_quiet(dst, dir_fd=dir_fd)
             raise
         os.close(fd)
     finally:
@@ -193,26 +201,32 @@ def reflink(src: str | int, dst: str) -> None:
 COPY_CHUNK = 16 << 20
 
 
-def replace_with_copy(src: str, dest: str, mode: int) -> None:
+def replace_with_copy(src: str, dest: str, mode: int, *, inside: str | None = None) -> None:
     """Make ``dest`` a plain copy of ``src``'s bytes (a symlink is followed) with exactly
-    ``mode``: copied beside it under a temporary name, then renamed over it."""
+    ``mode``: copied beside it under a temporary name, then renamed over it (within
+    ``inside``, a workspace root, when given: see ``confine``)."""
     tmp = tmp_name(dest)
+    if inside is not None:
+        confine(inside, dest)
     try:
         copy_file(src, tmp, mode)
         os.chmod(tmp, mode)  # exact, whatever the umask
+        if inside is not None:
+            confine(inside, dest)
         os.replace(tmp, dest)
     except BaseException:
         unlink_quiet(tmp)
         raise
 
 
-def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None) -> None:
+def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None,
+              dir_fd: int | None = None) -> None:
     """Copy bytes into a new file ``dst`` created with ``mode`` (in-kernel copy where the
     OS offers it, so the bytes never pass through Python); ``on_chunk`` runs after each
     16 MiB."""
     fin = os.open(src, os.O_RDONLY)
     try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
         try:
             _copy_fd(fin, fout, on_chunk)
         except OSError as e:  # a failed write names no file ("No space left on device")
@@ -244,18 +258,19 @@ def _copy_fd(fin: int, fout: int, on_chunk: Callable[[], None] | None) -> None:
                 view = view[os.write(fout, view):]
 
 
-def link_file(src: str, dst: str, link_type: str, mode: int = 0o644) -> None:
-    """Create ``dst`` (not existing) from ``src`` with one link type; OSError if it cannot.
-    ``mode`` applies to the independent copies (reflink, copy), not to links."""
+def link_file(src: str, dst: str, link_type: str, mode: int = 0o644, *, dir_fd: int | None = None) -> None:
+    """Create ``dst`` (not existing; relative to the open folder ``dir_fd`` when given) from
+    ``src`` with one link type; OSError if it cannot. ``mode`` applies to the independent
+    copies (reflink, copy), not to links."""
     if link_type == "reflink":
-        reflink(src, dst)
-        os.chmod(dst, mode)
+        reflink(src, dst, dir_fd=dir_fd)
+        os.chmod(dst, mode, dir_fd=dir_fd)
     elif link_type == "hardlink":
-        os.link(src, dst)
+        os.link(src, dst, dst_dir_fd=dir_fd)
     elif link_type == "symlink":
-        os.symlink(os.path.abspath(src), dst)
+        os.symlink(os.path.abspath(src), dst, dir_fd=dir_fd)
     elif link_type == "copy":
-        copy_file(src, dst, mode)
+        copy_file(src, dst, mode, dir_fd=dir_fd)
     else:  # pragma: no cover - validated by config
         raise ValueError(link_type)
 
@@ -264,8 +279,11 @@ def is_executable(mode: int) -> bool:
     return bool(mode & stat.S_IXUSR)
 
 
-def remove_path(path: str) -> None:
-    """Remove a file, link or whole folder, read-only entries included."""
+def remove_path(path: str, *, inside: str | None = None) -> None:
+    """Remove a file, link or whole folder, read-only entries included (a link is removed,
+    never followed). With ``inside`` (a workspace root), only within it (``confine``)."""
+    if inside is not None:
+        confine(inside, path)
     if os.path.islink(path) or os.path.isfile(path):
         os.unlink(path)
     elif os.path.isdir(path):
@@ -313,6 +331,134 @@ def inside_root(root: str, path: str, *, shown: str | None = None) -> str:
     return rel
 
 
+# --- writing inside the workspace ------------------------------------------------------
+# Every write, removal or new folder mlver makes in a workspace is checked here, right
+# before it happens (so a link swapped in after an earlier look is still caught): the
+# folder it lands in must resolve inside the repository. The last component is never
+# followed by mlver's writes (they rename over it, or unlink it), so a workspace file
+# that is a symlink into the cache (`cache.type symlink`) is replaced, not written through.
+
+_PROC_FD = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+
+
+def _resolved(folder: str) -> str:
+    """Where ``folder`` really is: one open and one readlink on Linux (``realpath`` costs
+    an lstat per component, and this runs once per file a checkout writes)."""
+    if _PROC_FD:
+        try:
+            fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+        except OSError:  # not there (yet): resolve the part that is
+            return os.path.realpath(folder)
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return os.path.realpath(folder)
+        finally:
+            os.close(fd)
+    return os.path.realpath(folder)
+
+
+def confine(root: str, path: str) -> None:
+    """Refuse (``PathError`` naming the link) to write at ``path`` when the folder it would
+    land in is reached through a symlink leading out of ``root`` (a real path), or into
+    its ``.git``/``.mlver`` folders."""
+    path = os.path.abspath(path)
+    if not _inside(root, path, _resolved(os.path.dirname(path))):
+        _refuse(root, path)
+
+
+def _refuse(root: str, path: str) -> None:
+    link, target = _leaving_link(root, path)
+    raise PathError(link, f"is a symbolic link to {target}, outside the repository: mlver does not follow it",
+                    hint="replace the link with a real folder (or remove it), then run the command again")
+
+
+def _inside(root: str, path: str, real: str) -> bool:
+    if real == root:
+        return True
+    if real.startswith(root + os.sep):
+        own = real[len(root) + 1:].split(os.sep, 1)[0]
+        lexical = path[len(root) + 1:].split(os.sep, 1)[0] if path.startswith(root + os.sep) else ""
+        return own not in (".git", ".mlver") or own == lexical
+    return False
+
+
+def open_folder_confined(root: str, folder: str) -> int:
+    """An open descriptor of ``folder`` (created as needed) that is really inside ``root``:
+    what is then created, renamed or removed relative to it cannot land elsewhere, whatever
+    links are swapped in meanwhile. Refused (``PathError``) when it resolves outside."""
+    folder = os.path.abspath(folder)
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    if not _PROC_FD:
+        confine(root, os.path.join(folder, "-"))
+        os.makedirs(folder, exist_ok=True)
+        return os.open(folder, flags)
+    try:
+        fd = os.open(folder, flags)  # the usual case: one open, then where it really is
+    except FileNotFoundError:
+        fd = -1
+    if fd >= 0:
+        if _inside(root, folder + os.sep + "-", os.readlink(f"/proc/self/fd/{fd}")):
+            return fd
+        os.close(fd)
+        _refuse(root, os.path.join(folder, "-"))
+    if folder != root and not folder.startswith(root + os.sep):
+        _refuse(root, os.path.join(folder, "-"))
+    # create it one folder at a time, each inside one already checked
+    fd = os.open(root, flags)
+    try:
+        for part in folder[len(root) + 1:].split(os.sep) if folder != root else []:
+            try:
+                os.mkdir(part, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nfd = os.open(part, flags, dir_fd=fd)  # a link is followed, then checked
+            os.close(fd)
+            fd = nfd
+            if not _inside(root, folder + os.sep + "-", os.readlink(f"/proc/self/fd/{fd}")):
+                _refuse(root, os.path.join(folder, "-"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def unlink_confined(root: str, path: str, *, folder: bool = False) -> None:
+    """``os.unlink`` (``os.rmdir`` with ``folder``) of ``path`` inside ``root`` without a
+    window for a swapped-in link: the folder is opened, checked where it really is, and the
+    name removed relative to that open folder."""
+    path = os.path.abspath(path)
+    if not _PROC_FD:
+        confine(root, path)
+        (os.rmdir if folder else os.unlink)(path)
+        return
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
+    try:
+        if not _inside(root, path, os.readlink(f"/proc/self/fd/{fd}")):
+            _refuse(root, path)
+        if folder:
+            os.rmdir(os.path.basename(path), dir_fd=fd)
+        else:
+            os.unlink(os.path.basename(path), dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _leaving_link(root: str, path: str) -> tuple[str, str]:
+    """The first symlink on the way from ``root`` to ``path`` that leads out of it (its
+    repo-relative POSIX path and target); else ``path`` itself and where it resolves."""
+    if path.startswith(root + os.sep):
+        parts = path[len(root) + 1:].split(os.sep)
+        cur = root
+        for i, part in enumerate(parts[:-1]):
+            cur = os.path.join(cur, part)
+            if os.path.islink(cur):
+                real = os.path.realpath(cur)
+                if not real.startswith(root + os.sep) or real[len(root) + 1:].split(os.sep)[0] in (".git", ".mlver"):
+                    return "/".join(parts[: i + 1]), real
+    return to_posix(path), os.path.realpath(os.path.dirname(path))
+
+
 WINDOWS = os.name == "nt"
 
 
@@ -339,14 +485,16 @@ class WalkEntry(NamedTuple):
 
 def walk_files(
     top: str, *, ignore: IgnoreSpec | None = None, top_rel: str = "", links_into: str | None = None,
-    debris: list[str] | None = None,
+    debris: list[str] | None = None, dangling: list[str] | None = None,
 ) -> list[WalkEntry]:
     """Every regular file below ``top``, in no particular order; a symlink is refused
     (naming it) unless ignored, or unless it points into ``links_into`` (the cache, when
     checkout used symlinks). ``top_rel`` is ``top``'s path relative to the repo root,
     used to match ignore rules. mlver's own temporary files are skipped; with ``debris``
     given, the folders holding them are appended to it (so one walk also finds what a
-    killed run left behind).
+    killed run left behind). A link into ``links_into`` whose object is gone is a
+    ``DanglingLink`` error, or, with ``dangling`` given, appended to it (its ``rel``) and
+    left out.
 
     This loop is the floor of ``status`` on a large folder: one ``scandir`` per folder,
     one ``lstat`` per file, no per-entry function calls beyond those.
@@ -376,10 +524,15 @@ def walk_files(
                     stack.append((prefix + name + "/", e.path))
                 elif e.is_symlink():
                     rel = prefix + name
-                    if links_into and os.path.realpath(e.path).startswith(links_into + os.sep):
-                        add(WalkEntry(rel, e.path, os.stat(e.path)))
-                        continue
                     shown = f"{top_rel}/{rel}" if top_rel else rel
+                    if links_into and os.path.realpath(e.path).startswith(links_into + os.sep):
+                        try:
+                            add(WalkEntry(rel, e.path, os.stat(e.path)))
+                        except FileNotFoundError:
+                            if dangling is None:
+                                raise DanglingLink(shown) from None
+                            dangling.append(rel)
+                        continue
                     raise PathError(shown, "is a symbolic link inside a tracked folder",
                                     hint="list it in .mlverignore to leave it out")
     return found

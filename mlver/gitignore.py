@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from mlver.fsutil import atomic_write_text
+from mlver.fsutil import atomic_write_text, confine
 from mlver.repo import Repo
 
 
@@ -17,12 +17,27 @@ def _gitignore_entry(data_rel: str) -> tuple[str, str]:
     return folder, f"/{escaped}"
 
 
+def check_gitignore(repo: Repo, data_rel: str) -> None:
+    """Refuse (before anything is written) when the .gitignore for ``data_rel`` is a
+    symlink out of the repository, or in a folder reached through one: it is someone
+    else's file, neither edited through the link nor replaced."""
+    folder, _ = _gitignore_entry(data_rel)
+    _refuse_leaving_link(repo, repo.abs(f"{folder}/.gitignore" if folder else ".gitignore"))
+
+
+def _refuse_leaving_link(repo: Repo, path: str) -> None:
+    confine(repo.root, path)
+    if os.path.islink(path):
+        confine(repo.root, os.path.join(path, "-"))
+
+
 def gitignore_add(repo: Repo, data_rel: str) -> str | None:
     """Add the anchored entry for ``data_rel`` to its folder's .gitignore; returns the
     .gitignore's repo-relative path when it changed."""
     folder, entry = _gitignore_entry(data_rel)
     rel = f"{folder}/.gitignore" if folder else ".gitignore"
     path = repo.abs(rel)
+    _refuse_leaving_link(repo, path)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -33,7 +48,7 @@ def gitignore_add(repo: Repo, data_rel: str) -> str | None:
         return None
     if text and not text.endswith("\n"):
         text += "\n"
-    atomic_write_text(path, text + entry + "\n", fsync=repo.fsync)
+    atomic_write_text(path, text + entry + "\n", fsync=repo.fsync, inside=repo.root)
     return rel
 
 
@@ -41,6 +56,7 @@ def gitignore_remove(repo: Repo, data_rel: str) -> str | None:
     folder, entry = _gitignore_entry(data_rel)
     rel = f"{folder}/.gitignore" if folder else ".gitignore"
     path = repo.abs(rel)
+    _refuse_leaving_link(repo, path)
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -50,7 +66,8 @@ def gitignore_remove(repo: Repo, data_rel: str) -> str | None:
     if kept == lines:
         return None
     if kept:
-        atomic_write_text(path, "\n".join(kept) + "\n", fsync=repo.fsync)
+        atomic_write_text(path, "\n".join(kept) + "\n", fsync=repo.fsync, inside=repo.root)
     else:
+        confine(repo.root, path)
         os.unlink(path)
     return rel

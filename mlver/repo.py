@@ -66,7 +66,7 @@ class Repo:
 
     @cached_property
     def cache(self) -> Cache:
-        return Cache(self.cache_dir, link_types=self.config.link_types, fsync=self.fsync)
+        return Cache(self.cache_dir, link_types=self.config.link_types, fsync=self.fsync, workspace=self.root)
 
     @cached_property
     def state(self) -> State:

@@ -15,9 +15,9 @@ from typing import Iterable
 
 from mlver import git
 from mlver.cache import Cache
-from mlver.errors import FormatError, PathError
-from mlver.fsutil import (TMP_MARK, WalkEntry, inside_root, is_executable, parallel_map, remove_path,
-                          sweep_stale_tmp, walk_files)
+from mlver.errors import DanglingLink, FormatError, PathError
+from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
+                          sweep_stale_tmp, unlink_confined, walk_files)
 from mlver.hashing import digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -141,11 +141,20 @@ def hash_files(repo: Repo, todo: list[tuple[str, str, os.stat_result]], *,
     return result
 
 
-def scan_dir(repo: Repo, rel: str, *, debris: list[str] | None = None) -> list[WalkEntry]:
+def scan_dir(repo: Repo, rel: str, *, debris: list[str] | None = None,
+             dangling: list[str] | None = None) -> list[WalkEntry]:
     """The files of the tracked folder ``rel``, sorted by path (unique, so tuples compare
-    on it alone)."""
+    on it alone). A folder reached through a symlink out of the repository is refused."""
+    confine(repo.root, os.path.join(repo.abs(rel), "-"))
     return sorted(walk_files(repo.abs(rel), ignore=repo.ignore, top_rel=rel, links_into=repo.cache_dir,
-                             debris=debris))
+                             debris=debris, dangling=dangling))
+
+
+def dangling_link(repo: Repo, rel: str) -> bool:
+    """Is the workspace file ``rel`` a link into the cache whose object is gone?"""
+    path = repo.abs(rel)
+    return (os.path.islink(path) and not os.path.exists(path)
+            and os.path.realpath(path).startswith(repo.cache_dir + os.sep))
 
 
 def stat_rows(entries: list[WalkEntry]) -> list[str]:
@@ -299,6 +308,8 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
     if out.kind == "file":
         if not exists:
             return OutputState(out, "deleted" if cache.has(out.digest) else "not_in_cache")
+        if dangling_link(repo, out.path):  # cache.type symlink, object gone: its data is not in the cache
+            return OutputState(out, "not_in_cache")
         if os.path.isdir(path) and not os.path.islink(path):
             return OutputState(out, "modified")
         cur = current_file_digest(repo, out.path, progress=progress)
@@ -313,7 +324,10 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
         return OutputState(out, "deleted" if has_manifest else "not_in_cache")
     if not os.path.isdir(path):
         return OutputState(out, "modified")
-    entries = scan_dir(repo, out.path)
+    dangling: list[str] = []
+    entries = scan_dir(repo, out.path, dangling=dangling)
+    if dangling:  # cache.type symlink, objects gone: that data is not in the cache
+        return OutputState(out, "not_in_cache", tuple(FileState(f"{out.path}/{d}", "not_in_cache") for d in dangling))
     rows = stat_rows(entries)
     listing = _listing_digest(rows)
     if repo.state.dir_lookup(out.path, listing) is None:  # the listing changed: what changed?
@@ -473,9 +487,17 @@ def _safe_to_replace(repo: Repo, rel: str, current: str | None, force: bool, res
     return False
 
 
+def check_writable(repo: Repo, out: Output) -> None:
+    """Refuse (before anything is written) an output whose place in the workspace is
+    reached through a symlink out of the repository: for a folder, the folder itself."""
+    path = repo.abs(out.path)
+    confine(repo.root, os.path.join(path, "-") if out.kind == "dir" or os.path.isdir(path) else path)
+
+
 def checkout_output(repo: Repo, out: Output, *, force: bool = False, relink: bool = False,
                     progress: Progress = NO_PROGRESS) -> CheckoutResult:
     """Make the workspace data of ``out`` match its recorded digest (plan, then act)."""
+    check_writable(repo, out)
     debris = [os.path.dirname(repo.abs(out.path))]  # temporary files a killed mlver left beside the data
     try:
         return _checkout_output(repo, out, debris, force=force, relink=relink, progress=progress)
@@ -506,7 +528,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
                 return res
             for f in unsafe:
                 cache.store_file(repo.abs(f))
-            remove_path(path)
+            remove_path(path, inside=repo.root)
             plan.append(_Place(out.path, out.digest, False, False))
         else:
             cur = current_file_digest(repo, out.path) if os.path.lexists(path) else None
@@ -524,14 +546,15 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             cur_d = current_file_digest(repo, out.path)
             if cur_d and not _safe_to_replace(repo, out.path, cur_d[0], force, res):
                 return res
-            os.unlink(path)
+            unlink_confined(repo.root, path)
         # which objects the cache holds: one listing of its folders, not a stat per object
         have = cache.stored_digests({e.digest for e in manifest.entries})
         sizes = {e.digest: e.size for e in manifest.entries if e.digest in have}
         res.missing.extend(f"{out.path}/{e.path}" for e in manifest.entries if e.digest not in have)
         current: dict[str, Entry] = {}
         if os.path.isdir(path):
-            entries = scan_dir(repo, out.path, debris=debris)  # ... or inside it
+            # ... or inside it; a link into the cache whose object is gone holds nothing: placed anew
+            entries = scan_dir(repo, out.path, debris=debris, dangling=[])
             cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries)
             if cur_digest == out.digest and not relink:  # already in place: one walk, nothing read
                 if not res.missing:
@@ -550,7 +573,9 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             cur_e = current.get(e.path)
             frel = f"{out.path}/{e.path}"
             if cur_e is not None and cur_e.digest == e.digest and not relink:
-                if cur_e.exec != e.exec and cache.link_types_from(path)[:1] != ["hardlink"]:
+                if (cur_e.exec != e.exec and cache.link_types_from(path)[:1] != ["hardlink"]
+                        and not os.path.islink(repo.abs(frel))):  # chmod would follow a link
+                    confine(repo.root, repo.abs(frel))
                     os.chmod(repo.abs(frel), 0o755 if e.exec else 0o644)
                 continue
             if cur_e is not None and not _safe_to_replace(repo, frel, cur_e.digest, force, res):
@@ -559,7 +584,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
                                cur_e is not None and cur_e.digest == e.digest))
 
     for rel in removals:
-        os.unlink(repo.abs(rel))
+        unlink_confined(repo.root, repo.abs(rel))
         res.deleted.append(rel)
     _prune_empty_dirs(repo, out.path, removals)
     if plan:
@@ -584,6 +609,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             if st is not None:
                 repo.state.record(p.rel, st, p.digest)
     if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing:
+        confine(repo.root, os.path.join(path, "-"))
         os.makedirs(path)  # a folder recorded empty is restored empty
         res.added.append(out.path)
     if not res.kept and not res.missing:
@@ -594,6 +620,10 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
 def _sweep_debris(repo: Repo, folders: list[str]) -> None:
     """Remove the temporary files of killed mlver runs from ``folders`` and the cache."""
     for folder in set(folders):
+        try:
+            confine(repo.root, os.path.join(folder, "-"))
+        except PathError:
+            continue  # not the workspace's: not ours to tidy
         sweep_stale_tmp(folder)
     repo.cache.sweep_tmp()
 
@@ -604,7 +634,7 @@ def _prune_empty_dirs(repo: Repo, top_rel: str, removed: list[str]) -> None:
         d = os.path.dirname(repo.abs(rel))
         while d.startswith(top + os.sep):
             try:
-                os.rmdir(d)
+                unlink_confined(repo.root, d, folder=True)
             except OSError:
                 break
             d = os.path.dirname(d)
@@ -648,11 +678,11 @@ def _remove_placed(repo: Repo, placed: Placed, manifest: Manifest | None) -> Non
     """Remove data mlver placed (``manifest``: a folder's current one); in a folder,
     files .mlverignore leaves out stay (with the folders holding them)."""
     if manifest is None or not _ignored_files(repo, placed.path, manifest):
-        remove_path(repo.abs(placed.path))
+        remove_path(repo.abs(placed.path), inside=repo.root)
         return
     removed = [f"{placed.path}/{e.path}" for e in manifest.entries]
     for rel in removed:
-        os.unlink(repo.abs(rel))
+        unlink_confined(repo.root, repo.abs(rel))
     _prune_empty_dirs(repo, placed.path, removed)
 
 
@@ -670,8 +700,11 @@ def _unchanged_and_cached(repo: Repo, placed: Placed) -> tuple[bool, Manifest | 
     """Is the data mlver placed still what it wrote, and in the cache? With a folder, its
     current manifest too (the removal needs it)."""
     path = repo.abs(placed.path)
-    if placed.kind == "dir" and os.path.isdir(path):
-        cur = current_manifest(repo, placed.path)
+    if placed.kind == "dir" and os.path.isdir(path) and not os.path.islink(path):  # a link: not what mlver placed
+        try:
+            cur = current_manifest(repo, placed.path)
+        except DanglingLink:  # part of it is gone from the cache: not safe to call it unchanged
+            return False, None
         return cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries), cur
     if placed.kind == "file" and os.path.isfile(path):
         d = current_file_digest(repo, placed.path)

@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass, field
 
 from mlver import git
-from mlver.errors import PathError
+from mlver.errors import DanglingLink, PathError
 from mlver.ops.common import all_outputs, autostage, declared_outputs, pointer_rel_for, write_pointer
 from mlver.pointer import POINTER_SUFFIX, Pointer, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.gitignore import gitignore_add
-from mlver.workspace import Output, store_output
+from mlver.gitignore import check_gitignore, gitignore_add
+from mlver.workspace import Output, dangling_link, store_output
 
 RESERVED = {"mlver.yaml", "mlver.lock", ".gitignore", ".mlverignore"}
 
@@ -32,6 +32,8 @@ def check_addable(repo: Repo, given: str, rel: str, outputs: list[Output]) -> No
         raise PathError(given, "is the repository root; add files or folders inside it")
     if not os.path.lexists(path):
         raise PathError(given, "does not exist")
+    if dangling_link(repo, rel):
+        raise DanglingLink(given)
     if os.path.islink(path):
         raise PathError(given, "is a symbolic link; mlver tracks files and folders, not links")
     if rel.endswith(POINTER_SUFFIX):
@@ -51,6 +53,7 @@ def check_addable(repo: Repo, given: str, rel: str, outputs: list[Output]) -> No
         if o.path.startswith(rel + "/"):
             raise PathError(given, f"contains the tracked output {o.path}",
                             hint=f"stop tracking it first with `mlver remove {o.pointer_file or o.path}`")
+    check_gitignore(repo, rel)
     if repo.scm_root is not None and git.tracked(repo.root, [path]):
         raise PathError(given, "is tracked by Git", hint=f"stop tracking it in Git first: `git rm -r --cached {given}`")
 

@@ -10,7 +10,7 @@ from mlver.ops.common import LOCK_FILE, all_outputs
 from mlver.pointer import POINTER_SUFFIX
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import CheckoutResult, checkout_output, clean_vanished, select_outputs
+from mlver.workspace import CheckoutResult, check_writable, checkout_output, clean_vanished, select_outputs
 
 
 def checkout(repo: Repo, targets: list[str] | None = None, *, force: bool = False, relink: bool = False,
@@ -19,6 +19,8 @@ def checkout(repo: Repo, targets: list[str] | None = None, *, force: bool = Fals
         bring_from_rev(repo, rev, targets or [])
     outputs = all_outputs(repo)
     chosen = select_outputs(repo, outputs, targets) if targets else outputs
+    for out in chosen:  # refuse a path that leads out of the repository before writing anything
+        check_writable(repo, out)
     result = CheckoutResult()
     for out in chosen:
         result.merge(checkout_output(repo, out, force=force, relink=relink, progress=progress))

@@ -102,7 +102,7 @@ def pointer_rel_for(data_rel: str) -> str:
 
 
 def write_pointer(repo: Repo, pointer_rel: str, pointer: Pointer) -> None:
-    atomic_write_text(repo.abs(pointer_rel), pointer.dumps(), fsync=repo.fsync)
+    atomic_write_text(repo.abs(pointer_rel), pointer.dumps(), fsync=repo.fsync, inside=repo.root)
 
 
 def autostage(repo: Repo, paths: list[str]) -> list[str]:

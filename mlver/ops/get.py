@@ -18,7 +18,7 @@ from mlver import git
 from mlver.cache import Cache, ObjectRef
 from mlver.config import Config, ConfigFile
 from mlver.errors import MlverError, ObjectMissing, PathError, RemoteError
-from mlver.fsutil import copy_file, reflink, remove_path, tmp_name, unique_suffix
+from mlver.fsutil import confine, copy_file, reflink, remove_path, tmp_name, unique_suffix
 from mlver.ops.diff import outputs_at
 from mlver.pointer import POINTER_SUFFIX, Entry
 from mlver.progress import NO_PROGRESS, Progress
@@ -48,7 +48,7 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
     if url is None:
         if project is None:
             raise MlverError("not inside an mlver project", hint="use --repo URL to get data from another repository")
-        return _get_local(project, project.rel(path), rev or "HEAD", out, force, jobs, progress)
+        return _get_local(project, project.rel(path), rev or "HEAD", out, force, jobs, progress, workspace=project.root)
     with tempfile.TemporaryDirectory(prefix="mlver-get-") as tmp:
         clone = os.path.join(tmp, "repo")
         git.clone(url, clone, shallow=rev is None)
@@ -69,7 +69,8 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
         rel = path.replace(os.sep, "/").strip("/")
         try:
             return _get_local(source, rel, commit, out, force, jobs, progress, remote_settings=settings,
-                              remote_base=base, shown_source=url)
+                              remote_base=base, shown_source=url,
+                              workspace=project.root if project is not None else None)
         finally:
             source.close()
 
@@ -93,7 +94,9 @@ def _remote_settings(clone: str, commit: str, tmp: str) -> Config:
 
 def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, jobs: int | None, progress: Progress,
                *, remote_settings: Config | None = None, remote_base: str | None = None,
-               shown_source: str | None = None) -> GetResult:
+               shown_source: str | None = None, workspace: str | None = None) -> GetResult:
+    """``workspace``: the project the command runs in; a destination inside it is written
+    only where no symlink on the way leads out of it."""
     root = repo.require_scm("get")
     commit = git.verify_commit(root, rev)
     if commit is None:
@@ -102,6 +105,9 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
     dest = os.path.abspath(out or os.path.basename(rel.rstrip("/")) or "data")
     if os.path.lexists(dest) and not force:
         raise PathError(out or os.path.basename(rel), "already exists", hint="use --force to replace it, or -o OUT")
+    inside = workspace if workspace is not None and dest.startswith(workspace + os.sep) else None
+    if inside is not None:
+        confine(inside, dest)
     with git.open_repo(root) as grepo:
         outputs = outputs_at(repo, grepo, commit)
     found = _find(outputs, rel)
@@ -119,7 +125,7 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
         data = _git_file(repo, root, commit, rel)
         if data is None:
             raise PathError(rel, f"is not tracked by mlver (nor Git) {where}")
-        _write_bytes(dest, data)
+        _write_bytes(dest, data, inside)
         return GetResult(rel, dest, "git", commit, len(data))
     output, inner = found
     cache = repo.cache
@@ -131,7 +137,8 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
     need = sorted({e.digest for e in entries if not cache.has(e.digest)})
     if need:
         fetched += _fetch(repo, settings, remote_base, [ObjectRef(d, False) for d in need], output.path, jobs, progress)
-    _write_entries(cache, dest, entries, single=output.kind == "file" or (inner is not None and entries[0].path == ""))
+    _write_entries(cache, dest, entries, single=output.kind == "file" or (inner is not None and entries[0].path == ""),
+                   inside=inside)
     kind = "file" if len(entries) == 1 and entries[0].path == "" else "dir"
     return GetResult(rel, dest, kind, commit, sum(e.size for e in entries), None if kind == "file" else len(entries),
                      fetched)
@@ -217,17 +224,20 @@ def _place(src: str, dst: str, executable: bool) -> None:
         copy_file(src, dst, mode)
 
 
-def _write_bytes(dest: str, data: bytes) -> None:
+def _write_bytes(dest: str, data: bytes, inside: str | None) -> None:
     from mlver.fsutil import atomic_write
 
     if os.path.isdir(dest) and not os.path.islink(dest):
-        remove_path(dest)
-    atomic_write(dest, data)
+        remove_path(dest, inside=inside)
+    atomic_write(dest, data, inside=inside)
 
 
-def _write_entries(cache: Cache, dest: str, entries: list[Entry], *, single: bool) -> None:
-    """Whole or not at all: build beside ``dest`` under a temporary name, then rename."""
+def _write_entries(cache: Cache, dest: str, entries: list[Entry], *, single: bool, inside: str | None) -> None:
+    """Whole or not at all: build beside ``dest`` under a temporary name, then rename
+    (inside the workspace ``inside`` when given: see ``confine``)."""
     parent = os.path.dirname(dest)
+    if inside is not None:
+        confine(inside, dest)
     os.makedirs(parent, exist_ok=True)
     tmp = tmp_name(dest)
     try:
@@ -241,10 +251,14 @@ def _write_entries(cache: Cache, dest: str, entries: list[Entry], *, single: boo
                 _place(cache.path(e.digest), target, e.exec)
         if os.path.lexists(dest) and (os.path.isdir(dest) and not os.path.islink(dest) or not single):
             old = f"{dest}.old-{unique_suffix()}"
+            if inside is not None:
+                confine(inside, dest)
             os.rename(dest, old)
             os.rename(tmp, dest)
             remove_path(old)
         else:
+            if inside is not None:
+                confine(inside, dest)
             os.replace(tmp, dest)
     except BaseException:
         if os.path.lexists(tmp):

@@ -21,8 +21,8 @@ from mlver.ops.common import LOCK_FILE, stage_outputs
 from mlver.pointer import POINTER_SUFFIX, parse_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import (CheckoutResult, FileState, Output, checkout_output, clean_vanished, compare_manifests,
-                             current_dir_digest, current_file_digest, current_manifest, data_path_of, load_manifest,
+from mlver.workspace import (CheckoutResult, FileState, Output, check_writable, checkout_output, clean_vanished,
+                             compare_manifests, current_dir_digest, current_file_digest, current_manifest, data_path_of, load_manifest,
                              load_output)
 
 # --- reading pointers and the lock out of Git objects ------------------------------
@@ -204,6 +204,8 @@ def sync(repo: Repo, old: str | None, new: str | None, *, command: str, root: st
     with repo.lock(command):
         if wanted and repo.config.get_bool("hooks.fetch"):
             _fetch_missing(repo, wanted, result, progress=progress)
+        for out in wanted:  # refuse a path that leads out of the repository before writing anything
+            check_writable(repo, out)
         for out in wanted:
             result.checkout.merge(checkout_output(repo, out, progress=progress))
         if result.vanished:

@@ -7,11 +7,12 @@ import os
 from dataclasses import dataclass, field, replace
 
 from mlver.errors import PathError
+from mlver.fsutil import confine
 from mlver.ops.common import all_outputs, autostage, pointer_rel_for, write_pointer
 from mlver.ops.unprotect import unprotect
 from mlver.pointer import POINTER_SUFFIX
 from mlver.repo import Repo
-from mlver.gitignore import gitignore_add, gitignore_remove
+from mlver.gitignore import check_gitignore, gitignore_add, gitignore_remove
 from mlver.workspace import Output, select_outputs
 
 
@@ -46,10 +47,12 @@ def remove(repo: Repo, targets: list[str]) -> RemoveResult:
     for t in targets:
         out = _pointer_output(repo, t)
         assert out.pointer_file is not None
+        check_gitignore(repo, out.path)
         if os.path.lexists(repo.abs(out.path)):
             # links into the cache (symlink/hardlink cache.type) become the user's own
             # copies first: a later `gc` must not take the data with the objects
             unprotect(repo, [repo.abs(out.path)])
+        confine(repo.root, repo.abs(out.pointer_file))
         os.unlink(repo.abs(out.pointer_file))
         result.files.append(out.pointer_file)
         ignore = gitignore_remove(repo, out.path)
@@ -85,11 +88,18 @@ def move(repo: Repo, src: str, dst: str) -> MoveResult:
         if dst_rel.startswith(o.path + "/") or o.path == dst_rel:
             raise PathError(dst, f"is inside the tracked output {o.path}")
     files: list[str] = []
+    # both ends, before anything moves: neither may be reached through a link out of the repository
+    confine(repo.root, repo.abs(out.path))
+    confine(repo.root, repo.abs(dst_rel))
+    check_gitignore(repo, out.path)
+    check_gitignore(repo, dst_rel)
     if os.path.lexists(repo.abs(out.path)):
         os.makedirs(os.path.dirname(repo.abs(dst_rel)) or repo.root, exist_ok=True)
+        confine(repo.root, repo.abs(dst_rel))
         os.replace(repo.abs(out.path), repo.abs(dst_rel))
     new_pointer_rel = pointer_rel_for(dst_rel)
     write_pointer(repo, new_pointer_rel, replace(out.pointer, path=os.path.basename(dst_rel)))
+    confine(repo.root, repo.abs(out.pointer_file))
     os.unlink(repo.abs(out.pointer_file))
     files += [out.pointer_file, new_pointer_rel]
     for changed in (gitignore_remove(repo, out.path), gitignore_add(repo, dst_rel)):

@@ -117,7 +117,7 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
     check_workspace_paths(repo, pipeline)
     _refuse_tracked_inside(repo, pipeline.get(name))  # type: ignore[arg-type]
     refuse_git_tracked(repo, pipeline.get(name))  # type: ignore[arg-type]
-    atomic_write_text(path, new_text, fsync=repo.fsync)
+    atomic_write_text(path, new_text, fsync=repo.fsync, inside=repo.root)
     return StageAdded(name, PIPELINE_FILE, created, replacing, tuple(with_untracked_pipeline(repo, [])))
 
 

@@ -178,7 +178,7 @@ def write_lock(repo: Repo, stages: dict[str, StageLock], order: list[str]) -> bo
                 return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    atomic_write_text(path, text, fsync=repo.fsync)
+    atomic_write_text(path, text, fsync=repo.fsync, inside=repo.root)
     return True
 
 

@@ -12,7 +12,7 @@ import time
 
 from mlver import git
 from mlver.errors import FormatError, MlverError, PathError
-from mlver.fsutil import is_executable, remove_path, replace_with_copy
+from mlver.fsutil import confine, is_executable, remove_path, replace_with_copy
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.model import PIPELINE_FILE, Out, Stage
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest
@@ -149,24 +149,27 @@ def clear_products(repo: Repo, stage: Stage) -> None:
     plain writable files (never links into the cache the command could write through)."""
     for out in stage.products:
         full = repo.abs(out.path)
+        confine(repo.root, full)
         if not os.path.lexists(full):
             parent = os.path.dirname(full)
             os.makedirs(parent, exist_ok=True)
             continue
         if not out.persist:
-            remove_path(full)
+            remove_path(full, inside=repo.root)
             continue
+        if os.path.isdir(full):
+            confine(repo.root, os.path.join(full, "-"))  # a persisted folder reached through a link out
         paths = [full] if not os.path.isdir(full) or os.path.islink(full) else [
             os.path.join(d, f) for d, _, fs in os.walk(full) for f in fs]
         for p in paths:
-            _unlink_from_cache(p)
+            _unlink_from_cache(repo, p)
 
 
-def _unlink_from_cache(path: str) -> None:
+def _unlink_from_cache(repo: Repo, path: str) -> None:
     st = os.lstat(path)
     if not (stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 or not st.st_mode & stat.S_IWUSR):
         return
-    replace_with_copy(path, path, 0o755 if is_executable(os.stat(path).st_mode) else 0o644)
+    replace_with_copy(path, path, 0o755 if is_executable(os.stat(path).st_mode) else 0o644, inside=repo.root)
 
 
 def restore_plain(repo: Repo, entry: LockEntry) -> None:
@@ -176,17 +179,18 @@ def restore_plain(repo: Repo, entry: LockEntry) -> None:
     if entry.kind == "file":
         files = [(full, entry.digest, False)]
         if os.path.isdir(full) and not os.path.islink(full):
-            remove_path(full)
+            remove_path(full, inside=repo.root)
     else:
         manifest = load_manifest(cache, entry.digest)
         if manifest is None:
             raise MlverError(f"{entry.path}: manifest {entry.digest} is not in the cache")
         if os.path.lexists(full):
-            remove_path(full)
+            remove_path(full, inside=repo.root)
         files = [(os.path.join(full, *e.path.split("/")), e.digest, e.exec) for e in manifest.entries]
     for dest, digest, exe in files:
+        confine(repo.root, dest)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        replace_with_copy(cache.path(digest), dest, 0o755 if exe else 0o644)
+        replace_with_copy(cache.path(digest), dest, 0o755 if exe else 0o644, inside=repo.root)
 
 
 def products_restorable(repo: Repo, entries: list[LockEntry]) -> bool:
