@@ -144,5 +144,14 @@ EOF
 mlver stage list
 mlver repro summary
 run cat pipeline/summary-large.txt
+
+step "Checks that stop a worse model: thresholds, and limits relative to a base commit"
+cat >> mlver.yaml <<'EOF'
+checks:
+  - metric: pipeline/metrics.json:total
+    min: 1000
+    max_drop: 10%
+EOF
+mlver check
 echo
 echo "Done. Everything above ran in $WORK (removed on exit; KEEP=1 keeps it)."
