@@ -109,7 +109,8 @@ def test_verify_random_pipeline_differs(repo: Path) -> None:
 def test_verify_missing_input_everywhere_is_an_error(repo: Path, tmp_path: Path) -> None:
     make_project(repo)
     store = tmp_path / "store"
-    run(["remote", "add", "-d", "store", str(store)], repo)  # an empty remote: the data was never pushed
+    store.mkdir()  # an empty remote (a missing folder would be an error of its own)
+    run(["remote", "add", "-d", "store", str(store)], repo)  # the data was never pushed
     shutil.rmtree(repo / ".mlver" / "cache")
     proc = run(["repro", "--verify", "--json"], repo, check=False)
     assert proc.returncode == 3, proc.stderr
