@@ -198,6 +198,34 @@ def test_only_the_cli_prints_or_exits() -> None:
     assert bad == [], "outside mlver/cli/ the library returns results and raises errors; found:\n" + "\n".join(bad)
 
 
+ERROR_LINE_WRITERS = {
+    "mlver/cli/__init__.py": "cli.main, the boundary",
+    "mlver/__main__.py": "a Ctrl-C during the CLI's own import, before cli.main exists",
+    "mlver/hooks.py": "the hook shell scripts, when the Python mlver was installed with is gone",
+}
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+
+
+def test_only_the_boundary_writes_error_lines() -> None:
+    """STYLE "one exception tree, one boundary": commands raise an MlverError (its lists
+    and hints as fields); only ``cli.main`` writes ``mlver: error:`` (and the places
+    ERROR_LINE_WRITERS names, for the reason it gives)."""
+    bad = []
+    for rel, tree in _sources():
+        if rel in ERROR_LINE_WRITERS:
+            continue
+        docs = _docstrings(tree)
+        bad += [f"{rel}:{node.lineno}" for node in ast.walk(tree)
+                if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                and "mlver: error" in node.value and id(node) not in docs]
+    assert bad == [], "raise an MlverError instead of printing an error line; found:\n" + "\n".join(bad)
+
+
 LAYERS = [  # (modules, the mlver packages they must not import): imports point downward
     ("mlver/ops/", ("mlver.cli",)),
     ("mlver/pipeline/", ("mlver.cli", "mlver.ops")),
