@@ -14,6 +14,7 @@ from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
 from mlver.fsutil import TMP_MARK, atomic_write, copy_file, remove_path, fsync_dir, link_file, sweep_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, is_digest, new_hasher
+from mlver.progress import ByteCallback
 
 MANIFEST_SUFFIX = ".manifest"
 
@@ -104,16 +105,18 @@ class Cache:
 
     # --- storing ------------------------------------------------------------------
 
-    def store_file(self, src: str, *, known_digest: str | None = None) -> tuple[str, int]:
+    def store_file(self, src: str, *, known_digest: str | None = None,
+                   on_bytes: ByteCallback | None = None) -> tuple[str, int]:
         """Store the file at ``src``; returns (digest, size). The digest is computed from
-        the bytes actually written to the store, so nothing enters under a wrong name."""
+        the bytes actually written to the store, so nothing enters under a wrong name.
+        ``on_bytes`` hears of the bytes as they are copied and hashed (progress)."""
         if known_digest and self.has(known_digest):
             return known_digest, os.path.getsize(src)
         tmp = self._tmp()
         try:
-            digest_size = self._try_reflink(src, tmp)
+            digest_size = self._try_reflink(src, tmp, on_bytes)
             if digest_size is None:
-                digest_size = self._copy_hashing(src, tmp)
+                digest_size = self._copy_hashing(src, tmp, on_bytes)
             digest, size = digest_size
             if known_digest and digest != known_digest:
                 raise ChecksumMismatch(src, known_digest, digest, where="changed while being stored")
@@ -126,7 +129,7 @@ class Cache:
             raise
         return digest, size
 
-    def _try_reflink(self, src: str, tmp: str) -> tuple[str, int] | None:
+    def _try_reflink(self, src: str, tmp: str, on_bytes: ByteCallback | None = None) -> tuple[str, int] | None:
         """Clone ``src`` to ``tmp`` and hash the clone; None when this filesystem cannot
         clone (remembered, so a 20,000-file add does not probe 20,000 times)."""
         if self._reflink_ok is False:
@@ -138,11 +141,12 @@ class Cache:
             self._reflink_ok = False
             return None
         self._reflink_ok = True
-        return digest_file(tmp)
+        return digest_file(tmp, on_bytes=on_bytes)
 
-    def _copy_hashing(self, src: str, tmp: str) -> tuple[str, int]:
+    def _copy_hashing(self, src: str, tmp: str, on_bytes: ByteCallback | None = None) -> tuple[str, int]:
         """Copy ``src`` to ``tmp`` (created read-only) and return the digest of the bytes
-        that landed in ``tmp``."""
+        that landed in ``tmp``; ``on_bytes`` hears of half of each chunk as it is copied
+        and the other half as the copy is hashed, so a bar moves evenly over both."""
         fin = os.open(src, os.O_RDONLY)
         try:
             size = os.fstat(fin).st_size
@@ -159,13 +163,20 @@ class Cache:
                     _write_all(fout, data)
                 finally:
                     os.close(fout)
+                if on_bytes is not None:
+                    on_bytes(len(data))
                 return digest_bytes(data), len(data)
         finally:
             os.close(fin)
         # Large files: an in-kernel copy, then the copy is hashed (from the page cache),
         # so the digest is that of the stored bytes: cp + xxh3, never more.
-        copy_file(src, tmp, 0o444, on_chunk=lambda: failpoint.hit("cache-mid-copy"))
-        return digest_file(tmp)
+        def copied(n: int) -> None:
+            failpoint.hit("cache-mid-copy")
+            if on_bytes is not None:
+                on_bytes(n // 2)
+
+        copy_file(src, tmp, 0o444, on_chunk=copied)
+        return digest_file(tmp, on_bytes=None if on_bytes is None else (lambda n: on_bytes(n - n // 2)))
 
     def store_bytes(self, data: bytes, *, manifest: bool = False) -> str:
         digest = digest_bytes(data)
@@ -175,12 +186,13 @@ class Cache:
             atomic_write(dest, data, fsync=self.fsync, mode=0o444)
         return digest
 
-    def store_copy_verified(self, src: str, digest: str, *, manifest: bool, where: str) -> int:
+    def store_copy_verified(self, src: str, digest: str, *, manifest: bool, where: str,
+                            on_bytes: ByteCallback | None = None) -> int:
         """Copy the local file ``src`` (e.g. on a folder remote) into the store, verified
         against ``digest`` from the bytes that landed; returns the size."""
         tmp = self._tmp()
         try:
-            actual, size = self._copy_hashing(src, tmp)
+            actual, size = self._copy_hashing(src, tmp, on_bytes)
             if actual != digest:
                 raise ChecksumMismatch(object_relpath(digest, manifest), digest, actual, where=where)
             self._commit_tmp(tmp, digest, manifest, readonly=True)
@@ -189,7 +201,8 @@ class Cache:
             raise
         return size
 
-    def store_stream_verified(self, chunks: Iterator[bytes], digest: str, *, manifest: bool, where: str) -> int:
+    def store_stream_verified(self, chunks: Iterator[bytes], digest: str, *, manifest: bool, where: str,
+                              on_bytes: ByteCallback | None = None) -> int:
         """Write downloaded ``chunks`` to a temporary file, verify ``digest``, then store."""
         tmp = self._tmp()
         h = new_hasher()
@@ -200,6 +213,8 @@ class Cache:
                     h.update(chunk)
                     f.write(chunk)
                     size += len(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
             actual = h.hexdigest()
             if actual != digest:
                 raise ChecksumMismatch(object_relpath(digest, manifest), digest, actual, where=where)
@@ -230,9 +245,9 @@ class Cache:
             dev = self._devs[parent] = str(os.stat(parent).st_dev)
         return dev
 
-    def place(self, digest: str, dest: str, *, executable: bool = False) -> str:
+    def place(self, digest: str, dest: str, *, executable: bool = False, on_bytes: ByteCallback | None = None) -> str:
         """Put the object at ``dest`` (replacing what is there) with the first link type
-        that works; returns the link type used."""
+        that works; returns the link type used. ``on_bytes``: the bytes a copy writes."""
         src = self.path(digest)
         parent = os.path.dirname(dest)
         dev = self._dev(parent)
@@ -242,7 +257,7 @@ class Cache:
         for i in range(self._working.get(dev, 0), len(self.link_types)):
             kind = self.link_types[i]
             try:
-                link_file(src, tmp, kind, mode)
+                link_file(src, tmp, kind, mode, on_bytes=on_bytes)
             except FileNotFoundError:
                 unlink_quiet(tmp)
                 if not os.path.exists(src):

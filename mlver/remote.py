@@ -33,7 +33,7 @@ from mlver.cache import MANIFEST_SUFFIX, Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write, copy_file, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, is_digest, new_hasher
-from mlver.progress import NO_PROGRESS, Progress
+from mlver.progress import NO_PROGRESS, ByteCallback, Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsspec import AbstractFileSystem
@@ -480,11 +480,13 @@ class Remote:
 
     # --- upload -------------------------------------------------------------------
 
-    def _put(self, src: str, rel: str) -> None:
-        """Put the local file ``src`` at ``rel``: whole or not at all."""
+    def _put(self, src: str, rel: str, on_bytes: ByteCallback | None = None) -> None:
+        """Put the local file ``src`` at ``rel``: whole or not at all; ``on_bytes`` hears
+        of the bytes as they are sent."""
         dest = self.path(rel)
+        callback = _bytes_callback(on_bytes)
         if self.atomic_put:
-            self.fs.put_file(src, dest)
+            self.fs.put_file(src, dest, callback=callback)
             return
         tmp_dir = self.path("tmp")
         self._makedirs(tmp_dir)
@@ -492,7 +494,7 @@ class Remote:
         tmp = f"{tmp_dir}/{unique_suffix()}"  # pid, a random tag per process, a counter
         if self.protocol == "file":  # a folder: an in-kernel copy and a rename, no fsspec layers
             try:
-                copy_file(src, tmp, 0o444)
+                copy_file(src, tmp, 0o444, on_chunk=on_bytes)
                 failpoint.hit("remote-before-rename")
                 os.replace(tmp, dest)
             except BaseException:
@@ -500,7 +502,7 @@ class Remote:
                 raise
             return
         try:
-            self.fs.put_file(src, tmp)
+            self.fs.put_file(src, tmp, callback=callback)
             failpoint.hit("remote-before-rename")
             try:
                 self.fs.mv(tmp, dest)
@@ -525,13 +527,14 @@ class Remote:
 
         def one(ref: ObjectRef, stop: threading.Event) -> int:
             rel = ref.relpath
+            bar = progress.file(sizes[ref])
             try:
-                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, stop=stop)
+                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, bar, stop=stop)
             except FileNotFoundError as e:
                 raise RemoteError(f"{self.describe()}: cannot write {rel}: {_cause(e)}",
                                   hint="check that the bucket or folder exists") from None
             failpoint.hit("remote-after-upload")
-            progress.advance(files=1, nbytes=sizes[ref])
+            bar.done()
             return sizes[ref]
 
         try:
@@ -577,13 +580,15 @@ class Remote:
             ref, size = item
             where = f"on remote '{self.name}'"
             src = self.path(ref.relpath)
+            bar = progress.file(size or 0)
             if self.protocol == "file":  # a folder: an in-kernel copy, hashed as it lands
                 def fetch() -> int:
-                    return cache.store_copy_verified(src, ref.digest, manifest=ref.manifest, where=where)
+                    return cache.store_copy_verified(src, ref.digest, manifest=ref.manifest, where=where,
+                                                     on_bytes=bar)
             else:
                 def fetch() -> int:
                     return cache.store_stream_verified(self._chunks(src, size), ref.digest, manifest=ref.manifest,
-                                                       where=where)
+                                                       where=where, on_bytes=bar)
             try:
                 n = self._retry(f"downloading {ref.relpath}", fetch, stop=stop)
             except FileNotFoundError:
@@ -595,7 +600,9 @@ class Remote:
                     res.corrupt.append((ref, e.message))
                 return
             failpoint.hit("remote-after-download")
-            progress.advance(files=1, nbytes=n)
+            bar.done()
+            if not size:  # the size was not known in advance: count what arrived
+                progress.advance(nbytes=n)
             with lock:
                 res.objects += 1
                 res.bytes += n
@@ -808,3 +815,25 @@ def local_tree_files(top: str) -> set[str]:
                 continue
             out.add(f if rel == "." else f"{rel}/{f}")
     return out
+
+
+def _bytes_callback(on_bytes: ByteCallback | None) -> Any:
+    """An fsspec ``Callback`` that passes each transferred chunk's size to ``on_bytes``
+    (fsspec's own progress protocol, spoken by s3fs and sshfs transfers)."""
+    from fsspec.callbacks import Callback, NoOpCallback
+
+    if on_bytes is None:
+        return NoOpCallback()
+
+    class _Bytes(Callback):  # type: ignore[misc]
+        def relative_update(self, inc: int = 1) -> None:
+            super().relative_update(inc)
+            on_bytes(inc)
+
+        def absolute_update(self, value: int) -> None:
+            inc = value - (self.value or 0)
+            super().absolute_update(value)
+            if inc > 0:
+                on_bytes(inc)
+
+    return _Bytes()
