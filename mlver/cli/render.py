@@ -94,6 +94,35 @@ def _byte_columns() -> tuple[Any, Any]:
     return Done(), Speed()
 
 
+def console() -> Any:
+    """A rich console on stdout for tables and trees (no guessing of highlights)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def natural_width(renderable: Any) -> int:
+    """How wide ``renderable`` is when nothing squeezes it."""
+    from rich.measure import Measurement
+
+    c = console()
+    return Measurement.get(c, c.options.update(width=100_000), renderable).maximum
+
+
+def print_table(renderable: Any) -> None:
+    """Print a table on stdout. On a terminal rich fits it to the width; piped or
+    redirected it is printed at its natural width: cutting values to 80 columns would
+    hide the data the table is for."""
+    from rich.console import Console
+
+    c = console()
+    if not c.is_terminal:
+        width = natural_width(renderable)
+        if width > c.width:
+            c = Console(highlight=False, soft_wrap=True, width=width)
+    c.print(renderable)
+
+
 def progress_for(quiet: bool) -> Progress:
     if quiet or not sys.stderr.isatty():
         return NO_PROGRESS
