@@ -824,16 +824,17 @@ def _bytes_callback(on_bytes: ByteCallback | None) -> Any:
 
     if on_bytes is None:
         return NoOpCallback()
+    report: ByteCallback = on_bytes
 
-    class _Bytes(Callback):  # type: ignore[misc]
+    class _Bytes(Callback):
         def relative_update(self, inc: int = 1) -> None:
             super().relative_update(inc)
-            on_bytes(inc)
+            report(inc)
 
         def absolute_update(self, value: int) -> None:
             inc = value - (self.value or 0)
             super().absolute_update(value)
             if inc > 0:
-                on_bytes(inc)
+                report(inc)
 
     return _Bytes()

@@ -407,13 +407,13 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
         return Stored("dir", digest, manifest.size, len(manifest.entries), link)
     st = os.stat(path)
     known = repo.state.lookup(rel, st)
-    work = not (known and cache.has(known))  # a remembered digest already stored: no bar to flash
-    if work:
+    busy = not (known and cache.has(known))  # a remembered digest already stored: no bar to flash
+    if busy:
         progress.start(f"adding {rel}", total_files=1, total_bytes=st.st_size)
     t = time.time_ns()
     bar = progress.file(st.st_size)
     digest, size = cache.store_file(path, known_digest=known, on_bytes=bar)
-    if work:
+    if busy:
         bar.done()
         progress.finish()
     if known is None:
