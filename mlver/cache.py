@@ -15,6 +15,7 @@ from mlver.errors import ChecksumMismatch, MlverError
 from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
                           remove_path, sweep_stale_tmp, unique_suffix, unlink_quiet)
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, digest_open, is_digest, new_hasher
+from mlver.progress import ByteCallback
 
 MANIFEST_SUFFIX = ".manifest"
 
@@ -112,7 +113,8 @@ class Cache:
     # --- storing ------------------------------------------------------------------
 
     def store_file(self, src: str, *, known_digest: str | None = None,
-                   settled: os.stat_result | None = None) -> tuple[str, int]:
+                   settled: os.stat_result | None = None,
+                   on_bytes: ByteCallback | None = None) -> tuple[str, int]:
         """Store the file at ``src``; returns (digest, size). The digest is computed from
         the bytes actually written to the store, so nothing enters under a wrong name.
 
@@ -120,15 +122,16 @@ class Cache:
         the timestamp granularity of a moment before this call (``state.racy``). A clone
         is then hashed through the source, whose pages are likely warm (a clone's pages
         are its own, and cold): the same bytes as long as the source still has that stat
-        after hashing, since any write after the clone moves its ctime past it."""
+        after hashing, since any write after the clone moves its ctime past it. ``on_bytes``
+        hears of the bytes as they are copied and hashed (progress)."""
         if known_digest and self.has(known_digest):
             return known_digest, os.path.getsize(src)
         tmp = self._tmp()
         try:
-            digest_size = self._try_reflink(src, tmp, settled)
+            digest_size = self._try_reflink(src, tmp, settled, on_bytes)
             cloned = digest_size is not None
             if digest_size is None:
-                digest_size = self._copy_hashing(src, tmp)
+                digest_size = self._copy_hashing(src, tmp, on_bytes)
             digest, size = digest_size
             if known_digest and digest != known_digest:
                 raise ChecksumMismatch(src, known_digest, digest, where="changed while being stored")
@@ -141,7 +144,8 @@ class Cache:
             raise
         return digest, size
 
-    def _try_reflink(self, src: str, tmp: str, settled: os.stat_result | None) -> tuple[str, int] | None:
+    def _try_reflink(self, src: str, tmp: str, settled: os.stat_result | None,
+                     on_bytes: ByteCallback | None = None) -> tuple[str, int] | None:
         """Clone ``src`` to ``tmp`` and hash the clone's bytes; None when the source's
         filesystem cannot clone into the cache (remembered per device, so a 20,000-file
         add does not probe 20,000 times)."""
@@ -158,14 +162,15 @@ class Cache:
                     self._no_clone.add(os.fstat(fd).st_dev)
                 return None
             if settled is not None:
-                digest_size = digest_open(f)  # type: ignore[arg-type]
+                digest_size = digest_open(f, on_bytes=on_bytes)  # type: ignore[arg-type]
                 if _file_state(os.fstat(fd)) == _file_state(settled) and digest_size[1] == settled.st_size:
                     return digest_size
-        return digest_file(tmp)  # unsettled or changed meanwhile: the clone's own bytes
+        return digest_file(tmp, on_bytes=on_bytes)  # unsettled or changed meanwhile: the clone's own bytes
 
-    def _copy_hashing(self, src: str, tmp: str) -> tuple[str, int]:
+    def _copy_hashing(self, src: str, tmp: str, on_bytes: ByteCallback | None = None) -> tuple[str, int]:
         """Copy ``src`` to ``tmp`` (created read-only) and return the digest of the bytes
-        that landed in ``tmp``."""
+        that landed in ``tmp``; ``on_bytes`` hears of half of each chunk as it is copied
+        and the other half as the copy is hashed, so a bar moves evenly over both."""
         fin = os.open(src, os.O_RDONLY)
         try:
             size = os.fstat(fin).st_size
@@ -184,13 +189,20 @@ class Cache:
                     raise OSError(e.errno, e.strerror, tmp) from None
                 finally:
                     os.close(fout)
+                if on_bytes is not None:
+                    on_bytes(len(data))
                 return digest_bytes(data), len(data)
         finally:
             os.close(fin)
         # Large files: an in-kernel copy, then the copy is hashed (from the page cache),
         # so the digest is that of the stored bytes: cp + xxh3, never more.
-        copy_file(src, tmp, 0o444, on_chunk=lambda: failpoint.hit("cache-mid-copy"))
-        return digest_file(tmp)
+        def copied(n: int) -> None:
+            failpoint.hit("cache-mid-copy")
+            if on_bytes is not None:
+                on_bytes(n // 2)
+
+        copy_file(src, tmp, 0o444, on_chunk=copied)
+        return digest_file(tmp, on_bytes=None if on_bytes is None else (lambda n: on_bytes(n - n // 2)))
 
     def store_bytes(self, data: bytes, *, manifest: bool = False) -> str:
         digest = digest_bytes(data)
@@ -200,12 +212,13 @@ class Cache:
             atomic_write(dest, data, fsync=self.fsync, mode=0o444)
         return digest
 
-    def store_copy_verified(self, src: str, digest: str, *, manifest: bool, where: str) -> int:
+    def store_copy_verified(self, src: str, digest: str, *, manifest: bool, where: str,
+                            on_bytes: ByteCallback | None = None) -> int:
         """Copy the local file ``src`` (e.g. on a folder remote) into the store, verified
         against ``digest`` from the bytes that landed; returns the size."""
         tmp = self._tmp()
         try:
-            actual, size = self._copy_hashing(src, tmp)
+            actual, size = self._copy_hashing(src, tmp, on_bytes)
             if actual != digest:
                 raise ChecksumMismatch(object_relpath(digest, manifest), digest, actual, where=where)
             self._commit_tmp(tmp, digest, manifest, readonly=True)
@@ -214,7 +227,8 @@ class Cache:
             raise
         return size
 
-    def store_stream_verified(self, chunks: Iterator[bytes], digest: str, *, manifest: bool, where: str) -> int:
+    def store_stream_verified(self, chunks: Iterator[bytes], digest: str, *, manifest: bool, where: str,
+                              on_bytes: ByteCallback | None = None) -> int:
         """Write downloaded ``chunks`` to a temporary file, verify ``digest``, then store."""
         tmp = self._tmp()
         h = new_hasher()
@@ -225,6 +239,8 @@ class Cache:
                     h.update(chunk)
                     f.write(chunk)
                     size += len(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
             actual = h.hexdigest()
             if actual != digest:
                 raise ChecksumMismatch(object_relpath(digest, manifest), digest, actual, where=where)
@@ -248,10 +264,11 @@ class Cache:
         start = self._working.get(str(dev), 0)
         return list(self.link_types[start:])
 
-    def place(self, digest: str, dest: str, *, executable: bool = False) -> str:
+    def place(self, digest: str, dest: str, *, executable: bool = False, on_bytes: ByteCallback | None = None) -> str:
         """Put the object at ``dest`` (replacing what is there) with the first link type
         that works; returns the link type used. Below ``workspace``, the object is made and
-        renamed relative to the open folder, checked to be inside it (``open_folder_confined``)."""
+        renamed relative to the open folder, checked to be inside it (``open_folder_confined``).
+        ``on_bytes``: the bytes a copy writes."""
         parent = os.path.dirname(dest)
         if self.workspace is not None:
             fd = open_folder_confined(self.workspace, parent)
@@ -259,11 +276,12 @@ class Cache:
             os.makedirs(parent, exist_ok=True)
             fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return self._place_at(digest, fd, os.path.basename(dest), dest, executable)
+            return self._place_at(digest, fd, os.path.basename(dest), dest, executable, on_bytes)
         finally:
             os.close(fd)
 
-    def _place_at(self, digest: str, fd: int, name: str, dest: str, executable: bool) -> str:
+    def _place_at(self, digest: str, fd: int, name: str, dest: str, executable: bool,
+                  on_bytes: ByteCallback | None) -> str:
         src = self.path(digest)
         dev = str(os.fstat(fd).st_dev)
         tmp = f"{TMP_MARK}{unique_suffix()}"
@@ -272,7 +290,7 @@ class Cache:
         for i in range(self._working.get(dev, 0), len(self.link_types)):
             kind = self.link_types[i]
             try:
-                link_file(src, tmp, kind, mode, dir_fd=fd)
+                link_file(src, tmp, kind, mode, dir_fd=fd, on_bytes=on_bytes)
             except FileNotFoundError:
                 unlink_quiet(tmp, dir_fd=fd)
                 if not os.path.exists(src):

@@ -7,10 +7,14 @@ This module imports nothing else from mlver.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 EXIT_OK = 0
 EXIT_DIFF = 1
 EXIT_USAGE = 2
 EXIT_ERROR = 3
+EXIT_INTERNAL = 4  # a bug: any exception that is not an MlverError
 EXIT_INTERRUPTED = 130
 
 # Control characters (a newline in a config value, an escape sequence in a file name read
@@ -24,11 +28,12 @@ class MlverError(Exception):
 
     exit_code = EXIT_ERROR
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, details: Sequence[str] = ()) -> None:
         message = message.translate(_CONTROL)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint  # may hold several lines: each is shown as its own ``hint:`` line
+        self.details = tuple(details)  # lines shown as they are under the error line
 
     def __str__(self) -> str:
         return self.message
@@ -140,3 +145,32 @@ class DanglingLink(PathError):
     def __init__(self, path: str) -> None:
         super().__init__(path, "is a link into the cache, and its object is no longer there",
                          hint="run `mlver pull` to fetch the data back")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One kind of thing a command could not do, and the items (paths, objects) it
+    concerns: ``what`` reads as a heading ("not in the cache, so not checked out")."""
+
+    what: str
+    items: tuple[str, ...]
+    hint: str | None = None
+
+
+class Unfinished(MlverError):
+    """A command did everything it could and lists what it could not do (kept local
+    changes, missing or corrupt objects, stale data): one error line for the first
+    problem, the others as headings under it, their items indented, their hints last."""
+
+    def __init__(self, problems: Sequence[Problem], *, exit_code: int = EXIT_ERROR) -> None:
+        if not problems:
+            raise ValueError("Unfinished needs at least one problem")
+        details: list[str] = []
+        for i, p in enumerate(problems):
+            if i:
+                details.append(f"{p.what}:")
+            details.extend(f"    {item}" for item in p.items)
+        hints = [p.hint for p in problems if p.hint]
+        super().__init__(f"{problems[0].what}:", hint="\n".join(hints) or None, details=details)
+        self.problems = tuple(problems)
+        self.exit_code = exit_code

@@ -7,6 +7,8 @@
   until ``FILE`` exists and goes on. A test uses it to run another real process (a
   teammate's ``gc --cloud``) at an exact instant of this one. The wait gives up after
   ten minutes, so a broken test cannot leave a process behind for ever.
+- ``MLVER_FAILPOINT=name:raise`` raises a ``FailpointBug`` there instead, standing in for
+  a bug in mlver (the CLI's boundary turns it into an internal error, exit 4).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ _paused: set[str] = set()
 PAUSE_LIMIT = 600.0  # seconds
 
 
+class FailpointBug(RuntimeError):
+    """Raised by a ``name:raise`` failpoint: deliberately not an MlverError."""
+
+
 def hit(name: str) -> None:
     if _PAUSE:
         _pause(name)
@@ -30,6 +36,8 @@ def hit(name: str) -> None:
     want, _, nth = _SPEC.partition(":")
     if want != name:
         return
+    if nth == "raise":
+        raise FailpointBug(f"failpoint {name} reached")
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] >= int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)

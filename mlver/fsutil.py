@@ -219,11 +219,11 @@ def replace_with_copy(src: str, dest: str, mode: int, *, inside: str | None = No
         raise
 
 
-def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None,
+def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[int], None] | None = None,
               dir_fd: int | None = None) -> None:
     """Copy bytes into a new file ``dst`` created with ``mode`` (in-kernel copy where the
-    OS offers it, so the bytes never pass through Python); ``on_chunk`` runs after each
-    16 MiB."""
+    OS offers it, so the bytes never pass through Python); ``on_chunk`` is told the size
+    of each chunk (up to 16 MiB) once it is copied (progress, failpoints)."""
     fin = os.open(src, os.O_RDONLY)
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
@@ -237,7 +237,7 @@ def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], N
         os.close(fin)
 
 
-def _copy_fd(fin: int, fout: int, on_chunk: Callable[[], None] | None) -> None:
+def _copy_fd(fin: int, fout: int, on_chunk: Callable[[int], None] | None) -> None:
     size = os.fstat(fin).st_size
     if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
         offset = 0
@@ -247,7 +247,7 @@ def _copy_fd(fin: int, fout: int, on_chunk: Callable[[], None] | None) -> None:
                 break
             offset += n
             if on_chunk is not None:
-                on_chunk()
+                on_chunk(n)
     else:
         while True:
             chunk = os.read(fin, 4 << 20)
@@ -256,12 +256,15 @@ def _copy_fd(fin: int, fout: int, on_chunk: Callable[[], None] | None) -> None:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fout, view):]
+            if on_chunk is not None:
+                on_chunk(len(chunk))
 
 
-def link_file(src: str, dst: str, link_type: str, mode: int = 0o644, *, dir_fd: int | None = None) -> None:
+def link_file(src: str, dst: str, link_type: str, mode: int = 0o644, *, dir_fd: int | None = None,
+              on_bytes: Callable[[int], None] | None = None) -> None:
     """Create ``dst`` (not existing; relative to the open folder ``dir_fd`` when given) from
     ``src`` with one link type; OSError if it cannot. ``mode`` applies to the independent
-    copies (reflink, copy), not to links."""
+    copies (reflink, copy), not to links; ``on_bytes`` hears of each chunk a copy writes."""
     if link_type == "reflink":
         reflink(src, dst, dir_fd=dir_fd)
         os.chmod(dst, mode, dir_fd=dir_fd)
@@ -270,7 +273,7 @@ def link_file(src: str, dst: str, link_type: str, mode: int = 0o644, *, dir_fd: 
     elif link_type == "symlink":
         os.symlink(os.path.abspath(src), dst, dir_fd=dir_fd)
     elif link_type == "copy":
-        copy_file(src, dst, mode, dir_fd=dir_fd)
+        copy_file(src, dst, mode, dir_fd=dir_fd, on_chunk=on_bytes)
     else:  # pragma: no cover - validated by config
         raise ValueError(link_type)
 

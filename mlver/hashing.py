@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import xxhash
 
@@ -27,8 +27,10 @@ def check_value(text: str) -> int:
     return xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogateescape")) & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def digest_stream(f: BinaryIO, *, head: bytes = b"") -> tuple[str, int]:
-    """Digest and byte count of ``head`` then everything left in ``f``."""
+def digest_stream(f: BinaryIO, *, head: bytes = b"",
+                  on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """Digest and byte count of ``head`` then everything left in ``f``; ``on_bytes`` is
+    told each chunk's size as it is hashed (progress)."""
     h = xxhash.xxh3_128(head)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -39,25 +41,29 @@ def digest_stream(f: BinaryIO, *, head: bytes = b"") -> tuple[str, int]:
             break
         h.update(view[:n])
         size += n
+        if on_bytes is not None:
+            on_bytes(n)
     return h.hexdigest(), size
 
 
-def digest_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+def digest_file(path: str | os.PathLike[str], *,
+                on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
     """Digest and size of the file at ``path``. A small file is read in one call (no
-    chunk buffer to allocate: 20,000 small files must not cost 20,000 of them)."""
+    chunk buffer to allocate: 20,000 small files must not cost 20,000 of them).
+    ``on_bytes``: as for ``digest_stream``."""
     with open(path, "rb", buffering=0) as f:
-        return digest_open(f)  # type: ignore[arg-type]
+        return digest_open(f, on_bytes=on_bytes)  # type: ignore[arg-type]
 
 
-def digest_open(f: BinaryIO) -> tuple[str, int]:
+def digest_open(f: BinaryIO, *, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
     """``digest_file`` of a file already open (unbuffered), from its current position."""
     size = os.fstat(f.fileno()).st_size
     if size <= SMALL:
         data = f.read(size + 1)
         if len(data) <= size:  # a short read of a regular file: its end
             return digest_bytes(data), len(data)
-        return digest_stream(f, head=data)  # it grew
-    return digest_stream(f)
+        return digest_stream(f, head=data, on_bytes=on_bytes)  # it grew
+    return digest_stream(f, on_bytes=on_bytes)
 
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")

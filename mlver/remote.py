@@ -36,7 +36,7 @@ from mlver.cache import MANIFEST_SUFFIX, Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write, copy_file, is_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import CHUNK, HASH_NAME, is_digest, new_hasher
-from mlver.progress import NO_PROGRESS, Progress
+from mlver.progress import NO_PROGRESS, ByteCallback, Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsspec import AbstractFileSystem
@@ -206,19 +206,32 @@ def _touch() -> None:
         watch.touch()
 
 
-def _progress_callback() -> Any:
-    """An fsspec callback that counts as progress of the current request (backends call
-    it on their event loop's thread, hence the bound watch rather than ``_touch``)."""
+def _progress_callback(on_bytes: ByteCallback | None = None) -> Any:
+    """An fsspec callback (fsspec's own progress protocol, spoken by s3fs and sshfs
+    transfers) that counts as progress of the current request for its deadline (backends
+    call it on their event loop's thread, hence the bound watch rather than ``_touch``)
+    and passes each chunk's size to ``on_bytes``."""
     from fsspec.callbacks import Callback
 
     watch = getattr(_request, "watch", None)
 
-    class Touch(Callback):
+    class Progressing(Callback):
+        def relative_update(self, inc: int = 1) -> None:
+            super().relative_update(inc)
+            if on_bytes is not None and inc > 0:
+                on_bytes(inc)
+
+        def absolute_update(self, value: int) -> None:
+            inc = value - (self.value or 0)
+            super().absolute_update(value)
+            if on_bytes is not None and inc > 0:
+                on_bytes(inc)
+
         def call(self, *args: Any, **kwargs: Any) -> None:
             if watch is not None:
                 watch.touch()
 
-    return Touch()
+    return Progressing()
 
 
 @dataclass
@@ -642,10 +655,11 @@ class Remote:
 
     # --- upload -------------------------------------------------------------------
 
-    def _put(self, src: str, rel: str) -> None:
-        """Put the local file ``src`` at ``rel``: whole or not at all."""
+    def _put(self, src: str, rel: str, on_bytes: ByteCallback | None = None) -> None:
+        """Put the local file ``src`` at ``rel``: whole or not at all; ``on_bytes`` hears
+        of the bytes as they are sent."""
         try:
-            self._put_whole(src, rel)
+            self._put_whole(src, rel, on_bytes)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise RemoteError(f"{self.describe()} is out of space: cannot write {rel}: {_cause(e)}",
@@ -654,13 +668,13 @@ class Remote:
                                   remote=self.name, reason="no_space") from None
             raise
 
-    def _put_whole(self, src: str, rel: str) -> None:
+    def _put_whole(self, src: str, rel: str, on_bytes: ByteCallback | None) -> None:
         dest = self.path(rel)
         if self.atomic_put:
             if self.protocol == "s3":  # parts small enough that progress shows within the deadline
-                self.fs.put_file(src, dest, callback=_progress_callback(), chunksize=UPLOAD_PART)
+                self.fs.put_file(src, dest, callback=_progress_callback(on_bytes), chunksize=UPLOAD_PART)
             else:
-                self.fs.put_file(src, dest, callback=_progress_callback())
+                self.fs.put_file(src, dest, callback=_progress_callback(on_bytes))
             return
         tmp_dir = self.path("tmp")
         self._makedirs(tmp_dir)
@@ -668,7 +682,7 @@ class Remote:
         tmp = f"{tmp_dir}/{temporary_name()}"
         if self.protocol == "file":  # a folder: an in-kernel copy and a rename, no fsspec layers
             try:
-                copy_file(src, tmp, 0o444)
+                copy_file(src, tmp, 0o444, on_chunk=on_bytes)
                 failpoint.hit("remote-before-rename")
                 os.replace(tmp, dest)
             except BaseException:
@@ -676,7 +690,7 @@ class Remote:
                 raise
             return
         try:
-            self.fs.put_file(src, tmp, callback=_progress_callback())
+            self.fs.put_file(src, tmp, callback=_progress_callback(on_bytes))
             failpoint.hit("remote-before-rename")
             try:
                 self.fs.mv(tmp, dest)
@@ -701,13 +715,14 @@ class Remote:
 
         def one(ref: ObjectRef, stop: threading.Event) -> int:
             rel = ref.relpath
+            bar = progress.file(sizes[ref])
             try:
-                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, stop=stop)
+                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, bar, stop=stop)
             except FileNotFoundError as e:
                 raise RemoteError(f"{self.describe()}: cannot write {rel}: {_cause(e)}",
                                   hint="check that the bucket or folder exists") from None
             failpoint.hit("remote-after-upload")
-            progress.advance(files=1, nbytes=sizes[ref])
+            bar.done()
             return sizes[ref]
 
         try:
@@ -754,13 +769,15 @@ class Remote:
             ref, size = item
             where = f"on remote '{self.name}'"
             src = self.path(ref.relpath)
+            bar = progress.file(size or 0)
             if self.protocol == "file":  # a folder: an in-kernel copy, hashed as it lands
                 def fetch() -> int:
-                    return cache.store_copy_verified(src, ref.digest, manifest=ref.manifest, where=where)
+                    return cache.store_copy_verified(src, ref.digest, manifest=ref.manifest, where=where,
+                                                     on_bytes=bar)
             else:
                 def fetch() -> int:
                     return cache.store_stream_verified(self._chunks(src, size), ref.digest, manifest=ref.manifest,
-                                                       where=where)
+                                                       where=where, on_bytes=bar)
             try:
                 n = self._retry(f"downloading {ref.relpath}", fetch, stop=stop)
             except FileNotFoundError:
@@ -772,7 +789,9 @@ class Remote:
                     res.corrupt.append((ref, e.message))
                 return
             failpoint.hit("remote-after-download")
-            progress.advance(files=1, nbytes=n)
+            bar.done()
+            if not size:  # the size was not known in advance: count what arrived
+                progress.advance(nbytes=n)
             with lock:
                 res.objects += 1
                 res.bytes += n
@@ -1051,3 +1070,5 @@ def local_tree_files(top: str) -> set[str]:
                 continue
             out.add(f if rel == "." else f"{rel}/{f}")
     return out
+
+

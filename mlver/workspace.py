@@ -129,8 +129,9 @@ def hash_files(repo: Repo, todo: list[tuple[str, str, os.stat_result]], *,
     def work(item: tuple[str, str, os.stat_result]) -> tuple[str, str, os.stat_result, int]:
         rel, path, st = item
         t = time.time_ns()
-        d, _ = digest_file(path)
-        progress.advance(files=1, nbytes=st.st_size)
+        bar = progress.file(st.st_size)
+        d, _ = digest_file(path, on_bytes=bar)
+        bar.done()
         return rel, d, st, t
 
     result: dict[str, str] = {}
@@ -412,10 +413,11 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
         def work(item: tuple[int, WalkEntry, str | None]) -> tuple[int, Entry]:
             i, e, d = item
             t = time.time_ns()
-            digest, size = cache.store_file(e.path, known_digest=d, settled=None if racy(e.st, t) else e.st)
+            bar = progress.file(e.st.st_size)
+            digest, size = cache.store_file(e.path, known_digest=d, settled=None if racy(e.st, t) else e.st, on_bytes=bar)
             if d is None:
                 repo.state.record(f"{rel}/{e.rel}", e.st, digest, read_ns=t)
-            progress.advance(files=1, nbytes=size)
+            bar.done()
             return i, Entry(e.rel, digest, size, is_executable(e.st.st_mode))
 
         for i, entry in parallel_map(work, todo, WORKERS):
@@ -433,11 +435,15 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
         return Stored("dir", digest, manifest.size, len(manifest.entries), link)
     st = os.stat(path)
     known = repo.state.lookup(rel, st)
-    progress.start(f"adding {rel}", total_files=1, total_bytes=st.st_size)
+    busy = not (known and cache.has(known))  # a remembered digest already stored: no bar to flash
+    if busy:
+        progress.start(f"adding {rel}", total_files=1, total_bytes=st.st_size)
     t = time.time_ns()
-    digest, size = cache.store_file(path, known_digest=known, settled=None if racy(st, t) else st)
-    progress.advance(files=1, nbytes=size)
-    progress.finish()
+    bar = progress.file(st.st_size)
+    digest, size = cache.store_file(path, known_digest=known, settled=None if racy(st, t) else st, on_bytes=bar)
+    if busy:
+        bar.done()
+        progress.finish()
     if known is None:
         repo.state.record(rel, st, digest, read_ns=t)
     link = cache.relink_after_store(digest, path, executable=is_executable(st.st_mode))
@@ -594,8 +600,9 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
 
         def work(p: _Place) -> tuple[_Place, str, os.stat_result | None]:
             dest = repo.abs(p.rel)
-            kind = cache.place(p.digest, dest, executable=p.exec)
-            progress.advance(files=1, nbytes=sizes[p.digest])
+            bar = progress.file(sizes[p.digest])
+            kind = cache.place(p.digest, dest, executable=p.exec, on_bytes=bar)
+            bar.done()
             try:
                 return p, kind, os.stat(dest)  # for the state DB: the next status reads nothing
             except OSError:

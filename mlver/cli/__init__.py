@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 import click
 
 from mlver import __version__
-from mlver.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MlverError
+from mlver.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MlverError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlver.repo import Repo
@@ -77,6 +77,10 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+_parsed: App | None = None
+"""The App the group callback made from the parsed command line: ``main`` reads its
+verbosity after the command ended, whatever way it ended."""
 
 
 def _finite(value: object) -> object:
@@ -154,7 +158,8 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, directory: str | None) -
         import logging
 
         logging.basicConfig(level=logging.DEBUG, format="mlver: debug: %(message)s")
-    ctx.obj = App(verbose, quiet)
+    global _parsed
+    ctx.obj = _parsed = App(verbose, quiet)
 
 
 from mlver.cli import data as _data  # noqa: E402,F401  (each module registers its commands)
@@ -164,10 +169,25 @@ from mlver.cli import history as _history  # noqa: E402,F401
 from mlver.cli import hooks as _hooks  # noqa: E402,F401
 
 
-def _error(message: str, hint: str | None = None) -> None:
+def _error(message: str, hint: str | None = None, details: tuple[str, ...] = ()) -> None:
     click.echo(f"mlver: error: {message}", err=True)
-    if hint:
-        click.echo(f"hint: {hint}", err=True)
+    for line in details:
+        click.echo(line, err=True)
+    for line in (hint or "").splitlines():
+        click.echo(f"hint: {line}", err=True)
+
+
+def _verbose() -> bool:
+    """-v as parsed (before or after the command name), never a ``-v`` among a command's
+    arguments (`mlver stage add -n s -- python -v train.py`)."""
+    return _parsed is not None and _parsed.verbose
+
+
+def _traceback() -> None:
+    if _verbose():
+        import traceback
+
+        traceback.print_exc()
 
 
 for _cmd in cli.commands.values():
@@ -192,7 +212,10 @@ def _os_error_line(e: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    """The one boundary: runs the command and turns whatever ended it into an exit code
+    and at most one ``mlver: error:`` line (with the lines and hints the error carries)."""
+    global _parsed
+    _parsed = None
     try:
         rv = cli.main(args=argv, prog_name="mlver", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
@@ -216,28 +239,21 @@ def main(argv: list[str] | None = None) -> None:
         _error("interrupted")
         code = EXIT_INTERRUPTED
     except MlverError as e:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        _error(e.message, e.hint)
+        _traceback()
+        _error(e.message, e.hint, e.details)
         code = e.exit_code
     except BrokenPipeError:
         code = 0
     except OSError as e:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
+        _traceback()
         _error(_os_error_line(e))
         code = EXIT_ERROR
     except Exception as e:  # noqa: BLE001 - the one boundary that turns anything into a line
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        _error(f"internal error: {type(e).__name__}: {e}", "run with -v for a traceback and report it")
-        code = EXIT_ERROR
+        _traceback()
+        _error(f"internal error: {type(e).__name__}: {' '.join(str(e).split())}",
+               "this is a bug in mlver: please report it with the traceback above" if _verbose()
+               else "this is a bug in mlver: run the command again with -v and report it with the traceback")
+        code = EXIT_INTERNAL
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -8,7 +8,7 @@ from typing import Collection
 import click
 
 from mlver.cli import App, cli, pass_app, project
-from mlver.errors import EXIT_DIFF, EXIT_ERROR
+from mlver.errors import EXIT_DIFF, Problem, Unfinished
 
 MAX_LISTED = 20  # more changed files than this are summarised in one line
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -145,10 +145,10 @@ def commit(app: App, targets: tuple[str, ...], message: str | None, force: bool)
 
 
 def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # type: ignore[no-untyped-def]
-                    changes: bool = True) -> int:
+                    changes: bool = True) -> list[Problem]:
     """Print what a checkout did (``changes``: the added/modified/deleted lines, left out
-    when JSON carries them) and what it could not do; returns the exit code (3 when
-    something was kept or missing). ``already_listed``: missing paths an earlier message
+    when JSON carries them); return what it could not do (kept or missing data), which
+    the caller raises as one error. ``already_listed``: missing paths an earlier problem
     named (pull's fetch)."""
     if not changes:
         pass
@@ -162,25 +162,19 @@ def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # t
         app.report(f"{len(res.relinked)} file(s) relinked ({', '.join(sorted(res.link_types))})")
     if changes:
         _link_note(app, res.link_types)
-    code = EXIT_ERROR if (res.kept or res.orphaned or res.missing) else 0
+    problems = []
     if res.kept:
-        click.echo("mlver: error: kept local changes that are not in the cache (use --force to replace them, "
-                   "or `mlver commit` to record them):", err=True)
-        for p in res.kept:
-            click.echo(f"    {p}", err=True)
+        problems.append(Problem("kept local changes that are not in the cache (use --force to replace them, "
+                                "or `mlver commit` to record them)", tuple(res.kept)))
     if res.orphaned:
-        click.echo("mlver: error: kept data whose pointer is gone: its content is not in the cache, or changed "
-                   "since mlver placed it:", err=True)
-        for p in res.orphaned:
-            click.echo(f"    {p}", err=True)
-        click.echo("hint: delete it if nothing needs it, or track it again with `mlver add`", err=True)
+        problems.append(Problem("kept data whose pointer is gone: its content is not in the cache, or changed "
+                                "since mlver placed it", tuple(res.orphaned),
+                                "delete it if nothing needs it, or track it again with `mlver add`"))
     unlisted = [p for p in res.missing if p not in already_listed]
     if unlisted:
-        click.echo("mlver: error: not in the cache, so not checked out:", err=True)
-        for p in unlisted:
-            click.echo(f"    {p}", err=True)
-        click.echo("hint: run `mlver pull` to fetch them from a remote", err=True)
-    return code
+        problems.append(Problem("not in the cache, so not checked out", tuple(unlisted),
+                                "run `mlver pull` to fetch them from a remote"))
+    return problems
 
 
 @cli.command()
@@ -189,16 +183,15 @@ def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # t
 @click.option("--relink", is_flag=True, help="Re-create every file with the configured link type.")
 @click.option("--rev", help="Bring TARGETS' pointers and data from this Git revision.")
 @pass_app
-@click.pass_context
-def checkout(ctx: click.Context, app: App, targets: tuple[str, ...], force: bool, relink: bool, rev: str | None) -> None:
+def checkout(app: App, targets: tuple[str, ...], force: bool, relink: bool, rev: str | None) -> None:
     """Make workspace data match the pointers (after git checkout)."""
     from mlver.ops.checkout import checkout as do_checkout
 
     with project(lock="checkout") as repo:
         res = do_checkout(repo, list(targets), force=force, relink=relink, rev=rev, progress=app.progress())
-    code = render_checkout(app, res)
-    if code:
-        ctx.exit(code)
+    problems = render_checkout(app, res)
+    if problems:
+        raise Unfinished(problems)
 
 
 @cli.command()

@@ -10,9 +10,10 @@ import click
 
 from mlver.cli import App, cli, pass_app, project
 from mlver.cli.data import json_option
-from mlver.cli.pipeline import _console, _value, _warn_errors
+from mlver.cli.pipeline import _value, _warn_errors
 
 SHORT = 7
+NOTE_NAMES = 12  # columns named in the note on what a terminal's width left out
 
 
 def _rev_label(rev: str) -> str:
@@ -44,20 +45,31 @@ def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
 @click.option("--sort-by", metavar="KEY", help="Order commits by a parameter or metric (KEY or FILE:KEY).")
 @click.option("--sort-order", type=click.Choice(["asc", "desc"]), default="asc", show_default=True,
               help="Order of --sort-by.")
+@click.option("--only-changed", is_flag=True, help="Leave out the columns whose value is the same in every row.")
+@click.option("--keep", "keep", multiple=True, metavar="REGEX",
+              help="Always show the columns whose FILE:KEY name matches (repeatable; wins over --drop "
+                   "and --only-changed).")
+@click.option("--drop", "drop", multiple=True, metavar="REGEX",
+              help="Leave out the columns whose FILE:KEY name matches (repeatable).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--md", is_flag=True, help="Print a Markdown table.")
 @json_option
 @pass_app
-def exp_show(app: App, count: int, all_branches: bool, sort_by: str | None, sort_order: str, as_csv: bool,
-             md: bool, as_json: bool) -> None:
-    """A table: the workspace, then the last N commits, with their parameters and metrics."""
+def exp_show(app: App, count: int, all_branches: bool, sort_by: str | None, sort_order: str, only_changed: bool,
+             keep: tuple[str, ...], drop: tuple[str, ...], as_csv: bool, md: bool, as_json: bool) -> None:
+    """A table: the workspace, then the last N commits, with their parameters and metrics.
+
+    Columns are named FILE:KEY (params.yaml:train.lr, metrics.json:acc); --keep and
+    --drop take regular expressions searched in those names. On a terminal too narrow
+    for the table, columns that never change are left out first, then columns from the
+    right, and a note on stderr names them."""
     if sum((as_csv, md, as_json)) > 1:
         raise click.UsageError("choose one of --json, --csv, --md")
     from mlver.ops.exp import exp_show as do_show
 
     with project() as repo:
         table = do_show(repo, count=count, all_branches=all_branches, sort_by=sort_by,
-                        descending=sort_order == "desc")
+                        descending=sort_order == "desc", keep=keep, drop=drop, only_changed=only_changed)
     _warn_errors(app, table.errors)
     if as_json:
         app.json(table.to_json())
@@ -80,38 +92,67 @@ def exp_show(app: App, count: int, all_branches: bool, sort_by: str | None, sort
         for r in rows:
             app.out("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
         return
+    _print_exp_table(app, table, header, rows, keep)
+
+
+def _exp_rich_table(table: Any, header: list[str], rows: list[list[str]], shown: list[int]) -> Any:
+    """The rich table of the base columns and the param/metric columns ``shown``
+    (indices into ``table.columns``)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     cols = table.columns
     t = Table(box=box.SIMPLE_HEAD)
-    for i, h in enumerate(header):
-        style = "cyan" if 4 <= i < 4 + sum(c.kind == "params" for c in cols) else None
+    for i, h in enumerate(header[:4]):
         if i == 3:
             t.add_column(h, max_width=30, overflow="ellipsis", no_wrap=True)
         else:
-            t.add_column(h, justify="right" if i >= 4 else "left", header_style=style, no_wrap=True)
+            t.add_column(h, no_wrap=True)
+    for ci in shown:
+        t.add_column(header[4 + ci], justify="right", header_style="cyan" if cols[ci].kind == "params" else None,
+                     no_wrap=True)
     for ri, r in enumerate(rows):
-        cells = [Text(c) for c in r]
-        for ci, c in enumerate(cols):
-            if table.changed(ri, c):
-                cells[4 + ci].stylize("bold yellow")
+        cells = [Text(c) for c in r[:4]]
+        for ci in shown:
+            cell = Text(r[4 + ci])
+            if table.changed(ri, cols[ci]):
+                cell.stylize("bold yellow")
+            cells.append(cell)
         t.add_row(*cells)
-    _print_wide(t)
+    return t
 
 
-def _print_wide(renderable: Any) -> None:
-    """Print at the table's natural width: cutting numbers to fit a narrow terminal
-    would hide the data the table is for."""
-    from rich.console import Console
-    from rich.measure import Measurement
+def _print_exp_table(app: App, table: Any, header: list[str], rows: list[list[str]], keep: tuple[str, ...]) -> None:
+    """Piped: every column at the table's natural width. On a terminal: fit its width by
+    leaving out columns that never change first, then columns from the right (those
+    --keep names last), and say on stderr which ones and how to see them."""
+    import re
 
-    console = _console()
-    width = Measurement.get(console, console.options.update(width=100_000), renderable).maximum
-    if width > console.width:
-        console = Console(highlight=False, soft_wrap=True, width=width)
-    console.print(renderable)
+    from mlver.cli.render import console, natural_width, print_table
+
+    cols = table.columns
+    shown = list(range(len(cols)))
+    term = console()
+    if not term.is_terminal or natural_width(_exp_rich_table(table, header, rows, shown)) <= term.width:
+        print_table(_exp_rich_table(table, header, rows, shown))
+        return
+    kept = {i for i, c in enumerate(cols) if any(re.search(p, c.name) for p in keep)}
+    order = ([i for i in reversed(shown) if i not in kept and table.unchanged(cols[i])]
+             + [i for i in reversed(shown) if i not in kept and not table.unchanged(cols[i])]
+             + [i for i in reversed(shown) if i in kept])
+    left_out = []
+    for i in order:
+        shown.remove(i)
+        left_out.append(i)
+        if natural_width(_exp_rich_table(table, header, rows, shown)) <= term.width:
+            break
+    term.print(_exp_rich_table(table, header, rows, shown))
+    names = [cols[i].name for i in sorted(left_out)]
+    listed = ", ".join(names[:NOTE_NAMES]) + (f" and {len(names) - NOTE_NAMES} more" if len(names) > NOTE_NAMES else "")
+    app.say(f"note: {len(left_out)} column(s) left out to fit {term.width} columns: {listed}; choose with "
+            "--keep/--drop REGEX or --only-changed, or see them all with --json, --csv or through a pipe "
+            "(`mlver exp show | less -S`)")
 
 
 # --- get -----------------------------------------------------------------------------------

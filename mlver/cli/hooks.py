@@ -13,7 +13,7 @@ import sys
 import click
 
 from mlver.cli import App, cli, pass_app, project
-from mlver.errors import EXIT_DIFF
+from mlver.errors import EXIT_DIFF, Problem, Unfinished
 
 SHOW_FILES = 20  # files listed per folder before "... and N more"
 
@@ -74,8 +74,7 @@ def _env(name: str) -> str | None:
 @hook.command("pre-commit")
 @click.argument("filenames", nargs=-1)  # passed by the pre-commit framework; not used
 @pass_app
-@click.pass_context
-def pre_commit(ctx: click.Context, app: App, filenames: tuple[str, ...]) -> None:
+def pre_commit(app: App, filenames: tuple[str, ...]) -> None:
     """Fail when workspace data differs from the pointers and lock being committed."""
     from mlver.ops.common import LOCK_FILE
     from mlver.ops.hook import pre_commit as do_pre_commit
@@ -86,27 +85,26 @@ def pre_commit(ctx: click.Context, app: App, filenames: tuple[str, ...]) -> None
         res = do_pre_commit(repo, progress=app.progress())
     if res.ok:
         return
-    click.echo("mlver: error: tracked data differs from the pointers or lock being committed:", err=True)
-    unstaged = []
+    lines, unstaged = [], []
     for s in res.stale:
-        click.echo(f"    {s.output.path}", err=True)
-        for f in s.files[:SHOW_FILES]:
-            click.echo(f"        {f.state}: {f.path}", err=True)
+        lines.append(s.output.path)
+        lines.extend(f"    {f.state}: {f.path}" for f in s.files[:SHOW_FILES])
         if len(s.files) > SHOW_FILES:
-            click.echo(f"        ... and {len(s.files) - SHOW_FILES} more", err=True)
+            lines.append(f"    ... and {len(s.files) - SHOW_FILES} more")
         if s.recorded_unstaged:
             unstaged.append(s.output.pointer_file or LOCK_FILE)
     unstaged = sorted(set(unstaged))
+    hints = []
     if unstaged:
-        click.echo("hint: already recorded in the workspace; stage the mlver files: git add "
-                   + " ".join(unstaged), err=True)
+        hints.append("already recorded in the workspace; stage the mlver files: git add " + " ".join(unstaged))
     if any(not s.recorded_unstaged and s.output.stage is None for s in res.stale):
-        click.echo("hint: run `mlver commit` to record the data and `git add` the changed pointers "
-                   "(or `mlver checkout` to restore the recorded data)", err=True)
+        hints.append("run `mlver commit` to record the data and `git add` the changed pointers "
+                     "(or `mlver checkout` to restore the recorded data)")
     if any(not s.recorded_unstaged and s.output.stage is not None for s in res.stale):
-        click.echo(f"hint: stage outputs come from `mlver repro`: run it and `git add {LOCK_FILE}` "
-                   "(or `mlver checkout` to restore the recorded outputs)", err=True)
-    ctx.exit(EXIT_DIFF)
+        hints.append(f"stage outputs come from `mlver repro`: run it and `git add {LOCK_FILE}` "
+                     "(or `mlver checkout` to restore the recorded outputs)")
+    raise Unfinished([Problem("tracked data differs from the pointers or lock being committed", tuple(lines),
+                              "\n".join(hints) or None)], exit_code=EXIT_DIFF)
 
 
 def _render_sync(app: App, res) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ import click
 
 from mlver.cli import App, cli, pass_app, project
 from mlver.cli.data import json_option
+from mlver.cli.render import console as render_console, print_table
 
 MAX_REASONS = 3
 
@@ -35,12 +36,6 @@ def _value(v: Any) -> str:
 
         return json.dumps(v)
     return str(v)
-
-
-def _console():  # type: ignore[no-untyped-def]
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
 
 
 # --- stage add -----------------------------------------------------------------------------
@@ -315,7 +310,7 @@ def dag(app: App, as_json: bool, mermaid: bool) -> None:
         return
     from rich.tree import Tree
 
-    console = _console()
+    console = render_console()
     shown: set[str] = set()
 
     def grow(node: Any, name: str) -> None:
@@ -356,7 +351,7 @@ def _render_changes(app: App, res: Any, what: str, md: bool) -> None:
         table.add_column(h, justify="right" if i >= 2 else "left")
     for r in rows:
         table.add_row(*r)
-    _console().print(table)
+    print_table(table)
 
 
 def _warn_errors(app: App, errors: Any) -> None:
@@ -431,7 +426,7 @@ def metrics_show(app: App, count: int | None, all_commits: bool, md: bool, as_js
         table.add_column(h, justify="right" if i >= 2 else "left")
     for r in rows:
         table.add_row(*r)
-    _console().print(table)
+    print_table(table)
 
 
 @metrics.command(name="diff")
@@ -473,7 +468,7 @@ def _print_table(app: App, header: tuple[str, ...], rows: list[tuple[str, ...]],
         table.add_column(h, justify="right" if right_from <= i < len(header) - 1 else "left")
     for r in rows:
         table.add_row(*r)
-    _console().print(table)
+    print_table(table)
 
 
 def render_checks(app: App, report: Any, *, md: bool = False) -> None:

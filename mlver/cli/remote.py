@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from mlver.cli import App, cli, pass_app, project
-from mlver.errors import EXIT_DIFF, EXIT_ERROR, UsageError
+from mlver.errors import EXIT_DIFF, Problem, Unfinished, UsageError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
@@ -149,8 +149,9 @@ def _scope(rev: str | None, all_branches: bool, all_tags: bool, all_commits: boo
     return Scope.for_transfer(rev=rev, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits)
 
 
-def _render_transfer(app: App, res, verb: str, preposition: str) -> int:  # type: ignore[no-untyped-def]
-    """Summary on stderr; missing and corrupt objects listed; returns the exit code."""
+def _render_transfer(app: App, res, verb: str, preposition: str) -> list[Problem]:  # type: ignore[no-untyped-def]
+    """Summary on stderr; returns the missing and corrupt objects, which the caller
+    raises as one error."""
     from mlver.cli.render import human_size
 
     if res.created:
@@ -162,33 +163,25 @@ def _render_transfer(app: App, res, verb: str, preposition: str) -> int:  # type
         app.say(f"Everything is up to date with '{res.remote}' ({res.already} object(s) in scope)")
     if res.runs:
         app.say(f"{res.runs} run-cache entr{'y' if res.runs == 1 else 'ies'} {verb}")
-    code = 0
+    problems = []
     if res.missing:
         where = "in the cache" if verb == "pushed" else f"on remote '{res.remote}'"
-        click.echo(f"mlver: error: {len(res.missing)} object(s) are not {where}, so not {verb}:", err=True)
-        for m in res.missing:
-            click.echo(f"    {m.path} ({m.digest})", err=True)
-        if verb == "pushed":
-            click.echo("hint: fetch them first (`mlver fetch`), or re-create them", err=True)
-        else:
-            click.echo("hint: push them from a clone that has them", err=True)
-        code = EXIT_ERROR
+        problems.append(Problem(f"{len(res.missing)} object(s) are not {where}, so not {verb}",
+                                tuple(f"{m.path} ({m.digest})" for m in res.missing),
+                                "fetch them first (`mlver fetch`), or re-create them" if verb == "pushed"
+                                else "push them from a clone that has them"))
     if res.corrupt:
-        click.echo(f"mlver: error: {len(res.corrupt)} object(s) on remote '{res.remote}' are corrupt and were "
-                   "not stored:", err=True)
-        for c in res.corrupt:
-            click.echo(f"    {c.path} ({c.digest})", err=True)
-        click.echo(f"hint: run `mlver fsck -r {res.remote}`, then push a good copy from a clone that has one",
-                   err=True)
-        code = EXIT_ERROR
-    return code
+        problems.append(Problem(f"{len(res.corrupt)} object(s) on remote '{res.remote}' are corrupt and were "
+                                "not stored", tuple(f"{c.path} ({c.digest})" for c in res.corrupt),
+                                f"run `mlver fsck -r {res.remote}`, then push a good copy from a clone that "
+                                "has one"))
+    return problems
 
 
 @cli.command()
 @transfer_options
 @pass_app
-@click.pass_context
-def push(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
+def push(app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
          rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool,
          as_json: bool) -> None:
     """Send the objects the remote lacks."""
@@ -200,16 +193,15 @@ def push(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | N
                       progress=app.progress())
     if as_json:
         app.json(res.to_json())
-    code = _render_transfer(app, res, "pushed", "to")
-    if code:
-        ctx.exit(code)
+    problems = _render_transfer(app, res, "pushed", "to")
+    if problems:
+        raise Unfinished(problems)
 
 
 @cli.command()
 @transfer_options
 @pass_app
-@click.pass_context
-def fetch(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
+def fetch(app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
           rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool,
           as_json: bool) -> None:
     """Bring the objects the cache lacks (the workspace is not touched)."""
@@ -221,17 +213,16 @@ def fetch(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | 
                        progress=app.progress())
     if as_json:
         app.json(res.to_json())
-    code = _render_transfer(app, res, "fetched", "from")
-    if code:
-        ctx.exit(code)
+    problems = _render_transfer(app, res, "fetched", "from")
+    if problems:
+        raise Unfinished(problems)
 
 
 @cli.command()
 @transfer_options
 @click.option("-f", "--force", is_flag=True, help="Replace local changes (their content is cached first).")
 @pass_app
-@click.pass_context
-def pull(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
+def pull(app: App, targets: tuple[str, ...], remote: str | None, jobs: int | None,
          rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool, run_cache: bool,
          as_json: bool, force: bool) -> None:
     """Fetch, then check out: make the workspace match the pointers."""
@@ -244,14 +235,13 @@ def pull(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | N
                       force=force, progress=app.progress())
     if as_json:
         app.json(res.to_json())
-    code = _render_transfer(app, res.fetch, "fetched", "from")
-    # what the fetch could not bring was just listed: the checkout names only the rest;
+    problems = _render_transfer(app, res.fetch, "fetched", "from")
+    # what the fetch could not bring is listed once: the checkout names only the rest;
     # with --json the checkout's lists are in the JSON and only its problems go to stderr
     told = {i.path for i in res.fetch.missing + res.fetch.corrupt}
-    ck_code = render_checkout(app, res.checkout, already_listed=told, changes=not as_json)
-    code = code or ck_code
-    if code:
-        ctx.exit(code)
+    problems += render_checkout(app, res.checkout, already_listed=told, changes=not as_json)
+    if problems:
+        raise Unfinished(problems)
 
 
 # --- gc ----------------------------------------------------------------------------

@@ -5,9 +5,9 @@ objects through ``mlver.pipeline.revision`` (batched, cached per blob; no checko
 from __future__ import annotations
 
 import contextlib
-
-from dataclasses import dataclass, field
-from typing import Any
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
 
 from mlver import git
 from mlver.errors import UsageError
@@ -45,6 +45,12 @@ class Column:
     key: str
     label: str  # the key alone when no other column has it, else FILE:KEY
 
+    @property
+    def name(self) -> str:
+        """The full name ``FILE:KEY`` (``params.yaml:train.lr``) that --keep and --drop
+        match against."""
+        return f"{self.file}:{self.key}"
+
 
 @dataclass
 class ExpTable:
@@ -80,6 +86,38 @@ class ExpTable:
             return False
         return not there[0] or type(here[1]) is not type(there[1]) or here[1] != there[1]
 
+    def unchanged(self, column: Column) -> bool:
+        """Whether every row that has a value in ``column`` holds the same one (rows
+        from before the parameter or metric existed do not count)."""
+        seen = {(type(v), repr(v)) for present, v in (r.get(column) for r in self.rows) if present}
+        return len(seen) <= 1
+
+    def select(self, *, keep: Sequence[str] = (), drop: Sequence[str] = (),
+               only_changed: bool = False) -> "ExpTable":
+        """The table with fewer columns: without those whose full name (``FILE:KEY``) a
+        ``drop`` regex matches or (``only_changed``) whose value is the same in every row;
+        a column a ``keep`` regex matches stays whatever the other two say (as in DVC).
+        A regex matches when it is found anywhere in the name (anchor with ^ and $)."""
+        keeps, drops = _patterns("--keep", keep), _patterns("--drop", drop)
+        if not (drops or only_changed):
+            return self
+        gone = {(c.kind, c.file, c.key) for c in self.columns
+                if not any(p.search(c.name) for p in keeps)
+                and (any(p.search(c.name) for p in drops) or (only_changed and self.unchanged(c)))}
+        if not gone:
+            return self
+
+        def kept(kind: str, values: dict[str, Flat]) -> dict[str, Flat]:
+            out = {}
+            for file, vals in values.items():
+                left = {k: v for k, v in vals.items() if (kind, file, k) not in gone}
+                if left:
+                    out[file] = left
+            return out
+
+        return ExpTable([replace(r, params=kept("params", r.params), metrics=kept("metrics", r.metrics))
+                         for r in self.rows])
+
     def find_column(self, name: str) -> Column:
         """The column ``name`` means: its label, ``FILE:KEY``, or a key of one column."""
         cols = self.columns
@@ -93,6 +131,17 @@ class ExpTable:
             raise UsageError(f"'{name}' is ambiguous", hint="one of: " + ", ".join(f"{c.file}:{c.key}" for c in hits))
         known = ", ".join(c.label for c in cols) or "none"
         raise UsageError(f"no parameter or metric '{name}'", hint=f"columns: {known}")
+
+
+def _patterns(option: str, texts: Sequence[str]) -> list[re.Pattern[str]]:
+    out = []
+    for text in texts:
+        try:
+            out.append(re.compile(text))
+        except re.error as e:
+            raise UsageError(f"{option} {text!r} is not a regular expression: {e}",
+                             hint="columns are named FILE:KEY, e.g. 'params.yaml:train\\.' or 'metrics.json:acc$'") from None
+    return out
 
 
 def _sort_key(value: tuple[bool, Any]) -> tuple:
@@ -130,7 +179,8 @@ def history_commits(root: str, *, count: int, all_branches: bool) -> list[git.Co
 
 
 def exp_show(repo: Repo, *, count: int = DEFAULT_COUNT, all_branches: bool = False, sort_by: str | None = None,
-             descending: bool = False) -> ExpTable:
+             descending: bool = False, keep: Sequence[str] = (), drop: Sequence[str] = (),
+             only_changed: bool = False) -> ExpTable:
     ws = workspace_values(repo)
     rows = [ExpRow(WORKSPACE, params=ws.params, metrics=ws.metrics, errors=ws.errors)]
     if repo.scm_root is not None:
@@ -144,4 +194,6 @@ def exp_show(repo: Repo, *, count: int = DEFAULT_COUNT, all_branches: bool = Fal
             rows += [ExpRow(c.sha, tuple(refs.get(c.sha, ())), c.date, c.subject, v.params, v.metrics, v.errors)
                      for c, v in zip(commits, values)]
     table = ExpTable(rows)
-    return sort_rows(table, sort_by, descending=descending) if sort_by else table
+    if sort_by:
+        table = sort_rows(table, sort_by, descending=descending)  # before columns go: --drop may hide the key
+    return table.select(keep=keep, drop=drop, only_changed=only_changed)
