@@ -235,6 +235,7 @@ HELPERS = {  # modules outside the picture -> the layer they sit just above (imp
     "report_html": "repo",  # plots' HTML, used by ops/plots
     "progress": "errors",  # the progress protocol: usable everywhere, imports nothing
     "failpoint": "errors",  # crash-test hooks: usable everywhere, imports nothing
+    "ignore": "errors",  # .mlverignore rules (gitignore matching): used by fsutil and above, imports errors only
 }
 KNOWN_UPWARD = {  # (importer, imported): today's code breaks the picture here; shrink this set
     ("workspace", "repo"),  # workspace functions take the Repo handle (its services: state, cache, config)
@@ -242,7 +243,6 @@ KNOWN_UPWARD = {  # (importer, imported): today's code breaks the picture here; 
     ("hooks", "git"),  # installing hook scripts asks Git for the hooks folder
     ("report_html", "ops"),  # renders ops.plots' PlotsReport (a TYPE_CHECKING import for its type)
 }
-# another branch adding e.g. mlver/ignore.py (ignore rules below fsutil) adds "ignore": "fsutil" to HELPERS
 
 
 def _layer(module: str) -> str | None:
