@@ -198,6 +198,11 @@ def test_history_reads_templated_pipelines(project: Path) -> None:
     ("stages:\n  a:\n    cmd: echo\n    outs:\n    - ${models}\n", 5, "'output' must be a string"),
     ("wat: 1\nstages: {}\n", 1, "unknown field 'wat'"),
     ("stages:\n  a:\n    cmd: echo\n    frozen: yes please\n", 4, "'frozen' must be true or false"),
+    ("stages:\n  a:\n    cmd: echo ${${seeds}}\n", 3, "nested"),
+    ("stages:\n  a:\n    cmd: echo ${seeds\n", 3, "without its closing"),
+    ("stages:\n  a:\n    matrix:\n" + "".join(f"      k{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for i in range(10))
+     + "    cmd: echo\n", 3, "would generate 10000000000 stages"),
+    ("stages:\n  a:\n    cmd:\n    - echo\n    - 5\n", 3, "each command of a 'cmd' list must be a string"),
     ("stages:\n  a:\n    cmd: echo\n    deps: [x]\n    outs: [y]\n  b:\n    foreach: [1]\n    do:\n"
      "      cmd: echo\n      deps: [y]\n      outs: [x]\n", 2, "cycle"),
 ])
@@ -369,3 +374,17 @@ def test_templating_fuzz_never_escapes_the_error_type() -> None:
             assert e.message.startswith("mlver.yaml"), f"seed {seed} case {i}: {e.message}\n{text}"
         except Exception as e:  # noqa: BLE001 - the point of the fuzzer
             raise AssertionError(f"seed {seed} case {i}: {type(e).__name__}: {e}\n{text}") from e
+
+
+def test_mapping_flags_as_dvc_writes_them_and_params_only_stages_settle(repo: Path) -> None:
+    gen(repo, {"params.yaml": "o:\n  k: [1, 2]\n  f: false\n  t: true\n  s: a b\n  nest:\n    q: 1\nacc: 1\n",
+               "mlver.yaml": "stages:\n  a:\n    cmd: echo ${o} > x.txt\n    outs: [x.txt]\n"
+                             "  b:\n    cmd: echo ${acc} > y.txt\n    outs: [y.txt]\n"})
+    assert run_json(["stage", "list"], repo)["stages"][0]["cmd"] == "echo --k 1 2 --t --s 'a b' --nest.q 1 > x.txt"
+    run(["repro"], repo)
+    assert (repo / "x.txt").read_text() == "--k 1 2 --t --s a b --nest.q 1\n"
+    # a stage whose only inputs are params is settled once run (as in DVC), not "always runs"
+    status = {s["name"]: s for s in run_json(["status"], repo)["stages"]}
+    assert status["b"]["changed"] is False and status["a"]["changed"] is False, status
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace("acc: 1", "acc: 2"))
+    assert run_json(["repro"], repo)["ran"] == ["b"]

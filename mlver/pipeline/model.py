@@ -456,7 +456,9 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None,
     cmd_line = body.line_of("cmd")
     commands: tuple[str, ...] = ()
     if isinstance(body["cmd"], list):
-        commands = tuple(p.string(c, "cmd", cmd_line) for c in body["cmd"])
+        if not all(isinstance(c, str) for c in body["cmd"]):
+            raise p.error("each command of a 'cmd' list must be a string", cmd_line)
+        commands = tuple(body["cmd"])
         if not commands or not all(c.strip() for c in commands):
             raise p.error("'cmd' is an empty list or holds an empty command", cmd_line)
         cmd = "\n".join(commands) if len(commands) > 1 else commands[0]

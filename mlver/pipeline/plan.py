@@ -149,7 +149,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
     reasons: list[str] = []
     if stage.always_changed:
         reasons.append("always changed")
-    elif not stage.deps:
+    elif not stage.deps and not stage.params:
         reasons.append("always runs: the stage has no dependencies")
     if locked is None:
         reasons.append("never run")
@@ -175,7 +175,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
                 reasons.append(f"param removed: {file}:{key}")
             elif not _same(now_vals[key], old_vals[key]):
                 reasons.append(f"param changed: {file}:{key}")
-    inputs = tuple(reasons[1:] if stage.always_changed or not stage.deps else reasons)  # (not "always runs")
+    inputs = tuple(reasons[1:] if stage.always_changed or not (stage.deps or stage.params) else reasons)  # (not "always runs")
     old_products = {e.path: e for e in locked.products}
     for out in stage.products:
         label = "metrics" if out.metric else "out"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlver import git
-from mlver.errors import FormatError
+from mlver.errors import FormatError, MlverError
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipeline
 from mlver.pipeline.params import Flat, ParamsReader, flatten, parse_values
 from mlver.repo import Repo
@@ -66,7 +66,11 @@ def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None])
             params.setdefault(file, {}).update(flatten(doc))
     metrics: dict[str, Flat] = {}
     for path in metrics_files(pipeline):
-        data = read(path)
+        try:
+            data = read(path)
+        except MlverError as e:  # e.g. a corrupt object of a metrics file inside a folder output
+            errors.append(where + e.message)
+            continue
         if data is None:
             continue
         try:
@@ -157,8 +161,8 @@ class History:
             except MlverError:
                 return None
         try:
-            return self._remote.read_object(ObjectRef(digest, manifest))
-        except (MlverError, OSError):
+            return self._remote.read_object(ObjectRef(digest, manifest))  # a mismatch raises (named)
+        except OSError:
             return None
 
     def tracked_file(self, lock_blob: str | None, commit: str, rel: str) -> bytes | None:

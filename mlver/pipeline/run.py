@@ -135,7 +135,7 @@ def _run_cacheable(stage: Stage) -> bool:
     """May the run cache stand in for running ``stage``? Not without dependencies (it
     always runs), nor with a ``persist`` output: that output accumulates across runs, and
     an old snapshot must not replace it."""
-    return bool(stage.deps) and not stage.always_changed and not any(o.persist for o in stage.products)
+    return bool(stage.deps or stage.params) and not stage.always_changed and not any(o.persist for o in stage.products)
 
 
 def _restorable_entry(repo: Repo, stage: Stage, key: str) -> runcache.RunEntry | None:

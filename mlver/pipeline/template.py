@@ -23,6 +23,7 @@ from mlver.pipeline.yamlio import LinedList, LinedMap
 LoadDoc = Callable[[str], "dict[str, Any] | None"]  # repo-relative path -> document (None: absent)
 
 DEFAULT_PARAMS = "params.yaml"
+MAX_GENERATED = 10_000  # stages one foreach/matrix may generate (a 10-axis matrix is a typo, not a plan)
 # ``\${`` is a literal ``${`` (DVC's escape); ``${ name }`` an expression
 _TOKEN = re.compile(r"\\\$\{|\$\{([^{}]*)\}")
 _PART = re.compile(r"\s*([^.\[\]\s]+)|\[\s*(-?\d+)\s*\]|\.\s*([^.\[\]\s]+)")
@@ -193,6 +194,7 @@ class Templater:
                 return self.resolve(whole.group(1), ctx, line)
             if "${" not in value:
                 return value
+            self._check_nesting(value, line)
 
             def one(m: re.Match[str]) -> str:
                 if m.group(1) is None:
@@ -223,6 +225,15 @@ class Templater:
         if isinstance(value, list):
             return [self.interpolate(v, ctx, line) for v in value]
         return value
+
+    def _check_nesting(self, value: str, line: int | None) -> None:
+        """Every unescaped ``${`` opens one expression closed before the next ``${`` (DVC
+        refuses ``${${x}}`` and an unclosed ``${`` too)."""
+        for m in re.finditer(r"\\?\$\{", value):
+            if m.group(0).startswith("\\"):
+                continue
+            if _TOKEN.match(value, m.start()) is None:
+                raise self.error(f"invalid expression in {value!r}: '${{' without its closing '}}', or nested", line)
 
     # --- stages -------------------------------------------------------------------------
 
@@ -271,6 +282,9 @@ class Templater:
             probe = ctx.copy()
             items = self.interpolate(body["foreach"], probe, fline)
             sources = probe.used
+            if isinstance(items, (dict, list)) and len(items) > MAX_GENERATED:
+                raise self.error(f"stage '{name}': 'foreach' would generate {len(items)} stages (at most "
+                                 f"{MAX_GENERATED})", fline)
             if isinstance(items, dict):
                 pairs = [(str(k), {"key": k, "item": v}, k) for k, v in items.items()]
             elif isinstance(items, list):
@@ -297,6 +311,12 @@ class Templater:
                 if not isinstance(values, list) or not values:
                     raise self.error(f"stage '{name}': matrix '{axis}' must be a non-empty list", matrix.line_of(axis))
                 axes.append((axis, values))
+            total = 1
+            for _, values in axes:
+                total *= len(values)
+            if total > MAX_GENERATED:
+                raise self.error(f"stage '{name}': the matrix would generate {total} stages (at most "
+                                 f"{MAX_GENERATED})", mline)
             for combo in itertools.product(*[range(len(v)) for _, v in axes]):
                 item = {axis: values[i] for (axis, values), i in zip(axes, combo)}
                 label = "-".join(str(_scalar_name(values[i])) if _is_scalar(values[i]) else f"{axis}{i}"
@@ -364,15 +384,31 @@ def _format(value: Any, expr: str, t: Templater, line: int | None) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(_format(v, expr, t, line) for v in value)
     if isinstance(value, dict):
-        # DVC: a mapping inside a string becomes --key value pairs
-        parts = []
-        for k, v in value.items():
-            if isinstance(v, bool):
-                parts.append(f"--{k}" if v else f"--no-{k}")
-            else:
-                parts.append(f"--{k} {_format(v, expr, t, line)}")
-        return " ".join(parts)
+        return " ".join(_flags(value, ""))
     return str(value)
+
+
+def _flags(mapping: dict[str, Any], prefix: str) -> list[str]:
+    """A mapping inside a string, as DVC 3 writes it: ``--key value`` per leaf (nested
+    keys dotted, strings shell-quoted, lists as several words), ``--flag`` for true and
+    nothing for false."""
+    import shlex
+
+    out: list[str] = []
+    for k, v in mapping.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flags(v, name + ".")
+        elif isinstance(v, bool):
+            if v:
+                out.append(f"--{name}")
+        elif isinstance(v, (list, tuple)):
+            out.append(f"--{name} " + " ".join(shlex.quote(str(x)) for x in v))
+        elif isinstance(v, str):
+            out.append(f"--{name} {shlex.quote(v)}")
+        else:
+            out.append(f"--{name} {v}")
+    return out
 
 
 def _plain(value: Any) -> Any:
