@@ -162,7 +162,7 @@ class Cache:
                     self._no_clone.add(os.fstat(fd).st_dev)
                 return None
             if settled is not None:
-                digest_size = digest_open(f, on_bytes=on_bytes)  # type: ignore[arg-type]
+                digest_size = digest_open(f, on_bytes=on_bytes)
                 if _file_state(os.fstat(fd)) == _file_state(settled) and digest_size[1] == settled.st_size:
                     return digest_size
         return digest_file(tmp, on_bytes=on_bytes)  # unsettled or changed meanwhile: the clone's own bytes

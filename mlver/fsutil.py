@@ -290,7 +290,7 @@ def remove_path(path: str, *, inside: str | None = None) -> None:
     if os.path.islink(path) or os.path.isfile(path):
         os.unlink(path)
     elif os.path.isdir(path):
-        def onerror(func, p, exc):  # type: ignore[no-untyped-def]
+        def onerror(func, p, exc):
             os.chmod(os.path.dirname(p), 0o755)
             try:
                 os.chmod(p, 0o644)

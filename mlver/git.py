@@ -128,8 +128,10 @@ def read_tree(repo: "gitpython.Repo", rev: str, want: Callable[[str], bool]) -> 
     tree = repo.commit(sha).tree
     files: dict[str, bytes] = {}
     for item in tree.traverse():
-        if item.type == "blob" and want(item.path):  # type: ignore[union-attr]
-            files[item.path] = item.data_stream.read()  # type: ignore[union-attr]
+        # gitpython types traverse()'s items as a union with tuples, and a path as
+        # str | PathLike: a blob's is a str
+        if item.type == "blob" and want(item.path):  # type: ignore[union-attr, arg-type]
+            files[item.path] = item.data_stream.read()  # type: ignore[union-attr, index]
     return Snapshot(sha, files)
 
 

@@ -52,7 +52,7 @@ def digest_file(path: str | os.PathLike[str], *,
     chunk buffer to allocate: 20,000 small files must not cost 20,000 of them).
     ``on_bytes``: as for ``digest_stream``."""
     with open(path, "rb", buffering=0) as f:
-        return digest_open(f, on_bytes=on_bytes)  # type: ignore[arg-type]
+        return digest_open(f, on_bytes=on_bytes)
 
 
 def digest_open(f: BinaryIO, *, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:

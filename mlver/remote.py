@@ -385,7 +385,7 @@ class Remote:
             return
         if self.protocol == "ssh":  # close the SSH connection now rather than at exit
             try:
-                fs._finalize(fs.loop, fs._pool, fs._stack)  # type: ignore[attr-defined]
+                fs._finalize(fs.loop, fs._pool, fs._stack)
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
 
@@ -464,7 +464,7 @@ class Remote:
                 raise _Stalled(f"no progress for {self.timeout:g} s")
         ok, value = outcome[0]
         if ok:
-            return value  # type: ignore[no-any-return]
+            return value
         raise value
 
     def _parallel(self, items: list[T], fn: Callable[[T, threading.Event], R]) -> list[R]:

@@ -282,7 +282,7 @@ class State:
         the bytes were read (the racy rule is measured from it); by default now, right
         for bytes mlver itself has just written."""
         row = (path, *_key(st), digest, time.time_ns() if read_ns is None else read_ns)
-        self._pending.append((*row, _row_check(row)))  # type: ignore[arg-type]
+        self._pending.append((*row, _row_check(row)))
         if len(self._pending) >= 5000:
             self.flush()
 
@@ -312,7 +312,7 @@ class State:
             return None
         if r[-1] != _row_check(r[:-1]) or not isinstance(r[2], str) or not is_digest(r[2]):
             raise _Damaged(path)
-        return r[1:7]  # type: ignore[no-any-return]
+        return r[1:7]
 
     def dir_lookup(self, path: str, listing: str) -> str | None:
         def fn(conn: sqlite3.Connection) -> str | None:
@@ -336,7 +336,8 @@ class State:
             return row[1], dict(zip(rows, digests)) if row[4] else {}
 
         if path not in self._dir_rows:
-            self._dir_rows[path] = self._run(fn, default=(None, {}))
+            none: tuple[str | None, dict[str, str]] = (None, {})
+            self._dir_rows[path] = self._run(fn, default=none)
         return self._dir_rows[path]
 
     def dir_record(self, path: str, listing: str, digest: str,
@@ -373,7 +374,8 @@ class State:
                 raise _Damaged(kind)
             return True, pickle.loads(row[0])
 
-        found, value = self._run(read, default=(False, None))
+        not_found: tuple[bool, T | None] = (False, None)
+        found, value = self._run(read, default=not_found)
         if found and (valid is None or valid(value)):  # type: ignore[arg-type]
             return value  # type: ignore[return-value]
         value = parse(text)

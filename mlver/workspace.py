@@ -47,7 +47,7 @@ def pointer_files(repo: Repo) -> list[str]:
     if repo.scm_root is not None:
         # `git ls-files` run in the project folder prints paths relative to it.
         return sorted(p for p in git.list_files(repo.root, f"*{POINTER_SUFFIX}") if os.path.isfile(repo.abs(p)))
-    out = []
+    out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(repo.root):
         rel_dir = os.path.relpath(dirpath, repo.root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
@@ -434,17 +434,17 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
             remember_dir(repo, rel, entries, [e.digest for e in manifest.entries], digest, rows=rows)
         return Stored("dir", digest, manifest.size, len(manifest.entries), link)
     st = os.stat(path)
-    known = repo.state.lookup(rel, st)
-    busy = not (known and cache.has(known))  # a remembered digest already stored: no bar to flash
+    known_digest = repo.state.lookup(rel, st)
+    busy = not (known_digest and cache.has(known_digest))  # a remembered digest already stored: no bar to flash
     if busy:
         progress.start(f"adding {rel}", total_files=1, total_bytes=st.st_size)
     t = time.time_ns()
     bar = progress.file(st.st_size)
-    digest, size = cache.store_file(path, known_digest=known, settled=None if racy(st, t) else st, on_bytes=bar)
+    digest, size = cache.store_file(path, known_digest=known_digest, settled=None if racy(st, t) else st, on_bytes=bar)
     if busy:
         bar.done()
         progress.finish()
-    if known is None:
+    if known_digest is None:
         repo.state.record(rel, st, digest, read_ns=t)
     link = cache.relink_after_store(digest, path, executable=is_executable(st.st_mode))
     return Stored("file", digest, size, None, link)
@@ -537,12 +537,13 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             remove_path(path, inside=repo.root)
             plan.append(_Place(out.path, out.digest, False, False))
         else:
-            cur = current_file_digest(repo, out.path) if os.path.lexists(path) else None
-            if cur and cur[0] == out.digest and not relink:
+            cur_file = current_file_digest(repo, out.path) if os.path.lexists(path) else None
+            if cur_file and cur_file[0] == out.digest and not relink:
                 return res
-            if cur and not _safe_to_replace(repo, out.path, cur[0], force, res):
+            if cur_file and not _safe_to_replace(repo, out.path, cur_file[0], force, res):
                 return res
-            plan.append(_Place(out.path, out.digest, False, cur is not None, cur is not None and cur[0] == out.digest))
+            plan.append(_Place(out.path, out.digest, False, cur_file is not None,
+                               cur_file is not None and cur_file[0] == out.digest))
     else:
         manifest = load_manifest(cache, out.digest)
         if manifest is None:
@@ -610,11 +611,11 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
 
         done = parallel_map(work, plan, WORKERS)
         progress.finish()
-        for p, kind, st in done:
+        for placed, kind, st in done:
             res.link_types.add(kind)
-            (res.relinked if p.same else res.modified if p.existed else res.added).append(p.rel)
+            (res.relinked if placed.same else res.modified if placed.existed else res.added).append(placed.rel)
             if st is not None:
-                repo.state.record(p.rel, st, p.digest)
+                repo.state.record(placed.rel, st, placed.digest)
     if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing:
         confine(repo.root, os.path.join(path, "-"))
         os.makedirs(path)  # a folder recorded empty is restored empty

@@ -15,8 +15,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(strict=True, reason="the code base still has ~50 mypy errors (first run of the config); "
-                   "remove this mark once `python -m mypy` passes")
 def test_mypy_passes_on_the_package(tmp_path: Path) -> None:
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("MYPY NOT INSTALLED: the type check did not run (pip install -e '.[test]')")

@@ -45,7 +45,7 @@ class App:
     def warn(self, text: str) -> None:
         click.echo(f"mlver: warning: {text}", err=True)
 
-    def progress(self):  # type: ignore[no-untyped-def]
+    def progress(self):
         from mlver.cli.render import progress_for
 
         return progress_for(self.quiet)
@@ -112,7 +112,7 @@ def project(lock: str | None = None) -> Iterator["Repo"]:
             click.echo(f"mlver: warning: {warning}", err=True)
 
 
-def _set_flag(name: str):  # type: ignore[no-untyped-def]
+def _set_flag(name: str):
     def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         if value:
             app = ctx.find_object(App)

@@ -59,7 +59,7 @@ def add(app: App, paths: tuple[str, ...], desc: str | None) -> None:
         app.git_add_hint(repo.root, res.pointers)
 
 
-def _render_status(app: App, res) -> None:  # type: ignore[no-untyped-def]
+def _render_status(app: App, res) -> None:
     if res.clean:
         app.report("Data and pipelines are up to date.")
         return
@@ -144,7 +144,7 @@ def commit(app: App, targets: tuple[str, ...], message: str | None, force: bool)
         app.git_add_hint(repo.root, res.files)
 
 
-def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # type: ignore[no-untyped-def]
+def render_checkout(app: App, res, already_listed: Collection[str] = (), *,
                     changes: bool = True) -> list[Problem]:
     """Print what a checkout did (``changes``: the added/modified/deleted lines, left out
     when JSON carries them); return what it could not do (kept or missing data), which

@@ -107,7 +107,7 @@ def pre_commit(app: App, filenames: tuple[str, ...]) -> None:
                               "\n".join(hints) or None)], exit_code=EXIT_DIFF)
 
 
-def _render_sync(app: App, res) -> None:  # type: ignore[no-untyped-def]
+def _render_sync(app: App, res) -> None:
     """A hook always exits 0 after a sync: what was kept or is missing is listed."""
     for w in res.warnings:
         app.warn(w)

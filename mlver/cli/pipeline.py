@@ -473,7 +473,7 @@ def _print_table(app: App, header: tuple[str, ...], rows: list[tuple[str, ...]],
 
 def render_checks(app: App, report: Any, *, md: bool = False) -> None:
     header = ("Metric", "Value", f"Base ({_short(report.base)})", "Change", "Limits", "Result")
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for o in report.outcomes:
         limits = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
                            for k, v in o.check.limits.items())

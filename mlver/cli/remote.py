@@ -143,13 +143,13 @@ def transfer_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _scope(rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool):  # type: ignore[no-untyped-def]
+def _scope(rev: str | None, all_branches: bool, all_tags: bool, all_commits: bool):
     from mlver.ops.scope import Scope
 
     return Scope.for_transfer(rev=rev, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits)
 
 
-def _render_transfer(app: App, res, verb: str, preposition: str) -> list[Problem]:  # type: ignore[no-untyped-def]
+def _render_transfer(app: App, res, verb: str, preposition: str) -> list[Problem]:
     """Summary on stderr; returns the missing and corrupt objects, which the caller
     raises as one error."""
     from mlver.cli.render import human_size
@@ -325,19 +325,19 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
                if res.remote_name else ""))
 
 
-def _gc_counts(plan, human_size) -> str:  # type: ignore[no-untyped-def]
+def _gc_counts(plan, human_size) -> str:
     text = f"{len(plan.local)} object(s) ({human_size(plan.bytes)}) from the cache"
     if plan.remote_name is not None:
         text += f" and {len(plan.remote)} ({human_size(plan.remote_bytes)}) from remote '{plan.remote_name}'"
     return text
 
 
-def _gc_summary(plan, human_size, verb: str) -> str:  # type: ignore[no-untyped-def]
+def _gc_summary(plan, human_size, verb: str) -> str:
     return f"{verb} {_gc_counts(plan, human_size)}; keeping {plan.kept} in the cache" + (
         f" and {plan.remote_kept} on the remote" if plan.remote_name is not None else "")
 
 
-def _gc_kept(plan, human_size) -> list[str]:  # type: ignore[no-untyped-def]
+def _gc_kept(plan, human_size) -> list[str]:
     """What stays for the safety rules rather than the scope (SPEC "gc scope")."""
     from mlver.ops.gc import UNPUSHED, sized
 

@@ -119,8 +119,12 @@ def run_checks(repo: Repo, *, rev: str | None = None, base: str | None = None) -
                          hint="add e.g. `checks: [{metric: eval/metrics.json:acc, min: 0.9}]` to mlver.yaml")
     base = base or default_base(repo)
     with open_history(repo) if (rev or base) else contextlib.nullcontext() as history:
-        current = workspace_values(repo) if rev is None else history.values(rev)
-        base_values = history.values(base) if base else None
+        if rev is None:
+            current = workspace_values(repo)
+        else:
+            assert history is not None  # opened whenever a revision is asked for
+            current = history.values(rev)
+        base_values = history.values(base) if base and history is not None else None
     report = CheckReport(WORKSPACE if rev is None else current.rev, base)
     for check in checks:
         value = current.metrics.get(check.file, {}).get(check.key)

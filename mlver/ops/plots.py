@@ -209,10 +209,10 @@ def _step_series(repo: Repo, commits: list[ExpRow], last: ExpRow) -> list[StepSe
 def _write_png(report: PlotsReport, dest: str) -> list[str]:
     """One PNG per metric beside the HTML file, through matplotlib when it is installed."""
     try:
-        import matplotlib  # type: ignore[import-not-found]
+        import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # type: ignore[import-not-found]
+        import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError("--png needs matplotlib", hint="pip install matplotlib") from None
     base = os.path.splitext(dest)[0]

@@ -108,7 +108,7 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
         if stages:  # pragma: no cover - a non-mapping is rejected by the parser below
             raise MlverError(f"{PIPELINE_FILE}: 'stages' must be a mapping")
         lines = text.splitlines(keepends=True)
-        lines[doc.line_of("stages") - 1] = "stages:\n"
+        lines[_line_of(doc, "stages") - 1] = "stages:\n"
         new_text = "".join(lines) + stage_block(name, cmd, **kwargs)  # type: ignore[arg-type]
     else:
         new_text = text + "stages:\n" + stage_block(name, cmd, **kwargs)  # type: ignore[arg-type]
@@ -132,9 +132,16 @@ def _refuse_tracked_inside(repo: Repo, stage: Stage) -> None:
                              hint=f"stop tracking it first (`mlver remove {inside[0]}`) or choose another output")
 
 
+def _line_of(block: LinedMap, key: str) -> int:
+    """The line of ``key`` in a parsed ``block``: every key the loader read has one."""
+    line = block.line_of(key)
+    assert line is not None
+    return line
+
+
 def _indent_of(text: str, stages: LinedMap) -> int:
     """The indentation of the stage names in block-style ``stages``."""
-    first_line = text.splitlines()[stages.line_of(next(iter(stages))) - 1]
+    first_line = text.splitlines()[_line_of(stages, next(iter(stages))) - 1]
     indent = len(first_line) - len(first_line.lstrip(" "))
     if indent == 0 or "{" in first_line[:indent + 1]:
         raise MlverError(f"{PIPELINE_FILE} writes 'stages' in flow style; add the stage by editing it")
@@ -145,7 +152,7 @@ def _replace_block(text: str, stages: LinedMap, name: str, indent: int, block: s
     """``text`` with stage ``name``'s lines (up to the next stage, or the next line
     indented no deeper than the stage names, at ``indent``) replaced by ``block``."""
     lines = text.splitlines(keepends=True)
-    start = stages.line_of(name) - 1
+    start = _line_of(stages, name) - 1
 
     def outdented(line: str) -> bool:  # at the stage names' indentation, or less
         return len(line) - len(line.lstrip(" ")) <= indent
@@ -153,7 +160,7 @@ def _replace_block(text: str, stages: LinedMap, name: str, indent: int, block: s
     names = list(stages)
     later = names[names.index(name) + 1:]
     if later:
-        end = stages.line_of(later[0]) - 1
+        end = _line_of(stages, later[0]) - 1
     else:
         end = next((i for i in range(start + 1, len(lines))
                     if lines[i].strip() and not lines[i].lstrip().startswith("#") and outdented(lines[i])),

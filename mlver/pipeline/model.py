@@ -395,6 +395,7 @@ class _StageParser:
                 if options is not None and not isinstance(options, LinedMap):
                     raise self.error(f"options of '{written}' must be a mapping (cache, persist, desc)", line)
                 for opt, v in (options or {}).items():
+                    assert options is not None  # only a mapping has items
                     if opt not in OUT_KEYS:
                         raise self.error(f"unknown field '{opt}' for {key[:-1] if not metric else 'metric'} '{written}'"
                                          f" (known: {', '.join(OUT_KEYS)})", options.line_of(opt))

@@ -115,17 +115,18 @@ def keep_edits(repo: Repo, stage: Stage, recorded: dict[str, LockEntry]) -> list
             fresh = [e for e in manifest.entries if not cache.has(e.digest)]
             for e in fresh:
                 cache.store_file(os.path.join(full, *e.path.split("/")), known_digest=e.digest)
+            stored_new = bool(fresh)
             digest = cache.store_bytes(manifest.dumps(), manifest=True)
         else:
             got = current_file_digest(repo, out.path)
             if got is None:
                 continue
             digest = got[0]
-            fresh = [] if cache.has(digest) else [digest]
-            if fresh:
+            stored_new = not cache.has(digest)
+            if stored_new:
                 cache.store_file(full, known_digest=digest)
         old = recorded.get(out.path)
-        if fresh and (old is None or old.digest != digest):
+        if stored_new and (old is None or old.digest != digest):
             kept.append((out.path, digest))
     return kept
 

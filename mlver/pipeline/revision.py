@@ -13,7 +13,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from mlver import git
 from mlver.errors import FormatError, MlverError
@@ -316,7 +316,7 @@ def has_head(repo: Repo) -> bool:
 
 # --- comparing ---------------------------------------------------------------------------
 
-def _number(v: Any) -> bool:
+def _number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 

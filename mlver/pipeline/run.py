@@ -116,7 +116,7 @@ def select(graph: Graph, targets: list[str] | None, *, downstream: bool, single:
     generates) or the path of a stage output."""
     if not targets:
         return graph.stages_in_order()
-    names = []
+    names: list[str] = []
     for t in targets:
         named = graph.pipeline.named(t)
         if named:

@@ -75,7 +75,7 @@ class Context:
                 if self.values[key] == value:
                     continue
                 raise FormatError(shown, f"vars: cannot redefine '{key}' (already defined"
-                                         f"{' in ' + self.source[key] if self.source.get(key) else ''})", line=line)
+                                         f"{' in ' + src if (src := self.source.get(key)) else ''})", line=line)
             self.values[key] = value
             self.source[key] = source
 

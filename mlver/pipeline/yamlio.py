@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import yaml
 
 
-class LinedMap(dict):  # type: ignore[type-arg]
+class LinedMap(dict):
     """A mapping that knows the line of itself and of each key (1-based)."""
 
     line: int | None = None
@@ -26,7 +26,7 @@ class LinedMap(dict):  # type: ignore[type-arg]
         return self.lines.get(key, self.line)
 
 
-class LinedList(list):  # type: ignore[type-arg]
+class LinedList(list):
     line: int | None = None
 
     def __init__(self) -> None:
@@ -63,7 +63,7 @@ def _loader() -> Any:
 
     base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    class LineLoader(base):  # type: ignore[misc,valid-type]
+    class LineLoader(base):
         pass
 
     LineLoader.add_constructor("tag:yaml.org,2002:map", _map)
