@@ -299,8 +299,8 @@ class Cache:
             except OSError as e:
                 unlink_quiet(tmp, dir_fd=fd)
                 last = e
-                if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):  # named by the workspace path it was for
+                    raise OSError(e.errno, e.strerror, dest) from None
                 self._working[dev] = i + 1
                 continue
             try:
