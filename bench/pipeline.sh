@@ -140,6 +140,10 @@ stage_deps() {   # stage_deps K -> extra deps (children outputs), space separate
   echo "$r"
 }
 
+# lib.sh exports PYTHONDONTWRITEBYTECODE: byte-compile mlver once (untimed), as an
+# installed package would be (else every call compiles its modules again)
+"$PY" -c 'import compileall, os, mlver; compileall.compile_dir(os.path.dirname(mlver.__file__), quiet=1)' 2>/dev/null
+
 RUN=$(mktemp -d "$SCRATCH/pipeline.XXXXXX")
 trap '[ "${KEEP:-0}" = 1 ] || rm -rf "$RUN"' EXIT
 
