@@ -2,7 +2,9 @@
 # bench/pipeline.sh - time `repro` of a 20-stage pipeline over 20,000 dependency
 # files: mlver vs DVC, same data, same run, interleaved repetitions, plus floors.
 #
-# usage: bench/pipeline.sh [REPS]          (default 3)
+# usage: bench/pipeline.sh [REPS] [SHAPE]  (defaults: 3 tree)
+#   SHAPE tree     the 20-stage binary tree below (scenario `pipeline`)
+#   SHAPE foreach  200 stages from ONE `foreach` (scenario `pipeline_foreach`, below)
 #
 # Raw lines (stdout and $OUT), the format of bench/run.sh:
 #     TOOL pipeline STEP SECONDS PEAK_RSS_MB
@@ -29,6 +31,17 @@
 # py_start (`PYTHON -c pass`).  PYTHON is $STAGE_PYTHON, default the absolute
 # path of python3 (so a pyenv shim's start-up is not counted 20 times).
 #
+# SHAPE foreach: data/i000..i199 (FILES/STAGES files each, STAGES default 200);
+# params.yaml holds `items: {i000: {k: 1}, ...}` and the pipeline file (the same
+# text as mlver.yaml and dvc.yaml, written directly, no `stage add`) is one stage
+#   s: {foreach: ${items}, do: {cmd: PYTHON stage.py data/${key} out/${key}.json
+#       --k ${item.k}, deps: [stage.py, data/${key}], outs: [out/${key}.json]}}
+# giving s@i000..s@i199.  Steps: populate, noop, status (nothing changed), then
+# (untimed) one item's k changed in params.yaml and repro_param = `repro`: only
+# that item's stage runs (a note counts the rewritten outputs, want 1, and checks
+# that output against a direct run).  mlver also gets an untimed in-process
+# timing of parse_pipeline (parsing + templating of the 200 stages), note `parse`.
+#
 # environment: MLVER, DVC, TOOLS, FLOORS, BENCH_SCRATCH, BENCH_DATA, STEP_TIMEOUT,
 # PYTHON, OUT, KEEP as in bench/run.sh, and
 #   FILES   dependency files in total (default 20000)
@@ -36,12 +49,18 @@
 set -uo pipefail
 
 REPS=${1:-3}
-SCEN=pipeline
+SHAPE=${2:-tree}
+case "$SHAPE" in
+  tree) SCEN=pipeline; DEFSTAGES=20 ;;
+  foreach) SCEN=pipeline_foreach; DEFSTAGES=200 ;;
+  *) echo "usage: bench/pipeline.sh [REPS] [tree|foreach]" >&2; exit 2 ;;
+esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"   # settings, emit, the isolated environment, timed
 FILES=${FILES:-20000}
-STAGES=${STAGES:-20}
+STAGES=${STAGES:-$DEFSTAGES}
 DATA=${BENCH_DATA:-$SCRATCH/data}/pipe-$FILES-$STAGES
+[ "$SHAPE" = foreach ] && DATA=${BENCH_DATA:-$SCRATCH/data}/pipe-foreach-$FILES-$STAGES
 mkdir -p "$HERE/results" "$SCRATCH"
 OUT=${OUT:-$HERE/results/raw-pipeline-$(date -u +%Y%m%dT%H%M%SZ).txt}
 OUT=$(realpath -m "$OUT")
@@ -51,12 +70,12 @@ mkdir -p "$(dirname "$OUT")" && : >>"$OUT"
 # --- the data and the stage script (seeded, generated once) ---------------------
 if [ ! -f "$DATA/.done" ]; then
   rm -rf "$DATA"
-  "$PY" - "$DATA" "$FILES" "$STAGES" <<'EOF' || { echo "data generation failed" >&2; exit 2; }
+  "$PY" - "$DATA" "$FILES" "$STAGES" "$SHAPE" <<'EOF' || { echo "data generation failed" >&2; exit 2; }
 import os, random, sys
-out, files, stages = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, files, stages, shape = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 per = files // stages
 for d in range(stages):
-    dd = os.path.join(out, "data", f"d{d:02d}")
+    dd = os.path.join(out, "data", f"d{d:02d}" if shape == "tree" else f"i{d:03d}")
     os.makedirs(dd)
     for i in range(per):
         rng = random.Random(f"pipe-{d}-{i}")
@@ -68,6 +87,9 @@ EOF
 fi
 STAGE_PY='import hashlib, json, os, sys
 inp, out, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+k = None
+if extra[:1] == ["--k"]:
+    k, extra = extra[1], extra[2:]
 h = hashlib.sha256()
 n = total = 0
 for root, dirs, files in os.walk(inp):
@@ -84,8 +106,30 @@ for e in extra:
         h.update(f.read())
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 with open(out, "w") as f:
-    json.dump({"files": n, "bytes": total, "digest": h.hexdigest()}, f)
+    json.dump({"files": n, "bytes": total, "digest": h.hexdigest()} if k is None else
+              {"files": n, "bytes": total, "digest": h.hexdigest(), "k": k}, f)
 '
+# foreach shape: params.yaml and the pipeline file (the same text for both tools)
+write_foreach() {   # write_foreach PIPELINE_FILE
+  "$PY" - "$1" "$STAGES" "$SPY" <<'EOF'
+import sys
+path, n, spy = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open("params.yaml", "w") as f:
+    f.write("items:\n" + "".join(f"  i{i:03d}:\n    k: {i + 1}\n" for i in range(n)))
+with open(path, "w") as f:
+    f.write(f"""stages:
+  s:
+    foreach: ${{items}}
+    do:
+      cmd: {spy} stage.py data/${{key}} out/${{key}}.json --k ${{item.k}}
+      deps:
+      - stage.py
+      - data/${{key}}
+      outs:
+      - out/${{key}}.json
+""")
+EOF
+}
 
 # stage K: "deps... | cmd" pieces
 stage_deps() {   # stage_deps K -> extra deps (children outputs), space separated
@@ -95,6 +139,10 @@ stage_deps() {   # stage_deps K -> extra deps (children outputs), space separate
   done
   echo "$r"
 }
+
+# lib.sh exports PYTHONDONTWRITEBYTECODE: byte-compile mlver once (untimed), as an
+# installed package would be (else every call compiles its modules again)
+"$PY" -c 'import compileall, os, mlver; compileall.compile_dir(os.path.dirname(mlver.__file__), quiet=1)' 2>/dev/null
 
 RUN=$(mktemp -d "$SCRATCH/pipeline.XXXXXX")
 trap '[ "${KEEP:-0}" = 1 ] || rm -rf "$RUN"' EXIT
@@ -119,7 +167,11 @@ setup_tool() (
     if [ "$tool" = mlver ]; then $X -q init; else $X init -q; fi
     git add -A && git commit -qm init
   } >>"$LOG" 2>&1 || { emit "# $tag init failed"; tail -n 5 "$LOG" | sed 's/^/#   /' | tee -a "$OUT"; return 1; }
+  if [ "$SHAPE" = foreach ]; then
+    if [ "$tool" = mlver ]; then write_foreach mlver.yaml; else write_foreach dvc.yaml; fi
+  fi
   for ((k = 0; k < STAGES; k++)); do
+    [ "$SHAPE" = foreach ] && break
     kk=$(printf %02d $k); ex=$(stage_deps $k)
     cmd="$SPY stage.py data/d$kk out/s$kk.json$ex"
     deps="-d stage.py -d data/d$kk"; for d in $ex; do deps+=" -d $d"; done
@@ -137,6 +189,26 @@ setup_tool() (
   local n; n=$(ls out/*.json 2>/dev/null | wc -l)
   emit "# $tag populated: $n/$STAGES outputs"
   [ "$n" = "$STAGES" ] || return 1
+  if [ "$SHAPE" = foreach ] && [ "$tool" = mlver ]; then
+    # untimed: parsing + templating of the pipeline file in one process (median of 5)
+    emit "# $tag parse: $("$PY" - <<'EOF' 2>&1 | tail -n1
+import statistics, time
+import yaml
+from mlver.pipeline.model import parse_pipeline
+text = open("mlver.yaml").read()
+def load(rel):
+    try:
+        with open(rel) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        return None
+ts = []
+for _ in range(5):
+    t0 = time.perf_counter(); p = parse_pipeline(text, "mlver.yaml", load); ts.append(time.perf_counter() - t0)
+print(f"parse_pipeline {len(p.stages)} stages: median {statistics.median(ts):.4f} s (min {min(ts):.4f}, max {max(ts):.4f}, n 5, in-process, params.yaml read by yaml.safe_load inside the timing)")
+EOF
+)"
+  fi
   return 0
 )
 
@@ -152,6 +224,7 @@ rep_tool() (
     X=$DVC; NOOP="$X repro -q"; DRY="$X repro --dry"; STATUS="$X status"
   fi
   timed noop "$tag" "$LOG" "$NOOP"
+  if [ "$SHAPE" = foreach ]; then rep_foreach; return 0; fi
   # untimed: rewrite one file of data/d00 (seeded by the repetition), via a rename
   "$PY" - data/d00 "$r" <<'EOF' >>"$LOG" 2>&1
 import os, random, sys
@@ -182,6 +255,34 @@ EOF
   return 0
 )
 
+rep_foreach() {   # in rep_tool's subshell: status, then one item's param changed
+  timed status "$tag" "$LOG" "$STATUS"
+  local item before after changed
+  item=$(printf 'i%03d' $(((r * 37) % STAGES)))
+  "$PY" - "$item" "$((1000 + r))" <<'EOF' >>"$LOG" 2>&1
+import os, re, sys
+item, k = sys.argv[1], sys.argv[2]
+t = open("params.yaml").read()
+t2 = re.sub(rf"(?m)^(  {item}:\n    k: ).*$", rf"\g<1>{k}", t)
+assert t2 != t
+with open("params.yaml.tmp", "w") as f:
+    f.write(t2)
+os.replace("params.yaml.tmp", "params.yaml")
+print("params.yaml: items." + item + ".k =", k)
+EOF
+  before=$(stat -c '%n %.9Y %i' out/*.json 2>/dev/null)
+  if timed repro_param "$tag" "$LOG" "$NOOP"; then
+    after=$(stat -c '%n %.9Y %i' out/*.json 2>/dev/null)
+    changed=$(diff <(echo "$before") <(echo "$after") | grep -c '^>')
+    "$SPY" stage.py "data/$item" "$RUN/$tool/expect.json" --k "$((1000 + r))" 2>>"$LOG"
+    if cmp -s "out/$item.json" "$RUN/$tool/expect.json"; then
+      emit "# $tag rep $r $([ "$changed" = 1 ] || echo "WARNING ")repro_param (items.$item.k) rewrote $changed output(s) (want 1); out/$item.json verify ok"
+    else
+      emit "# $tag rep $r repro_param (items.$item.k) rewrote $changed output(s) (want 1); VERIFY FAILED out/$item.json differs from a direct run"
+    fi
+  fi
+}
+
 # --- floors -----------------------------------------------------------------------
 FLOG=$RUN/floor.log
 printf '%s' "$STAGE_PY" >"$RUN/stage.py"
@@ -189,12 +290,13 @@ run_floors() {
   find "$DATA/data" -type f -print0 | xargs -0 cat >/dev/null   # warm
   timed statwalk_find "floor $SCEN" "$FLOG" "find $DATA/data -type f -printf '%s\n' >/dev/null"
   timed statwalk_py "floor $SCEN" "$FLOG" "$PY $HERE/hashfloor.py statwalk 0 $DATA/data >/dev/null"
-  timed stage_cmd "floor $SCEN" "$FLOG" "cd $DATA && $SPY $RUN/stage.py data/d00 $RUN/floor-out.json"
+  local d0=data/d00; [ "$SHAPE" = foreach ] && d0=data/i000
+  timed stage_cmd "floor $SCEN" "$FLOG" "cd $DATA && $SPY $RUN/stage.py $d0 $RUN/floor-out.json"
   timed py_start "floor $SCEN" "$FLOG" "$SPY -c pass"
 }
 
 # --- main ---------------------------------------------------------------------------
-emit "# bench/pipeline.sh $(date -u +%FT%TZ) reps=$REPS files=$FILES stages=$STAGES tools=\"$TOOLS\" host=$(uname -n) cpus=$(nproc) kernel=$(uname -r) python=$("$PY" -V 2>&1 | cut -d' ' -f2) fs=$(stat -f -c %T "$SCRATCH")"
+emit "# bench/pipeline.sh $(date -u +%FT%TZ) reps=$REPS shape=$SHAPE files=$FILES stages=$STAGES tools=\"$TOOLS\" host=$(uname -n) cpus=$(nproc) kernel=$(uname -r) python=$("$PY" -V 2>&1 | cut -d' ' -f2) fs=$(stat -f -c %T "$SCRATCH")"
 emit "# mlver='$MLVER' dvc='$DVC' stage python='$SPY' decision: mlver repro --dry-run vs dvc repro --dry; status: mlver status vs dvc status"
 read -r -a TOOLARR <<<"$TOOLS"
 OK=()
@@ -202,7 +304,8 @@ for t in "${TOOLARR[@]}"; do
   emit "# setup $t start $(date -u +%T)"
   if setup_tool "$t"; then OK+=("$t"); else
     emit "# $t $SCEN setup failed: every step FAIL"
-    for s in populate noop dry status repro_one; do emit "$t $SCEN $s FAIL -"; done
+    steps="populate noop dry status repro_one"; [ "$SHAPE" = foreach ] && steps="populate noop status repro_param"
+    for s in $steps; do emit "$t $SCEN $s FAIL -"; done
   fi
 done
 for ((r = 1; r <= REPS; r++)); do

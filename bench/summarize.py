@@ -31,7 +31,7 @@ from collections import defaultdict
 
 STEPS = ["init", "add", "status_clean", "status_mod", "commit", "checkout", "push", "status_remote", "pull",
          # bench/pipeline.sh, bench/hooks.sh, bench/exp.sh
-         "populate", "noop", "dry", "status", "repro_one",
+         "populate", "noop", "dry", "status", "repro_one", "repro_param",
          "pre_commit", "post_checkout", "exp_show_cold", "exp_show"]
 STEP_DOC = {
     "init": "init (+ git commit)",
@@ -48,6 +48,7 @@ STEP_DOC = {
     "dry": "decision after 1 dep file changed (repro --dry-run / --dry)",
     "status": "status after 1 dep file changed",
     "repro_one": "repro after 1 dep file changed (1 stage runs)",
+    "repro_param": "repro after 1 foreach item's param changed (1 stage runs)",
     "pre_commit": "pre-commit hook, nothing changed",
     "post_checkout": "post-checkout hook, identical pointers",
     "exp_show_cold": "exp show --json -n N, no result cache",
@@ -58,6 +59,7 @@ STEP_DOC_SCEN = {
     ("s3", "push"): "push to S3 (local moto server)",
     ("s3", "status_remote"): "status against the S3 remote (all pushed)",
     ("s3", "pull"): "clone + pull from S3 into a fresh clone",
+    ("pipeline_foreach", "status"): "status, nothing changed",
     ("reflink", "add"): "add of the 2 GiB file on XFS (reflink=1), warm",
     ("reflink", "checkout"): "checkout after deleting it",
 }
@@ -65,6 +67,8 @@ STEP_DOC_SCEN = {
 #                               OTHER/BASE must be >= RATIO or None)
 TARGETS = {
     ("pipeline", "noop"): (1.0, 5.0),
+    ("pipeline_foreach", "noop"): (1.0, 5.0),
+    ("pipeline_foreach", "status"): (1.0, 5.0),
     ("hooks", "pre_commit"): (0.5, None),
     ("hooks", "post_checkout"): (0.5, None),
     ("exp", "exp_show_cold"): (2.0, None),
@@ -99,6 +103,11 @@ FLOOR_FOR = {
         "dry": ["statwalk_find", "statwalk_py"],
         "status": ["statwalk_find", "statwalk_py"],
         "repro_one": ["stage_cmd"],
+    },
+    "pipeline_foreach": {
+        "noop": ["statwalk_find", "statwalk_py"],
+        "status": ["statwalk_find", "statwalk_py"],
+        "repro_param": ["stage_cmd"],
     },
     "hooks": {
         "pre_commit": ["statwalk_find", "statwalk_py"],

@@ -309,17 +309,27 @@ def to_posix(path: str) -> str:
     return path.replace(os.sep, "/") if os.sep != "/" else path
 
 
-def inside_root(root: str, path: str, *, shown: str | None = None) -> str:
+def inside_root(root: str, path: str, *, shown: str | None = None,
+                resolved: dict[str, str] | None = None) -> str:
     """Resolve ``path`` (absolute or relative to cwd) and return it relative to ``root``
     as POSIX; refuse anything that leaves the repository, through ``..`` or a symlinked
-    parent folder."""
+    parent folder.  ``resolved`` (optional) memoises ``os.path.realpath`` across calls
+    that check many paths at one moment (the folders do not change in between)."""
     shown = shown or path
+    memo: dict[str, str] = {} if resolved is None else resolved
+
+    def realpath(p: str) -> str:
+        r = memo.get(p)
+        if r is None:
+            r = memo[p] = os.path.realpath(p)
+        return r
+
     absolute = os.path.abspath(path)
-    real_root = os.path.realpath(root)
+    real_root = realpath(root)
     # The parent folder is resolved (symlinks followed); the last component is kept so
     # a tracked file that is itself a link to the cache is still its own path.
     parent, base = os.path.split(absolute)
-    real_parent = os.path.realpath(parent)
+    real_parent = realpath(parent)
     if base in ("", ".", ".."):
         real = os.path.realpath(absolute)
     else:

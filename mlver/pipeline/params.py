@@ -126,17 +126,32 @@ def select(doc: dict[str, Any], keys: Iterable[str] | None) -> tuple[Flat, list[
     return out, missing
 
 
-class ParamsReader:
-    """Reads each params file once (from the workspace, or from given bytes)."""
+Parsed = dict[tuple[str, bytes], dict[str, Any]]  # (file, its bytes) -> its document
 
-    def __init__(self, read: Callable[[str], bytes | None]) -> None:
+
+class ParamsReader:
+    """Reads each params file once (from the workspace, or from given bytes).
+    ``parsed`` (optional) is shared by readers made at different moments of one run
+    (each reads the files again): a file whose bytes are the same is not parsed again.
+    The documents are read-only to callers."""
+
+    def __init__(self, read: Callable[[str], bytes | None], parsed: Parsed | None = None) -> None:
         self._read = read
         self._docs: dict[str, dict[str, Any] | None] = {}
+        self._parsed = parsed
 
     def doc(self, file: str) -> dict[str, Any] | None:
         if file not in self._docs:
             data = self._read(file)
-            self._docs[file] = None if data is None else parse_values(data, file)
+            if data is None:
+                self._docs[file] = None
+            elif self._parsed is None:
+                self._docs[file] = parse_values(data, file)
+            else:
+                key = (file, data)
+                if key not in self._parsed:
+                    self._parsed[key] = parse_values(data, file)
+                self._docs[file] = self._parsed[key]
         return self._docs[file]
 
     def stage_params(self, stage: Stage, shown: str, *, strict: bool = True) -> dict[str, Flat]:
@@ -163,7 +178,7 @@ class ParamsReader:
         return values
 
 
-def workspace_reader(root: str) -> ParamsReader:
+def workspace_reader(root: str, parsed: Parsed | None = None) -> ParamsReader:
     def read(rel: str) -> bytes | None:
         try:
             with open(os.path.join(root, *rel.split("/")), "rb") as f:
@@ -171,4 +186,4 @@ def workspace_reader(root: str) -> ParamsReader:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
-    return ParamsReader(read)
+    return ParamsReader(read, parsed)

@@ -40,10 +40,11 @@ def read_pipeline_text(repo: Repo) -> str:
 def check_workspace_paths(repo: Repo, pipeline: Pipeline) -> None:
     """Paths that leave the repository through a symlink, and outputs that a pointer
     file already tracks."""
+    resolved: dict[str, str] = {}  # realpath of the root and of parent folders, shared
     for stage in pipeline.stages:
         for path, line in [(d.path, d.line) for d in stage.deps] + [(o.path, o.line) for o in stage.products]:
             try:
-                inside_root(repo.root, repo.abs(path), shown=path)
+                inside_root(repo.root, repo.abs(path), shown=path, resolved=resolved)
             except PathError as e:
                 raise FormatError(pipeline.shown, f"stage '{stage.name}': {e.message}", line=line) from None
         for out in stage.products:

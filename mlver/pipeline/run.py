@@ -22,7 +22,7 @@ from mlver.pipeline import runcache
 from mlver.pipeline.graph import Graph, overlaps
 from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
-from mlver.pipeline.params import workspace_reader
+from mlver.pipeline.params import Parsed, workspace_reader
 from mlver.pipeline.plan import MISSING_PRODUCT, StageCheck, check_stage, ignore_outputs, load_graph, record_stage
 from mlver.pipeline.record import (Inspector, clear_products, keep_edits, products_restorable, refuse_git_tracked,
                                    restore_plain)
@@ -203,13 +203,16 @@ class _Runner:
         self.locked = read_lock(repo)
         self.inspector = Inspector(repo, progress)
         self.result = ReproResult()
+        # params files are read again for every stage (an upstream stage may rewrite
+        # one), but parsed once per distinct content: 200 stages over one params.yaml
+        self.parsed_params: Parsed = {}
 
     def stage(self, stage: Stage) -> None:
         if stage.frozen:  # never run; its lock entry is kept as it is
             self.result.skipped.append(stage.name)
             self.on_event(StageEvent(stage.name, "frozen"))
             return
-        check = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root))
+        check = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root, self.parsed_params))
         locked = self.locked.get(stage.name)
         if (self.allow_missing is not None and not self.force and check.changed and locked is not None
                 and all(r.startswith(MISSING_PRODUCT) for r in check.reasons)
@@ -293,7 +296,7 @@ class _Runner:
             now = self.inspector.entry(dep.path)
             if now is None or was is None or (now.kind, now.digest) != (was.kind, was.digest):
                 moved.append(dep.path)
-        params = workspace_reader(self.repo.root).stage_params(stage, PIPELINE_FILE)
+        params = workspace_reader(self.repo.root, self.parsed_params).stage_params(stage, PIPELINE_FILE)
         for file in sorted(set(params) | set(before.params)):
             old, new = before.params.get(file, {}), params.get(file, {})
             moved += [f"{file}:{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
