@@ -59,6 +59,7 @@ class Cache:
         self._reflink_ok: bool | None = None
         self._swept = False
         self._devs: dict[str, str] = {}  # workspace folder -> device id
+        self.quarantined: dict[str, str] = {}  # digest -> actual digest of objects found corrupt by place()
 
     # --- naming -------------------------------------------------------------------
 
@@ -242,10 +243,13 @@ class Cache:
         for i in range(self._working.get(dev, 0), len(self.link_types)):
             kind = self.link_types[i]
             try:
-                link_file(src, tmp, kind, mode)
+                actual = self._link_verified(src, tmp, kind, mode)
             except FileNotFoundError:
                 unlink_quiet(tmp)
                 if not os.path.exists(src):
+                    if digest in self.quarantined:  # another worker just found it corrupt
+                        raise ChecksumMismatch(object_relpath(digest), digest, self.quarantined[digest],
+                                               where="in the cache") from None
                     raise MlverError(f"object {digest} is not in the cache", hint="run `mlver pull` to fetch it") from None
                 raise
             except OSError as e:
@@ -255,6 +259,15 @@ class Cache:
                     raise
                 self._working[dev] = i + 1
                 continue
+            except BaseException:
+                unlink_quiet(tmp)
+                raise
+            if actual is not None and actual != digest:
+                # the object's bytes do not match its name: they never reach ``dest``
+                unlink_quiet(tmp)
+                self.quarantined[digest] = actual
+                self.try_quarantine(ObjectRef(digest, False))
+                raise ChecksumMismatch(object_relpath(digest), digest, actual, where="in the cache")
             try:
                 failpoint.hit("checkout-before-rename")
                 try:
@@ -267,6 +280,18 @@ class Cache:
                 raise
             return kind
         raise MlverError(f"could not place {dest}: no link type in cache.type worked ({last})")
+
+    @staticmethod
+    def _link_verified(src: str, tmp: str, kind: str, mode: int) -> str | None:
+        """Make ``tmp`` from the object ``src`` with link type ``kind``; the digest of the
+        bytes that landed in an independent copy (copy: hashed in the read that copies;
+        reflink: the clone is read once), None for links (they are the object itself)."""
+        if kind == "copy":
+            h = new_hasher()
+            copy_file(src, tmp, mode, hasher=h)
+            return h.hexdigest()
+        link_file(src, tmp, kind, mode)
+        return digest_file(tmp)[0] if kind == "reflink" else None
 
     def relink_after_store(self, digest: str, dest: str, *, executable: bool = False) -> str | None:
         """After ``add``: when the first working link type links (hardlink/symlink), swap
@@ -336,8 +361,22 @@ class Cache:
             return 0
 
     def quarantine(self, ref: ObjectRef) -> str:
+        """Move a corrupt object out of the layout, to ``quarantine/`` (kept for
+        inspection): the next fetch brings a good copy. OSError when the cache is
+        read-only."""
         qdir = os.path.join(self.root, "quarantine")
         os.makedirs(qdir, exist_ok=True)
         dest = os.path.join(qdir, ref.quarantine_name)
-        os.replace(self.path(ref.digest, ref.manifest), dest)
+        try:
+            os.replace(self.path(ref.digest, ref.manifest), dest)
+        except FileNotFoundError:
+            if not os.path.exists(dest):  # moved meanwhile by another worker: done
+                raise
         return dest
+
+    def try_quarantine(self, ref: ObjectRef) -> tuple[str | None, str | None]:
+        """``quarantine``, where possible: (where it went, None) or (None, why it stayed)."""
+        try:
+            return self.quarantine(ref), None
+        except OSError as e:
+            return None, f"{e.strerror or e}"

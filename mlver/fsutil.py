@@ -11,7 +11,7 @@ import re
 import stat
 import sys
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence, TypeVar
+from typing import Callable, NamedTuple, Protocol, Sequence, TypeVar
 
 from mlver.errors import PathError
 
@@ -178,17 +178,31 @@ def replace_with_copy(src: str, dest: str, mode: int) -> None:
         raise
 
 
-def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None) -> None:
-    """Copy bytes into a new file ``dst`` created with ``mode`` (in-kernel copy where the
-    OS offers it, so the bytes never pass through Python); ``on_chunk`` runs after each
-    16 MiB."""
+def _read_into(fd: int, buf: bytearray) -> int:
+    if hasattr(os, "readv"):  # POSIX: straight into the buffer, no bytes object per chunk
+        return os.readv(fd, [buf])
+    data = os.read(fd, len(buf))
+    buf[: len(data)] = data
+    return len(data)
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> object: ...
+
+
+def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], None] | None = None,
+              hasher: Hasher | None = None) -> int:
+    """Copy bytes into a new file ``dst`` created with ``mode``; returns how many. Without
+    ``hasher`` the copy is in-kernel where the OS offers it (the bytes never pass through
+    Python); with one, every byte read is fed to ``hasher`` on its way to ``dst`` (one read
+    both verifies and copies). ``on_chunk`` runs after each 16 MiB."""
     fin = os.open(src, os.O_RDONLY)
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             size = os.fstat(fin).st_size
-            if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
-                offset = 0
+            offset = 0
+            if hasher is None and hasattr(os, "sendfile") and sys.platform.startswith("linux"):
                 while offset < size:
                     n = os.sendfile(fout, fin, offset, min(size - offset, COPY_CHUNK))
                     if n == 0:  # the source shrank under us
@@ -197,17 +211,28 @@ def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], N
                     if on_chunk is not None:
                         on_chunk()
             else:
+                buf = bytearray(min(COPY_CHUNK, max(size, 1)))
+                view = memoryview(buf)
+                since = 0
                 while True:
-                    chunk = os.read(fin, 4 << 20)
-                    if not chunk:
+                    n = _read_into(fin, buf)
+                    if not n:
                         break
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fout, view):]
+                    chunk = view[:n]
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    while chunk:
+                        chunk = chunk[os.write(fout, chunk):]
+                    offset += n
+                    since += n
+                    if on_chunk is not None and since >= COPY_CHUNK:
+                        since = 0
+                        on_chunk()
         finally:
             os.close(fout)
     finally:
         os.close(fin)
+    return offset
 
 
 def link_file(src: str, dst: str, link_type: str, mode: int = 0o644) -> None:

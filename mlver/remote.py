@@ -173,6 +173,13 @@ class _Stop(Exception):
 
 
 @dataclass
+class Uploaded:
+    objects: int = 0
+    bytes: int = 0
+    corrupt: list[ObjectRef] = field(default_factory=list)  # bytes in the cache did not match: not uploaded
+
+
+@dataclass
 class Downloaded:
     objects: int = 0
     bytes: int = 0
@@ -480,19 +487,39 @@ class Remote:
 
     # --- upload -------------------------------------------------------------------
 
-    def _put(self, src: str, rel: str) -> None:
-        """Put the local file ``src`` at ``rel``: whole or not at all."""
+    def _put(self, src: str, rel: str, digest: str | None = None) -> None:
+        """Put the local file ``src`` at ``rel``: whole or not at all. With ``digest``
+        (an object), the bytes are hashed in the same read that feeds the upload, and when
+        they do not match, ``ChecksumMismatch`` is raised before anything appears at
+        ``rel``: the temporary is dropped before its rename, and an object store's PUT
+        (or multipart upload) is abandoned before it completes."""
         dest = self.path(rel)
         if self.atomic_put:
-            self.fs.put_file(src, dest)
+            if digest is None:
+                self.fs.put_file(src, dest)
+                return
+            f = self.fs.open(dest, "wb")
+            try:
+                self._check(self._send_hashing(src, f), digest, rel)
+                f.close()  # the PUT / CompleteMultipartUpload: only for verified bytes
+            except BaseException:
+                try:
+                    f.discard()  # aborts a multipart upload already under way
+                except Exception:  # noqa: BLE001 - best effort: an abandoned upload never completes
+                    pass
+                f.closed = True  # never committed later by the file object's finaliser
+                raise
             return
         tmp_dir = self.path("tmp")
         self._makedirs(tmp_dir)
         self._makedirs(dest.rsplit("/", 1)[0])
         tmp = f"{tmp_dir}/{unique_suffix()}"  # pid, a random tag per process, a counter
-        if self.protocol == "file":  # a folder: an in-kernel copy and a rename, no fsspec layers
+        if self.protocol == "file":  # a folder: a copy (in-kernel when not hashing) and a rename, no fsspec layers
             try:
-                copy_file(src, tmp, 0o444)
+                h = new_hasher() if digest is not None else None
+                copy_file(src, tmp, 0o444, hasher=h)
+                if h is not None and digest is not None:
+                    self._check(h.hexdigest(), digest, rel)
                 failpoint.hit("remote-before-rename")
                 os.replace(tmp, dest)
             except BaseException:
@@ -500,7 +527,12 @@ class Remote:
                 raise
             return
         try:
-            self.fs.put_file(src, tmp)
+            if digest is None:
+                self.fs.put_file(src, tmp)
+            else:
+                with self.fs.open(tmp, "wb") as f:
+                    actual = self._send_hashing(src, f)
+                self._check(actual, digest, rel)
             failpoint.hit("remote-before-rename")
             try:
                 self.fs.mv(tmp, dest)
@@ -515,30 +547,60 @@ class Remote:
                 pass
             raise
 
-    def upload(self, cache: Cache, refs: list[ObjectRef], *, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
-        """Upload ``refs`` from ``cache``; returns (objects, bytes)."""
+    @staticmethod
+    def _send_hashing(src: str, f: Any) -> str:
+        """Write the local file ``src`` into the open remote file ``f``; the digest of
+        the bytes sent (hashed as they are read: one read feeds both)."""
+        h = new_hasher()
+        with open(src, "rb", buffering=0) as fin:
+            while True:
+                chunk = fin.read(CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                f.write(chunk)
+        return h.hexdigest()
+
+    def _check(self, actual: str, digest: str, rel: str) -> None:
+        if actual != digest:
+            raise ChecksumMismatch(rel, digest, actual, where="in the cache, not uploaded")
+
+    def upload(self, cache: Cache, refs: list[ObjectRef], *, progress: Progress = NO_PROGRESS) -> Uploaded:
+        """Upload ``refs`` from ``cache``, each verified against its digest as it is read;
+        one whose bytes do not match is not uploaded, and listed in ``corrupt``."""
         self.require_writable()
+        res = Uploaded()
         if not refs:
-            return 0, 0
+            return res
         sizes = {r: os.path.getsize(cache.path(r.digest, r.manifest)) for r in refs}
         progress.start(f"push to {self.name}", total_files=len(refs), total_bytes=sum(sizes.values()))
+        lock = threading.Lock()
 
-        def one(ref: ObjectRef, stop: threading.Event) -> int:
+        def one(ref: ObjectRef, stop: threading.Event) -> None:
             rel = ref.relpath
             try:
-                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, stop=stop)
+                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, ref.digest,
+                            stop=stop)
             except FileNotFoundError as e:
                 raise RemoteError(f"{self.describe()}: cannot write {rel}: {_cause(e)}",
                                   hint="check that the bucket or folder exists") from None
+            except ChecksumMismatch:
+                progress.advance(files=1, nbytes=sizes[ref])
+                with lock:
+                    res.corrupt.append(ref)
+                return
             failpoint.hit("remote-after-upload")
             progress.advance(files=1, nbytes=sizes[ref])
-            return sizes[ref]
+            with lock:
+                res.objects += 1
+                res.bytes += sizes[ref]
 
         try:
-            done = self._parallel(refs, one)
+            self._parallel(refs, one)
         finally:
             progress.finish()
-        return len(done), sum(done)
+        res.corrupt.sort(key=lambda r: (r.digest, r.manifest))
+        return res
 
     # --- download -----------------------------------------------------------------
 

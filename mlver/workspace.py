@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from mlver import git
 from mlver.cache import Cache
-from mlver.errors import FormatError, PathError
+from mlver.errors import ChecksumMismatch, FormatError, PathError
 from mlver.fsutil import (TMP_MARK, WalkEntry, inside_root, is_executable, parallel_map, remove_path,
                           sweep_stale_tmp, walk_files)
 from mlver.hashing import digest_file
@@ -418,6 +418,11 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
 
 # --- checkout -------------------------------------------------------------------------
 
+class CorruptFile(NamedTuple):
+    path: str  # repo-relative path of the file that was not checked out
+    digest: str  # its object, found corrupt in the cache (and moved to quarantine/)
+
+
 @dataclass
 class CheckoutResult:
     added: list[str] = field(default_factory=list)
@@ -426,6 +431,7 @@ class CheckoutResult:
     kept: list[str] = field(default_factory=list)  # local content not in the cache, left alone
     missing: list[str] = field(default_factory=list)  # objects absent from the cache
     orphaned: list[str] = field(default_factory=list)  # data whose pointer is gone, kept (not safe to remove)
+    corrupt: list[CorruptFile] = field(default_factory=list)  # the object's bytes did not match: quarantined, not placed
     link_types: set[str] = field(default_factory=set)
 
     @property
@@ -433,7 +439,7 @@ class CheckoutResult:
         return bool(self.added or self.modified or self.deleted)
 
     def merge(self, other: "CheckoutResult") -> None:
-        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned"):
+        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned", "corrupt"):
             getattr(self, name).extend(getattr(other, name))
         self.link_types |= other.link_types
 
@@ -550,9 +556,13 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             sizes = {out.digest: out.size}
         progress.start(f"checkout {out.path}", total_files=len(plan), total_bytes=sum(sizes[p.digest] for p in plan))
 
-        def work(p: _Place) -> tuple[_Place, str, os.stat_result | None]:
+        def work(p: _Place) -> tuple[_Place, str | None, os.stat_result | None]:
             dest = repo.abs(p.rel)
-            kind = cache.place(p.digest, dest, executable=p.exec)
+            try:
+                kind = cache.place(p.digest, dest, executable=p.exec)
+            except ChecksumMismatch:  # quarantined by place(); the workspace file is as it was
+                progress.advance(files=1, nbytes=sizes[p.digest])
+                return p, None, None
             progress.advance(files=1, nbytes=sizes[p.digest])
             try:
                 return p, kind, os.stat(dest)  # for the state DB: the next status reads nothing
@@ -562,14 +572,17 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
         done = parallel_map(work, plan, WORKERS)
         progress.finish()
         for p, kind, st in done:
+            if kind is None:
+                res.corrupt.append(CorruptFile(p.rel, p.digest))
+                continue
             res.link_types.add(kind)
             (res.modified if p.existed else res.added).append(p.rel)
             if st is not None:
                 repo.state.record(p.rel, st, p.digest)
-    if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing:
+    if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing and not res.corrupt:
         os.makedirs(path)  # a folder recorded empty is restored empty
         res.added.append(out.path)
-    if not res.kept and not res.missing:
+    if not res.kept and not res.missing and not res.corrupt:
         repo.state.set_placed(out.path, out.kind, out.digest)
     return res
 

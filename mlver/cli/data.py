@@ -151,7 +151,13 @@ def render_checkout(app: App, res, already_listed: Collection[str] = (), *,  # t
                 app.report(f"{letter}       {p}")
     if changes:
         _link_note(app, res.link_types)
-    code = EXIT_ERROR if (res.kept or res.orphaned or res.missing) else 0
+    code = EXIT_ERROR if (res.kept or res.orphaned or res.missing or res.corrupt) else 0
+    if res.corrupt:
+        click.echo("mlver: error: corrupt objects in the cache (their bytes do not match their digest) were moved to "
+                   "quarantine, so not checked out:", err=True)
+        for c in res.corrupt:
+            click.echo(f"    {c.path} ({c.digest})", err=True)
+        click.echo("hint: run `mlver pull` to fetch good copies from a remote", err=True)
     if res.kept:
         click.echo("mlver: error: kept local changes that are not in the cache (use --force to replace them, "
                    "or `mlver commit` to record them):", err=True)

@@ -171,7 +171,15 @@ def _render_transfer(app: App, res, verb: str, preposition: str) -> int:  # type
         else:
             click.echo("hint: push them from a clone that has them", err=True)
         code = EXIT_ERROR
-    if res.corrupt:
+    if res.corrupt and verb == "pushed":
+        click.echo(f"mlver: error: {len(res.corrupt)} object(s) in the cache are corrupt (their bytes do not match "
+                   "their digest), so not pushed; they were moved to the cache's quarantine/:", err=True)
+        for c in res.corrupt:
+            click.echo(f"    {c.path} ({c.digest})", err=True)
+        click.echo("hint: `mlver pull` fetches a good copy where a remote has one; else re-create the data "
+                   "(`mlver add`, `mlver repro`)", err=True)
+        code = EXIT_ERROR
+    elif res.corrupt:
         click.echo(f"mlver: error: {len(res.corrupt)} object(s) on remote '{res.remote}' are corrupt and were "
                    "not stored:", err=True)
         for c in res.corrupt:

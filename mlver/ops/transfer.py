@@ -96,10 +96,19 @@ def push(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
         files = [r for r in todo if not r.manifest]
         manifests = [r for r in todo if r.manifest
                      and all(ObjectRef(e.digest, False) in present for e in read(r).entries)]  # type: ignore[union-attr]
+        refused: set[ObjectRef] = set()
         for batch in (files, manifests):
-            n, nbytes = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
-            res.transferred += n
-            res.bytes += nbytes
+            if refused:  # a folder whose file was refused: its manifest stays back too
+                batch = [r for r in batch if not any(ObjectRef(e.digest, False) in refused
+                                                     for e in read(r).entries)]  # type: ignore[union-attr]
+            sent = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
+            res.transferred += sent.objects
+            res.bytes += sent.bytes
+            for ref in sent.corrupt:  # bytes that do not match their name never spread
+                refused.add(ref)
+                moved, why = cache.try_quarantine(ref)
+                res.corrupt.append(ObjectIssue(wanted[ref], ref.digest, moved or f"left in place: {why}"))
+        res.corrupt.sort(key=lambda i: (i.path, i.digest))
         if run_cache:
             local = local_tree_files(runs_dir(repo))
             new = sorted(local - rem.list_tree(RUNS_DIR))
