@@ -443,6 +443,21 @@ class CheckoutResult:
             getattr(self, name).extend(getattr(other, name))
         self.link_types |= other.link_types
 
+    def merge_retry(self, redone: "CheckoutResult") -> list[CorruptFile]:
+        """Fold in ``redone``, a second checkout of the outputs whose objects were corrupt
+        (after a fetch of good copies): its lists replace this one's corrupt entries, and
+        what the first pass already listed is not listed twice. Returns the corrupt files
+        it placed (repaired)."""
+        placed = set(redone.added) | set(redone.modified)
+        repaired = [c for c in self.corrupt if c.path in placed]
+        self.corrupt = []
+        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned", "corrupt"):
+            have = getattr(self, name)
+            seen = set(have)
+            have.extend(p for p in getattr(redone, name) if p not in seen)
+        self.link_types |= redone.link_types
+        return repaired
+
 
 @dataclass(frozen=True)
 class _Place:

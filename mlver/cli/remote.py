@@ -251,6 +251,9 @@ def pull(ctx: click.Context, app: App, targets: tuple[str, ...], remote: str | N
     if as_json:
         app.json(res.to_json())
     code = _render_transfer(app, res.fetch, "fetched", "from")
+    for c in res.repaired:
+        app.warn(f"{c.path}: its object {c.digest} in the cache was corrupt (moved to quarantine); "
+                 "checked out a good copy fetched again")
     # what the fetch could not bring was just listed: the checkout names only the rest;
     # with --json the checkout's lists are in the JSON and only its problems go to stderr
     told = {i.path for i in res.fetch.missing + res.fetch.corrupt}
@@ -352,6 +355,8 @@ def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: in
 
     with project(lock="fsck") as repo:
         res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, progress=app.progress())
+    for w in res.warnings:
+        app.warn(w)
     if as_json:
         app.json(res.to_json())
     else:

@@ -16,7 +16,7 @@ from mlver.pointer import Manifest, parse_manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import RUNS_DIR, Remote, local_tree_files, remote_config
 from mlver.repo import Repo
-from mlver.workspace import CheckoutResult
+from mlver.workspace import CheckoutResult, CorruptFile
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,15 @@ class TransferResult:
 class PullResult:
     fetch: TransferResult
     checkout: CheckoutResult
+    repaired: list[CorruptFile] = field(default_factory=list)  # corrupt in the cache, then fetched again
 
     def to_json(self) -> dict:
         c = self.checkout
         return {**self.fetch.to_json(), "checkout": {"added": c.added, "modified": c.modified,
                                                      "deleted": c.deleted, "kept": c.kept + c.orphaned,
-                                                     "missing": c.missing}}
+                                                     "missing": c.missing,
+                                                     "corrupt": [{"path": x.path, "digest": x.digest}
+                                                                 for x in c.corrupt]}}
 
 
 def open_remote(repo: Repo, name: str | None, jobs: int | None = None) -> Remote:
@@ -176,7 +179,19 @@ def pull(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
 
     fetched = fetch(repo, targets, remote=remote, jobs=jobs, scope=scope, run_cache=run_cache, progress=progress)
     done = checkout(repo, targets, force=force, progress=progress)
-    return PullResult(fetched, done)
+    repaired: list[CorruptFile] = []
+    if done.corrupt:
+        # the fetch saw these objects in the cache, and the checkout found their bytes
+        # corrupt and quarantined them: fetch good copies and check them out, once
+        again = [repo.abs(c.path) for c in done.corrupt]
+        refetched = fetch(repo, again, remote=remote, jobs=jobs, progress=progress)
+        fetched.transferred += refetched.transferred
+        fetched.bytes += refetched.bytes
+        for name in ("missing", "corrupt"):
+            seen = set(getattr(fetched, name))
+            getattr(fetched, name).extend(i for i in getattr(refetched, name) if i not in seen)
+        repaired = done.merge_retry(checkout(repo, again, force=force, progress=progress))
+    return PullResult(fetched, done, repaired)
 
 
 # --- status -r ---------------------------------------------------------------------
