@@ -175,7 +175,8 @@ def _render_transfer(app: App, res, verb: str, preposition: str) -> int:  # type
         click.echo(f"mlver: error: {len(res.corrupt)} object(s) in the cache are corrupt (their bytes do not match "
                    "their digest), so not pushed; they were moved to the cache's quarantine/:", err=True)
         for c in res.corrupt:
-            click.echo(f"    {c.path} ({c.digest})", err=True)
+            stayed = f" [{c.message}]" if c.message.startswith("left in place") else ""
+            click.echo(f"    {c.path} ({c.digest}){stayed}", err=True)
         click.echo("hint: `mlver pull` fetches a good copy where a remote has one; else re-create the data "
                    "(`mlver add`, `mlver repro`)", err=True)
         code = EXIT_ERROR
