@@ -231,6 +231,8 @@ def copy_file(src: str, dst: str, mode: int = 0o644, *, on_chunk: Callable[[], N
                     if on_chunk is not None and since >= COPY_CHUNK:
                         since = 0
                         on_chunk()
+                    if offset >= size:  # the size seen at open, as sendfile above: no extra read for EOF
+                        break
         finally:
             os.close(fout)
     finally:
