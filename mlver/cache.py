@@ -12,7 +12,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
+from mlver.fsutil import (HASHED_COPY_BUF, TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
                           remove_path, sweep_stale_tmp, unique_suffix, unlink_quiet)
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, digest_open, is_digest, new_hasher
 from mlver.progress import ByteCallback
@@ -67,6 +67,7 @@ class Cache:
         self._made_dirs: set[str] = set()
         self._no_clone: set[int] = set()  # devices whose files could not be cloned into the cache
         self._swept = False
+        self.quarantined: dict[str, str] = {}  # digest -> actual digest of objects found corrupt by place()
 
     # --- naming -------------------------------------------------------------------
 
@@ -290,10 +291,13 @@ class Cache:
         for i in range(self._working.get(dev, 0), len(self.link_types)):
             kind = self.link_types[i]
             try:
-                link_file(src, tmp, kind, mode, dir_fd=fd, on_bytes=on_bytes)
+                actual = self._link_verified(src, tmp, kind, mode, fd, on_bytes)
             except FileNotFoundError:
                 unlink_quiet(tmp, dir_fd=fd)
                 if not os.path.exists(src):
+                    if digest in self.quarantined:  # another worker just found it corrupt
+                        raise ChecksumMismatch(object_relpath(digest), digest, self.quarantined[digest],
+                                               where="in the cache") from None
                     raise MlverError(f"object {digest} is not in the cache", hint="run `mlver pull` to fetch it") from None
                 raise
             except OSError as e:
@@ -303,6 +307,15 @@ class Cache:
                     raise OSError(e.errno, e.strerror, dest) from None
                 self._working[dev] = i + 1
                 continue
+            except BaseException:
+                unlink_quiet(tmp, dir_fd=fd)
+                raise
+            if actual is not None and actual != digest:
+                # the object's bytes do not match its name: they never reach ``dest``
+                unlink_quiet(tmp, dir_fd=fd)
+                self.quarantined[digest] = actual
+                self.try_quarantine(ObjectRef(digest, False))
+                raise ChecksumMismatch(object_relpath(digest), digest, actual, where="in the cache")
             try:
                 failpoint.hit("checkout-before-rename")
                 try:
@@ -315,6 +328,32 @@ class Cache:
                 raise
             return kind
         raise MlverError(f"could not place {dest}: no link type in cache.type worked ({last})")
+
+    @staticmethod
+    def _link_verified(src: str, tmp: str, kind: str, mode: int, fd: int,
+                       on_bytes: ByteCallback | None) -> str | None:
+        """Make ``tmp`` (relative to the open folder ``fd``) from the object ``src`` with
+        link type ``kind``; the digest of the bytes that landed in an independent copy
+        (copy: hashed in the read that copies; reflink: the clone is read once), None for
+        links (they are the object itself)."""
+        if kind == "copy":
+            h = new_hasher()
+            copy_file(src, tmp, mode, dir_fd=fd, on_chunk=on_bytes, hasher=h)
+            return h.hexdigest()
+        link_file(src, tmp, kind, mode, dir_fd=fd, on_bytes=on_bytes)
+        if kind != "reflink":
+            return None
+        h = new_hasher()
+        rfd = os.open(tmp, os.O_RDONLY, dir_fd=fd)
+        try:
+            while True:
+                chunk = os.read(rfd, HASHED_COPY_BUF)
+                if not chunk:
+                    break
+                h.update(chunk)
+        finally:
+            os.close(rfd)
+        return h.hexdigest()
 
     def relink_after_store(self, digest: str, dest: str, *, executable: bool = False) -> str | None:
         """After ``add``: when the first working link type links (hardlink/symlink), swap
@@ -384,8 +423,22 @@ class Cache:
             return 0
 
     def quarantine(self, ref: ObjectRef) -> str:
+        """Move a corrupt object out of the layout, to ``quarantine/`` (kept for
+        inspection): the next fetch brings a good copy. OSError when the cache is
+        read-only."""
         qdir = os.path.join(self.root, "quarantine")
         os.makedirs(qdir, exist_ok=True)
         dest = os.path.join(qdir, ref.quarantine_name)
-        os.replace(self.path(ref.digest, ref.manifest), dest)
+        try:
+            os.replace(self.path(ref.digest, ref.manifest), dest)
+        except FileNotFoundError:
+            if not os.path.exists(dest):  # moved meanwhile by another worker: done
+                raise
         return dest
+
+    def try_quarantine(self, ref: ObjectRef) -> tuple[str | None, str | None]:
+        """``quarantine``, where possible: (where it went, None) or (None, why it stayed)."""
+        try:
+            return self.quarantine(ref), None
+        except OSError as e:
+            return None, f"{e.strerror or e}"

@@ -91,6 +91,7 @@ OBJECT_STORES = frozenset({"s3", "gs", "gcs", "az", "abfs"})  # one atomic PUT, 
 ATTEMPTS = 3  # per request, before the remote is declared unreachable
 DEFAULT_TIMEOUT = 60.0  # seconds a request may go without progress (remote.NAME.timeout)
 SSH_CONNECT_TIMEOUT = 10.0  # connecting over SSH, unless remote.NAME.timeout is set
+SEND_PIECE = 256 << 10  # a hashed upload writes (and counts progress) in pieces this size
 UPLOAD_PART = 8 << 20  # S3 uploads above two parts are multipart: progress every part
 FLAT_LISTING_ABOVE = 16  # prefix folders; above this an object store is listed flat
 FIRST_DELAY = 0.5
@@ -232,6 +233,13 @@ def _progress_callback(on_bytes: ByteCallback | None = None) -> Any:
                 watch.touch()
 
     return Progressing()
+
+
+@dataclass
+class Uploaded:
+    objects: int = 0
+    bytes: int = 0
+    corrupt: list[ObjectRef] = field(default_factory=list)  # bytes in the cache did not match: not uploaded
 
 
 @dataclass
@@ -655,11 +663,15 @@ class Remote:
 
     # --- upload -------------------------------------------------------------------
 
-    def _put(self, src: str, rel: str, on_bytes: ByteCallback | None = None) -> None:
+    def _put(self, src: str, rel: str, on_bytes: ByteCallback | None = None, digest: str | None = None) -> None:
         """Put the local file ``src`` at ``rel``: whole or not at all; ``on_bytes`` hears
-        of the bytes as they are sent."""
+        of the bytes as they are sent. With ``digest`` (an object), the bytes are hashed in
+        the same read that feeds the upload, and when they do not match,
+        ``ChecksumMismatch`` is raised before anything appears at ``rel``: the temporary is
+        dropped before its rename, and an object store's PUT (or multipart upload) is
+        abandoned before it completes."""
         try:
-            self._put_whole(src, rel, on_bytes)
+            self._put_whole(src, rel, on_bytes, digest)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise RemoteError(f"{self.describe()} is out of space: cannot write {rel}: {_cause(e)}",
@@ -668,21 +680,40 @@ class Remote:
                                   remote=self.name, reason="no_space") from None
             raise
 
-    def _put_whole(self, src: str, rel: str, on_bytes: ByteCallback | None) -> None:
+    def _put_whole(self, src: str, rel: str, on_bytes: ByteCallback | None, digest: str | None) -> None:
         dest = self.path(rel)
         if self.atomic_put:
+            if digest is None:
+                if self.protocol == "s3":  # parts small enough that progress shows within the deadline
+                    self.fs.put_file(src, dest, callback=_progress_callback(on_bytes), chunksize=UPLOAD_PART)
+                else:
+                    self.fs.put_file(src, dest, callback=_progress_callback(on_bytes))
+                return
             if self.protocol == "s3":  # parts small enough that progress shows within the deadline
-                self.fs.put_file(src, dest, callback=_progress_callback(on_bytes), chunksize=UPLOAD_PART)
+                f = self.fs.open(dest, "wb", block_size=UPLOAD_PART)
             else:
-                self.fs.put_file(src, dest, callback=_progress_callback(on_bytes))
+                f = self.fs.open(dest, "wb")
+            try:
+                self._check(self._send_hashing(src, f, on_bytes), digest, rel)
+                f.close()  # the PUT / CompleteMultipartUpload: only for verified bytes
+            except BaseException:
+                try:
+                    f.discard()  # aborts a multipart upload already under way
+                except Exception:  # noqa: BLE001 - best effort: an abandoned upload never completes
+                    pass
+                f.closed = True  # never committed later by the file object's finaliser
+                raise
             return
         tmp_dir = self.path("tmp")
         self._makedirs(tmp_dir)
         self._makedirs(dest.rsplit("/", 1)[0])
         tmp = f"{tmp_dir}/{temporary_name()}"
-        if self.protocol == "file":  # a folder: an in-kernel copy and a rename, no fsspec layers
+        if self.protocol == "file":  # a folder: a copy (in-kernel when not hashing) and a rename, no fsspec layers
             try:
-                copy_file(src, tmp, 0o444, on_chunk=on_bytes)
+                h = new_hasher() if digest is not None else None
+                copy_file(src, tmp, 0o444, on_chunk=on_bytes, hasher=h)
+                if h is not None and digest is not None:
+                    self._check(h.hexdigest(), digest, rel)
                 failpoint.hit("remote-before-rename")
                 os.replace(tmp, dest)
             except BaseException:
@@ -690,7 +721,12 @@ class Remote:
                 raise
             return
         try:
-            self.fs.put_file(src, tmp, callback=_progress_callback(on_bytes))
+            if digest is None:
+                self.fs.put_file(src, tmp, callback=_progress_callback(on_bytes))
+            else:
+                with self.fs.open(tmp, "wb") as f:
+                    actual = self._send_hashing(src, f, on_bytes)
+                self._check(actual, digest, rel)
             failpoint.hit("remote-before-rename")
             try:
                 self.fs.mv(tmp, dest)
@@ -705,31 +741,70 @@ class Remote:
                 pass
             raise
 
-    def upload(self, cache: Cache, refs: list[ObjectRef], *, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
-        """Upload ``refs`` from ``cache``; returns (objects, bytes)."""
+    @staticmethod
+    def _send_hashing(src: str, f: Any, on_bytes: ByteCallback | None = None) -> str:
+        """Write the local file ``src`` into the open remote file ``f``; the digest of
+        the bytes sent (hashed as they are read: one read feeds both). Each chunk written
+        counts as progress of the request for its deadline (``_touch``: a write that stalls
+        blocks here, so a stalled upload is detected and a moving one is not) and is
+        passed to ``on_bytes``."""
+        h = new_hasher()
+        with open(src, "rb", buffering=0) as fin:
+            while True:
+                chunk = fin.read(CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                view = memoryview(chunk)
+                for at in range(0, len(view), SEND_PIECE):  # small writes: progress shows within the deadline
+                    piece = view[at:at + SEND_PIECE]
+                    f.write(piece)
+                    _touch()
+                    if on_bytes is not None:
+                        on_bytes(len(piece))
+        return h.hexdigest()
+
+    def _check(self, actual: str, digest: str, rel: str) -> None:
+        if actual != digest:
+            raise ChecksumMismatch(rel, digest, actual, where="in the cache, not uploaded")
+
+    def upload(self, cache: Cache, refs: list[ObjectRef], *, progress: Progress = NO_PROGRESS) -> Uploaded:
+        """Upload ``refs`` from ``cache``, each verified against its digest as it is read;
+        one whose bytes do not match is not uploaded, and listed in ``corrupt``."""
         self.require_writable()
+        res = Uploaded()
         if not refs:
-            return 0, 0
+            return res
         sizes = {r: os.path.getsize(cache.path(r.digest, r.manifest)) for r in refs}
         progress.start(f"push to {self.name}", total_files=len(refs), total_bytes=sum(sizes.values()))
+        lock = threading.Lock()
 
-        def one(ref: ObjectRef, stop: threading.Event) -> int:
+        def one(ref: ObjectRef, stop: threading.Event) -> None:
             rel = ref.relpath
             bar = progress.file(sizes[ref])
             try:
-                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, bar, stop=stop)
+                self._retry(f"uploading {rel}", self._put, cache.path(ref.digest, ref.manifest), rel, bar,
+                            ref.digest, stop=stop)
             except FileNotFoundError as e:
                 raise RemoteError(f"{self.describe()}: cannot write {rel}: {_cause(e)}",
                                   hint="check that the bucket or folder exists") from None
+            except ChecksumMismatch:
+                bar.done()
+                with lock:
+                    res.corrupt.append(ref)
+                return
             failpoint.hit("remote-after-upload")
             bar.done()
-            return sizes[ref]
+            with lock:
+                res.objects += 1
+                res.bytes += sizes[ref]
 
         try:
-            done = self._parallel(refs, one)
+            self._parallel(refs, one)
         finally:
             progress.finish()
-        return len(done), sum(done)
+        res.corrupt.sort(key=lambda r: (r.digest, r.manifest))
+        return res
 
     # --- download -----------------------------------------------------------------
 

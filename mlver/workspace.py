@@ -11,11 +11,11 @@ import difflib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from mlver import git
 from mlver.cache import Cache
-from mlver.errors import DanglingLink, FormatError, PathError
+from mlver.errors import ChecksumMismatch, DanglingLink, FormatError, PathError
 from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
                           sweep_stale_tmp, unlink_confined, walk_files)
 from mlver.hashing import digest_file
@@ -452,6 +452,11 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
 
 # --- checkout -------------------------------------------------------------------------
 
+class CorruptFile(NamedTuple):
+    path: str  # repo-relative path of the file that was not checked out
+    digest: str  # its object, found corrupt in the cache (and moved to quarantine/)
+
+
 @dataclass
 class CheckoutResult:
     added: list[str] = field(default_factory=list)
@@ -461,6 +466,7 @@ class CheckoutResult:
     missing: list[str] = field(default_factory=list)  # objects absent from the cache
     orphaned: list[str] = field(default_factory=list)  # data whose pointer is gone, kept (not safe to remove)
     relinked: list[str] = field(default_factory=list)  # same content, placed again (``--relink``)
+    corrupt: list[CorruptFile] = field(default_factory=list)  # the object's bytes did not match: quarantined, not placed
     link_types: set[str] = field(default_factory=set)
 
     @property
@@ -468,9 +474,24 @@ class CheckoutResult:
         return bool(self.added or self.modified or self.deleted)
 
     def merge(self, other: "CheckoutResult") -> None:
-        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned", "relinked"):
+        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned", "relinked", "corrupt"):
             getattr(self, name).extend(getattr(other, name))
         self.link_types |= other.link_types
+
+    def merge_retry(self, redone: "CheckoutResult") -> list[CorruptFile]:
+        """Fold in ``redone``, a second checkout of the outputs whose objects were corrupt
+        (after a fetch of good copies): its lists replace this one's corrupt entries, and
+        what the first pass already listed is not listed twice. Returns the corrupt files
+        it placed (repaired)."""
+        placed = set(redone.added) | set(redone.modified)
+        repaired = [c for c in self.corrupt if c.path in placed]
+        self.corrupt = []
+        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned", "corrupt"):
+            have = getattr(self, name)
+            seen = set(have)
+            have.extend(p for p in getattr(redone, name) if p not in seen)
+        self.link_types |= redone.link_types
+        return repaired
 
 
 @dataclass(frozen=True)
@@ -599,10 +620,14 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             sizes = {out.digest: out.size}
         progress.start(f"checkout {out.path}", total_files=len(plan), total_bytes=sum(sizes[p.digest] for p in plan))
 
-        def work(p: _Place) -> tuple[_Place, str, os.stat_result | None]:
+        def work(p: _Place) -> tuple[_Place, str | None, os.stat_result | None]:
             dest = repo.abs(p.rel)
             bar = progress.file(sizes[p.digest])
-            kind = cache.place(p.digest, dest, executable=p.exec, on_bytes=bar)
+            try:
+                kind = cache.place(p.digest, dest, executable=p.exec, on_bytes=bar)
+            except ChecksumMismatch:  # quarantined by place(); the workspace file is as it was
+                bar.done()
+                return p, None, None
             bar.done()
             try:
                 return p, kind, os.stat(dest)  # for the state DB: the next status reads nothing
@@ -612,15 +637,18 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
         done = parallel_map(work, plan, WORKERS)
         progress.finish()
         for placed, kind, st in done:
+            if kind is None:
+                res.corrupt.append(CorruptFile(placed.rel, placed.digest))
+                continue
             res.link_types.add(kind)
             (res.relinked if placed.same else res.modified if placed.existed else res.added).append(placed.rel)
             if st is not None:
                 repo.state.record(placed.rel, st, placed.digest)
-    if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing:
+    if out.kind == "dir" and not os.path.isdir(path) and not res.kept and not res.missing and not res.corrupt:
         confine(repo.root, os.path.join(path, "-"))
         os.makedirs(path)  # a folder recorded empty is restored empty
         res.added.append(out.path)
-    if not res.kept and not res.missing:
+    if not res.kept and not res.missing and not res.corrupt:
         repo.state.set_placed(out.path, out.kind, out.digest)
     return res
 

@@ -163,6 +163,11 @@ def render_checkout(app: App, res, already_listed: Collection[str] = (), *,
     if changes:
         _link_note(app, res.link_types)
     problems = []
+    if res.corrupt:
+        problems.append(Problem("corrupt objects in the cache (their bytes do not match their digest) were moved "
+                                "to quarantine, so not checked out",
+                                tuple(f"{c.path} ({c.digest})" for c in res.corrupt),
+                                "run `mlver pull` to fetch good copies from a remote"))
     if res.kept:
         problems.append(Problem("kept local changes that are not in the cache (use --force to replace them, "
                                 "or `mlver commit` to record them)", tuple(res.kept)))

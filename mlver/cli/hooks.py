@@ -127,6 +127,12 @@ def _render_sync(app: App, res) -> None:
                    "mlver placed it; delete it or `mlver add` it):", err=True)
         for p in co.orphaned:
             click.echo(f"    {p}", err=True)
+    if co.corrupt:
+        click.echo("mlver: corrupt objects in the cache (moved to quarantine), so not checked out:", err=True)
+        for c in co.corrupt:
+            click.echo(f"    {c.path} ({c.digest})", err=True)
+        click.echo("hint: run `mlver pull` to fetch good copies (or `mlver config hooks.fetch true` to fetch "
+                   "in this hook)", err=True)
     if co.missing:
         click.echo("mlver: not in the cache, so not checked out:", err=True)
         for p in co.missing:

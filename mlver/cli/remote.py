@@ -170,7 +170,15 @@ def _render_transfer(app: App, res, verb: str, preposition: str) -> list[Problem
                                 tuple(f"{m.path} ({m.digest})" for m in res.missing),
                                 "fetch them first (`mlver fetch`), or re-create them" if verb == "pushed"
                                 else "push them from a clone that has them"))
-    if res.corrupt:
+    if res.corrupt and verb == "pushed":
+        problems.append(Problem(f"{len(res.corrupt)} object(s) in the cache are corrupt (their bytes do not match "
+                                "their digest), so not pushed; they were moved to the cache's quarantine/",
+                                tuple(f"{c.path} ({c.digest})"
+                                      + (f" [{c.message}]" if c.message.startswith("left in place") else "")
+                                      for c in res.corrupt),
+                                "`mlver pull` fetches a good copy where a remote has one; else re-create the data "
+                                "(`mlver add`, `mlver repro`)"))
+    elif res.corrupt:
         problems.append(Problem(f"{len(res.corrupt)} object(s) on remote '{res.remote}' are corrupt and were "
                                 "not stored", tuple(f"{c.path} ({c.digest})" for c in res.corrupt),
                                 f"run `mlver fsck -r {res.remote}`, then push a good copy from a clone that "
@@ -236,6 +244,9 @@ def pull(app: App, targets: tuple[str, ...], remote: str | None, jobs: int | Non
     if as_json:
         app.json(res.to_json())
     problems = _render_transfer(app, res.fetch, "fetched", "from")
+    for c in res.repaired:
+        app.warn(f"{c.path}: its object {c.digest} in the cache was corrupt (moved to quarantine); "
+                 "checked out a good copy fetched again")
     # what the fetch could not bring is listed once: the checkout names only the rest;
     # with --json the checkout's lists are in the JSON and only its problems go to stderr
     told = {i.path for i in res.fetch.missing + res.fetch.corrupt}
@@ -372,6 +383,8 @@ def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: in
 
     with project(lock="fsck") as repo:
         res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, progress=app.progress())
+    for w in res.warnings:
+        app.warn(w)
     if as_json:
         app.json(res.to_json())
     else:

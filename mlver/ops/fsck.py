@@ -30,6 +30,7 @@ class Corrupt:
 class FsckResult:
     checked: int = 0
     corrupt: list[Corrupt] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a quarantine a read-only cache refused
 
     def to_json(self) -> dict:
         return {"version": 1, "checked": self.checked,
@@ -60,9 +61,13 @@ def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: in
     checked = parallel_map(check, refs, jobs or WORKERS)
     progress.finish()
     res.checked += len(checked)
-    for ref, good in checked:
+    for ref, good in checked:  # report first; quarantine where the cache lets us
         if not good:
-            res.corrupt.append(Corrupt(ref.digest, WHERE_CACHE, ref.manifest, cache.quarantine(ref)))
+            moved, why = cache.try_quarantine(ref)
+            if moved is None:
+                res.warnings.append(f"could not move corrupt object {ref.digest} to quarantine ({why}); "
+                                    "it stays in the cache")
+            res.corrupt.append(Corrupt(ref.digest, WHERE_CACHE, ref.manifest, moved))
     if remote is not None or cloud:  # also the remote (the default one with --cloud)
         from mlver.ops.transfer import open_remote
 
@@ -73,7 +78,9 @@ def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: in
             for r in bad:
                 try:
                     moved = rem.quarantine(r)
-                except (OSError, MlverError):  # reported all the same
+                except (OSError, MlverError) as e:  # reported all the same
                     moved = None
+                    res.warnings.append(f"could not move corrupt object {r.digest} on remote '{rem.name}' to "
+                                        f"quarantine ({e}); it stays there")
                 res.corrupt.append(Corrupt(r.digest, f"remote:{rem.name}", r.manifest, moved))
     return res

@@ -208,6 +208,15 @@ def sync(repo: Repo, old: str | None, new: str | None, *, command: str, root: st
             check_writable(repo, out)
         for out in wanted:
             result.checkout.merge(checkout_output(repo, out, progress=progress))
+        if result.checkout.corrupt and repo.config.get_bool("hooks.fetch"):
+            # objects found corrupt (and quarantined) while checking out: fetch good copies, once
+            bad = [c.path for c in result.checkout.corrupt]
+            again = [o for o in wanted if any(p == o.path or p.startswith(o.path + "/") for p in bad)]
+            _fetch_missing(repo, again, result, progress=progress)
+            redone = CheckoutResult()
+            for out in again:
+                redone.merge(checkout_output(repo, out, progress=progress))
+            result.checkout.merge_retry(redone)
         if result.vanished:
             result.checkout.merge(clean_vanished(repo, list(after.values()), only=result.vanished))
         repo.state.flush()
@@ -230,7 +239,7 @@ def _fetch_missing(repo: Repo, outputs: list[Output], result: SyncResult, *, pro
     except RemoteError as e:
         result.warnings.append(f"fetch from the default remote failed: {e.message}")
         return
-    result.fetched = res.transferred
+    result.fetched += res.transferred
 
 
 def _needs_objects(repo: Repo, out: Output) -> bool:

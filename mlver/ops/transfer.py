@@ -18,7 +18,7 @@ from mlver.pointer import Manifest, parse_manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import RUNS_DIR, Remote, local_tree_files, remote_config
 from mlver.repo import Repo
-from mlver.workspace import CheckoutResult, Output
+from mlver.workspace import CheckoutResult, CorruptFile, Output
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,15 @@ class TransferResult:
 class PullResult:
     fetch: TransferResult
     checkout: CheckoutResult
+    repaired: list[CorruptFile] = field(default_factory=list)  # corrupt in the cache, then fetched again
 
     def to_json(self) -> dict:
         c = self.checkout
         return {**self.fetch.to_json(), "checkout": {"added": c.added, "modified": c.modified,
                                                      "deleted": c.deleted, "kept": c.kept + c.orphaned,
-                                                     "missing": c.missing}}
+                                                     "missing": c.missing,
+                                                     "corrupt": [{"path": x.path, "digest": x.digest}
+                                                                 for x in c.corrupt]}}
 
 
 def open_remote(repo: Repo, name: str | None, jobs: int | None = None) -> Remote:
@@ -140,14 +143,22 @@ def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_ca
     files = [r for r in todo if not r.manifest]
     manifests = [r for r in todo if r.manifest
                  and all(ObjectRef(e.digest, False) in present for e in read(r).entries)]  # type: ignore[union-attr]
+    refused: set[ObjectRef] = set()
+    sent_refs: list[ObjectRef] = []
     for batch in (files, manifests):
-        n, nbytes = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
-        res.transferred += n
-        res.bytes += nbytes
+        if refused:  # a folder whose file was refused: its manifest stays back too
+            batch = [r for r in batch if not any(ObjectRef(e.digest, False) in refused
+                                                 for e in read(r).entries)]  # type: ignore[union-attr]
+        sent = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
+        res.transferred += sent.objects
+        res.bytes += sent.bytes
+        _refuse(cache, sent.corrupt, wanted, refused, res)
+        sent_refs += [r for r in batch if r not in refused]
     # every object this push relies on (skipped as already there, or sent) must still be
     # there at its end: a teammate's `gc --cloud` may have collected one meanwhile
     skipped = [r for r in present if r in on_remote]
-    _confirm(rem, cache, skipped, files + manifests, res, progress)
+    _confirm(rem, cache, skipped, sent_refs, res, progress, wanted, refused)
+    res.corrupt.sort(key=lambda i: (i.path, i.digest))
     if run_cache:
         local = local_tree_files(runs_dir(repo))
         new = sorted(local - rem.list_tree(RUNS_DIR))
@@ -159,11 +170,37 @@ def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_ca
 CONFIRM_ROUNDS = 3
 
 
+def _lists_refused(cache: Cache, ref: ObjectRef, refused: set[ObjectRef]) -> bool:
+    """Whether the manifest ``ref`` lists a file refused as corrupt (it is then held back)."""
+    try:
+        m = parse_manifest(cache.read_bytes(ref.digest, manifest=True), f"manifest {ref.digest}")
+    except Exception:  # noqa: BLE001 - unreadable here: push already judged it
+        return False
+    return any(ObjectRef(e.digest, False) in refused for e in m.entries)
+
+
+def _refuse(cache: Cache, corrupt: list[ObjectRef], wanted: dict[ObjectRef, str], refused: set[ObjectRef],
+            res: TransferResult) -> None:
+    """Objects whose bytes in the cache do not match their name were not uploaded: they
+    never spread. Each is moved to the cache's quarantine (or named as left in place)."""
+    for ref in corrupt:
+        if ref in refused:
+            continue
+        refused.add(ref)
+        moved, why = cache.try_quarantine(ref)
+        res.corrupt.append(ObjectIssue(wanted[ref], ref.digest, moved or f"left in place: {why}"))
+
+
 def _confirm(rem: Remote, cache: Cache, skipped: list[ObjectRef], sent: list[ObjectRef], res: TransferResult,
-             progress: Progress) -> None:
+             progress: Progress, wanted: dict[ObjectRef, str] | None = None,
+             refused: set[ObjectRef] | None = None) -> None:
     """List the remote once for every object a push relies on (``skipped`` as already
     there, and ``sent``) and upload again whatever vanished (files before manifests); a
-    few rounds, then an error rather than a success for objects that are gone."""
+    few rounds, then an error rather than a success for objects that are gone. An object
+    found corrupt on its re-upload is refused (quarantined, listed) like in the push, and
+    the manifests that list it are held back."""
+    wanted = wanted if wanted is not None else {}
+    refused = refused if refused is not None else set()
     failpoint.hit("push-before-confirm")
     relied = skipped + sent
     was_skipped = set(skipped)
@@ -173,8 +210,12 @@ def _confirm(rem: Remote, cache: Cache, skipped: list[ObjectRef], sent: list[Obj
         if not gone:
             return
         for batch in ([r for r in gone if not r.manifest], [r for r in gone if r.manifest]):
-            _n, nbytes = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
-            res.bytes += nbytes
+            if refused:
+                batch = [r for r in batch if r not in refused and not (r.manifest and _lists_refused(cache, r, refused))]
+            sent = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
+            res.bytes += sent.bytes
+            _refuse(cache, sent.corrupt, {**{r: r.relpath for r in sent.corrupt}, **wanted}, refused, res)
+        gone = [r for r in gone if r not in refused and not (r.manifest and _lists_refused(cache, r, refused))]
         again = [r for r in gone if r in was_skipped]  # now sent, no longer "already there"
         res.transferred += len(again)
         res.already -= len(again)
@@ -245,7 +286,19 @@ def pull(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
 
     fetched = fetch(repo, targets, remote=remote, jobs=jobs, scope=scope, run_cache=run_cache, progress=progress)
     done = checkout(repo, targets, force=force, progress=progress)
-    return PullResult(fetched, done)
+    repaired: list[CorruptFile] = []
+    if done.corrupt:
+        # the fetch saw these objects in the cache, and the checkout found their bytes
+        # corrupt and quarantined them: fetch good copies and check them out, once
+        again = [repo.abs(c.path) for c in done.corrupt]
+        refetched = fetch(repo, again, remote=remote, jobs=jobs, progress=progress)
+        fetched.transferred += refetched.transferred
+        fetched.bytes += refetched.bytes
+        for name in ("missing", "corrupt"):
+            seen = set(getattr(fetched, name))
+            getattr(fetched, name).extend(i for i in getattr(refetched, name) if i not in seen)
+        repaired = done.merge_retry(checkout(repo, again, force=force, progress=progress))
+    return PullResult(fetched, done, repaired)
 
 
 # --- status -r ---------------------------------------------------------------------
