@@ -12,7 +12,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
-from mlver.fsutil import (HASHED_COPY_BUF, TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
+from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
                           remove_path, sweep_stale_tmp, unique_suffix, unlink_quiet)
 from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, digest_open, is_digest, new_hasher
 from mlver.progress import ByteCallback
@@ -333,27 +333,16 @@ class Cache:
     def _link_verified(src: str, tmp: str, kind: str, mode: int, fd: int,
                        on_bytes: ByteCallback | None) -> str | None:
         """Make ``tmp`` (relative to the open folder ``fd``) from the object ``src`` with
-        link type ``kind``; the digest of the bytes that landed in an independent copy
-        (copy: hashed in the read that copies; reflink: the clone is read once), None for
-        links (they are the object itself)."""
+        link type ``kind``; for a copy, the digest of the bytes that landed (hashed in the
+        read that copies). None for a reflink and for links: they share the object's own
+        blocks, so re-reading them would cost a full read of data no byte of which was
+        moved (a 2 GiB reflink checkout stays ~0.1 s); status and fsck find rot there."""
         if kind == "copy":
             h = new_hasher()
             copy_file(src, tmp, mode, dir_fd=fd, on_chunk=on_bytes, hasher=h)
             return h.hexdigest()
         link_file(src, tmp, kind, mode, dir_fd=fd, on_bytes=on_bytes)
-        if kind != "reflink":
-            return None
-        h = new_hasher()
-        rfd = os.open(tmp, os.O_RDONLY, dir_fd=fd)
-        try:
-            while True:
-                chunk = os.read(rfd, HASHED_COPY_BUF)
-                if not chunk:
-                    break
-                h.update(chunk)
-        finally:
-            os.close(rfd)
-        return h.hexdigest()
+        return None
 
     def relink_after_store(self, digest: str, dest: str, *, executable: bool = False) -> str | None:
         """After ``add``: when the first working link type links (hardlink/symlink), swap

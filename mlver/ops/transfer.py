@@ -212,9 +212,9 @@ def _confirm(rem: Remote, cache: Cache, skipped: list[ObjectRef], sent: list[Obj
         for batch in ([r for r in gone if not r.manifest], [r for r in gone if r.manifest]):
             if refused:
                 batch = [r for r in batch if r not in refused and not (r.manifest and _lists_refused(cache, r, refused))]
-            sent = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
-            res.bytes += sent.bytes
-            _refuse(cache, sent.corrupt, {**{r: r.relpath for r in sent.corrupt}, **wanted}, refused, res)
+            up = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
+            res.bytes += up.bytes
+            _refuse(cache, up.corrupt, {**{r: r.relpath for r in up.corrupt}, **wanted}, refused, res)
         gone = [r for r in gone if r not in refused and not (r.manifest and _lists_refused(cache, r, refused))]
         again = [r for r in gone if r in was_skipped]  # now sent, no longer "already there"
         res.transferred += len(again)
