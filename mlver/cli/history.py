@@ -87,10 +87,10 @@ def exp_show(app: App, count: int, all_branches: bool, sort_by: str | None, sort
         return
     header, rows = _cells(table, short=True)
     if md:
-        app.out("| " + " | ".join(header) + " |")
-        app.out("|" + "---|" * len(header))
-        for r in rows:
-            app.out("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        from mlver.cli.render import markdown_table
+
+        for md_line in markdown_table(header, rows):
+            app.out(md_line)
         return
     _print_exp_table(app, table, header, rows, keep)
 

@@ -10,7 +10,7 @@ import click
 
 from mlver.cli import App, cli, pass_app, project
 from mlver.cli.data import json_option
-from mlver.cli.render import console as render_console, print_table
+from mlver.cli.render import console as render_console, markdown_table, print_table
 
 MAX_REASONS = 3
 
@@ -335,10 +335,8 @@ def _render_changes(app: App, res: Any, what: str, md: bool) -> None:
             for file, keys in res.changes.items() for key, c in keys.items()]
     header = ("Path", what, res.old_rev, res.new_rev, "Change")
     if md:
-        app.out("| " + " | ".join(header) + " |")
-        app.out("|" + "---|" * len(header))
-        for r in rows:
-            app.out("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        for md_line in markdown_table(header, rows):
+            app.out(md_line)
         return
     if not rows:
         app.out(f"No {what.lower()} changes.")
@@ -410,10 +408,8 @@ def metrics_show(app: App, count: int | None, all_commits: bool, md: bool, as_js
             for v in res.revisions for file, vals in v.metrics.items()]
     header = ("Revision", "Path", *keys)
     if md:
-        app.out("| " + " | ".join(header) + " |")
-        app.out("|" + "---|" * len(header))
-        for r in rows:
-            app.out("| " + " | ".join(r) + " |")
+        for md_line in markdown_table(header, rows):
+            app.out(md_line)
         return
     if not rows:
         app.out("No metrics found.")
@@ -455,10 +451,8 @@ def _print_table(app: App, header: tuple[str, ...], rows: list[tuple[str, ...]],
                  right_from: int = 1) -> None:
     """Rows as a Markdown table (``md``) or a rich table on stdout."""
     if md:
-        app.out("| " + " | ".join(header) + " |")
-        app.out("|" + "---|" * len(header))
-        for r in rows:
-            app.out("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        for md_line in markdown_table(header, rows):
+            app.out(md_line)
         return
     from rich import box
     from rich.table import Table

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from mlver.progress import NO_PROGRESS, Progress
 
@@ -107,6 +107,14 @@ def natural_width(renderable: Any) -> int:
 
     c = console()
     return Measurement.get(c, c.options.update(width=100_000), renderable).maximum
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table (for a pull request), ``|`` in cells escaped."""
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *(line(r) for r in rows)]
 
 
 def print_table(renderable: Any) -> None:
