@@ -398,7 +398,9 @@ def test_seeded_cli_fuzzer_over_symlinked_folders(repo: Path, tmp_path: Path) ->
             gen(repo, {"d/a.bin": b"data a\n", "d/b/c.bin": b"data c\n"})
         for name in rnd.sample(["link", "p", "q", "m", "d"], rnd.randint(1, 4)):
             p = repo / name
-            if p.is_dir() and not p.is_symlink():
+            if p.is_symlink() or p.is_file():  # a fuzzed pointer may have made `d` a file
+                p.unlink()
+            elif p.is_dir():
                 shutil.rmtree(p)
             target = canary if rnd.random() < 0.8 else canary / rnd.choice(["a.bin", "x", "missing"])
             os.symlink(target, p)
