@@ -99,6 +99,35 @@ def pinned_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
 
 
+def drain_pty(master: int, proc: subprocess.Popen) -> bytes:
+    """Everything written to the pseudo-terminal ``master`` until its last writer closes
+    it (the master is closed afterwards); a failure kills and reaps ``proc``."""
+    import errno
+    import select
+
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            assert ready, "no output from mlver on the terminal for 60 s"
+            try:
+                data = os.read(master, 65536)
+            except OSError as e:  # Linux: EIO once the last writer has closed the terminal
+                if e.errno != errno.EIO:
+                    raise
+                break
+            if not data:
+                break
+            chunks.append(data)
+    except BaseException:
+        proc.kill()
+        proc.communicate(timeout=120)
+        raise
+    finally:
+        os.close(master)
+    return b"".join(chunks)
+
+
 def mlver_cmd() -> list[str]:
     return [MLVER] if MLVER else [sys.executable, "-m", "mlver"]
 

@@ -5,12 +5,10 @@ choose the columns of every format."""
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
 import re
-import select
 import struct
 import subprocess
 import termios
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gen, git, mlver_cmd, run, run_json
+from conftest import drain_pty, gen, git, mlver_cmd, run, run_json
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PIPELINE = """\
@@ -83,27 +81,9 @@ def run_stdout_on_pty(args: list[str], cwd: Path, columns: int = 80) -> tuple[in
         os.close(slave)
         raise
     os.close(slave)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 60)
-            assert ready, "no output from mlver on the terminal for 60 s"
-            try:
-                data = os.read(master, 65536)
-            except OSError as e:  # Linux: EIO once the last writer has closed the terminal
-                if e.errno != errno.EIO:
-                    raise
-                break
-            if not data:
-                break
-            chunks.append(data)
-    except BaseException:
-        proc.kill()
-        raise
-    finally:
-        os.close(master)
-        _, err = proc.communicate(timeout=120)
-    text = ANSI.sub("", b"".join(chunks).decode("utf-8", "replace")).replace("\r\n", "\n")
+    screen = drain_pty(master, proc)
+    _, err = proc.communicate(timeout=120)
+    text = ANSI.sub("", screen.decode("utf-8", "replace")).replace("\r\n", "\n")
     return proc.returncode, text, err.decode()
 
 

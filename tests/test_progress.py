@@ -3,17 +3,15 @@ when stderr is a pipe, and never on stdout (which carries data)."""
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import select
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import git, mlver_cmd, run
+from conftest import drain_pty, git, mlver_cmd, run
 
 MiB = 1 << 20
 BAR = "━"  # rich's bar character
@@ -33,27 +31,9 @@ def run_on_pty(args: list[str], cwd: Path) -> tuple[int, str, str]:
         os.close(slave)
         raise
     os.close(slave)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 60)
-            assert ready, "no output from mlver on the terminal for 60 s"
-            try:
-                data = os.read(master, 65536)
-            except OSError as e:  # Linux: EIO once the last writer has closed the terminal
-                if e.errno != errno.EIO:
-                    raise
-                break
-            if not data:
-                break
-            chunks.append(data)
-    except BaseException:
-        proc.kill()
-        raise
-    finally:
-        os.close(master)
-        out, _ = proc.communicate(timeout=120)
-    return proc.returncode, out.decode(), b"".join(chunks).decode("utf-8", "replace")
+    screen = drain_pty(master, proc)
+    out, _ = proc.communicate(timeout=120)
+    return proc.returncode, out.decode(), screen.decode("utf-8", "replace")
 
 
 @pytest.fixture
