@@ -117,28 +117,23 @@ def _render_sync(app: App, res) -> None:
     if co.changed:
         app.say(f"mlver: data synced ({len(co.added)} added, {len(co.modified)} modified, "
                 f"{len(co.deleted)} removed)")
-    if co.kept:
-        click.echo("mlver: kept local changes that are not in the cache (`mlver commit` records them, "
-                   "`mlver checkout --force` replaces them):", err=True)
-        for p in co.kept:
-            click.echo(f"    {p}", err=True)
-    if co.orphaned:
-        click.echo("mlver: kept data whose pointer is gone (its content is not in the cache, or changed since "
-                   "mlver placed it; delete it or `mlver add` it):", err=True)
-        for p in co.orphaned:
-            click.echo(f"    {p}", err=True)
-    if co.corrupt:
-        click.echo("mlver: corrupt objects in the cache (moved to quarantine), so not checked out:", err=True)
-        for c in co.corrupt:
-            click.echo(f"    {c.path} ({c.digest})", err=True)
-        click.echo("hint: run `mlver pull` to fetch good copies (or `mlver config hooks.fetch true` to fetch "
-                   "in this hook)", err=True)
-    if co.missing:
-        click.echo("mlver: not in the cache, so not checked out:", err=True)
-        for p in co.missing:
-            click.echo(f"    {p}", err=True)
-        click.echo("hint: run `mlver pull` to fetch them (or `mlver config hooks.fetch true` to fetch "
-                   "in this hook)", err=True)
+    fetch_hint = "(or `mlver config hooks.fetch true` to fetch in this hook)"
+    for heading, items, hint in (
+        ("kept local changes that are not in the cache (`mlver commit` records them, "
+         "`mlver checkout --force` replaces them)", co.kept, None),
+        ("kept data whose pointer is gone (its content is not in the cache, or changed since "
+         "mlver placed it; delete it or `mlver add` it)", co.orphaned, None),
+        ("corrupt objects in the cache (moved to quarantine), so not checked out",
+         [f"{c.path} ({c.digest})" for c in co.corrupt], f"run `mlver pull` to fetch good copies {fetch_hint}"),
+        ("not in the cache, so not checked out", co.missing, f"run `mlver pull` to fetch them {fetch_hint}"),
+    ):
+        if not items:
+            continue
+        click.echo(f"mlver: {heading}:", err=True)  # a hook reports and exits 0 (SPEC: hooks keep and list)
+        for item in items:
+            click.echo(f"    {item}", err=True)
+        if hint:
+            click.echo(f"hint: {hint}", err=True)
 
 
 @hook.command("post-checkout")
