@@ -117,19 +117,24 @@ def _render_event(app: App, event: Any) -> None:
               help="Re-run every stage of a commit in a scratch Git worktree and check its outputs reproduce.")
 @click.option("--rev", metavar="REV", help="With --verify: the commit to verify (default HEAD).")
 @click.option("--keep", is_flag=True, help="With --verify: keep the scratch worktree and print its path.")
+@click.option("--check", "strict_checks", is_flag=True,
+              help="Exit 1 when a check of mlver.yaml fails after the run (3 when a checked metric is missing).")
 @json_option
 @pass_app
 @click.pass_context
 def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dry_run: bool, downstream: bool,
           no_run_cache: bool, single: bool, keep_going: bool, pull_first: bool, allow_missing: bool,
-          verify: bool, rev: str | None, keep: bool, as_json: bool) -> None:
+          verify: bool, rev: str | None, keep: bool, strict_checks: bool, as_json: bool) -> None:
     """Run changed pipeline stages in dependency order and record them in mlver.lock.
 
     With --verify, check out REV (default HEAD) in a scratch Git worktree that uses this
     clone's cache and remotes, run every stage there (run cache off) and report, per
     output, whether it reproduces the digest in REV's mlver.lock. The workspace, the
     index and branches are not touched. Exit 0: all reproduced; 1: an output differs;
-    3: something could not run."""
+    3: something could not run.
+
+    After a run, the checks of mlver.yaml (if any) are evaluated and their table printed;
+    they change the exit code only with --check."""
     if not verify and (rev or keep):
         raise click.UsageError("--rev and --keep go with --verify")
     if verify:
@@ -143,6 +148,8 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         return
     if single and downstream:
         raise click.UsageError("-s/--single-item and --downstream do not go together")
+    if strict_checks and dry_run:
+        raise click.UsageError("--check evaluates the checks after a run; a --dry-run runs nothing")
     from mlver.ops.repro import repro as do_repro
 
     from mlver.pipeline.run import ReproFailed
@@ -175,14 +182,55 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
             for r in p.reasons:
                 app.out(f"    {r}")
         return
+    report = _checks_after_run(app, strict=strict_checks)
     if as_json:
-        app.json(res.to_json())
+        doc = res.to_json()
+        if report is not None:
+            doc["checks"] = report.to_json()
+        app.json(doc)
+    elif report is not None:
+        render_checks(app, report)
     if not res.ran and not res.restored:
         app.say("Data and pipelines are up to date.")
     elif staged:
         app.say("Staged: " + " ".join(staged))
     elif res.to_add and repo.scm_root:
         app.git_add_hint(repo.root, res.to_add)
+    if report is not None:
+        _check_verdict(ctx, app, report, strict=strict_checks)
+
+
+def _checks_after_run(app: App, *, strict: bool) -> Any:
+    """The check report of the workspace after a run; None when mlver.yaml has no checks."""
+    from mlver.ops.check import run_checks
+
+    from mlver.pipeline.plan import load_pipeline
+
+    with project() as repo:
+        if not load_pipeline(repo).checks:
+            if strict:
+                app.warn("--check: mlver.yaml has no checks, so none were evaluated")
+            return None
+        return run_checks(repo)
+
+
+def _check_verdict(ctx: click.Context, app: App, report: Any, *, strict: bool) -> None:
+    """After the table: the summary line, and with ``strict`` the exit code of `mlver check`."""
+    from mlver.ops.check import ChecksMissing
+
+    failed = [o for o in report.outcomes if not o.passed and not o.missing]
+    missing = report.missing
+    if missing:
+        message = "; ".join(o.message for o in missing)
+        if strict:
+            raise ChecksMissing(message, hint="run the stage that writes it (`mlver repro`), "
+                                              "or fix the metric name in mlver.yaml")
+        app.warn(f"check: {message}")
+    if failed:
+        app.say(f"{len(failed)} of {len(report.outcomes)} check(s) failed" + ("" if strict else
+                " (`mlver repro --check` makes that fail the run)"))
+        if strict:
+            ctx.exit(1)
 
 
 @contextlib.contextmanager
@@ -493,7 +541,7 @@ def _short(rev: str | None) -> str:
 def check(ctx: click.Context, app: App, rev: str | None, base: str | None, md: bool, as_json: bool) -> None:
     """Evaluate the checks of mlver.yaml: exit 0 when all pass, 1 when one fails, 3 when a
     metric is missing or not a number."""
-    from mlver.ops.check import ChecksMissing, run_checks
+    from mlver.ops.check import run_checks
 
     with project() as repo:
         report = run_checks(repo, rev=rev, base=base)
@@ -501,11 +549,4 @@ def check(ctx: click.Context, app: App, rev: str | None, base: str | None, md: b
         app.json(report.to_json())
     else:
         render_checks(app, report, md=md)
-    missing = report.missing
-    if missing:
-        raise ChecksMissing("; ".join(o.message for o in missing),
-                            hint="run the stage that writes it (`mlver repro`), or fix the metric name in mlver.yaml")
-    failed = [o for o in report.outcomes if not o.passed]
-    if failed:
-        app.say(f"{len(failed)} of {len(report.outcomes)} check(s) failed")
-        ctx.exit(1)
+    _check_verdict(ctx, app, report, strict=True)
