@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ from mlver.errors import MlverError
 from mlver.pipeline.model import PIPELINE_FILE, Check
 from mlver.pipeline.revision import WORKSPACE, open_history, workspace_values
 from mlver.repo import Repo
+from mlver.workspace import has_pipeline
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def run_checks(repo: Repo, *, rev: str | None = None, base: str | None = None) -
     """Every check of the workspace's mlver.yaml, on ``rev`` (None: the workspace)."""
     from mlver.pipeline.plan import load_pipeline
 
-    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+    if not has_pipeline(repo):
         raise MlverError(f"no {PIPELINE_FILE}, so no checks", hint="add a top-level `checks:` list to mlver.yaml")
     checks = load_pipeline(repo).checks
     if not checks:

@@ -18,6 +18,7 @@ from mlver.pipeline.record import refuse_git_tracked
 from mlver.pipeline.yamlio import LinedMap, load_lined
 from mlver.pointer import yaml_scalar
 from mlver.repo import Repo
+from mlver.workspace import has_pipeline
 from mlver.workspace import pointer_files
 
 
@@ -217,6 +218,6 @@ def list_stages(repo: Repo) -> list[StageInfo]:
 
 def list_artifacts(repo: Repo) -> list[Artifact]:
     """The ``artifacts:`` of ``mlver.yaml`` (none without one)."""
-    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+    if not has_pipeline(repo):
         return []
     return list(load_graph(repo).pipeline.artifacts)

@@ -89,10 +89,12 @@ def workspace_values(repo: Repo) -> Values:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
-    data = read(PIPELINE_FILE)
-    if data is None:
+    from mlver.pipeline.plan import parse_pipelines, pipeline_texts
+    from mlver.workspace import has_pipeline
+
+    if not has_pipeline(repo):
         return Values(WORKSPACE)
-    pipeline = parse_pipeline(data.decode("utf-8", "replace"), PIPELINE_FILE, ParamsReader(read).doc)
+    pipeline = parse_pipelines(pipeline_texts(repo), ParamsReader(read).doc)  # every pipeline file
     return values_of(WORKSPACE, pipeline, read)
 
 

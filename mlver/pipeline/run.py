@@ -296,7 +296,7 @@ class _Runner:
             now = self.inspector.entry(dep.path)
             if now is None or was is None or (now.kind, now.digest) != (was.kind, was.digest):
                 moved.append(dep.path)
-        params = workspace_reader(self.repo.root, self.parsed_params).stage_params(stage, PIPELINE_FILE)
+        params = workspace_reader(self.repo.root, self.parsed_params).stage_params(stage, stage.file)
         for file in sorted(set(params) | set(before.params)):
             old, new = before.params.get(file, {}), params.get(file, {})
             moved += [f"{file}:{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -305,8 +305,8 @@ class _Runner:
 
     def _record(self, stage: Stage, new: StageLock) -> None:
         self.locked[stage.name] = new
-        if write_lock(self.repo, self.locked, self.graph.pipeline.names) and LOCK_FILE not in self.result.files:
-            self.result.files.append(LOCK_FILE)
+        self.result.files += [f for f in write_lock(self.repo, self.locked, self.graph.pipeline.names)
+                              if f not in self.result.files]
         kept_in_git = [o.path for o in stage.products if not o.cache and os.path.exists(self.repo.abs(o.path))]
         for f in ignore_outputs(self.repo, stage) + kept_in_git:  # metrics & co. are committed in Git
             if f not in self.result.files:
@@ -357,8 +357,8 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
         raise ReproFailed(MlverError(f"{len(result.failures)} stage(s) failed: {names}{blocked}"), result)
     # stages that left mlver.yaml leave the lock too
     if not targets and set(runner.locked) - set(graph.pipeline.names):
-        if write_lock(repo, runner.locked, graph.pipeline.names) and LOCK_FILE not in runner.result.files:
-            runner.result.files.append(LOCK_FILE)
-    if LOCK_FILE in runner.result.files:
+        runner.result.files += [f for f in write_lock(repo, runner.locked, graph.pipeline.names)
+                                if f not in runner.result.files]
+    if any(f.rsplit("/", 1)[-1] == LOCK_FILE for f in runner.result.files):
         read_lock(repo)  # parse the new lock once now, so the next command finds it memoised
     return runner.result
