@@ -146,3 +146,15 @@ def test_commit_records_a_subfolder_stage(project: Path) -> None:
     run(["commit", "train"], project)
     assert "path: model.txt" in _lock(project / "models/mlver.lock")
     assert run_json(["status", "--json"], project)["stages"][-1]["changed"] is False
+
+
+def test_repro_in_a_subfolder_runs_that_pipeline_file(project: Path) -> None:
+    """As DVC: from a folder holding its own mlver.yaml, a bare `repro` runs that file's
+    stages and what they depend on; -P/--all-pipelines runs every file."""
+    sub = project / "models"
+    run(["repro", "-s", "prepare"], project)
+    gen(project, {"other/mlver.yaml": "stages:\n  o:\n    cmd: echo o > o.txt\n    outs: [o.txt]\n"})
+    run(["repro"], sub)
+    assert (sub / "model.txt").exists() and not (project / "other/o.txt").exists()
+    run(["repro", "-P"], sub)
+    assert (project / "other/o.txt").exists()

@@ -117,6 +117,8 @@ def _render_event(app: App, event: Any) -> None:
               help="Re-run every stage of a commit in a scratch Git worktree and check its outputs reproduce.")
 @click.option("--rev", metavar="REV", help="With --verify: the commit to verify (default HEAD).")
 @click.option("--keep", is_flag=True, help="With --verify: keep the scratch worktree and print its path.")
+@click.option("-P", "--all-pipelines", is_flag=True,
+              help="Every pipeline file, also when run from a subfolder that has its own mlver.yaml.")
 @click.option("--check", "strict_checks", is_flag=True,
               help="Exit 1 when a check of mlver.yaml fails after the run (3 when a checked metric is missing).")
 @json_option
@@ -124,7 +126,7 @@ def _render_event(app: App, event: Any) -> None:
 @click.pass_context
 def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dry_run: bool, downstream: bool,
           no_run_cache: bool, single: bool, keep_going: bool, pull_first: bool, allow_missing: bool,
-          verify: bool, rev: str | None, keep: bool, strict_checks: bool, as_json: bool) -> None:
+          verify: bool, rev: str | None, keep: bool, all_pipelines: bool, strict_checks: bool, as_json: bool) -> None:
     """Run changed pipeline stages in dependency order and record them in mlver.lock.
 
     With --verify, check out REV (default HEAD) in a scratch Git worktree that uses this
@@ -138,7 +140,8 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
     if not verify and (rev or keep):
         raise click.UsageError("--rev and --keep go with --verify")
     if verify:
-        if force or dry_run or downstream or no_run_cache or single or keep_going or pull_first or allow_missing:
+        if force or dry_run or downstream or no_run_cache or single or keep_going or pull_first or allow_missing \
+                or all_pipelines:
             raise click.UsageError("--verify always runs every stage with the run cache off; "
                                    "it takes no --force, --dry-run, --downstream, --no-run-cache, -s, -k, "
                                    "--pull or --allow-missing")
@@ -158,7 +161,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         with project(lock=None if dry_run else "repro") as repo:  # a dry run changes nothing
             res, staged = do_repro(repo, list(stages), force=force, dry_run=dry_run, downstream=downstream,
                                    single=single, keep_going=keep_going, pull=pull_first, allow_missing=allow_missing,
-                                   run_cache=not no_run_cache, progress=app.progress(),
+                                   run_cache=not no_run_cache, all_pipelines=all_pipelines, progress=app.progress(),
                                    on_event=lambda e: _render_event(app, e))
     except ReproFailed as e:
         if as_json:  # what ran before the failure, and the failure, for scripts

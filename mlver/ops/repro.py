@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from mlver.ops.common import autostage, with_untracked_pipeline
+from mlver.ops.common import PIPELINE_FILE, autostage, with_untracked_pipeline
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.run import ReproResult, StageEvent, reproduce
 from mlver.progress import NO_PROGRESS, Progress
@@ -17,10 +17,17 @@ from mlver.repo import Repo
 
 def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, dry_run: bool = False,
           downstream: bool = False, single: bool = False, keep_going: bool = False, pull: bool = False,
-          allow_missing: bool = False, run_cache: bool = True, progress: Progress = NO_PROGRESS,
-          on_event: Callable[[StageEvent], None] | None = None) -> tuple[ReproResult, list[str]]:
-    """Returns the result and the files staged in Git (core.autostage)."""
+          allow_missing: bool = False, run_cache: bool = True, all_pipelines: bool = False,
+          progress: Progress = NO_PROGRESS, on_event: Callable[[StageEvent], None] | None = None
+          ) -> tuple[ReproResult, list[str]]:
+    """Returns the result and the files staged in Git (core.autostage). Without targets,
+    every pipeline file's stages; run from a subfolder that holds its own ``mlver.yaml``,
+    that file's stages (and what they depend on), as DVC does, unless ``all_pipelines``."""
     kwargs = {"on_event": on_event} if on_event is not None else {}
+    if not targets and not all_pipelines:
+        here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
+        if here != "." and not here.startswith("../") and os.path.isfile(os.path.join(os.getcwd(), PIPELINE_FILE)):
+            targets = [f"{here}/{PIPELINE_FILE}"]
     if pull and not dry_run:
         _pull_recorded(repo, progress)
     result = reproduce(repo, targets, force=force, dry_run=dry_run, downstream=downstream, single=single,

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from mlver.errors import FormatError
 from mlver.fsutil import atomic_write_text, check_relative
 from mlver.hashing import HASH_NAME, is_digest
-from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, split_stage_name
 from mlver.pipeline.yamlio import LinedList, LinedMap, dump_value, load_lined, plain
 from mlver.pointer import yaml_scalar
 from mlver.repo import Repo
@@ -194,9 +194,7 @@ def lock_files(repo: Repo) -> list[str]:
 
 def lock_file_of(stage_name: str) -> str:
     """The lock file that records ``stage_name`` (``sub/mlver.yaml:train`` -> ``sub/mlver.lock``)."""
-    if ":" not in stage_name:
-        return LOCK_FILE
-    folder = posixpath.dirname(stage_name.rsplit(":", 1)[0])
+    folder = posixpath.dirname(split_stage_name(stage_name)[0])
     return f"{folder}/{LOCK_FILE}" if folder else LOCK_FILE
 
 
@@ -235,7 +233,7 @@ def write_lock(repo: Repo, stages: dict[str, StageLock], order: list[str]) -> li
     for rel, entries in by_file.items():
         folder = posixpath.dirname(rel)
         if folder:
-            entries = [_moved(s, s.name.rsplit(":", 1)[-1], folder, into=True) for s in entries]
+            entries = [_moved(s, split_stage_name(s.name)[1], folder, into=True) for s in entries]
         if _write_one(repo, rel, dump_lock(entries)):
             changed.append(rel)
             if rel not in repo.found.setdefault(LOCK_FILE, []):

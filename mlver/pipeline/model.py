@@ -85,12 +85,12 @@ class Stage:
     def file(self) -> str:
         """The pipeline file that defines the stage (repo-relative): ``mlver.yaml`` at the
         top, ``sub/mlver.yaml`` for a stage named ``sub/mlver.yaml:NAME``."""
-        return self.name.rsplit(":", 1)[0] if ":" in self.name else PIPELINE_FILE
+        return split_stage_name(self.name)[0]
 
     @property
     def short_name(self) -> str:
         """The name inside its pipeline file (the key of its lock entry)."""
-        return self.name.rsplit(":", 1)[-1]
+        return split_stage_name(self.name)[1]
 
     def is_named(self, target: str) -> bool:
         """``target`` names this stage: its name, or the name of the ``foreach``/``matrix``
@@ -99,8 +99,8 @@ class Stage:
         (every stage of ``sub/mlver.yaml``)."""
         if target == self.name or target == self.file:
             return True
-        file, _, name = target.rpartition(":")
-        if file and posixpath.normpath(file) != self.file:
+        file, name = split_stage_name(target)
+        if file != PIPELINE_FILE and posixpath.normpath(file) != self.file:
             return False
         short = self.short_name
         return name == short or ("@" in short and short.split("@", 1)[0] == name)
@@ -143,7 +143,7 @@ class Pipeline:
             return [exact]
         found = [s for s in self.stages if s.is_named(target)]
         files = sorted({s.file for s in found})
-        if len(files) > 1 and ":" not in target and target not in files:
+        if len(files) > 1 and split_stage_name(target)[0] == PIPELINE_FILE and target not in files:
             raise MlverError(f"stage name '{target}' is ambiguous: it is in {', '.join(files)}",
                              hint="name it with its file: " + ", ".join(f"{f}:{target}" for f in files))
         return found
@@ -153,6 +153,16 @@ class Pipeline:
             if s.name == name:
                 return s
         return None
+
+
+def split_stage_name(name: str) -> tuple[str, str]:
+    """(pipeline file, name in it) of a full stage name: ``sub/mlver.yaml:train`` ->
+    (``sub/mlver.yaml``, ``train``); a name without a file part is the top file's (a
+    generated name may hold ':' itself: ``sweep@a:b``)."""
+    head, sep, tail = name.partition(":")
+    if sep and (head == PIPELINE_FILE or head.endswith("/" + PIPELINE_FILE)):
+        return head, tail
+    return PIPELINE_FILE, name
 
 
 def resolve_path(wdir: str, written: str) -> str | None:
