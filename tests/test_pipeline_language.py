@@ -276,6 +276,31 @@ def test_allow_missing_and_pull(repo: Path, tmp_path: Path) -> None:
     assert res["ran"] == ["a"]
 
 
+def test_allow_missing_skips_a_chain_whose_data_is_only_recorded(repo: Path, tmp_path: Path) -> None:
+    """As DVC: in a fresh clone, a downstream stage whose dependency is missing but
+    recorded (and stored) is not run either; --dry-run says the same as the run."""
+    gen(repo, {"in.txt": "hello\n", "mlver.yaml": (
+        "stages:\n  a:\n    cmd: cat in.txt > a.txt\n    deps: [in.txt]\n    outs: [a.txt]\n"
+        "  b:\n    cmd: cat a.txt a.txt > b.txt\n    deps: [a.txt]\n    outs: [b.txt]\n")})
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    run(["repro"], repo)
+    run(["push"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-qm", "ran"], repo)
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(repo), str(clone)], tmp_path)
+    dry = run_json(["repro", "--allow-missing", "--dry-run"], clone)
+    assert [p["action"] for p in dry["stages"]] == ["skip", "skip"]
+    assert "Would run" not in run(["repro", "--allow-missing", "--dry-run"], clone).stdout
+    res = run_json(["repro", "--allow-missing"], clone)
+    assert res["ran"] == [] and res["allowed_missing"] == ["a", "b"]
+    assert not (clone / "a.txt").exists() and not (clone / "b.txt").exists()
+    # a changed input still runs what it changes
+    (clone / "in.txt").write_text("bye\n")
+    res = run_json(["repro", "--allow-missing"], clone)
+    assert res["ran"] == ["a", "b"] and (clone / "b.txt").read_text() == "bye\nbye\n"
+
+
 def test_metrics_inside_a_folder_output_read_through_manifests_from_the_remote(repo: Path, tmp_path: Path) -> None:
     import shutil
 

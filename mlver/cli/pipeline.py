@@ -83,7 +83,7 @@ def _render_event(app: App, event: Any) -> None:
     elif event.action == "frozen":
         app.say(f"Stage '{event.stage}' is frozen: not run")
     elif event.action == "allowed-missing":
-        app.say(f"Stage '{event.stage}' not run: its missing outputs are recorded and stored ({_reasons(event.reasons)})")
+        app.say(f"Stage '{event.stage}' not run: its missing data is recorded and stored ({_reasons(event.reasons)})")
     elif event.action == "blocked":
         app.say(f"Stage '{event.stage}' not run: an upstream stage failed")
     elif event.action == "failed":
@@ -173,7 +173,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
             return
         for p in res.plan:
             if p.action == "skip":
-                app.out(f"Stage '{p.name}' is up to date")
+                app.out(f"Stage '{p.name}' is up to date" + (f" ({_reasons(p.reasons)})" if p.reasons else ""))
                 continue
             if p.action == "frozen":
                 app.out(f"Stage '{p.name}' is frozen: would not run" + (":" if p.reasons else ""))

@@ -137,6 +137,7 @@ def load_pipeline(repo: Repo) -> Pipeline:
 # --- change detection ------------------------------------------------------------------
 
 MISSING_PRODUCT = "out missing: "  # the reason an output is absent from the workspace
+MISSING_DEP = "dep missing: "  # the reason a dependency is absent
 
 @dataclass(frozen=True)
 class StageCheck:
@@ -184,7 +185,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
     for dep, now in zip(stage.deps, deps_now):
         old = old_deps.pop(dep.path, None)
         if now is None:
-            reasons.append(f"dep missing: {dep.path}")
+            reasons.append(MISSING_DEP + dep.path)
         elif old is None:
             reasons.append(f"dep added: {dep.path}")
         elif (old.kind, old.digest) != (now.kind, now.digest):

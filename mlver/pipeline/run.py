@@ -23,7 +23,7 @@ from mlver.pipeline.graph import Graph, overlaps
 from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
 from mlver.pipeline.params import Parsed, workspace_reader
-from mlver.pipeline.plan import MISSING_PRODUCT, StageCheck, check_stage, ignore_outputs, load_graph, record_stage
+from mlver.pipeline.plan import MISSING_DEP, MISSING_PRODUCT, StageCheck, check_stage, ignore_outputs, load_graph, record_stage
 from mlver.pipeline.record import (Inspector, clear_products, keep_edits, products_restorable, refuse_git_tracked,
                                    restore_plain)
 from mlver.progress import NO_PROGRESS, Progress
@@ -147,8 +147,27 @@ def _restorable_entry(repo: Repo, stage: Stage, key: str) -> runcache.RunEntry |
     return entry if products_restorable(repo, list(entry.products)) else None
 
 
+def _missing_but_recorded(check: StageCheck, locked: StageLock | None) -> list[LockEntry] | None:
+    """For ``--allow-missing``: when a stage's only changes are outputs or dependencies
+    missing from the workspace that its lock records, the recorded entries whose objects
+    must be at hand (cached outputs, and those dependencies); None when it changed otherwise."""
+    if locked is None or not check.changed:
+        return None
+    recorded_deps = {e.path: e for e in locked.deps}
+    deps = []
+    for r in check.reasons:
+        if r.startswith(MISSING_PRODUCT):
+            continue
+        if r.startswith(MISSING_DEP) and r[len(MISSING_DEP):] in recorded_deps:
+            deps.append(recorded_deps[r[len(MISSING_DEP):]])
+            continue
+        return None
+    return [e for e in locked.products if e.cache] + deps
+
+
 def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cache: bool,
-         progress: Progress = NO_PROGRESS) -> list[PlannedStage]:
+         progress: Progress = NO_PROGRESS,
+         allow_missing: Callable[[list[LockEntry]], bool] | None = None) -> list[PlannedStage]:
     """What ``repro`` would do, with reasons, running nothing. A stage the run cache will
     restore has known outputs: stages downstream of it are judged against those (so they
     may be restored or skipped too, as the run will find); downstream of a stage that
@@ -168,6 +187,11 @@ def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cach
         check = check_stage(stage, locked.get(stage.name), inspector, reader)
         if stage.frozen:
             out.append(PlannedStage(stage.name, "frozen", check.reasons, stage.cmd))
+            continue
+        recorded = _missing_but_recorded(check, locked.get(stage.name)) if allow_missing and not force else None
+        if recorded is not None and not unknown and allow_missing is not None and allow_missing(recorded):
+            out.append(PlannedStage(stage.name, "skip", tuple(f"allowed missing: {r.split(': ', 1)[1]}"
+                                                                  for r in check.reasons), stage.cmd))
             continue
         reasons = list(check.reasons) + [f"upstream stage will change: {u}" for u in unknown]
         if force and not reasons:
@@ -213,10 +237,8 @@ class _Runner:
             self.on_event(StageEvent(stage.name, "frozen"))
             return
         check = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root, self.parsed_params))
-        locked = self.locked.get(stage.name)
-        if (self.allow_missing is not None and not self.force and check.changed and locked is not None
-                and all(r.startswith(MISSING_PRODUCT) for r in check.reasons)
-                and self.allow_missing([e for e in locked.products if e.cache])):
+        recorded = _missing_but_recorded(check, self.locked.get(stage.name)) if not self.force else None
+        if self.allow_missing is not None and recorded is not None and self.allow_missing(recorded):
             self.result.allowed_missing.append(stage.name)
             self.on_event(StageEvent(stage.name, "allowed-missing", check.reasons))
             return
@@ -326,8 +348,8 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
     graph = load_graph(repo)
     stages = select(graph, targets, downstream=downstream, single=single)
     if dry_run:
-        result = ReproResult(plan=plan(repo, graph, stages, force=force, run_cache=run_cache, progress=progress),
-                             dry_run=True)
+        result = ReproResult(plan=plan(repo, graph, stages, force=force, run_cache=run_cache, progress=progress,
+                                       allow_missing=allow_missing), dry_run=True)
         repo.state.flush()
         return result
     runner = _Runner(repo, graph, force=force, run_cache=run_cache, progress=progress, on_event=on_event,
