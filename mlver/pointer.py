@@ -23,10 +23,15 @@ def unique_pairs(loader: Any, node: Any) -> Iterator[tuple[Any, int, Any]]:
     YAML error at its line (PyYAML would keep the last value silently)."""
     import yaml
 
-    loader.flatten_mapping(node)
+    written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+    loader.flatten_mapping(node)  # `<<: *base` pairs come first, then the mapping's own
+    keys = []
     seen: set[Any] = set()
-    for key_node, value_node in node.value:
+    for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
+        keys.append(key)
+        if id(key_node) not in written:
+            continue
         try:
             duplicate = key in seen
         except TypeError:
@@ -35,6 +40,9 @@ def unique_pairs(loader: Any, node: Any) -> Iterator[tuple[Any, int, Any]]:
         if duplicate:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
         seen.add(key)
+    for key, (key_node, value_node) in zip(keys, node.value):
+        if id(key_node) not in written and key in seen:
+            continue  # a merged key the mapping writes itself: its own value wins (YAML's merge)
         yield key, key_node.start_mark.line + 1, loader.construct_object(value_node, deep=True)
 
 

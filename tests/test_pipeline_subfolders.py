@@ -158,3 +158,25 @@ def test_repro_in_a_subfolder_runs_that_pipeline_file(project: Path) -> None:
     assert (sub / "model.txt").exists() and not (project / "other/o.txt").exists()
     run(["repro", "-P"], sub)
     assert (project / "other/o.txt").exists()
+
+
+def test_stage_add_in_a_subfolder_with_its_own_file_writes_there(project: Path) -> None:
+    sub = project / "models"
+    proc = run(["stage", "add", "-n", "report", "-d", "model.txt", "-o", "report.txt", "--", "cat model.txt > report.txt"],
+               sub)
+    assert "models/mlver.yaml" in proc.stderr or "mlver.yaml" in proc.stderr
+    text = (sub / "mlver.yaml").read_text()
+    assert "report:" in text and "- model.txt" in text and "report" not in (project / "mlver.yaml").read_text()
+    run(["repro", "report"], project)
+    assert (sub / "report.txt").read_text() == "3 HELLO\n"
+
+
+def test_yaml_merge_keys_override_merged_fields(repo: Path) -> None:
+    gen(repo, {"in.txt": "x\n", "mlver.yaml": (
+        "stages:\n  a: &s\n    cmd: cat in.txt > a.txt\n    deps: [in.txt]\n    outs: [a.txt]\n"
+        "  b:\n    <<: *s\n    outs: [b.txt]\n    cmd: cat in.txt > b.txt\n")})
+    stages = run_json(["stage", "list", "--json"], repo)["stages"]
+    assert [(s["name"], s["deps"], s["outs"]) for s in stages] == [("a", ["in.txt"], ["a.txt"]), ("b", ["in.txt"], ["b.txt"])]
+    gen(repo, {"mlver.yaml": "stages:\n  a:\n    cmd: x\n    cmd: y\n"})
+    proc = run(["stage", "list"], repo, check=False)
+    assert proc.returncode == 3 and "mlver.yaml:4" in proc.stderr and "duplicate key 'cmd'" in proc.stderr
