@@ -171,3 +171,16 @@ def test_repro_without_checks_prints_no_table(repo: Path) -> None:
     proc = run(["repro", "--check"], repo)
     assert "Metric" not in proc.stdout and "has no checks" in proc.stderr
     assert run(["repro", "--dry-run", "--check"], repo, check=False).returncode == 2
+
+
+def test_a_check_reads_its_file_even_where_no_metrics_list_declares_it(repo: Path) -> None:
+    gen(repo, {"m.json": '{"acc": 0.9}'})
+    git(["add", "m.json"], repo)
+    git(["commit", "-qm", "base"], repo)
+    gen(repo, {"mlver.yaml": "checks:\n  - metric: m.json:acc\n    max_drop: 10%\n"})
+    res = run_json(["check"], repo)
+    assert res["passed"] is True and res["checks"][0]["value"] == 0.9 and res["checks"][0]["base_value"] == 0.9
+    (repo / "m.json").write_text('{"acc": 0.1}')
+    proc = run(["check", "--json"], repo, check=False)
+    assert proc.returncode == 1  # the base's m.json (in Git, undeclared there) holds 0.9
+    assert json.loads(proc.stdout)["checks"][0]["base_value"] == 0.9

@@ -180,3 +180,18 @@ def test_yaml_merge_keys_override_merged_fields(repo: Path) -> None:
     gen(repo, {"mlver.yaml": "stages:\n  a:\n    cmd: x\n    cmd: y\n"})
     proc = run(["stage", "list"], repo, check=False)
     assert proc.returncode == 3 and "mlver.yaml:4" in proc.stderr and "duplicate key 'cmd'" in proc.stderr
+
+
+def test_checkout_rev_brings_back_a_subfolder_stage_output(project: Path) -> None:
+    run(["repro"], project)
+    git(["add", "-A"], project)
+    git(["commit", "-qm", "epochs 3"], project)
+    (project / "models/params.yaml").write_text("train:\n  epochs: 7\n")
+    run(["repro"], project)
+    git(["add", "-A"], project)
+    git(["commit", "-qm", "epochs 7"], project)
+    run(["checkout", "--rev", "HEAD~1", "models/model.txt"], project)
+    assert (project / "models/model.txt").read_text() == "3 HELLO\n"
+    assert "models/mlver.lock" in git(["status", "--porcelain"], project)
+    proc = run(["checkout", "--rev", "HEAD~1", "nothing/here.txt"], project, check=False)
+    assert proc.returncode == 3 and "nothing/here.txt" in proc.stderr

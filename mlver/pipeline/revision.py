@@ -186,6 +186,18 @@ class History:
                 return None
         return None
 
+    def read_file(self, rev: str, rel: str) -> bytes | None:
+        """The bytes of project file ``rel`` at ``rev``: from Git, else from (inside) a
+        cached output its lock records; None when it is neither."""
+        commit = self.resolve(rev)
+        spec, lock_spec = f"{commit}:{self.prefix}{rel}", f"{commit}:{self.prefix}{LOCK_FILE}"
+        names = git.object_names(self.root, [spec, lock_spec])
+        blob = names.get(spec)
+        if blob:
+            self._load([blob])
+            return self._blobs[blob]
+        return self.tracked_file(names.get(lock_spec), commit, rel)
+
     def resolve(self, rev: str) -> str:
         return git.resolve(self.grepo, rev)
 
