@@ -301,6 +301,22 @@ def test_allow_missing_skips_a_chain_whose_data_is_only_recorded(repo: Path, tmp
     assert res["ran"] == ["a", "b"] and (clone / "b.txt").read_text() == "bye\nbye\n"
 
 
+def test_repro_pull_fetches_added_dependencies_too(repo: Path, tmp_path: Path) -> None:
+    gen(repo, {"data.csv": "a,b\n1,2\n", "mlver.yaml": (
+        "stages:\n  a:\n    cmd: cp data.csv a.txt\n    deps: [data.csv]\n    outs: [a.txt]\n")})
+    run(["add", "data.csv"], repo)
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    run(["repro"], repo)
+    run(["push"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-qm", "ran"], repo)
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(repo), str(clone)], tmp_path)
+    res = run_json(["repro", "--pull"], clone)
+    assert res["ran"] == [] and (clone / "data.csv").read_text() == "a,b\n1,2\n"
+    assert (clone / "a.txt").read_text() == "a,b\n1,2\n"
+
+
 def test_metrics_inside_a_folder_output_read_through_manifests_from_the_remote(repo: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -40,12 +40,17 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
 
 
 def _pull_recorded(repo: Repo, progress: Progress) -> None:
-    """Fetch and check out every output the lock records that the workspace lacks
-    (missing objects are left to the stages that make them)."""
+    """Fetch and check out what the stages need that the workspace lacks: every output
+    the lock files record, and tracked data (pointers) a stage depends on (missing
+    objects are left to the stages that make them)."""
+    from mlver.pipeline.graph import overlaps
+    from mlver.ops.common import all_outputs
     from mlver.ops.transfer import pull
-    from mlver.pipeline.lockfile import lock_outputs
+    from mlver.pipeline.plan import load_pipeline
 
-    missing = [o.path for o in lock_outputs(repo) if not os.path.lexists(repo.abs(o.path))]
+    deps = [d.path for s in load_pipeline(repo).stages for d in s.deps]
+    missing = [o.path for o in all_outputs(repo) if not os.path.lexists(repo.abs(o.path))
+               and (o.stage is not None or any(overlaps(o.path, d) for d in deps))]
     if missing:
         pull(repo, missing, progress=progress)
 
