@@ -342,6 +342,12 @@ def test_metrics_inside_a_folder_output_read_through_manifests_from_the_remote(r
     assert values[-3:] == [0.7, 0.6, 0.5], shown
     rows = run_json(["exp", "show", "-n", "3"], repo)["rows"]
     assert [r["metrics"].get("eval/metrics.json", {}).get("acc") for r in rows[1:]] == [0.7, 0.6, 0.5]
+    # with the data nowhere, the values are absent and every command says why
+    run(["remote", "remove", "store"], repo)
+    proc = run(["metrics", "diff", "HEAD~2", "HEAD"], repo)
+    assert "eval/metrics.json" in proc.stderr and "neither in the cache nor on the default remote" in proc.stderr
+    assert "mlver fetch --rev" in proc.stderr
+    assert "neither in the cache" in run(["metrics", "show", "-n", "2"], repo).stderr
 
 
 def test_output_push_false_and_own_remote(repo: Path, tmp_path: Path) -> None:

@@ -195,3 +195,18 @@ def test_checkout_rev_brings_back_a_subfolder_stage_output(project: Path) -> Non
     assert "models/mlver.lock" in git(["status", "--porcelain"], project)
     proc = run(["checkout", "--rev", "HEAD~1", "nothing/here.txt"], project, check=False)
     assert proc.returncode == 3 and "nothing/here.txt" in proc.stderr
+
+
+def test_params_and_metrics_of_a_subfolder_pipeline_at_other_revisions(project: Path) -> None:
+    run(["repro"], project)
+    git(["add", "-A"], project)
+    git(["commit", "-qm", "epochs 3"], project)
+    (project / "models/params.yaml").write_text("train:\n  epochs: 5\n")
+    (project / "models/scores.json").write_text('{"acc": 0.25}\n')
+    diff = run_json(["params", "diff", "--json"], project)
+    assert diff["changes"]["models/params.yaml"]["train.epochs"]["old"] == 3
+    assert diff["changes"]["models/params.yaml"]["train.epochs"]["new"] == 5
+    mdiff = run_json(["metrics", "diff", "--json"], project)
+    assert mdiff["changes"]["models/scores.json"]["acc"]["old"] == 0.5
+    shown = run_json(["metrics", "show", "-n", "1", "--json"], project)
+    assert any(r["metrics"].get("models/scores.json") == {"acc": 0.5} for r in shown["revisions"])
