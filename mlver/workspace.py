@@ -498,13 +498,14 @@ class CheckoutResult:
     relinked: list[str] = field(default_factory=list)  # same content, placed again (``--relink``)
     corrupt: list[CorruptFile] = field(default_factory=list)  # the object's bytes did not match: quarantined, not placed
     link_types: set[str] = field(default_factory=set)
+    not_pushed: list[str] = field(default_factory=list)  # absent, and never pushed or fetched (``push: false``)
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.modified or self.deleted)
 
     def merge(self, other: "CheckoutResult") -> None:
-        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned", "relinked", "corrupt"):
+        for name in ("added", "modified", "deleted", "kept", "missing", "orphaned", "relinked", "corrupt", "not_pushed"):
             getattr(self, name).extend(getattr(other, name))
         self.link_types |= other.link_types
 

@@ -359,8 +359,10 @@ def test_output_push_false_and_own_remote(repo: Path, tmp_path: Path) -> None:
     run(["remote", "add", "-d", "main", str(tmp_path / "main")], repo)
     run(["remote", "add", "other", str(tmp_path / "other")], repo)
     run(["repro"], repo)
-    pushed = run_json(["push"], repo)
+    proc = run(["push", "--json"], repo)
+    pushed = json.loads(proc.stdout)
     assert pushed["transferred"] == 2  # shared.txt to main, special.txt to other, local.txt nowhere
+    assert "1 object(s) pushed to 'main', 1 to 'other'" in proc.stderr
     main_objects = sorted(p.name for p in (tmp_path / "main").rglob("*") if p.is_file())
     other_objects = sorted(p.name for p in (tmp_path / "other").rglob("*") if p.is_file())
     assert len(main_objects) == 1 and len(other_objects) == 1, (main_objects, other_objects)
@@ -372,6 +374,9 @@ def test_output_push_false_and_own_remote(repo: Path, tmp_path: Path) -> None:
     assert (clone / "shared.txt").read_text() == "s\n" and (clone / "special.txt").read_text() == "o\n"
     assert not (clone / "local.txt").exists()
     assert json.loads(proc.stdout)["missing"] == []  # push: false data is not looked for on a remote
+    assert proc.returncode == 0, proc.stderr  # nor is its absence a failure: repro makes it
+    assert "never pushed" in proc.stderr and "local.txt" in proc.stderr
+    assert run(["checkout"], clone, check=False).returncode == 0
 
 
 def test_get_accepts_an_artifact_name(project: Path, tmp_path: Path) -> None:

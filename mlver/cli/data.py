@@ -162,6 +162,9 @@ def render_checkout(app: App, res, already_listed: Collection[str] = (), *,
         app.report(f"{len(res.relinked)} file(s) relinked ({', '.join(sorted(res.link_types))})")
     if changes:
         _link_note(app, res.link_types)
+    if res.not_pushed:
+        app.say("Not checked out, never pushed (`push: false`; `mlver repro` makes them): "
+                + ", ".join(res.not_pushed))
     problems = []
     if res.corrupt:
         problems.append(Problem("corrupt objects in the cache (their bytes do not match their digest) were moved "

@@ -157,8 +157,10 @@ def _render_transfer(app: App, res, verb: str, preposition: str) -> list[Problem
     if res.created:
         app.say(f"Created the folder {res.created} for remote '{res.remote}'")
     if res.transferred or not res.ok:
-        app.say(f"{res.transferred} object(s) {verb} {preposition} '{res.remote}' ({human_size(res.bytes)}), "
-                f"{res.already} already there")
+        here = res.transferred - sum(res.others.values())
+        where = f"'{res.remote}'" + "".join(f", {n} {preposition} '{name}'" for name, n in sorted(res.others.items()))
+        app.say(f"{here if res.others else res.transferred} object(s) {verb} {preposition} {where} "
+                f"({human_size(res.bytes)}), {res.already} already there")
     else:
         app.say(f"Everything is up to date with '{res.remote}' ({res.already} object(s) in scope)")
     if res.runs:

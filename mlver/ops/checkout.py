@@ -26,6 +26,12 @@ def checkout(repo: Repo, targets: list[str] | None = None, *, force: bool = Fals
         result.merge(checkout_output(repo, out, force=force, relink=relink, progress=progress))
     if not targets:
         result.merge(clean_vanished(repo, outputs))
+    if result.missing:  # outputs declared `push: false` are not expected from a remote
+        from mlver.ops.scope import declared_routes
+
+        unpushed = {path for path, (push, _) in declared_routes(repo).items() if not push}
+        result.not_pushed = [p for p in result.missing if p in unpushed]
+        result.missing = [p for p in result.missing if p not in unpushed]
     repo.state.flush()
     return result
 

@@ -42,9 +42,12 @@ class TransferResult:
     runs: int = 0  # run-cache entries transferred
     created: str | None = None  # push made the remote's folder (its parent existed)
     temporaries_removed: int = 0  # push removed temporaries left on the remote by killed pushes
+    others: dict[str, int] = field(default_factory=dict)  # objects moved with other remotes (``remote: NAME``)
 
     def absorb(self, other: "TransferResult") -> None:
         """Add another remote's transfer (outputs with their own ``remote:``) to this one."""
+        if other.transferred:
+            self.others[other.remote] = self.others.get(other.remote, 0) + other.transferred
         self.transferred += other.transferred
         self.bytes += other.bytes
         self.already += other.already
