@@ -204,7 +204,8 @@ def load_yaml(text: str, shown: str, *, kind: str, loader: Any = None) -> Any:
         parser.dispose()
 
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_./@+-][A-Za-z0-9_./@+ ,()=-]*$")
+# '@' may not start a plain scalar (reserved), nor '- ' (a list item) or a lone '-'
+_PLAIN = re.compile(r"^(?:[A-Za-z0-9_./+]|-(?=[^ ]))[A-Za-z0-9_./@+ ,()=-]*$")
 _SPECIAL = re.compile(
     r"^(?:~|null|Null|NULL|true|True|TRUE|false|False|FALSE|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|"
     r"[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import xxhash
 
 from conftest import gen, git, run, run_json
@@ -364,3 +365,13 @@ def test_empty_folder_round_trips(repo: Path, tmp_path: Path) -> None:
     git(["clone", "-q", str(repo), str(tmp_path / "clone")], tmp_path)
     run(["pull"], tmp_path / "clone")
     assert (tmp_path / "clone/e").is_dir() and run(["status", "--check"], tmp_path / "clone").returncode == 0
+
+
+@pytest.mark.parametrize("desc", ["- dash", "@x", "-", "-x ok", "a - b"])
+def test_desc_round_trips_through_any_yaml_reader(repo: Path, desc: str) -> None:
+    import yaml
+
+    gen(repo, {"f": "x\n"})
+    run(["add", "--desc", desc, "f"], repo)
+    assert yaml.safe_load((repo / "f.mlver").read_text())["desc"] == desc
+    assert run_json(["list", "--json"], repo) is not None

@@ -460,3 +460,35 @@ def test_stage_with_a_persist_output_is_not_restored_from_the_run_cache(repo: Pa
     proc = run(["repro"], repo)
     assert "run cache" not in proc.stderr and runs(repo) == ["s", "s", "s"]
     assert (repo / "ck/log").read_text() == "xxx" and (repo / "o.txt").read_text() == "1"
+
+
+def test_repro_json_stdout_is_the_document_alone(repo: Path) -> None:
+    gen(repo, {"mlver.yaml": "stages:\n  s:\n    cmd: echo HELLO-FROM-CMD; echo > o\n    outs: [o]\n"})
+    proc = run(["repro", "--json"], repo)
+    doc = json.loads(proc.stdout)
+    assert doc["ran"] == ["s"] and "HELLO-FROM-CMD" in proc.stderr
+
+
+def test_an_output_the_command_makes_as_a_link_out_is_refused(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside bytes\n")
+    gen(repo, {"mlver.yaml": f"stages:\n  s:\n    cmd: ln -s {outside} o\n    outs: [o]\n"})
+    proc = run(["repro"], repo, check=False)
+    assert proc.returncode == 3
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlver: error:")]
+    assert errors and "is a symbolic link" in proc.stderr and " o" in proc.stderr
+    assert not (repo / "mlver.lock").exists() or "path: o" not in (repo / "mlver.lock").read_text()
+
+
+def test_status_reports_a_removed_params_key_as_a_change(repo: Path) -> None:
+    gen(repo, {"params.yaml": "a: 1\nd: 1\n",
+               "mlver.yaml": "stages:\n  s:\n    cmd: echo > o\n    params: [a, d]\n    outs: [o]\n"})
+    run(["repro"], repo)
+    (repo / "params.yaml").write_text("a: 2\n")
+    stages = run_json(["status", "--json"], repo)["stages"]
+    assert stages[0]["changed"] is True
+    assert "param changed: params.yaml:a" in stages[0]["reasons"]
+    assert "param removed: params.yaml:d" in stages[0]["reasons"]
+    assert run(["repro", "--dry-run"], repo).returncode == 0
+    proc = run(["repro"], repo, check=False)  # a run cannot use a key that is gone: one clear error
+    assert proc.returncode == 3 and "params key 'd' not found" in proc.stderr

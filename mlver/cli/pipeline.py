@@ -158,7 +158,9 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
     from mlver.pipeline.run import ReproFailed
 
     try:
-        with project(lock=None if dry_run else "repro") as repo:  # a dry run changes nothing
+        # with --json, stdout carries the document alone: the stages' own output goes to stderr
+        with project(lock=None if dry_run else "repro") as repo, \
+                (_stage_output_to_stderr() if as_json else contextlib.nullcontext()):
             res, staged = do_repro(repo, list(stages), force=force, dry_run=dry_run, downstream=downstream,
                                    single=single, keep_going=keep_going, pull=pull_first, allow_missing=allow_missing,
                                    run_cache=not no_run_cache, all_pipelines=all_pipelines, progress=app.progress(),

@@ -168,9 +168,12 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, params: ParamsReader,
-                shown: str | None = None) -> StageCheck:
+                shown: str | None = None, *, strict: bool = True) -> StageCheck:
+    """Why ``stage`` changed. ``strict``: a listed params key or file that is gone is an
+    error (a run cannot use it); reports (``status``, ``--dry-run``) pass False and see
+    it as ``param removed``."""
     deps_now = tuple(inspector.entry(d.path) for d in stage.deps)
-    params_now = params.stage_params(stage, shown or stage.file)
+    params_now = params.stage_params(stage, shown or stage.file, strict=strict)
     reasons: list[str] = []
     if stage.always_changed:
         reasons.append("always changed")
@@ -241,7 +244,7 @@ def stage_status(repo: Repo, targets: list[str] | None = None,
     for stage in graph.stages_in_order():
         if targets and not _matches(repo, stage, targets):
             continue
-        check = check_stage(stage, locked.get(stage.name), inspector, reader)
+        check = check_stage(stage, locked.get(stage.name), inspector, reader, strict=False)
         reasons = list(check.reasons)
         if stage.frozen and reasons:
             reasons.insert(0, "frozen: repro does not run it")

@@ -80,7 +80,14 @@ def _snapshot(repo: Repo, path: str) -> LockEntry:
 
 def record_product(repo: Repo, out: Out, inspector: Inspector, *, snapshot: bool,
                    progress: Progress = NO_PROGRESS) -> LockEntry:
-    """Record one output or metrics file that exists in the workspace."""
+    """Record one output or metrics file that exists in the workspace. One the command
+    made as a symbolic link (other than mlver's own link into the cache) is refused:
+    its content would be another path's."""
+    full = repo.abs(out.path)
+    if os.path.islink(full) and not os.path.realpath(full).startswith(os.path.realpath(repo.cache_dir) + os.sep):
+        raise PathError(out.path, f"is a symbolic link (to {os.readlink(full)}) that the stage's command made; "
+                                  "mlver tracks files and folders, not links",
+                        hint="make the command write (or copy) the file itself")
     if out.cache:
         stored = store_output(repo, out.path, progress=progress)
         repo.state.set_placed(out.path, stored.kind, stored.digest)

@@ -184,7 +184,7 @@ def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cach
         unknown = [u for u in graph.upstream[stage.name] if u in running or (
             u in restoring and any(overlaps(d.path, p) and d.path not in restoring[u]
                                    for d in stage.deps for p in restoring[u]))]
-        check = check_stage(stage, locked.get(stage.name), inspector, reader)
+        check = check_stage(stage, locked.get(stage.name), inspector, reader, strict=False)
         if stage.frozen:
             out.append(PlannedStage(stage.name, "frozen", check.reasons, stage.cmd))
             continue
