@@ -65,9 +65,9 @@ BACKENDS = {
     "https": Backend("https", "aiohttp", None),
 }
 
-# Options each backend understands (``remote modify NAME KEY VALUE``); ``url`` and
-# ``jobs`` and ``timeout`` are valid for every remote.
-COMMON_OPTIONS = ("url", "jobs", "timeout")
+# Options each backend understands (``remote modify NAME KEY VALUE``); ``url``, ``jobs``,
+# ``timeout`` and the pack settings (mlver.packs) are valid for every remote.
+COMMON_OPTIONS = ("url", "jobs", "timeout", "packs", "pack_threshold", "pack_size")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "file": (),
     "s3": ("endpoint_url", "region", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -969,6 +969,112 @@ class Remote:
             except FileNotFoundError:
                 pass
         return len(stale)
+
+    # --- whole files, ranges and folders outside files/ (used by mlver.packs) -------
+
+    def put_stream(self, rel: str, fill: Callable[[Any], None]) -> None:
+        """Write ``rel`` from ``fill(f)`` (which writes into the open remote file ``f``),
+        whole or not at all: a temporary then a rename on folders and SSH, one PUT (or a
+        multipart upload that completes on close) on object stores. When ``fill`` raises,
+        nothing appears at ``rel``."""
+        self.require_writable()
+        dest = self.path(rel)
+        try:
+            self._put_stream(dest, fill)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RemoteError(f"{self.describe()} is out of space: cannot write {rel}: {_cause(e)}",
+                                  hint="free space on it; running the command again resumes the work",
+                                  remote=self.name, reason="no_space") from None
+            raise
+
+    def _put_stream(self, dest: str, fill: Callable[[Any], None]) -> None:
+        if self.atomic_put:
+            f = self.fs.open(dest, "wb", block_size=UPLOAD_PART) if self.protocol == "s3" else self.fs.open(dest, "wb")
+            try:
+                fill(f)
+                f.close()
+            except BaseException:
+                try:
+                    f.discard()
+                except Exception:  # noqa: BLE001 - an abandoned upload never completes
+                    pass
+                f.closed = True
+                raise
+            return
+        tmp_dir = self.path("tmp")
+        self._makedirs(tmp_dir)
+        self._makedirs(dest.rsplit("/", 1)[0])
+        tmp = f"{tmp_dir}/{temporary_name()}"
+        if self.protocol == "file":
+            try:
+                with open(tmp, "xb") as fl:
+                    fill(fl)
+                failpoint.hit("remote-before-rename")
+                os.replace(tmp, dest)
+            except BaseException:
+                unlink_quiet(tmp)
+                raise
+            return
+        try:
+            with self.fs.open(tmp, "wb") as fr:
+                fill(fr)
+            failpoint.hit("remote-before-rename")
+            self.fs.mv(tmp, dest)
+        except BaseException:
+            try:
+                self.fs.rm_file(tmp)
+            except Exception:  # noqa: BLE001 - the temporary may not exist
+                pass
+            raise
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        """``data`` at ``rel``, whole or not at all, retried."""
+        self._retry(f"writing {rel}", self.put_stream, rel, lambda f: f.write(data))
+
+    def read_file(self, rel: str) -> bytes:
+        """The bytes at ``rel`` (FileNotFoundError when absent), retried."""
+        return self._retry(f"reading {rel}", self.fs.cat_file, self.path(rel))
+
+    def read_range(self, rel: str, start: int, end: int, *, stop: threading.Event | None = None) -> bytes:
+        """Bytes ``[start, end)`` of ``rel``: one ranged GET (a seek and a read on folders)."""
+        path = self.path(rel)
+        if self.protocol == "file":
+            def local() -> bytes:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    return f.read(end - start)
+            return self._retry(f"reading {rel}", local, stop=stop)
+        return self._retry(f"reading {rel}", self.fs.cat_file, path, start=start, end=end, stop=stop)
+
+    def list_folder(self, rel: str) -> list[tuple[str, int, float | None]]:
+        """Files directly in the folder ``rel``: (name, size, modification time); none
+        when the folder does not exist."""
+        if not self.can_list:
+            return []
+        self.ensure_exists()
+        items = self._retry(f"listing {rel}/", self._ls, self.path(rel))
+        return sorted((_basename(i["name"]), int(i.get("size") or 0), modified_time(i))
+                      for i in items if i.get("type") != "directory")
+
+    def remove_files(self, rels: list[str]) -> int:
+        """Remove the files ``rels`` (missing ones are skipped); how many went."""
+        self.require_writable()
+        if not rels:
+            return 0
+        if self.atomic_put:
+            paths = [self.path(r) for r in rels]
+            for i in range(0, len(paths), 1000):
+                self._retry("removing objects", self.fs.rm, paths[i:i + 1000])
+            return len(paths)
+        gone = 0
+        for r in rels:
+            try:
+                self._retry(f"removing {r}", self.fs.rm_file, self.path(r))
+                gone += 1
+            except FileNotFoundError:
+                continue
+        return gone
 
     # --- the run-cache subtree ----------------------------------------------------
 

@@ -306,6 +306,8 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
                 app.out(f"cache\t{ref.relpath}\t{size}")
             for ref, size in plan.remote:
                 app.out(f"remote:{plan.remote_name}\t{ref.relpath}\t{size}")
+            for ref, size in plan.packs.leaving:
+                app.out(f"remote:{plan.remote_name}\tpacked {ref.relpath}\t{size}")
             for ref, size in plan.kept_unpushed:
                 app.out(f"kept: {UNPUSHED}\tcache\t{ref.relpath}\t{size}\t{plan.unpushed_paths[ref]}")
             for ref, size in plan.remote_unpushed:
@@ -339,7 +341,7 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
 def _gc_counts(plan, human_size) -> str:
     text = f"{len(plan.local)} object(s) ({human_size(plan.bytes)}) from the cache"
     if plan.remote_name is not None:
-        text += f" and {len(plan.remote)} ({human_size(plan.remote_bytes)}) from remote '{plan.remote_name}'"
+        text += f" and {plan.remote_objects} ({human_size(plan.remote_bytes)}) from remote '{plan.remote_name}'"
     return text
 
 
@@ -389,7 +391,10 @@ def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: in
         app.json(res.to_json())
     else:
         for c in res.corrupt:
-            note = f" (moved to {c.quarantined})" if c.quarantined else ""
+            if c.pack:
+                note = f" (in pack {c.pack}" + (f", {c.quarantined})" if c.quarantined else ")")
+            else:
+                note = f" (moved to {c.quarantined})" if c.quarantined else ""
             app.out(f"corrupt\t{c.where}\t{c.digest}{note}")
     if res.corrupt:
         local = any(c.quarantined and c.where == "cache" for c in res.corrupt)
