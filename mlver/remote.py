@@ -183,6 +183,20 @@ class _Stalled(Exception):
     """A request moved nothing for ``remote.NAME.timeout`` seconds (retried, then reported)."""
 
 
+class _Touching:
+    """A remote file whose every write counts as progress of the current request."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        for at in range(0, len(view), SEND_PIECE):  # small writes: progress shows within the deadline
+            self._f.write(view[at:at + SEND_PIECE])
+            _touch()
+        return len(view)
+
+
 class _Watch:
     """When a request last made progress (monotonic clock)."""
 
@@ -980,7 +994,7 @@ class Remote:
         self.require_writable()
         dest = self.path(rel)
         try:
-            self._put_stream(dest, fill)
+            self._put_stream(dest, lambda f: fill(_Touching(f)))
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise RemoteError(f"{self.describe()} is out of space: cannot write {rel}: {_cause(e)}",
