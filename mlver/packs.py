@@ -562,3 +562,45 @@ def gc_end(rem: Remote, name: str) -> None:
     old = [f"{LOCKS_DIR}/{n}" for n, _, t in rem.list_folder(LOCKS_DIR)
            if n.startswith(GC_TRACE) and (n == name or (t is not None and now - t > TRACE_MAX_AGE))]
     rem.remove_files(old)
+
+
+# --- pack-aware reads for commands beyond fetch (get, revisions, repro's checks) ----------
+
+def download_any(rem: Remote, cache: Cache, refs: list[ObjectRef], tmp_dir: str | None, *,
+                 progress: Progress = NO_PROGRESS) -> Downloaded:
+    """Bring ``refs`` into ``cache`` from wherever the remote holds them (packs, then
+    loose files), each verified."""
+    inv = load(rem, tmp_dir) if rem.can_list else Inventory()
+    packed = {r: p for r in refs if (p := inv.live.get(r) or inv.marked.get(r)) is not None}
+    got = download_packed(rem, cache, packed, progress=progress)
+    rest: dict[ObjectRef, int | None] = {r: None for r in refs if r not in packed or r in got.missing}
+    loose = rem.download(cache, rest, progress=progress)
+    return Downloaded(got.objects + loose.objects, got.bytes + loose.bytes, loose.missing, got.corrupt + loose.corrupt)
+
+
+def read_any(rem: Remote, ref: ObjectRef, inv: Inventory) -> bytes:
+    """One object's bytes, verified, from its pack or its loose file (FileNotFoundError
+    when the remote has neither; ChecksumMismatch when the bytes are wrong)."""
+    p = inv.live.get(ref) or inv.marked.get(ref)
+    if p is not None:
+        try:
+            data = rem.read_range(p.rel, p.offset, p.offset + p.length)
+        except FileNotFoundError:  # the pack went (a gc): maybe loose
+            return rem.read_object(ref)
+        actual = digest_bytes(data)
+        if actual != ref.digest:
+            raise ChecksumMismatch(ref.relpath, ref.digest, actual, where=f"in pack {p.pack} on remote '{rem.name}'")
+        return data
+    return rem.read_object(ref)
+
+
+def held(rem: Remote, refs: Iterable[ObjectRef], tmp_dir: str | None) -> set[ObjectRef]:
+    """Which of ``refs`` the remote holds (in a live pack, or loose)."""
+    refs = list(refs)
+    live = load(rem, tmp_dir).live if rem.can_list else {}
+    out = {r for r in refs if r in live}
+    rest = [r for r in refs if r not in out]
+    if rest:
+        listing = rem.list_objects({r.digest[:2] for r in rest})
+        out.update(r for r in rest if r in listing)
+    return out

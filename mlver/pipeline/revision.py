@@ -119,6 +119,7 @@ class History:
         self._values: dict[tuple, Values] = {}
         self._locks: dict[str, list[Any]] = {}  # lock blob -> its cached outputs
         self._remote: Any = None  # the default remote, opened when an object is read from it
+        self._inventory: Any = None  # its inventory (mlver.packs), read with the first object
 
     def close(self) -> None:
         if self._remote is not None:
@@ -160,8 +161,12 @@ class History:
                                       base_dir=self.repo.root)
             except MlverError:
                 return None
+        from mlver.packs import load, read_any
+
         try:
-            return self._remote.read_object(ObjectRef(digest, manifest))  # a mismatch raises (named)
+            if self._inventory is None:
+                self._inventory = load(self._remote, self.repo.tmp_dir)
+            return read_any(self._remote, ObjectRef(digest, manifest), self._inventory)  # a mismatch raises (named)
         except OSError:
             return None
 
