@@ -23,6 +23,10 @@ try:
     from test_remote_s3 import BUCKET, Moto, moto  # noqa: F401 - the fixture, for the S3 cases
 except (ImportError, pytest.skip.Exception):  # moto or s3fs missing: the S3 cases skip loudly
     Moto = None  # type: ignore[assignment,misc]
+try:
+    from test_remote_ssh import sshd  # noqa: F401 - the fixture, for the SSH cases
+except (ImportError, pytest.skip.Exception):  # sshfs missing: the SSH cases skip loudly
+    sshd = None  # type: ignore[assignment]
 
 
 def files_of(root: Path) -> dict[str, bytes]:
@@ -53,19 +57,27 @@ class Store:
     def attach(self, repo: Path) -> None:
         if self.kind == "folder":
             run(["remote", "add", "-d", "store", str(self.root)], repo)
+        elif self.kind == "ssh":  # the server is this machine: the store is a folder here too
+            assert self.root is not None
+            self.root.mkdir(exist_ok=True)
+            run(["remote", "add", "-d", "store", f"ssh://{self.server.user}@127.0.0.1:{self.server.port}{self.root}"],
+                repo)
+            # credentials in the user's config (XDG_CONFIG_HOME of this test), so clones have them too
+            run(["remote", "modify", "--global", "store", "keyfile", str(self.server.user_key)], repo)
+            run(["remote", "modify", "--global", "store", "known_hosts", str(self.server.known_hosts)], repo)
         else:
             run(["remote", "add", "-d", "store", f"s3://{BUCKET}/store"], repo)
             run(["remote", "modify", "store", "endpoint_url", self.server.endpoint], repo)
 
     def keys(self, prefix: str = "") -> list[str]:
-        if self.kind == "folder":
+        if self.kind in ("folder", "ssh"):
             assert self.root is not None
             base = self.root / prefix if prefix else self.root
             return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
         return [k[len("store/"):] for k in self.server.keys(f"store/{prefix}")]
 
     def read(self, key: str) -> bytes:
-        if self.kind == "folder":
+        if self.kind in ("folder", "ssh"):
             assert self.root is not None
             return (self.root / key).read_bytes()
         client = self.server.client()
@@ -75,7 +87,7 @@ class Store:
             client.close()
 
     def write(self, key: str, data: bytes) -> None:
-        if self.kind == "folder":
+        if self.kind in ("folder", "ssh"):
             assert self.root is not None
             p = self.root / key
             os.chmod(p, 0o644)
@@ -88,10 +100,16 @@ class Store:
             client.close()
 
 
-@pytest.fixture(params=["folder", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+@pytest.fixture(params=["folder", "s3", "ssh"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     if request.param == "folder":
         yield Store("folder", tmp_path / "store")
+        return
+    if request.param == "ssh":
+        if sshd is None:
+            pytest.skip("ssh: sshfs is needed for the SSH cases -- NOT TESTED HERE")
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+        yield Store("ssh", tmp_path / "ssh-store", request.getfixturevalue("sshd"))
         return
     if Moto is None:
         pytest.skip("s3: moto[server] and s3fs are needed for the S3 cases -- NOT TESTED HERE")
@@ -430,3 +448,15 @@ def test_get_from_another_repository_reads_packed_objects(repo: Path, tmp_path: 
     assert (user / "one.bin").read_bytes() == files[name]
     run(["get", "--repo", str(repo), "data/many", "-o", "all"], user)
     assert files_of(user / "all") == files_of(repo / "data/many")
+
+
+def test_fsck_sample_checks_that_many_packed_objects(repo: Path, tmp_path: Path) -> None:
+    Store("folder", tmp_path / "store").attach(repo)
+    gen(repo, small_files(40, 15))
+    run(["add", "data/many"], repo)
+    commit(repo, "data")
+    run(["push"], repo)
+    full = run_json(["fsck", "-r", "store"], repo)["checked"]
+    assert run_json(["fsck", "-r", "store", "--sample", "5"], repo)["checked"] == full - 40 + 5
+    proc = run(["fsck", "--sample", "5"], repo, check=False)
+    assert proc.returncode == 2 and "--sample needs" in proc.stderr

@@ -376,15 +376,20 @@ def _gc_kept(plan, human_size) -> list[str]:
 @click.option("-r", "--remote", help="Also check the objects on this remote.")
 @click.option("-c", "--cloud", is_flag=True, help="Also check the default remote.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel checks.")
+@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+              help="On the remote, check N packed objects picked at random instead of all.")
 @json_option
 @pass_app
 @click.pass_context
-def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: int | None, as_json: bool) -> None:
+def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: int | None, sample: int | None,
+         as_json: bool) -> None:
     """Re-hash stored objects; report and quarantine corrupt ones (locally, and on the remote)."""
     from mlver.ops.fsck import fsck as do_fsck
 
+    if sample is not None and remote is None and not cloud:
+        raise click.UsageError("--sample needs -r REMOTE or --cloud")
     with project(lock="fsck") as repo:
-        res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, progress=app.progress())
+        res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, sample=sample, progress=app.progress())
     for w in res.warnings:
         app.warn(w)
     if as_json:

@@ -46,7 +46,7 @@ class FsckResult:
 
 
 def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: int | None = None,
-         progress: Progress = NO_PROGRESS) -> FsckResult:
+         sample: int | None = None, progress: Progress = NO_PROGRESS) -> FsckResult:
     res = FsckResult()
     cache = repo.cache
     refs = list(cache.iter_objects())
@@ -91,18 +91,18 @@ def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: in
                     res.warnings.append(f"could not move corrupt object {r.digest} on remote '{rem.name}' to "
                                         f"quarantine ({e}); it stays there")
                 res.corrupt.append(Corrupt(r.digest, f"remote:{rem.name}", r.manifest, moved))
-            _check_packs(repo, rem, res, progress)
+            _check_packs(repo, rem, res, progress, sample)
     return res
 
 
-def _check_packs(repo: Repo, rem: "Remote", res: FsckResult, progress: Progress) -> None:
+def _check_packs(repo: Repo, rem: "Remote", res: FsckResult, progress: Progress, sample: int | None) -> None:
     """Packed objects: each re-hashed from its pack. A corrupt packed copy cannot be
     moved out of its pack: an inventory record names it as bad, so readers skip it and the
     next push from a clone with a good copy sends the object again."""
     inv = packs.load(rem, repo.tmp_dir)
     if not inv.packs:
         return
-    checked, bad = packs.check_packed(rem, inv, progress=progress)
+    checked, bad = packs.check_packed(rem, inv, sample=sample, progress=progress)
     res.checked += checked
     if not bad:
         return
