@@ -51,9 +51,10 @@ RECORD_SUFFIX = ".json"
 DEFAULT_PACK_THRESHOLD = 1 << 20  # remote.NAME.pack_threshold: smaller objects are packed
 DEFAULT_PACK_SIZE = 64 << 20  # remote.NAME.pack_size: a pack is about this big
 MIN_PACK_SIZE = 4 << 20  # packs are split across the jobs down to this size
+COMPACT_ABOVE = 32  # gc --cloud folds the records into one when there are more than this
 PACK_MIN_OBJECTS = 16  # a push with fewer small objects to send sends them loose
 COALESCE_GAP = 256 << 10  # packed objects this close are fetched in one ranged read
-RANGE_MAX = 16 << 20  # at most this many bytes per ranged read
+RANGE_MAX = 8 << 20  # at most this many bytes per ranged read (times jobs: the memory a fetch holds)
 OPTIONS = ("packs", "pack_threshold", "pack_size")
 LOCKS_DIR = "locks"  # traces of `gc --cloud` runs, which a push checks at its end
 GC_TRACE = "gc-"
@@ -219,6 +220,19 @@ def _earliest(a: float | None, b: float | None) -> float | None:
     return min(a, b)
 
 
+class Lazy:
+    """The inventory of ``rem``, read at the first ``get()``."""
+
+    def __init__(self, rem: Remote, tmp_dir: str | None) -> None:
+        self.rem, self.tmp_dir = rem, tmp_dir
+        self._inv: Inventory | None = None
+
+    def get(self) -> Inventory:
+        if self._inv is None:
+            self._inv = load(self.rem, self.tmp_dir)
+        return self._inv
+
+
 def local_dir(tmp_dir: str, rem: Remote) -> str:
     """Where records of ``rem`` read before are kept (per remote: protocol and root)."""
     return os.path.join(tmp_dir, "remotes", digest_bytes(f"{rem.protocol}:{rem.root}".encode())[:16])
@@ -231,10 +245,20 @@ def has_inventory(rem: Remote) -> bool:
 def load(rem: Remote, tmp_dir: str | None) -> Inventory:
     """Read the remote's inventory: one listing of ``index/``, then the records not
     cached locally (each verified against its name); records gone from the remote are
-    dropped from the local cache."""
-    inv = Inventory()
+    dropped from the local cache. A record that vanished between the listing and its
+    read was folded into a new one by a gc (written before the old ones go): list again."""
     if not rem.can_list:
-        return inv
+        return Inventory()
+    for _ in range(3):
+        inv = _load(rem, tmp_dir)
+        if inv is not None:
+            return inv
+    raise RemoteError(f"{rem.describe()}: the inventory under {INDEX_DIR}/ kept changing while it was read",
+                      hint="is a `gc --cloud` running? run the command again")
+
+
+def _load(rem: Remote, tmp_dir: str | None) -> Inventory | None:
+    inv = Inventory()
     listed = {n[: -len(RECORD_SUFFIX)]: t for n, _, t in rem.list_folder(INDEX_DIR)
               if n.endswith(RECORD_SUFFIX) and is_digest(n[: -len(RECORD_SUFFIX)])}
     here = local_dir(tmp_dir, rem) if tmp_dir else None
@@ -256,8 +280,7 @@ def load(rem: Remote, tmp_dir: str | None) -> Inventory:
 
     for name, data in rem._parallel(sorted(todo), one):
         if data is None:
-            listed.pop(name, None)
-            continue
+            return None
         if digest_bytes(data) != name:
             raise RemoteError(f"{rem.describe()}: inventory record {INDEX_DIR}/{name}{RECORD_SUFFIX} is damaged "
                               "(its bytes do not match its name)",
@@ -298,6 +321,22 @@ def _parse(rem: Remote, name: str, data: bytes) -> dict:
     except (ValueError, KeyError, TypeError) as e:
         raise RemoteError(f"{rem.describe()}: inventory record {INDEX_DIR}/{name}{RECORD_SUFFIX} cannot be read "
                           f"({e})", hint="it was written by a newer mlver, or by another tool") from None
+
+
+def compact(rem: Remote, inv: Inventory) -> int:
+    """Fold the records ``inv`` was read from into one record saying the same of the packs
+    that still exist, then remove them (readers take the union, so any moment in between
+    reads the same inventory). Marks restart their gc.grace from now: later, never
+    sooner. Returns how many records went."""
+    present = {n[: -len(PACK_SUFFIX)] for n, _, _ in rem.list_folder(PACKS_DIR) if n.endswith(PACK_SUFFIX)}
+    kept = [p for pid, p in sorted(inv.packs.items()) if pid in present]
+    drop = [p.id for p in kept if p.marked is not None]
+    bad = sorted((r, pid) for r, pid in inv.bad if pid in present)
+    old = sorted(inv.records)
+    new = write_record(rem, packs=kept, drop=drop, bad=bad) if kept else None
+    gone = [f"{INDEX_DIR}/{n}{RECORD_SUFFIX}" for n in old if n != new]
+    rem.remove_files(gone)
+    return len(gone)
 
 
 def write_record(rem: Remote, *, packs: Sequence[PackInfo] = (), loose: Sequence[tuple[ObjectRef, int]] = (),

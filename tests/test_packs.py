@@ -460,3 +460,29 @@ def test_fsck_sample_checks_that_many_packed_objects(repo: Path, tmp_path: Path)
     assert run_json(["fsck", "-r", "store", "--sample", "5"], repo)["checked"] == full - 40 + 5
     proc = run(["fsck", "--sample", "5"], repo, check=False)
     assert proc.returncode == 2 and "--sample needs" in proc.stderr
+
+
+def test_gc_cloud_folds_many_inventory_records_into_one(repo: Path, tmp_path: Path) -> None:
+    import xxhash
+
+    store = Store("folder", tmp_path / "store")
+    store.attach(repo)
+    gen(repo, small_files(40, 16, lo=10, hi=500))
+    run(["add", "data/many"], repo)
+    commit(repo, "data")
+    run(["push"], repo)
+    [record] = store.keys("index/")
+    doc = json.loads(store.read(record))
+    assert store.root is not None
+    for i in range(33):  # what 33 more pushes of the same packs would have left: one record each
+        data = json.dumps({**doc, "written": doc["written"] + i + 1}, separators=(",", ":")).encode()
+        (store.root / "index" / f"{xxhash.xxh3_128_hexdigest(data)}.json").write_bytes(data)
+    plan = run_json(["gc", "--cloud", "--dry-run"], repo)["remote"]["packs"]
+    assert plan["records"] == 34 and plan["compact"] is True
+    run(["gc", "--cloud", "-f"], repo)
+    assert len(store.keys("index/")) == 1
+    assert run_json(["push"], repo)["transferred"] == 0  # the folded record says what is there
+    fresh = clone(repo, tmp_path / "fresh")
+    res = run_json(["pull"], fresh)
+    assert res["missing"] == [] and res["transferred"] == 41
+    assert files_of(fresh / "data") == files_of(repo / "data")

@@ -110,10 +110,12 @@ class PackPlan:
     held: set[ObjectRef] = field(default_factory=set)  # packed objects the remote still holds after this gc
     grace: float = 0.0
     all_packs: int = 0
+    records: int = 0  # inventory records on the remote
+    compact: bool = False  # more than packs.COMPACT_ABOVE: folded into one
 
     @property
     def empty(self) -> bool:
-        return not self.mark and not self.repack and not self.remove
+        return not self.mark and not self.repack and not self.remove and not self.compact
 
     @property
     def none(self) -> bool:
@@ -122,7 +124,7 @@ class PackPlan:
     def to_json(self) -> dict:
         return {"packs": self.all_packs, "mark": len(self.mark), "repack": len(self.repack),
                 "remove": len(self.remove), "bytes_now": self.remove_bytes,
-                "bytes_after_repack": _total(self.leaving)}
+                "bytes_after_repack": _total(self.leaving), "records": self.records, "compact": self.compact}
 
 
 def _counts(items: Sized) -> dict:
@@ -262,6 +264,8 @@ def _plan_packs(repo: Repo, rem: Remote, plan: GcPlan, keep: dict[ObjectRef, str
     pp = plan.packs
     pp.grace = grace
     pp.all_packs = len(inv.packs)
+    pp.records = len(inv.records)
+    pp.compact = pp.records > packs.COMPACT_ABOVE
     listed = {n: (size, t) for n, size, t in rem.list_folder(packs.PACKS_DIR)}
     for pid, info in sorted(inv.packs.items()):
         if info.marked is not None:
@@ -383,5 +387,7 @@ def _run_packs(rem: Remote, pp: PackPlan, progress: Progress) -> tuple[int, int]
     remove = list(pp.remove) + (marked if pp.grace <= 0 else [])
     rels = [rel for pid in remove for rel in (packs.pack_rel(pid), packs.idx_rel(pid))]
     rem.remove_files(rels)
+    if pp.compact:
+        packs.compact(rem, packs.load(rem, None))  # read afresh: what this run wrote and removed counts
     left = {r for r, _ in pp.leaving}
     return len(left), _total(pp.leaving)

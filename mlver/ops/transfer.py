@@ -284,7 +284,7 @@ def _fetch_from(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run
             roots.setdefault(ref, f"run cache ({ref.digest[:10]})")
     # 1. manifests of folders, 2. the files they list
     manifests = {r: p for r, p in roots.items() if r.manifest}
-    inv = packs.load(rem, repo.tmp_dir) if roots and rem.can_list else None
+    inv = packs.Lazy(rem, repo.tmp_dir)  # read only when the cache lacks something
     _bring(rem, repo, manifests, res, progress, inv)
     wanted, unreadable = expand(roots, local_manifest_reader(repo))
     files = {r: p for r, p in wanted.items() if not r.manifest and r not in unreadable}
@@ -299,7 +299,7 @@ def _fetch_from(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run
 
 
 def _bring(rem: Remote, repo: Repo, refs: dict[ObjectRef, str], res: TransferResult, progress: Progress,
-           inv: packs.Inventory | None = None) -> None:
+           lazy: packs.Lazy | None = None) -> None:
     cache = repo.cache
     stored = cache.present(refs)
     need = {r: p for r, p in refs.items() if r not in stored}
@@ -309,6 +309,7 @@ def _bring(rem: Remote, repo: Repo, refs: dict[ObjectRef, str], res: TransferRes
     absent: list[ObjectRef] = []
     corrupt: list[tuple[ObjectRef, str]] = []
     packed: dict[ObjectRef, packs.Packed] = {}
+    inv = lazy.get() if lazy is not None and rem.can_list else None
     if inv is not None:  # packed objects: ranged reads, neighbours coalesced
         for r in need:
             p = inv.live.get(r) or inv.marked.get(r)
