@@ -93,6 +93,7 @@ DEFAULT_TIMEOUT = 60.0  # seconds a request may go without progress (remote.NAME
 SSH_CONNECT_TIMEOUT = 10.0  # connecting over SSH, unless remote.NAME.timeout is set
 SEND_PIECE = 256 << 10  # a hashed upload writes (and counts progress) in pieces this size
 UPLOAD_PART = 8 << 20  # S3 uploads above two parts are multipart: progress every part
+STREAM_PART = 5 << 20  # parts of streamed uploads (packs): S3's smallest, as each writer holds about two
 FLAT_LISTING_ABOVE = 16  # prefix folders; above this an object store is listed flat
 FIRST_DELAY = 0.5
 SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
@@ -1004,7 +1005,7 @@ class Remote:
 
     def _put_stream(self, dest: str, fill: Callable[[Any], None]) -> None:
         if self.atomic_put:
-            f = self.fs.open(dest, "wb", block_size=UPLOAD_PART) if self.protocol == "s3" else self.fs.open(dest, "wb")
+            f = self.fs.open(dest, "wb", block_size=STREAM_PART) if self.protocol == "s3" else self.fs.open(dest, "wb")
             try:
                 fill(f)
                 f.close()
