@@ -65,9 +65,9 @@ BACKENDS = {
     "https": Backend("https", "aiohttp", None),
 }
 
-# Options each backend understands (``remote modify NAME KEY VALUE``); ``url`` and
-# ``jobs`` and ``timeout`` are valid for every remote.
-COMMON_OPTIONS = ("url", "jobs", "timeout")
+# Options each backend understands (``remote modify NAME KEY VALUE``); ``url``, ``jobs``,
+# ``timeout`` and the pack settings (mlver.packs) are valid for every remote.
+COMMON_OPTIONS = ("url", "jobs", "timeout", "packs", "pack_threshold", "pack_size")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "file": (),
     "s3": ("endpoint_url", "region", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -93,6 +93,7 @@ DEFAULT_TIMEOUT = 60.0  # seconds a request may go without progress (remote.NAME
 SSH_CONNECT_TIMEOUT = 10.0  # connecting over SSH, unless remote.NAME.timeout is set
 SEND_PIECE = 256 << 10  # a hashed upload writes (and counts progress) in pieces this size
 UPLOAD_PART = 8 << 20  # S3 uploads above two parts are multipart: progress every part
+STREAM_PART = 5 << 20  # parts of streamed uploads (packs): S3's smallest, as each writer holds about two
 FLAT_LISTING_ABOVE = 16  # prefix folders; above this an object store is listed flat
 FIRST_DELAY = 0.5
 SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
@@ -181,6 +182,20 @@ class _Stop(Exception):
 
 class _Stalled(Exception):
     """A request moved nothing for ``remote.NAME.timeout`` seconds (retried, then reported)."""
+
+
+class _Touching:
+    """A remote file whose every write counts as progress of the current request."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        for at in range(0, len(view), SEND_PIECE):  # small writes: progress shows within the deadline
+            self._f.write(view[at:at + SEND_PIECE])
+            _touch()
+        return len(view)
 
 
 class _Watch:
@@ -969,6 +984,119 @@ class Remote:
             except FileNotFoundError:
                 pass
         return len(stale)
+
+    # --- whole files, ranges and folders outside files/ (used by mlver.packs) -------
+
+    def put_stream(self, rel: str, fill: Callable[[Any], None]) -> None:
+        """Write ``rel`` from ``fill(f)`` (which writes into the open remote file ``f``),
+        whole or not at all: a temporary then a rename on folders and SSH, one PUT (or a
+        multipart upload that completes on close) on object stores. When ``fill`` raises,
+        nothing appears at ``rel``."""
+        self.require_writable()
+        dest = self.path(rel)
+        try:
+            self._put_stream(dest, lambda f: fill(_Touching(f)))
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RemoteError(f"{self.describe()} is out of space: cannot write {rel}: {_cause(e)}",
+                                  hint="free space on it; running the command again resumes the work",
+                                  remote=self.name, reason="no_space") from None
+            raise
+
+    def _put_stream(self, dest: str, fill: Callable[[Any], None]) -> None:
+        if self.atomic_put:
+            f = self.fs.open(dest, "wb", block_size=STREAM_PART) if self.protocol == "s3" else self.fs.open(dest, "wb")
+            try:
+                fill(f)
+                f.close()
+            except BaseException:
+                try:
+                    f.discard()
+                except Exception:  # noqa: BLE001 - an abandoned upload never completes
+                    pass
+                f.closed = True
+                raise
+            return
+        tmp_dir = self.path("tmp")
+        self._makedirs(tmp_dir)
+        self._makedirs(dest.rsplit("/", 1)[0])
+        tmp = f"{tmp_dir}/{temporary_name()}"
+        if self.protocol == "file":
+            try:
+                with open(tmp, "xb") as fl:
+                    fill(fl)
+                failpoint.hit("remote-before-rename")
+                os.replace(tmp, dest)
+            except BaseException:
+                unlink_quiet(tmp)
+                raise
+            return
+        try:
+            with self.fs.open(tmp, "wb") as fr:
+                fill(fr)
+            failpoint.hit("remote-before-rename")
+            self.fs.mv(tmp, dest)
+        except BaseException:
+            try:
+                self.fs.rm_file(tmp)
+            except Exception:  # noqa: BLE001 - the temporary may not exist
+                pass
+            raise
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        """``data`` at ``rel``, whole or not at all, retried."""
+        self._retry(f"writing {rel}", self.put_stream, rel, lambda f: f.write(data))
+
+    def read_file(self, rel: str) -> bytes:
+        """The bytes at ``rel`` (FileNotFoundError when absent), retried."""
+        return self._retry(f"reading {rel}", self.fs.cat_file, self.path(rel))
+
+    def read_range(self, rel: str, start: int, end: int, *, stop: threading.Event | None = None) -> bytes:
+        """Bytes ``[start, end)`` of ``rel``: one ranged GET (a seek and a read on folders)."""
+        path = self.path(rel)
+        if self.protocol == "file":
+            def local() -> bytes:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    return f.read(end - start)
+            return self._retry(f"reading {rel}", local, stop=stop)
+        if self.protocol == "ssh":  # sshfs' cat_file ignores start and end: seek and read
+            def seek_read() -> bytes:
+                with self.fs.open(path, "rb", block_size=min(end - start, READ_BLOCK) or 1) as f:
+                    f.seek(start)
+                    return f.read(end - start)
+            return self._retry(f"reading {rel}", seek_read, stop=stop)
+        data = self._retry(f"reading {rel}", self.fs.cat_file, path, start=start, end=end, stop=stop)
+        return data if len(data) <= end - start else data[start:end]  # a backend that ignored the range
+
+    def list_folder(self, rel: str) -> list[tuple[str, int, float | None]]:
+        """Files directly in the folder ``rel``: (name, size, modification time); none
+        when the folder does not exist."""
+        if not self.can_list:
+            return []
+        self.ensure_exists()
+        items = self._retry(f"listing {rel}/", self._ls, self.path(rel))
+        return sorted((_basename(i["name"]), int(i.get("size") or 0), modified_time(i))
+                      for i in items if i.get("type") != "directory")
+
+    def remove_files(self, rels: list[str]) -> int:
+        """Remove the files ``rels`` (missing ones are skipped); how many went."""
+        self.require_writable()
+        if not rels:
+            return 0
+        if self.atomic_put:
+            paths = [self.path(r) for r in rels]
+            for i in range(0, len(paths), 1000):
+                self._retry("removing objects", self.fs.rm, paths[i:i + 1000])
+            return len(paths)
+        gone = 0
+        for r in rels:
+            try:
+                self._retry(f"removing {r}", self.fs.rm_file, self.path(r))
+                gone += 1
+            except FileNotFoundError:
+                continue
+        return gone
 
     # --- the run-cache subtree ----------------------------------------------------
 

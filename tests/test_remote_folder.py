@@ -315,6 +315,7 @@ def test_interrupted_push_and_pull_failpoints(repo: Path, tmp_path: Path) -> Non
     make_data(repo, 20)
     store = tmp_path / "store"
     setup_remote(repo, store)
+    run(["remote", "modify", "store", "packs", "false"], repo)  # kills between loose uploads (packs: test_packs.py)
     for point in ("remote-before-rename:5", "remote-after-upload:9"):
         proc = run(["push", "-j", "1"], repo, check=False, env={"MLVER_FAILPOINT": point})
         assert proc.returncode == -signal.SIGKILL

@@ -368,6 +368,7 @@ def test_s3_server_stopped_mid_push(repo: Path, tmp_path: Path, moto_process: Mo
         client.close()
     _many_objects(repo)
     s3_remote(repo, moto_process.endpoint, "s3://bucket/store")
+    run(["remote", "modify", "s3", "packs", "false"], repo)  # stalled between loose uploads
     git(["commit", "-q", "-am", "remote"], repo)
     proc = _stalled_push(repo, lambda: [moto_process.proc.pid],
                          lambda: moto_process.count("bucket", "store/files/") > 0)
@@ -438,6 +439,7 @@ def test_ssh_server_stopped_mid_push(repo: Path, tmp_path: Path, sshd: Any) -> N
     store.mkdir()
     ssh_remote(repo, sshd, store)
     run(["remote", "modify", "ssh", "timeout", "2"], repo)
+    run(["remote", "modify", "ssh", "packs", "false"], repo)  # stalled between loose uploads
     proc = _stalled_push(repo, lambda: _descendants(sshd.proc.pid), lambda: len(remote_files(store)) > 0)
     one_error(proc, "remote 'ssh'", "stopped answering")
     assert run(["status"], repo, timeout=TIMEOUT).returncode == 0

@@ -308,6 +308,8 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
                 app.out(f"cache\t{ref.relpath}\t{size}")
             for ref, size in plan.remote:
                 app.out(f"remote:{plan.remote_name}\t{ref.relpath}\t{size}")
+            for ref, size in plan.packs.leaving:
+                app.out(f"remote:{plan.remote_name}\tpacked {ref.relpath}\t{size}")
             for ref, size in plan.kept_unpushed:
                 app.out(f"kept: {UNPUSHED}\tcache\t{ref.relpath}\t{size}\t{plan.unpushed_paths[ref]}")
             for ref, size in plan.remote_unpushed:
@@ -341,7 +343,7 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
 def _gc_counts(plan, human_size) -> str:
     text = f"{len(plan.local)} object(s) ({human_size(plan.bytes)}) from the cache"
     if plan.remote_name is not None:
-        text += f" and {len(plan.remote)} ({human_size(plan.remote_bytes)}) from remote '{plan.remote_name}'"
+        text += f" and {plan.remote_objects} ({human_size(plan.remote_bytes)}) from remote '{plan.remote_name}'"
     return text
 
 
@@ -376,22 +378,30 @@ def _gc_kept(plan, human_size) -> list[str]:
 @click.option("-r", "--remote", help="Also check the objects on this remote.")
 @click.option("-c", "--cloud", is_flag=True, help="Also check the default remote.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel checks.")
+@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+              help="On the remote, check N packed objects picked at random instead of all.")
 @json_option
 @pass_app
 @click.pass_context
-def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: int | None, as_json: bool) -> None:
+def fsck(ctx: click.Context, app: App, remote: str | None, cloud: bool, jobs: int | None, sample: int | None,
+         as_json: bool) -> None:
     """Re-hash stored objects; report and quarantine corrupt ones (locally, and on the remote)."""
     from mlver.ops.fsck import fsck as do_fsck
 
+    if sample is not None and remote is None and not cloud:
+        raise click.UsageError("--sample needs -r REMOTE or --cloud")
     with project(lock="fsck") as repo:
-        res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, progress=app.progress())
+        res = do_fsck(repo, remote=remote, cloud=cloud, jobs=jobs, sample=sample, progress=app.progress())
     for w in res.warnings:
         app.warn(w)
     if as_json:
         app.json(res.to_json())
     else:
         for c in res.corrupt:
-            note = f" (moved to {c.quarantined})" if c.quarantined else ""
+            if c.pack:
+                note = f" (in pack {c.pack}" + (f", {c.quarantined})" if c.quarantined else ")")
+            else:
+                note = f" (moved to {c.quarantined})" if c.quarantined else ""
             app.out(f"corrupt\t{c.where}\t{c.digest}{note}")
     if res.corrupt:
         local = any(c.quarantined and c.where == "cache" for c in res.corrupt)

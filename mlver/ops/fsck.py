@@ -8,12 +8,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
+from mlver import packs
 from mlver.cache import ObjectRef
 from mlver.errors import MlverError
 from mlver.fsutil import parallel_map
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.workspace import WORKERS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlver.remote import Remote
 
 WHERE_CACHE = "cache"
 
@@ -24,6 +30,7 @@ class Corrupt:
     where: str  # "cache" or "remote:NAME"
     manifest: bool = False
     quarantined: str | None = None  # where it was moved (None: left in place)
+    pack: str | None = None  # a packed copy on a remote: the pack that holds it
 
 
 @dataclass
@@ -34,11 +41,12 @@ class FsckResult:
 
     def to_json(self) -> dict:
         return {"version": 1, "checked": self.checked,
-                "corrupt": [{"digest": c.digest, "where": c.where} for c in self.corrupt]}
+                "corrupt": [{"digest": c.digest, "where": c.where, **({"pack": c.pack} if c.pack else {})}
+                            for c in self.corrupt]}
 
 
 def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: int | None = None,
-         progress: Progress = NO_PROGRESS) -> FsckResult:
+         sample: int | None = None, progress: Progress = NO_PROGRESS) -> FsckResult:
     res = FsckResult()
     cache = repo.cache
     refs = list(cache.iter_objects())
@@ -83,4 +91,27 @@ def fsck(repo: Repo, *, remote: str | None = None, cloud: bool = False, jobs: in
                     res.warnings.append(f"could not move corrupt object {r.digest} on remote '{rem.name}' to "
                                         f"quarantine ({e}); it stays there")
                 res.corrupt.append(Corrupt(r.digest, f"remote:{rem.name}", r.manifest, moved))
+            _check_packs(repo, rem, res, progress, sample)
     return res
+
+
+def _check_packs(repo: Repo, rem: "Remote", res: FsckResult, progress: Progress, sample: int | None) -> None:
+    """Packed objects: each re-hashed from its pack. A corrupt packed copy cannot be
+    moved out of its pack: an inventory record names it as bad, so readers skip it and the
+    next push from a clone with a good copy sends the object again."""
+    inv = packs.load(rem, repo.tmp_dir)
+    if not inv.packs:
+        return
+    checked, bad = packs.check_packed(rem, inv, sample=sample, progress=progress)
+    res.checked += checked
+    if not bad:
+        return
+    note: str | None = None
+    try:
+        if not rem.read_only:
+            packs.write_record(rem, bad=bad)
+            note = "marked bad in the inventory"
+    except (OSError, MlverError) as e:
+        res.warnings.append(f"could not mark corrupt packed objects on remote '{rem.name}' ({e})")
+    for ref, pid in bad:
+        res.corrupt.append(Corrupt(ref.digest, f"remote:{rem.name}", ref.manifest, note, pack=pid))

@@ -24,6 +24,7 @@ from mlver.config import DEFAULT_GC_GRACE
 from mlver.errors import ChecksumMismatch, RemoteError
 from mlver.ops.scope import (Scope, committed_refs, expand, local_manifest_reader, outputs_in_scope, prefixes,
                              root_refs, run_cache_refs)
+from mlver import packs
 from mlver.ops.transfer import open_remote
 from mlver.pointer import Manifest, parse_manifest
 from mlver.progress import NO_PROGRESS, Progress
@@ -60,6 +61,7 @@ class GcPlan:
     remote_kept: int = 0
     remote_unpushed: Sized = field(default_factory=list)  # committed, and the cache does not hold it
     remote_recent: Sized = field(default_factory=list)  # younger than gc.grace (or of unknown age)
+    packs: PackPlan = field(default_factory=lambda: PackPlan())
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -67,21 +69,62 @@ class GcPlan:
         return _total(self.local)
 
     @property
+    def remote_objects(self) -> int:
+        return len(self.remote) + len(self.packs.leaving)
+
+    @property
     def remote_bytes(self) -> int:
-        return _total(self.remote)
+        return _total(self.remote) + _total(self.packs.leaving)
 
     @property
     def empty(self) -> bool:
-        return not self.local and not self.remote
+        return not self.local and not self.remote and self.packs.empty
 
     def to_json(self) -> dict:
         doc: dict = {"version": 1, "objects": len(self.local), "bytes": self.bytes,
                      "kept_unpushed": _counts(self.kept_unpushed)}
         if self.remote_name is not None:
-            doc["remote"] = {"name": self.remote_name, "objects": len(self.remote), "bytes": self.remote_bytes,
+            doc["remote"] = {"name": self.remote_name, "objects": self.remote_objects, "bytes": self.remote_bytes,
                              "kept_unpushed": _counts(self.remote_unpushed),
                              "kept_recent": _counts(self.remote_recent)}
+            if not self.packs.none:
+                doc["remote"]["packs"] = self.packs.to_json()
         return doc
+
+
+REPACK_SHARE = 0.5  # a pack whose unreferenced bytes exceed this share is rewritten
+ORPHAN_AGE = 24 * 3600.0  # a pack no record names (a killed push) goes after max(gc.grace, this)
+
+
+@dataclass
+class PackPlan:
+    """What gc --cloud does to packs (mlver.packs): mark emptied ones, rewrite mostly
+    unreferenced ones (keeping their referenced objects), remove packs marked longer ago
+    than gc.grace and packs no record names."""
+
+    mark: list[str] = field(default_factory=list)  # every object unreferenced: marked for removal
+    repack: dict[str, list[tuple[ObjectRef, int, int]]] = field(default_factory=dict)  # pack -> objects kept
+    remove: list[str] = field(default_factory=list)  # marked before gc.grace, or orphans: removed now
+    remove_bytes: int = 0
+    leaving: Sized = field(default_factory=list)  # unreferenced packed objects that leave the inventory
+    held: set[ObjectRef] = field(default_factory=set)  # packed objects the remote still holds after this gc
+    grace: float = 0.0
+    all_packs: int = 0
+    records: int = 0  # inventory records on the remote
+    compact: bool = False  # more than packs.COMPACT_ABOVE: folded into one
+
+    @property
+    def empty(self) -> bool:
+        return not self.mark and not self.repack and not self.remove and not self.compact
+
+    @property
+    def none(self) -> bool:
+        return self.all_packs == 0 and not self.remove
+
+    def to_json(self) -> dict:
+        return {"packs": self.all_packs, "mark": len(self.mark), "repack": len(self.repack),
+                "remove": len(self.remove), "bytes_now": self.remove_bytes,
+                "bytes_after_repack": _total(self.leaving), "records": self.records, "compact": self.compact}
 
 
 def _counts(items: Sized) -> dict:
@@ -167,7 +210,7 @@ def plan_gc(repo: Repo, *, scope: Scope, cloud: bool = False, remote: str | None
             plan.remote_name = rem.name
             plan.remote_jobs = jobs
             _plan_remote(repo, rem, plan, keep, unreadable, committed, committed_unread, stays_in_cache)
-        gone_from = (plan.remote_name, {r for r, _ in plan.remote})
+        gone_from = (plan.remote_name, {r for r, _ in plan.remote} | {r for r, _ in plan.packs.leaving})
     on_remote = _on_default_remote(repo, [r for r in in_cache if r in committed], gone_from, jobs, plan)
     for ref, size in sorted(in_cache.items(), key=lambda kv: (kv[0].digest, kv[0].manifest)):
         if ref in committed and ref not in on_remote:
@@ -212,6 +255,56 @@ def _plan_remote(repo: Repo, rem: Remote, plan: GcPlan, keep: dict[ObjectRef, st
     if untimed:
         plan.warnings.append(f"remote '{rem.name}' gives no modification times for {untimed} object(s): "
                              "keeping them, as gc.grace cannot be checked")
+    _plan_packs(repo, rem, plan, keep, committed, stays_in_cache, grace, now)
+
+
+def _plan_packs(repo: Repo, rem: Remote, plan: GcPlan, keep: dict[ObjectRef, str], committed: dict[ObjectRef, str],
+                stays_in_cache: set[ObjectRef], grace: float, now: float) -> None:
+    inv = packs.load(rem, repo.tmp_dir)
+    pp = plan.packs
+    pp.grace = grace
+    pp.all_packs = len(inv.packs)
+    pp.records = len(inv.records)
+    pp.compact = pp.records > packs.COMPACT_ABOVE
+    listed = {n: (size, t) for n, size, t in rem.list_folder(packs.PACKS_DIR)}
+    for pid, info in sorted(inv.packs.items()):
+        if info.marked is not None:
+            if grace <= 0 or now - info.marked >= grace:
+                pp.remove.append(pid)
+                pp.remove_bytes += listed.get(pid + packs.PACK_SUFFIX, (0, None))[0]
+            continue
+        objs = [(r, o, n) for r, o, n in info.objects if (r, pid) not in inv.bad]
+        recent = grace > 0 and (info.added is None or now - info.added < grace)
+        kept, gone = [], []
+        for r, o, n in objs:
+            if r in keep or (r in committed and r not in stays_in_cache):
+                kept.append((r, o, n))
+            else:
+                gone.append((r, o, n))
+        if recent:
+            plan.remote_recent += [(r, n) for r, _, n in gone]
+            plan.remote_kept += len(objs)
+            pp.held.update(r for r, _, _ in objs)
+            continue
+        plan.remote_kept += len(kept)
+        pp.held.update(r for r, _, _ in kept)
+        unref = sum(n for _, _, n in gone)
+        if not kept:
+            pp.mark.append(pid)
+        elif unref > REPACK_SHARE * max(1, sum(n for _, _, n in objs)):
+            pp.repack[pid] = kept
+        else:
+            pp.held.update(r for r, _, _ in gone)
+            continue
+        pp.leaving += [(r, n) for r, _, n in gone]
+    named = set(inv.packs)
+    for name, (size, t) in sorted(listed.items()):
+        pid = name.rsplit(".", 1)[0]
+        if pid in named or not name.endswith(packs.PACK_SUFFIX):
+            continue
+        if t is not None and now - t > max(grace, ORPHAN_AGE):
+            pp.remove.append(pid)
+            pp.remove_bytes += size
 
 
 def _on_default_remote(repo: Repo, refs: list[ObjectRef], gone_from: tuple[str | None, set[ObjectRef]] | None,
@@ -233,13 +326,16 @@ def _on_default_remote(repo: Repo, refs: list[ObjectRef], gone_from: tuple[str |
                 plan.warnings.append(f"remote '{name}' cannot be listed ({rem.protocol}://): committed data "
                                      "is kept as not on any remote")
                 return set()
-            listing = rem.list_objects(prefixes(refs))
+            live = packs.load(rem, repo.tmp_dir).live
+            loose = [r for r in refs if r not in live]
+            listing = set(rem.list_objects(prefixes(loose))) if loose else set()
+            listing |= {r for r in refs if r in live}
     except RemoteError as e:  # keeping is always safe; the next gc with the remote reachable can go on
         plan.warnings.append(f"{e.message}: committed data is kept as not on any remote")
         return set()
     held = {r for r in refs if r in listing}
     if gone_from is not None and gone_from[0] == name:
-        held -= gone_from[1]
+        held -= gone_from[1] - plan.packs.held
     return held
 
 
@@ -255,8 +351,43 @@ def run_gc(repo: Repo, plan: GcPlan, *, progress: Progress = NO_PROGRESS) -> GcR
         progress.finish()
     if plan.remote_name is not None:
         with open_remote(repo, plan.remote_name, plan.remote_jobs) as rem:
-            if plan.remote:
-                res.remote_removed = rem.remove_objects([r for r, _ in plan.remote], progress=progress)
-                res.remote_bytes = plan.remote_bytes
+            if plan.remote or not plan.packs.empty:
+                trace = packs.gc_begin(rem)  # a push running now sees it at its end and looks again
+                if plan.remote:
+                    res.remote_removed = rem.remove_objects([r for r, _ in plan.remote], progress=progress)
+                    res.remote_bytes = _total(plan.remote)
+                if not plan.packs.empty:
+                    n, b = _run_packs(rem, plan.packs, progress)
+                    res.remote_removed += n
+                    res.remote_bytes += b
+                packs.gc_end(rem, trace)
             rem.remove_stale_temporaries()
     return res
+
+
+def _run_packs(rem: Remote, pp: PackPlan, progress: Progress) -> tuple[int, int]:
+    """Rewrite the packs to repack (their kept objects, verified, into new packs), then
+    one record naming the new packs and marking the old and emptied ones; then remove
+    the packs whose mark is older than gc.grace (with gc.grace 0: those just marked too)."""
+    made: list[packs.PackInfo] = []
+    marked = list(pp.mark)
+    for pid, kept in sorted(pp.repack.items()):
+        wanted = {r: packs.Packed(pid, o, n) for r, o, n in kept}
+        datas: dict[ObjectRef, bytes] = {}
+        for ref, data, _why in packs.read_packed(rem, wanted):
+            if data is not None:
+                datas[ref] = data
+        if len(datas) != len(wanted):  # something unreadable there: leave the pack as it is
+            continue
+        info = packs.write_pack(rem, lambda: datas.items())  # called at once: datas is this pack's
+        made.append(info)
+        marked.append(pid)
+    if made or marked:
+        packs.write_record(rem, packs=made, drop=marked)
+    remove = list(pp.remove) + (marked if pp.grace <= 0 else [])
+    rels = [rel for pid in remove for rel in (packs.pack_rel(pid), packs.idx_rel(pid))]
+    rem.remove_files(rels)
+    if pp.compact:
+        packs.compact(rem, packs.load(rem, None))  # read afresh: what this run wrote and removed counts
+    left = {r for r, _ in pp.leaving}
+    return len(left), _total(pp.leaving)

@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from mlver import git
+from mlver import git, packs
 from mlver.cache import Cache, ObjectRef
 from mlver.config import Config, ConfigFile
 from mlver.errors import MlverError, ObjectMissing, PathError, RemoteError
@@ -205,7 +205,7 @@ def _fetch(repo: Repo, settings: Config, base: str | None, refs: list[ObjectRef]
     except RemoteError as e:
         raise ObjectMissing(refs[0].digest, shown) if not settings.remotes() else e from None
     with Remote(rc, base_dir=base or repo.root, jobs=jobs) as rem:
-        got = rem.download(repo.cache, {r: None for r in refs}, progress=progress)
+        got = packs.download_any(rem, repo.cache, refs, repo.tmp_dir, progress=progress)
     if got.corrupt:
         raise MlverError(got.corrupt[0][1])
     if got.missing:

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from mlver.config import ConfigFile, user_config_path
 from mlver.errors import MlverError, RemoteError, UsageError
+from mlver.packs import OPTIONS as PACK_OPTIONS, check_option as check_pack_option
 from mlver.remote import SECRET_OPTIONS, backend_for, backend_installed, check_url, option_names
 from mlver.repo import Repo
 
@@ -72,6 +73,8 @@ def _check_option(key: str, value: str) -> None:
         raise UsageError(f"{key}: expected an http:// or https:// URL, got '{value}'")
     if key == "ssl_verify" and value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
         raise UsageError(f"{key}: expected true or false, got '{value}'")
+    if key in PACK_OPTIONS:
+        check_pack_option(key, value)
     if key == "timeout":
         try:
             if not 0 < float(value) < float("inf"):  # also refuses nan

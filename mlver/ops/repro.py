@@ -70,8 +70,10 @@ def _available(repo: Repo) -> Callable[[list[LockEntry]], bool]:
             return False
         from mlver.ops.transfer import open_remote
 
+        from mlver.packs import held
+
         with open_remote(repo, None) as rem:
-            on_remote = rem.list_objects({r.digest[:2] for r in absent})
+            on_remote = held(rem, absent, repo.tmp_dir)
         return all(r in on_remote for r in absent)
 
     return check

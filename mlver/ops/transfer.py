@@ -9,7 +9,7 @@ import os
 from typing import Callable
 from dataclasses import dataclass, field
 
-from mlver import failpoint
+from mlver import failpoint, packs
 from mlver.cache import Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, RemoteError
 from mlver.ops.scope import (Scope, expand, local_manifest_reader, outputs_in_scope, prefixes, root_refs, route,
@@ -137,30 +137,48 @@ def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_ca
     stored = cache.present(wanted)
     present = {r: p for r, p in wanted.items() if r not in unreadable and r in stored}
     res.missing = _issues(wanted, [r for r in wanted if r not in present])
-    on_remote = rem.list_objects(prefixes(present)) if present else {}
+    traces = packs.gc_traces(rem) if present else set()  # before looking: a gc from now on is seen at the end
+    inv = packs.load(rem, repo.tmp_dir) if present else packs.Inventory()
+    in_packs = {r for r in present if r in inv.live}  # a copy in a marked pack does not count: sent again
+    rest = [r for r in present if r not in in_packs]
+    on_remote = set(rem.list_objects(prefixes(rest))) if rest else set()
+    on_remote |= in_packs
     todo = [r for r in present if r not in on_remote]
     res.already = len(present) - len(todo)
     # files before the manifests that list them, and a manifest only when every file
     # it lists is sent or already there: a folder's manifest on the remote means its
-    # files are there too (`status -r` relies on it)
+    # files are there too (`status -r` relies on it). Packed files become visible with
+    # the inventory record, which is written before any manifest.
     files = [r for r in todo if not r.manifest]
     manifests = [r for r in todo if r.manifest
                  and all(ObjectRef(e.digest, False) in present for e in read(r).entries)]  # type: ignore[union-attr]
     refused: set[ObjectRef] = set()
     sent_refs: list[ObjectRef] = []
-    for batch in (files, manifests):
-        if refused:  # a folder whose file was refused: its manifest stays back too
-            batch = [r for r in batch if not any(ObjectRef(e.digest, False) in refused
-                                                 for e in read(r).entries)]  # type: ignore[union-attr]
-        sent = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
-        res.transferred += sent.objects
-        res.bytes += sent.bytes
-        _refuse(cache, sent.corrupt, wanted, refused, res)
-        sent_refs += [r for r in batch if r not in refused]
+    small = _to_pack(rem, cache, files)
+    loose_files = [r for r in files if r not in small]
+    sent = rem.upload(cache, sorted(loose_files, key=lambda r: r.digest), progress=progress)
+    groups = packs.plan_packs(list(small), small, packs.settings(rem).size, rem.jobs) if small else []
+    made, packed = packs.upload_packs(rem, cache, groups, small, progress=progress)
+    for up in (sent, packed):
+        res.transferred += up.objects
+        res.bytes += up.bytes
+        _refuse(cache, up.corrupt, wanted, refused, res)
+    if made:
+        packs.write_record(rem, packs=made, loose=[(r, _size(cache, r)) for r in loose_files if r not in refused])
+    sent_refs += [r for r in files if r not in refused]
+    batch = [r for r in manifests if not any(ObjectRef(e.digest, False) in refused
+                                             for e in read(r).entries)]  # type: ignore[union-attr]
+    sent = rem.upload(cache, sorted(batch, key=lambda r: r.digest), progress=progress)
+    res.transferred += sent.objects
+    res.bytes += sent.bytes
+    _refuse(cache, sent.corrupt, wanted, refused, res)
+    sent_refs += [r for r in batch if r not in refused]
     # every object this push relies on (skipped as already there, or sent) must still be
     # there at its end: a teammate's `gc --cloud` may have collected one meanwhile
     skipped = [r for r in present if r in on_remote]
-    _confirm(rem, cache, skipped, sent_refs, res, progress, wanted, refused)
+    failpoint.hit("push-before-confirm")
+    if present and packs.gc_ran_since(rem, traces):
+        _confirm(rem, cache, skipped, sent_refs, res, progress, wanted, refused, tmp_dir=repo.tmp_dir)
     res.corrupt.sort(key=lambda i: (i.path, i.digest))
     if run_cache:
         local = local_tree_files(runs_dir(repo))
@@ -168,6 +186,27 @@ def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_ca
         res.runs = rem.upload_tree(runs_dir(repo), RUNS_DIR, new)
     res.temporaries_removed = rem.remove_stale_temporaries()  # of pushes killed before us
     return res
+
+
+def _size(cache: Cache, ref: ObjectRef) -> int:
+    try:
+        return os.path.getsize(cache.path(ref.digest, ref.manifest))
+    except OSError:
+        return 0
+
+
+def _to_pack(rem: Remote, cache: Cache, files: list[ObjectRef]) -> dict[ObjectRef, int]:
+    """The files of a push that travel in packs (with their sizes): those smaller than
+    ``pack_threshold``, when packs are on and there are at least ``PACK_MIN_OBJECTS``."""
+    cfg = packs.settings(rem)
+    if not cfg.enabled or len(files) < packs.PACK_MIN_OBJECTS:
+        return {}
+    small = {}
+    for r in files:
+        n = _size(cache, r)
+        if n < cfg.threshold:
+            small[r] = n
+    return small if len(small) >= packs.PACK_MIN_OBJECTS else {}
 
 
 CONFIRM_ROUNDS = 3
@@ -196,20 +235,23 @@ def _refuse(cache: Cache, corrupt: list[ObjectRef], wanted: dict[ObjectRef, str]
 
 def _confirm(rem: Remote, cache: Cache, skipped: list[ObjectRef], sent: list[ObjectRef], res: TransferResult,
              progress: Progress, wanted: dict[ObjectRef, str] | None = None,
-             refused: set[ObjectRef] | None = None) -> None:
-    """List the remote once for every object a push relies on (``skipped`` as already
-    there, and ``sent``) and upload again whatever vanished (files before manifests); a
+             refused: set[ObjectRef] | None = None, *, tmp_dir: str | None = None) -> None:
+    """Look again (the inventory, and a listing of the loose objects) for every object a
+    push relies on (``skipped`` as already there, and ``sent``) and upload again, loose,
+    whatever vanished or sits only in a pack a gc marked (files before manifests); a
     few rounds, then an error rather than a success for objects that are gone. An object
     found corrupt on its re-upload is refused (quarantined, listed) like in the push, and
-    the manifests that list it are held back."""
+    the manifests that list it are held back. Push calls it when a ``gc --cloud`` ran
+    on the remote while it worked (``packs.gc_ran_since``)."""
     wanted = wanted if wanted is not None else {}
     refused = refused if refused is not None else set()
-    failpoint.hit("push-before-confirm")
     relied = skipped + sent
     was_skipped = set(skipped)
     for _ in range(CONFIRM_ROUNDS):
-        listing = rem.list_objects(prefixes(relied)) if relied else {}
-        gone = [r for r in relied if r not in listing]
+        live = packs.load(rem, tmp_dir).live
+        loose = [r for r in relied if r not in live]
+        listing = rem.list_objects(prefixes(loose)) if loose else {}
+        gone = [r for r in loose if r not in listing]
         if not gone:
             return
         for batch in ([r for r in gone if not r.manifest], [r for r in gone if r.manifest]):
@@ -245,10 +287,11 @@ def _fetch_from(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run
             roots.setdefault(ref, f"run cache ({ref.digest[:10]})")
     # 1. manifests of folders, 2. the files they list
     manifests = {r: p for r, p in roots.items() if r.manifest}
-    _bring(rem, repo, manifests, res, progress)
+    inv = packs.Lazy(rem, repo.tmp_dir)  # read only when the cache lacks something
+    _bring(rem, repo, manifests, res, progress, inv)
     wanted, unreadable = expand(roots, local_manifest_reader(repo))
     files = {r: p for r, p in wanted.items() if not r.manifest and r not in unreadable}
-    _bring(rem, repo, files, res, progress)
+    _bring(rem, repo, files, res, progress, inv)
     counted = {i.digest for i in res.missing} | {i.digest for i in res.corrupt}
     for ref, path in unreadable.items():  # a manifest we could not get: its folder is missing
         if ref.digest not in counted:
@@ -258,25 +301,41 @@ def _fetch_from(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run
     return res
 
 
-def _bring(rem: Remote, repo: Repo, refs: dict[ObjectRef, str], res: TransferResult, progress: Progress) -> None:
+def _bring(rem: Remote, repo: Repo, refs: dict[ObjectRef, str], res: TransferResult, progress: Progress,
+           lazy: packs.Lazy | None = None) -> None:
     cache = repo.cache
     stored = cache.present(refs)
     need = {r: p for r, p in refs.items() if r not in stored}
     res.already += len(refs) - len(need)
     if not need:
         return
+    absent: list[ObjectRef] = []
+    corrupt: list[tuple[ObjectRef, str]] = []
+    packed: dict[ObjectRef, packs.Packed] = {}
+    inv = lazy.get() if lazy is not None and rem.can_list else None
+    if inv is not None:  # packed objects: ranged reads, neighbours coalesced
+        for r in need:
+            p = inv.live.get(r) or inv.marked.get(r)
+            if p is not None:
+                packed[r] = p
+        got = packs.download_packed(rem, cache, packed, progress=progress)
+        res.transferred += got.objects
+        res.bytes += got.bytes
+        corrupt += got.corrupt
+        loose = [r for r in need if r not in packed or r in got.missing]  # a pack gone: maybe loose too
+    else:
+        loose = list(need)
     if rem.can_list:
-        listing = rem.list_objects(prefixes(need))
-        absent = [r for r in need if r not in listing]
-        sizes: dict[ObjectRef, int | None] = {r: listing[r] for r in need if r in listing}
+        listing = rem.list_objects(prefixes(loose)) if loose else {}
+        absent += [r for r in loose if r not in listing]
+        sizes: dict[ObjectRef, int | None] = {r: listing[r] for r in loose if r in listing}
     else:  # http: no listing; a missing object shows up as "not found"
-        absent = []
-        sizes = {r: None for r in need}
+        sizes = {r: None for r in loose}
     got = rem.download(cache, sizes, progress=progress)
     res.transferred += got.objects
     res.bytes += got.bytes
     res.missing.extend(_issues(need, absent + got.missing))
-    for ref, message in got.corrupt:
+    for ref, message in corrupt + got.corrupt:
         res.corrupt.append(ObjectIssue(need[ref], ref.digest, message))
 
 
@@ -333,6 +392,9 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
             return m
 
         wanted, _ = expand(roots, read)
+        if wanted and rem.can_list:
+            live = packs.load(rem, repo.tmp_dir).live
+            on_remote.update(r for r in wanted if r in live)
         unknown = [r for r in wanted if r not in listing and r not in on_remote]
         listing.update(rem.list_objects(prefixes(unknown)) if unknown and rem.can_list else {})
         on_remote.update(listing)

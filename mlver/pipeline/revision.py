@@ -131,6 +131,7 @@ class History:
         # the pipeline files read at every revision: the top one and those the workspace has
         self.paths = [PIPELINE_FILE] + [p for p in pipeline_files(repo, PIPELINE_FILE) if p != PIPELINE_FILE]
         self._remote: Any = None  # the default remote, opened when an object is read from it
+        self._inventory: Any = None  # its inventory (mlver.packs), read with the first object
 
     def close(self) -> None:
         if self._remote is not None:
@@ -173,8 +174,12 @@ class History:
                                       base_dir=self.repo.root)
             except MlverError:
                 return None
+        from mlver.packs import load, read_any
+
         try:
-            return self._remote.read_object(ObjectRef(digest, manifest))  # a mismatch raises (named)
+            if self._inventory is None:
+                self._inventory = load(self._remote, self.repo.tmp_dir)
+            return read_any(self._remote, ObjectRef(digest, manifest), self._inventory)  # a mismatch raises (named)
         except OSError:
             return None
 
