@@ -10,7 +10,8 @@ from mlver.fsutil import atomic_write_text
 from mlver.pointer import POINTER_SUFFIX, Pointer
 from mlver.progress import Progress
 from mlver.repo import Repo
-from mlver.workspace import Output, pointer_outputs
+from mlver.tracked import workspace_outputs
+from mlver.workspace import Output
 
 if TYPE_CHECKING:  # pragma: no cover - the pipeline modules import YAML: only when used
     from mlver.pipeline.plan import StageCommit
@@ -94,7 +95,7 @@ def ignored_by_git(root: str, files: list[str]) -> list[str]:
 
 def all_outputs(repo: Repo) -> list[Output]:
     """Every tracked output: pointer files first, then pipeline outputs."""
-    return pointer_outputs(repo) + stage_outputs(repo)
+    return workspace_outputs(repo)
 
 
 def pointer_rel_for(data_rel: str) -> str:

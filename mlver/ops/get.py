@@ -19,11 +19,11 @@ from mlver.cache import Cache, ObjectRef
 from mlver.config import Config, ConfigFile
 from mlver.errors import MlverError, ObjectMissing, PathError, RemoteError
 from mlver.fsutil import confine, copy_file, reflink, remove_path, tmp_name, unique_suffix
-from mlver.ops.diff import outputs_at
 from mlver.pointer import POINTER_SUFFIX, Entry
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import Remote, remote_config
 from mlver.repo import MLVER_DIR, Repo
+from mlver.tracked import entries_below, find, outputs_at
 from mlver.workspace import Output, load_manifest
 
 
@@ -108,15 +108,14 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
     inside = workspace if workspace is not None and dest.startswith(workspace + os.sep) else None
     if inside is not None:
         confine(inside, dest)
-    with git.open_repo(root) as grepo:
-        outputs = outputs_at(repo, grepo, commit)
-    found = _find(outputs, rel)
+    outputs = outputs_at(repo, commit)
+    found = find(outputs, rel)
     where = f"{shown_source + ' ' if shown_source else ''}at {commit[:7]}"
     if found is None and "/" not in rel:
         artifact = _artifact_path(repo, root, commit, rel)  # `mlver get model`: an artifact of mlver.yaml
         if artifact is not None:
             rel = artifact
-            found = _find(outputs, rel)
+            found = find(outputs, rel)
             if out is None:
                 dest = os.path.abspath(os.path.basename(rel.rstrip("/")) or "data")
                 if os.path.lexists(dest) and not force:
@@ -161,17 +160,6 @@ def _artifact_path(repo: Repo, root: str, commit: str, name: str) -> str | None:
     return next((a.path for a in pipeline.artifacts if a.name == name), None)
 
 
-def _find(outputs: list[Output], rel: str) -> tuple[Output, str | None] | None:
-    """The output named by ``rel``, and the path inside it when ``rel`` is below a folder."""
-    for o in outputs:
-        if o.path == rel or o.pointer_file == rel + POINTER_SUFFIX:
-            return o, None
-    for o in outputs:
-        if o.kind == "dir" and rel.startswith(o.path + "/"):
-            return o, rel[len(o.path) + 1:]
-    return None
-
-
 def _git_file(repo: Repo, root: str, commit: str, rel: str) -> bytes | None:
     prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
     spec = f"{commit}:{rel}" if prefix == "." else f"{commit}:{prefix}/{rel}"
@@ -185,13 +173,7 @@ def _entries(cache: Cache, output: Output, inner: str | None) -> list[Entry]:
     manifest = load_manifest(cache, output.digest)
     if manifest is None:  # pragma: no cover - fetched above or reported missing
         raise ObjectMissing(output.digest, output.path)
-    if inner is None:
-        return list(manifest.entries)
-    hits = [e for e in manifest.entries if e.path == inner]
-    if hits:
-        return [Entry("", hits[0].digest, hits[0].size, hits[0].exec)]
-    below = [Entry(e.path[len(inner) + 1:], e.digest, e.size, e.exec) for e in manifest.entries
-             if e.path.startswith(inner + "/")]
+    below = entries_below(manifest.entries, inner)
     if not below:
         raise PathError(f"{output.path}/{inner}", f"is not in the tracked folder {output.path}")
     return below
