@@ -227,7 +227,7 @@ def test_only_the_boundary_writes_error_lines() -> None:
 
 
 LAYERS = [  # STYLE.md's picture, top to bottom: a module may import only modules below it
-    "cli", "ops", "pipeline", "repo", "workspace", "state", "cache", "remote", "git", "hooks", "pointer",
+    "cli", "api", "ops", "pipeline", "repo", "workspace", "state", "cache", "remote", "git", "hooks", "pointer",
     "config", "hashing", "fsutil", "errors",
 ]
 HELPERS = {  # modules outside the picture -> the layer they sit just above (imports: that one and below)

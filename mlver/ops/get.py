@@ -23,6 +23,7 @@ from mlver.pointer import POINTER_SUFFIX, Entry
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import Remote, remote_config
 from mlver.repo import MLVER_DIR, Repo
+from mlver.ops.source import settings_at
 from mlver.tracked import entries_below, find, outputs_at
 from mlver.workspace import Output, load_manifest
 
@@ -59,7 +60,7 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
             raise MlverError(f"unknown revision '{rev}' in {url}")
         if git.object_names(clone, [f"{commit}:{MLVER_DIR}/config"]).get(f"{commit}:{MLVER_DIR}/config") is None:
             raise MlverError(f"{url} is not an mlver project at {commit[:7]} (no {MLVER_DIR}/config)")
-        settings = _remote_settings(clone, commit, tmp)
+        settings = settings_at(clone, commit)
         os.makedirs(os.path.join(clone, MLVER_DIR))
         source = Repo(clone)
         local = ConfigFile(source.local_config_path)
@@ -73,23 +74,6 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
                               workspace=project.root if project is not None else None)
         finally:
             source.close()
-
-
-def _remote_settings(clone: str, commit: str, tmp: str) -> Config:
-    """Settings of the source repository: its committed config at REV, overridden by the
-    one at its HEAD (remotes are often added after the commits whose data they hold)."""
-    specs = [f"{commit}:{MLVER_DIR}/config", f"HEAD:{MLVER_DIR}/config"]
-    names = git.object_names(clone, specs)
-    blobs = git.read_blobs(clone, [n for n in names.values() if n])
-    paths = []
-    for i, spec in enumerate(specs):
-        name = names.get(spec)
-        if name:
-            path = os.path.join(tmp, f"config-{i}")
-            with open(path, "wb") as f:
-                f.write(blobs[name])
-            paths.append(path)
-    return Config.load(paths[0], paths[1] if len(paths) > 1 else None)
 
 
 def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, jobs: int | None, progress: Progress,
