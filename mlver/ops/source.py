@@ -88,6 +88,7 @@ class Source:
         self._settings: dict[str, Config] = {}
         self._remotes: dict[str, Remote] = {}
         self._fetched: dict[str, float] = {}
+        self._git_files: dict[str, dict[str, int | None]] = {}
 
     @property
     def shown(self) -> str:
@@ -322,9 +323,12 @@ class Source:
                         continue
                     files[p] = st.st_size
             return files
-        n = len(self.prefix)
-        return {e.path[n:]: e.size for e in git.tree_entries(self.root, commit, sizes=True)
-                if e.type == "blob" and e.path.startswith(self.prefix)}
+        found = self._git_files.get(commit)
+        if found is None:
+            n = len(self.prefix)
+            found = self._git_files[commit] = {e.path[n:]: e.size for e in git.tree_entries(self.root, commit, sizes=True)
+                                               if e.type == "blob" and e.path.startswith(self.prefix)}
+        return found
 
     def list(self, commit: str | None, path: str, *, recursive: bool = False,
              tracked_only: bool = False) -> list[Node]:
