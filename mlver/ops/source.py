@@ -1,7 +1,7 @@
 """A repository opened for reading at any revision, without a checkout and without the
 repository lock: a local project, or a Git URL kept as a bare clone in the user's cache
 folder (``$MLVER_CACHE_HOME``, else ``$XDG_CACHE_HOME/mlver``, else ``~/.cache/mlver``;
-made shallow, deepened when a revision is older, fetched again when a branch is read).
+made shallow, deepened when a revision is older, fetched again whenever a branch is read).
 
 Files come from Git objects, or for tracked data from the local cache, else streamed
 from the remote in place (``Remote.open_object``): ranged reads, nothing written to
@@ -17,7 +17,6 @@ import io
 import os
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -32,9 +31,6 @@ from mlver.remote import Remote, RemoteConfig, remote_config
 from mlver.repo import MLVER_DIR, Repo
 from mlver.tracked import WORKSPACE, entries_below, find, outputs_at
 from mlver.workspace import Output
-
-FETCH_EVERY = 5.0  # seconds: a branch is fetched again at most this often by one process
-
 
 @dataclass(frozen=True)
 class Node:
@@ -87,7 +83,6 @@ class Source:
         self._manifests: dict[str, Manifest] = {}
         self._settings: dict[str, Config] = {}
         self._remotes: dict[str, Remote] = {}
-        self._fetched: dict[str, float] = {}
         self._git_files: dict[str, dict[str, int | None]] = {}
 
     @property
@@ -118,9 +113,8 @@ class Source:
 
     def _remote_commit(self, rev: str) -> str:
         bare = self.root
-        is_branch = rev == "HEAD" or git.verify_commit(bare, f"refs/heads/{rev}") is not None
-        if is_branch:
-            self._refresh(rev)
+        if rev == "HEAD" or git.verify_commit(bare, f"refs/heads/{rev}") is not None:
+            _fetch(bare, self.url or "", deepen=False)  # a branch moves: read its latest commit
         commit = git.verify_commit(bare, rev) if not rev.startswith("-") else None
         if commit is None:  # older than the shallow clone, or a tag or commit not fetched yet
             _fetch(bare, self.url or "", deepen=True)
@@ -128,13 +122,6 @@ class Source:
         if commit is None:
             raise RevisionNotFound(rev, repo=self.url)
         return commit
-
-    def _refresh(self, rev: str) -> None:
-        now = time.monotonic()
-        if now - self._fetched.get(rev, -FETCH_EVERY) < FETCH_EVERY:
-            return
-        self._fetched[rev] = now
-        _fetch(self.root, self.url or "", deepen=False)
 
     # --- what is recorded -------------------------------------------------------------
 
