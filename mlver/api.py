@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import IO, Any, Iterator, cast
+from typing import IO, Any, Iterator
 
 from mlver.errors import (ChecksumMismatch, GitError, MlverError, ObjectMissing, PathIsFolder, PathNotTracked,
                           RevisionNotFound, UsageError)
@@ -50,11 +50,8 @@ def open(path: str, repo: str | None = None, rev: str | None = None, remote: str
     if mode not in ("r", "rb", "rt"):
         raise UsageError(f"mlver.api.open is read-only: mode must be 'r' or 'rb', not '{mode}'")
     source = _source(repo, remote, remote_config)
-    raw = source.open(source.commit(rev), source.rel(path))
-    f: IO[Any] = raw
-    if mode != "rb":
-        buffered: Any = io.BufferedReader(cast(io.RawIOBase, raw)) if isinstance(raw, io.RawIOBase) else raw
-        f = io.TextIOWrapper(buffered, encoding=encoding or "utf-8")
+    raw = source.open(source.commit(rev), source.rel(path))  # buffered, seekable
+    f: IO[Any] = raw if mode == "rb" else io.TextIOWrapper(raw, encoding=encoding or "utf-8")
     try:
         yield f
     finally:

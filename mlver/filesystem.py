@@ -24,7 +24,6 @@ This module and ``mlver/remote.py`` are the only homes of fsspec in mlver.
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -35,7 +34,6 @@ from mlver.errors import PathNotTracked
 from mlver.ops.source import Node, Source, source_for
 
 QUERY_KEYS = ("repo", "rev", "remote")
-BUFFER = 1 << 20  # the read buffer over a streamed object: few, large ranged requests
 
 
 def _split_query(path: str) -> tuple[str, dict[str, str]]:
@@ -55,6 +53,9 @@ class MlverFileSystem(AbstractFileSystem):
 
     protocol = "mlver"
     root_marker = ""
+    # not reused across calls: each new filesystem resolves ``rev`` afresh (a branch that
+    # moved is read at its new commit), and one filesystem keeps the commit it resolved
+    cachable = False
 
     def __init__(self, repo: str | None = None, rev: str | None = None, remote: str | None = None,
                  remote_config: dict[str, str] | None = None, **kwargs: Any) -> None:
@@ -183,10 +184,7 @@ class MlverFileSystem(AbstractFileSystem):
               cache_options: dict | None = None, **kwargs: Any) -> Any:
         if mode != "rb":
             raise PermissionError("the mlver filesystem is read-only")
-        raw = self.source.open(self.commit, self._strip_protocol(path))
-        if isinstance(raw, io.RawIOBase):
-            return io.BufferedReader(raw, buffer_size=BUFFER)
-        return raw
+        return self.source.open(self.commit, self._strip_protocol(path))
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         with self._open(path) as f:

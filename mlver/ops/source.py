@@ -32,6 +32,8 @@ from mlver.repo import MLVER_DIR, Repo
 from mlver.tracked import WORKSPACE, entries_below, find, outputs_at
 from mlver.workspace import Output
 
+BUFFER = 1 << 20  # the read buffer over an object: lines and small reads cost no request each
+
 @dataclass(frozen=True)
 class Node:
     """One file or folder of the merged view (Git files and tracked data) at a revision."""
@@ -269,7 +271,8 @@ class Source:
         located = self.locate(commit, rel)
         if isinstance(located, tuple):
             _, entry = located
-            return self.open_object(commit, entry.digest, entry.size, rel)  # type: ignore[return-value]
+            raw = self.open_object(commit, entry.digest, entry.size, rel)
+            return io.BufferedReader(raw, buffer_size=BUFFER)
         if located is not None:
             raise PathIsFolder(rel)
         if commit is not None:
@@ -345,8 +348,6 @@ class Source:
         prefix = rel + "/" if rel else ""
         if recursive:
             found = [n for p, n in sorted(files.items()) if p.startswith(prefix)]
-            found += [n for p, n in sorted(dirs.items()) if p.startswith(prefix) and not
-                      any(q.startswith(p + "/") for q in files)]  # a tracked folder whose manifest lists nothing
         else:
             children: dict[str, Node] = {}
             for p, n in files.items():
@@ -483,8 +484,11 @@ def source_for(repo: str | None, *, remote: str | None = None,
         try:
             project = Repo.find(spec)
         except MlverError:
-            raise NotARepoError(f"{spec} is not inside an mlver project",
-                                hint="give the project's folder or its Git URL as repo") from None
+            git_top = git.find_root(spec)
+            if git_top is None:
+                raise NotARepoError(f"{spec} is not inside an mlver project nor a Git repository",
+                                    hint="give the project's folder or its Git URL as repo") from None
+            project = Repo(git_top)  # a plain Git repository: its files, no tracked data
         if project.scm_root is None:
             raise GitError(f"{project.root} is not in a Git repository (initialised with --no-scm)")
     source = Source(project, url=url, remote=remote, remote_options=dict(opts))
