@@ -17,8 +17,7 @@ import io
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from mlver import git
 from mlver.cache import ObjectRef
@@ -34,9 +33,9 @@ from mlver.workspace import Output
 
 BUFFER = 1 << 20  # the read buffer over an object: lines and small reads cost no request each
 
-@dataclass(frozen=True)
-class Node:
-    """One file or folder of the merged view (Git files and tracked data) at a revision."""
+class Node(NamedTuple):
+    """One file or folder of the merged view (Git files and tracked data) at a revision
+    (a tuple: a listing of 20,000 files builds 20,000 of them)."""
 
     path: str  # POSIX, relative to the project root
     type: str  # "file" or "directory"
@@ -330,11 +329,17 @@ class Source:
         outputs = self.outputs(commit)
         files: dict[str, Node] = {}
         dirs: dict[str, Node] = {}  # folders with facts of their own (tracked folders)
+        prefix = rel + "/" if rel else ""
+
+        def wanted(p: str) -> bool:
+            return p.startswith(prefix) or p == rel
+
         if not tracked_only:
-            files.update((p, Node(p, "file", s, False, None)) for p, s in self.git_files(commit).items())
+            files.update((p, Node(p, "file", s, False, None)) for p, s in self.git_files(commit).items() if wanted(p))
         for o in outputs:
             if o.kind == "file":
-                files[o.path] = Node(o.path, "file", o.size, True, o.digest)
+                if wanted(o.path):
+                    files[o.path] = Node(o.path, "file", o.size, True, o.digest)
                 continue
             dirs[o.path] = Node(o.path, "directory", o.size, True, o.digest)
             under = not rel or o.path.startswith(rel + "/")
@@ -345,7 +350,6 @@ class Source:
         if rel in files:
             return [files[rel]]
         inside = tuple(o.path + "/" for o in outputs if o.kind == "dir")
-        prefix = rel + "/" if rel else ""
         if recursive:
             found = [n for p, n in sorted(files.items()) if p.startswith(prefix)]
         else:
