@@ -42,15 +42,18 @@ def _source(repo: str | None, remote: str | None, remote_config: dict[str, str] 
 @contextlib.contextmanager
 def open(path: str, repo: str | None = None, rev: str | None = None, remote: str | None = None,  # noqa: A001
          mode: str = "rb", encoding: str | None = None, *,
-         remote_config: dict[str, str] | None = None) -> Iterator[IO[Any]]:
+         remote_config: dict[str, str] | None = None, cache: bool = False) -> Iterator[IO[Any]]:
     """A file object of ``path`` (tracked data, or a file Git tracks) at ``rev``:
     binary for ``mode="rb"``, text for ``mode="r"`` (``encoding``, default UTF-8).
     ``remote_config``: options that override the remote's settings (``url``,
-    ``endpoint_url``, ...), e.g. on a machine without the project's ``config.local``."""
+    ``endpoint_url``, ...), e.g. on a machine without the project's ``config.local``.
+    ``cache=True``: tracked data that is not in the cache is downloaded into it (verified)
+    and read from there, so the next read is local (a Git URL's cache is kept beside its
+    clone)."""
     if mode not in ("r", "rb", "rt"):
         raise UsageError(f"mlver.api.open is read-only: mode must be 'r' or 'rb', not '{mode}'")
     source = _source(repo, remote, remote_config)
-    raw = source.open(source.commit(rev), source.rel(path))  # buffered, seekable
+    raw = source.open(source.commit(rev), source.rel(path), keep=cache)  # buffered, seekable
     f: IO[Any] = raw if mode == "rb" else io.TextIOWrapper(raw, encoding=encoding or "utf-8")
     try:
         yield f
@@ -60,10 +63,10 @@ def open(path: str, repo: str | None = None, rev: str | None = None, remote: str
 
 def read(path: str, repo: str | None = None, rev: str | None = None, remote: str | None = None,
          mode: str = "rb", encoding: str | None = None, *,
-         remote_config: dict[str, str] | None = None) -> bytes | str:
+         remote_config: dict[str, str] | None = None, cache: bool = False) -> bytes | str:
     """The whole content of ``path`` at ``rev`` (bytes for ``mode="rb"``, else text),
     verified against its digest when it is tracked data."""
-    with open(path, repo, rev, remote, mode, encoding, remote_config=remote_config) as f:
+    with open(path, repo, rev, remote, mode, encoding, remote_config=remote_config, cache=cache) as f:
         data: bytes | str = f.read()
     return data
 

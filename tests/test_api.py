@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,11 @@ def test_never_pulled_clone_streams_from_the_folder_remote(history: tuple[Path, 
     url = api.get_url("data/train.csv", repo=str(clone), rev="v1")
     assert url.startswith(str(remote) + "/files/xxh3-128/")
     assert Path(url).read_bytes() == VERSIONS[0]
+    assert api.read("data/train.csv", repo=str(clone), rev="v1", cache=True) == VERSIONS[0]
+    kept = _cache_objects(clone)
+    assert [p.read_bytes() for p in kept] == [VERSIONS[0]]  # cache=True: kept for the next read
+    shutil.rmtree(remote)
+    assert api.read("data/train.csv", repo=str(clone), rev="v1") == VERSIONS[0]  # from the cache now
 
 
 def test_git_url_of_another_repository(history: tuple[Path, Path], tmp_path: Path) -> None:

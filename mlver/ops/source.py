@@ -197,10 +197,14 @@ class Source:
         manifest = self._manifests[digest] = parse_manifest(data, f"manifest {digest} of {output.path}")
         return manifest
 
-    def open_object(self, commit: str | None, digest: str, size: int, shown: str) -> VerifiedReader:
+    def open_object(self, commit: str | None, digest: str, size: int, shown: str, *,
+                    keep: bool = False) -> VerifiedReader:
         """A seekable, verifying file of one data object: the cache's copy, else the
-        remote's, read in place."""
+        remote's, read in place (``keep``: downloaded into the cache first, verified, and
+        read from there; the cache's writes are atomic, so no lock is needed)."""
         cache = self.repo.cache
+        if keep and not cache.has(digest):
+            self._keep(commit, digest, size, shown)
         if cache.has(digest):
             path = cache.path(digest)
 
@@ -218,6 +222,16 @@ class Source:
             return remote.open_object(ObjectRef(digest, False), size, shown=shown)
         except FileNotFoundError:
             raise ObjectMissing(digest, shown, remote=remote.name) from None
+
+    def _keep(self, commit: str | None, digest: str, size: int, shown: str) -> None:
+        remote = self.remote(commit)
+        if remote is None:
+            raise ObjectMissing(digest, shown)
+        got = remote.download(self.repo.cache, {ObjectRef(digest, False): size})
+        if got.corrupt:
+            raise ChecksumMismatch(shown, digest, "(differs)", where=f"on remote '{remote.name}'")
+        if got.missing:
+            raise ObjectMissing(digest, shown, remote=remote.name)
 
     def object_url(self, commit: str | None, digest: str, shown: str) -> str:
         remote = self.remote(commit)
@@ -259,8 +273,9 @@ class Source:
         blob = git.object_names(self.root, [spec]).get(spec)
         return git.read_blobs(self.root, [blob])[blob] if blob else None
 
-    def open(self, commit: str | None, rel: str) -> BinaryIO:
-        """A binary file of ``rel`` at ``commit`` (None: the workspace's bytes)."""
+    def open(self, commit: str | None, rel: str, *, keep: bool = False) -> BinaryIO:
+        """A binary file of ``rel`` at ``commit`` (None: the workspace's bytes);
+        ``keep``: tracked data read from the remote is stored in the cache too."""
         if commit is None:
             full = self._workspace_path(rel)
             if full is not None and os.path.isfile(full):
@@ -270,7 +285,7 @@ class Source:
         located = self.locate(commit, rel)
         if isinstance(located, tuple):
             _, entry = located
-            raw = self.open_object(commit, entry.digest, entry.size, rel)
+            raw = self.open_object(commit, entry.digest, entry.size, rel, keep=keep)
             return io.BufferedReader(raw, buffer_size=BUFFER)
         if located is not None:
             raise PathIsFolder(rel)
