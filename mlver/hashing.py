@@ -136,9 +136,16 @@ class VerifiedReader(io.RawIOBase):
         return self.read(-1)
 
     def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
+        # straight into the caller's buffer (BufferedReader's): one copy, no allocation
+        view = memoryview(b).cast("B")
+        want = min(len(view), max(self.size - self._pos, 0))
+        if not want:
+            return 0
+        if self._f.tell() != self._pos:
+            self._f.seek(self._pos)
+        n = self._f.readinto(view[:want]) or 0  # type: ignore[attr-defined]
+        self._take(view[:n])
+        return n
 
     def close(self) -> None:
         if not self.closed:
