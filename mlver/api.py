@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from typing import IO, Any, Iterator
 
-from mlver.errors import (ChecksumMismatch, GitError, MlverError, ObjectMissing, PathIsFolder, PathNotTracked,
-                          RevisionNotFound, UsageError)
+from mlver.errors import (ChecksumMismatch, GitError, MlverError, ObjectMissing, PathError, PathIsFolder,
+                          PathNotTracked, RevisionNotFound, UsageError)
 from mlver.ops.source import Source, source_for
 
 __all__ = ["open", "read", "exists", "get_url", "ls", "params_show", "metrics_show", "PathNotTracked",
@@ -91,6 +92,9 @@ def get_url(path: str, repo: str | None = None, rev: str | None = None, remote: 
     rel = source.rel(path)
     located = source.locate(commit, rel)
     if located is None:
+        if commit is not None and source.git_file(commit, rel) is not None or \
+                commit is None and rel and os.path.isfile(source.repo.abs(rel)):
+            raise PathError(rel, "is a file Git tracks, not tracked data: it has no object on a remote")
         raise PathNotTracked(rel or ".", rev=commit, repo=source.url)
     if not isinstance(located, tuple):
         raise PathIsFolder(rel)

@@ -17,7 +17,7 @@ import pytest
 
 import mlver.api as api
 from conftest import gen, git, run, run_json
-from mlver.errors import (ChecksumMismatch, NotARepoError, ObjectMissing, PathIsFolder, PathNotTracked,
+from mlver.errors import (ChecksumMismatch, NotARepoError, ObjectMissing, PathError, PathIsFolder, PathNotTracked,
                           RevisionNotFound, UsageError)
 
 fsspec = pytest.importorskip("fsspec")
@@ -171,6 +171,8 @@ def test_every_error_type(history: tuple[Path, Path], tmp_path: Path) -> None:
         api.read("x", repo=str(tmp_path))
     with pytest.raises(PathIsFolder):
         api.get_url("data/parts", repo=str(clone), rev="v1")
+    with pytest.raises(PathError, match="Git tracks"):
+        api.get_url("src/train.py", repo=str(clone), rev="v1")
 
     # an object that is on no remote: its digest and the remote are fields
     gen(repo, {"data/train.csv": b"never pushed\n"})

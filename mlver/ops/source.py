@@ -330,7 +330,8 @@ class Source:
         found = self._git_files.get(commit)
         if found is None:
             n = len(self.prefix)
-            found = self._git_files[commit] = {e.path[n:]: e.size for e in git.tree_entries(self.root, commit, sizes=True)
+            entries = git.tree_entries(self.root, commit, sizes=True)
+            found = self._git_files[commit] = {e.path[n:]: e.size for e in entries
                                                if e.type == "blob" and e.path.startswith(self.prefix)}
         return found
 
