@@ -38,6 +38,18 @@ class MlverError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple:
+        # pickled with its fields (a Dask or multiprocessing worker's error comes back whole),
+        # not by calling __init__ again with the message only
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> "MlverError":
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class UsageError(MlverError):
     """The command line asks for something that cannot be done as asked."""
@@ -79,13 +91,52 @@ class ChecksumMismatch(MlverError):
         self.where = where
 
 
-class ObjectMissing(MlverError):
-    """An object a pointer names is not in the cache."""
+class PackedObject(MlverError):
+    """The object has no URL of its own: it is stored inside a pack on the remote, at
+    ``offset`` for ``length`` bytes of the pack at ``url`` (a ranged read gets it)."""
 
-    def __init__(self, digest: str, path: str) -> None:
-        super().__init__(f"{path}: object {digest} is not in the cache", hint="run `mlver pull` to fetch it")
+    def __init__(self, path: str, digest: str, *, url: str, offset: int, length: int) -> None:
+        super().__init__(f"{path}: object {digest} is stored inside a pack: {url} bytes {offset}-{offset + length - 1}",
+                         hint="read it with mlver.api.open (ranged reads), or keep big files loose: "
+                              "objects from remote.NAME.pack_threshold up are never packed")
+        self.path = path
+        self.digest = digest
+        self.url = url
+        self.offset = offset
+        self.length = length
+
+
+class ObjectMissing(MlverError):
+    """An object a pointer names is not in the cache (nor, when ``remote`` names one, on
+    that remote)."""
+
+    def __init__(self, digest: str, path: str, *, remote: str | None = None) -> None:
+        if remote is None:
+            super().__init__(f"{path}: object {digest} is not in the cache", hint="run `mlver pull` to fetch it")
+        else:
+            super().__init__(f"{path}: object {digest} is in neither the cache nor remote '{remote}'",
+                             hint="the commit's data was never pushed; ask whoever made it to `mlver push`")
         self.digest = digest
         self.path = path
+        self.remote = remote
+
+
+class PathNotTracked(PathError, FileNotFoundError):
+    """A path that is neither tracked data nor a file Git tracks at the revision asked
+    for (a ``FileNotFoundError`` too, as fsspec, pandas and Dask expect)."""
+
+    def __init__(self, path: str, *, rev: str | None = None, repo: str | None = None) -> None:
+        where = (f" in {repo}" if repo else "") + (f" at {rev}" if rev else " in the workspace")
+        super().__init__(path, f"is not tracked by mlver nor Git{where}")
+        self.rev = rev
+        self.repo = repo
+
+
+class PathIsFolder(PathError, IsADirectoryError):
+    """A folder where a file was asked for (``mlver.api.open`` of a tracked folder)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "is a folder", hint="`mlver ls PATH` lists it; open a file inside it")
 
 
 class LockBusy(MlverError):
@@ -94,6 +145,16 @@ class LockBusy(MlverError):
 
 class GitError(MlverError):
     """A Git operation failed, or Git is needed and absent."""
+
+
+class RevisionNotFound(GitError):
+    """A revision that names no commit (in ``repo`` when given)."""
+
+    def __init__(self, rev: str, *, repo: str | None = None) -> None:
+        super().__init__(f"unknown revision '{rev}'" + (f" in {repo}" if repo else ""),
+                         hint="name a commit, branch or tag (`git log --oneline`, `git tag`)")
+        self.rev = rev
+        self.repo = repo
 
 
 class RemoteError(MlverError):

@@ -114,27 +114,6 @@ def resolve(repo: "gitpython.Repo", rev: str) -> str:
         raise GitError(f"unknown revision '{rev}'") from None
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """Selected files of one commit, read from Git objects without a checkout."""
-
-    rev: str
-    files: dict[str, bytes]
-
-
-def read_tree(repo: "gitpython.Repo", rev: str, want: Callable[[str], bool]) -> Snapshot:
-    """Every blob at ``rev`` whose path passes ``want``."""
-    sha = resolve(repo, rev)
-    tree = repo.commit(sha).tree
-    files: dict[str, bytes] = {}
-    for item in tree.traverse():
-        # gitpython types traverse()'s items as a union with tuples, and a path as
-        # str | PathLike: a blob's is a str
-        if item.type == "blob" and want(item.path):  # type: ignore[union-attr, arg-type]
-            files[item.path] = item.data_stream.read()  # type: ignore[union-attr, index]
-    return Snapshot(sha, files)
-
-
 # --- hooks: paths, the index and blob reads through the git binary -------------------
 # Hooks run inside Git commands, which may point GIT_INDEX_FILE at a temporary index
 # (``git commit -a``, ``git commit PATH``); the git binary honours it, GitPython's index
@@ -142,6 +121,46 @@ def read_tree(repo: "gitpython.Repo", rev: str, want: Callable[[str], bool]) -> 
 # ``cat-file --batch`` for any number of blobs.
 
 NULL_SHA_CHARS = frozenset("0")
+
+
+def tree_blobs(root: str, rev: str, want: Callable[[str], bool]) -> dict[str, str]:
+    """path (from the top) -> blob name, for every file at ``rev`` whose path passes
+    ``want``: one ``git ls-tree -r`` (read the blobs with ``read_blobs``)."""
+    return {e.path: e.sha for e in tree_entries(root, rev) if e.type == "blob" and want(e.path)}
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    path: str  # from the top of the tree
+    type: str  # "blob", "tree" or "commit" (a submodule)
+    sha: str
+    mode: str
+    size: int | None  # blobs only
+
+
+def tree_entries(root: str, rev: str, path: str = "", *, recursive: bool = True,
+                 sizes: bool = False) -> list[TreeEntry]:
+    """The entries of ``rev``'s tree (below folder ``path`` when given), through one
+    ``git ls-tree``; an unknown revision is a ``GitError``."""
+    args = ["ls-tree", "-z", "--full-tree"]
+    if recursive:
+        args.append("-r")
+    if sizes:
+        args.append("-l")
+    if rev.startswith("-"):  # never an option
+        raise GitError(f"unknown revision '{rev}'")
+    proc = run(root, *args, f"{rev}^{{tree}}", *(["--", path] if path else []), check=False)
+    if proc.returncode != 0:
+        raise GitError(f"unknown revision '{rev}'")
+    out: list[TreeEntry] = []
+    for rec in proc.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        if not rec:
+            continue
+        meta, _, name = rec.partition("\t")
+        parts = meta.split()
+        size = int(parts[3]) if sizes and len(parts) > 3 and parts[3] != "-" else None
+        out.append(TreeEntry(name, parts[1], parts[2], parts[0], size))
+    return out
 
 
 def is_null_sha(sha: str) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 import xxhash
 
@@ -71,3 +72,82 @@ _DIGEST = re.compile(r"[0-9a-f]{32}")
 
 def is_digest(text: str) -> bool:
     return _DIGEST.fullmatch(text) is not None
+
+
+class VerifiedReader(io.RawIOBase):
+    """A read-only, seekable view of an object's bytes (a cache file, a remote file)
+    that checks the digest once every byte from the start has been read: the read that
+    completes the object raises ``mismatch(actual)`` when the bytes are not the object.
+    Seeks and ranged reads are allowed; bytes are hashed as they extend the run read
+    from offset 0, so reading out of order simply leaves the object unverified."""
+
+    def __init__(self, f: BinaryIO, digest: str, size: int, *, name: str,
+                 mismatch: Callable[[str], Exception]) -> None:
+        super().__init__()
+        self._f = f
+        self.digest = digest
+        self.size = size
+        self.name = name
+        self._mismatch = mismatch
+        self._pos = 0
+        self._hashed = 0  # bytes [0, _hashed) went into the hasher
+        self._hasher = new_hasher()
+        self.verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        pos = base + offset
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def _take(self, data: bytes | memoryview) -> None:
+        start, end = self._pos, self._pos + len(data)
+        if start <= self._hashed < end:
+            self._hasher.update(data[self._hashed - start:])
+            self._hashed = end
+        self._pos = end
+        if self._hashed >= self.size and not self.verified:
+            actual = self._hasher.hexdigest()
+            if actual != self.digest:
+                raise self._mismatch(actual)
+            self.verified = True
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            n = max(self.size - self._pos, 0)
+        if self._f.tell() != self._pos:
+            self._f.seek(self._pos)
+        data = self._f.read(n) if n else b""
+        self._take(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, b: Any) -> int:
+        # straight into the caller's buffer (BufferedReader's): one copy, no allocation
+        view = memoryview(b).cast("B")
+        want = min(len(view), max(self.size - self._pos, 0))
+        if not want:
+            return 0
+        if self._f.tell() != self._pos:
+            self._f.seek(self._pos)
+        n = self._f.readinto(view[:want]) or 0  # type: ignore[attr-defined]
+        self._take(view[:n])
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+        super().close()

@@ -35,7 +35,7 @@ from mlver import failpoint
 from mlver.cache import MANIFEST_SUFFIX, Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write, copy_file, is_stale_tmp, unique_suffix, unlink_quiet
-from mlver.hashing import CHUNK, HASH_NAME, is_digest, new_hasher
+from mlver.hashing import CHUNK, HASH_NAME, VerifiedReader, is_digest, new_hasher
 from mlver.progress import NO_PROGRESS, ByteCallback, Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,6 +98,7 @@ FLAT_LISTING_ABOVE = 16  # prefix folders; above this an object store is listed 
 FIRST_DELAY = 0.5
 SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
 READ_BLOCK = 32 << 20
+OPEN_BLOCK = 4 << 20  # the request size of reads in place (open_object): a ranged read costs at most this
 FILES_DIR = f"files/{HASH_NAME}"
 RUNS_DIR = "runs"
 
@@ -843,6 +844,40 @@ class Remote:
         if h.hexdigest() != ref.digest:
             raise ChecksumMismatch(ref.relpath, ref.digest, h.hexdigest(), where=f"on remote '{self.name}'")
         return data
+
+    # --- reading in place (mlver.api, the mlver:// filesystem) ------------------------
+
+    def object_url(self, ref: ObjectRef) -> str:
+        """Where the loose object lives on this remote, as a URL its backend's tools
+        accept (a plain path for a folder remote). An object inside a pack has no URL of
+        its own (ops/source.py raises PackedObject with the pack's URL and range)."""
+        return self.object_url_of(ref.relpath)
+
+    def object_url_of(self, rel: str) -> str:
+        """The URL of the file ``rel`` (relative to the remote's root)."""
+        path = self.path(rel)
+        if self.protocol in ("file", "http", "https"):
+            return path
+        if self.protocol == "ssh":
+            parsed = urlparse(self.url)
+            return f"ssh://{parsed.netloc}{path if path.startswith('/') else '/' + path}"
+        return f"{self.protocol}://{path}"
+
+    def open_object(self, ref: ObjectRef, size: int, *, shown: str | None = None) -> VerifiedReader:
+        """A seekable file of the object's bytes, read from the remote in place: a read
+        or a seek becomes a ranged request of at most ``OPEN_BLOCK`` bytes (read-ahead
+        included), nothing is written to disk, and reading every byte verifies the
+        digest (``ChecksumMismatch``). An object the remote lacks: ``FileNotFoundError``.
+        (Packs hook here too: a packed object opens as a range of its pack.)"""
+        path = self.path(ref.relpath)
+        f = self._retry(f"opening {ref.relpath}", lambda: self.fs.open(path, "rb", block_size=OPEN_BLOCK,
+                                                                       cache_type="readahead"))
+        where = f"on remote '{self.name}'"
+
+        def mismatch(actual: str) -> Exception:
+            return ChecksumMismatch(shown or ref.relpath, ref.digest, actual, where=where)
+
+        return VerifiedReader(f, ref.digest, size, name=shown or ref.relpath, mismatch=mismatch)
 
     def download(self, cache: Cache, refs: dict[ObjectRef, int | None], *,
                  progress: Progress = NO_PROGRESS) -> Downloaded:

@@ -153,7 +153,7 @@ RULES = {
     "rich": ("mlver/cli/",),
     "git": ("mlver/git.py",),
     "gitdb": ("mlver/git.py",),
-    "fsspec": ("mlver/remote.py",),
+    "fsspec": ("mlver/remote.py", "mlver/filesystem.py"),  # remotes; the mlver:// filesystem
     "xxhash": ("mlver/hashing.py",),
 }
 
@@ -227,10 +227,12 @@ def test_only_the_boundary_writes_error_lines() -> None:
 
 
 LAYERS = [  # STYLE.md's picture, top to bottom: a module may import only modules below it
-    "cli", "ops", "pipeline", "repo", "workspace", "state", "cache", "remote", "git", "hooks", "pointer",
+    "cli", "api", "ops", "pipeline", "repo", "workspace", "state", "cache", "remote", "git", "hooks", "pointer",
     "config", "hashing", "fsutil", "errors",
 ]
 HELPERS = {  # modules outside the picture -> the layer they sit just above (imports: that one and below)
+    "filesystem": "api",  # the mlver:// fsspec filesystem, over the same reading layer as mlver.api
+    "tracked": "pipeline",  # outputs recorded at a revision, the index or the workspace: below ops, reads locks
     "gitignore": "repo",  # .gitignore entries for tracked data: used by ops and pipeline, uses the Repo
     "report_html": "repo",  # plots' HTML, used by ops/plots
     "progress": "errors",  # the progress protocol: usable everywhere, imports nothing

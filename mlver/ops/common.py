@@ -10,6 +10,7 @@ from mlver.fsutil import atomic_write_text
 from mlver.pointer import POINTER_SUFFIX, Pointer
 from mlver.progress import Progress
 from mlver.repo import Repo
+from mlver.tracked import workspace_outputs
 from mlver.workspace import Output, has_lock, has_pipeline, pointer_outputs
 
 if TYPE_CHECKING:  # pragma: no cover - the pipeline modules import YAML: only when used
@@ -118,7 +119,7 @@ def ignored_by_git(root: str, files: list[str]) -> list[str]:
 
 def all_outputs(repo: Repo) -> list[Output]:
     """Every tracked output: pointer files first, then pipeline outputs."""
-    return pointer_outputs(repo) + stage_outputs(repo)
+    return workspace_outputs(repo)
 
 
 def pointer_rel_for(data_rel: str) -> str:

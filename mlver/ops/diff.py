@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable
 
 from mlver import git
-from mlver.errors import FormatError
-from mlver.ops.common import LOCK_FILE, all_outputs
-from mlver.pointer import POINTER_SUFFIX, parse_pointer
+from mlver.ops.common import all_outputs
 from mlver.repo import Repo
+from mlver.tracked import outputs_at
 from mlver.workspace import Output, current_file_digest, current_manifest, load_manifest
 
 
@@ -29,45 +27,6 @@ class DiffResult:
     @property
     def empty(self) -> bool:
         return not (self.added or self.deleted or self.modified or self.renamed)
-
-
-def outputs_at(repo: Repo, grepo: object, rev: str) -> list[Output]:
-    """Tracked outputs recorded at ``rev``, read from Git objects (no checkout)."""
-    prefix, want = history_files(repo)
-    snap = git.read_tree(grepo, rev, want)  # type: ignore[arg-type]
-    outs: list[Output] = []
-    for path, data in sorted(snap.files.items()):
-        outs.extend(outputs_in_file(path[len(prefix):], data, f"{rev}:{path[len(prefix):]}"))
-    return outs
-
-
-def history_files(repo: Repo) -> tuple[str, Callable[[str], bool]]:
-    """The project's folder in Git (``""`` or ``sub/``) and a test of Git paths (from the
-    top) for the files that record outputs: pointers and the lock files."""
-    root = repo.scm_root
-    assert root is not None
-    prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
-    prefix = "" if prefix == "." else prefix + "/"
-    def want(p: str) -> bool:
-        return p.startswith(prefix) and (p.endswith(POINTER_SUFFIX) or p.rsplit("/", 1)[-1] == LOCK_FILE)
-
-    return prefix, want
-
-
-def outputs_in_file(rel: str, data: bytes, shown: str) -> list[Output]:
-    """The outputs a pointer or lock file's bytes (from Git) record; ``rel`` is its path in
-    the project."""
-    if rel.rsplit("/", 1)[-1] == LOCK_FILE:  # the top lock, or a subfolder pipeline's
-        from mlver.pipeline.lockfile import outputs_from_lock_text
-
-        return outputs_from_lock_text(data.decode("utf-8", "replace"), shown, rel)
-    try:
-        ptr = parse_pointer(data.decode("utf-8"), shown)
-    except UnicodeDecodeError:
-        raise FormatError(shown, "not UTF-8 text") from None
-    folder = os.path.dirname(rel)
-    return [Output(f"{folder}/{ptr.path}" if folder else ptr.path, ptr.kind, ptr.digest, ptr.size,
-                   ptr.files, pointer_file=rel, pointer=ptr)]
 
 
 def expand(repo: Repo, outputs: list[Output]) -> dict[str, str]:
@@ -122,10 +81,9 @@ def compare(old: dict[str, str], new: dict[str, str]) -> DiffResult:
 
 def diff(repo: Repo, rev_a: str | None = None, rev_b: str | None = None) -> DiffResult:
     root = repo.require_scm("diff")
-    with git.open_repo(root) as grepo:
-        if rev_a is None and not git.has_head(root):
-            old: dict[str, str] = {}
-        else:
-            old = expand(repo, outputs_at(repo, grepo, rev_a or "HEAD"))
-        new = expand(repo, outputs_at(repo, grepo, rev_b)) if rev_b else workspace_files(repo)
+    if rev_a is None and not git.has_head(root):
+        old: dict[str, str] = {}
+    else:
+        old = expand(repo, outputs_at(repo, rev_a or "HEAD"))
+    new = expand(repo, outputs_at(repo, rev_b)) if rev_b else workspace_files(repo)
     return compare(old, new)

@@ -19,11 +19,12 @@ from mlver.cache import Cache, ObjectRef
 from mlver.config import Config, ConfigFile
 from mlver.errors import MlverError, ObjectMissing, PathError, RemoteError
 from mlver.fsutil import confine, copy_file, reflink, remove_path, tmp_name, unique_suffix
-from mlver.ops.diff import outputs_at
 from mlver.pointer import POINTER_SUFFIX, Entry
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import Remote, remote_config
 from mlver.repo import MLVER_DIR, Repo
+from mlver.ops.source import settings_at
+from mlver.tracked import entries_below, find, outputs_at
 from mlver.workspace import Output, load_manifest
 
 
@@ -59,7 +60,7 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
             raise MlverError(f"unknown revision '{rev}' in {url}")
         if git.object_names(clone, [f"{commit}:{MLVER_DIR}/config"]).get(f"{commit}:{MLVER_DIR}/config") is None:
             raise MlverError(f"{url} is not an mlver project at {commit[:7]} (no {MLVER_DIR}/config)")
-        settings = _remote_settings(clone, commit, tmp)
+        settings = settings_at(clone, commit)
         os.makedirs(os.path.join(clone, MLVER_DIR))
         source = Repo(clone)
         local = ConfigFile(source.local_config_path)
@@ -73,23 +74,6 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
                               workspace=project.root if project is not None else None)
         finally:
             source.close()
-
-
-def _remote_settings(clone: str, commit: str, tmp: str) -> Config:
-    """Settings of the source repository: its committed config at REV, overridden by the
-    one at its HEAD (remotes are often added after the commits whose data they hold)."""
-    specs = [f"{commit}:{MLVER_DIR}/config", f"HEAD:{MLVER_DIR}/config"]
-    names = git.object_names(clone, specs)
-    blobs = git.read_blobs(clone, [n for n in names.values() if n])
-    paths = []
-    for i, spec in enumerate(specs):
-        name = names.get(spec)
-        if name:
-            path = os.path.join(tmp, f"config-{i}")
-            with open(path, "wb") as f:
-                f.write(blobs[name])
-            paths.append(path)
-    return Config.load(paths[0], paths[1] if len(paths) > 1 else None)
 
 
 def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, jobs: int | None, progress: Progress,
@@ -108,15 +92,14 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
     inside = workspace if workspace is not None and dest.startswith(workspace + os.sep) else None
     if inside is not None:
         confine(inside, dest)
-    with git.open_repo(root) as grepo:
-        outputs = outputs_at(repo, grepo, commit)
-    found = _find(outputs, rel)
+    outputs = outputs_at(repo, commit)
+    found = find(outputs, rel)
     where = f"{shown_source + ' ' if shown_source else ''}at {commit[:7]}"
     if found is None and "/" not in rel:
         artifact = _artifact_path(repo, root, commit, rel)  # `mlver get model`: an artifact of mlver.yaml
         if artifact is not None:
             rel = artifact
-            found = _find(outputs, rel)
+            found = find(outputs, rel)
             if out is None:
                 dest = os.path.abspath(os.path.basename(rel.rstrip("/")) or "data")
                 if os.path.lexists(dest) and not force:
@@ -161,17 +144,6 @@ def _artifact_path(repo: Repo, root: str, commit: str, name: str) -> str | None:
     return next((a.path for a in pipeline.artifacts if a.name == name), None)
 
 
-def _find(outputs: list[Output], rel: str) -> tuple[Output, str | None] | None:
-    """The output named by ``rel``, and the path inside it when ``rel`` is below a folder."""
-    for o in outputs:
-        if o.path == rel or o.pointer_file == rel + POINTER_SUFFIX:
-            return o, None
-    for o in outputs:
-        if o.kind == "dir" and rel.startswith(o.path + "/"):
-            return o, rel[len(o.path) + 1:]
-    return None
-
-
 def _git_file(repo: Repo, root: str, commit: str, rel: str) -> bytes | None:
     prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
     spec = f"{commit}:{rel}" if prefix == "." else f"{commit}:{prefix}/{rel}"
@@ -185,13 +157,7 @@ def _entries(cache: Cache, output: Output, inner: str | None) -> list[Entry]:
     manifest = load_manifest(cache, output.digest)
     if manifest is None:  # pragma: no cover - fetched above or reported missing
         raise ObjectMissing(output.digest, output.path)
-    if inner is None:
-        return list(manifest.entries)
-    hits = [e for e in manifest.entries if e.path == inner]
-    if hits:
-        return [Entry("", hits[0].digest, hits[0].size, hits[0].exec)]
-    below = [Entry(e.path[len(inner) + 1:], e.digest, e.size, e.exec) for e in manifest.entries
-             if e.path.startswith(inner + "/")]
+    below = entries_below(manifest.entries, inner)
     if not below:
         raise PathError(f"{output.path}/{inner}", f"is not in the tracked folder {output.path}")
     return below

@@ -17,45 +17,13 @@ from dataclasses import dataclass, field
 
 from mlver import git
 from mlver.errors import FormatError, MlverError, PathError, RemoteError
-from mlver.ops.common import LOCK_FILE, stage_outputs
-from mlver.pointer import POINTER_SUFFIX, parse_pointer
+from mlver.ops.common import stage_outputs
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
+from mlver.tracked import INDEX, missing, outputs_at, outputs_in_file, pathspecs, project_prefix
 from mlver.workspace import (CheckoutResult, FileState, Output, check_writable, checkout_output, clean_vanished,
-                             compare_manifests, current_dir_digest, current_file_digest, current_manifest, data_path_of, load_manifest,
+                             compare_manifests, current_dir_digest, current_file_digest, current_manifest, load_manifest,
                              load_output)
-
-# --- reading pointers and the lock out of Git objects ------------------------------
-
-
-def _prefix(repo: Repo, root: str) -> str:
-    """The mlver project's folder inside the Git work tree ('' at the top, else 'sub/')."""
-    rel = os.path.relpath(repo.root, os.path.realpath(root)).replace(os.sep, "/")
-    return "" if rel == "." else rel + "/"
-
-
-def _pathspecs(prefix: str) -> list[str]:
-    # '*' in a Git pathspec matches '/' too: every pointer file below the project.
-    return [f"{prefix}*{POINTER_SUFFIX}", f"{prefix}{LOCK_FILE}", f"{prefix}*/{LOCK_FILE}"]
-
-
-def _outputs_of(repo: Repo, rel: str, data: bytes, shown: str) -> list[Output]:
-    """The outputs a pointer file or lock (``rel``, relative to the project) records."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FormatError(shown, "not UTF-8 text") from None
-    if rel.rsplit("/", 1)[-1] == LOCK_FILE:  # the top lock, or a subfolder pipeline's
-        from mlver.pipeline.lockfile import outputs_from_lock_text
-
-        return outputs_from_lock_text(text, shown, rel)
-    ptr = parse_pointer(text, shown)
-    try:
-        path = data_path_of(repo, rel, ptr)
-    except PathError as e:
-        raise FormatError(shown, f"'path': {ptr.path} leaves the repository ({e.message.split(': ', 1)[-1]})") from None
-    return [Output(path, ptr.kind, ptr.digest, ptr.size, ptr.files, pointer_file=rel, pointer=ptr)]
-
 
 # --- pre-commit ----------------------------------------------------------------------
 
@@ -80,21 +48,16 @@ class PreCommitResult:
 def pre_commit(repo: Repo, *, progress: Progress = NO_PROGRESS) -> PreCommitResult:
     """Compare workspace data with the pointers and lock in the index (``GIT_INDEX_FILE``
     is honoured, so ``git commit -a`` and ``git commit PATH`` are checked right)."""
-    root = repo.require_scm("hook pre-commit")
-    prefix = _prefix(repo, root)
-    staged = {p[len(prefix):]: sha for p, sha in git.index_blobs(root, _pathspecs(prefix)).items()
-              if p.startswith(prefix)}
-    blobs = git.read_blobs(root, list(staged.values()))
+    repo.require_scm("hook pre-commit")
     result = PreCommitResult()
-    for rel, sha in sorted(staged.items()):
-        for out in _outputs_of(repo, rel, blobs[sha], f"{rel} (staged)"):
-            if not os.path.lexists(repo.abs(out.path)):
-                result.missing.append(out.path)
-                continue
-            result.checked.append(out.path)
-            stale = _stale(repo, out, progress=progress)
-            if stale is not None:
-                result.stale.append(stale)
+    for out in outputs_at(repo, INDEX):
+        if not os.path.lexists(repo.abs(out.path)):
+            result.missing.append(out.path)
+            continue
+        result.checked.append(out.path)
+        stale = _stale(repo, out, progress=progress)
+        if stale is not None:
+            result.stale.append(stale)
     repo.state.flush()
     return result
 
@@ -182,8 +145,8 @@ def sync(repo: Repo, old: str | None, new: str | None, *, command: str, root: st
     """Bring the outputs whose pointers or lock entries differ between commit ``old``
     (None: nothing) and commit ``new`` (None: the index) into the workspace."""
     result = SyncResult()
-    prefix = _prefix(repo, root)
-    changes = [c for c in git.changed_blobs(root, old, new, _pathspecs(prefix)) if c.path.startswith(prefix)]
+    prefix = project_prefix(repo)
+    changes = [c for c in git.changed_blobs(root, old, new, pathspecs(prefix)) if c.path.startswith(prefix)]
     if not changes:
         return result
     blobs = git.read_blobs(root, [n for c in changes for n in (c.old, c.new) if n])
@@ -192,9 +155,9 @@ def sync(repo: Repo, old: str | None, new: str | None, *, command: str, root: st
     for c in changes:
         rel = c.path[len(prefix):]
         if c.old:
-            before.update((o.path, o) for o in _outputs_of(repo, rel, blobs[c.old], f"{old}:{rel}"))
+            before.update((o.path, o) for o in outputs_in_file(repo, rel, blobs[c.old], f"{old}:{rel}"))
         if c.new:
-            after.update((o.path, o) for o in _outputs_of(repo, rel, blobs[c.new], f"{new or 'index'}:{rel}"))
+            after.update((o.path, o) for o in outputs_in_file(repo, rel, blobs[c.new], f"{new or 'index'}:{rel}"))
     wanted = [o for p, o in sorted(after.items())
               if p not in before or (before[p].kind, before[p].digest) != (o.kind, o.digest)]
     result.outputs = [o.path for o in wanted]
@@ -226,7 +189,7 @@ def sync(repo: Repo, old: str | None, new: str | None, *, command: str, root: st
 def _fetch_missing(repo: Repo, outputs: list[Output], result: SyncResult, *, progress: Progress) -> None:
     """hooks.fetch: bring what ``outputs`` need from the default remote first (cache only
     when no remote is configured: a warning, not a failure)."""
-    if not any(_needs_objects(repo, o) for o in outputs):
+    if not missing(repo.cache, outputs):
         return
     if not repo.config.get("core.remote"):
         result.warnings.append("hooks.fetch is set but no default remote is configured; using the cache only")
@@ -240,14 +203,6 @@ def _fetch_missing(repo: Repo, outputs: list[Output], result: SyncResult, *, pro
         result.warnings.append(f"fetch from the default remote failed: {e.message}")
         return
     result.fetched += res.transferred
-
-
-def _needs_objects(repo: Repo, out: Output) -> bool:
-    cache = repo.cache
-    if out.kind == "file":
-        return not cache.has(out.digest)
-    manifest = load_manifest(cache, out.digest)
-    return manifest is None or any(not cache.has(e.digest) for e in manifest.entries)
 
 
 # --- pre-push --------------------------------------------------------------------------

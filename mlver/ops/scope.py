@@ -16,6 +16,7 @@ from mlver.hashing import digest_bytes
 from mlver.ops.common import all_outputs
 from mlver.pointer import POINTER_SUFFIX, Manifest, parse_manifest
 from mlver.repo import Repo
+from mlver.tracked import outputs_at, outputs_in_file, record_paths
 from mlver.workspace import Output, has_pipeline, select_outputs
 
 WORKSPACE = "workspace"
@@ -104,14 +105,11 @@ def outputs_in_scope(repo: Repo, scope: Scope, targets: list[str] | None = None)
             ws = [o for o in ws if any(_matches(repo, o, _target_rel(repo, t)) for t in targets)]
         found.extend((WORKSPACE, o) for o in ws)
     if commits:
-        from mlver.ops.diff import outputs_at
-
-        with git.open_repo(repo.require_scm("a revision scope")) as grepo:
-            for commit in commits:
-                outs = outputs_at(repo, grepo, commit)
-                if targets:
-                    outs = [o for o in outs if any(_matches(repo, o, _target_rel(repo, t)) for t in targets)]
-                found.extend((commit[:10], o) for o in outs)
+        for commit in commits:
+            outs = outputs_at(repo, commit)
+            if targets:
+                outs = [o for o in outs if any(_matches(repo, o, _target_rel(repo, t)) for t in targets)]
+            found.extend((commit[:10], o) for o in outs)
         if targets:
             for t in targets:
                 rel = _target_rel(repo, t)
@@ -197,15 +195,13 @@ def committed_refs(repo: Repo) -> dict[ObjectRef, str]:
     root = repo.scm_root
     if root is None:
         return {}
-    from mlver.ops.diff import history_files, outputs_in_file
-
-    prefix, want = history_files(repo)
+    prefix, want = record_paths(repo)
     blobs = git.history_blobs(root, want, tuple(git.stash_commits(root)))
     refs: dict[ObjectRef, str] = {}
     for sha, data in sorted(git.read_blobs(root, list(blobs)).items()):
         rel = blobs[sha][len(prefix):]
         try:
-            outs = outputs_in_file(rel, data, f"{rel} (Git blob {sha[:10]})")
+            outs = outputs_in_file(repo, rel, data, f"{rel} (Git blob {sha[:10]})")
         except FormatError as e:
             raise FormatError(e.path, e.problem, line=e.line,
                               hint="gc reads every commit's pointers to keep data that is on no remote; "

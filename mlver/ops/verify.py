@@ -35,6 +35,7 @@ from mlver.pipeline.revision import compare_values
 from mlver.pipeline.run import ReproFailed, StageEvent, reproduce, select
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
+from mlver import tracked
 from mlver.workspace import Output, load_manifest, pointer_outputs
 
 REPRODUCED = "reproduced"
@@ -174,7 +175,7 @@ def _materialise(wrepo: Repo, needed: list[Output], progress: Progress) -> dict[
         return {}
     paths = [wrepo.abs(o.path) for o in needed]  # absolute: targets are read relative to the cwd
     problems: dict[str, str] = {}
-    if _missing_objects(wrepo, needed) and wrepo.config.get("core.remote"):
+    if tracked.missing(wrepo.cache, needed) and wrepo.config.get("core.remote"):
         try:
             res = fetch(wrepo, paths, progress=progress)
             for issue in res.missing + res.corrupt:
@@ -198,19 +199,6 @@ def _owner(outputs: list[Output], path: str) -> str:
         if path == o.path or path.startswith(o.path + "/"):
             return o.path
     return path
-
-
-def _missing_objects(wrepo: Repo, outputs: list[Output]) -> bool:
-    cache = wrepo.cache
-    for o in outputs:
-        if o.kind == "file":
-            if not cache.has(o.digest):
-                return True
-            continue
-        manifest = load_manifest(cache, o.digest)
-        if manifest is None or any(not cache.has(e.digest) for e in manifest.entries):
-            return True
-    return False
 
 
 def _verify_in(wrepo: Repo, commit: str, targets: list[str] | None, progress: Progress,

@@ -1,0 +1,163 @@
+"""The one tracked-data layer: which outputs are recorded at a Git revision, in the index
+or in the workspace, which objects they name, and which of those the cache lacks.
+
+``diff``, ``get``, the revision scopes of push/fetch/gc, the Git hooks, ``repro
+--verify`` and ``mlver.api`` all ask here. Pointers and ``mlver.lock`` are read from Git
+objects through ``mlver.git`` (one ``ls-tree`` and one ``cat-file --batch`` a revision,
+no checkout); every pointer's ``path`` is checked not to leave the repository. The
+values returned are frozen (``Output``, ``Entry``, ``ObjectRef``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Final
+
+from mlver import git
+from mlver.cache import Cache, ObjectRef
+from mlver.errors import FormatError, PathError
+from mlver.pointer import POINTER_SUFFIX, Entry, parse_pointer
+from mlver.repo import Repo
+from mlver.workspace import Output, data_path_of, has_lock, load_manifest, pointer_outputs
+
+LOCK_FILE = "mlver.lock"
+
+
+class Place(str):
+    """Where outputs are recorded, besides a Git revision: the index or the workspace."""
+
+
+INDEX: Final = Place("index")
+WORKSPACE: Final = Place("workspace")
+
+
+def project_prefix(repo: Repo) -> str:
+    """The project's folder inside its Git work tree: ``""`` at the top, else ``"sub/"``."""
+    root = repo.require_scm("reading pointers from Git")
+    rel = os.path.relpath(repo.root, os.path.realpath(root)).replace(os.sep, "/")
+    return "" if rel == "." else rel + "/"
+
+
+def record_paths(repo: Repo) -> tuple[str, Callable[[str], bool]]:
+    """The project's prefix in Git and a test of Git paths (from the top of the work
+    tree) for the files that record outputs: pointer files and the lock files (the top
+    one, and those of subfolder pipelines)."""
+    prefix = project_prefix(repo)
+
+    def want(p: str) -> bool:
+        return p.startswith(prefix) and (p.endswith(POINTER_SUFFIX) or is_lock_file(p))
+
+    return prefix, want
+
+
+def pathspecs(prefix: str) -> list[str]:
+    """Git pathspecs of the record files (``*`` in a pathspec matches ``/`` too)."""
+    return [f"{prefix}*{POINTER_SUFFIX}", f"{prefix}{LOCK_FILE}", f"{prefix}*/{LOCK_FILE}"]
+
+
+def is_lock_file(rel: str) -> bool:
+    """``mlver.lock``, or a subfolder pipeline's ``sub/mlver.lock``."""
+    return rel.rsplit("/", 1)[-1] == LOCK_FILE
+
+
+def outputs_in_file(repo: Repo, rel: str, data: bytes, shown: str) -> list[Output]:
+    """The outputs that a pointer file's or the lock's bytes record; ``rel`` is the file's
+    path in the project, ``shown`` how errors name it (``REV:path``). A pointer whose
+    ``path`` leaves the repository is a ``FormatError``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(shown, "not UTF-8 text") from None
+    if is_lock_file(rel):
+        from mlver.pipeline.lockfile import outputs_from_lock_text  # YAML: only when a lock is read
+
+        return outputs_from_lock_text(text, shown, rel)
+    ptr = parse_pointer(text, shown)
+    try:
+        path = data_path_of(repo, rel, ptr)
+    except PathError as e:
+        raise FormatError(shown, f"'path': {ptr.path} leaves the repository ({e.message.split(': ', 1)[-1]})") from None
+    return [Output(path, ptr.kind, ptr.digest, ptr.size, ptr.files, pointer_file=rel, pointer=ptr)]
+
+
+def outputs_at(repo: Repo, where: str) -> list[Output]:
+    """Outputs recorded at ``where``: a Git revision (a commit id or any name Git
+    resolves), ``INDEX`` (what the next commit would record; ``GIT_INDEX_FILE`` is
+    honoured) or ``WORKSPACE`` (the pointer files and lock on disk). Pointer outputs come
+    first, sorted by pointer file, then the lock's."""
+    if where is WORKSPACE:
+        return workspace_outputs(repo)
+    root = repo.require_scm("reading pointers from Git")
+    prefix, want = record_paths(repo)
+    if where is INDEX:
+        blobs = git.index_blobs(root, pathspecs(prefix))
+        label = "index"
+    else:
+        blobs = git.tree_blobs(root, where, want)
+        label = where
+    data = git.read_blobs(root, list(blobs.values()))
+    outs: list[Output] = []
+    lock: list[Output] = []
+    for path, sha in sorted(blobs.items()):
+        if not want(path):
+            continue
+        rel = path[len(prefix):]
+        shown = f"{rel} (staged)" if where is INDEX else f"{label}:{rel}"
+        (lock if is_lock_file(rel) else outs).extend(outputs_in_file(repo, rel, data[sha], shown))
+    return outs + lock
+
+
+def workspace_outputs(repo: Repo) -> list[Output]:
+    """Every output the workspace's pointer files and lock files record."""
+    outs = pointer_outputs(repo)
+    if has_lock(repo):
+        from mlver.pipeline.lockfile import lock_outputs  # YAML: only when there is a lock
+
+        outs += lock_outputs(repo)
+    return outs
+
+
+def find(outputs: list[Output], rel: str) -> tuple[Output, str | None] | None:
+    """The output named by ``rel`` (its data path or its pointer file), and the path
+    inside it when ``rel`` is below a tracked folder; None when no output holds ``rel``."""
+    for o in outputs:
+        if o.path == rel or o.pointer_file == rel + POINTER_SUFFIX:
+            return o, None
+    for o in outputs:
+        if o.kind == "dir" and rel.startswith(o.path + "/"):
+            return o, rel[len(o.path) + 1:]
+    return None
+
+
+def entries_below(manifest_entries: tuple[Entry, ...] | list[Entry], inner: str | None) -> list[Entry]:
+    """A folder's entries for ``inner`` (None: all of them): the one file ``inner``
+    names (path ``""``), else the files below it with paths relative to it; empty when
+    ``inner`` names nothing in the folder."""
+    if inner is None:
+        return list(manifest_entries)
+    for e in manifest_entries:
+        if e.path == inner:
+            return [Entry("", e.digest, e.size, e.exec)]
+    return [Entry(e.path[len(inner) + 1:], e.digest, e.size, e.exec) for e in manifest_entries
+            if e.path.startswith(inner + "/")]
+
+
+def objects_of(cache: Cache, output: Output) -> list[ObjectRef]:
+    """The objects an output names: its file, or its folder's manifest and, when the
+    manifest is cached, every file it lists."""
+    if output.kind == "file":
+        return [ObjectRef(output.digest, False)]
+    refs = [ObjectRef(output.digest, True)]
+    manifest = load_manifest(cache, output.digest)
+    if manifest is not None:
+        refs.extend(dict.fromkeys(ObjectRef(e.digest, False) for e in manifest.entries))
+    return refs
+
+
+def missing(cache: Cache, outputs: list[Output]) -> list[ObjectRef]:
+    """The objects of ``outputs`` that the cache lacks (a folder whose manifest is absent
+    counts as its manifest only: what it lists is unknown until that arrives)."""
+    lacking: dict[ObjectRef, None] = {}
+    for o in outputs:
+        lacking.update((r, None) for r in objects_of(cache, o) if not cache.has(r.digest, r.manifest))
+    return list(lacking)
