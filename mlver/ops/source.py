@@ -230,10 +230,10 @@ class Source:
         except FileNotFoundError:
             raise ObjectMissing(digest, shown, remote=remote.name) from None
 
-        def mismatch(actual: str) -> Exception:
+        def packed_mismatch(actual: str) -> Exception:
             return ChecksumMismatch(shown, digest, actual, where=f"on remote '{remote.name}'")
 
-        return VerifiedReader(io.BytesIO(data), digest, size, name=shown, mismatch=mismatch)
+        return VerifiedReader(io.BytesIO(data), digest, size, name=shown, mismatch=packed_mismatch)
 
     def _keep(self, commit: str | None, digest: str, size: int, shown: str) -> None:
         remote = self.remote(commit)
