@@ -300,34 +300,39 @@ def run_remote(task: Task) -> TaskResult:
     clone the Git remote, check out the snapshot, pull the inputs from the project's
     default mlver remote, run, push the outputs and the experiment ref back. Pushes are
     idempotent, so a retried task is harmless."""
-    import io
-
     assert task.git_url is not None
     host = os.uname().nodename
     scratch = tempfile.mkdtemp(prefix=f"mlver-exp-{task.name}-")
-    log = io.BytesIO()
+    log_file = os.path.join(scratch, "log")
+
+    def done(status: str, code: int | None, commit: str | None = None, error: str | None = None) -> TaskResult:
+        with open(log_file, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        return TaskResult(task.name, status, code, commit, error, text, host)
+
     try:
-        work = os.path.join(scratch, "repo")
-        git.clone(task.git_url, work, shallow=False)
-        git.fetch_refs(work, "origin", [f"+{HIDDEN}{task.name}:{HIDDEN}{task.name}"])
-        git.run(work, "-c", "core.hooksPath=/dev/null", "checkout", "-q", "--detach", task.snapshot)
-        top = work if task.prefix == "." else os.path.join(work, task.prefix)
-        os.makedirs(os.path.join(top, ".mlver", "tmp"), exist_ok=True)
-        rc = _stages(top, task, log, remote=True)
-        if rc != 0:
-            return TaskResult(task.name, FAILED, rc, error=f"exited with code {rc}", log=_text(log), host=host)
-        sha = _record(top, work, task)
-        git.push_refs(work, "origin", [f"+{sha}:{exp_ref(task.baseline, task.name)}"])
-        return TaskResult(task.name, SUCCESS, 0, sha, log=_text(log), host=host)
-    except MlverError as e:
-        log.write(f"error: {e.message}\n".encode())
-        return TaskResult(task.name, FAILED, None, error=e.message, log=_text(log), host=host)
+        with open(log_file, "wb") as log:
+            try:
+                work = os.path.join(scratch, "repo")
+                git.clone(task.git_url, work, shallow=False)
+                git.fetch_refs(work, "origin", [f"+{HIDDEN}{task.name}:{HIDDEN}{task.name}"])
+                git.run(work, "-c", "core.hooksPath=/dev/null", "checkout", "-q", "--detach", task.snapshot)
+                top = work if task.prefix == "." else os.path.join(work, task.prefix)
+                os.makedirs(os.path.join(top, ".mlver", "tmp"), exist_ok=True)
+                rc = _stages(top, task, log, remote=True)
+                if rc != 0:
+                    log.close()
+                    return done(FAILED, rc, error=f"exited with code {rc}")
+                sha = _record(top, work, task)
+                git.push_refs(work, "origin", [f"+{sha}:{exp_ref(task.baseline, task.name)}"])
+                log.close()
+                return done(SUCCESS, 0, sha)
+            except MlverError as e:
+                log.write(f"error: {e.message}\n".encode())
+                log.close()
+                return done(FAILED, None, error=e.message)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _text(buf: Any) -> str:
-    return buf.getvalue().decode("utf-8", "replace")
 
 
 # --- running the queue ---------------------------------------------------------------------
