@@ -96,7 +96,7 @@ def test_a_failed_experiment_is_recorded_and_the_others_finish(project: Path) ->
     assert "1 of 4 experiment(s) failed" in proc.stderr and "mlver: error:" in proc.stderr
     done = statuses(project)
     failed = [e for e in done.values() if e["status"] == "failed"]
-    assert len(failed) == 1 and failed[0]["exit_code"] == 3  # repro's exit code for a failing stage
+    assert len(failed) == 1 and failed[0]["exit_code"] == 7  # the stage command's own exit code
     assert sorted(e["status"] for e in done.values()) == ["failed", "success", "success", "success"]
     log = run(["queue", "logs", failed[0]["name"]], project).stdout
     assert "refusing lr 0.3 with 4 epochs" in log and "code 7" in log

@@ -224,7 +224,7 @@ class TaskResult:
 
 
 def _mlver(cwd: str, args: list[str], log: Any) -> int:
-    log.write(f"$ mlver {' '.join(args)}\n".encode())
+    log.write(f"$ mlver {' '.join(args)}\n")
     log.flush()
     env = {**os.environ, "MLVER_EXP_TASK": "1"}
     return subprocess.call([sys.executable, "-m", "mlver", *args], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
@@ -252,11 +252,58 @@ def _stages(top: str, task: Task, log: Any, *, remote: bool) -> int:
         if rc != 0:
             return rc
     else:
-        _mlver(top, ["checkout", "-q"], log)  # data the cache lacks is left to the stages (or their error)
-    rc = _mlver(top, ["repro", *task.targets], log)
+        _checkout(top, log)
+    rc = _repro(top, task, log)
     if rc == 0 and remote:
         rc = _mlver(top, ["push", "-q"], log)
     return rc
+
+
+def _repro(top: str, task: Task, log: Any) -> int:
+    """``repro`` of the scratch checkout, in this process (no interpreter to start per
+    experiment); the commands write to the log. Returns 0, or the failing command's exit
+    code (3 when something else failed)."""
+    from mlver.pipeline.run import ReproFailed, StageEvent, reproduce
+
+    def note(e: StageEvent) -> None:
+        if e.action in ("running", "restored"):
+            verb = "Running" if e.action == "running" else "Restored from the run cache:"
+            log.write(f"{verb} stage '{e.stage}'" + (f" ({'; '.join(e.reasons)})" if e.reasons else "") + "\n")
+            if e.cmd:
+                log.write(f"> {e.cmd}\n")
+            log.flush()
+
+    wrepo = Repo(top)
+    try:
+        with wrepo.lock("exp run"):
+            reproduce(wrepo, list(task.targets) or None, on_event=note, output=log)
+        return 0
+    except ReproFailed as e:
+        log.write(f"error: {e.message}\n")
+        failed = e.result.failed
+        return failed.exit_code if failed is not None and failed.exit_code else 3
+    except MlverError as e:
+        log.write(f"error: {e.message}\n")
+        return 3
+    finally:
+        log.flush()
+        wrepo.close()
+
+
+def _checkout(top: str, log: Any) -> None:
+    """The recorded data into the scratch worktree, from the shared cache, in this
+    process (what the cache lacks is left to the stages, or to their error)."""
+    from mlver.ops.checkout import checkout
+
+    wrepo = Repo(top)
+    try:
+        res = checkout(wrepo, [top])
+        for path in res.missing:
+            log.write(f"not in the cache: {path}\n")
+    except MlverError as e:
+        log.write(f"checkout: {e.message}\n")
+    finally:
+        wrepo.close()
 
 
 def run_local(task: Task) -> TaskResult:
@@ -267,7 +314,7 @@ def run_local(task: Task) -> TaskResult:
     os.rmdir(scratch)
     added = False
     try:
-        with open(task.log, "wb") as log:
+        with open(task.log, "w", encoding="utf-8", buffering=1) as log:
             try:
                 git.worktree_add(task.root, scratch, task.snapshot)
                 added = True
@@ -278,7 +325,7 @@ def run_local(task: Task) -> TaskResult:
                     return TaskResult(task.name, FAILED, rc, error=f"exited with code {rc}")
                 return TaskResult(task.name, SUCCESS, 0, _record(top, scratch, task))
             except MlverError as e:
-                log.write(f"error: {e.message}\n".encode())
+                log.write(f"error: {e.message}\n")
                 return TaskResult(task.name, FAILED, None, error=e.message)
     finally:
         if added:
@@ -311,7 +358,7 @@ def run_remote(task: Task) -> TaskResult:
         return TaskResult(task.name, status, code, commit, error, text, host)
 
     try:
-        with open(log_file, "wb") as log:
+        with open(log_file, "w", encoding="utf-8", buffering=1) as log:
             try:
                 work = os.path.join(scratch, "repo")
                 git.clone(task.git_url, work, shallow=False)
@@ -328,7 +375,7 @@ def run_remote(task: Task) -> TaskResult:
                 log.close()
                 return done(SUCCESS, 0, sha)
             except MlverError as e:
-                log.write(f"error: {e.message}\n".encode())
+                log.write(f"error: {e.message}\n")
                 log.close()
                 return done(FAILED, None, error=e.message)
     finally:
