@@ -6,7 +6,7 @@ outputs that only the cache or the default remote hold stand for a run."""
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
 from mlver.ops.common import autostage, with_untracked_pipeline
 from mlver.pipeline.lockfile import LockEntry
@@ -20,7 +20,7 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
           allow_missing: bool = False, run_cache: bool = True, progress: Progress = NO_PROGRESS,
           on_event: Callable[[StageEvent], None] | None = None) -> tuple[ReproResult, list[str]]:
     """Returns the result and the files staged in Git (core.autostage)."""
-    kwargs = {"on_event": on_event} if on_event is not None else {}
+    kwargs: dict[str, Any] = {"on_event": on_event} if on_event is not None else {}
     if pull and not dry_run:
         _pull_recorded(repo, progress)
     result = reproduce(repo, targets, force=force, dry_run=dry_run, downstream=downstream, single=single,
