@@ -200,6 +200,7 @@ class _ExpCommit:
     baseline: str
     commit: str
     status: str
+    order: float = 0.0  # queue entries: when queued (finished ones: their commit's time)
 
 
 def _experiments(repo: Repo, root: str, baselines: set[str]) -> dict[str, list[_ExpCommit]]:
@@ -214,7 +215,7 @@ def _experiments(repo: Repo, root: str, baselines: set[str]) -> dict[str, list[_
             found.setdefault(e.baseline, []).append(_ExpCommit(e.name, e.baseline, e.commit, "success"))
     for q in queue.load_entries(repo):
         if q.baseline in baselines and q.status != queue.SUCCESS:
-            found.setdefault(q.baseline, []).append(_ExpCommit(q.name, q.baseline, q.snapshot, q.status))
+            found.setdefault(q.baseline, []).append(_ExpCommit(q.name, q.baseline, q.snapshot, q.status, q.created))
     return found
 
 
@@ -241,8 +242,8 @@ def exp_show(repo: Repo, *, count: int = DEFAULT_COUNT, all_branches: bool = Fal
                 v = by_commit[c.sha]
                 rows.append(ExpRow(c.sha, tuple(refs.get(c.sha, ())), c.date, c.subject, v.params, v.metrics,
                                    v.errors))
-                group = sorted(exps.get(c.sha, []), key=lambda x: (info[x.commit].timestamp if x.commit in info
-                                                                    else 0, x.name))
+                group = sorted(exps.get(c.sha, []), key=lambda x: (x.order or (info[x.commit].timestamp
+                                                                             if x.commit in info else 0), x.name))
                 for x in group:
                     v, ci = by_commit[x.commit], info.get(x.commit)
                     rows.append(ExpRow(x.commit, (), ci.date if ci else None, ci.subject if ci else None,
