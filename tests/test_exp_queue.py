@@ -281,4 +281,9 @@ def test_dask_preconditions_fail_up_front(project: Path) -> None:
     git(["remote", "add", "origin", str(project)], project)
     proc = run(["queue", "start", "--dask", "tcp://127.0.0.1:9"], project, check=False)
     assert proc.returncode == 3 and "default mlver remote" in proc.stderr
+    run(["remote", "add", "-d", "store", str(project.parent / "store")], project)
+    proc = run(["queue", "start", "--dask", "tcp://127.0.0.1:9"], project, check=False)
+    assert proc.returncode == 3 and "cannot reach the Dask scheduler" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr
+    assert not (project.parent / "store").exists()  # nothing was pushed before the scheduler answered
     assert {e["status"] for e in statuses(project).values()} == {"queued"}

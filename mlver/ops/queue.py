@@ -439,12 +439,14 @@ def start(repo: Repo, *, jobs: int = 1, names: list[str] | None = None, dask: st
         return QueueRun([])
     remote_url = None
     if dask:
-        remote_url = _prepare_remote(repo, todo)
-    tasks = _tasks(repo, todo, remote_url=remote_url)
-    fn: Callable[[Task], TaskResult] = run_remote if dask else run_local
+        _check_remote(repo)  # one-line errors before connecting to anything
     executor, closer = _executor(dask, jobs)
     done_entries: list[Entry] = []
     try:
+        if dask:
+            remote_url = _prepare_remote(repo, todo)
+        tasks = _tasks(repo, todo, remote_url=remote_url)
+        fn: Callable[[Task], TaskResult] = run_remote if dask else run_local
         with repo.lock("queue start", name="cache.lock", shared=True):
             queue = list(todo)
             running: dict[Future, Entry] = {}
@@ -512,13 +514,9 @@ def _executor(dask: str | None, jobs: int) -> tuple[Executor, Callable[[], None]
     return ex, close
 
 
-def _prepare_remote(repo: Repo, entries: list[Entry]) -> str:
-    """Check what a worker needs, up front: a Git remote (``origin``) whose URL a worker
-    can reach and a default mlver remote in the committed config; then push the inputs
-    and the snapshots (to hidden refs) so workers can start from them."""
-    from mlver.ops.scope import Scope
-    from mlver.ops.transfer import push
-
+def _check_remote(repo: Repo) -> str:
+    """What a worker needs, checked up front: a Git remote (``origin``) whose URL a
+    worker can reach and a default mlver remote in the committed config. Returns the URL."""
     root = repo.require_scm("queue start --dask")
     url = git.remote_url(root, "origin")
     if url is None:
@@ -528,8 +526,16 @@ def _prepare_remote(repo: Repo, entries: list[Entry]) -> str:
     if project_remote is None:
         raise MlverError("queue start --dask needs a default mlver remote in the committed .mlver/config",
                          hint="workers read it from there: `mlver remote add -d NAME URL`, then commit .mlver/config")
-    if os.path.isdir(url):
-        url = os.path.abspath(url)
+    return os.path.abspath(url) if os.path.isdir(url) else url
+
+
+def _prepare_remote(repo: Repo, entries: list[Entry]) -> str:
+    """Push the inputs and the snapshots (to hidden refs) so workers can start from them."""
+    from mlver.ops.scope import Scope
+    from mlver.ops.transfer import push
+
+    root = repo.require_scm("queue start --dask")
+    url = _check_remote(repo)
     push(repo, scope=Scope(revs=tuple(e.snapshot for e in entries), workspace=False))
     git.push_refs(root, url, [f"+{e.snapshot}:{HIDDEN}{e.name}" for e in entries])
     return url
