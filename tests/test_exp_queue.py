@@ -287,3 +287,25 @@ def test_dask_preconditions_fail_up_front(project: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr
     assert not (project.parent / "store").exists()  # nothing was pushed before the scheduler answered
     assert {e["status"] for e in statuses(project).values()} == {"queued"}
+
+
+def test_a_runner_killed_mid_run_is_repaired_by_running_the_queue_again(project: Path) -> None:
+    from conftest import mlver_cmd
+
+    run(["exp", "run", "--queue", "-S", "train.lr=0.2,0.4", "-S", "train.sleep=8", "--set-new"], project)
+    runner = subprocess.Popen([*mlver_cmd(), "queue", "start", "-j", "2"], cwd=project, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    tmp = project / ".mlver" / "tmp"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(tmp.glob("exp-run-*"))) < 2:
+        time.sleep(0.1)
+    assert {e["status"] for e in statuses(project).values()} == {"running"}
+    os.killpg(runner.pid, signal.SIGKILL)  # the runner and the stage commands it started
+    runner.wait(timeout=30)
+    assert {e["status"] for e in statuses(project).values()} == {"queued"}  # its pid is gone
+    assert len(list(tmp.glob("exp-run-*"))) == 2  # left behind, until the next start sweeps them
+    run(["queue", "start", "-j", "2"], project, timeout=200)
+    assert {e["status"] for e in statuses(project).values()} == {"success"}
+    assert list(tmp.glob("exp-run-*")) == []
+    assert git(["worktree", "list", "--porcelain"], project).count("worktree ") == 1
+    assert run(["fsck"], project).returncode == 0

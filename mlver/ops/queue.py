@@ -35,6 +35,7 @@ from mlver.repo import Repo
 
 QUEUED, RUNNING, SUCCESS, FAILED = "queued", "running", "success", "failed"
 HIDDEN = "refs/mlver-queue/"  # where a Dask submission puts a snapshot on the Git remote
+SCRATCH_PREFIX = "exp-run-"  # scratch worktrees: .mlver/tmp/exp-run-<runner pid>-<name>-XXXX
 
 
 @dataclass
@@ -73,6 +74,27 @@ def _entry_path(repo: Repo, name: str) -> str:
 def save_entry(repo: Repo, entry: Entry) -> None:
     os.makedirs(queue_dir(repo), exist_ok=True)
     atomic_write_text(_entry_path(repo, entry.name), json.dumps(entry.to_json(), indent=1) + "\n")
+
+
+def sweep_scratch(repo: Repo) -> list[str]:
+    """Remove the scratch worktrees that a runner killed mid-run left behind (their
+    folder names the runner's pid, which is gone)."""
+    root = repo.require_scm("queue start")
+    gone = []
+    try:
+        names = os.listdir(repo.tmp_dir)
+    except FileNotFoundError:
+        return []
+    for fn in names:
+        if not fn.startswith(SCRATCH_PREFIX):
+            continue
+        pid = fn[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive({"pid": pid, "host": os.uname().nodename}):
+            path = os.path.join(repo.tmp_dir, fn)
+            git.worktree_remove(root, path)
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(fn)
+    return gone
 
 
 def _alive(runner: dict[str, Any] | None) -> bool:
@@ -310,7 +332,7 @@ def run_local(task: Task) -> TaskResult:
     """Run one experiment in a scratch worktree of this clone that shares its cache."""
     assert task.root is not None and task.scratch_dir is not None and task.log is not None
     os.makedirs(task.scratch_dir, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=f"exp-{task.name}-", dir=task.scratch_dir)
+    scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{task.name}-", dir=task.scratch_dir)
     os.rmdir(scratch)
     added = False
     try:
@@ -434,6 +456,7 @@ def start(repo: Repo, *, jobs: int = 1, names: list[str] | None = None, dask: st
           on_update: Callable[[Entry], None] | None = None) -> QueueRun:
     """Run the queued entries, ``jobs`` at a time, locally or on a Dask cluster. A
     failed entry is recorded (exit code, log) and does not stop the others."""
+    sweep_scratch(repo)
     todo = pending(repo, names)
     if not todo:
         return QueueRun([])
