@@ -297,3 +297,22 @@ def test_exp_show_options(project: Path) -> None:
     table = run(["exp", "show", "-n", "2"], project).stdout
     assert "two" in table
     assert os.linesep in table
+
+
+def test_text_csv_and_markdown_name_the_experiments(project: Path) -> None:
+    import csv
+    import io
+
+    run(["exp", "run", "-S", "train.lr=0.2", "-n", "two"], project)
+    run(["exp", "run", "--queue", "-S", "train.lr=0.3", "-n", "later"], project)
+    table = list(csv.reader(io.StringIO(run(["exp", "show", "--csv"], project).stdout)))
+    assert table[0][:4] == ["Rev", "Refs", "Date", "Subject"]
+    named = {r[1]: r for r in table[1:] if r[1] in ("two", "later")}
+    assert set(named) == {"two", "later"} and named["later"][3].startswith("[queued] ")
+    md = run(["exp", "show", "--md"], project).stdout
+    assert "two" in md and "[queued]" in md
+    assert "two" in run(["exp", "list"], project).stdout
+    status = run(["queue", "status"], project).stdout
+    assert "later" in status and "queued" in status and "train.lr=0.3" in status
+    diff = run(["exp", "diff", "two", "later", "--md"], project).stdout
+    assert diff.startswith("| Kind |") and "train.lr" in diff

@@ -311,11 +311,12 @@ def remove(repo: Repo, names: list[str], *, queue: bool = False, all_: bool = Fa
 # --- comparing and sharing ----------------------------------------------------------------
 
 def resolve_rev(root: str, name: str) -> str:
-    """An experiment name, or any Git revision -> a commit id."""
+    """An experiment name (a queued one: its snapshot), or any Git revision -> a commit id."""
     try:
         return find(root, name).commit
     except MlverError:
-        sha = git.verify_commit(root, name)
+        sha = git.verify_commit(root, QUEUE + name) if git.valid_ref_name(name) else None
+        sha = sha or git.verify_commit(root, name)
         if sha is None:
             raise MlverError(f"no experiment or revision named '{name}'",
                              hint="`mlver exp list` names the experiments") from None
