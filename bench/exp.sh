@@ -31,10 +31,20 @@
 # --format=...` in the mlver repo), git_cat (params.yaml and metrics.json of every
 # commit through one `git cat-file --batch`), py_start (`python3 -c pass`).
 #
+# Queue scenario (QUEUE=N, default 16; QUEUE=0 skips it), per tool, once per run:
+# a fresh repo with one stage burning ~STAGE_CPU s of CPU (default 1) whose
+# params.yaml has train.lr; N experiments queued untimed (mlver: one
+# `exp run --queue -S train.lr=v1,...,vN`; DVC: N `dvc exp run --queue -S`), then
+# timed:
+#   queue_run   `mlver queue start -j 2` / `dvc exp run --run-all -j 2`
+# and a note with the floor (N x STAGE_CPU / 2 cores) and mlver's budget
+# (floor + 0.3 s x N / 2).  Every experiment must succeed: a note says so.
+#
 # environment: MLVER, DVC, TOOLS, FLOORS, BENCH_SCRATCH, STEP_TIMEOUT, PYTHON,
 # OUT, KEEP as in bench/run.sh, and
 #   COMMITS    commits in the history, and -n of exp show (default 200)
 #   EXP_SETUP  fast | repro (above)
+#   QUEUE, STAGE_CPU  the queue scenario (above)
 set -uo pipefail
 
 REPS=${1:-3}
@@ -219,5 +229,47 @@ for ((r = 1; r <= REPS; r++)); do
   done
   [ "${FLOORS:-1}" = 1 ] && { emit "# rep $r floor $SCEN start $(date -u +%T)"; run_floors; }
 done
+# --- the queue scenario -------------------------------------------------------------
+QUEUE=${QUEUE:-16}
+STAGE_CPU=${STAGE_CPU:-1}
+BURN_PY='import json, time
+lr = float([l for l in open("params.yaml") if l.strip().startswith("lr:")][0].split(":")[1])
+end, x = time.process_time() + '"$STAGE_CPU"', 0
+while time.process_time() < end:
+    x += 1
+json.dump({"acc": round(1 - lr, 6)}, open("metrics.json", "w"))
+'
+queue_tool() (   # queue_tool TOOL: set up (untimed), queue QUEUE experiments, time the run
+  local tool=$1 tag="$1 $SCEN" R=$RUN/$1/queue LOG=$RUN/$1/queue.log X i vals=""
+  export HOME=$RUN/$1/home DVC_SITE_CACHE_DIR=$RUN/$1/dvc-site-cache
+  mkdir -p "$R" && cd "$R" && git init -q || return 0
+  case "$tool" in mlver) X=$MLVER ;; *) X=$DVC ;; esac
+  printf '%s' "$BURN_PY" >train.py
+  printf 'train:\n  lr: 0.5\n' >params.yaml
+  for ((i = 1; i <= QUEUE; i++)); do vals+="${vals:+,}0.$((100 + i))"; done
+  if [ "$tool" = mlver ]; then
+    { $X -q init && $X -q stage add -n train -d train.py -p train -M metrics.json -- $SPY train.py \
+      && $X -q repro && git add -A && git commit -qm base \
+      && $X -q exp run --queue -S "train.lr=$vals"; } >>"$LOG" 2>&1 || { emit "# $tag queue setup failed"; return 0; }
+    timed queue_run "$tag" "$LOG" "$X -q queue start -j 2" || return 0
+    local n; n=$($X queue status --json 2>>"$LOG" | "$PY" -c 'import json,sys; print(sum(e["status"] == "success" for e in json.load(sys.stdin)["experiments"]))')
+  else
+    { $X init -q && $X stage add -q -n train -d train.py -p train -M metrics.json $SPY train.py \
+      && $X repro -q && git add -A && git commit -qm base; } >>"$LOG" 2>&1 || { emit "# $tag queue setup failed"; return 0; }
+    local v
+    for v in ${vals//,/ }; do $X exp run -q --queue -S "train.lr=$v" >>"$LOG" 2>&1; done
+    timed queue_run "$tag" "$LOG" "$X exp run --run-all -j 2" || return 0
+    local n; n=$($X exp show --json 2>>"$LOG" | "$PY" -c 'import json,sys
+d = json.load(sys.stdin)
+print(sum(1 for b in d if b.get("experiments") for e in b["experiments"] for x in (e.get("revs") or []) if (x.get("data") or {}).get("metrics")))' 2>>"$LOG")
+  fi
+  emit "# $tag queue_run: $n of $QUEUE experiments succeeded; floor $(awk -v n="$QUEUE" -v c="$STAGE_CPU" 'BEGIN { printf "%.1f", n * c / 2 }') s, mlver budget $(awk -v n="$QUEUE" -v c="$STAGE_CPU" 'BEGIN { printf "%.1f", n * c / 2 + 0.3 * n / 2 }') s"
+)
+if [ "$QUEUE" -gt 0 ]; then
+  for t in "${OK[@]}"; do
+    emit "# queue $t $SCEN start $(date -u +%T)"
+    queue_tool "$t"
+  done
+fi
 emit "# bench/exp.sh done $(date -u +%FT%TZ)"
 echo "raw lines: $OUT   summary: $PY $HERE/summarize.py $OUT" >&2

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -30,13 +31,14 @@ def find_root(start: str) -> str | None:
 
 
 def run(root: str, *args: str, input: bytes | None = None, check: bool = True,
-        literal: bool = False) -> subprocess.CompletedProcess[bytes]:
+        literal: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """``git ARGS`` in ``root``. ``literal``: the pathspecs are file names, never
     patterns (a data file named ``[xy]`` or ``*`` means itself): every call that passes
-    paths a user gave sets it."""
+    paths a user gave sets it. ``env``: variables set for this call (GIT_INDEX_FILE)."""
     pre = ["--literal-pathspecs"] if literal else []
+    full_env = {**os.environ, **env} if env else None
     try:
-        proc = subprocess.run(["git", *pre, *args], cwd=root, input=input, capture_output=True)
+        proc = subprocess.run(["git", *pre, *args], cwd=root, input=input, capture_output=True, env=full_env)
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
     if check and proc.returncode != 0:
@@ -440,3 +442,149 @@ def clone(url: str, dest: str, *, shallow: bool) -> None:
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise GitError(f"cannot clone '{url}': {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+
+
+# --- experiments: commits built on a temporary index, refs under refs/exps/ ---------------
+
+def modified_files(root: str) -> list[str]:
+    """Files (from the top) that Git tracks, in HEAD or the index, whose workspace
+    content differs from HEAD: edits, staged or not, staged additions and deletions."""
+    if not has_head(root):
+        return tracked(root, ["."])
+    out = run(root, "diff", "--name-only", "-z", "--no-renames", "HEAD", "--").stdout
+    return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+
+
+def untracked(root: str, paths: list[str]) -> list[str]:
+    """Which of ``paths`` exist, are not tracked and not ignored (``git add`` would take them)."""
+    if not paths:
+        return []
+    out = run(root, "ls-files", "-z", "--others", "--exclude-standard", "--", *paths, literal=True).stdout
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def _identity_env(root: str) -> dict[str, str]:
+    """A committer for mlver's own commits when the user has none configured."""
+    if run(root, "var", "GIT_COMMITTER_IDENT", check=False).returncode == 0:
+        return {}
+    return {"GIT_AUTHOR_NAME": "mlver", "GIT_AUTHOR_EMAIL": "mlver@localhost",
+            "GIT_COMMITTER_NAME": "mlver", "GIT_COMMITTER_EMAIL": "mlver@localhost"}
+
+
+def snapshot_commit(root: str, parent: str, paths: list[str], message: str, *, base: str | None = None,
+                    contents: dict[str, bytes] | None = None) -> str:
+    """A commit whose parent is ``parent`` and whose tree is ``base``'s (default
+    ``parent``'s) with ``paths`` (from the top) taken from the workspace (a path that no
+    longer exists is removed) and ``contents`` (path -> bytes) written as given; built on
+    a temporary index: HEAD, the branches and the real index do not move."""
+    index = git_path(root, f"mlver-exp-index-{os.getpid()}-{threading.get_ident()}")
+    env = {"GIT_INDEX_FILE": index}
+    contents = contents or {}
+    try:
+        run(root, "read-tree", base or parent, env=env)
+        paths = sorted(set(paths) - set(contents))
+        if paths:
+            run(root, "update-index", "--add", "--remove", "-z", "--stdin",
+                input=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths), env=env)
+        for path, data in sorted(contents.items()):
+            blob = run(root, "hash-object", "-w", "--stdin", input=data).stdout.decode().strip()
+            run(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        tree = run(root, "write-tree", env=env).stdout.decode().strip()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(index)
+    return run(root, "commit-tree", tree, "-p", parent, "-m", message,
+               env=_identity_env(root)).stdout.decode().strip()
+
+
+def update_ref(root: str, ref: str, sha: str) -> None:
+    run(root, "update-ref", ref, sha)
+
+
+def delete_ref(root: str, ref: str) -> None:
+    run(root, "update-ref", "-d", ref)
+
+
+def valid_ref_name(name: str) -> bool:
+    return run(".", "check-ref-format", f"refs/exps/x/{name}", check=False).returncode == 0 and "/" not in name
+
+
+def list_refs(root: str, prefix: str) -> list[tuple[str, str]]:
+    """(ref, commit) for every ref under ``prefix`` (e.g. ``refs/exps/``)."""
+    out = run(root, "for-each-ref", "--format=%(refname) %(objectname)", prefix).stdout.decode("utf-8", "replace")
+    return [(parts[0], parts[1]) for parts in (line.rsplit(" ", 1) for line in out.splitlines()) if len(parts) == 2]
+
+
+def remote_refs(root: str, remote: str, pattern: str) -> list[tuple[str, str]]:
+    """(ref, commit) of the refs matching ``pattern`` on a Git remote (name or URL)."""
+    proc = run(root, "ls-remote", remote, pattern, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"cannot list refs of Git remote '{remote}': {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+    out = []
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref:
+            out.append((ref, sha))
+    return out
+
+
+def push_refs(root: str, remote: str, refspecs: list[str]) -> None:
+    proc = run(root, "-c", "core.hooksPath=/dev/null", "push", "-q", remote, *refspecs, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git push to '{remote}' failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+
+
+def fetch_refs(root: str, remote: str, refspecs: list[str]) -> None:
+    proc = run(root, "fetch", "-q", remote, *refspecs, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git fetch from '{remote}' failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+
+
+def restore_files(root: str, source: str, paths: list[str]) -> None:
+    """Write ``paths`` as they are at commit ``source`` into the workspace only (the
+    index is not touched)."""
+    if paths:
+        run(root, "restore", "--worktree", f"--source={source}", "--", *paths, literal=True)
+
+
+def remote_url(root: str, remote: str) -> str | None:
+    proc = run(root, "remote", "get-url", remote, check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def branch_create(root: str, name: str, commit: str) -> None:
+    if run(root, "check-ref-format", "--branch", name, check=False).returncode != 0:
+        raise GitError(f"'{name}' is not a valid branch name")
+    if verify_commit(root, f"refs/heads/{name}") is not None:
+        raise GitError(f"a branch named '{name}' already exists", hint="choose another name")
+    run(root, "branch", name, commit)
+
+
+def commit_parents(root: str, commits: list[str]) -> dict[str, str]:
+    """commit -> its first parent ('' for a root commit), read in one call."""
+    if not commits:
+        return {}
+    out = run(root, "rev-list", "--no-walk", "--format=%P", "--stdin",
+              input="\n".join(commits).encode()).stdout.decode().splitlines()
+    parents: dict[str, str] = {}
+    current = None
+    for line in out:
+        if line.startswith("commit "):
+            current = line.split()[1]
+        elif current:
+            parents[current] = (line.split() or [""])[0]
+            current = None
+    return parents
+
+
+def commit_subjects(root: str, commits: list[str]) -> dict[str, CommitInfo]:
+    """commit -> its date and subject, read in one call."""
+    if not commits:
+        return {}
+    found = {}
+    for c in commit_log(root, ["--no-walk", *commits], None):
+        found[c.sha] = c
+    return found

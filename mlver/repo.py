@@ -114,19 +114,22 @@ class Repo:
     # --- the repository lock --------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, command: str) -> Iterator[None]:
+    def lock(self, command: str, *, name: str = "lock", shared: bool = False) -> Iterator[None]:
         """One writer at a time: an flock on ``.mlver/tmp/lock`` (released by the kernel
-        when the holder dies, so a stale lock clears itself), recording pid and host."""
+        when the holder dies, so a stale lock clears itself), recording pid and host.
+        ``name="cache.lock"`` is the lock of the cache's contents: experiment runs in
+        scratch worktrees hold it ``shared`` (their writes are content-addressed), gc
+        holds it exclusively."""
         import fcntl
 
         os.makedirs(self.tmp_dir, exist_ok=True)
-        path = os.path.join(self.tmp_dir, "lock")
+        path = os.path.join(self.tmp_dir, name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         timeout = self.config.get_float("core.lock_timeout", DEFAULT_LOCK_TIMEOUT)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -137,14 +140,16 @@ class Repo:
         try:
             info = {"pid": os.getpid(), "host": os.uname().nodename, "command": command, "since": time.time()}
             try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, json.dumps(info).encode(), 0)
+                if not shared:
+                    os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info).encode().ljust(200), 0)
             except OSError:  # who holds it is for messages only; the flock is the lock
                 pass
             yield
         finally:
             try:
-                os.ftruncate(fd, 0)
+                if not shared:
+                    os.ftruncate(fd, 0)
             except OSError:
                 pass
             os.close(fd)
@@ -153,7 +158,7 @@ class Repo:
     def _holder(path: str) -> str:
         try:
             with open(path) as f:
-                info = json.load(f)
+                info = json.loads(f.read().strip())
             return f"`mlver {info.get('command', '?')}` (pid {info.get('pid')} on {info.get('host')})"
         except (OSError, ValueError):
             return "another mlver process"

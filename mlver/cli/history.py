@@ -24,7 +24,7 @@ def _rev_label(rev: str) -> str:
 
 @cli.group()
 def exp() -> None:
-    """Compare experiments: every commit's parameters and metrics."""
+    """Experiments: run, queue, compare, keep and share variations of the pipeline."""
 
 
 def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
@@ -33,7 +33,11 @@ def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in table.rows:
         date = (r.date or "")[:16].replace("T", " ") if short else (r.date or "")
-        rows.append([_rev_label(r.rev) if short else r.rev, " ".join(r.refs), date, r.subject or "",
+        rev, refs, subject = _rev_label(r.rev) if short else r.rev, " ".join(r.refs), r.subject or ""
+        if r.experiment is not None:  # an experiment row, under its baseline
+            rev, refs = (f"└ {rev}" if short else rev), r.experiment
+            subject = subject if r.status == "success" else f"[{r.status}] {subject}"
+        rows.append([rev, refs, date, subject,
                      *(_value(r.get(c)[1]) if r.get(c)[0] else "-" for c in cols)])
     return header, rows
 
@@ -42,6 +46,8 @@ def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
 @click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many commits to show (the workspace row is extra).")
 @click.option("-a", "--all-branches", is_flag=True, help="Also the last N commits of every local branch.")
+@click.option("-A", "--all-commits", is_flag=True, help="Every commit of every branch and tag.")
+@click.option("--rev", "revs", multiple=True, metavar="REV", help="Start from REV instead of HEAD (repeatable).")
 @click.option("--sort-by", metavar="KEY", help="Order commits by a parameter or metric (KEY or FILE:KEY).")
 @click.option("--sort-order", type=click.Choice(["asc", "desc"]), default="asc", show_default=True,
               help="Order of --sort-by.")
@@ -55,9 +61,11 @@ def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
 @click.option("--md", is_flag=True, help="Print a Markdown table.")
 @json_option
 @pass_app
-def exp_show(app: App, count: int, all_branches: bool, sort_by: str | None, sort_order: str, only_changed: bool,
+def exp_show(app: App, count: int, all_branches: bool, all_commits: bool, revs: tuple[str, ...],
+             sort_by: str | None, sort_order: str, only_changed: bool,
              keep: tuple[str, ...], drop: tuple[str, ...], as_csv: bool, md: bool, as_json: bool) -> None:
-    """A table: the workspace, then the last N commits, with their parameters and metrics.
+    """A table: the workspace, then the last N commits, each followed by its
+    experiments (name, status), with their parameters and metrics.
 
     Columns are named FILE:KEY (params.yaml:train.lr, metrics.json:acc); --keep and
     --drop take regular expressions searched in those names. On a terminal too narrow
@@ -69,7 +77,8 @@ def exp_show(app: App, count: int, all_branches: bool, sort_by: str | None, sort
 
     with project() as repo:
         table = do_show(repo, count=count, all_branches=all_branches, sort_by=sort_by,
-                        descending=sort_order == "desc", keep=keep, drop=drop, only_changed=only_changed)
+                        descending=sort_order == "desc", keep=keep, drop=drop, only_changed=only_changed,
+                        experiments=True, revs=revs, all_commits=all_commits)
     _warn_errors(app, table.errors)
     if as_json:
         app.json(table.to_json())

@@ -264,6 +264,7 @@ def pull(app: App, targets: tuple[str, ...], remote: str | None, jobs: int | Non
 @click.option("-a", "--all-branches", is_flag=True, help="Keep what local and remote-tracking branches reference.")
 @click.option("-T", "--all-tags", is_flag=True, help="Keep what tags reference.")
 @click.option("-A", "--all-commits", is_flag=True, help="Keep what any commit reachable from a ref references.")
+@click.option("--all-experiments", is_flag=True, help="Keep what experiments and queued ones (refs/exps) reference.")
 @click.option("-c", "--cloud", is_flag=True, help="Also collect on the remote.")
 @click.option("-r", "--remote", help="The remote for --cloud (default: core.remote).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel requests to the remote.")
@@ -273,13 +274,14 @@ def pull(app: App, targets: tuple[str, ...], remote: str | None, jobs: int | Non
               help="Also delete committed data that is on no remote (its last copy).")
 @json_option
 @pass_app
-def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool, cloud: bool,
+def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool, all_experiments: bool,
+       cloud: bool,
        remote: str | None, jobs: int | None, dry_run: bool, force: bool, include_unpushed: bool,
        as_json: bool) -> None:
     """Delete objects that nothing in scope references.
 
     With no scope flag, gc keeps what the workspace, HEAD, every local branch, every
-    remote-tracking branch, every tag and the stash reference. Scope flags replace that
+    remote-tracking branch, every tag, the stash and every experiment reference. Scope flags replace that
     default by the union of what they name; the workspace is always kept. Whatever the
     scope, data that a commit references and the default remote does not hold is kept
     (its last copy) unless --include-unpushed; with --cloud it leaves the remote only
@@ -292,8 +294,9 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
 
     if remote and not cloud:
         raise click.UsageError("-r/--remote needs --cloud")
-    scope = Scope.for_gc(workspace=workspace, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits)
-    with project(lock="gc") as repo:
+    scope = Scope.for_gc(workspace=workspace, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits,
+                         all_experiments=all_experiments)
+    with project(lock="gc") as repo, repo.lock("gc", name="cache.lock"):  # not while experiments run
         plan = plan_gc(repo, scope=scope, cloud=cloud, remote=remote, jobs=jobs,
                        include_unpushed=include_unpushed, progress=app.progress())
         for w in plan.warnings:

@@ -28,10 +28,16 @@ class ExpRow:
     params: dict[str, Flat] = field(default_factory=dict)
     metrics: dict[str, Flat] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    experiment: str | None = None  # experiment rows: its name, its baseline commit, its state
+    baseline: str | None = None
+    status: str | None = None  # queued / running / success / failed
 
     def to_json(self) -> dict:
-        return {"rev": self.rev, "refs": list(self.refs), "date": self.date, "subject": self.subject,
-                "params": self.params, "metrics": self.metrics}
+        doc = {"rev": self.rev, "refs": list(self.refs), "date": self.date, "subject": self.subject,
+               "params": self.params, "metrics": self.metrics}
+        if self.experiment is not None:  # only experiment rows carry these (commit rows keep their shape)
+            doc.update(experiment=self.experiment, baseline=self.baseline, status=self.status)
+        return doc
 
     def get(self, column: Column) -> tuple[bool, Any]:
         vals = getattr(self, column.kind).get(column.file, {})
@@ -164,35 +170,85 @@ def sort_rows(table: ExpTable, name: str, *, descending: bool = False) -> ExpTab
     return ExpTable(head + have + lack)
 
 
-def history_commits(root: str, *, count: int, all_branches: bool) -> list[git.CommitInfo]:
-    """``count`` commits from HEAD, newest first; with ``all_branches`` also ``count``
-    from each local branch (so every branch's tip is there), ordered by date."""
+def history_commits(root: str, *, count: int, all_branches: bool, revs: Sequence[str] = (),
+                    all_commits: bool = False) -> list[git.CommitInfo]:
+    """``count`` commits from HEAD (or from ``revs``), newest first; with
+    ``all_branches`` also ``count`` from each local branch (so every branch's tip is
+    there), ordered by date; ``all_commits``: every commit of every branch and tag."""
     if not git.has_head(root):
         return []
+    starts = []
+    for rev in revs:
+        sha = git.verify_commit(root, rev)
+        if sha is None:
+            raise UsageError(f"--rev {rev}: unknown revision")
+        starts.append(sha)
+    if all_commits:
+        return git.commit_log(root, ["HEAD", "--branches", "--tags"], None)
     if not all_branches:
-        return git.commit_log(root, ["HEAD"], count)
+        return git.commit_log(root, starts or ["HEAD"], count)
     found: dict[str, git.CommitInfo] = {}
-    for ref in ["HEAD", *git.branch_names(root)]:
+    for ref in [*(starts or ["HEAD"]), *git.branch_names(root)]:
         for c in git.commit_log(root, [ref], count):
             found.setdefault(c.sha, c)
     return sorted(found.values(), key=lambda c: -c.timestamp)
 
 
+@dataclass(frozen=True)
+class _ExpCommit:
+    name: str
+    baseline: str
+    commit: str
+    status: str
+    order: float = 0.0  # queue entries: when queued (finished ones: their commit's time)
+
+
+def _experiments(repo: Repo, root: str, baselines: set[str]) -> dict[str, list[_ExpCommit]]:
+    """baseline -> its experiments (finished ones from refs/exps, then queue entries
+    not finished), oldest first."""
+    from mlver.ops import queue
+    from mlver.ops.experiments import list_experiments
+
+    found: dict[str, list[_ExpCommit]] = {}
+    for e in list_experiments(root):
+        if e.baseline in baselines:
+            found.setdefault(e.baseline, []).append(_ExpCommit(e.name, e.baseline, e.commit, "success"))
+    for q in queue.load_entries(repo):
+        if q.baseline in baselines and q.status != queue.SUCCESS:
+            found.setdefault(q.baseline, []).append(_ExpCommit(q.name, q.baseline, q.snapshot, q.status, q.created))
+    return found
+
+
 def exp_show(repo: Repo, *, count: int = DEFAULT_COUNT, all_branches: bool = False, sort_by: str | None = None,
              descending: bool = False, keep: Sequence[str] = (), drop: Sequence[str] = (),
-             only_changed: bool = False) -> ExpTable:
+             only_changed: bool = False, experiments: bool = False, revs: Sequence[str] = (),
+             all_commits: bool = False) -> ExpTable:
+    """The table; with ``experiments``, each commit's experiments follow it."""
     ws = workspace_values(repo)
     rows = [ExpRow(WORKSPACE, params=ws.params, metrics=ws.metrics, errors=ws.errors)]
     if repo.scm_root is not None:
         root = repo.scm_root
-        commits = history_commits(root, count=count, all_branches=all_branches)
+        commits = history_commits(root, count=count, all_branches=all_branches, revs=revs, all_commits=all_commits)
         if commits:
             refs = git.refs_by_commit(root)
+            exps = _experiments(repo, root, {c.sha for c in commits}) if experiments else {}
+            exp_commits = [x.commit for group in exps.values() for x in group]
+            info = git.commit_subjects(root, exp_commits)
             # batch reads by commit id need no GitPython handle (nor its import time)
             with contextlib.closing(History(repo, None)) as history:
-                values = history.values_many([c.sha for c in commits])
-            rows += [ExpRow(c.sha, tuple(refs.get(c.sha, ())), c.date, c.subject, v.params, v.metrics, v.errors)
-                     for c, v in zip(commits, values)]
+                values = history.values_many([c.sha for c in commits] + exp_commits)
+            by_commit = dict(zip([c.sha for c in commits] + exp_commits, values))
+            for c in commits:
+                v = by_commit[c.sha]
+                rows.append(ExpRow(c.sha, tuple(refs.get(c.sha, ())), c.date, c.subject, v.params, v.metrics,
+                                   v.errors))
+                group = sorted(exps.get(c.sha, []), key=lambda x: (x.order or (info[x.commit].timestamp
+                                                                             if x.commit in info else 0), x.name))
+                for x in group:
+                    v, ci = by_commit[x.commit], info.get(x.commit)
+                    rows.append(ExpRow(x.commit, (), ci.date if ci else None, ci.subject if ci else None,
+                                       v.params, v.metrics if x.status == "success" else {}, v.errors,
+                                       experiment=x.name, baseline=x.baseline, status=x.status))
     table = ExpTable(rows)
     if sort_by:
         table = sort_rows(table, sort_by, descending=descending)  # before columns go: --drop may hide the key

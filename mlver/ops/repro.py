@@ -6,7 +6,7 @@ outputs that only the cache or the default remote hold stand for a run."""
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
 from mlver.ops.common import PIPELINE_FILE, autostage, with_untracked_pipeline
 from mlver.pipeline.lockfile import LockEntry
@@ -23,7 +23,7 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
     """Returns the result and the files staged in Git (core.autostage). Without targets,
     every pipeline file's stages; run from a subfolder that holds its own ``mlver.yaml``,
     that file's stages (and what they depend on), as DVC does, unless ``all_pipelines``."""
-    kwargs = {"on_event": on_event} if on_event is not None else {}
+    kwargs: dict[str, Any] = {"on_event": on_event} if on_event is not None else {}
     if not targets and not all_pipelines:
         here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
         if here != "." and not here.startswith("../") and os.path.isfile(os.path.join(os.getcwd(), PIPELINE_FILE)):

@@ -34,11 +34,12 @@ class Scope:
     tags: bool = False
     stash: bool = False
     all_commits: bool = False
+    experiments: bool = False  # refs/exps: experiments and queued snapshots
 
     @property
     def workspace_only(self) -> bool:
         return not (self.revs or self.head or self.branches or self.remote_branches or self.tags
-                    or self.stash or self.all_commits)
+                    or self.stash or self.all_commits or self.experiments)
 
     @classmethod
     def for_transfer(cls, *, rev: str | None = None, all_branches: bool = False, all_tags: bool = False,
@@ -49,15 +50,16 @@ class Scope:
 
     @classmethod
     def for_gc(cls, *, workspace: bool = False, all_branches: bool = False, all_tags: bool = False,
-               all_commits: bool = False) -> "Scope":
-        """gc: with no flag, HEAD, local and remote-tracking branches, tags and the stash;
-        flags replace that default by the union of what they name (the workspace is
-        always kept). ``--all-branches`` keeps remote-tracking branches too, so a
-        teammate's data is never collected because of a narrower flag."""
-        if not (workspace or all_branches or all_tags or all_commits):
-            return cls(head=True, branches=True, remote_branches=True, tags=True, stash=True)
+               all_commits: bool = False, all_experiments: bool = False) -> "Scope":
+        """gc: with no flag, HEAD, local and remote-tracking branches, tags, the stash
+        and experiments (``refs/exps``, queued ones too); flags replace that default by
+        the union of what they name (the workspace is always kept). ``--all-branches``
+        keeps remote-tracking branches too, so a teammate's data is never collected
+        because of a narrower flag."""
+        if not (workspace or all_branches or all_tags or all_commits or all_experiments):
+            return cls(head=True, branches=True, remote_branches=True, tags=True, stash=True, experiments=True)
         return cls(head=all_branches, branches=all_branches, remote_branches=all_branches, tags=all_tags,
-                   all_commits=all_commits)
+                   all_commits=all_commits, experiments=all_experiments)
 
 
 def revision_commits(repo: Repo, scope: Scope) -> list[str]:
@@ -74,7 +76,7 @@ def revision_commits(repo: Repo, scope: Scope) -> list[str]:
         if head:
             commits.add(head)
     namespaces = [ns for flag, ns in ((scope.branches, "refs/heads"), (scope.remote_branches, "refs/remotes"),
-                                      (scope.tags, "refs/tags")) if flag]
+                                      (scope.tags, "refs/tags"), (scope.experiments, "refs/exps")) if flag]
     commits.update(git.ref_commits(root, *namespaces))
     if scope.stash:
         commits.update(git.stash_commits(root))

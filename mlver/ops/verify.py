@@ -123,7 +123,7 @@ def verify(repo: Repo, rev: str | None = None, targets: list[str] | None = None,
         top = scratch if prefix == "." else os.path.join(scratch, prefix)
         if not os.path.isfile(os.path.join(top, PIPELINE_FILE)):
             raise MlverError(f"there is no {PIPELINE_FILE} at {commit[:7]}", hint="pick a commit with a pipeline")
-        _configure(repo, top)
+        configure_worktree(repo, top)
         wrepo = Repo(top)
         try:
             outputs, missing = _verify_in(wrepo, commit, targets, progress, on_event)
@@ -139,16 +139,23 @@ def verify(repo: Repo, rev: str | None = None, targets: list[str] | None = None,
     return VerifyResult(commit, outputs, scratch if keep else None, missing)
 
 
-def _configure(repo: Repo, top: str) -> None:
+def configure_worktree(repo: Repo, top: str) -> None:
     """The worktree's ``config.local``: this clone's cache, and this clone's remotes
     (project and local settings, credentials included) over REV's committed ones."""
     os.makedirs(os.path.join(top, ".mlver", "tmp"), exist_ok=True)
     local = ConfigFile(os.path.join(top, ".mlver", "config.local"))
-    local.set("cache.dir", repo.cache_dir)
+    for key, value in scratch_config(repo):
+        local.set(key, value)
+    local.save()
+
+
+def scratch_config(repo: Repo) -> list[tuple[str, str]]:
+    """The settings a scratch worktree of this clone needs: its cache and its remotes."""
+    values = [("cache.dir", repo.cache_dir)]
     for key, value in repo.config.values.items():
         if key.startswith("remote.") or key == "core.remote":
-            local.set(key, _absolute_url(repo, value) if key.endswith(".url") else value)
-    local.save()
+            values.append((key, _absolute_url(repo, value) if key.endswith(".url") else value))
+    return values
 
 
 def _absolute_url(repo: Repo, url: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import IO, Any, Callable
 
 from mlver.errors import MlverError, PathError, StageFailed
 from mlver.pipeline import runcache
@@ -216,8 +216,9 @@ def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cach
 class _Runner:
     def __init__(self, repo: Repo, graph: Graph, *, force: bool, run_cache: bool, progress: Progress,
                  on_event: Callable[[StageEvent], None],
-                 allow_missing: Callable[[list[LockEntry]], bool] | None = None) -> None:
+                 allow_missing: Callable[[list[LockEntry]], bool] | None = None, output: IO[Any] | None = None) -> None:
         self.repo = repo
+        self.output = output  # where stage commands write (None: this process's stdout and stderr)
         self.allow_missing = allow_missing
         self.graph = graph
         self.force = force
@@ -296,7 +297,7 @@ class _Runner:
         clear_products(self.repo, stage)
         self.repo.state.flush()
         for command in stage.argv:  # a list of commands runs in order, stopping at the first failure
-            proc = subprocess.run(command, shell=True, cwd=wdir)
+            proc = subprocess.run(command, shell=True, cwd=wdir, stdout=self.output, stderr=self.output)
             if proc.returncode != 0:
                 raise StageFailed(stage.name, proc.returncode)
         self.inspector.forget()
@@ -340,11 +341,13 @@ class _Runner:
 def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = False, dry_run: bool = False,
               downstream: bool = False, single: bool = False, keep_going: bool = False,
               allow_missing: Callable[[list[LockEntry]], bool] | None = None, run_cache: bool = True,
-              progress: Progress = NO_PROGRESS, on_event: Callable[[StageEvent], None] = _on_nothing) -> ReproResult:
+              progress: Progress = NO_PROGRESS, on_event: Callable[[StageEvent], None] = _on_nothing,
+              output: IO[Any] | None = None) -> ReproResult:
     """Run the changed stages in scope. ``keep_going``: after a failure, go on with the
     stages that do not depend on a failed one, and fail at the end naming every failure.
     ``allow_missing(entries)``: a stage whose only change is missing cached outputs is
-    not run when it says those recorded objects can be had (cache or remote)."""
+    not run when it says those recorded objects can be had (cache or remote).
+    ``output``: a file the commands' stdout and stderr go to (experiment logs)."""
     graph = load_graph(repo)
     stages = select(graph, targets, downstream=downstream, single=single)
     if dry_run:
@@ -353,7 +356,7 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
         repo.state.flush()
         return result
     runner = _Runner(repo, graph, force=force, run_cache=run_cache, progress=progress, on_event=on_event,
-                     allow_missing=allow_missing)
+                     allow_missing=allow_missing, output=output)
     result = runner.result
     try:
         for stage in stages:

@@ -1,0 +1,318 @@
+"""Experiments in the workspace: ``exp run -S``, ``exp save``, ``exp show`` rows,
+``exp apply / branch / remove / diff / list / push / pull``, gc's scope, and every error
+path, in real Git repositories through the installed ``mlver``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import gen, git, run, run_json
+
+TRAIN = """\
+import json, yaml
+p = yaml.safe_load(open("params.yaml"))["train"]
+open("model.bin", "w").write(f"model lr={p['lr']} epochs={p['epochs']}\\n")
+json.dump({"acc": round(1 - p["lr"] / p["epochs"], 4)}, open("metrics.json", "w"))
+"""
+
+PIPELINE = """\
+stages:
+  train:
+    cmd: python train.py
+    deps: [train.py]
+    params: [train]
+    outs: [model.bin]
+    metrics: [metrics.json]
+"""
+
+PARAMS = "# the parameters\ntrain:\n  lr: 0.1  # learning rate\n  epochs: 4\n"
+
+
+def acc(lr: float, epochs: int = 4) -> float:
+    return round(1 - lr / epochs, 4)
+
+
+@pytest.fixture
+def project(repo: Path) -> Path:
+    gen(repo, {"train.py": TRAIN, "mlver.yaml": PIPELINE, "params.yaml": PARAMS})
+    run(["repro", "-q"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "baseline"], repo)
+    return repo
+
+
+def git_state(root: Path) -> tuple[str, str, str]:
+    """HEAD's commit, the branch it names, and the index's entries."""
+    return (git(["rev-parse", "HEAD"], root), git(["symbolic-ref", "HEAD"], root), git(["ls-files", "-s"], root))
+
+
+def show_file(root: Path, rev: str, path: str) -> str:
+    return git(["show", f"{rev}:{path}"], root)
+
+
+def exp_rows(root: Path, *args: str) -> list[dict]:
+    return [r for r in run_json(["exp", "show", *args], root)["rows"] if "experiment" in r]
+
+
+def test_exp_run_sets_the_param_and_records_a_commit_without_moving_head(project: Path) -> None:
+    before = git_state(project)
+    base = before[0].strip()
+    gen(project, {"train.py": TRAIN + "# a code edit\n"})  # an uncommitted code edit goes in too
+    doc = run_json(["exp", "run", "-S", "train.lr=0.2", "-n", "lr2"], project)
+    assert git_state(project) == before  # HEAD, the branch, the index
+    ref = f"refs/exps/{base[:7]}/lr2"
+    assert doc["ref"] == ref and doc["name"] == "lr2" and doc["baseline"] == base
+    sha = git(["rev-parse", ref], project).strip()
+    assert git(["rev-parse", f"{sha}^"], project).strip() == base
+    params = show_file(project, sha, "params.yaml")
+    assert params == PARAMS.replace("lr: 0.1", "lr: 0.2")  # the comments and layout survive
+    assert "# a code edit" in show_file(project, sha, "train.py")
+    assert "acc" in show_file(project, sha, "metrics.json")
+    assert "train.lr: 0.2" in show_file(project, sha, "mlver.lock")
+    # the workspace keeps the results, as after repro
+    assert (project / "params.yaml").read_text() == params
+    assert (project / "model.bin").read_text() == "model lr=0.2 epochs=4\n"
+    [row] = exp_rows(project)
+    assert row["experiment"] == "lr2" and row["baseline"] == base and row["status"] == "success"
+    assert row["rev"] == sha
+    assert row["params"] == {"params.yaml": {"train.epochs": 4, "train.lr": 0.2}}
+    assert row["metrics"] == {"metrics.json": {"acc": acc(0.2)}}
+    rows = run_json(["exp", "show"], project)["rows"]
+    assert [r["rev"] for r in rows[:3]] == ["workspace", base, sha]  # under its baseline
+    assert "experiment" not in rows[1]
+
+
+def test_generated_names_and_exp_list(project: Path) -> None:
+    a = run_json(["exp", "run", "-S", "train.lr=0.3"], project)
+    b = run_json(["exp", "run", "-S", "train.lr=0.4"], project)
+    assert a["name"] != b["name"] and "-" in a["name"]
+    listed = run_json(["exp", "list"], project)["experiments"]
+    assert sorted(e["name"] for e in listed) == sorted([a["name"], b["name"]])
+    out = run(["exp", "list", "--names-only"], project).stdout.split()
+    assert sorted(out) == sorted([a["name"], b["name"]])
+
+
+def test_temp_leaves_every_workspace_file_alone(project: Path) -> None:
+    files = [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts and ".mlver" not in p.parts]
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    state = git_state(project)
+    run(["exp", "run", "--temp", "-S", "train.lr=0.25", "-n", "t1"], project)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
+    assert git_state(project) == state
+    [row] = exp_rows(project)
+    assert row["experiment"] == "t1" and row["metrics"] == {"metrics.json": {"acc": acc(0.25)}}
+    assert git(["worktree", "list", "--porcelain"], project).count("worktree ") == 1  # the scratch one is gone
+
+
+def test_json_and_toml_params_keep_their_layout(repo: Path) -> None:
+    js = '{\n  "model": {\n    "depth": 3,\n    "name": "x"\n  }\n}\n'
+    toml = '# settings\n[opt]\nlr = 0.1  # rate\nbeta = 0.9\n'
+    script = ("import json, tomllib\n"
+              "d = json.load(open('p.json'))['model']['depth']\n"
+              "lr = tomllib.load(open('p.toml', 'rb'))['opt']['lr']\n"
+              "json.dump({'score': d * lr}, open('m.json', 'w'))\n")
+    gen(repo, {"t.py": script, "p.json": js, "p.toml": toml, "mlver.yaml":
+               "stages:\n  s:\n    cmd: python t.py\n    deps: [t.py]\n    params:\n    - p.json: [model]\n"
+               "    - p.toml: [opt]\n    metrics: [m.json]\n"})
+    run(["repro", "-q"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    run(["exp", "run", "-S", "p.json:model.depth=5", "-S", "p.toml:opt.lr=0.5", "-n", "j"], repo)
+    assert (repo / "p.json").read_text() == js.replace('"depth": 3', '"depth": 5')
+    assert (repo / "p.toml").read_text() == toml.replace("lr = 0.1", "lr = 0.5")
+    assert json.loads((repo / "m.json").read_text()) == {"score": 2.5}
+    run(["exp", "run", "-S", "p.toml:opt.eps=0.001", "--set-new", "-n", "k"], repo)
+    assert "eps = 0.001" in (repo / "p.toml").read_text() and "# rate" in (repo / "p.toml").read_text()
+
+
+def test_list_values_and_set_new(project: Path) -> None:
+    run(["exp", "run", "-S", "train.layers=[64,32]", "--set-new", "-n", "layers"], project)
+    text = (project / "params.yaml").read_text()
+    assert "layers: [64, 32]" in text and "# learning rate" in text
+    [row] = exp_rows(project)
+    assert row["params"]["params.yaml"]["train.lr"] == 0.1
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["-S", "train.lr"], 2, "expected [FILE:]KEY=VALUE"),
+    (["-S", "=3"], 2, "expected [FILE:]KEY=VALUE"),
+    (["-S", "train.nope=1"], 2, "no key 'train.nope' in params.yaml"),
+    (["-S", "train.lr=0.1,0.2"], 2, "needs --queue"),
+    (["-S", "missing.yaml:a=1"], 2, "params file 'missing.yaml' does not exist"),
+    (["-S", "../outside.yaml:a=1", "--set-new"], 3, "outside"),
+    (["-S", "train.lr=[1"], 2, "not valid YAML"),
+    (["-n", "bad name"], 2, "not a valid experiment name"),
+    (["--queue", "--temp"], 2, "choose one of --queue and --temp"),
+])
+def test_exp_run_errors(project: Path, args: list[str], code: int, message: str) -> None:
+    before = (project / "params.yaml").read_bytes()
+    proc = run(["exp", "run", *args], project, check=False)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("mlver: error: ") and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (project / "params.yaml").read_bytes() == before  # nothing written
+    assert git(["for-each-ref", "refs/exps"], project) == ""
+    assert not (project.parent / "outside.yaml").exists()
+
+
+def test_a_taken_name_is_refused_before_running(project: Path) -> None:
+    run(["exp", "run", "-S", "train.lr=0.2", "-n", "same"], project)
+    proc = run(["exp", "run", "-S", "train.lr=0.3", "-n", "same"], project, check=False)
+    assert proc.returncode == 3 and "experiment 'same' already exists" in proc.stderr
+    assert "lr: 0.2" in (project / "params.yaml").read_text()  # the second run did not start
+
+
+def test_a_failing_stage_records_no_experiment(project: Path) -> None:
+    gen(project, {"train.py": "import sys; sys.exit(5)\n"})
+    proc = run(["exp", "run", "-S", "train.lr=0.2"], project, check=False)
+    assert proc.returncode == 3 and "code 5" in proc.stderr
+    assert git(["for-each-ref", "refs/exps"], project) == ""
+
+
+def test_exp_save_apply_branch_diff_remove(project: Path) -> None:
+    base = git(["rev-parse", "HEAD"], project).strip()
+    run(["exp", "run", "-S", "train.lr=0.2", "-n", "two"], project)
+    # back to the baseline by hand, then save an unrun edit as an experiment
+    git(["checkout", "--", "params.yaml", "mlver.lock", "metrics.json"], project)
+    run(["checkout", "-q"], project)
+    assert (project / "model.bin").read_text() == "model lr=0.1 epochs=4\n"
+    state = git_state(project)
+    saved = run_json(["exp", "save", "-n", "saved"], project)
+    assert saved["baseline"] == base and git_state(project) == state
+
+    diff = run_json(["exp", "diff", "saved", "two"], project)
+    assert diff["params"]["params.yaml"]["train.lr"]["old"] == 0.1
+    assert diff["params"]["params.yaml"]["train.lr"]["new"] == 0.2
+    assert diff["metrics"]["metrics.json"]["acc"]["new"] == acc(0.2)
+    one = run_json(["exp", "diff", "two"], project)  # against its baseline
+    assert one["a"] == base and one["params"]["params.yaml"]["train.lr"]["new"] == 0.2
+    assert "train.lr" in run(["exp", "diff", "saved", "two"], project).stdout
+
+    res = run_json(["exp", "apply", "two"], project)
+    assert git_state(project) == state  # HEAD and the index stay
+    assert "params.yaml" in res["files"]
+    assert (project / "params.yaml").read_text() == PARAMS.replace("lr: 0.1", "lr: 0.2")
+    assert (project / "model.bin").read_text() == "model lr=0.2 epochs=4\n"  # data from the cache
+    assert run(["status", "--check"], project, check=False).returncode == 0
+
+    run(["exp", "branch", "two", "keep-two"], project)
+    assert git(["rev-parse", "keep-two"], project) == git(["rev-parse", f"refs/exps/{base[:7]}/two"], project)
+    assert git_state(project) == state
+    proc = run(["exp", "branch", "two", "keep-two"], project, check=False)
+    assert proc.returncode == 3 and "already exists" in proc.stderr
+
+    run(["exp", "remove", "two"], project)
+    assert [r["experiment"] for r in exp_rows(project)] == ["saved"]
+    run(["exp", "remove", "--all"], project)
+    assert exp_rows(project) == []
+    assert git(["rev-parse", "keep-two"], project)  # the branch stays
+
+
+def test_apply_refuses_to_overwrite_uncommitted_edits(project: Path) -> None:
+    run(["exp", "run", "-S", "train.lr=0.2", "-n", "two"], project)
+    gen(project, {"params.yaml": PARAMS.replace("epochs: 4", "epochs: 9")})
+    proc = run(["exp", "apply", "two"], project, check=False)
+    assert proc.returncode == 3 and "uncommitted edits" in proc.stderr and "params.yaml" in proc.stderr
+    assert "epochs: 9" in (project / "params.yaml").read_text()
+    run(["exp", "apply", "two", "--force"], project)
+    assert "lr: 0.2" in (project / "params.yaml").read_text()
+
+
+@pytest.mark.parametrize("args", [["apply", "nope"], ["branch", "nope", "b"], ["remove", "nope"],
+                                  ["diff", "nope", "HEAD"]])
+def test_unknown_experiment_names(project: Path, args: list[str]) -> None:
+    proc = run(["exp", *args], project, check=False)
+    assert proc.returncode == 3 and "'nope'" in proc.stderr and proc.stderr.startswith("mlver: error: ")
+
+
+def test_push_and_pull_between_two_clones(project: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "origin.git"
+    store = tmp_path / "store"
+    git(["init", "-q", "--bare", str(bare)], tmp_path)
+    run(["remote", "add", "-d", "store", str(store)], project)
+    git(["add", "-A"], project)
+    git(["commit", "-q", "-m", "remote"], project)
+    git(["remote", "add", "origin", str(bare)], project)
+    git(["push", "-q", "origin", "main"], project)
+    run(["push", "-q"], project)
+    run(["exp", "run", "-S", "train.lr=0.2", "-n", "shared"], project)
+    run(["exp", "run", "-S", "train.lr=0.3", "-n", "mine"], project)
+    out = run(["exp", "push", "origin", "shared"], project).stdout
+    assert "shared" in out and "mine" not in out
+    assert [e["name"] for e in run_json(["exp", "list", "origin"], project)["experiments"]] == ["shared"]
+
+    mate = tmp_path / "mate"
+    git(["clone", "-q", str(bare), str(mate)], tmp_path)
+    run(["pull", "-q"], mate)
+    assert [e["name"] for e in run_json(["exp", "list", "origin"], mate)["experiments"]] == ["shared"]
+    run(["exp", "pull", "origin", "shared"], mate)
+    [row] = exp_rows(mate)
+    assert row["experiment"] == "shared" and row["metrics"] == {"metrics.json": {"acc": acc(0.2)}}
+    run(["exp", "apply", "shared"], mate)
+    assert (mate / "model.bin").read_text() == "model lr=0.2 epochs=4\n"  # its data came from the store
+    proc = run(["exp", "pull", "origin", "nope"], mate, check=False)
+    assert proc.returncode == 3 and "no experiment named 'nope'" in proc.stderr
+    proc = run(["exp", "push", "nowhere", "shared"], mate, check=False)
+    assert proc.returncode == 3 and proc.stderr.startswith("mlver: error: ")
+
+
+def _model_object(root: Path, rev: str) -> Path:
+    lock = show_file(root, rev, "mlver.lock")
+    digest = lock.split("path: model.bin")[1].split("digest: ")[1].split()[0]
+    return root / ".mlver" / "cache" / "files" / "xxh3-128" / digest[:2] / digest[2:]
+
+
+def test_gc_keeps_experiment_objects_unless_the_scope_drops_them(project: Path) -> None:
+    run(["exp", "run", "--no-run-cache", "-S", "train.lr=0.2", "-n", "two"], project)  # the run cache keeps its own
+    obj = _model_object(project, "refs/exps/" + git(["rev-parse", "HEAD"], project).strip()[:7] + "/two")
+    git(["checkout", "--", "params.yaml", "mlver.lock", "metrics.json"], project)
+    run(["checkout", "-q"], project)
+    assert obj.exists()
+    run(["gc", "-f"], project)
+    assert obj.exists()  # the default scope keeps refs/exps
+    run(["gc", "-w", "--all-experiments", "-f", "--include-unpushed"], project)
+    assert obj.exists()
+    run(["gc", "-w", "-f"], project)
+    assert obj.exists()  # the last copy of committed data, on no remote
+    run(["gc", "-w", "-f", "--include-unpushed"], project)
+    assert not obj.exists()
+
+
+def test_exp_show_options(project: Path) -> None:
+    run(["exp", "run", "-S", "train.lr=0.2", "-n", "two"], project)
+    gen(project, {"x.txt": "x"})
+    git(["add", "x.txt"], project)
+    git(["commit", "-q", "-m", "second"], project)
+    first = git(["rev-parse", "HEAD~1"], project).strip()
+    rows = run_json(["exp", "show", "--rev", "HEAD~1"], project)["rows"]
+    assert [r.get("experiment") for r in rows[:3]] == [None, None, "two"] and rows[1]["rev"] == first
+    assert len(run_json(["exp", "show", "-A"], project)["rows"]) == 5  # workspace, 3 commits, 1 experiment
+    only = run_json(["exp", "show", "--only-changed", "--drop", "epochs"], project)["rows"]
+    assert all("train.epochs" not in r["params"].get("params.yaml", {}) for r in only)
+    proc = run(["exp", "show", "--rev", "nope"], project, check=False)
+    assert proc.returncode == 2 and "unknown revision" in proc.stderr
+    table = run(["exp", "show", "-n", "2"], project).stdout
+    assert "two" in table
+    assert os.linesep in table
+
+
+def test_text_csv_and_markdown_name_the_experiments(project: Path) -> None:
+    import csv
+    import io
+
+    run(["exp", "run", "-S", "train.lr=0.2", "-n", "two"], project)
+    run(["exp", "run", "--queue", "-S", "train.lr=0.3", "-n", "later"], project)
+    table = list(csv.reader(io.StringIO(run(["exp", "show", "--csv"], project).stdout)))
+    assert table[0][:4] == ["Rev", "Refs", "Date", "Subject"]
+    named = {r[1]: r for r in table[1:] if r[1] in ("two", "later")}
+    assert set(named) == {"two", "later"} and named["later"][3].startswith("[queued] ")
+    md = run(["exp", "show", "--md"], project).stdout
+    assert "two" in md and "[queued]" in md
+    assert "two" in run(["exp", "list"], project).stdout
+    status = run(["queue", "status"], project).stdout
+    assert "later" in status and "queued" in status and "train.lr=0.3" in status
+    diff = run(["exp", "diff", "two", "later", "--md"], project).stdout
+    assert diff.startswith("| Kind |") and "train.lr" in diff
