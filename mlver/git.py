@@ -345,6 +345,12 @@ def object_names(root: str, specs: list[str]) -> dict[str, str | None]:
     return names
 
 
+def tree_files(root: str, commit: str, path: str) -> list[str]:
+    """Paths (relative to ``root``, POSIX) of the blobs at or below ``path`` in ``commit``."""
+    out = run(root, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit, "--", path).stdout
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     sha: str

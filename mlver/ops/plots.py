@@ -22,13 +22,14 @@ from typing import Any
 
 from mlver import report_html
 from mlver.errors import UsageError
-from mlver.fsutil import atomic_write_text
+from mlver.fsutil import atomic_write, atomic_write_text
 from mlver.ops.exp import DEFAULT_COUNT, ExpRow, ExpTable, exp_show
 from mlver.pipeline.model import Pipeline
 from mlver.pipeline.revision import WORKSPACE, History, compare_values
 from mlver.repo import Repo
 
 STEP_SUFFIXES = (".csv", ".tsv", ".json")
+LABEL_SUBJECT = 24  # characters of a commit's subject in its label
 MAX_STEP_COMMITS = 8  # overlaid lines per step chart; more would be unreadable
 
 
@@ -38,6 +39,21 @@ class Point:
     label: str  # short id or "workspace"
     subject: str
     refs: tuple[str, ...] = ()
+
+    @property
+    def display(self) -> str:
+        return commit_label(self.rev, self.refs, self.subject)
+
+
+def commit_label(rev: str, refs: tuple[str, ...] | list[str], subject: str | None) -> str:
+    """What a chart calls a commit: its tags or branches, else short id + subject."""
+    if refs:
+        return " ".join(refs)
+    if rev == WORKSPACE:
+        return WORKSPACE
+    subject = subject or ""
+    subject = subject if len(subject) <= LABEL_SUBJECT else subject[:LABEL_SUBJECT - 1] + "…"
+    return f"{rev[:7]} {subject}".strip()
 
 
 @dataclass(frozen=True)
@@ -70,10 +86,11 @@ class PlotsResult:
     points: int
     steps: int
     png: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # --png-dir / --svg-dir
 
     def to_json(self) -> dict:
         return {"version": 1, "out": self.out, "metrics": self.metrics, "points": self.points, "steps": self.steps,
-                "png": self.png}
+                "png": self.png, "images": self.images}
 
 
 def _number(v: Any) -> float | None:
@@ -111,18 +128,63 @@ def build_report(repo: Repo, names: list[str], *, count: int) -> PlotsReport:
     for prev, cur, pt in zip(rows, rows[1:], points[1:]):
         diff = compare_values(prev.params, cur.params)
         if diff:
-            changes.append((pt.label, diff))
+            changes.append((pt.display, diff))
     steps = _step_series(repo, [r for r in rows if r.rev != WORKSPACE][-MAX_STEP_COMMITS:], rows[-1])
     return PlotsReport(f"mlver plots: {os.path.basename(repo.root)}", points, series, changes, steps)
 
 
 def plots(repo: Repo, names: list[str] | None = None, *, count: int = DEFAULT_COUNT, out: str = "plots.html",
-          png: bool = False) -> PlotsResult:
+          png: bool = False, png_dir: str | None = None, svg_dir: str | None = None) -> PlotsResult:
     report = build_report(repo, names or [], count=count)
     dest = os.path.abspath(out)
-    atomic_write_text(dest, report_html.render(report))
+    drawn = report_html.trend_charts(report)
+    atomic_write_text(dest, report_html.render(report, drawn))
     images = _write_png(report, dest) if png else []
-    return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images)
+    written = write_images(drawn, png_dir=png_dir, svg_dir=svg_dir)
+    return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images, written)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "plot"
+
+
+def write_images(drawn: list[report_html.Drawn], *, png_dir: str | None = None, svg_dir: str | None = None
+                 ) -> list[str]:
+    """One image per chart: ``NAME.svg`` into ``svg_dir``, ``NAME.png`` into ``png_dir``
+    (drawn by headless Chromium), images of image plots copied as they are; the paths
+    written, in chart order."""
+    svgs = report_html.chart_svgs(drawn)
+    names: dict[str, str] = {}
+    for name, _ in svgs:  # file names stay apart when two plot names slug alike
+        slug = base = _slug(name)
+        n = 1
+        while slug in names.values():
+            n += 1
+            slug = f"{base}-{n}"
+        names[name] = slug
+    written: list[str] = []
+    for folder, ext in ((svg_dir, "svg"), (png_dir, "png")):
+        if folder is None:
+            continue
+        os.makedirs(folder, exist_ok=True)
+        if ext == "svg":
+            datas = [svg.encode("utf-8") for _, svg in svgs]
+        else:
+            from mlver import browser
+
+            datas = browser.svg_to_png(svgs) if svgs else []
+        for (name, _), data in zip(svgs, datas):
+            path = os.path.abspath(os.path.join(folder, f"{names[name]}.{ext}"))
+            atomic_write(path, data)
+            written.append(path)
+        for d in drawn:
+            for label, mime, data in d.images:
+                suffix = {"image/jpeg": "jpg", "image/svg+xml": "svg"}.get(mime, mime.split("/")[-1])
+                stem = os.path.splitext(d.name)[0] if d.name.lower().endswith("." + suffix) else d.name
+                path = os.path.abspath(os.path.join(folder, f"{_slug(stem)}-{_slug(label)}.{suffix}"))
+                atomic_write(path, data)
+                written.append(path)
+    return written
 
 
 # --- per-step series -------------------------------------------------------------------
@@ -184,7 +246,7 @@ def _step_series(repo: Repo, commits: list[ExpRow], last: ExpRow) -> list[StepSe
     if commits:
         with contextlib.closing(History(repo, None)) as history:
             files = history.files_many([r.rev for r in commits], _step_files)
-    labelled = [(r.rev[:7], f) for r, f in zip(commits, files)]
+    labelled = [(Point(r.rev, r.rev[:7], r.subject or "", r.refs).display, f) for r, f in zip(commits, files)]
     if last.rev == WORKSPACE:
         ws: dict[str, bytes] = {}
         for path in {p for _, f in labelled for p in f}:

@@ -184,6 +184,57 @@ class History:
                 return None
         return None
 
+    def pipeline_at(self, commit: str) -> Pipeline | None:
+        """The pipeline of ``commit`` (a full id); None when it has no ``mlver.yaml``;
+        a malformed one raises its FormatError."""
+        spec = f"{commit}:{self.prefix}{PIPELINE_FILE}"
+        blob = git.object_names(self.root, [spec])[spec]
+        if blob is None:
+            return None
+        self._load([blob])
+        pipeline = self._pipeline(blob, commit)
+        if isinstance(pipeline, FormatError):
+            raise pipeline
+        return pipeline
+
+    def read_at(self, commit: str, paths: list[str]) -> dict[str, bytes]:
+        """Files of ``commit`` (repo-relative; absent ones left out): Git's blobs in one
+        batch, else the bytes of a cached output (or a file inside a cached folder) its
+        lock records, from the cache or the default remote."""
+        specs = {p: f"{commit}:{self.prefix}{p}" for p in paths}
+        lock_spec = f"{commit}:{self.prefix}{LOCK_FILE}"
+        names = git.object_names(self.root, [*specs.values(), lock_spec])
+        self._load([n for s, n in names.items() if n and s != lock_spec])
+        found: dict[str, bytes] = {}
+        for p, spec in specs.items():
+            name = names[spec]
+            data = self._blobs[name] if name else self.tracked_file(names[lock_spec], commit, p)
+            if data is not None:
+                found[p] = data
+        return found
+
+    def list_at(self, commit: str, folder: str) -> list[str]:
+        """Files at or below ``folder`` in ``commit``: those Git holds, and those of a
+        cached folder output (its manifest), sorted; [] when there are none."""
+        from mlver.pointer import parse_manifest
+
+        found = {p[len(self.prefix):] for p in git.tree_files(self.root, commit, self.prefix + folder)}
+        lock_spec = f"{commit}:{self.prefix}{LOCK_FILE}"
+        lock_blob = git.object_names(self.root, [lock_spec])[lock_spec]
+        for out in self._lock_outputs(lock_blob, commit):
+            if out.path == folder or out.path.startswith(folder + "/") or folder.startswith(out.path + "/"):
+                if out.kind == "file":
+                    found.add(out.path)
+                    continue
+                data = self._object(out.digest, True)
+                if data is None:
+                    continue
+                for entry in parse_manifest(data, f"manifest {out.digest}").entries:
+                    rel = f"{out.path}/{entry.path}"
+                    if rel == folder or rel.startswith(folder + "/"):
+                        found.add(rel)
+        return sorted(found)
+
     def resolve(self, rev: str) -> str:
         return git.resolve(self.grepo, rev)
 
