@@ -481,8 +481,9 @@ def trend_charts(report: PlotsReport) -> list[Drawn]:
 
 def render(report: PlotsReport, drawn: list[Drawn] | None = None) -> str:
     drawn = drawn if drawn is not None else trend_charts(report)
-    body = [f"<p>{len(report.points)} commit(s), oldest first: "
-            + ", ".join(_e(p.display) for p in report.points) + "</p>"]
+    body = [f"<p>{len(report.points)} point(s), oldest first: "
+            + ", ".join(_e(p.label) + (f" ({_e(' '.join(p.refs))})" if p.refs else "") for p in report.points)
+            + "</p>"]
     if not report.series:
         body.append("<p>No numeric metrics found in these commits.</p>")
     n = len(report.series)
