@@ -105,13 +105,15 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> tuple[float, float, list
 
 
 def tick_label(v: float, step: float) -> str:
+    """A tick value with just the decimals its step needs (0.96, not 0.960 or 0.9600001)."""
     if abs(v) < step * 1e-6:
         v = 0.0
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
     if abs(v) >= 1e6 or (v and abs(v) < 1e-4):
         return f"{v:.3g}"
-    text = f"{v:.{decimals + (1 if step * 10 ** decimals % 1 else 0)}f}"
-    return text
+    decimals = 0
+    while decimals < 10 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6 * 10 ** decimals:
+        decimals += 1
+    return f"{v:.{decimals}f}"
 
 
 # --- series and marks --------------------------------------------------------------------
@@ -206,7 +208,8 @@ def line_chart(title: str, lines: list[Line], *, x_title: str, y_title: str,
     if not pts:
         return _svg_open(title, 120) + '<text x="78" y="70">no numeric values</text></svg>'
     legend_h = 18 if len(lines) > 1 else 0
-    pad_b = PAD_B + (40 if x_labels and max(len(s) for s in x_labels) > 8 else 0)
+    rotate = bool(x_labels) and max(len(s) for s in x_labels or [""]) > 8
+    pad_b = PAD_B + (70 if rotate else 0)
     top = PAD_T + legend_h
     iw, ih = WIDTH - PAD_L - PAD_R, HEIGHT - top - pad_b
     if x_labels is not None:
@@ -235,12 +238,11 @@ def line_chart(title: str, lines: list[Line], *, x_title: str, y_title: str,
                f'<line class="axis" stroke="#888" x1="{PAD_L}" x2="{WIDTH - PAD_R}" y1="{base}" y2="{base}"/>')
     if x_labels is not None:
         every = max(1, math.ceil(len(x_labels) / MAX_X_LABELS))
-        rotate = max(len(s) for s in x_labels) > 8
         for i, label in enumerate(x_labels):
             if i % every:
                 continue
             x = sx(i)
-            shown = label if len(label) <= 28 else label[:27] + "…"
+            shown = label if len(label) <= 22 else label[:21] + "…"
             if rotate:
                 out.append(f'<text class="tick" x="{x:.1f}" y="{base + 16}" text-anchor="end" '
                            f'transform="rotate(-30 {x:.1f} {base + 16})">{_e(shown)}<title>{_e(label)}</title></text>')

@@ -341,3 +341,90 @@ def test_each_template_draws_an_svg(repo: Path, tmp_path: Path, template: str) -
     svg = (tmp_path / "svg" / "p.svg").read_text()
     assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and "class=\"series\"" in svg
     assert ">a<" in svg and ">b<" in svg  # axis titles from the fields
+
+
+# --- mlver.live ----------------------------------------------------------------------------
+
+TRAIN = """\
+import random
+from mlver.live import Live
+
+rng = random.Random(7)
+truth = [rng.random() < 0.4 for _ in range(200)]
+scores = [min(1.0, max(0.0, (0.35 if t else 0.0) + rng.random() * 0.65)) for t in truth]
+with Live("eval") as live:
+    live.log_param("lr", 0.01)
+    live.log_params({"model": {"depth": 3, "layers": [8, 4]}})
+    for epoch in range(5):
+        live.log_metric("train/loss", round(1 / (epoch + 1), 4))
+        live.log_metric("acc", round(0.5 + epoch / 10, 4))
+        live.next_step()
+    live.log_plot("roc", truth, scores)
+    live.log_plot("precision_recall", truth, scores)
+    live.log_plot("confusion", [int(t) for t in truth], [int(s > 0.5) for s in scores], labels=["no", "yes"])
+"""
+
+LIVE_PIPELINE = """\
+stages:
+  train:
+    cmd: python3 train.py
+    deps: [train.py]
+    outs: [eval/plots]
+    metrics: [eval/metrics.json]
+plots:
+  - eval/plots/metrics:
+      x: step
+  - roc:
+      template: simple
+      x: fpr
+      y: {eval/plots/sklearn/roc.json: tpr}
+  - prc:
+      template: simple
+      x: recall
+      y: {eval/plots/sklearn/precision_recall.json: precision}
+  - confusion:
+      template: confusion
+      x: actual
+      y: {eval/plots/sklearn/confusion_matrix.json: predicted}
+"""
+
+
+def test_live_writes_what_the_plots_read_and_reproduces(repo: Path) -> None:
+    gen(repo, {"train.py": TRAIN, "mlver.yaml": LIVE_PIPELINE})
+    env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "") or str(Path(__file__).resolve().parents[1])}
+    run(["repro"], repo, env=env)
+    metrics = json.loads((repo / "eval" / "metrics.json").read_text())
+    assert metrics == {"train": {"loss": 0.2}, "acc": 0.9, "step": 5}
+    assert (repo / "eval" / "params.yaml").read_text() == "lr: 0.01\nmodel:\n  depth: 3\n  layers:\n  - 8\n  - 4\n"
+    assert (repo / "eval/plots/metrics/train/loss.tsv").read_text().splitlines()[:3] == ["step\tloss", "0\t1.0",
+                                                                                        "1\t0.5"]
+    doc = _by_name(run_json(["plots", "show"], repo))
+    assert list(doc) == ["eval/plots/metrics/acc.tsv", "eval/plots/metrics/train/loss.tsv", "roc", "prc", "confusion"]
+    assert [p["loss"] for p in doc["eval/plots/metrics/train/loss.tsv"]["revisions"][0]["points"]] == [
+        1.0, 0.5, 0.3333, 0.25, 0.2]
+    roc = doc["roc"]["revisions"][0]["points"]
+    assert (roc[0]["fpr"], roc[0]["tpr"]) == (0.0, 0.0) and (roc[-1]["fpr"], roc[-1]["tpr"]) == (1.0, 1.0)
+    assert all(a["fpr"] <= b["fpr"] and a["tpr"] <= b["tpr"] for a, b in zip(roc, roc[1:]))
+    cm = doc["confusion"]["revisions"][0]["points"]
+    assert len(cm) == 200 and {p["actual"] for p in cm} == {"no", "yes"}
+    assert run_json(["metrics", "show"], repo)["revisions"][0]["metrics"]["eval/metrics.json"]["acc"] == 0.9
+    assert not (repo / ".dvc").exists() and not (repo / "dvc.yaml").exists()  # no other tool's repository
+    _commit(repo, "trained with mlver.live")
+    verify = run_json(["repro", "--verify"], repo, env=env)
+    assert verify["reproduced"] is True, verify
+    assert {o["path"] for o in verify["outputs"]} >= {"eval/plots", "eval/metrics.json"}
+
+
+def test_live_refuses_bad_input(tmp_path: Path) -> None:
+    from mlver.live import Live
+
+    live = Live(str(tmp_path / "e"))
+    with pytest.raises(TypeError, match="metric 'x'"):
+        live.log_metric("x", "high")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown plot kind 'pie'"):
+        live.log_plot("pie", [1], [1])
+    with pytest.raises(ValueError, match="0/1 or booleans"):
+        live.log_plot("roc", [2, 3], [0.1, 0.2])
+    with pytest.raises(ValueError, match="invalid name"):
+        live.log_metric("../escape", 1)
+    assert not (tmp_path / "e").exists() or not any((tmp_path / "e").rglob("*.json"))

@@ -234,7 +234,7 @@ HELPERS = {  # modules outside the picture -> the layer they sit just above (imp
     "gitignore": "repo",  # .gitignore entries for tracked data: used by ops and pipeline, uses the Repo
     "report_html": "repo",  # plots' HTML, used by ops/plots
     "browser": "errors",  # headless Chromium over a DevTools pipe: PNG images of charts, imports errors only
-    "live": "errors",  # mlver.live, for training scripts: writes metrics/params/plot files, imports errors only
+    "live": "fsutil",  # mlver.live, for training scripts: metrics, params and plot files (atomic writes)
     "progress": "errors",  # the progress protocol: usable everywhere, imports nothing
     "failpoint": "errors",  # crash-test hooks: usable everywhere, imports nothing
     "ignore": "errors",  # .mlverignore rules (gitignore matching): used by fsutil and above, imports errors only
