@@ -428,3 +428,35 @@ def test_live_refuses_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="invalid name"):
         live.log_metric("../escape", 1)
     assert not (tmp_path / "e").exists() or not any((tmp_path / "e").rglob("*.json"))
+
+
+# --- report --md ---------------------------------------------------------------------------
+
+def test_report_md_for_a_pull_request(repo: Path, tmp_path: Path) -> None:
+    gen(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": json.dumps({"acc": 0.95, "loss": 0.2}),
+               "hist.csv": "step,acc\n0,0.5\n1,0.9\n",
+               "mlver.yaml": "stages:\n  t:\n    cmd: echo\n    params: [lr]\n    metrics: [metrics.json]\n"
+                             "plots:\n  - hist.csv\nchecks:\n  - metric: metrics.json:acc\n    min: 0.9\n"
+                             "    max_drop: 0.01\n"})
+    base = _commit(repo, "baseline")
+    gen(repo, {"params.yaml": "lr: 0.3\n", "metrics.json": json.dumps({"acc": 0.91, "loss": 0.2}),
+               "hist.csv": "step,acc\n0,0.4\n1,0.8\n"})
+    svg = tmp_path / "svg"
+    proc = run(["report", "--md", "--base", base, "--svg-dir", str(svg)], repo)  # a failing check: still exit 0
+    md = proc.stdout
+    assert md.startswith(f"## mlver report: workspace vs `{base[:7]}`")
+    assert "**1 of 1 check(s) failed**" in md
+    assert "| metrics.json:acc | 0.91 | 0.95 | -0.04 | min 0.9, max_drop 0.01 | FAIL: dropped 0.04" in md
+    assert f"| metrics.json | acc | {base[:7]} | " not in md  # the header names the revisions, rows the values
+    assert "| metrics.json | acc | 0.95 | 0.91 | -0.04 |" in md and "loss" not in md.split("### Parameters")[0].split(
+        "### Metrics")[1]
+    assert "| params.yaml | lr | 0.1 | 0.3 | 0.2 |" in md
+    link = os.path.relpath(svg / "hist.csv.svg", repo)
+    assert f"![hist.csv]({link})" in md and (svg / "hist.csv.svg").exists()
+    urls = run(["report", "--base", base, "--svg-dir", str(svg), "--image-url", "https://ci.example/run/7/"], repo)
+    assert "![hist.csv](https://ci.example/run/7/hist.csv.svg)" in urls.stdout
+    doc = run_json(["report", "--base", base], repo)
+    assert doc["base"] == base and doc["checks"]["passed"] is False
+    assert doc["metrics"]["metrics.json"]["acc"]["new"] == 0.91 and doc["images"] == []
+    bad = run(["report", "--base", "nope"], repo, check=False)
+    assert bad.returncode == 3 and "unknown revision 'nope'" in bad.stderr

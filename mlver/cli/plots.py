@@ -92,7 +92,7 @@ def _write(app: App, revs: list[str], targets: list[str], out: str | None, png_d
         n = len(res.doc.charts)
         app.say(f"Wrote {res.out}: {n} plot(s) of {', '.join(r.label for r in res.doc.revisions)}")
     if not as_json:
-        for p in res.images:
+        for _, p in res.images:
             app.say(f"Wrote {p}")
     if open_ and res.out:
         _open(app, res.out)
@@ -132,3 +132,53 @@ def diff(app: App, revs: tuple[str, ...], targets: tuple[str, ...], out: str | N
     if len(chosen) == 1:
         chosen.append("workspace")
     _write(app, chosen, list(targets), out, png_dir, svg_dir, open_, as_json)
+
+
+# --- report --------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--md", is_flag=True, help="Markdown (the default, and today the only text format).")
+@click.option("--base", metavar="REV",
+              help="Compare with this revision (default: checks.base, else the merge-base with origin/HEAD, else HEAD).")
+@_image_options
+@click.option("--image-url", metavar="URL",
+              help="Link images as URL/NAME.png (where CI uploads them) instead of their local path.")
+@json_option
+@pass_app
+def report(app: App, md: bool, base: str | None, png_dir: str | None, svg_dir: str | None, image_url: str | None,
+           as_json: bool) -> None:
+    """A pull-request comment: the params diff, the metrics diff and the checks of the
+    workspace against a base revision, and links to an image of each plot (base and
+    workspace overlaid) with --png-dir / --svg-dir."""
+    import os
+
+    from mlver.cli.pipeline import _render_changes, _short, render_checks
+    from mlver.ops.report import report as do_report
+
+    with project() as repo:
+        res = do_report(repo, base=base, png_dir=png_dir, svg_dir=svg_dir)
+    if as_json:
+        app.json(res.to_json())
+        return
+    app.out(f"## mlver report: workspace vs `{_short(res.base)}`")
+    for note in res.notes:
+        app.out(f"\n> {note}")
+    if res.checks is not None:
+        failed = [o for o in res.checks.outcomes if not o.passed]
+        app.out("\n### Checks\n")
+        app.out(f"**{len(failed)} of {len(res.checks.outcomes)} check(s) failed**" if failed
+                else f"All {len(res.checks.outcomes)} check(s) pass.")
+        app.out()
+        render_checks(app, res.checks, md=True)
+    for title, diff, what in (("Metrics", res.metrics, "Metric"), ("Parameters", res.params, "Param")):
+        app.out(f"\n### {title}\n")
+        if diff.changes:
+            _render_changes(app, diff, what, True)
+        else:
+            app.out(f"No {what.lower()} changes.")
+    if res.images:
+        app.out("\n### Plots\n")
+        for name, path in res.images:
+            link = (f"{image_url.rstrip('/')}/{os.path.basename(path)}" if image_url
+                    else os.path.relpath(path).replace(os.sep, "/"))
+            app.out(f"![{name}]({link})")

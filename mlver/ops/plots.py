@@ -140,7 +140,7 @@ def plots(repo: Repo, names: list[str] | None = None, *, count: int = DEFAULT_CO
     drawn = report_html.trend_charts(report)
     atomic_write_text(dest, report_html.render(report, drawn))
     images = _write_png(report, dest) if png else []
-    written = write_images(drawn, png_dir=png_dir, svg_dir=svg_dir)
+    written = [path for _, path in write_images(drawn, png_dir=png_dir, svg_dir=svg_dir)]
     return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images, written)
 
 
@@ -149,10 +149,10 @@ def _slug(name: str) -> str:
 
 
 def write_images(drawn: list[report_html.Drawn], *, png_dir: str | None = None, svg_dir: str | None = None
-                 ) -> list[str]:
+                 ) -> list[tuple[str, str]]:
     """One image per chart: ``NAME.svg`` into ``svg_dir``, ``NAME.png`` into ``png_dir``
-    (drawn by headless Chromium), images of image plots copied as they are; the paths
-    written, in chart order."""
+    (drawn by headless Chromium), images of image plots copied as they are; (plot name,
+    path written) in chart order."""
     svgs = report_html.chart_svgs(drawn)
     names: dict[str, str] = {}
     for name, _ in svgs:  # file names stay apart when two plot names slug alike
@@ -162,7 +162,7 @@ def write_images(drawn: list[report_html.Drawn], *, png_dir: str | None = None, 
             n += 1
             slug = f"{base}-{n}"
         names[name] = slug
-    written: list[str] = []
+    written: list[tuple[str, str]] = []
     for folder, ext in ((svg_dir, "svg"), (png_dir, "png")):
         if folder is None:
             continue
@@ -176,14 +176,14 @@ def write_images(drawn: list[report_html.Drawn], *, png_dir: str | None = None, 
         for (name, _), data in zip(svgs, datas):
             path = os.path.abspath(os.path.join(folder, f"{names[name]}.{ext}"))
             atomic_write(path, data)
-            written.append(path)
+            written.append((name, path))
         for d in drawn:
             for label, mime, data in d.images:
                 suffix = {"image/jpeg": "jpg", "image/svg+xml": "svg"}.get(mime, mime.split("/")[-1])
                 stem = os.path.splitext(d.name)[0] if d.name.lower().endswith("." + suffix) else d.name
                 path = os.path.abspath(os.path.join(folder, f"{_slug(stem)}-{_slug(label)}.{suffix}"))
                 atomic_write(path, data)
-                written.append(path)
+                written.append((d.name, path))
     return written
 
 

@@ -386,7 +386,7 @@ def _revision_data(r: Revision, plot: PlotDef | None, data: dict[str, bytes]) ->
 class PlotsWritten:
     doc: PlotsDiff
     out: str | None  # the HTML file, None when none was asked for
-    images: list[str] = field(default_factory=list)
+    images: list[tuple[str, str]] = field(default_factory=list)  # (plot name, image file)
 
 
 def write_plots(repo: Repo, revs: list[str] | None, targets: list[str] | None, *, out: str | None,
