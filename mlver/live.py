@@ -65,6 +65,8 @@ class Live:
 
     def log_metric(self, name: str, value: float | int) -> None:
         """The value of metric ``name`` at this step (``train/loss`` nests in metrics.json)."""
+        if hasattr(value, "item") and not isinstance(value, (int, float)):
+            value = value.item()  # a NumPy scalar
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"metric {name!r}: a number, not {type(value).__name__}")
         _check_name(name)
@@ -104,6 +106,8 @@ class Live:
         rel = f"plots/sklearn/{name or base}.json"
         self._write(rel, json.dumps(doc, indent=2) + "\n")
         return os.path.join(self.dir, rel)
+
+    log_sklearn_plot = log_plot  # dvclive's name for the same call
 
     def end(self) -> None:
         self._write_metrics()
@@ -157,6 +161,8 @@ def _plain(value: Any, name: str) -> Any:
         return [_plain(v, name) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if hasattr(value, "item"):  # a NumPy scalar
+        return _plain(value.item(), name)
     raise TypeError(f"param {name!r}: {type(value).__name__} is not a YAML value (str, number, bool, list, dict)")
 
 
