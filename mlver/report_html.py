@@ -17,7 +17,7 @@ import base64
 import html
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -120,13 +120,16 @@ def tick_label(v: float, step: float) -> str:
 
 @dataclass
 class Line:
-    """One series of a line/scatter chart: (x, y, tooltip) points, in x order for lines."""
+    """One series of a line/scatter chart: (x, y, data) points, in x order for lines;
+    ``tip(point)`` writes a marker's tooltip (only drawn markers get one), by default the
+    third item of the point."""
 
     name: str
-    points: list[tuple[float, float, str]]
+    points: list[tuple[float, float, Any]]
     colour: str = COLOURS[0]
     marker: str = MARKERS[0]
     faint: bool = False  # the raw line under a smoothed one
+    tip: Callable[[tuple[float, float, Any]], str] = field(default=lambda p: str(p[2]))
 
 
 def style(i: int) -> tuple[str, str]:
@@ -134,22 +137,29 @@ def style(i: int) -> tuple[str, str]:
     return COLOURS[i % len(COLOURS)], MARKERS[(i // 1) % len(MARKERS)]
 
 
-def thin_line(points: list[tuple[float, float, str]], xlo: float, xhi: float, columns: int) -> list[
-        tuple[float, float, str]]:
+def thin_line(points: list[tuple[float, float, Any]], xlo: float, xhi: float, columns: int) -> list[
+        tuple[float, float, Any]]:
     """The points a line of ``columns`` pixels can show: per column, its first, lowest,
     highest and last point (in order); shorter lines are kept whole."""
     if len(points) <= columns * LINE_POINTS:
         return points
-    span = (xhi - xlo) or 1.0
-    buckets: dict[int, list[int]] = {}
-    for i, (x, _, _) in enumerate(points):
-        buckets.setdefault(int((x - xlo) / span * (columns - 1)), []).append(i)
-    keep: set[int] = set()
-    for idx in buckets.values():
-        lo = min(idx, key=lambda i: points[i][1])
-        hi = max(idx, key=lambda i: points[i][1])
-        keep.update((idx[0], lo, hi, idx[-1]) if len(idx) > 2 else idx)
-    return [points[i] for i in sorted(keep)]
+    scale = (columns - 1) / ((xhi - xlo) or 1.0)
+    keep: list[tuple[float, float, Any]] = []
+    column = None
+    first = lo = hi = last = points[0]
+    for p in points:
+        c = int((p[0] - xlo) * scale)
+        if c != column:
+            if column is not None:
+                keep.extend(sorted({id(q): q for q in (first, lo, hi, last)}.values(), key=lambda q: q[0]))
+            column, first, lo, hi = c, p, p, p
+        elif p[1] < lo[1]:
+            lo = p
+        elif p[1] > hi[1]:
+            hi = p
+        last = p
+    keep.extend(sorted({id(q): q for q in (first, lo, hi, last)}.values(), key=lambda q: q[0]))
+    return keep
 
 
 def _marker(shape: str, x: float, y: float, colour: str, tip: str, r: float = 4.0) -> str:
@@ -263,12 +273,12 @@ def line_chart(title: str, lines: list[Line], *, x_title: str, y_title: str,
         out.append(f'<g class="series" data-series="{_e(ln.name)}">' if not ln.faint else '<g class="faint">')
         if scatter:
             seen: set[tuple[int, int]] = set()
-            for x, y, tip in ln.points:
-                cell = (int(sx(x) / 2), int(sy(y) / 2))
+            for p in ln.points:
+                cell = (int(sx(p[0]) / 2), int(sy(p[1]) / 2))
                 if cell in seen or len(seen) >= MAX_SCATTER:
                     continue
                 seen.add(cell)
-                out.append(_marker(ln.marker, sx(x), sy(y), ln.colour, tip, r=3.0))
+                out.append(_marker(ln.marker, sx(p[0]), sy(p[1]), ln.colour, ln.tip(p), r=3.0))
             out.append("</g>")
             continue
         kept = thin_line(ln.points, xlo, xhi, int(iw)) if x_labels is None else ln.points
@@ -281,8 +291,8 @@ def line_chart(title: str, lines: list[Line], *, x_title: str, y_title: str,
             chosen = kept[::step]
             if kept and chosen[-1] is not kept[-1]:
                 chosen.append(kept[-1])
-            for x, y, tip in chosen:
-                out.append(_marker(ln.marker, sx(x), sy(y), ln.colour, tip))
+            for p in chosen:
+                out.append(_marker(ln.marker, sx(p[0]), sy(p[1]), ln.colour, ln.tip(p)))
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)
@@ -409,14 +419,14 @@ def empty(title: str) -> str:
     return _svg_open(title, 120) + '<text x="78" y="70">no data</text></svg>'
 
 
-def smooth(line: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+def smooth(line: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
     """A centred moving average over about a twentieth of the points."""
     half = max(1, len(line) // 40)
     ys = [p[1] for p in line]
     out = []
-    for i, (x, _, tip) in enumerate(line):
+    for i, (x, _, data) in enumerate(line):
         window = ys[max(0, i - half):i + half + 1]
-        out.append((x, sum(window) / len(window), tip + " (smoothed)"))
+        out.append((x, sum(window) / len(window), data))
     return out
 
 
@@ -474,8 +484,11 @@ def trend_charts(report: PlotsReport) -> list[Drawn]:
         lines = []
         for i, (label, pts) in enumerate(st.lines):
             colour, marker = style(i)
-            lines.append(Line(label, [(x, y, f"{label}: {st.x} {fmt(x)}, {st.key} {fmt(y)}") for x, y in pts],
-                              colour, marker))
+
+            def tip(p: tuple[float, float, Any], label: str = label, x: str = st.x, key: str = st.key) -> str:
+                return f"{label}: {x} {fmt(p[0])}, {key} {fmt(p[1])}"
+
+            lines.append(Line(label, [(x, y, None) for x, y in pts], colour, marker, tip=tip))
         name = f"{st.file}: {st.key}"
         out.append(Drawn(name, "steps", line_chart(name, lines, x_title=st.x, y_title=st.key)))
     return out

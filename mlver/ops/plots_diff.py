@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlver import git, report_html
-from mlver.errors import FormatError, GitError, MlverError, UsageError
+from mlver.errors import FormatError, MlverError
 from mlver.ops.plots import commit_label
 from mlver.pipeline.model import PIPELINE_FILE, Pipeline
 from mlver.pipeline.plots import (STEP, PlotDef, Record, definitions, is_image, is_plot_file, last_field, number,
@@ -125,13 +125,29 @@ def _mime(path: str) -> str:
 # --- drawing -----------------------------------------------------------------------------
 
 def _label(v: Any) -> str:
-    return report_html.plain_value(v) if not isinstance(v, float) else report_html.fmt(v)
+    return v if type(v) is str else report_html.plain_value(v)
+
+
+def _xy(xf: str, yf: str, recs: list[Record]) -> list[tuple[Any, Any, int]]:
+    """(x value, y value, index) of the records that have the y field (x: the step
+    when the plot names no x field)."""
+    if xf == STEP:
+        return [(r.get(STEP, i), r[yf], i) for i, r in enumerate(recs) if yf in r]
+    return [(r.get(xf), r[yf], i) for i, r in enumerate(recs) if yf in r]
+
+
+def _num(v: Any) -> float | None:
+    t = type(v)
+    if t is float:
+        return v if math.isfinite(v) else None
+    if t is int:
+        return float(v)
+    return number(v)
 
 
 def draw_chart(chart: Chart, *, several: bool) -> report_html.Drawn:
     """The chart of one plot definition across its revisions (``several``: more than one
     revision, so series are named after them)."""
-        
     plot = chart.plot
     title = plot.title or plot.name
     drawn = report_html.Drawn(plot.name, plot.template)
@@ -144,47 +160,45 @@ def draw_chart(chart: Chart, *, several: bool) -> report_html.Drawn:
                         if d.image is not None]
         return drawn
     multi_source = len(plot.sources) > 1
-    groups: list[tuple[str, str, list[dict[str, Any]]]] = []  # (series name, x field, points)
-    y_fields: list[str] = []
-    x_fields: list[str] = []
+    groups: list[tuple[str, str, str, list[tuple[Any, Any, int]]]] = []  # (series name, x field, y field, rows)
     for d in chart.revisions:
-        points = d.points(plot)
         for s in plot.sources:
-            mine = [p for p in points if p["filename"] == s.file and (s.y is None or p["field"] == s.y)]
-            if not mine:
+            recs = d.records.get(s.file)
+            if not recs:
                 continue
-            xf = x_field(plot, s.x, d.records.get(s.file, []))
-            yf = mine[0]["field"]
-            y_fields.append(yf)
-            x_fields.append(xf)
+            yf = s.y or _default_y(plot, recs)
+            xf = x_field(plot, s.x, recs)
+            rows = _xy(xf, yf, recs)
+            if not rows:
+                continue
             parts = [d.revision.label] if several else []
             if multi_source:
                 parts.append(f"{s.file}:{yf}" if len(plot.files) > 1 else yf)
-            groups.append((" ".join(parts), xf, mine))
-    x_title = plot.x_label or " / ".join(dict.fromkeys(x_fields)) or STEP
-    y_title = plot.y_label or " / ".join(dict.fromkeys(y_fields)) or "value"
+            groups.append((" ".join(parts), xf, yf, rows))
+    x_title = plot.x_label or " / ".join(dict.fromkeys(g[1] for g in groups)) or STEP
+    y_title = plot.y_label or " / ".join(dict.fromkeys(g[2] for g in groups)) or "value"
     if plot.template in ("confusion", "confusion_normalized"):
         mats = []
-        for name, xf, pts in groups:
+        for name, _, _, rows in groups:
             counts: dict[tuple[str, str], int] = {}
-            for p in pts:
-                key = (_label(p.get(xf)), _label(p.get(p["field"])))
+            for xv, yv, _ in rows:
+                key = (_label(xv), _label(yv))
                 counts[key] = counts.get(key, 0) + 1
             labels = sorted({k for pair in counts for k in pair}, key=_sort_key)
             mats.append((name, labels, labels, counts))
-        drawn.svg = report_html.heatmaps(title, mats, x_title=x_title, y_title=y_title,
-                             normalized=plot.template == "confusion_normalized") if mats else report_html.empty(title)
+        drawn.svg = (report_html.heatmaps(title, mats, x_title=x_title, y_title=y_title,
+                                          normalized=plot.template == "confusion_normalized")
+                     if mats else report_html.empty(title))
         return drawn
     if plot.template in ("bar_horizontal", "bar_horizontal_sorted"):
         series = []
-        for name, xf, pts in groups:
-            name = name or pts[0]["field"]
+        for name, _, yf, rows in groups:
             vals: dict[str, float] = {}
-            for p in pts:
-                v = number(p.get(xf))
+            for xv, yv, _ in rows:
+                v = _num(xv)
                 if v is not None:
-                    vals[_label(p.get(p["field"]))] = v
-            series.append((name, vals))
+                    vals[_label(yv)] = v
+            series.append((name or yf, vals))
         cats = list(dict.fromkeys(c for _, vals in series for c in vals))
         if plot.template == "bar_horizontal_sorted" and series:
             last = series[-1][1]
@@ -193,35 +207,40 @@ def draw_chart(chart: Chart, *, several: bool) -> report_html.Drawn:
         return drawn
     lines: list[report_html.Line] = []
     categorical: list[str] | None = None
-    xs_all = [p.get(xf) for _, xf, pts in groups for p in pts]
-    if xs_all and any(number(v) is None for v in xs_all):
-        categorical = list(dict.fromkeys(_label(v) for v in xs_all))
-    for i, (name, xf, pts) in enumerate(groups):
-        name = name or pts[0]["field"]
+    if any(_num(xv) is None for _, _, _, rows in groups for xv, _, _ in rows):
+        categorical = list(dict.fromkeys(_label(xv) for _, _, _, rows in groups for xv, _, _ in rows))
+    for i, (name, xf, yf, rows) in enumerate(groups):
+        name = name or yf
         colour, marker = report_html.style(i)
-        line = []
-        for p in pts:
-            y = number(p.get(p["field"]))
+        line: list[tuple[float, float, Any]] = []
+        index = {c: float(k) for k, c in enumerate(categorical)} if categorical is not None else None
+        for xv, yv, step in rows:
+            y = _num(yv)
             if y is None:
                 continue
-            xv = p.get(xf)
-            x = float(categorical.index(_label(xv))) if categorical is not None else number(xv)
+            x = index[_label(xv)] if index is not None else _num(xv)
             if x is None:
                 continue
-            tip = f"{name}: {xf} {_label(xv)}, {p['field']} {report_html.fmt(y)}"
-            if STEP in p and xf != STEP:
-                tip += f" (step {p[STEP]})"
-            line.append((x, y, tip))
+            line.append((x, y, (xv, step)))
         if plot.template != "scatter" and categorical is None:
             line.sort(key=lambda t: t[0])
+
+        def tip(p: tuple[float, float, Any], name: str = name, xf: str = xf, yf: str = yf) -> str:
+            xv, step = p[2]
+            text = f"{name}: {xf} {_label(xv)}, {yf} {report_html.fmt(p[1])}"
+            return text + (f" (step {step})" if xf != STEP else "")
+
         if plot.template == "smooth" and len(line) > 2:
-            lines.append(report_html.Line(name, line, colour, marker, faint=True))
-            lines.append(report_html.Line(name, report_html.smooth(line), colour, marker))
+            def smoothed(p: tuple[float, float, Any], tip: Any = tip) -> str:
+                return str(tip(p)) + " (smoothed)"
+
+            lines.append(report_html.Line(name, line, colour, marker, faint=True, tip=tip))
+            lines.append(report_html.Line(name, report_html.smooth(line), colour, marker, tip=smoothed))
         else:
-            lines.append(report_html.Line(name, line, colour, marker))
+            lines.append(report_html.Line(name, line, colour, marker, tip=tip))
     drawn.svg = report_html.line_chart(title, lines, x_title=x_title, y_title=y_title, x_labels=categorical,
-                           draw_marks=plot.template in ("linear", "scatter", "smooth"),
-                           scatter=plot.template == "scatter")
+                                       draw_marks=plot.template in ("linear", "scatter", "smooth"),
+                                       scatter=plot.template == "scatter")
     return drawn
 
 
@@ -284,23 +303,22 @@ class _Reader:
         return found
 
 
-def _labels(repo: Repo, revs: list[str], history: History | None) -> list[Revision]:
-    out = []
+def _labels(repo: Repo, revs: list[str]) -> list[Revision]:
     root = repo.scm_root
-    refs = git.refs_by_commit(root) if root and history is not None and any(r != WORKSPACE for r in revs) else {}
+    named = [r for r in revs if r != WORKSPACE]
+    resolved: dict[str, tuple[str, str]] = {}
+    refs: dict[str, list[str]] = {}
+    if named:
+        assert root is not None  # plots_diff required Git for revisions
+        resolved = dict(zip(named, git.resolve_commits(root, named)))
+        refs = git.refs_by_commit(root)
+    out = []
     for rev in revs:
         if rev == WORKSPACE:
             out.append(Revision(WORKSPACE, None, WORKSPACE))
             continue
-        if history is None:
-            raise UsageError(f"'{rev}': reading a revision needs Git", hint="this project has no Git repository")
-        assert root is not None
-        sha = git.verify_commit(root, rev)
-        if sha is None:
-            raise GitError(f"unknown revision '{rev}'")
-        names = refs.get(sha, [])
-        info = git.commit_log(root, [sha], 1) if not names else []
-        out.append(Revision(rev, sha, commit_label(sha, names, info[0].subject if info else "")))
+        sha, subject = resolved[rev]
+        out.append(Revision(rev, sha, commit_label(sha, refs.get(sha, []), subject)))
     seen: dict[str, int] = {}
     unique = []
     for r in out:  # two revisions with one label (HEAD and its branch, say) stay apart
@@ -320,7 +338,9 @@ def plots_diff(repo: Repo, revs: list[str] | None = None, targets: list[str] | N
     if need_git:
         repo.require_scm("plots of other revisions")
     with contextlib.closing(History(repo, None)) if need_git else contextlib.nullcontext() as history:
-        revisions = _labels(repo, revs, history)
+        revisions = _labels(repo, revs)
+        if history is not None:
+            history.prefetch([r.sha for r in revisions if r.sha])
         return _collect(repo, history, revisions, targets or [])
 
 
@@ -353,10 +373,15 @@ def _collect(repo: Repo, history: History | None, revisions: list[Revision], tar
                               "`mlver plots trend` charts metrics across commits")
     chosen = select(list(order.values()), targets)
     charts = [Chart(d, []) for d in chosen]
+    wanted = {r.sha: sorted({f for c in charts for d in defs if d.name == c.plot.name for f in d.files})
+              for r, _, defs in per_rev if r.sha}
+    batch = history.read_many([(c, f) for c, files in wanted.items() for f in files]) if history and wanted else {}
     for r, reader, defs in per_rev:
         here = {d.name: d for d in defs}
-        files = sorted({f for c in charts for f in here.get(c.plot.name, c.plot).files})
-        data = reader.read(files)
+        if r.sha is None:
+            data = reader.read(sorted({f for c in charts for f in here.get(c.plot.name, c.plot).files}))
+        else:
+            data = batch.get(r.sha, {})
         for c in charts:
             own = here.get(c.plot.name)
             c.revisions.append(_revision_data(r, own, data))

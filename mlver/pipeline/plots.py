@@ -200,14 +200,42 @@ def _value(text: Any) -> Any:
     if not isinstance(text, str):
         return text
     try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
         f = float(text)
     except ValueError:
         return text
-    return f if math.isfinite(f) else text
+    if not math.isfinite(f):
+        return text
+    if f.is_integer() and text.strip().lstrip("+-").isdigit():
+        return int(text)
+    return f
+
+
+def _column(cells: list[str]) -> list[Any]:
+    """A CSV column's cells as numbers when every cell reads as one (ints when all are
+    integers), else each cell as a number or text."""
+    try:
+        if all(c.strip().lstrip("+-").isdigit() for c in cells):
+            return [int(c) for c in cells]
+        values = [float(c) for c in cells]
+        if all(math.isfinite(v) for v in values):
+            return values
+    except ValueError:
+        pass
+    return [_value(c) for c in cells]
+
+
+def _table_records(rows: list[list[str]]) -> list[Record]:
+    """Records of a CSV/TSV table (a header row; short rows lack the missing fields, as
+    with ``csv.DictReader``; blank lines are skipped)."""
+    rows = [r for r in rows if r]
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    width = len(header)
+    if all(len(r) == width for r in body):
+        columns = [_column([r[i] for r in body]) for i in range(width)]
+        return [dict(zip(header, values)) for values in zip(*columns)] if body else []
+    return [{k: _value(v) for k, v in zip(header, r)} for r in body]
 
 
 def _records_of(doc: Any, shown: str) -> list[Record]:
@@ -233,11 +261,11 @@ def parse_records(data: bytes, path: str, shown: str | None = None) -> list[Reco
         raise FormatError(shown, "not UTF-8 text") from None
     low = path.lower()
     if low.endswith((".csv", ".tsv")):
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if low.endswith(".tsv") else ",")
         try:
-            return [{k: _value(v) for k, v in row.items() if k is not None} for row in reader]
+            rows = list(csv.reader(io.StringIO(text), delimiter="\t" if low.endswith(".tsv") else ","))
         except csv.Error as e:
             raise FormatError(shown, f"not valid CSV: {e}") from None
+        return _table_records(rows)
     if low.endswith(".json"):
         try:
             doc = json.loads(text)

@@ -119,6 +119,9 @@ class History:
         self._values: dict[tuple, Values] = {}
         self._locks: dict[str, list[Any]] = {}  # lock blob -> its cached outputs
         self._remote: Any = None  # the default remote, opened when an object is read from it
+        self._trees: dict[str, list[str]] = {}  # commit -> its files (below the project's folder), sorted
+        self._lock_blobs: dict[str, str | None] = {}  # commit -> its lock's blob
+        self._pipe_blobs: dict[str, str | None] = {}  # commit -> its mlver.yaml's blob
 
     def close(self) -> None:
         if self._remote is not None:
@@ -184,11 +187,23 @@ class History:
                 return None
         return None
 
+    def prefetch(self, commits: list[str]) -> None:
+        """Read the ``mlver.yaml`` and ``mlver.lock`` of many commits in one batch, for
+        ``pipeline_at``, ``list_at`` and ``read_at`` on them."""
+        specs = [f"{c}:{self.prefix}{f}" for c in commits for f in (PIPELINE_FILE, LOCK_FILE)]
+        names = git.object_names(self.root, specs)
+        self._load([n for n in names.values() if n])
+        for c in commits:
+            self._pipe_blobs[c] = names[f"{c}:{self.prefix}{PIPELINE_FILE}"]
+            self._lock_blobs[c] = names[f"{c}:{self.prefix}{LOCK_FILE}"]
+
     def pipeline_at(self, commit: str) -> Pipeline | None:
         """The pipeline of ``commit`` (a full id); None when it has no ``mlver.yaml``;
         a malformed one raises its FormatError."""
-        spec = f"{commit}:{self.prefix}{PIPELINE_FILE}"
-        blob = git.object_names(self.root, [spec])[spec]
+        if commit not in self._pipe_blobs:
+            spec = f"{commit}:{self.prefix}{PIPELINE_FILE}"
+            self._pipe_blobs[commit] = git.object_names(self.root, [spec])[spec]
+        blob = self._pipe_blobs[commit]
         if blob is None:
             return None
         self._load([blob])
@@ -201,27 +216,48 @@ class History:
         """Files of ``commit`` (repo-relative; absent ones left out): Git's blobs in one
         batch, else the bytes of a cached output (or a file inside a cached folder) its
         lock records, from the cache or the default remote."""
-        specs = {p: f"{commit}:{self.prefix}{p}" for p in paths}
-        lock_spec = f"{commit}:{self.prefix}{LOCK_FILE}"
-        names = git.object_names(self.root, [*specs.values(), lock_spec])
-        self._load([n for s, n in names.items() if n and s != lock_spec])
-        found: dict[str, bytes] = {}
-        for p, spec in specs.items():
+        return self.read_many([(commit, p) for p in paths]).get(commit, {})
+
+    def read_many(self, wanted: list[tuple[str, str]]) -> dict[str, dict[str, bytes]]:
+        """``read_at`` for many (commit, path) pairs, in one batch of Git reads:
+        commit -> {path: bytes}."""
+        specs = {(c, p): f"{c}:{self.prefix}{p}" for c, p in wanted}
+        names = git.object_names(self.root, list(specs.values()))
+        self._load([n for n in names.values() if n])
+        found: dict[str, dict[str, bytes]] = {}
+        for (commit, p), spec in specs.items():
             name = names[spec]
-            data = self._blobs[name] if name else self.tracked_file(names[lock_spec], commit, p)
+            data = self._blobs[name] if name else self.tracked_file(self._lock_blob(commit), commit, p)
             if data is not None:
-                found[p] = data
+                found.setdefault(commit, {})[p] = data
         return found
+
+    def _lock_blob(self, commit: str) -> str | None:
+        if commit not in self._lock_blobs:
+            spec = f"{commit}:{self.prefix}{LOCK_FILE}"
+            self._lock_blobs[commit] = git.object_names(self.root, [spec])[spec]
+        return self._lock_blobs[commit]
 
     def list_at(self, commit: str, folder: str) -> list[str]:
         """Files at or below ``folder`` in ``commit``: those Git holds, and those of a
-        cached folder output (its manifest), sorted; [] when there are none."""
+        cached folder output (its manifest), sorted; [] when there are none. The commit's
+        tree is listed once (one ``ls-tree``), however many folders are asked for."""
+        import bisect
+
         from mlver.pointer import parse_manifest
 
-        found = {p[len(self.prefix):] for p in git.tree_files(self.root, commit, self.prefix + folder)}
-        lock_spec = f"{commit}:{self.prefix}{LOCK_FILE}"
-        lock_blob = git.object_names(self.root, [lock_spec])[lock_spec]
-        for out in self._lock_outputs(lock_blob, commit):
+        if commit not in self._trees:
+            n = len(self.prefix)
+            self._trees[commit] = sorted(p[n:] for p in git.tree_files(self.root, commit, self.prefix or "."))
+        tree = self._trees[commit]
+        found: set[str] = set()
+        start = bisect.bisect_left(tree, folder)
+        for p in tree[start:]:
+            if p == folder or p.startswith(folder + "/"):
+                found.add(p)
+            elif not p.startswith(folder):
+                break
+        for out in self._lock_outputs(self._lock_blob(commit), commit):
             if out.path == folder or out.path.startswith(folder + "/") or folder.startswith(out.path + "/"):
                 if out.kind == "file":
                     found.add(out.path)
