@@ -80,12 +80,19 @@ for c in range(n):
     subprocess.run(["git", "commit", "-q", "-m", f"experiment {c}"], check=True)
 EOF
 REVS=$(git rev-list -n 10 HEAD | tr '\n' ' ')
+# bytecode: a pip-installed tool has its .pyc files; mlver run from a source checkout
+# (PYTHONPATH) gets them under SCRATCH, written by one untimed warm-up run per tool
+export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-$SCRATCH/pycache}
+env -u PYTHONDONTWRITEBYTECODE $MLVER plots diff $REVS -o "$SCRATCH/warm.html" >>"$LOG" 2>&1
+$DVC plots diff $REVS -o "$SCRATCH/dvc-warm" >>"$LOG" 2>&1
+emit "# load before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for rep in $(seq "$REPS"); do
   timed diff_10 "mlver plots" "$LOG" "$MLVER plots diff $REVS -o $SCRATCH/mlver-diff.html" || true
   timed diff_10 "dvc plots" "$LOG" "$DVC plots diff $REVS -o $SCRATCH/dvc-diff" || true
   timed trend "mlver plots" "$LOG" "$MLVER plots trend -n $COMMITS -o $SCRATCH/mlver-trend.html" || true
 done
+emit "# load after timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 emit "# SIZE mlver diff_10 $(stat -c %s "$SCRATCH/mlver-diff.html" 2>/dev/null)"
 emit "# SIZE mlver trend $(stat -c %s "$SCRATCH/mlver-trend.html" 2>/dev/null)"
 emit "# SIZE dvc diff_10 $(du -sb "$SCRATCH/dvc-diff" 2>/dev/null | cut -f1)"

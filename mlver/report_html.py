@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -465,6 +466,67 @@ def render_plots(res: PlotsDiff, title: str, drawn: list[Drawn]) -> str:
 def chart_svgs(drawn: list[Drawn]) -> list[tuple[str, str]]:
     """(plot name, standalone SVG) of every drawn chart (images have none)."""
     return [(d.name, d.svg) for d in drawn if d.svg is not None]
+
+
+# --- labels and image files ----------------------------------------------------------
+
+LABEL_SUBJECT = 24  # characters of a commit's subject in its label
+
+
+def commit_label(rev: str, refs: tuple[str, ...] | list[str], subject: str | None) -> str:
+    """What a chart calls a commit: its tags or branches, else short id + subject."""
+    if refs:
+        return " ".join(refs)
+    if rev == "workspace":
+        return rev
+    subject = subject or ""
+    subject = subject if len(subject) <= LABEL_SUBJECT else subject[:LABEL_SUBJECT - 1] + "…"
+    return f"{rev[:7]} {subject}".strip()
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "plot"
+
+
+def write_images(drawn: list[Drawn], *, png_dir: str | None = None, svg_dir: str | None = None
+                 ) -> list[tuple[str, str]]:
+    """One image per chart: ``NAME.svg`` into ``svg_dir``, ``NAME.png`` into ``png_dir``
+    (drawn by headless Chromium), images of image plots copied as they are; (plot name,
+    path written) in chart order."""
+    from mlver.fsutil import atomic_write
+
+    svgs = chart_svgs(drawn)
+    names: dict[str, str] = {}
+    for name, _ in svgs:  # file names stay apart when two plot names slug alike
+        slug = base = _slug(name)
+        n = 1
+        while slug in names.values():
+            n += 1
+            slug = f"{base}-{n}"
+        names[name] = slug
+    written: list[tuple[str, str]] = []
+    for folder, ext in ((svg_dir, "svg"), (png_dir, "png")):
+        if folder is None:
+            continue
+        os.makedirs(folder, exist_ok=True)
+        if ext == "svg":
+            datas = [svg.encode("utf-8") for _, svg in svgs]
+        else:
+            from mlver import browser
+
+            datas = browser.svg_to_png(svgs) if svgs else []
+        for (name, _), data in zip(svgs, datas):
+            path = os.path.abspath(os.path.join(folder, f"{names[name]}.{ext}"))
+            atomic_write(path, data)
+            written.append((name, path))
+        for d in drawn:
+            for label, mime, data in d.images:
+                suffix = {"image/jpeg": "jpg", "image/svg+xml": "svg"}.get(mime, mime.split("/")[-1])
+                stem = os.path.splitext(d.name)[0] if d.name.lower().endswith("." + suffix) else d.name
+                path = os.path.abspath(os.path.join(folder, f"{_slug(stem)}-{_slug(label)}.{suffix}"))
+                atomic_write(path, data)
+                written.append((d.name, path))
+    return written
 
 
 # --- the trend report ----------------------------------------------------------------------

@@ -22,14 +22,13 @@ from typing import Any
 
 from mlver import report_html
 from mlver.errors import UsageError
-from mlver.fsutil import atomic_write, atomic_write_text
+from mlver.fsutil import atomic_write_text
 from mlver.ops.exp import DEFAULT_COUNT, ExpRow, ExpTable, exp_show
 from mlver.pipeline.model import Pipeline
 from mlver.pipeline.revision import WORKSPACE, History, compare_values
 from mlver.repo import Repo
 
 STEP_SUFFIXES = (".csv", ".tsv", ".json")
-LABEL_SUBJECT = 24  # characters of a commit's subject in its label
 MAX_STEP_COMMITS = 8  # overlaid lines per step chart; more would be unreadable
 
 
@@ -42,18 +41,7 @@ class Point:
 
     @property
     def display(self) -> str:
-        return commit_label(self.rev, self.refs, self.subject)
-
-
-def commit_label(rev: str, refs: tuple[str, ...] | list[str], subject: str | None) -> str:
-    """What a chart calls a commit: its tags or branches, else short id + subject."""
-    if refs:
-        return " ".join(refs)
-    if rev == WORKSPACE:
-        return WORKSPACE
-    subject = subject or ""
-    subject = subject if len(subject) <= LABEL_SUBJECT else subject[:LABEL_SUBJECT - 1] + "…"
-    return f"{rev[:7]} {subject}".strip()
+        return report_html.commit_label(self.rev, self.refs, self.subject)
 
 
 @dataclass(frozen=True)
@@ -140,51 +128,8 @@ def plots(repo: Repo, names: list[str] | None = None, *, count: int = DEFAULT_CO
     drawn = report_html.trend_charts(report)
     atomic_write_text(dest, report_html.render(report, drawn))
     images = _write_png(report, dest) if png else []
-    written = [path for _, path in write_images(drawn, png_dir=png_dir, svg_dir=svg_dir)]
+    written = [path for _, path in report_html.write_images(drawn, png_dir=png_dir, svg_dir=svg_dir)]
     return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images, written)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "plot"
-
-
-def write_images(drawn: list[report_html.Drawn], *, png_dir: str | None = None, svg_dir: str | None = None
-                 ) -> list[tuple[str, str]]:
-    """One image per chart: ``NAME.svg`` into ``svg_dir``, ``NAME.png`` into ``png_dir``
-    (drawn by headless Chromium), images of image plots copied as they are; (plot name,
-    path written) in chart order."""
-    svgs = report_html.chart_svgs(drawn)
-    names: dict[str, str] = {}
-    for name, _ in svgs:  # file names stay apart when two plot names slug alike
-        slug = base = _slug(name)
-        n = 1
-        while slug in names.values():
-            n += 1
-            slug = f"{base}-{n}"
-        names[name] = slug
-    written: list[tuple[str, str]] = []
-    for folder, ext in ((svg_dir, "svg"), (png_dir, "png")):
-        if folder is None:
-            continue
-        os.makedirs(folder, exist_ok=True)
-        if ext == "svg":
-            datas = [svg.encode("utf-8") for _, svg in svgs]
-        else:
-            from mlver import browser
-
-            datas = browser.svg_to_png(svgs) if svgs else []
-        for (name, _), data in zip(svgs, datas):
-            path = os.path.abspath(os.path.join(folder, f"{names[name]}.{ext}"))
-            atomic_write(path, data)
-            written.append((name, path))
-        for d in drawn:
-            for label, mime, data in d.images:
-                suffix = {"image/jpeg": "jpg", "image/svg+xml": "svg"}.get(mime, mime.split("/")[-1])
-                stem = os.path.splitext(d.name)[0] if d.name.lower().endswith("." + suffix) else d.name
-                path = os.path.abspath(os.path.join(folder, f"{_slug(stem)}-{_slug(label)}.{suffix}"))
-                atomic_write(path, data)
-                written.append((d.name, path))
-    return written
 
 
 # --- per-step series -------------------------------------------------------------------

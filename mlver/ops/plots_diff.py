@@ -17,7 +17,6 @@ from typing import Any
 
 from mlver import git, report_html
 from mlver.errors import FormatError, MlverError
-from mlver.ops.plots import commit_label
 from mlver.pipeline.model import PIPELINE_FILE, Pipeline
 from mlver.pipeline.plots import (STEP, PlotDef, Record, definitions, is_image, is_plot_file, last_field, number,
                                   parse_records, select)
@@ -318,7 +317,7 @@ def _labels(repo: Repo, revs: list[str]) -> list[Revision]:
             out.append(Revision(WORKSPACE, None, WORKSPACE))
             continue
         sha, subject = resolved[rev]
-        out.append(Revision(rev, sha, commit_label(sha, refs.get(sha, []), subject)))
+        out.append(Revision(rev, sha, report_html.commit_label(sha, refs.get(sha, []), subject)))
     seen: dict[str, int] = {}
     unique = []
     for r in out:  # two revisions with one label (HEAD and its branch, say) stay apart
@@ -419,7 +418,6 @@ def write_plots(repo: Repo, revs: list[str] | None, targets: list[str] | None, *
     """The plots of ``revs`` (see ``plots_diff``) as one HTML file ``out`` (when given)
     and one image per chart into ``png_dir`` / ``svg_dir``."""
     from mlver.fsutil import atomic_write_text
-    from mlver.ops.plots import write_images
 
     doc = plots_diff(repo, revs, targets)
     drawn = draw_all(doc)
@@ -428,4 +426,4 @@ def write_plots(repo: Repo, revs: list[str] | None, targets: list[str] | None, *
         dest = os.path.abspath(out)
         title = f"mlver plots: {os.path.basename(repo.root)}"
         atomic_write_text(dest, report_html.render_plots(doc, title, drawn))
-    return PlotsWritten(doc, dest, write_images(drawn, png_dir=png_dir, svg_dir=svg_dir))
+    return PlotsWritten(doc, dest, report_html.write_images(drawn, png_dir=png_dir, svg_dir=svg_dir))
