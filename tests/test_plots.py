@@ -215,6 +215,8 @@ def test_plots_errors(repo: Path) -> None:
     proc = run(["plots", "show"], repo, check=False)
     assert proc.returncode == 3 and "no plots are defined in mlver.yaml" in proc.stderr
     assert "plots:" in proc.stderr and "Traceback" not in proc.stderr
+    typo = run(["plots", "shwo"], repo, check=False)  # the bare form takes metric names: a typo is told so
+    assert typo.returncode == 2 and "did you mean `mlver plots show`" in typo.stderr
     gen(repo, _files())
     proc = run(["plots", "show", "nope"], repo, check=False)
     assert proc.returncode == 2 and "no plot named 'nope'" in proc.stderr and "roc" in proc.stderr

@@ -98,13 +98,31 @@ def _points(table: ExpTable) -> list[ExpRow]:
     return rows
 
 
+PLOTS_COMMANDS = ("show", "diff", "trend")
+
+
+def _metric_column(table: ExpTable, name: str) -> Any:
+    """The column ``name`` names; a name that is not one but looks like a mistyped
+    ``plots`` subcommand (`mlver plots shwo`) says so."""
+    import difflib
+
+    try:
+        return table.find_column(name)
+    except UsageError as e:
+        close = difflib.get_close_matches(name, PLOTS_COMMANDS, n=1, cutoff=0.6)
+        if close:
+            raise UsageError(e.message, hint=f"did you mean `mlver plots {close[0]}`? (`mlver plots METRIC...` "
+                                             "is `mlver plots trend METRIC...`)") from None
+        raise
+
+
 def build_report(repo: Repo, names: list[str], *, count: int) -> PlotsReport:
     table = exp_show(repo, count=count)
     rows = _points(table)
     ordered = ExpTable(rows)
     metric_cols = [c for c in ordered.columns if c.kind == "metrics"]
     if names:
-        chosen = [ordered.find_column(n) for n in names]
+        chosen = [_metric_column(ordered, n) for n in names]
         bad = [n for n, c in zip(names, chosen) if c.kind != "metrics"]
         if bad:
             raise UsageError(f"'{bad[0]}' is a parameter, not a metric")
