@@ -476,7 +476,7 @@ LABEL_SUBJECT = 24  # characters of a commit's subject in its label
 def commit_label(rev: str, refs: tuple[str, ...] | list[str], subject: str | None) -> str:
     """What a chart calls a commit: its tags or branches, else short id + subject."""
     if refs:
-        return " ".join(refs)
+        return ", ".join(refs)
     if rev == "workspace":
         return rev
     subject = subject or ""

@@ -304,7 +304,7 @@ def test_report_in_headless_chromium(repo: Path, chromium_bin: str, artifacts_di
     assert by["roc"]["titles"] == ["false positive rate", "true positive rate"]
     assert by["eval/loss.csv"]["series"] == 4 and by["eval/loss.csv"]["marks"] == 40  # 2 fields x 2 revisions
     assert by["eval/loss.csv"]["titles"] == ["epoch", "loss / acc"]
-    assert by["eval/loss.csv"]["tip"] == "main v1 loss: epoch 0, loss 1 (step 0)"  # revision, x, value, step
+    assert by["eval/loss.csv"]["tip"] == "main, v1 loss: epoch 0, loss 1 (step 0)"  # revision, x, value, step
     assert by["confusion"]["series"] == 2 and by["confusion"]["marks"] == 2 * 9  # a heat map per revision
     assert by["eval/imp.tsv"]["marks"] == 6 and by["eval/points.yaml"]["marks"] == 6
     assert by["eval/importance.png"]["images"] == 2
