@@ -76,11 +76,15 @@ class Browser:
         self._next = 0
         self.events: list[dict[str, Any]] = []
         self.session: str | None = None
-        target = self.call("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
-        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True},
-                                 session=False)["sessionId"]
-        for domain in ("Page", "Network", "Runtime", "Log"):
-            self.call(f"{domain}.enable")
+        try:
+            target = self.call("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
+            self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True},
+                                     session=False)["sessionId"]
+            for domain in ("Page", "Network", "Runtime", "Log"):
+                self.call(f"{domain}.enable")
+        except BaseException:
+            self.close()  # no browser left running when it cannot be driven
+            raise
 
     def __enter__(self) -> "Browser":
         return self
@@ -89,10 +93,11 @@ class Browser:
         self.close()
 
     def close(self) -> None:
-        try:
-            self.call("Browser.close", session=False)
-        except (BrowserError, OSError):
-            pass
+        if self.proc.poll() is None:
+            try:
+                self.call("Browser.close", session=False)
+            except (BrowserError, OSError, ValueError):
+                pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -122,7 +127,10 @@ class Browser:
                 raise BrowserError("the browser exited")
             self._buf += chunk
         raw, self._buf = self._buf.split(b"\0", 1)
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise BrowserError("the browser sent a message that is not JSON") from None
 
     def call(self, method: str, params: dict[str, Any] | None = None, *, session: bool = True) -> dict[str, Any]:
         self._next += 1
