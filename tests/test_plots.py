@@ -162,7 +162,7 @@ def test_diff_of_three_revisions_holds_three_series(repo: Path) -> None:
     assert "v1" in page and "second model" in page and "main" in page
     # default: HEAD and the workspace
     gen(repo, {"eval/plots/roc.json": _roc(0.5)})
-    doc = run_json(["plots", "diff", "-t", "roc"], repo)
+    doc = run_json(["plots", "diff", "--targets", "roc"], repo)  # DVC's spelling of -t
     [roc] = doc["plots"]
     assert [r["rev"] for r in roc["revisions"]] == ["HEAD", "workspace"]
     assert [r["points"][-1]["tpr"] for r in roc["revisions"]] == [0.8, 0.5]
@@ -462,3 +462,13 @@ def test_report_md_for_a_pull_request(repo: Path, tmp_path: Path) -> None:
     assert doc["metrics"]["metrics.json"]["acc"]["new"] == 0.91 and doc["images"] == []
     bad = run(["report", "--base", "nope"], repo, check=False)
     assert bad.returncode == 3 and "unknown revision 'nope'" in bad.stderr
+
+
+def test_report_without_checks_or_plots(repo: Path) -> None:
+    gen(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": '{"acc": 0.9}',
+               "mlver.yaml": "stages:\n  t:\n    cmd: echo\n    params: [lr]\n    metrics: [metrics.json]\n"})
+    _commit(repo, "base")
+    md = run(["report", "--png-dir", "png"], repo).stdout  # base: HEAD (no origin/HEAD here)
+    assert md.startswith("## mlver report: workspace vs `HEAD`")
+    assert "### Checks" not in md and "No metric changes." in md and "No param changes." in md
+    assert "no plots are defined" in md and not (repo / "png").exists()

@@ -120,7 +120,7 @@ def show(app: App, targets: tuple[str, ...], out: str | None, png_dir: str | Non
 
 @plots.command(name="diff")
 @click.argument("revs", nargs=-1)
-@click.option("-t", "--target", "targets", multiple=True, metavar="PLOT",
+@click.option("-t", "--target", "--targets", "targets", multiple=True, metavar="PLOT",
               help="Only this plot (a name or a file; repeatable).")
 @_plot_options
 @pass_app
