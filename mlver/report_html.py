@@ -457,7 +457,9 @@ def page(title: str, body: Iterable[str]) -> str:
 
 
 def render_plots(res: PlotsDiff, title: str, drawn: list[Drawn]) -> str:
-    body = ["<p>Revisions: " + ", ".join(_e(r.label) for r in res.revisions) + "</p>"]
+    body = ['<table class="revisions"><tr><th>series</th><th>revision</th><th>commit</th></tr>' + "".join(
+        f"<tr><td>{_e(r.label)}</td><td>{_e(r.rev)}</td><td>{_e(r.sha[:12] if r.sha else '')}</td></tr>"
+        for r in res.revisions) + "</table>"]
     body += [f'<p class="note">{_e(e)}</p>' for e in res.errors]
     body += [_figure(d) for d in drawn]
     return page(title, body)
