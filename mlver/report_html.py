@@ -30,7 +30,7 @@ WIDTH, HEIGHT = 960, 380
 PAD_L, PAD_R, PAD_T, PAD_B = 78, 24, 40, 58
 LINE_POINTS = 2  # points kept per pixel column of a thinned line (its lowest and highest)
 MAX_MARKS = 240  # markers (with tooltips) per chart; the line still goes through every kept point
-MAX_SCATTER = 4000  # points of a scatter chart, after merging points that share a pixel
+MAX_SCATTER = 3000  # points of a scatter chart (all its series), after merging points that share a pixel
 MAX_X_LABELS = 24  # category labels under an x axis; more are skipped evenly
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -273,12 +273,14 @@ def line_chart(title: str, lines: list[Line], *, x_title: str, y_title: str,
     for ln in lines:
         out.append(f'<g class="series" data-series="{_e(ln.name)}">' if not ln.faint else '<g class="faint">')
         if scatter:
-            seen: set[tuple[int, int]] = set()
-            for p in ln.points:
-                cell = (int(sx(p[0]) / 2), int(sy(p[1]) / 2))
-                if cell in seen or len(seen) >= MAX_SCATTER:
-                    continue
-                seen.add(cell)
+            cells: dict[tuple[int, int], tuple[float, float, Any]] = {}
+            for p in ln.points:  # points that share a 2-pixel cell are drawn once
+                cells.setdefault((int(sx(p[0]) / 2), int(sy(p[1]) / 2)), p)
+            shown = list(cells.values())
+            cap = max(MAX_SCATTER // len(lines), 200)
+            if len(shown) > cap:  # still too many: an even sample of them
+                shown = [shown[int(i * len(shown) / cap)] for i in range(cap)]
+            for p in shown:
                 out.append(_marker(ln.marker, sx(p[0]), sy(p[1]), ln.colour, ln.tip(p), r=3.0))
             out.append("</g>")
             continue
