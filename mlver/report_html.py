@@ -276,11 +276,11 @@ def line_chart(title: str, lines: list[Line], *, x_title: str, y_title: str,
             cells: dict[tuple[int, int], tuple[float, float, Any]] = {}
             for p in ln.points:  # points that share a 2-pixel cell are drawn once
                 cells.setdefault((int(sx(p[0]) / 2), int(sy(p[1]) / 2)), p)
-            shown = list(cells.values())
+            marks = list(cells.values())
             cap = max(MAX_SCATTER // len(lines), 200)
-            if len(shown) > cap:  # still too many: an even sample of them
-                shown = [shown[int(i * len(shown) / cap)] for i in range(cap)]
-            for p in shown:
+            if len(marks) > cap:  # still too many: an even sample of them
+                marks = [marks[int(i * len(marks) / cap)] for i in range(cap)]
+            for p in marks:
                 out.append(_marker(ln.marker, sx(p[0]), sy(p[1]), ln.colour, ln.tip(p), r=3.0))
             out.append("</g>")
             continue

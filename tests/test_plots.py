@@ -133,6 +133,8 @@ def test_show_writes_one_self_contained_page(repo: Path) -> None:
     assert "<script" not in page and "@import" not in page and "url(" not in page
     assert "false positive rate" in page and "true positive rate" in page  # axis titles
     assert "data:image/png;base64," in page  # the image, inline
+    run(["plots", "show", "roc", "--svg", "svg-alias"], repo)  # SPEC's other spelling of --svg-dir
+    assert (repo / "svg-alias" / "roc.svg").read_text().startswith("<svg")
     only = run_json(["plots", "show", "roc", "eval/imp.tsv"], repo)
     assert [p["name"] for p in only["plots"]] == ["roc", "eval/imp.tsv", "importance_sorted"]  # a file names its plots
 

@@ -25,6 +25,24 @@ class PlotsGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+class ImageAliases(click.Command):
+    """Also accepts ``--png DIR`` / ``--svg DIR`` (SPEC's other spelling) for ``--png-dir``
+    / ``--svg-dir``; on ``plots trend`` ``--png`` stays today's deprecated flag."""
+
+    aliases = {"--png": "--png-dir", "--svg": "--svg-dir"}
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        aliases = {k: v for k, v in self.aliases.items() if not (k == "--png" and self.name == "trend")}
+        out: list[str] = []
+        for a in args:
+            if a == "--":
+                out += args[len(out):]
+                break
+            name, eq, value = a.partition("=")
+            out.append(aliases[name] + eq + value if name in aliases else a)
+        return super().parse_args(ctx, out)
+
+
 def _image_options(fn: Any) -> Any:
     fn = click.option("--svg-dir", metavar="DIR", help="Also write each chart as DIR/NAME.svg.")(fn)
     fn = click.option("--png-dir", metavar="DIR",
@@ -45,7 +63,7 @@ def plots() -> None:
     also the bare `mlver plots [METRIC...]`)."""
 
 
-@plots.command(name="trend")
+@plots.command(name="trend", cls=ImageAliases)
 @click.argument("metrics", nargs=-1)
 @click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many commits to plot.")
@@ -107,7 +125,7 @@ def _plot_options(fn: Any) -> Any:
     return fn
 
 
-@plots.command(name="show")
+@plots.command(name="show", cls=ImageAliases)
 @click.argument("targets", nargs=-1)
 @_plot_options
 @pass_app
@@ -118,7 +136,7 @@ def show(app: App, targets: tuple[str, ...], out: str | None, png_dir: str | Non
     _write(app, ["workspace"], list(targets), out, png_dir, svg_dir, open_, as_json)
 
 
-@plots.command(name="diff")
+@plots.command(name="diff", cls=ImageAliases)
 @click.argument("revs", nargs=-1)
 @click.option("-t", "--target", "--targets", "targets", multiple=True, metavar="PLOT",
               help="Only this plot (a name or a file; repeatable).")
@@ -136,7 +154,7 @@ def diff(app: App, revs: tuple[str, ...], targets: tuple[str, ...], out: str | N
 
 # --- report --------------------------------------------------------------------------------
 
-@cli.command()
+@cli.command(cls=ImageAliases)
 @click.option("--md", is_flag=True, help="Markdown (the default, and today the only text format).")
 @click.option("--base", metavar="REV",
               help="Compare with this revision (default: checks.base, else the merge-base with origin/HEAD, else HEAD).")
