@@ -366,6 +366,29 @@ def object_names(root: str, specs: list[str]) -> dict[str, str | None]:
     return names
 
 
+def resolve_commits(root: str, revs: list[str]) -> list[tuple[str, str]]:
+    """(commit id, subject) of each revision, in the order given (two processes for any
+    number); an unknown revision is a GitError naming it."""
+    if not revs:
+        return []
+    proc = run(root, "rev-parse", *[f"{r}^{{commit}}" for r in revs], check=False)
+    shas = proc.stdout.decode().split()
+    if proc.returncode != 0 or len(shas) != len(revs):
+        for r in revs:
+            if verify_commit(root, r) is None:
+                raise GitError(f"unknown revision '{r}'")
+        raise GitError(f"cannot resolve {' '.join(revs)}")
+    out = run(root, "log", "--no-walk=unsorted", "--format=%H%x1f%s", *dict.fromkeys(shas), "--").stdout
+    subjects = dict(line.split("\x1f", 1) for line in out.decode("utf-8", "replace").splitlines() if "\x1f" in line)
+    return [(sha, subjects.get(sha, "")) for sha in shas]
+
+
+def tree_files(root: str, commit: str, path: str) -> list[str]:
+    """Paths (relative to ``root``, POSIX) of the blobs at or below ``path`` in ``commit``."""
+    out = run(root, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit, "--", path).stdout
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     sha: str

@@ -72,6 +72,17 @@ def dvc_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
+def chromium_bin() -> str:
+    """A headless Chromium (Debian's ``chromium``): ``$MLVER_CHROMIUM``, else one on PATH;
+    a loud skip ("chromium") when there is none."""
+    for name in (os.environ.get("MLVER_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name) if name else None
+        if path:
+            return path
+    require("chromium", "no headless Chromium to render the HTML report in (apt-get install chromium)")
+
+
+@pytest.fixture
 def artifacts_dir(tmp_path: Path) -> Path:
     """Where a test keeps a file worth looking at after the run: ``$MLVER_TEST_ARTIFACTS``
     when set (created if needed), else the test's own temporary folder."""

@@ -235,6 +235,8 @@ HELPERS = {  # modules outside the picture -> the layer they sit just above (imp
     "tracked": "pipeline",  # outputs recorded at a revision, the index or the workspace: below ops, reads locks
     "gitignore": "repo",  # .gitignore entries for tracked data: used by ops and pipeline, uses the Repo
     "report_html": "repo",  # plots' HTML, used by ops/plots
+    "browser": "errors",  # headless Chromium over a DevTools pipe: PNG images of charts, imports errors only
+    "live": "fsutil",  # mlver.live, for training scripts: metrics, params and plot files (atomic writes)
     "progress": "errors",  # the progress protocol: usable everywhere, imports nothing
     "failpoint": "errors",  # crash-test hooks: usable everywhere, imports nothing
     "packs": "cache",  # packs and the remote inventory: over remote transfers, reading into the Cache

@@ -167,6 +167,7 @@ from mlver.cli import remote as _remote  # noqa: E402,F401
 from mlver.cli import pipeline as _pipeline  # noqa: E402,F401
 from mlver.cli import history as _history  # noqa: E402,F401
 from mlver.cli import exp as _exp  # noqa: E402,F401
+from mlver.cli import plots as _plots  # noqa: E402,F401
 from mlver.cli import hooks as _hooks  # noqa: E402,F401
 
 

@@ -195,29 +195,3 @@ def get(app: App, path: str, url: str | None, rev: str | None, out: str | None, 
         return
     what = f"{res.files} files" if res.files is not None else f"{res.size} bytes"
     app.say(f"Wrote {res.out} ({what}) from {res.path} at {res.rev[:7]}")
-
-
-# --- plots ---------------------------------------------------------------------------------
-
-@cli.command()
-@click.argument("metrics", nargs=-1)
-@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
-              help="How many commits to plot.")
-@click.option("-o", "--out", default="plots.html", show_default=True, metavar="FILE", help="The HTML file to write.")
-@click.option("--png", is_flag=True, help="Also write a PNG per metric beside FILE (needs matplotlib).")
-@json_option
-@pass_app
-def plots(app: App, metrics: tuple[str, ...], count: int, out: str, png: bool, as_json: bool) -> None:
-    """Write a self-contained HTML report: a chart of each metric (or of METRICS) across
-    the last N commits, the parameters that changed, and per-step series."""
-    from mlver.ops.plots import plots as do_plots
-
-    with project() as repo:
-        res = do_plots(repo, list(metrics), count=count, out=out, png=png)
-    if as_json:
-        app.json(res.to_json())
-        return
-    app.say(f"Wrote {res.out}: {len(res.metrics)} metric(s) over {res.points} point(s)"
-            + (f", {res.steps} per-step series" if res.steps else ""))
-    for p in res.png:
-        app.say(f"Wrote {p}")

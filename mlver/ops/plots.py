@@ -39,6 +39,10 @@ class Point:
     subject: str
     refs: tuple[str, ...] = ()
 
+    @property
+    def display(self) -> str:
+        return report_html.commit_label(self.rev, self.refs, self.subject)
+
 
 @dataclass(frozen=True)
 class Series:
@@ -70,10 +74,11 @@ class PlotsResult:
     points: int
     steps: int
     png: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # --png-dir / --svg-dir
 
     def to_json(self) -> dict:
         return {"version": 1, "out": self.out, "metrics": self.metrics, "points": self.points, "steps": self.steps,
-                "png": self.png}
+                "png": self.png, "images": self.images}
 
 
 def _number(v: Any) -> float | None:
@@ -93,13 +98,31 @@ def _points(table: ExpTable) -> list[ExpRow]:
     return rows
 
 
+PLOTS_COMMANDS = ("show", "diff", "trend")
+
+
+def _metric_column(table: ExpTable, name: str) -> Any:
+    """The column ``name`` names; a name that is not one but looks like a mistyped
+    ``plots`` subcommand (`mlver plots shwo`) says so."""
+    import difflib
+
+    try:
+        return table.find_column(name)
+    except UsageError as e:
+        close = difflib.get_close_matches(name, PLOTS_COMMANDS, n=1, cutoff=0.6)
+        if close:
+            raise UsageError(e.message, hint=f"did you mean `mlver plots {close[0]}`? (`mlver plots METRIC...` "
+                                             "is `mlver plots trend METRIC...`)") from None
+        raise
+
+
 def build_report(repo: Repo, names: list[str], *, count: int) -> PlotsReport:
     table = exp_show(repo, count=count)
     rows = _points(table)
     ordered = ExpTable(rows)
     metric_cols = [c for c in ordered.columns if c.kind == "metrics"]
     if names:
-        chosen = [ordered.find_column(n) for n in names]
+        chosen = [_metric_column(ordered, n) for n in names]
         bad = [n for n, c in zip(names, chosen) if c.kind != "metrics"]
         if bad:
             raise UsageError(f"'{bad[0]}' is a parameter, not a metric")
@@ -111,18 +134,20 @@ def build_report(repo: Repo, names: list[str], *, count: int) -> PlotsReport:
     for prev, cur, pt in zip(rows, rows[1:], points[1:]):
         diff = compare_values(prev.params, cur.params)
         if diff:
-            changes.append((pt.label, diff))
+            changes.append((pt.display, diff))
     steps = _step_series(repo, [r for r in rows if r.rev != WORKSPACE][-MAX_STEP_COMMITS:], rows[-1])
     return PlotsReport(f"mlver plots: {os.path.basename(repo.root)}", points, series, changes, steps)
 
 
 def plots(repo: Repo, names: list[str] | None = None, *, count: int = DEFAULT_COUNT, out: str = "plots.html",
-          png: bool = False) -> PlotsResult:
+          png: bool = False, png_dir: str | None = None, svg_dir: str | None = None) -> PlotsResult:
     report = build_report(repo, names or [], count=count)
     dest = os.path.abspath(out)
-    atomic_write_text(dest, report_html.render(report))
+    drawn = report_html.trend_charts(report)
+    atomic_write_text(dest, report_html.render(report, drawn))
     images = _write_png(report, dest) if png else []
-    return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images)
+    written = [path for _, path in report_html.write_images(drawn, png_dir=png_dir, svg_dir=svg_dir)]
+    return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images, written)
 
 
 # --- per-step series -------------------------------------------------------------------
@@ -184,7 +209,7 @@ def _step_series(repo: Repo, commits: list[ExpRow], last: ExpRow) -> list[StepSe
     if commits:
         with contextlib.closing(History(repo, None)) as history:
             files = history.files_many([r.rev for r in commits], _step_files)
-    labelled = [(r.rev[:7], f) for r, f in zip(commits, files)]
+    labelled = [(Point(r.rev, r.rev[:7], r.subject or "", r.refs).display, f) for r, f in zip(commits, files)]
     if last.rev == WORKSPACE:
         ws: dict[str, bytes] = {}
         for path in {p for _, f in labelled for p in f}:

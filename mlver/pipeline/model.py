@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from mlver.errors import FormatError, MlverError
@@ -24,6 +24,7 @@ TOP_KEYS = ("vars", "stages", "params", "metrics", "plots", "artifacts", "checks
 STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics", "plots", "wdir", "desc", "frozen", "always_changed",
               "meta", "vars", "foreach", "matrix", "do")
 OUT_KEYS = ("cache", "persist", "desc", "push", "remote")
+PLOT_KEYS = ("template", "x", "y", "x_label", "y_label", "title")  # a plot file's drawing options (DVC's)
 ARTIFACT_KEYS = ("path", "type", "desc", "labels", "meta")
 RESERVED_OUTS = {PIPELINE_FILE, LOCK_FILE, ".gitignore", ".mlverignore"}
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -46,6 +47,7 @@ class Out:
     push: bool = True  # False: never pushed or fetched
     remote: str | None = None  # this output's objects go to that remote
     plot: bool = False
+    props: tuple[tuple[str, Any], ...] = field(default=(), compare=False)  # a plot's PLOT_KEYS options
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Stage:
     frozen: bool = False  # never run by repro
     always_changed: bool = False  # runs every time
     inner_metrics: tuple[str, ...] = ()  # metrics files inside one of its cached folder outputs (read, not recorded)
+    inner_plots: tuple[Out, ...] = ()  # plots files inside one of its cached folder outputs (drawn, not recorded)
 
     @property
     def products(self) -> tuple[Out, ...]:
@@ -448,6 +451,7 @@ class _StageParser:
         result = []
         for value, line in self.items(body, key):
             opts: dict[str, Any] = {}
+            props: dict[str, Any] = {}
             if isinstance(value, LinedMap):
                 if len(value) != 1:
                     raise self.error(f"each '{key}' entry is a path, or one path with options", line)
@@ -456,9 +460,13 @@ class _StageParser:
                     raise self.error(f"options of '{written}' must be a mapping (cache, persist, desc)", line)
                 for opt, v in (options or {}).items():
                     assert options is not None  # only a mapping has items
+                    if plot and opt in PLOT_KEYS:
+                        props[opt] = plain(v)
+                        continue
                     if opt not in OUT_KEYS:
                         raise self.error(f"unknown field '{opt}' for {key[:-1] if not metric else 'metric'} '{written}'"
-                                         f" (known: {', '.join(OUT_KEYS)})", options.line_of(opt))
+                                         f" (known: {', '.join(OUT_KEYS + (PLOT_KEYS if plot else ()))})",
+                                         options.line_of(opt))
                     if opt in ("cache", "persist", "push") and not isinstance(v, bool):
                         raise self.error(f"'{opt}' of '{written}' must be true or false", options.line_of(opt))
                     if opt in ("remote", "desc") and (not isinstance(v, str) or not v):
@@ -470,7 +478,7 @@ class _StageParser:
                 raise self.error(f"'{rel}' is one of mlver's own files and cannot be an output", line)
             result.append(Out(rel, cache=opts.get("cache", not (metric or plot)), persist=opts.get("persist", False),
                               metric=metric, line=line, desc=opts.get("desc"), push=opts.get("push", True),
-                              remote=opts.get("remote"), plot=plot))
+                              remote=opts.get("remote"), plot=plot, props=tuple(props.items())))
         return tuple(result)
 
     def params(self, body: LinedMap, wdir: str) -> tuple[ParamRef, ...]:
@@ -548,12 +556,14 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None,
     folders = [o.path for o in outs if o.cache]
     inner = tuple(m.path for m in metrics if any(m.path.startswith(f + "/") for f in folders))
     metrics = tuple(m for m in metrics if m.path not in inner)  # part of the folder's data already
-    outs = tuple(o for o in outs if not (o.plot and any(o.path.startswith(f + "/") for f in folders)))
+    inner_plots = tuple(o for o in outs if o.plot and any(o.path.startswith(f + "/") for f in folders))
+    outs = tuple(o for o in outs if o not in inner_plots)
     desc = body.get("desc")
     params = _with_used_params(p.params(body, wdir), used, line)
     stage = Stage(name=name, cmd=cmd, wdir=wdir, deps=deps, params=params, outs=outs,
                   metrics=metrics, desc=None if desc is None else str(desc), line=line, commands=commands,
-                  frozen=flags["frozen"], always_changed=flags["always_changed"], inner_metrics=inner)
+                  frozen=flags["frozen"], always_changed=flags["always_changed"], inner_metrics=inner,
+                  inner_plots=inner_plots)
     deps_seen: set[str] = set()
     for d in stage.deps:
         if d.path in deps_seen:

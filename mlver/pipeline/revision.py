@@ -132,6 +132,9 @@ class History:
         self.paths = [PIPELINE_FILE] + [p for p in pipeline_files(repo, PIPELINE_FILE) if p != PIPELINE_FILE]
         self._remote: Any = None  # the default remote, opened when an object is read from it
         self._inventory: Any = None  # its inventory (mlver.packs), read with the first object
+        self._trees: dict[str, list[str]] = {}  # commit -> its files (below the project's folder), sorted
+        self._lock_sets: dict[str, Locks] = {}  # commit -> (lock path, blob) of each pipeline folder
+        self._merged: dict[str, Pipeline | FormatError | None] = {}  # commit -> its pipeline files merged
 
     def close(self) -> None:
         if self._remote is not None:
@@ -229,6 +232,88 @@ class History:
             self._load([blob])
             return self._blobs[blob]
         return self.tracked_file(tuple((lock, names[s]) for s, (_, lock) in locks.items()), commit, rel)
+
+    def prefetch(self, commits: list[str]) -> None:
+        """Read the pipeline and lock files of many commits in one batch, for
+        ``pipeline_at``, ``list_at`` and ``read_at`` on them."""
+        for c, (pipeline, _) in self._pipelines_of([c for c in commits if c not in self._merged]).items():
+            self._merged[c] = pipeline
+        todo = [c for c in commits if c not in self._lock_sets]
+        locks = self._lock_specs(todo)
+        names = git.object_names(self.root, list(locks)) if locks else {}
+        for c in todo:
+            self._lock_sets[c] = tuple((rel, names[spec]) for spec, (commit, rel) in locks.items() if commit == c)
+
+    def pipeline_at(self, commit: str) -> Pipeline | None:
+        """The pipeline of ``commit`` (a full id), its pipeline files merged; None when it
+        has none; a malformed one raises its FormatError."""
+        if commit not in self._merged:
+            self.prefetch([commit])
+        pipeline = self._merged[commit]
+        if isinstance(pipeline, FormatError):
+            raise pipeline
+        return pipeline
+
+    def read_at(self, commit: str, paths: list[str]) -> dict[str, bytes]:
+        """Files of ``commit`` (repo-relative; absent ones left out): Git's blobs in one
+        batch, else the bytes of a cached output (or a file inside a cached folder) its
+        lock records, from the cache or the default remote (absent when neither has it)."""
+        return self.read_many([(commit, p) for p in paths]).get(commit, {})
+
+    def read_many(self, wanted: list[tuple[str, str]]) -> dict[str, dict[str, bytes]]:
+        """``read_at`` for many (commit, path) pairs, in one batch of Git reads:
+        commit -> {path: bytes}."""
+        specs = {(c, p): f"{c}:{self.prefix}{p}" for c, p in wanted}
+        names = git.object_names(self.root, list(specs.values()))
+        self._load([n for n in names.values() if n])
+        found: dict[str, dict[str, bytes]] = {}
+        for (commit, p), spec in specs.items():
+            name = names[spec]
+            try:
+                data = self._blobs[name] if name else self.tracked_file(self._locks_at(commit), commit, p)
+            except MlverError:  # recorded, but its data is nowhere at hand
+                data = None
+            if data is not None:
+                found.setdefault(commit, {})[p] = data
+        return found
+
+    def _locks_at(self, commit: str) -> Locks:
+        if commit not in self._lock_sets:
+            self.prefetch([commit])
+        return self._lock_sets[commit]
+
+    def list_at(self, commit: str, folder: str) -> list[str]:
+        """Files at or below ``folder`` in ``commit``: those Git holds, and those of a
+        cached folder output (its manifest), sorted; [] when there are none. The commit's
+        tree is listed once (one ``ls-tree``), however many folders are asked for."""
+        import bisect
+
+        from mlver.pointer import parse_manifest
+
+        if commit not in self._trees:
+            n = len(self.prefix)
+            self._trees[commit] = sorted(p[n:] for p in git.tree_files(self.root, commit, self.prefix or "."))
+        tree = self._trees[commit]
+        found: set[str] = set()
+        start = bisect.bisect_left(tree, folder)
+        for p in tree[start:]:
+            if p == folder or p.startswith(folder + "/"):
+                found.add(p)
+            elif not p.startswith(folder):
+                break
+        for out in [o for rel, blob in self._locks_at(commit) for o in self._lock_outputs(blob, commit, rel)]:
+            if out.path == folder or out.path.startswith(folder + "/") or folder.startswith(out.path + "/"):
+                if out.kind == "file":
+                    found.add(out.path)
+                    continue
+                data = self._object(out.digest, True)
+                if data is None:
+                    continue
+                for entry in parse_manifest(data, f"manifest {out.digest}").entries:
+                    rel = f"{out.path}/{entry.path}"
+                    if rel == folder or rel.startswith(folder + "/"):
+                        found.add(rel)
+        return sorted(found)
 
     def resolve(self, rev: str) -> str:
         return git.resolve(self.grepo, rev)
