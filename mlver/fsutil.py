@@ -414,18 +414,24 @@ def confine(root: str, path: str) -> None:
 
 def _refuse(root: str, path: str) -> None:
     link, target = _leaving_link(root, path)
+    if target.startswith(root + os.sep) and target[len(root) + 1:].split(os.sep)[0] not in (".git", ".mlver"):
+        where = to_posix(os.path.relpath(target, root))
+        raise PathError(link, f"is a symbolic link to {where}: mlver does not write through links, "
+                              "so data of one path never lands in another",
+                        hint="replace the link with a real folder (or remove it), then run the command again")
     raise PathError(link, f"is a symbolic link to {target}, outside the repository: mlver does not follow it",
                     hint="replace the link with a real folder (or remove it), then run the command again")
 
 
 def _inside(root: str, path: str, real: str) -> bool:
-    if real == root:
-        return True
-    if real.startswith(root + os.sep):
-        own = real[len(root) + 1:].split(os.sep, 1)[0]
-        lexical = path[len(root) + 1:].split(os.sep, 1)[0] if path.startswith(root + os.sep) else ""
-        return own not in (".git", ".mlver") or own == lexical
-    return False
+    """Whether a write at ``path`` (lexical, absolute), whose folder really is ``real``,
+    stays where it says: in the workspace no folder on the way may be a link (not even
+    one to another folder of the repository), and mlver's and Git's own folders are
+    reached only by their own names."""
+    lexical = path[len(root) + 1:].split(os.sep, 1)[0] if path.startswith(root + os.sep) else ""
+    if lexical in (".git", ".mlver"):  # mlver's own folders (a cache on another disk is a link)
+        return real == root or (real.startswith(root + os.sep) and real[len(root) + 1:].split(os.sep, 1)[0] == lexical)
+    return real == os.path.dirname(path)
 
 
 def open_folder_confined(root: str, folder: str) -> int:
@@ -452,6 +458,7 @@ def open_folder_confined(root: str, folder: str) -> int:
     # create it one folder at a time, each inside one already checked
     fd = os.open(root, flags)
     try:
+        cur = root
         for part in folder[len(root) + 1:].split(os.sep) if folder != root else []:
             try:
                 os.mkdir(part, dir_fd=fd)
@@ -460,7 +467,8 @@ def open_folder_confined(root: str, folder: str) -> int:
             nfd = os.open(part, flags, dir_fd=fd)  # a link is followed, then checked
             os.close(fd)
             fd = nfd
-            if not _inside(root, folder + os.sep + "-", os.readlink(f"/proc/self/fd/{fd}")):
+            cur = os.path.join(cur, part)
+            if not _inside(root, cur + os.sep + "-", os.readlink(f"/proc/self/fd/{fd}")):
                 _refuse(root, os.path.join(folder, "-"))
     except BaseException:
         os.close(fd)
@@ -491,7 +499,9 @@ def unlink_confined(root: str, path: str, *, folder: bool = False) -> None:
 
 def _leaving_link(root: str, path: str) -> tuple[str, str]:
     """The first symlink on the way from ``root`` to ``path`` that leads out of it (its
-    repo-relative POSIX path and target); else ``path`` itself and where it resolves."""
+    repo-relative POSIX path and target), else the first symlink on the way; else
+    ``path`` itself and where it resolves."""
+    first: tuple[str, str] | None = None
     if path.startswith(root + os.sep):
         parts = path[len(root) + 1:].split(os.sep)
         cur = root
@@ -501,7 +511,8 @@ def _leaving_link(root: str, path: str) -> tuple[str, str]:
                 real = os.path.realpath(cur)
                 if not real.startswith(root + os.sep) or real[len(root) + 1:].split(os.sep)[0] in (".git", ".mlver"):
                     return "/".join(parts[: i + 1]), real
-    return to_posix(path), os.path.realpath(os.path.dirname(path))
+                first = first or ("/".join(parts[: i + 1]), real)
+    return first or (to_posix(path), os.path.realpath(os.path.dirname(path)))
 
 
 WINDOWS = os.name == "nt"

@@ -66,9 +66,9 @@ def ignored(root: str, paths: list[str]) -> list[str]:
     return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
-def list_files(root: str, pattern: str) -> list[str]:
-    """Files matching ``pattern`` that are tracked, or untracked and not ignored."""
-    out = run(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", pattern).stdout
+def list_files(root: str, *patterns: str) -> list[str]:
+    """Files matching one of ``patterns`` that are tracked, or untracked and not ignored."""
+    out = run(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *patterns).stdout
     return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
 
 

@@ -23,10 +23,15 @@ def unique_pairs(loader: Any, node: Any) -> Iterator[tuple[Any, int, Any]]:
     YAML error at its line (PyYAML would keep the last value silently)."""
     import yaml
 
-    loader.flatten_mapping(node)
+    written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+    loader.flatten_mapping(node)  # `<<: *base` pairs come first, then the mapping's own
+    keys = []
     seen: set[Any] = set()
-    for key_node, value_node in node.value:
+    for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
+        keys.append(key)
+        if id(key_node) not in written:
+            continue
         try:
             duplicate = key in seen
         except TypeError:
@@ -35,11 +40,15 @@ def unique_pairs(loader: Any, node: Any) -> Iterator[tuple[Any, int, Any]]:
         if duplicate:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
         seen.add(key)
+    for key, (key_node, value_node) in zip(keys, node.value):
+        if id(key_node) not in written and key in seen:
+            continue  # a merged key the mapping writes itself: its own value wins (YAML's merge)
         yield key, key_node.start_mark.line + 1, loader.construct_object(value_node, deep=True)
 
 
-@functools.lru_cache(maxsize=1)
-def _strict_loader() -> Any:
+@functools.lru_cache(maxsize=2)
+def _strict_loader(yaml12: bool = False) -> Any:
+    """The strict loader; ``yaml12``: with YAML 1.2's core types (``yaml12_types``)."""
     import yaml
 
     class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -47,9 +56,47 @@ def _strict_loader() -> Any:
 
     StrictLoader.add_constructor("tag:yaml.org,2002:map",
                                  lambda loader, node: {k: v for k, _, v in unique_pairs(loader, node)})
+    if yaml12:
+        yaml12_types(StrictLoader)
     return StrictLoader
 
 
+# YAML 1.2 plain scalars, as DVC's parser (ruamel.yaml) reads them: `yes`/`on`/`no` are
+# strings, `010` is ten, `12:30` a string, `1e-3` a float. PyYAML resolves YAML 1.1.
+_YAML12 = (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?0b[0-1_]+|[-+]?0o[0-7_]+|[-+]?[0-9][0-9_]*|[-+]?0x[0-9a-fA-F_]+)$",
+     "-+0123456789"),
+    ("tag:yaml.org,2002:float", r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+     r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
+)
+
+
+def yaml12_types(loader: Any) -> None:
+    """Make the loader class ``loader`` resolve plain scalars as YAML 1.2's core schema
+    (the types DVC reads in dvc.yaml and params files) instead of PyYAML's YAML 1.1."""
+    import yaml
+
+    resolvers: dict[Any, list[Any]] = {}
+    for first, entries in yaml.resolver.Resolver.yaml_implicit_resolvers.items():
+        kept = [(tag, rx) for tag, rx in entries if tag not in {t for t, _, _ in _YAML12}]
+        if kept:
+            resolvers[first] = kept
+    loader.yaml_implicit_resolvers = resolvers
+    for tag, pattern, firsts in _YAML12:
+        loader.add_implicit_resolver(tag, re.compile(pattern), list(firsts))
+
+    def construct_int(constructor: Any, node: Any) -> int:
+        text = str(constructor.construct_scalar(node)).replace("_", "")
+        sign = -1 if text[:1] == "-" else 1
+        text = text.lstrip("+-")
+        base = {"0b": 2, "0o": 8, "0x": 16}.get(text[:2].lower())
+        return sign * (int(text[2:], base) if base else int(text, 10))
+
+    loader.add_constructor("tag:yaml.org,2002:int", construct_int)
+
+
+YAML12_KINDS = ("pipeline", "params")  # user-written files that DVC reads too: YAML 1.2 types
 MAX_DEPTH = 100  # nesting levels of mappings and lists, in every file kind
 MAX_ALIAS_VALUES = 1_000_000  # values that YAML aliases may add by repetition (params, pipeline)
 
@@ -137,7 +184,7 @@ def load_yaml(text: str, shown: str, *, kind: str, loader: Any = None) -> Any:
         raise FormatError(shown, "invalid YAML: the file contains a NUL byte",
                           line=text.count("\n", 0, text.index("\0")) + 1)
     try:
-        parser = (loader or _strict_loader())(text)
+        parser = (loader or _strict_loader(kind in YAML12_KINDS))(text)
     except UnicodeEncodeError:  # text decoded with surrogateescape: bytes that are not UTF-8
         raise FormatError(shown, "not UTF-8 text") from None
     try:

@@ -33,6 +33,9 @@ class Repo:
         self.tmp_dir = os.path.join(self.dir, "tmp")
         self.config_path = os.path.join(self.dir, "config")
         self.local_config_path = os.path.join(self.dir, "config.local")
+        # pipeline and lock files found in the workspace, listed once per command
+        # (workspace.pipeline_files; a command that writes a new one adds it)
+        self.found: dict[str, list[str]] = {}
 
     @classmethod
     def find(cls, start: str = ".", *, check_config: bool = True) -> "Repo":

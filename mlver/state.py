@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS parsed (
 CORRUPT_SUFFIX = ".corrupt-"
 
 
+# Bumped whenever what a parse means changes within one version (2: several pipeline
+# files, YAML 1.2 types in mlver.yaml and params files): older memos are parsed again.
+PARSE_RULES = 2
+
+
 @dataclass(frozen=True)
 class Placed:
     path: str
@@ -364,7 +369,7 @@ class State:
         rejects (it depended on other files that changed), is parsed again."""
         from mlver import __version__
 
-        key = f"{__version__} {digest_bytes(text.encode('utf-8', 'surrogateescape'))}"
+        key = f"{__version__}/{PARSE_RULES} {digest_bytes(text.encode('utf-8', 'surrogateescape'))}"
 
         def read(conn: sqlite3.Connection) -> tuple[bool, T | None]:
             row = conn.execute("SELECT data, chk FROM parsed WHERE kind = ? AND key = ?", (kind, key)).fetchone()

@@ -11,7 +11,7 @@ import difflib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from mlver import git
 from mlver.cache import Cache
@@ -44,16 +44,46 @@ class Output:
 
 def pointer_files(repo: Repo) -> list[str]:
     """Repo-relative paths of every pointer file in the workspace."""
+    return _project_files(repo, [f"*{POINTER_SUFFIX}"], lambda name: name.endswith(POINTER_SUFFIX))
+
+
+def pipeline_files(repo: Repo, name: str) -> list[str]:
+    """Repo-relative paths of every file called ``name`` (``mlver.yaml`` or
+    ``mlver.lock``) in the workspace, the top one first. Both names are found in one
+    listing, remembered for the command (``Repo.found``; writers of such files add them)."""
+    if name not in repo.found:
+        names = ("mlver.yaml", "mlver.lock")
+        found = _project_files(repo, [f"*{n}" for n in names], lambda f: f in names)
+        for n in names:
+            repo.found[n] = sorted((p for p in found if p.rsplit("/", 1)[-1] == n), key=lambda p: (p != n, p))
+    return list(repo.found.get(name, []))
+
+
+def has_pipeline(repo: Repo) -> bool:
+    """Whether the project has a pipeline file (``mlver.yaml`` at the top or below)."""
+    return os.path.isfile(repo.abs("mlver.yaml")) or bool(pipeline_files(repo, "mlver.yaml"))
+
+
+def has_lock(repo: Repo) -> bool:
+    """Whether the project has a lock file (``mlver.lock`` at the top or below)."""
+    return os.path.isfile(repo.abs("mlver.lock")) or bool(pipeline_files(repo, "mlver.lock"))
+
+
+def _project_files(repo: Repo, patterns: list[str], match: Callable[[str], bool]) -> list[str]:
+    """Files of the project whose name ``match``es: tracked by Git or untracked and not
+    ignored (without Git: a walk that skips .git, .mlver and tracked folders)."""
     if repo.scm_root is not None:
-        # `git ls-files` run in the project folder prints paths relative to it.
-        return sorted(p for p in git.list_files(repo.root, f"*{POINTER_SUFFIX}") if os.path.isfile(repo.abs(p)))
+        # `git ls-files` run in the project folder prints paths relative to it; its '*'
+        # matches '/' too, so the patterns find the files at every depth.
+        return sorted(p for p in git.list_files(repo.root, *patterns)
+                      if match(p.rsplit("/", 1)[-1]) and os.path.isfile(repo.abs(p)))
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(repo.root):
         rel_dir = os.path.relpath(dirpath, repo.root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
         names = set(filenames)
         dirnames[:] = [d for d in dirnames if d not in (".git", ".mlver") and d + POINTER_SUFFIX not in names]
-        out.extend(rel_dir + f for f in filenames if f.endswith(POINTER_SUFFIX))
+        out.extend(rel_dir + f for f in filenames if match(f))
     return sorted(out)
 
 

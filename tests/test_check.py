@@ -137,3 +137,50 @@ def test_pre_push_refuses_a_failing_check_when_hooks_check_is_set(project: Path,
     _set(project, 0.41, 30, commit="fixed")  # 0.41 vs the remote's 0.40: within max_drop... but below min
     proc = subprocess.run(["git", "push", "-q", "origin", "main"], cwd=project, capture_output=True, text=True)
     assert proc.returncode != 0
+
+
+def test_repro_prints_the_check_table_and_fails_only_with_check(project: Path) -> None:
+    (project / "values.json").write_text(json.dumps({"acc": 0.70, "latency_ms": 30}))
+    proc = run(["repro"], project)  # a failing check is reported, the run still succeeds
+    assert "eval/metrics.json:acc" in proc.stdout and "FAIL" in proc.stdout
+    assert "1 of 2 check(s) failed" in proc.stderr and "--check" in proc.stderr
+    strict = run(["repro", "--check"], project, check=False)  # nothing to run: the checks still decide
+    assert strict.returncode == 1, strict.stderr
+    assert "FAIL" in strict.stdout
+    doc = run_json(["repro", "--json"], project)
+    assert doc["checks"]["passed"] is False
+    assert [c["passed"] for c in doc["checks"]["checks"]] == [False, True]
+    (project / "values.json").write_text(json.dumps({"acc": 0.95, "latency_ms": 30}))
+    ok = run(["repro", "--check"], project)
+    assert "FAIL" not in ok.stdout and "pass" in ok.stdout
+
+
+def test_repro_check_with_a_missing_metric_exits_3(repo: Path) -> None:
+    gen(repo, {"mlver.yaml": PIPELINE.replace("latency_ms\n    max: 40", "latency\n    max: 40"),
+               "values.json": json.dumps({"acc": 0.9, "latency_ms": 30})})
+    (repo / "eval").mkdir()
+    loose = run(["repro"], repo)  # without --check: a warning, exit 0
+    assert "warning: check: eval/metrics.json:latency is missing" in loose.stderr
+    strict = run(["repro", "--check", "-f"], repo, check=False)
+    assert strict.returncode == 3
+    assert "mlver: error: eval/metrics.json:latency is missing" in strict.stderr
+
+
+def test_repro_without_checks_prints_no_table(repo: Path) -> None:
+    gen(repo, {"mlver.yaml": "stages:\n  a:\n    cmd: echo hi > a.txt\n    outs: [a.txt]\n"})
+    proc = run(["repro", "--check"], repo)
+    assert "Metric" not in proc.stdout and "has no checks" in proc.stderr
+    assert run(["repro", "--dry-run", "--check"], repo, check=False).returncode == 2
+
+
+def test_a_check_reads_its_file_even_where_no_metrics_list_declares_it(repo: Path) -> None:
+    gen(repo, {"m.json": '{"acc": 0.9}'})
+    git(["add", "m.json"], repo)
+    git(["commit", "-qm", "base"], repo)
+    gen(repo, {"mlver.yaml": "checks:\n  - metric: m.json:acc\n    max_drop: 10%\n"})
+    res = run_json(["check"], repo)
+    assert res["passed"] is True and res["checks"][0]["value"] == 0.9 and res["checks"][0]["base_value"] == 0.9
+    (repo / "m.json").write_text('{"acc": 0.1}')
+    proc = run(["check", "--json"], repo, check=False)
+    assert proc.returncode == 1  # the base's m.json (in Git, undeclared there) holds 0.9
+    assert json.loads(proc.stdout)["checks"][0]["base_value"] == 0.9

@@ -88,3 +88,57 @@ def test_dvc_and_mlver_generate_the_same_stages_and_metrics(tmp_path: Path, dvc_
     assert mlver_metrics["metrics.json"] == dvc_values == {"small": 60, "big": 150}
     for out in ["base.txt", "score-big.txt", "sweep-1-sgd.txt", "listed-beta.txt"]:
         assert (m / out).read_bytes() == (d / out).read_bytes(), out
+
+
+SCALARS = "mode: yes\n'on': 3\noct: 010\nt: 12:30\nlr: 1e-3\nflag: on\n"
+SCALAR_STAGES = """\
+stages:
+  s:
+    cmd: echo ${mode} ${oct} ${t} ${lr} ${flag} > o.txt
+    outs: [o.txt]
+  k:
+    cmd: echo hi > k.txt
+    params: [oct, lr]
+    outs: [k.txt]
+  p:
+    foreach: [a/b, "c d", "e:f"]
+    do:
+      cmd: echo "${item}" >> seen.txt
+"""
+SUB_STAGES = """\
+stages:
+  s:
+    cmd: echo ${lr} $(cat ../o.txt) > sub.txt
+    deps: [../o.txt]
+    outs: [sub.txt]
+"""
+
+
+def test_yaml_scalars_and_subfolder_pipelines_mean_what_they_mean_to_dvc(tmp_path: Path, dvc_bin: str) -> None:
+    """YAML 1.2 types (yes/on are strings, 010 is ten, 12:30 a string, 1e-3 a float),
+    as DVC's parser reads them, and a pipeline file in a subfolder with its own params."""
+    files = {"params.yaml": SCALARS, "sub/params.yaml": "lr: 0.5\n"}
+    d = tmp_path / "dvc"
+    d.mkdir()
+    git(["init", "-q"], d)
+    _dvc(dvc_bin, ["init", "-q"], d)
+    gen(d, {**files, "dvc.yaml": SCALAR_STAGES, "sub/dvc.yaml": SUB_STAGES})
+    _dvc(dvc_bin, ["repro", "-q", "-P"], d)  # DVC's repro needs -P for every file; mlver's runs them all
+    dvc_names = sorted(_dvc(dvc_bin, ["stage", "list", "--all", "--name-only"], d).splitlines())
+
+    m = tmp_path / "mlver"
+    m.mkdir()
+    git(["init", "-q"], m)
+    run(["init"], m)
+    gen(m, {**files, "mlver.yaml": SCALAR_STAGES, "sub/mlver.yaml": SUB_STAGES})
+    run(["repro"], m)
+    mlver_names = sorted(s["name"] for s in run_json(["stage", "list"], m)["stages"])
+
+    assert mlver_names == [n.replace("dvc.yaml", "mlver.yaml") for n in dvc_names]
+    assert "sub/mlver.yaml:s" in mlver_names and "p@a/b" in mlver_names and "p@e:f" in mlver_names
+    run(["repro", "-f", "-s", "p@c d"], m)  # generated names with '/', ' ' or ':' are addressable
+    for out in ["o.txt", "sub/sub.txt"]:
+        assert (m / out).read_bytes() == (d / out).read_bytes(), out
+    assert (m / "o.txt").read_text() == "yes 10 12:30 0.001 on\n"
+    lock = (m / "mlver.lock").read_text()
+    assert "oct: 10" in lock and "lr: 0.001" in lock

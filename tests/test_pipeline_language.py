@@ -276,6 +276,47 @@ def test_allow_missing_and_pull(repo: Path, tmp_path: Path) -> None:
     assert res["ran"] == ["a"]
 
 
+def test_allow_missing_skips_a_chain_whose_data_is_only_recorded(repo: Path, tmp_path: Path) -> None:
+    """As DVC: in a fresh clone, a downstream stage whose dependency is missing but
+    recorded (and stored) is not run either; --dry-run says the same as the run."""
+    gen(repo, {"in.txt": "hello\n", "mlver.yaml": (
+        "stages:\n  a:\n    cmd: cat in.txt > a.txt\n    deps: [in.txt]\n    outs: [a.txt]\n"
+        "  b:\n    cmd: cat a.txt a.txt > b.txt\n    deps: [a.txt]\n    outs: [b.txt]\n")})
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    run(["repro"], repo)
+    run(["push"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-qm", "ran"], repo)
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(repo), str(clone)], tmp_path)
+    dry = run_json(["repro", "--allow-missing", "--dry-run"], clone)
+    assert [p["action"] for p in dry["stages"]] == ["skip", "skip"]
+    assert "Would run" not in run(["repro", "--allow-missing", "--dry-run"], clone).stdout
+    res = run_json(["repro", "--allow-missing"], clone)
+    assert res["ran"] == [] and res["allowed_missing"] == ["a", "b"]
+    assert not (clone / "a.txt").exists() and not (clone / "b.txt").exists()
+    # a changed input still runs what it changes
+    (clone / "in.txt").write_text("bye\n")
+    res = run_json(["repro", "--allow-missing"], clone)
+    assert res["ran"] == ["a", "b"] and (clone / "b.txt").read_text() == "bye\nbye\n"
+
+
+def test_repro_pull_fetches_added_dependencies_too(repo: Path, tmp_path: Path) -> None:
+    gen(repo, {"data.csv": "a,b\n1,2\n", "mlver.yaml": (
+        "stages:\n  a:\n    cmd: cp data.csv a.txt\n    deps: [data.csv]\n    outs: [a.txt]\n")})
+    run(["add", "data.csv"], repo)
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    run(["repro"], repo)
+    run(["push"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-qm", "ran"], repo)
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(repo), str(clone)], tmp_path)
+    res = run_json(["repro", "--pull"], clone)
+    assert res["ran"] == [] and (clone / "data.csv").read_text() == "a,b\n1,2\n"
+    assert (clone / "a.txt").read_text() == "a,b\n1,2\n"
+
+
 def test_metrics_inside_a_folder_output_read_through_manifests_from_the_remote(repo: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -301,6 +342,12 @@ def test_metrics_inside_a_folder_output_read_through_manifests_from_the_remote(r
     assert values[-3:] == [0.7, 0.6, 0.5], shown
     rows = run_json(["exp", "show", "-n", "3"], repo)["rows"]
     assert [r["metrics"].get("eval/metrics.json", {}).get("acc") for r in rows[1:]] == [0.7, 0.6, 0.5]
+    # with the data nowhere, the values are absent and every command says why
+    run(["remote", "remove", "store"], repo)
+    proc = run(["metrics", "diff", "HEAD~2", "HEAD"], repo)
+    assert "eval/metrics.json" in proc.stderr and "neither in the cache nor on the default remote" in proc.stderr
+    assert "mlver fetch --rev" in proc.stderr
+    assert "neither in the cache" in run(["metrics", "show", "-n", "2"], repo).stderr
 
 
 def test_output_push_false_and_own_remote(repo: Path, tmp_path: Path) -> None:

@@ -124,6 +124,32 @@ def test_clone_with_committed_folder_link_pull_and_force_checkout_write_nothing(
         assert snapshot(canary) == before, cmd
 
 
+def test_a_committed_folder_link_to_code_inside_the_repo_is_never_written_through(repo: Path, tmp_path: Path) -> None:
+    """A tracked folder replaced in Git by a link to another folder of the repository
+    (source code): pull and checkout --force refuse it by name and leave that folder as it is."""
+    gen(repo, {"src/train.py": 'print("good")\n'})
+    git(["add", "src"], repo)
+    git(["commit", "-qm", "code"], repo)
+    gen(repo, {"imgs/train.py": 'print("evil")\n'})
+    run(["add", "imgs"], repo)
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    run(["push"], repo)
+    shutil.rmtree(repo / "imgs")
+    os.symlink("src", repo / "imgs")
+    git(["add", "-A"], repo)
+    git(["add", "-f", "imgs"], repo)
+    git(["commit", "-qm", "imgs is a link to src"], repo)
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(repo), str(clone)], tmp_path)
+    before = snapshot(clone / "src")
+    for cmd in (["pull"], ["checkout", "--force"], ["checkout"], ["pull", "--force"]):
+        proc = run(cmd, clone, check=False)
+        assert_refused(proc, "imgs: is a symbolic link to src")
+        assert snapshot(clone / "src") == before, cmd
+    assert (clone / "src/train.py").read_text() == 'print("good")\n'
+    assert git(["status", "--porcelain"], clone) == ""
+
+
 def test_pointer_in_a_folder_that_became_a_link_out(repo: Path, tmp_path: Path) -> None:
     canary = make_canary(tmp_path)
     gen(repo, {"data/x": b"real x\n"})

@@ -83,7 +83,7 @@ def _render_event(app: App, event: Any) -> None:
     elif event.action == "frozen":
         app.say(f"Stage '{event.stage}' is frozen: not run")
     elif event.action == "allowed-missing":
-        app.say(f"Stage '{event.stage}' not run: its missing outputs are recorded and stored ({_reasons(event.reasons)})")
+        app.say(f"Stage '{event.stage}' not run: its missing data is recorded and stored ({_reasons(event.reasons)})")
     elif event.action == "blocked":
         app.say(f"Stage '{event.stage}' not run: an upstream stage failed")
     elif event.action == "failed":
@@ -117,23 +117,31 @@ def _render_event(app: App, event: Any) -> None:
               help="Re-run every stage of a commit in a scratch Git worktree and check its outputs reproduce.")
 @click.option("--rev", metavar="REV", help="With --verify: the commit to verify (default HEAD).")
 @click.option("--keep", is_flag=True, help="With --verify: keep the scratch worktree and print its path.")
+@click.option("-P", "--all-pipelines", is_flag=True,
+              help="Every pipeline file, also when run from a subfolder that has its own mlver.yaml.")
+@click.option("--check", "strict_checks", is_flag=True,
+              help="Exit 1 when a check of mlver.yaml fails after the run (3 when a checked metric is missing).")
 @json_option
 @pass_app
 @click.pass_context
 def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dry_run: bool, downstream: bool,
           no_run_cache: bool, single: bool, keep_going: bool, pull_first: bool, allow_missing: bool,
-          verify: bool, rev: str | None, keep: bool, as_json: bool) -> None:
+          verify: bool, rev: str | None, keep: bool, all_pipelines: bool, strict_checks: bool, as_json: bool) -> None:
     """Run changed pipeline stages in dependency order and record them in mlver.lock.
 
     With --verify, check out REV (default HEAD) in a scratch Git worktree that uses this
     clone's cache and remotes, run every stage there (run cache off) and report, per
     output, whether it reproduces the digest in REV's mlver.lock. The workspace, the
     index and branches are not touched. Exit 0: all reproduced; 1: an output differs;
-    3: something could not run."""
+    3: something could not run.
+
+    After a run, the checks of mlver.yaml (if any) are evaluated and their table printed;
+    they change the exit code only with --check."""
     if not verify and (rev or keep):
         raise click.UsageError("--rev and --keep go with --verify")
     if verify:
-        if force or dry_run or downstream or no_run_cache or single or keep_going or pull_first or allow_missing:
+        if force or dry_run or downstream or no_run_cache or single or keep_going or pull_first or allow_missing \
+                or all_pipelines:
             raise click.UsageError("--verify always runs every stage with the run cache off; "
                                    "it takes no --force, --dry-run, --downstream, --no-run-cache, -s, -k, "
                                    "--pull or --allow-missing")
@@ -143,6 +151,8 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         return
     if single and downstream:
         raise click.UsageError("-s/--single-item and --downstream do not go together")
+    if strict_checks and dry_run:
+        raise click.UsageError("--check evaluates the checks after a run; a --dry-run runs nothing")
     from mlver.ops.repro import repro as do_repro
 
     from mlver.pipeline.run import ReproFailed
@@ -151,7 +161,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         with project(lock=None if dry_run else "repro") as repo:  # a dry run changes nothing
             res, staged = do_repro(repo, list(stages), force=force, dry_run=dry_run, downstream=downstream,
                                    single=single, keep_going=keep_going, pull=pull_first, allow_missing=allow_missing,
-                                   run_cache=not no_run_cache, progress=app.progress(),
+                                   run_cache=not no_run_cache, all_pipelines=all_pipelines, progress=app.progress(),
                                    on_event=lambda e: _render_event(app, e))
     except ReproFailed as e:
         if as_json:  # what ran before the failure, and the failure, for scripts
@@ -163,7 +173,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
             return
         for p in res.plan:
             if p.action == "skip":
-                app.out(f"Stage '{p.name}' is up to date")
+                app.out(f"Stage '{p.name}' is up to date" + (f" ({_reasons(p.reasons)})" if p.reasons else ""))
                 continue
             if p.action == "frozen":
                 app.out(f"Stage '{p.name}' is frozen: would not run" + (":" if p.reasons else ""))
@@ -175,14 +185,55 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
             for r in p.reasons:
                 app.out(f"    {r}")
         return
+    report = _checks_after_run(app, strict=strict_checks)
     if as_json:
-        app.json(res.to_json())
+        doc = res.to_json()
+        if report is not None:
+            doc["checks"] = report.to_json()
+        app.json(doc)
+    elif report is not None:
+        render_checks(app, report)
     if not res.ran and not res.restored:
         app.say("Data and pipelines are up to date.")
     elif staged:
         app.say("Staged: " + " ".join(staged))
     elif res.to_add and repo.scm_root:
         app.git_add_hint(repo.root, res.to_add)
+    if report is not None:
+        _check_verdict(ctx, app, report, strict=strict_checks)
+
+
+def _checks_after_run(app: App, *, strict: bool) -> Any:
+    """The check report of the workspace after a run; None when mlver.yaml has no checks."""
+    from mlver.ops.check import run_checks
+
+    from mlver.pipeline.plan import load_pipeline
+
+    with project() as repo:
+        if not load_pipeline(repo).checks:
+            if strict:
+                app.warn("--check: mlver.yaml has no checks, so none were evaluated")
+            return None
+        return run_checks(repo)
+
+
+def _check_verdict(ctx: click.Context, app: App, report: Any, *, strict: bool) -> None:
+    """After the table: the summary line, and with ``strict`` the exit code of `mlver check`."""
+    from mlver.ops.check import ChecksMissing
+
+    failed = [o for o in report.outcomes if not o.passed and not o.missing]
+    missing = report.missing
+    if missing:
+        message = "; ".join(o.message for o in missing)
+        if strict:
+            raise ChecksMissing(message, hint="run the stage that writes it (`mlver repro`), "
+                                              "or fix the metric name in mlver.yaml")
+        app.warn(f"check: {message}")
+    if failed:
+        app.say(f"{len(failed)} of {len(report.outcomes)} check(s) failed" + ("" if strict else
+                " (`mlver repro --check` makes that fail the run)"))
+        if strict:
+            ctx.exit(1)
 
 
 @contextlib.contextmanager
@@ -493,7 +544,7 @@ def _short(rev: str | None) -> str:
 def check(ctx: click.Context, app: App, rev: str | None, base: str | None, md: bool, as_json: bool) -> None:
     """Evaluate the checks of mlver.yaml: exit 0 when all pass, 1 when one fails, 3 when a
     metric is missing or not a number."""
-    from mlver.ops.check import ChecksMissing, run_checks
+    from mlver.ops.check import run_checks
 
     with project() as repo:
         report = run_checks(repo, rev=rev, base=base)
@@ -501,11 +552,4 @@ def check(ctx: click.Context, app: App, rev: str | None, base: str | None, md: b
         app.json(report.to_json())
     else:
         render_checks(app, report, md=md)
-    missing = report.missing
-    if missing:
-        raise ChecksMissing("; ".join(o.message for o in missing),
-                            hint="run the stage that writes it (`mlver repro`), or fix the metric name in mlver.yaml")
-    failed = [o for o in report.outcomes if not o.passed]
-    if failed:
-        app.say(f"{len(failed)} of {len(report.outcomes)} check(s) failed")
-        ctx.exit(1)
+    _check_verdict(ctx, app, report, strict=True)

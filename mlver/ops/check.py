@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlver import git
 from mlver.errors import MlverError
 from mlver.pipeline.model import PIPELINE_FILE, Check
-from mlver.pipeline.revision import WORKSPACE, open_history, workspace_values
+from mlver.pipeline.params import Flat, flatten, parse_values
+from mlver.pipeline.revision import WORKSPACE, History, open_history, workspace_values
 from mlver.repo import Repo
+from mlver.workspace import has_pipeline
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def run_checks(repo: Repo, *, rev: str | None = None, base: str | None = None) -
     """Every check of the workspace's mlver.yaml, on ``rev`` (None: the workspace)."""
     from mlver.pipeline.plan import load_pipeline
 
-    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+    if not has_pipeline(repo):
         raise MlverError(f"no {PIPELINE_FILE}, so no checks", hint="add a top-level `checks:` list to mlver.yaml")
     checks = load_pipeline(repo).checks
     if not checks:
@@ -125,9 +126,35 @@ def run_checks(repo: Repo, *, rev: str | None = None, base: str | None = None) -
             assert history is not None  # opened whenever a revision is asked for
             current = history.values(rev)
         base_values = history.values(base) if base and history is not None else None
+        # a check names its file: read it even where no `metrics:` declares it
+        now = _with_named_files(repo, history, rev, current.metrics, checks)
+        then = _with_named_files(repo, history, base, base_values.metrics, checks) \
+            if base and base_values is not None else {}
     report = CheckReport(WORKSPACE if rev is None else current.rev, base)
     for check in checks:
-        value = current.metrics.get(check.file, {}).get(check.key)
-        base_value = base_values.metrics.get(check.file, {}).get(check.key) if base_values else None
-        report.outcomes.append(evaluate(check, value, base_value))
+        report.outcomes.append(evaluate(check, now.get(check.file, {}).get(check.key),
+                                        then.get(check.file, {}).get(check.key)))
     return report
+
+
+def _with_named_files(repo: Repo, history: History | None, rev: str | None, metrics: dict[str, Flat],
+                      checks: tuple[Check, ...]) -> dict[str, Flat]:
+    """``metrics`` plus the files that checks name and the pipeline did not declare, read
+    at ``rev`` (None: the workspace); a file absent or unreadable there is left out."""
+    out = dict(metrics)
+    for file in dict.fromkeys(c.file for c in checks if c.file not in metrics):
+        try:
+            if rev is None:
+                try:
+                    with open(repo.abs(file), "rb") as f:
+                        data: bytes | None = f.read()
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    data = None
+            else:
+                assert history is not None
+                data = history.read_file(rev, file)
+            if data is not None:
+                out[file] = flatten(parse_values(data, file))
+        except MlverError:
+            continue  # reported as missing by its check
+    return out

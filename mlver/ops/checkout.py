@@ -43,8 +43,25 @@ def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
         elif os.path.exists(repo.abs(rel + POINTER_SUFFIX)) or _exists_at(root, rev, repo, rel + POINTER_SUFFIX):
             files.append(rel + POINTER_SUFFIX)
         else:
-            files.append(LOCK_FILE)
+            lock = _lock_recording(repo, rel)
+            if not _exists_at(root, rev, repo, lock):
+                raise PathError(t, f"is neither a pointer nor a stage output recorded at {rev}",
+                                hint=f"see the files of {rev} with `git show --stat {rev}`")
+            files.append(lock)
     git.run(repo.root, "checkout", rev, "--", *sorted({repo.abs(f) for f in files}), literal=True)
+
+
+def _lock_recording(repo: Repo, rel: str) -> str:
+    """The lock file that records output ``rel`` (or a folder output holding it): that of
+    the stage declaring it (a subfolder pipeline's ``sub/mlver.lock``), else the top one."""
+    from mlver.ops.common import declared_outputs
+
+    for path, stage in declared_outputs(repo).items():
+        if rel == path or rel.startswith(path + "/"):
+            from mlver.pipeline.lockfile import lock_file_of
+
+            return lock_file_of(stage)
+    return LOCK_FILE
 
 
 def _exists_at(root: str, rev: str, repo: Repo, rel: str) -> bool:

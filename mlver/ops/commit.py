@@ -7,12 +7,12 @@ import os
 from dataclasses import dataclass, field, replace
 
 from mlver import git
-from mlver.ops.common import (LOCK_FILE, all_outputs, autostage, commit_stages, plan_stage_commit, stage_names,
+from mlver.ops.common import (LOCK_FILE, all_outputs, autostage, commit_stages, plan_stage_commit, stages_named,
                               write_pointer)
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.gitignore import gitignore_add
-from mlver.workspace import select_outputs, store_output
+from mlver.workspace import pipeline_files, select_outputs, store_output
 
 
 @dataclass
@@ -40,9 +40,9 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
     outputs = all_outputs(repo)
     stages: list[str] = []
     if targets:
-        known = stage_names(repo)
-        stages = [t for t in targets if t in known and not os.path.exists(t)]
-        rest = [t for t in targets if t not in stages]
+        named = stages_named(repo, targets)
+        stages = [n for t in targets for n in named.get(t, [])]
+        rest = [t for t in targets if t not in named]
         chosen = select_outputs(repo, outputs, rest) if rest else []
     else:
         chosen = outputs
@@ -83,7 +83,7 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
         to_stage = set(result.files) | {o.pointer_file for o in chosen if o.pointer_file}
         to_stage |= {os.path.join(os.path.dirname(o.path), ".gitignore") for o in chosen if o.pointer_file}
         if stages or not targets:
-            to_stage.add(LOCK_FILE)
+            to_stage.update(pipeline_files(repo, LOCK_FILE) or [LOCK_FILE])
         existing = sorted(repo.abs(f) for f in to_stage if os.path.exists(repo.abs(f)))
         git.stage(repo.root, existing)
         if git.has_staged_changes(repo.root):

@@ -10,7 +10,7 @@ from mlver.fsutil import atomic_write_text
 from mlver.pointer import POINTER_SUFFIX, Pointer
 from mlver.progress import Progress
 from mlver.repo import Repo
-from mlver.workspace import Output, pointer_outputs
+from mlver.workspace import Output, has_lock, has_pipeline, pointer_outputs
 
 if TYPE_CHECKING:  # pragma: no cover - the pipeline modules import YAML: only when used
     from mlver.pipeline.plan import StageCommit
@@ -20,8 +20,8 @@ PIPELINE_FILE = "mlver.yaml"
 
 
 def stage_outputs(repo: Repo) -> list[Output]:
-    """Outputs recorded for pipeline stages in ``mlver.lock`` (none without a lock)."""
-    if not os.path.exists(repo.abs(LOCK_FILE)):
+    """Outputs recorded for pipeline stages in the lock files (none without a lock)."""
+    if not has_lock(repo):
         return []
     from mlver.pipeline.lockfile import lock_outputs
 
@@ -29,8 +29,8 @@ def stage_outputs(repo: Repo) -> list[Output]:
 
 
 def pipeline_status(repo: Repo, targets: list[str] | None = None) -> list[tuple[str, bool, list[str]]]:
-    """(stage, changed, reasons) for every stage of ``mlver.yaml`` (none without one)."""
-    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+    """(stage, changed, reasons) for every stage of the pipeline files (none without one)."""
+    if not has_pipeline(repo):
         return []
     from mlver.pipeline.plan import stage_status
 
@@ -38,16 +38,34 @@ def pipeline_status(repo: Repo, targets: list[str] | None = None) -> list[tuple[
 
 
 def stage_names(repo: Repo) -> list[str]:
-    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+    if not has_pipeline(repo):
         return []
     from mlver.pipeline.plan import load_pipeline
 
     return [s.name for s in load_pipeline(repo).stages]
 
 
+def stages_named(repo: Repo, targets: list[str]) -> dict[str, list[str]]:
+    """target -> the stages it names (a stage name, a foreach/matrix name, a pipeline
+    file, ``sub/mlver.yaml:NAME``), for the targets that name a stage and no existing path."""
+    if not has_pipeline(repo):
+        return {}
+    from mlver.pipeline.plan import load_pipeline
+
+    pipeline = load_pipeline(repo)
+    found: dict[str, list[str]] = {}
+    for t in targets:
+        if os.path.exists(repo.abs(repo.rel(t))) and not t.endswith(PIPELINE_FILE):
+            continue
+        named = pipeline.named(t)
+        if named:
+            found[t] = [s.name for s in named]
+    return found
+
+
 def declared_outputs(repo: Repo) -> dict[str, str]:
-    """Output path -> stage name for every output ``mlver.yaml`` declares (run or not)."""
-    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+    """Output path -> stage name for every output the pipeline files declare (run or not)."""
+    if not has_pipeline(repo):
         return {}
     from mlver.pipeline.plan import load_pipeline
 
@@ -59,7 +77,7 @@ def plan_stage_commit(repo: Repo, names: list[str] | None, *, force: bool,
     """Check the stages (all when ``names`` is None) ``commit`` would record; refuses
     stale ones unless ``force`` (mlver.pipeline.plan.plan_stage_commit). None without
     ``mlver.yaml``."""
-    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+    if not has_pipeline(repo):
         return None
     from mlver.pipeline.plan import plan_stage_commit as plan
 
@@ -78,12 +96,18 @@ def commit_stages(repo: Repo, plan: StageCommit | None, *, progress: Progress) -
 
 
 def with_untracked_pipeline(repo: Repo, files: list[str]) -> list[str]:
-    """``files`` (mlver files to `git add`), plus ``mlver.yaml`` when it exists and Git
-    does not track it yet: the lock means little without the pipeline it records."""
-    if (repo.scm_root is None or PIPELINE_FILE in files
-            or not os.path.exists(repo.abs(PIPELINE_FILE)) or git.tracked(repo.root, [PIPELINE_FILE])):
+    """``files`` (mlver files to `git add`), plus ``mlver.yaml`` (and the pipeline file
+    beside each subfolder lock in ``files``) when it exists and Git does not track it yet:
+    a lock means little without the pipeline it records."""
+    if repo.scm_root is None:
         return files
-    return [PIPELINE_FILE, *files]
+    folders = sorted({f.rsplit("/", 1)[0] for f in files if f.endswith("/" + LOCK_FILE)})
+    candidates = [p for p in [PIPELINE_FILE, *(f"{d}/{PIPELINE_FILE}" for d in folders)]
+                  if p not in files and os.path.exists(repo.abs(p))]
+    if not candidates:
+        return files
+    tracked = set(git.tracked(repo.root, candidates))
+    return [p for p in candidates if p not in tracked] + files
 
 
 def ignored_by_git(root: str, files: list[str]) -> list[str]:

@@ -43,15 +43,13 @@ def outputs_at(repo: Repo, grepo: object, rev: str) -> list[Output]:
 
 def history_files(repo: Repo) -> tuple[str, Callable[[str], bool]]:
     """The project's folder in Git (``""`` or ``sub/``) and a test of Git paths (from the
-    top) for the files that record outputs: pointers and the lock."""
+    top) for the files that record outputs: pointers and the lock files."""
     root = repo.scm_root
     assert root is not None
     prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
     prefix = "" if prefix == "." else prefix + "/"
-    lock_name = prefix + LOCK_FILE
-
     def want(p: str) -> bool:
-        return p.startswith(prefix) and (p.endswith(POINTER_SUFFIX) or p == lock_name)
+        return p.startswith(prefix) and (p.endswith(POINTER_SUFFIX) or p.rsplit("/", 1)[-1] == LOCK_FILE)
 
     return prefix, want
 
@@ -59,10 +57,10 @@ def history_files(repo: Repo) -> tuple[str, Callable[[str], bool]]:
 def outputs_in_file(rel: str, data: bytes, shown: str) -> list[Output]:
     """The outputs a pointer or lock file's bytes (from Git) record; ``rel`` is its path in
     the project."""
-    if rel == LOCK_FILE:
+    if rel.rsplit("/", 1)[-1] == LOCK_FILE:  # the top lock, or a subfolder pipeline's
         from mlver.pipeline.lockfile import outputs_from_lock_text
 
-        return outputs_from_lock_text(data.decode("utf-8", "replace"), shown)
+        return outputs_from_lock_text(data.decode("utf-8", "replace"), shown, rel)
     try:
         ptr = parse_pointer(data.decode("utf-8"), shown)
     except UnicodeDecodeError:

@@ -36,7 +36,7 @@ def _prefix(repo: Repo, root: str) -> str:
 
 def _pathspecs(prefix: str) -> list[str]:
     # '*' in a Git pathspec matches '/' too: every pointer file below the project.
-    return [f"{prefix}*{POINTER_SUFFIX}", f"{prefix}{LOCK_FILE}"]
+    return [f"{prefix}*{POINTER_SUFFIX}", f"{prefix}{LOCK_FILE}", f"{prefix}*/{LOCK_FILE}"]
 
 
 def _outputs_of(repo: Repo, rel: str, data: bytes, shown: str) -> list[Output]:
@@ -45,10 +45,10 @@ def _outputs_of(repo: Repo, rel: str, data: bytes, shown: str) -> list[Output]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError(shown, "not UTF-8 text") from None
-    if rel == LOCK_FILE:
+    if rel.rsplit("/", 1)[-1] == LOCK_FILE:  # the top lock, or a subfolder pipeline's
         from mlver.pipeline.lockfile import outputs_from_lock_text
 
-        return outputs_from_lock_text(text, shown)
+        return outputs_from_lock_text(text, shown, rel)
     ptr = parse_pointer(text, shown)
     try:
         path = data_path_of(repo, rel, ptr)

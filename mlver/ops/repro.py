@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from mlver.ops.common import autostage, with_untracked_pipeline
+from mlver.ops.common import PIPELINE_FILE, autostage, with_untracked_pipeline
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.run import ReproResult, StageEvent, reproduce
 from mlver.progress import NO_PROGRESS, Progress
@@ -17,10 +17,17 @@ from mlver.repo import Repo
 
 def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, dry_run: bool = False,
           downstream: bool = False, single: bool = False, keep_going: bool = False, pull: bool = False,
-          allow_missing: bool = False, run_cache: bool = True, progress: Progress = NO_PROGRESS,
-          on_event: Callable[[StageEvent], None] | None = None) -> tuple[ReproResult, list[str]]:
-    """Returns the result and the files staged in Git (core.autostage)."""
+          allow_missing: bool = False, run_cache: bool = True, all_pipelines: bool = False,
+          progress: Progress = NO_PROGRESS, on_event: Callable[[StageEvent], None] | None = None
+          ) -> tuple[ReproResult, list[str]]:
+    """Returns the result and the files staged in Git (core.autostage). Without targets,
+    every pipeline file's stages; run from a subfolder that holds its own ``mlver.yaml``,
+    that file's stages (and what they depend on), as DVC does, unless ``all_pipelines``."""
     kwargs = {"on_event": on_event} if on_event is not None else {}
+    if not targets and not all_pipelines:
+        here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
+        if here != "." and not here.startswith("../") and os.path.isfile(os.path.join(os.getcwd(), PIPELINE_FILE)):
+            targets = [f"{here}/{PIPELINE_FILE}"]
     if pull and not dry_run:
         _pull_recorded(repo, progress)
     result = reproduce(repo, targets, force=force, dry_run=dry_run, downstream=downstream, single=single,
@@ -33,12 +40,17 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
 
 
 def _pull_recorded(repo: Repo, progress: Progress) -> None:
-    """Fetch and check out every output the lock records that the workspace lacks
-    (missing objects are left to the stages that make them)."""
+    """Fetch and check out what the stages need that the workspace lacks: every output
+    the lock files record, and tracked data (pointers) a stage depends on (missing
+    objects are left to the stages that make them)."""
+    from mlver.pipeline.graph import overlaps
+    from mlver.ops.common import all_outputs
     from mlver.ops.transfer import pull
-    from mlver.pipeline.lockfile import lock_outputs
+    from mlver.pipeline.plan import load_pipeline
 
-    missing = [o.path for o in lock_outputs(repo) if not os.path.lexists(repo.abs(o.path))]
+    deps = [d.path for s in load_pipeline(repo).stages for d in s.deps]
+    missing = [o.path for o in all_outputs(repo) if not os.path.lexists(repo.abs(o.path))
+               and (o.stage is not None or any(overlaps(o.path, d) for d in deps))]
     if missing:
         pull(repo, missing, progress=progress)
 

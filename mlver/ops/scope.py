@@ -16,7 +16,7 @@ from mlver.hashing import digest_bytes
 from mlver.ops.common import all_outputs
 from mlver.pointer import POINTER_SUFFIX, Manifest, parse_manifest
 from mlver.repo import Repo
-from mlver.workspace import Output, select_outputs
+from mlver.workspace import Output, has_pipeline, select_outputs
 
 WORKSPACE = "workspace"
 
@@ -223,7 +223,7 @@ def declared_routes(repo: Repo) -> dict[str, tuple[bool, str | None]]:
     """Output path -> (push, remote) for stage outputs whose ``mlver.yaml`` entry sets
     ``push: false`` or ``remote: NAME`` (read from the workspace's pipeline, for every
     revision: the options say where a path's data lives, not what it held)."""
-    if not os.path.exists(repo.abs("mlver.yaml")):
+    if not has_pipeline(repo):
         return {}
     from mlver.pipeline.plan import load_pipeline
 

@@ -7,18 +7,19 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
+from mlver import git
 from mlver.errors import MlverError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.ops.common import with_untracked_pipeline
 from mlver.pipeline.graph import build_graph
-from mlver.pipeline.model import PIPELINE_FILE, Artifact, Stage, parse_pipeline
+from mlver.pipeline.model import PIPELINE_FILE, Artifact, Stage
 from mlver.pipeline.params import workspace_reader
-from mlver.pipeline.plan import check_workspace_paths, load_graph
+from mlver.pipeline.plan import check_workspace_paths, load_graph, parse_pipelines, pipeline_texts
 from mlver.pipeline.record import refuse_git_tracked
 from mlver.pipeline.yamlio import LinedMap, load_lined
 from mlver.pointer import yaml_scalar
 from mlver.repo import Repo
-from mlver.workspace import pointer_files
+from mlver.workspace import has_pipeline, pointer_files
 
 
 @dataclass
@@ -79,20 +80,24 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
               wdir: str | None = None, desc: str | None = None, force: bool = False) -> StageAdded:
     if not cmd.strip():
         raise UsageError("no command given", hint="put it after `--`: mlver stage add -n NAME -- python train.py")
-    path = repo.abs(PIPELINE_FILE)
+    # the pipeline file of the current folder when it has one (as `dvc stage add`), else the top one
+    here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
+    base = here if here != "." and not here.startswith("../") and os.path.isfile(PIPELINE_FILE) else "."
+    file = PIPELINE_FILE if base == "." else f"{base}/{PIPELINE_FILE}"
+    path = repo.abs(file)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
         created = False
     except FileNotFoundError:
         text, created = "", True
-    doc = load_lined(text, PIPELINE_FILE, kind="pipeline") if text.strip() else None
+    doc = load_lined(text, file, kind="pipeline") if text.strip() else None
     if wdir is not None:
-        wdir = os.path.relpath(os.path.abspath(wdir), repo.root).replace(os.sep, "/")
+        wdir = os.path.relpath(os.path.abspath(wdir), repo.abs(base)).replace(os.sep, "/")
     stages = doc.get("stages") if isinstance(doc, LinedMap) else None
     replacing = isinstance(stages, dict) and name in stages
     if replacing and not force:
-        raise MlverError(f"stage '{name}' already exists in {PIPELINE_FILE}",
+        raise MlverError(f"stage '{name}' already exists in {file}",
                          hint="pick another name, or replace it with `mlver stage add -f`")
     kwargs = dict(deps=deps, outs=outs, outs_no_cache=outs_no_cache, params=params, metrics=metrics,
                   wdir=wdir, desc=desc)
@@ -103,22 +108,31 @@ def add_stage(repo: Repo, name: str, cmd: str, *, deps: Sequence[str] = (), outs
         new_text = _replace_block(text, stages, name, indent,
                                   stage_block(name, cmd, indent=indent, **kwargs))  # type: ignore[arg-type]
     elif isinstance(stages, LinedMap) and stages:
-        new_text = text + stage_block(name, cmd, indent=_indent_of(text, stages), **kwargs)  # type: ignore[arg-type]
+        indent = _indent_of(text, stages)
+        new_text = _append_block(text, stages, indent,
+                                 stage_block(name, cmd, indent=indent, **kwargs))  # type: ignore[arg-type]
     elif isinstance(doc, LinedMap) and "stages" in doc:
         if stages:  # pragma: no cover - a non-mapping is rejected by the parser below
-            raise MlverError(f"{PIPELINE_FILE}: 'stages' must be a mapping")
+            raise MlverError(f"{file}: 'stages' must be a mapping")
         lines = text.splitlines(keepends=True)
         lines[_line_of(doc, "stages") - 1] = "stages:\n"
         new_text = "".join(lines) + stage_block(name, cmd, **kwargs)  # type: ignore[arg-type]
     else:
         new_text = text + "stages:\n" + stage_block(name, cmd, **kwargs)  # type: ignore[arg-type]
-    pipeline = parse_pipeline(new_text, PIPELINE_FILE, workspace_reader(repo.root).doc)
-    build_graph(pipeline)
+    others = [(rel, t) for rel, t in (pipeline_texts(repo) if has_pipeline(repo) else []) if rel != file]
+    pipeline = parse_pipelines([(file, new_text), *others] if file == PIPELINE_FILE else [*others, (file, new_text)],
+                               workspace_reader(repo.root).doc)
+    build_graph(pipeline)  # the new stage against every pipeline file: overlaps and cycles
     check_workspace_paths(repo, pipeline)
-    _refuse_tracked_inside(repo, pipeline.get(name))  # type: ignore[arg-type]
-    refuse_git_tracked(repo, pipeline.get(name))  # type: ignore[arg-type]
+    added = pipeline.get(name if file == PIPELINE_FILE else f"{file}:{name}")
+    assert added is not None
+    _refuse_tracked_inside(repo, added)
+    refuse_git_tracked(repo, added)
     atomic_write_text(path, new_text, fsync=repo.fsync, inside=repo.root)
-    return StageAdded(name, PIPELINE_FILE, created, replacing, tuple(with_untracked_pipeline(repo, [])))
+    files = [] if file == PIPELINE_FILE else [file]  # the top file is added by with_untracked_pipeline
+    if files and repo.scm_root is not None and git.tracked(repo.root, files):
+        files = []
+    return StageAdded(name, file, created, replacing, tuple(with_untracked_pipeline(repo, files)))
 
 
 def _refuse_tracked_inside(repo: Repo, stage: Stage) -> None:
@@ -144,14 +158,13 @@ def _indent_of(text: str, stages: LinedMap) -> int:
     first_line = text.splitlines()[_line_of(stages, next(iter(stages))) - 1]
     indent = len(first_line) - len(first_line.lstrip(" "))
     if indent == 0 or "{" in first_line[:indent + 1]:
-        raise MlverError(f"{PIPELINE_FILE} writes 'stages' in flow style; add the stage by editing it")
+        raise MlverError("the pipeline file writes 'stages' in flow style; add the stage by editing it")
     return indent
 
 
-def _replace_block(text: str, stages: LinedMap, name: str, indent: int, block: str) -> str:
-    """``text`` with stage ``name``'s lines (up to the next stage, or the next line
-    indented no deeper than the stage names, at ``indent``) replaced by ``block``."""
-    lines = text.splitlines(keepends=True)
+def _block_end(lines: list[str], stages: LinedMap, name: str, indent: int) -> int:
+    """The index of the first line after stage ``name``'s lines: the next stage, or the
+    next line indented no deeper than the stage names (a top-level key after ``stages``)."""
     start = _line_of(stages, name) - 1
 
     def outdented(line: str) -> bool:  # at the stage names' indentation, or less
@@ -170,7 +183,23 @@ def _replace_block(text: str, stages: LinedMap, name: str, indent: int, block: s
     while end > start + 1 and (not lines[end - 1].strip()
                                or (lines[end - 1].lstrip().startswith("#") and outdented(lines[end - 1]))):
         end -= 1
+    return end
+
+
+def _replace_block(text: str, stages: LinedMap, name: str, indent: int, block: str) -> str:
+    """``text`` with stage ``name``'s lines replaced by ``block``."""
+    lines = text.splitlines(keepends=True)
+    start, end = _line_of(stages, name) - 1, _block_end(lines, stages, name, indent)
     return "".join(lines[:start]) + block + "".join(lines[end:])
+
+
+def _append_block(text: str, stages: LinedMap, indent: int, block: str) -> str:
+    """``text`` with ``block`` after its last stage (before top-level keys that follow)."""
+    lines = text.splitlines(keepends=True)
+    end = _block_end(lines, stages, list(stages)[-1], indent)
+    if end and not lines[end - 1].endswith("\n"):
+        lines[end - 1] += "\n"
+    return "".join(lines[:end]) + block + "".join(lines[end:])
 
 
 # --- dag -------------------------------------------------------------------------------
@@ -217,6 +246,6 @@ def list_stages(repo: Repo) -> list[StageInfo]:
 
 def list_artifacts(repo: Repo) -> list[Artifact]:
     """The ``artifacts:`` of ``mlver.yaml`` (none without one)."""
-    if not os.path.exists(repo.abs(PIPELINE_FILE)):
+    if not has_pipeline(repo):
         return []
     return list(load_graph(repo).pipeline.artifacts)

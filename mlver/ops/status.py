@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.workspace import OutputState, output_state, select_outputs
-from mlver.ops.common import all_outputs, pipeline_status, stage_names
+from mlver.ops.common import all_outputs, pipeline_status, stages_named
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ def status(repo: Repo, targets: list[str] | None = None, *, remote: str | None =
     if targets:
         # a stage name selects that stage (and its recorded outputs), even one that has
         # no output yet: never run, or only metrics kept in Git
-        stages = set(stage_names(repo))
-        by_stage = [t for t in targets if t in stages and not os.path.exists(repo.abs(repo.rel(t)))]
-        paths = [t for t in targets if t not in by_stage]
+        named = stages_named(repo, targets)
+        by_stage = {n for t in targets for n in named.get(t, [])}
+        paths = [t for t in targets if t not in named]
         chosen = {o.path for o in select_outputs(repo, outputs, paths)} if paths else set()
         outputs = [o for o in outputs if o.path in chosen or o.stage in by_stage]
     result = StatusResult([output_state(repo, o, progress=progress) for o in outputs])

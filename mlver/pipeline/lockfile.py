@@ -1,19 +1,23 @@
 """``mlver.lock``: what each stage last ran with and produced. Parsed into frozen
 dataclasses; dumped byte-stably in SPEC's layout (stages in ``mlver.yaml`` order, deps
-and outs sorted by path). Paths are relative to the repository root. An output entry
+and outs sorted by path). Paths are relative to the lock's folder: the repository
+root for the top ``mlver.lock``, ``sub`` for ``sub/mlver.lock`` beside ``sub/mlver.yaml``. An output entry
 carries ``cache: false`` only when it stays in Git (``cache: true`` for a cached
 metrics file), so the lock alone says which outputs live in the cache.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+import os
+import posixpath
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from mlver.errors import FormatError
 from mlver.fsutil import atomic_write_text, check_relative
 from mlver.hashing import HASH_NAME, is_digest
-from mlver.pipeline.model import LOCK_FILE
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, split_stage_name
 from mlver.pipeline.yamlio import LinedList, LinedMap, dump_value, load_lined, plain
 from mlver.pointer import yaml_scalar
 from mlver.repo import Repo
@@ -85,7 +89,9 @@ def dump_lock(stages: Iterable[StageLock]) -> str:
 
 # --- parsing ---------------------------------------------------------------------------
 
-def parse_lock(text: str, shown: str = LOCK_FILE) -> dict[str, StageLock]:
+def parse_lock(text: str, shown: str = LOCK_FILE, folder: str = "") -> dict[str, StageLock]:
+    """A lock file's stages; ``folder`` is the lock's folder (paths in it may go up out
+    of the folder, never out of the repository)."""
     doc = load_lined(text, shown, kind="lock")
     if not isinstance(doc, LinedMap):
         raise FormatError(shown, "not an mlver lock file (expected a YAML mapping)")
@@ -101,11 +107,11 @@ def parse_lock(text: str, shown: str = LOCK_FILE) -> dict[str, StageLock]:
     result = {}
     for name, body in stages_doc.items():
         line = stages_doc.line_of(name) if isinstance(stages_doc, LinedMap) else None
-        result[str(name)] = _parse_stage(shown, str(name), body, line)
+        result[str(name)] = _parse_stage(shown, str(name), body, line, folder)
     return result
 
 
-def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> StageLock:
+def _parse_stage(shown: str, name: str, body: Any, line: int | None, folder: str = "") -> StageLock:
     def bad(problem: str, at: int | None = None) -> FormatError:
         return FormatError(shown, f"stage '{name}': {problem}", line=at or line)
 
@@ -130,7 +136,8 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> StageLoc
                 if k not in ENTRY_KEYS:
                     raise bad(f"unknown field '{k}' in '{key}'", at)
             path, kind, digest, size = item.get("path"), item.get("kind"), item.get("digest"), item.get("size")
-            if not isinstance(path, str) or check_relative(path):
+            if not isinstance(path, str) or check_relative(path if not folder or path.startswith("/") else
+                                                           posixpath.normpath(posixpath.join(folder, path))):
                 raise bad(f"bad path {path!r} in '{key}'", at)
             if kind not in ("file", "dir"):
                 raise bad(f"'{path}': kind must be 'file' or 'dir'", at)
@@ -156,22 +163,86 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None) -> StageLoc
 
 
 def read_lock(repo: Repo) -> dict[str, StageLock]:
-    """The stages recorded in the workspace's ``mlver.lock`` (empty without one)."""
-    try:
-        with open(repo.abs(LOCK_FILE), encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return {}
-    except UnicodeDecodeError:
-        raise FormatError(LOCK_FILE, "not UTF-8 text") from None
-    return repo.state.parsed("lock", text, parse_lock)
+    """The stages recorded in the workspace's lock files (empty without one): the top
+    ``mlver.lock`` and one beside each ``sub/mlver.yaml``, whose stages are named
+    ``sub/mlver.yaml:NAME`` and whose paths are relative to ``sub`` (returned
+    repo-relative)."""
+    out: dict[str, StageLock] = {}
+    for rel in lock_files(repo):
+        try:
+            with open(repo.abs(rel), encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            continue
+        except UnicodeDecodeError:
+            raise FormatError(rel, "not UTF-8 text") from None
+        stages = repo.state.parsed("lock" if rel == LOCK_FILE else f"lock {rel}", text,
+                                   functools.partial(_parse_at, rel))
+        out.update(stages)
+    return out
 
 
-def write_lock(repo: Repo, stages: dict[str, StageLock], order: list[str]) -> bool:
-    """Write the lock atomically: stages in ``order`` (mlver.yaml's), others pruned.
-    Returns whether the file changed."""
-    text = dump_lock(stages[n] for n in order if n in stages)
-    path = repo.abs(LOCK_FILE)
+def lock_files(repo: Repo) -> list[str]:
+    """The lock files of the workspace, the top one first."""
+    from mlver.workspace import pipeline_files
+
+    files = pipeline_files(repo, LOCK_FILE)
+    if LOCK_FILE not in files and os.path.isfile(repo.abs(LOCK_FILE)):
+        files.insert(0, LOCK_FILE)  # the top lock counts even when Git ignores it
+    return files
+
+
+def lock_file_of(stage_name: str) -> str:
+    """The lock file that records ``stage_name`` (``sub/mlver.yaml:train`` -> ``sub/mlver.lock``)."""
+    folder = posixpath.dirname(split_stage_name(stage_name)[0])
+    return f"{folder}/{LOCK_FILE}" if folder else LOCK_FILE
+
+
+def _parse_at(rel: str, text: str) -> dict[str, StageLock]:
+    """A lock file's text, its stages named and its paths given from the top."""
+    folder = posixpath.dirname(rel)
+    stages = parse_lock(text, rel, folder)
+    if not folder:
+        return stages
+    return {f"{folder}/{PIPELINE_FILE}:{n}": _moved(s, f"{folder}/{PIPELINE_FILE}:{n}", folder, into=False)
+            for n, s in stages.items()}
+
+
+def _moved(stage: StageLock, name: str, folder: str, *, into: bool) -> StageLock:
+    """``stage`` renamed, its paths made relative to ``folder`` (``into``) or from the top."""
+    def path(p: str) -> str:
+        return posixpath.relpath(p, folder) if into else posixpath.normpath(posixpath.join(folder, p))
+
+    def entries(es: tuple[LockEntry, ...]) -> tuple[LockEntry, ...]:
+        return tuple(replace(e, path=path(e.path)) for e in es)
+
+    return replace(stage, name=name, deps=entries(stage.deps), outs=entries(stage.outs),
+                   metrics=entries(stage.metrics), params={path(f): v for f, v in stage.params.items()})
+
+
+def write_lock(repo: Repo, stages: dict[str, StageLock], order: list[str]) -> list[str]:
+    """Write the lock files atomically: each pipeline file's stages in ``order`` (the
+    pipeline's), others pruned. Returns the lock files that changed."""
+    by_file: dict[str, list[StageLock]] = {}
+    for rel in lock_files(repo):
+        by_file[rel] = []  # a lock whose stages all left is rewritten empty
+    for n in order:
+        if n in stages:
+            by_file.setdefault(lock_file_of(n), []).append(stages[n])
+    changed = []
+    for rel, entries in by_file.items():
+        folder = posixpath.dirname(rel)
+        if folder:
+            entries = [_moved(s, split_stage_name(s.name)[1], folder, into=True) for s in entries]
+        if _write_one(repo, rel, dump_lock(entries)):
+            changed.append(rel)
+            if rel not in repo.found.setdefault(LOCK_FILE, []):
+                repo.found[LOCK_FILE].append(rel)
+    return changed
+
+
+def _write_one(repo: Repo, rel: str, text: str) -> bool:
+    path = repo.abs(rel)
     try:
         with open(path, encoding="utf-8") as f:
             if f.read() == text:
@@ -194,8 +265,9 @@ def lock_outputs(repo: Repo) -> list[Output]:
     return _outputs(read_lock(repo))
 
 
-def outputs_from_lock_text(text: str, shown: str) -> list[Output]:
-    """Cached stage outputs of a lock read from Git history."""
-    return _outputs(parse_lock(text, shown))
+def outputs_from_lock_text(text: str, shown: str, rel: str = LOCK_FILE) -> list[Output]:
+    """Cached stage outputs of a lock read from Git history (``rel``: its path in the
+    project, so a subfolder's lock gives paths from the top)."""
+    return _outputs(_parse_at(rel, text) if posixpath.dirname(rel) else parse_lock(text, shown))
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from mlver.errors import FormatError
+from mlver.errors import FormatError, MlverError
 from mlver.pipeline.yamlio import LinedList, LinedMap, load_lined, plain
 
 PIPELINE_FILE = "mlver.yaml"
@@ -84,10 +84,29 @@ class Stage:
         """The stage's ``plots:`` files (recorded with its outputs; kept in Git by default)."""
         return tuple(o for o in self.outs if o.plot)
 
+    @property
+    def file(self) -> str:
+        """The pipeline file that defines the stage (repo-relative): ``mlver.yaml`` at the
+        top, ``sub/mlver.yaml`` for a stage named ``sub/mlver.yaml:NAME``."""
+        return split_stage_name(self.name)[0]
+
+    @property
+    def short_name(self) -> str:
+        """The name inside its pipeline file (the key of its lock entry)."""
+        return split_stage_name(self.name)[1]
+
     def is_named(self, target: str) -> bool:
         """``target`` names this stage: its name, or the name of the ``foreach``/``matrix``
-        definition that generated it (``train`` names ``train@a`` and ``train@b``)."""
-        return target == self.name or ("@" in self.name and self.name.split("@", 1)[0] == target)
+        definition that generated it (``train`` names ``train@a`` and ``train@b``), with or
+        without its pipeline file (``sub/mlver.yaml:train``), or its pipeline file alone
+        (every stage of ``sub/mlver.yaml``)."""
+        if target == self.name or target == self.file:
+            return True
+        file, name = split_stage_name(target)
+        if file != PIPELINE_FILE and posixpath.normpath(file) != self.file:
+            return False
+        short = self.short_name
+        return name == short or ("@" in short and short.split("@", 1)[0] == name)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -120,15 +139,33 @@ class Pipeline:
         return [s.name for s in self.stages]
 
     def named(self, target: str) -> list[Stage]:
-        """The stages ``target`` names (see ``Stage.is_named``)."""
+        """The stages ``target`` names (see ``Stage.is_named``). A bare name that stages of
+        several pipeline files carry is ambiguous: an error listing the full names."""
         exact = self.get(target)
-        return [exact] if exact is not None else [s for s in self.stages if s.is_named(target)]
+        if exact is not None:
+            return [exact]
+        found = [s for s in self.stages if s.is_named(target)]
+        files = sorted({s.file for s in found})
+        if len(files) > 1 and split_stage_name(target)[0] == PIPELINE_FILE and target not in files:
+            raise MlverError(f"stage name '{target}' is ambiguous: it is in {', '.join(files)}",
+                             hint="name it with its file: " + ", ".join(f"{f}:{target}" for f in files))
+        return found
 
     def get(self, name: str) -> Stage | None:
         for s in self.stages:
             if s.name == name:
                 return s
         return None
+
+
+def split_stage_name(name: str) -> tuple[str, str]:
+    """(pipeline file, name in it) of a full stage name: ``sub/mlver.yaml:train`` ->
+    (``sub/mlver.yaml``, ``train``); a name without a file part is the top file's (a
+    generated name may hold ':' itself: ``sweep@a:b``)."""
+    head, sep, tail = name.partition(":")
+    if sep and (head == PIPELINE_FILE or head.endswith("/" + PIPELINE_FILE)):
+        return head, tail
+    return PIPELINE_FILE, name
 
 
 def resolve_path(wdir: str, written: str) -> str | None:
@@ -142,11 +179,13 @@ def resolve_path(wdir: str, written: str) -> str | None:
     return joined
 
 
-def parse_pipeline(text: str, shown: str = PIPELINE_FILE, load: Callable[[str], Any] | None = None) -> Pipeline:
+def parse_pipeline(text: str, shown: str = PIPELINE_FILE, load: Callable[[str], Any] | None = None,
+                   base: str = ".") -> Pipeline:
     """Parse and validate the text of ``mlver.yaml`` (graph checks live in graph.py).
     ``load(path)`` reads a params/vars file (repo-relative) as a document, None when it
     is absent; it is needed only by files that use ``vars``, ``${}``, ``foreach`` or
-    ``matrix``."""
+    ``matrix``. ``base`` is the file's folder (repo-relative): its paths are relative to
+    it, and the stages of a file below the top are named ``BASE/mlver.yaml:NAME``."""
     from mlver.pipeline import template
 
     doc = load_lined(text, shown, kind="pipeline")
@@ -164,7 +203,7 @@ def parse_pipeline(text: str, shown: str = PIPELINE_FILE, load: Callable[[str], 
             if isinstance(name, str) and not _NAME.match(name):
                 raise FormatError(shown, f"invalid stage name {name!r} (letters, digits, '_', '.', '-')",
                                   line=doc["stages"].line_of(name))
-        templater = template.Templater(shown, load or (lambda path: None))
+        templater = template.Templater(shown, load or (lambda path: None), "" if base == "." else base)
         doc, used = templater.expand(doc)
         generated = templater.generated
     stages_doc = doc.get("stages")
@@ -176,10 +215,29 @@ def parse_pipeline(text: str, shown: str = PIPELINE_FILE, load: Callable[[str], 
             line = stages_doc.line_of(name)
             if not isinstance(name, str) or not (_NAME.match(name) or name in generated):
                 raise FormatError(shown, f"invalid stage name {name!r} (letters, digits, '_', '.', '-')", line=line)
-            stages.append(_parse_stage(shown, name, body, line, used.get(name, set())))
-    return Pipeline(tuple(stages), shown, params_files=_top_files(shown, doc, "params"),
-                    metrics_files=_top_files(shown, doc, "metrics"), plots=_top_plots(shown, doc),
-                    artifacts=_top_artifacts(shown, doc), checks=_top_checks(shown, doc))
+            stage = _parse_stage(shown, name, body, line, used.get(name, set()), base)
+            stages.append(stage if base == "." else replace(stage, name=f"{base}/{PIPELINE_FILE}:{name}"))
+    return Pipeline(tuple(stages), shown, params_files=_top_files(shown, doc, "params", base),
+                    metrics_files=_top_files(shown, doc, "metrics", base), plots=_top_plots(shown, doc, base),
+                    artifacts=_top_artifacts(shown, doc, base), checks=_top_checks(shown, doc, base))
+
+
+def merge_pipelines(pipelines: list[Pipeline]) -> Pipeline:
+    """Several pipeline files (the top one first) as one pipeline: their stages in file
+    order, their top-level lists joined."""
+    if len(pipelines) == 1:
+        return pipelines[0]
+    first = pipelines[0]
+
+    def joined(attr: str) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for p in pipelines:
+            out.extend(x for x in getattr(p, attr) if x not in out)
+        return tuple(out)
+
+    return Pipeline(joined("stages"), first.shown, params_files=joined("params_files"),
+                    metrics_files=joined("metrics_files"), plots=joined("plots"), artifacts=joined("artifacts"),
+                    checks=joined("checks"))
 
 
 def _top_list(shown: str, doc: LinedMap, key: str) -> list[tuple[Any, int | None]]:
@@ -193,28 +251,28 @@ def _top_list(shown: str, doc: LinedMap, key: str) -> list[tuple[Any, int | None
     return [(v, value.line_at(i)) for i, v in enumerate(value)]
 
 
-def _top_path(shown: str, written: Any, what: str, line: int | None) -> str:
+def _top_path(shown: str, written: Any, what: str, line: int | None, base: str = ".") -> str:
     if not isinstance(written, (str, int, float)) or isinstance(written, bool) or not str(written).strip():
         raise FormatError(shown, f"each {what} entry must be a path", line=line)
-    rel = resolve_path(".", str(written))
+    rel = resolve_path(base, str(written))
     if rel is None or rel == "." or rel.split("/")[0] in (".git", ".mlver"):
         raise FormatError(shown, f"{what} '{written}' leaves the repository (paths must be relative and stay inside it)",
                           line=line)
     return rel
 
 
-def _top_files(shown: str, doc: LinedMap, key: str) -> tuple[str, ...]:
+def _top_files(shown: str, doc: LinedMap, key: str, base: str = ".") -> tuple[str, ...]:
     what = "params file" if key == "params" else "metrics file"
     out: list[str] = []
     for value, line in _top_list(shown, doc, key):
-        rel = _top_path(shown, value, what, line)
+        rel = _top_path(shown, value, what, line, base)
         if rel in out:
             raise FormatError(shown, f"{what} '{rel}' is listed twice", line=line)
         out.append(rel)
     return tuple(out)
 
 
-def _top_plots(shown: str, doc: LinedMap) -> tuple[Any, ...]:
+def _top_plots(shown: str, doc: LinedMap, base: str = ".") -> tuple[Any, ...]:
     out: list[Any] = []
     for value, line in _top_list(shown, doc, "plots"):
         if isinstance(value, LinedMap):
@@ -226,11 +284,11 @@ def _top_plots(shown: str, doc: LinedMap) -> tuple[Any, ...]:
                                   line=line)
             out.append({str(name): plain(definition) if definition is not None else None})
         else:
-            out.append(_top_path(shown, value, "plot", line))
+            out.append(_top_path(shown, value, "plot", line, base))
     return tuple(out)
 
 
-def _top_artifacts(shown: str, doc: LinedMap) -> tuple[Artifact, ...]:
+def _top_artifacts(shown: str, doc: LinedMap, base: str = ".") -> tuple[Artifact, ...]:
     value = doc.get("artifacts")
     if value is None:
         return ()
@@ -253,7 +311,7 @@ def _top_artifacts(shown: str, doc: LinedMap) -> tuple[Artifact, ...]:
             labels = [labels]
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise FormatError(shown, f"artifact '{name}': 'labels' must be a list of strings", line=body.line_of("labels"))
-        out.append(Artifact(name, _top_path(shown, body["path"], f"artifact '{name}' path", body.line_of("path")),
+        out.append(Artifact(name, _top_path(shown, body["path"], f"artifact '{name}' path", body.line_of("path"), base),
                             type=None if body.get("type") is None else str(body["type"]),
                             desc=None if body.get("desc") is None else str(body["desc"]),
                             labels=tuple(labels), meta=plain(body.get("meta"))))
@@ -307,7 +365,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _top_checks(shown: str, doc: LinedMap) -> tuple[Check, ...]:
+def _top_checks(shown: str, doc: LinedMap, base: str = ".") -> tuple[Check, ...]:
     out = []
     for value, line in _top_list(shown, doc, "checks"):
         if not isinstance(value, LinedMap) or "metric" not in value:
@@ -321,7 +379,9 @@ def _top_checks(shown: str, doc: LinedMap) -> tuple[Check, ...]:
             raise FormatError(shown, f"check: 'metric' must be FILE:KEY (e.g. eval/metrics.json:acc), not {metric!r}",
                               line=value.line_of("metric"))
         written, key = metric.rsplit(":", 1)
-        file = _top_path(shown, written, "check metrics file", value.line_of("metric"))
+        file = _top_path(shown, written, "check metrics file", value.line_of("metric"), base)
+        if base != ".":
+            metric = f"{file}:{key}"  # named from the top, as every other command names files
         limits: dict[str, Any] = {}
         for name in ("min", "max"):
             if name in value:
@@ -451,7 +511,7 @@ class _StageParser:
 
 
 def _parse_stage(shown: str, name: str, body: Any, line: int | None,
-                 used: set[tuple[str, str]] = frozenset()) -> Stage:  # type: ignore[assignment]
+                 used: set[tuple[str, str]] = frozenset(), base: str = ".") -> Stage:  # type: ignore[assignment]
     p = _StageParser(shown, name, line)
     if not isinstance(body, LinedMap):
         raise p.error("must be a mapping with at least 'cmd'")
@@ -483,10 +543,10 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None,
         if not isinstance(value, bool):
             raise p.error(f"'{flag}' must be true or false", body.line_of(flag))
         flags[flag] = value
-    wdir = "."
+    wdir = base
     if body.get("wdir") is not None:
         written = p.string(body["wdir"], "wdir", body.line_of("wdir"))
-        resolved = resolve_path(".", written)
+        resolved = resolve_path(base, written)
         if resolved is None:
             raise p.error(f"wdir '{written}' leaves the repository", body.line_of("wdir"))
         wdir = resolved

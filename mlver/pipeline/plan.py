@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import functools
 import os
+import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from mlver.errors import FormatError, MlverError, PathError, StaleStage
 from mlver.fsutil import inside_root
 from mlver.pipeline.graph import Graph, build_graph
 from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
-from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, Stage, parse_pipeline
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, Stage, merge_pipelines, parse_pipeline
 from mlver.pipeline.params import ParamsReader, workspace_reader
 from mlver.pipeline.record import Inspector, record_product
 from mlver.pointer import POINTER_SUFFIX
@@ -26,15 +27,27 @@ from mlver.repo import Repo
 from mlver.gitignore import gitignore_add, gitignore_remove
 
 
-def read_pipeline_text(repo: Repo) -> str:
-    try:
-        with open(repo.abs(PIPELINE_FILE), encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
+def pipeline_texts(repo: Repo) -> list[tuple[str, str]]:
+    """(repo-relative path, text) of every pipeline file: ``mlver.yaml`` at the top (when
+    there is one) and in subfolders, each a pipeline of its own."""
+    from mlver.workspace import pipeline_files
+
+    files = pipeline_files(repo, PIPELINE_FILE)
+    if PIPELINE_FILE not in files and os.path.isfile(repo.abs(PIPELINE_FILE)):
+        files.insert(0, PIPELINE_FILE)  # the top file counts even when Git ignores it
+    texts = []
+    for rel in files:
+        try:
+            with open(repo.abs(rel), encoding="utf-8") as f:
+                texts.append((rel, f.read()))
+        except FileNotFoundError:
+            continue
+        except UnicodeDecodeError:
+            raise FormatError(rel, "not UTF-8 text") from None
+    if not texts:
         raise MlverError(f"no {PIPELINE_FILE} in {repo.root}",
-                         hint="add a stage with `mlver stage add -n NAME -d DEP -o OUT -- CMD`") from None
-    except UnicodeDecodeError:
-        raise FormatError(PIPELINE_FILE, "not UTF-8 text") from None
+                         hint="add a stage with `mlver stage add -n NAME -d DEP -o OUT -- CMD`")
+    return texts
 
 
 def check_workspace_paths(repo: Repo, pipeline: Pipeline) -> None:
@@ -58,9 +71,13 @@ def check_workspace_paths(repo: Repo, pipeline: Pipeline) -> None:
 
 
 def load_graph(repo: Repo) -> Graph:
-    """Parse and validate ``mlver.yaml`` against the workspace; the stage graph."""
-    text = read_pipeline_text(repo)
-    parsed = repo.state.parsed("pipeline", text, functools.partial(_parse_workspace, repo.root),
+    """Parse and validate every pipeline file against the workspace; one stage graph."""
+    texts = pipeline_texts(repo)
+    # The memo's key is the text itself for the usual single top file, else every file
+    # with its path (so moving a file is a change).
+    key = texts[0][1] if len(texts) == 1 and texts[0][0] == PIPELINE_FILE else \
+        "\0".join(f"{rel}\n{text}" for rel, text in texts)
+    parsed = repo.state.parsed("pipeline", key, functools.partial(_parse_workspace, repo.root, texts),
                                valid=functools.partial(_inputs_hold, repo.root))
     check_workspace_paths(repo, parsed.graph.pipeline)
     return parsed.graph
@@ -93,7 +110,7 @@ def _inputs_hold(root: str, parsed: ParsedPipeline) -> bool:
     return True
 
 
-def _parse_workspace(root: str, text: str) -> ParsedPipeline:
+def _parse_workspace(root: str, texts: list[tuple[str, str]], _key: str) -> ParsedPipeline:
     from mlver.hashing import digest_bytes
 
     inputs: dict[str, str | None] = {}
@@ -103,8 +120,14 @@ def _parse_workspace(root: str, text: str) -> ParsedPipeline:
         inputs[rel] = None if data is None else digest_bytes(data)
         return data
 
-    graph = build_graph(parse_pipeline(text, PIPELINE_FILE, ParamsReader(read).doc))
+    graph = build_graph(parse_pipelines(texts, ParamsReader(read).doc))
     return ParsedPipeline(graph, tuple(sorted(inputs.items())))
+
+
+def parse_pipelines(texts: list[tuple[str, str]], load: Callable[[str], Any] | None) -> Pipeline:
+    """Pipeline files (path, text) parsed, each relative to its folder, and merged."""
+    return merge_pipelines([parse_pipeline(text, rel, load, base=posixpath.dirname(rel) or ".")
+                            for rel, text in texts])
 
 
 def load_pipeline(repo: Repo) -> Pipeline:
@@ -114,6 +137,7 @@ def load_pipeline(repo: Repo) -> Pipeline:
 # --- change detection ------------------------------------------------------------------
 
 MISSING_PRODUCT = "out missing: "  # the reason an output is absent from the workspace
+MISSING_DEP = "dep missing: "  # the reason a dependency is absent
 
 @dataclass(frozen=True)
 class StageCheck:
@@ -144,9 +168,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, params: ParamsReader,
-                shown: str = PIPELINE_FILE) -> StageCheck:
+                shown: str | None = None) -> StageCheck:
     deps_now = tuple(inspector.entry(d.path) for d in stage.deps)
-    params_now = params.stage_params(stage, shown)
+    params_now = params.stage_params(stage, shown or stage.file)
     reasons: list[str] = []
     if stage.always_changed:
         reasons.append("always changed")
@@ -161,7 +185,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
     for dep, now in zip(stage.deps, deps_now):
         old = old_deps.pop(dep.path, None)
         if now is None:
-            reasons.append(f"dep missing: {dep.path}")
+            reasons.append(MISSING_DEP + dep.path)
         elif old is None:
             reasons.append(f"dep added: {dep.path}")
         elif (old.kind, old.digest) != (now.kind, now.digest):
@@ -272,9 +296,14 @@ def plan_stage_commit(repo: Repo, names: list[str] | None, *, force: bool = Fals
     stage without dependencies is not refused for always running."""
     graph = load_graph(repo)
     pipeline = graph.pipeline
-    for n in names or []:
-        if pipeline.get(n) is None:
-            raise MlverError(f"no stage '{n}' in {PIPELINE_FILE}")
+    if names is not None:
+        wanted: list[str] = []
+        for n in names:
+            named = pipeline.named(n)
+            if not named:
+                raise MlverError(f"no stage '{n}' in {PIPELINE_FILE}")
+            wanted += [s.name for s in named]
+        names = wanted
     locked = read_lock(repo)
     inspector = Inspector(repo, progress)
     reader = workspace_reader(repo.root)
@@ -314,16 +343,15 @@ def commit_stage_outputs(repo: Repo, plan: StageCommit, *,
         old = locked.get(stage.name)
         if new != old:  # (deps may only be ordered differently: the lock text decides)
             locked[stage.name] = new
-            if write_lock(repo, locked, pipeline.names):
+            written = write_lock(repo, locked, pipeline.names)
+            if written:
                 old_products = {e.path: e for e in old.products} if old else {}
                 recorded += [e.path for e in new.products if old_products.get(e.path) != e]
                 stages.append(stage.name)
-                if LOCK_FILE not in files:
-                    files.append(LOCK_FILE)
+                files += [f for f in written if f not in files]
         files += ignore_outputs(repo, stage)
     # prune stages that left mlver.yaml
     if plan.prune and set(locked) - set(pipeline.names):
-        if write_lock(repo, locked, pipeline.names) and LOCK_FILE not in files:
-            files.append(LOCK_FILE)
+        files += [f for f in write_lock(repo, locked, pipeline.names) if f not in files]
     repo.state.flush()
     return recorded, stages, files

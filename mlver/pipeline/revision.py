@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from mlver import git
 from mlver.errors import FormatError, MlverError
-from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipeline
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, merge_pipelines, parse_pipeline
 from mlver.pipeline.params import Flat, ParamsReader, flatten, parse_values
 from mlver.repo import Repo
 
@@ -89,11 +90,16 @@ def workspace_values(repo: Repo) -> Values:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
-    data = read(PIPELINE_FILE)
-    if data is None:
+    from mlver.pipeline.plan import parse_pipelines, pipeline_texts
+    from mlver.workspace import has_pipeline
+
+    if not has_pipeline(repo):
         return Values(WORKSPACE)
-    pipeline = parse_pipeline(data.decode("utf-8", "replace"), PIPELINE_FILE, ParamsReader(read).doc)
+    pipeline = parse_pipelines(pipeline_texts(repo), ParamsReader(read).doc)  # every pipeline file
     return values_of(WORKSPACE, pipeline, read)
+
+
+Locks = tuple[tuple[str, str | None], ...]  # (lock path, blob or None) of each pipeline folder
 
 
 class History:
@@ -113,15 +119,21 @@ class History:
         prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
         self.prefix = "" if prefix == "." else prefix + "/"
         self._blobs: dict[str, bytes] = {}
-        self._pipelines: dict[str, Pipeline | FormatError] = {}  # plain pipeline files, by blob
-        self._inputs: dict[str, list[str]] = {}  # templated pipeline blob -> files it reads
-        self._templated: dict[tuple[str, tuple[str | None, ...]], Pipeline | FormatError] = {}
+        # pipeline files are cached by (path, blob): the same text means other stage names
+        # and paths in another folder
+        self._pipelines: dict[tuple[str, str], Pipeline | FormatError] = {}  # plain files
+        self._inputs: dict[tuple[str, str], list[str]] = {}  # templated file -> files it reads
+        self._templated: dict[tuple[tuple[str, str], tuple[str | None, ...]], Pipeline | FormatError] = {}
         self._values: dict[tuple, Values] = {}
-        self._locks: dict[str, list[Any]] = {}  # lock blob -> its cached outputs
+        self._locks: dict[tuple[str, str], list[Any]] = {}  # (lock path, blob) -> its cached outputs
+        from mlver.workspace import pipeline_files
+
+        # the pipeline files read at every revision: the top one and those the workspace has
+        self.paths = [PIPELINE_FILE] + [p for p in pipeline_files(repo, PIPELINE_FILE) if p != PIPELINE_FILE]
         self._remote: Any = None  # the default remote, opened when an object is read from it
         self._trees: dict[str, list[str]] = {}  # commit -> its files (below the project's folder), sorted
-        self._lock_blobs: dict[str, str | None] = {}  # commit -> its lock's blob
-        self._pipe_blobs: dict[str, str | None] = {}  # commit -> its mlver.yaml's blob
+        self._lock_blobs: dict[str, Locks] = {}  # commit -> its lock files' blobs
+        self._pipe_cache: dict[str, Pipeline | FormatError | None] = {}  # commit -> its merged pipeline
 
     def close(self) -> None:
         if self._remote is not None:
@@ -130,19 +142,20 @@ class History:
 
     # --- files inside cached outputs (metrics in a folder output) -----------------------
 
-    def _lock_outputs(self, lock_blob: str | None, commit: str) -> list[Any]:
+    def _lock_outputs(self, lock_blob: str | None, commit: str, lock_rel: str = LOCK_FILE) -> list[Any]:
         if not lock_blob:
             return []
-        if lock_blob not in self._locks:
+        key = (lock_rel, lock_blob)
+        if key not in self._locks:
             from mlver.pipeline.lockfile import outputs_from_lock_text
 
             self._load([lock_blob])
             try:
-                self._locks[lock_blob] = outputs_from_lock_text(self._blobs[lock_blob].decode("utf-8", "replace"),
-                                                                f"{commit[:7]}:{LOCK_FILE}")
+                self._locks[key] = outputs_from_lock_text(self._blobs[lock_blob].decode("utf-8", "replace"),
+                                                          f"{commit[:7]}:{lock_rel}", lock_rel)
             except FormatError:
-                self._locks[lock_blob] = []
-        return self._locks[lock_blob]
+                self._locks[key] = []
+        return self._locks[key]
 
     def _object(self, digest: str, manifest: bool) -> bytes | None:
         """An object's bytes from the cache, else from the default remote (verified)."""
@@ -168,75 +181,85 @@ class History:
         except OSError:
             return None
 
-    def tracked_file(self, lock_blob: str | None, commit: str, rel: str) -> bytes | None:
-        """A file that is (inside) a cached output recorded in ``commit``'s lock, read
-        through the folder's manifest: a metrics file inside an ``outs: [eval]`` folder."""
+    def tracked_file(self, lock_blob: str | None | Locks, commit: str, rel: str) -> bytes | None:
+        """A file that is (inside) a cached output recorded in ``commit``'s lock (a lock
+        blob, or (lock path, blob) pairs of every lock file), read through the folder's
+        manifest: a metrics file inside an ``outs: [eval]`` folder. A recorded file whose
+        object is neither in the cache nor on the default remote is an MlverError naming
+        it, so readers warn instead of showing nothing."""
         from mlver.pointer import parse_manifest
 
-        for out in self._lock_outputs(lock_blob, commit):
+        locks = lock_blob if isinstance(lock_blob, tuple) else ((LOCK_FILE, lock_blob),)
+        outputs = [o for lock_rel, blob in locks for o in self._lock_outputs(blob, commit, lock_rel)]
+        def unavailable() -> MlverError:
+            return MlverError(f"{rel}: its data ({out.path}) is neither in the cache nor on the default remote, "
+                              f"so its values are not shown (`mlver fetch --rev {commit[:7]}` gets them)")
+
+        for out in outputs:
             if out.kind == "file" and out.path == rel:
-                return self._object(out.digest, False)
+                data = self._object(out.digest, False)
+                if data is None:
+                    raise unavailable()
+                return data
             if out.kind == "dir" and rel.startswith(out.path + "/"):
                 data = self._object(out.digest, True)
                 if data is None:
-                    return None
+                    raise unavailable()
                 inner = rel[len(out.path) + 1:]
                 for entry in parse_manifest(data, f"manifest {out.digest}").entries:
                     if entry.path == inner:
-                        return self._object(entry.digest, False)
+                        data = self._object(entry.digest, False)
+                        if data is None:
+                            raise unavailable()
+                        return data
                 return None
         return None
 
     def prefetch(self, commits: list[str]) -> None:
-        """Read the ``mlver.yaml`` and ``mlver.lock`` of many commits in one batch, for
-        ``pipeline_at``, ``list_at`` and ``read_at`` on them."""
-        specs = [f"{c}:{self.prefix}{f}" for c in commits for f in (PIPELINE_FILE, LOCK_FILE)]
-        names = git.object_names(self.root, specs)
-        self._load([n for n in names.values() if n])
-        for c in commits:
-            self._pipe_blobs[c] = names[f"{c}:{self.prefix}{PIPELINE_FILE}"]
-            self._lock_blobs[c] = names[f"{c}:{self.prefix}{LOCK_FILE}"]
+        """Read the pipeline and lock files of many commits in one batch, for
+        ``pipeline_at``, ``list_at`` and ``read_many`` on them."""
+        todo = [c for c in commits if c not in self._pipe_cache]
+        if not todo:
+            return
+        for c, (pipeline, _) in self._pipelines_of(todo).items():
+            self._pipe_cache[c] = pipeline
+        locks = self._lock_specs(todo)
+        names = git.object_names(self.root, list(locks))
+        for c in todo:
+            self._lock_blobs[c] = tuple((rel, names[spec]) for spec, (commit, rel) in locks.items() if commit == c)
 
     def pipeline_at(self, commit: str) -> Pipeline | None:
-        """The pipeline of ``commit`` (a full id); None when it has no ``mlver.yaml``;
-        a malformed one raises its FormatError."""
-        if commit not in self._pipe_blobs:
-            spec = f"{commit}:{self.prefix}{PIPELINE_FILE}"
-            self._pipe_blobs[commit] = git.object_names(self.root, [spec])[spec]
-        blob = self._pipe_blobs[commit]
-        if blob is None:
-            return None
-        self._load([blob])
-        pipeline = self._pipeline(blob, commit)
+        """The pipeline of ``commit`` (a full id; every pipeline file merged); None when
+        it has none; a malformed one raises its FormatError."""
+        self.prefetch([commit])
+        pipeline = self._pipe_cache[commit]
         if isinstance(pipeline, FormatError):
             raise pipeline
         return pipeline
 
-    def read_at(self, commit: str, paths: list[str]) -> dict[str, bytes]:
-        """Files of ``commit`` (repo-relative; absent ones left out): Git's blobs in one
-        batch, else the bytes of a cached output (or a file inside a cached folder) its
-        lock records, from the cache or the default remote."""
-        return self.read_many([(commit, p) for p in paths]).get(commit, {})
-
-    def read_many(self, wanted: list[tuple[str, str]]) -> dict[str, dict[str, bytes]]:
-        """``read_at`` for many (commit, path) pairs, in one batch of Git reads:
-        commit -> {path: bytes}."""
+    def read_many(self, wanted: list[tuple[str, str]], errors: dict[str, list[str]] | None = None
+                  ) -> dict[str, dict[str, bytes]]:
+        """Files of commits, for many (commit, repo-relative path) pairs in one batch of
+        Git reads: commit -> {path: bytes}, absent files left out. A file Git does not
+        hold is read from (inside) a cached output the commit's locks record, from the
+        cache or the default remote; one whose data is nowhere is left out and its
+        message added to ``errors[commit]``."""
+        self.prefetch(list(dict.fromkeys(c for c, _ in wanted)))
         specs = {(c, p): f"{c}:{self.prefix}{p}" for c, p in wanted}
         names = git.object_names(self.root, list(specs.values()))
         self._load([n for n in names.values() if n])
         found: dict[str, dict[str, bytes]] = {}
         for (commit, p), spec in specs.items():
             name = names[spec]
-            data = self._blobs[name] if name else self.tracked_file(self._lock_blob(commit), commit, p)
+            try:
+                data = self._blobs[name] if name else self.tracked_file(self._lock_blobs[commit], commit, p)
+            except MlverError as e:
+                if errors is not None:
+                    errors.setdefault(commit, []).append(e.message)
+                continue
             if data is not None:
                 found.setdefault(commit, {})[p] = data
         return found
-
-    def _lock_blob(self, commit: str) -> str | None:
-        if commit not in self._lock_blobs:
-            spec = f"{commit}:{self.prefix}{LOCK_FILE}"
-            self._lock_blobs[commit] = git.object_names(self.root, [spec])[spec]
-        return self._lock_blobs[commit]
 
     def list_at(self, commit: str, folder: str) -> list[str]:
         """Files at or below ``folder`` in ``commit``: those Git holds, and those of a
@@ -246,6 +269,7 @@ class History:
 
         from mlver.pointer import parse_manifest
 
+        self.prefetch([commit])
         if commit not in self._trees:
             n = len(self.prefix)
             self._trees[commit] = sorted(p[n:] for p in git.tree_files(self.root, commit, self.prefix or "."))
@@ -257,7 +281,8 @@ class History:
                 found.add(p)
             elif not p.startswith(folder):
                 break
-        for out in self._lock_outputs(self._lock_blob(commit), commit):
+        outputs = [o for rel, blob in self._lock_blobs[commit] for o in self._lock_outputs(blob, commit, rel)]
+        for out in outputs:
             if out.path == folder or out.path.startswith(folder + "/") or folder.startswith(out.path + "/"):
                 if out.kind == "file":
                     found.add(out.path)
@@ -271,6 +296,19 @@ class History:
                         found.add(rel)
         return sorted(found)
 
+    def read_file(self, rev: str, rel: str) -> bytes | None:
+        """The bytes of project file ``rel`` at ``rev``: from Git, else from (inside) a
+        cached output its lock records; None when it is neither."""
+        commit = self.resolve(rev)
+        spec = f"{commit}:{self.prefix}{rel}"
+        locks = self._lock_specs([commit])
+        names = git.object_names(self.root, [spec, *locks])
+        blob = names.get(spec)
+        if blob:
+            self._load([blob])
+            return self._blobs[blob]
+        return self.tracked_file(tuple((lock, names[s]) for s, (_, lock) in locks.items()), commit, rel)
+
     def resolve(self, rev: str) -> str:
         return git.resolve(self.grepo, rev)
 
@@ -281,54 +319,68 @@ class History:
 
     def values_many(self, commits: list[str]) -> list[Values]:
         """Values of each commit (full ids), in the order given, labelled with the id."""
-        name = self.prefix + PIPELINE_FILE
-        pipe_blobs = git.object_names(self.root, [f"{c}:{name}" for c in commits])
-        self._load([b for b in pipe_blobs.values() if b])
-        wanted: dict[str, list[str]] = {}  # commit -> files its pipeline reads
+        pipelines = self._pipelines_of(commits)
+        wanted: dict[str, list[str]] = {}  # commit -> files its pipelines read
         for c in commits:
-            blob = pipe_blobs[f"{c}:{name}"]
-            pipeline = self._pipeline(blob, c) if blob else None
+            pipeline = pipelines[c][0]
             if isinstance(pipeline, Pipeline):
                 files = {r.file for s in pipeline.stages for r in s.params} | set(pipeline.params_files)
                 files |= set(metrics_files(pipeline))
                 wanted[c] = sorted(files)
         specs = [f"{c}:{self.prefix}{f}" for c, files in wanted.items() for f in files]
-        specs += [f"{c}:{self.prefix}{LOCK_FILE}" for c in wanted]
-        file_blobs = git.object_names(self.root, specs)
-        self._load([b for spec, b in file_blobs.items() if b and not spec.endswith(LOCK_FILE)])
+        locks = self._lock_specs(wanted)
+        file_blobs = git.object_names(self.root, specs + list(locks))
+        self._load([b for b in (file_blobs[spec] for spec in specs) if b])
         result = []
         for c in commits:
-            blob = pipe_blobs[f"{c}:{name}"]
-            if blob is None:
+            pipeline, key = pipelines[c]
+            if pipeline is None:
                 result.append(Values(c))
                 continue
-            pipeline = self._pipeline(blob, c)
             if isinstance(pipeline, FormatError):
                 result.append(Values(c, errors=(pipeline.message,)))
                 continue
             blobs = {f: file_blobs[f"{c}:{self.prefix}{f}"] for f in wanted[c]}
-            lock_blob = file_blobs[f"{c}:{self.prefix}{LOCK_FILE}"]
-            key = (blob, lock_blob, tuple(sorted(blobs.items(), key=lambda kv: kv[0])))
-            if key not in self._values:
-                def read(rel: str, b: dict[str, str | None] = blobs, lock: str | None = lock_blob,
+            lock_blobs: Locks = tuple((rel, file_blobs[spec]) for spec, (commit, rel) in locks.items() if commit == c)
+            vkey = (key, lock_blobs, tuple(sorted(blobs.items(), key=lambda kv: kv[0])))
+            if vkey not in self._values:
+                def read(rel: str, b: dict[str, str | None] = blobs, lock: Locks = lock_blobs,
                          commit: str = c) -> bytes | None:
                     name = b.get(rel)
                     return self._blobs.get(name) if name else self.tracked_file(lock, commit, rel)
 
-                self._values[key] = values_of(c, pipeline, read)
-            result.append(replace(self._values[key], rev=c))
+                self._values[vkey] = values_of(c, pipeline, read)
+            result.append(replace(self._values[vkey], rev=c))
         return result
+
+    def _pipelines_of(self, commits: list[str]) -> dict[str, tuple[Pipeline | FormatError | None, tuple]]:
+        """Each commit's pipeline, its files (``self.paths``) merged, with a key naming
+        their blobs; None when it has none, the first error when one does not parse."""
+        specs = [f"{c}:{self.prefix}{rel}" for c in commits for rel in self.paths]
+        names = git.object_names(self.root, specs)
+        self._load([b for b in names.values() if b])
+        out: dict[str, tuple[Pipeline | FormatError | None, tuple]] = {}
+        for c in commits:
+            found = [(rel, b) for rel in self.paths if (b := names[f"{c}:{self.prefix}{rel}"])]
+            parsed = [self._pipeline(b, c, rel) for rel, b in found]
+            error = next((p for p in parsed if isinstance(p, FormatError)), None)
+            merged: Pipeline | FormatError | None = error or (
+                merge_pipelines([p for p in parsed if isinstance(p, Pipeline)]) if parsed else None)
+            out[c] = (merged, tuple(found))
+        return out
+
+    def _lock_specs(self, commits: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """``commit:path`` of every pipeline folder's lock -> (commit, lock path)."""
+        locks = [posixpath.join(posixpath.dirname(rel), LOCK_FILE) for rel in self.paths]
+        return {f"{c}:{self.prefix}{lock}": (c, lock) for c in commits for lock in locks}
 
     def files_many(self, commits: list[str], choose: Callable[[Pipeline], list[str]]) -> list[dict[str, bytes]]:
         """For each commit, the files ``choose`` picks from its pipeline (repo-relative
         path -> bytes; absent files left out), read in the same batches as ``values_many``."""
-        name = self.prefix + PIPELINE_FILE
-        pipe_blobs = git.object_names(self.root, [f"{c}:{name}" for c in commits])
-        self._load([b for b in pipe_blobs.values() if b])
+        pipelines = self._pipelines_of(commits)
         wanted: dict[str, list[str]] = {}
         for c in commits:
-            blob = pipe_blobs[f"{c}:{name}"]
-            pipeline = self._pipeline(blob, c) if blob else None
+            pipeline = pipelines[c][0]
             wanted[c] = sorted(set(choose(pipeline))) if isinstance(pipeline, Pipeline) else []
         specs = [f"{c}:{self.prefix}{f}" for c, files in wanted.items() for f in files]
         file_blobs = git.object_names(self.root, specs)
@@ -344,20 +396,22 @@ class History:
         if todo:
             self._blobs.update(git.read_blobs(self.root, todo))
 
-    def _pipeline(self, blob: str, commit: str) -> Pipeline | FormatError:
-        """The pipeline of ``commit`` whose ``mlver.yaml`` is ``blob``. A plain file is
-        parsed once per blob; a templated one (``vars``, ``${}`` reading params files) once
-        per blob and set of input blobs, read at that commit."""
-        if blob in self._pipelines:
-            return self._pipelines[blob]
-        inputs = self._inputs.get(blob)
+    def _pipeline(self, blob: str, commit: str, path: str = PIPELINE_FILE) -> Pipeline | FormatError:
+        """The pipeline of ``commit``'s file ``path`` (``mlver.yaml`` or ``sub/mlver.yaml``)
+        whose blob is ``blob``. A plain file is parsed once per blob; a templated one
+        (``vars``, ``${}`` reading params files) once per blob and set of input blobs,
+        read at that commit."""
+        file_key = (path, blob)
+        if file_key in self._pipelines:
+            return self._pipelines[file_key]
+        inputs = self._inputs.get(file_key)
         if inputs is not None:
             specs = [f"{commit}:{self.prefix}{rel}" for rel in inputs]
             names = git.object_names(self.root, specs)
-            key = (blob, tuple(names[spec] for spec in specs))
+            key = (file_key, tuple(names[spec] for spec in specs))
             if key in self._templated:
                 return self._templated[key]
-        shown = f"{commit[:7]}:{PIPELINE_FILE}"
+        shown = f"{commit[:7]}:{path}"
         read: dict[str, str | None] = {}
 
         def load(rel: str) -> Any:
@@ -370,14 +424,15 @@ class History:
             return parse_values(self._blobs[name], f"{commit[:7]}:{rel}")
 
         try:
-            pipeline: Pipeline | FormatError = parse_pipeline(self._blobs[blob].decode("utf-8", "replace"), shown, load)
+            pipeline: Pipeline | FormatError = parse_pipeline(self._blobs[blob].decode("utf-8", "replace"), shown, load,
+                                                              base=posixpath.dirname(path) or ".")
         except FormatError as e:
             pipeline = e
         if not read:
-            self._pipelines[blob] = pipeline
+            self._pipelines[file_key] = pipeline
         else:
-            self._inputs[blob] = sorted(read)
-            self._templated[(blob, tuple(read[rel] for rel in sorted(read)))] = pipeline
+            self._inputs[file_key] = sorted(read)
+            self._templated[(file_key, tuple(read[rel] for rel in sorted(read)))] = pipeline
         return pipeline
 
     def commits(self, *, count: int | None = None, all_commits: bool = False) -> list[str]:

@@ -23,7 +23,7 @@ from mlver.pipeline.graph import Graph, overlaps
 from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
 from mlver.pipeline.params import Parsed, workspace_reader
-from mlver.pipeline.plan import MISSING_PRODUCT, StageCheck, check_stage, ignore_outputs, load_graph, record_stage
+from mlver.pipeline.plan import MISSING_DEP, MISSING_PRODUCT, StageCheck, check_stage, ignore_outputs, load_graph, record_stage
 from mlver.pipeline.record import (Inspector, clear_products, keep_edits, products_restorable, refuse_git_tracked,
                                    restore_plain)
 from mlver.progress import NO_PROGRESS, Progress
@@ -147,8 +147,27 @@ def _restorable_entry(repo: Repo, stage: Stage, key: str) -> runcache.RunEntry |
     return entry if products_restorable(repo, list(entry.products)) else None
 
 
+def _missing_but_recorded(check: StageCheck, locked: StageLock | None) -> list[LockEntry] | None:
+    """For ``--allow-missing``: when a stage's only changes are outputs or dependencies
+    missing from the workspace that its lock records, the recorded entries whose objects
+    must be at hand (cached outputs, and those dependencies); None when it changed otherwise."""
+    if locked is None or not check.changed:
+        return None
+    recorded_deps = {e.path: e for e in locked.deps}
+    deps = []
+    for r in check.reasons:
+        if r.startswith(MISSING_PRODUCT):
+            continue
+        if r.startswith(MISSING_DEP) and r[len(MISSING_DEP):] in recorded_deps:
+            deps.append(recorded_deps[r[len(MISSING_DEP):]])
+            continue
+        return None
+    return [e for e in locked.products if e.cache] + deps
+
+
 def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cache: bool,
-         progress: Progress = NO_PROGRESS) -> list[PlannedStage]:
+         progress: Progress = NO_PROGRESS,
+         allow_missing: Callable[[list[LockEntry]], bool] | None = None) -> list[PlannedStage]:
     """What ``repro`` would do, with reasons, running nothing. A stage the run cache will
     restore has known outputs: stages downstream of it are judged against those (so they
     may be restored or skipped too, as the run will find); downstream of a stage that
@@ -168,6 +187,11 @@ def plan(repo: Repo, graph: Graph, stages: list[Stage], *, force: bool, run_cach
         check = check_stage(stage, locked.get(stage.name), inspector, reader)
         if stage.frozen:
             out.append(PlannedStage(stage.name, "frozen", check.reasons, stage.cmd))
+            continue
+        recorded = _missing_but_recorded(check, locked.get(stage.name)) if allow_missing and not force else None
+        if recorded is not None and not unknown and allow_missing is not None and allow_missing(recorded):
+            out.append(PlannedStage(stage.name, "skip", tuple(f"allowed missing: {r.split(': ', 1)[1]}"
+                                                                  for r in check.reasons), stage.cmd))
             continue
         reasons = list(check.reasons) + [f"upstream stage will change: {u}" for u in unknown]
         if force and not reasons:
@@ -213,10 +237,8 @@ class _Runner:
             self.on_event(StageEvent(stage.name, "frozen"))
             return
         check = check_stage(stage, self.locked.get(stage.name), self.inspector, workspace_reader(self.repo.root, self.parsed_params))
-        locked = self.locked.get(stage.name)
-        if (self.allow_missing is not None and not self.force and check.changed and locked is not None
-                and all(r.startswith(MISSING_PRODUCT) for r in check.reasons)
-                and self.allow_missing([e for e in locked.products if e.cache])):
+        recorded = _missing_but_recorded(check, self.locked.get(stage.name)) if not self.force else None
+        if self.allow_missing is not None and recorded is not None and self.allow_missing(recorded):
             self.result.allowed_missing.append(stage.name)
             self.on_event(StageEvent(stage.name, "allowed-missing", check.reasons))
             return
@@ -296,7 +318,7 @@ class _Runner:
             now = self.inspector.entry(dep.path)
             if now is None or was is None or (now.kind, now.digest) != (was.kind, was.digest):
                 moved.append(dep.path)
-        params = workspace_reader(self.repo.root, self.parsed_params).stage_params(stage, PIPELINE_FILE)
+        params = workspace_reader(self.repo.root, self.parsed_params).stage_params(stage, stage.file)
         for file in sorted(set(params) | set(before.params)):
             old, new = before.params.get(file, {}), params.get(file, {})
             moved += [f"{file}:{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -305,8 +327,8 @@ class _Runner:
 
     def _record(self, stage: Stage, new: StageLock) -> None:
         self.locked[stage.name] = new
-        if write_lock(self.repo, self.locked, self.graph.pipeline.names) and LOCK_FILE not in self.result.files:
-            self.result.files.append(LOCK_FILE)
+        self.result.files += [f for f in write_lock(self.repo, self.locked, self.graph.pipeline.names)
+                              if f not in self.result.files]
         kept_in_git = [o.path for o in stage.products if not o.cache and os.path.exists(self.repo.abs(o.path))]
         for f in ignore_outputs(self.repo, stage) + kept_in_git:  # metrics & co. are committed in Git
             if f not in self.result.files:
@@ -326,8 +348,8 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
     graph = load_graph(repo)
     stages = select(graph, targets, downstream=downstream, single=single)
     if dry_run:
-        result = ReproResult(plan=plan(repo, graph, stages, force=force, run_cache=run_cache, progress=progress),
-                             dry_run=True)
+        result = ReproResult(plan=plan(repo, graph, stages, force=force, run_cache=run_cache, progress=progress,
+                                       allow_missing=allow_missing), dry_run=True)
         repo.state.flush()
         return result
     runner = _Runner(repo, graph, force=force, run_cache=run_cache, progress=progress, on_event=on_event,
@@ -357,8 +379,8 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
         raise ReproFailed(MlverError(f"{len(result.failures)} stage(s) failed: {names}{blocked}"), result)
     # stages that left mlver.yaml leave the lock too
     if not targets and set(runner.locked) - set(graph.pipeline.names):
-        if write_lock(repo, runner.locked, graph.pipeline.names) and LOCK_FILE not in runner.result.files:
-            runner.result.files.append(LOCK_FILE)
-    if LOCK_FILE in runner.result.files:
+        runner.result.files += [f for f in write_lock(repo, runner.locked, graph.pipeline.names)
+                                if f not in runner.result.files]
+    if any(f.rsplit("/", 1)[-1] == LOCK_FILE for f in runner.result.files):
         read_lock(repo)  # parse the new lock once now, so the next command finds it memoised
     return runner.result

@@ -330,8 +330,8 @@ class Templater:
                     do.lines[k] = body.lines.get(k, 0)
         out = []
         for gen_name, names, deps, gline in generated:
-            if any(c.isspace() for c in gen_name) or "/" in gen_name or ":" in gen_name:
-                raise self.error(f"stage '{name}': generated name '{gen_name}' holds a space, '/' or ':' "
+            if any(not c.isprintable() for c in gen_name):  # DVC takes '/', ':' and spaces too
+                raise self.error(f"stage '{name}': generated name {gen_name!r} holds a control character "
                                  "(use a list of mappings to name items by index)", gline)
             self.generated.add(gen_name)
             local = ctx.copy()

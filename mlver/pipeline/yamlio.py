@@ -7,7 +7,7 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
-from mlver.pointer import load_yaml, unique_pairs
+from mlver.pointer import YAML12_KINDS, load_yaml, unique_pairs, yaml12_types
 
 if TYPE_CHECKING:
     import yaml
@@ -55,10 +55,12 @@ def _seq(loader: Any, node: yaml.SequenceNode) -> LinedList:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def _loader() -> Any:
+@functools.lru_cache(maxsize=2)
+def _loader(yaml12: bool) -> Any:
     """The line-keeping loader; PyYAML (~15 ms to import) loads on first use only, so a
-    command whose pipeline and lock parses are memoised never imports it."""
+    command whose pipeline and lock parses are memoised never imports it. ``yaml12``:
+    plain scalars typed as YAML 1.2 (mlver.yaml, as DVC reads dvc.yaml); the lock, which
+    mlver writes itself, keeps the YAML 1.1 types its writer quotes for."""
     import yaml
 
     base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -68,13 +70,15 @@ def _loader() -> Any:
 
     LineLoader.add_constructor("tag:yaml.org,2002:map", _map)
     LineLoader.add_constructor("tag:yaml.org,2002:seq", _seq)
+    if yaml12:
+        yaml12_types(LineLoader)
     return LineLoader
 
 
 def load_lined(text: str, shown: str, *, kind: str) -> Any:
     """Parse YAML into LinedMap/LinedList within the limits of ``kind`` ("pipeline",
     "lock"); syntax errors and duplicate keys become FormatErrors naming ``shown`` and the line."""
-    return load_yaml(text, shown, kind=kind, loader=_loader())
+    return load_yaml(text, shown, kind=kind, loader=_loader(kind in YAML12_KINDS))
 
 
 def plain(value: Any) -> Any:
