@@ -17,7 +17,7 @@ from typing import Any
 
 from mlver import git, report_html
 from mlver.errors import FormatError, MlverError
-from mlver.pipeline.model import PIPELINE_FILE, Pipeline
+from mlver.pipeline.model import Pipeline
 from mlver.pipeline.plots import (STEP, PlotDef, Record, definitions, is_image, is_plot_file, last_field, number,
                                   parse_records, select)
 from mlver.pipeline.revision import WORKSPACE, History
@@ -268,9 +268,9 @@ class _Reader:
         if self.sha is None:
             from mlver.pipeline.plan import load_pipeline
 
-            if not os.path.exists(self.repo.abs(PIPELINE_FILE)):
-                return None
-            return load_pipeline(self.repo)
+            from mlver.workspace import has_pipeline
+
+            return load_pipeline(self.repo) if has_pipeline(self.repo) else None
         assert self.history is not None
         return self.history.pipeline_at(self.sha)
 
@@ -291,7 +291,7 @@ class _Reader:
     def read(self, paths: list[str]) -> dict[str, bytes]:
         if self.sha is not None:
             assert self.history is not None
-            return self.history.read_at(self.sha, paths)
+            return self.history.read_many([(self.sha, p) for p in paths]).get(self.sha, {})
         found = {}
         for p in paths:
             try:
@@ -374,7 +374,9 @@ def _collect(repo: Repo, history: History | None, revisions: list[Revision], tar
     charts = [Chart(d, []) for d in chosen]
     wanted = {r.sha: sorted({f for c in charts for d in defs if d.name == c.plot.name for f in d.files})
               for r, _, defs in per_rev if r.sha}
-    batch = history.read_many([(c, f) for c, files in wanted.items() for f in files]) if history and wanted else {}
+    unreadable: dict[str, list[str]] = {}  # commit -> files whose data is nowhere
+    batch = (history.read_many([(c, f) for c, files in wanted.items() for f in files], unreadable)
+             if history and wanted else {})
     for r, reader, defs in per_rev:
         here = {d.name: d for d in defs}
         if r.sha is None:
@@ -384,6 +386,7 @@ def _collect(repo: Repo, history: History | None, revisions: list[Revision], tar
         for c in charts:
             own = here.get(c.plot.name)
             c.revisions.append(_revision_data(r, own, data))
+    errors += [m for msgs in unreadable.values() for m in msgs]
     return PlotsDiff(charts, revisions, errors)
 
 

@@ -9,7 +9,6 @@ for people; ``mlver check`` is the gate.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,6 @@ from mlver.errors import MlverError
 from mlver.ops.check import CheckReport, default_base, run_checks
 from mlver.ops.metrics import metrics_diff
 from mlver.ops.params import ValuesDiff, params_diff
-from mlver.pipeline.model import PIPELINE_FILE
 from mlver.repo import Repo
 
 
@@ -44,7 +42,9 @@ def report(repo: Repo, *, base: str | None = None, png_dir: str | None = None,
     metrics = metrics_diff(repo, base)
     checks = None
     notes = list(params.errors + metrics.errors)
-    pipeline_there = os.path.exists(repo.abs(PIPELINE_FILE))
+    from mlver.workspace import has_pipeline
+
+    pipeline_there = has_pipeline(repo)
     if pipeline_there:
         from mlver.pipeline.plan import load_pipeline
 

@@ -131,10 +131,9 @@ class History:
         # the pipeline files read at every revision: the top one and those the workspace has
         self.paths = [PIPELINE_FILE] + [p for p in pipeline_files(repo, PIPELINE_FILE) if p != PIPELINE_FILE]
         self._remote: Any = None  # the default remote, opened when an object is read from it
-        self._inventory: Any = None  # its inventory (mlver.packs), read with the first object
         self._trees: dict[str, list[str]] = {}  # commit -> its files (below the project's folder), sorted
-        self._lock_sets: dict[str, Locks] = {}  # commit -> (lock path, blob) of each pipeline folder
-        self._merged: dict[str, Pipeline | FormatError | None] = {}  # commit -> its pipeline files merged
+        self._lock_blobs: dict[str, Locks] = {}  # commit -> its lock files' blobs
+        self._pipe_cache: dict[str, Pipeline | FormatError | None] = {}  # commit -> its merged pipeline
 
     def close(self) -> None:
         if self._remote is not None:
@@ -177,12 +176,8 @@ class History:
                                       base_dir=self.repo.root)
             except MlverError:
                 return None
-        from mlver.packs import load, read_any
-
         try:
-            if self._inventory is None:
-                self._inventory = load(self._remote, self.repo.tmp_dir)
-            return read_any(self._remote, ObjectRef(digest, manifest), self._inventory)  # a mismatch raises (named)
+            return self._remote.read_object(ObjectRef(digest, manifest))  # a mismatch raises (named)
         except OSError:
             return None
 
@@ -220,49 +215,36 @@ class History:
                 return None
         return None
 
-    def read_file(self, rev: str, rel: str) -> bytes | None:
-        """The bytes of project file ``rel`` at ``rev``: from Git, else from (inside) a
-        cached output its lock records; None when it is neither."""
-        commit = self.resolve(rev)
-        spec = f"{commit}:{self.prefix}{rel}"
-        locks = self._lock_specs([commit])
-        names = git.object_names(self.root, [spec, *locks])
-        blob = names.get(spec)
-        if blob:
-            self._load([blob])
-            return self._blobs[blob]
-        return self.tracked_file(tuple((lock, names[s]) for s, (_, lock) in locks.items()), commit, rel)
-
     def prefetch(self, commits: list[str]) -> None:
         """Read the pipeline and lock files of many commits in one batch, for
-        ``pipeline_at``, ``list_at`` and ``read_at`` on them."""
-        for c, (pipeline, _) in self._pipelines_of([c for c in commits if c not in self._merged]).items():
-            self._merged[c] = pipeline
-        todo = [c for c in commits if c not in self._lock_sets]
+        ``pipeline_at``, ``list_at`` and ``read_many`` on them."""
+        todo = [c for c in commits if c not in self._pipe_cache]
+        if not todo:
+            return
+        for c, (pipeline, _) in self._pipelines_of(todo).items():
+            self._pipe_cache[c] = pipeline
         locks = self._lock_specs(todo)
-        names = git.object_names(self.root, list(locks)) if locks else {}
+        names = git.object_names(self.root, list(locks))
         for c in todo:
-            self._lock_sets[c] = tuple((rel, names[spec]) for spec, (commit, rel) in locks.items() if commit == c)
+            self._lock_blobs[c] = tuple((rel, names[spec]) for spec, (commit, rel) in locks.items() if commit == c)
 
     def pipeline_at(self, commit: str) -> Pipeline | None:
-        """The pipeline of ``commit`` (a full id), its pipeline files merged; None when it
-        has none; a malformed one raises its FormatError."""
-        if commit not in self._merged:
-            self.prefetch([commit])
-        pipeline = self._merged[commit]
+        """The pipeline of ``commit`` (a full id; every pipeline file merged); None when
+        it has none; a malformed one raises its FormatError."""
+        self.prefetch([commit])
+        pipeline = self._pipe_cache[commit]
         if isinstance(pipeline, FormatError):
             raise pipeline
         return pipeline
 
-    def read_at(self, commit: str, paths: list[str]) -> dict[str, bytes]:
-        """Files of ``commit`` (repo-relative; absent ones left out): Git's blobs in one
-        batch, else the bytes of a cached output (or a file inside a cached folder) its
-        lock records, from the cache or the default remote (absent when neither has it)."""
-        return self.read_many([(commit, p) for p in paths]).get(commit, {})
-
-    def read_many(self, wanted: list[tuple[str, str]]) -> dict[str, dict[str, bytes]]:
-        """``read_at`` for many (commit, path) pairs, in one batch of Git reads:
-        commit -> {path: bytes}."""
+    def read_many(self, wanted: list[tuple[str, str]], errors: dict[str, list[str]] | None = None
+                  ) -> dict[str, dict[str, bytes]]:
+        """Files of commits, for many (commit, repo-relative path) pairs in one batch of
+        Git reads: commit -> {path: bytes}, absent files left out. A file Git does not
+        hold is read from (inside) a cached output the commit's locks record, from the
+        cache or the default remote; one whose data is nowhere is left out and its
+        message added to ``errors[commit]``."""
+        self.prefetch(list(dict.fromkeys(c for c, _ in wanted)))
         specs = {(c, p): f"{c}:{self.prefix}{p}" for c, p in wanted}
         names = git.object_names(self.root, list(specs.values()))
         self._load([n for n in names.values() if n])
@@ -270,17 +252,14 @@ class History:
         for (commit, p), spec in specs.items():
             name = names[spec]
             try:
-                data = self._blobs[name] if name else self.tracked_file(self._locks_at(commit), commit, p)
-            except MlverError:  # recorded, but its data is nowhere at hand
-                data = None
+                data = self._blobs[name] if name else self.tracked_file(self._lock_blobs[commit], commit, p)
+            except MlverError as e:
+                if errors is not None:
+                    errors.setdefault(commit, []).append(e.message)
+                continue
             if data is not None:
                 found.setdefault(commit, {})[p] = data
         return found
-
-    def _locks_at(self, commit: str) -> Locks:
-        if commit not in self._lock_sets:
-            self.prefetch([commit])
-        return self._lock_sets[commit]
 
     def list_at(self, commit: str, folder: str) -> list[str]:
         """Files at or below ``folder`` in ``commit``: those Git holds, and those of a
@@ -290,6 +269,7 @@ class History:
 
         from mlver.pointer import parse_manifest
 
+        self.prefetch([commit])
         if commit not in self._trees:
             n = len(self.prefix)
             self._trees[commit] = sorted(p[n:] for p in git.tree_files(self.root, commit, self.prefix or "."))
@@ -301,7 +281,8 @@ class History:
                 found.add(p)
             elif not p.startswith(folder):
                 break
-        for out in [o for rel, blob in self._locks_at(commit) for o in self._lock_outputs(blob, commit, rel)]:
+        outputs = [o for rel, blob in self._lock_blobs[commit] for o in self._lock_outputs(blob, commit, rel)]
+        for out in outputs:
             if out.path == folder or out.path.startswith(folder + "/") or folder.startswith(out.path + "/"):
                 if out.kind == "file":
                     found.add(out.path)
@@ -314,6 +295,19 @@ class History:
                     if rel == folder or rel.startswith(folder + "/"):
                         found.add(rel)
         return sorted(found)
+
+    def read_file(self, rev: str, rel: str) -> bytes | None:
+        """The bytes of project file ``rel`` at ``rev``: from Git, else from (inside) a
+        cached output its lock records; None when it is neither."""
+        commit = self.resolve(rev)
+        spec = f"{commit}:{self.prefix}{rel}"
+        locks = self._lock_specs([commit])
+        names = git.object_names(self.root, [spec, *locks])
+        blob = names.get(spec)
+        if blob:
+            self._load([blob])
+            return self._blobs[blob]
+        return self.tracked_file(tuple((lock, names[s]) for s, (_, lock) in locks.items()), commit, rel)
 
     def resolve(self, rev: str) -> str:
         return git.resolve(self.grepo, rev)
