@@ -153,5 +153,16 @@ checks:
     max_drop: 10%
 EOF
 mlver check
+
+step "Experiments without commits: set a parameter, run, compare; a queued sweep runs in scratch worktrees"
+mlver exp run -S pipeline/params.yaml:train.scale=4 -n scale-4
+mlver exp run --queue -S pipeline/params.yaml:train.scale=5,6
+mlver queue start -j 2
+mlver exp show -n 1
+
+step "Data from code: mlver.api reads any revision without a checkout"
+PY=$(head -1 "$(type -P "$MLVER")" 2>/dev/null | sed -n 's/^#!//p'); [ -x "${PY%% *}" ] || PY=python3
+run $PY -c "import mlver.api as api; print(api.read('pipeline/metrics.json', rev='HEAD~1', mode='r').strip())"
+mlver ls --rev HEAD~1 data
 echo
 echo "Done. Everything above ran in $WORK (removed on exit; KEEP=1 keeps it)."
