@@ -54,6 +54,8 @@ def pipeline_files(repo: Repo, name: str) -> list[str]:
     if name not in repo.found:
         names = ("mlver.yaml", "mlver.lock")
         found = _project_files(repo, [f"*{n}" for n in names], lambda f: f in names)
+        # a pipeline file below the top that .mlverignore names is not a pipeline (a docs example)
+        found = [p for p in found if "/" not in p or not repo.ignore.ignored(p, False)]
         for n in names:
             repo.found[n] = sorted((p for p in found if p.rsplit("/", 1)[-1] == n), key=lambda p: (p != n, p))
     return list(repo.found.get(name, []))

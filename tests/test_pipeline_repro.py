@@ -492,3 +492,10 @@ def test_status_reports_a_removed_params_key_as_a_change(repo: Path) -> None:
     assert run(["repro", "--dry-run"], repo).returncode == 0
     proc = run(["repro"], repo, check=False)  # a run cannot use a key that is gone: one clear error
     assert proc.returncode == 3 and "params key 'd' not found" in proc.stderr
+
+
+def test_a_nan_parameter_is_recorded_and_settles(repo: Path) -> None:
+    gen(repo, {"params.yaml": "a: .nan\n", "mlver.yaml": "stages:\n  s:\n    cmd: echo hi > o\n    params: [a]\n    outs: [o]\n"})
+    run(["repro"], repo)
+    assert run_json(["status", "--json"], repo)["stages"][0]["changed"] is False
+    assert "Data and pipelines are up to date." in run(["repro"], repo).stderr

@@ -210,3 +210,11 @@ def test_params_and_metrics_of_a_subfolder_pipeline_at_other_revisions(project: 
     assert mdiff["changes"]["models/scores.json"]["acc"]["old"] == 0.5
     shown = run_json(["metrics", "show", "-n", "1", "--json"], project)
     assert any(r["metrics"].get("models/scores.json") == {"acc": 0.5} for r in shown["revisions"])
+
+
+def test_mlverignore_hides_a_pipeline_file_that_is_only_an_example(project: Path) -> None:
+    gen(project, {"docs/example/mlver.yaml": "stages:\n  s:\n    cmd: echo ${undefined}\n"})
+    assert run(["status"], project, check=False).returncode == 3  # a pipeline like any other: broken
+    gen(project, {".mlverignore": "docs/\n"})
+    names = [s["name"] for s in run_json(["stage", "list", "--json"], project)["stages"]]
+    assert names == ["prepare", "models/mlver.yaml:prepare", "models/mlver.yaml:train"]

@@ -193,7 +193,7 @@ def repro(ctx: click.Context, app: App, stages: tuple[str, ...], force: bool, dr
         if report is not None:
             doc["checks"] = report.to_json()
         app.json(doc)
-    elif report is not None:
+    elif report is not None and not app.quiet:
         render_checks(app, report)
     if not res.ran and not res.restored:
         app.say("Data and pipelines are up to date.")

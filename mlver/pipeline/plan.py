@@ -158,12 +158,15 @@ class StageCheck:
         return [d.path for d, now in zip(self.stage.deps, self.deps) if now is None]
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal values of the same types, all the way down (1, 1.0 and true differ)."""
+def same_value(a: Any, b: Any) -> bool:
+    """Equal values of the same types, all the way down (1, 1.0 and true differ; NaN is
+    the same as NaN, as the same text in a params file is)."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b
 
 
@@ -201,7 +204,7 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
                 reasons.append(f"param added: {file}:{key}")
             elif key not in now_vals:
                 reasons.append(f"param removed: {file}:{key}")
-            elif not _same(now_vals[key], old_vals[key]):
+            elif not same_value(now_vals[key], old_vals[key]):
                 reasons.append(f"param changed: {file}:{key}")
     inputs = tuple(reasons[1:] if stage.always_changed or not (stage.deps or stage.params) else reasons)  # (not "always runs")
     old_products = {e.path: e for e in locked.products}

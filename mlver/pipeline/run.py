@@ -23,7 +23,8 @@ from mlver.pipeline.graph import Graph, overlaps
 from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Stage
 from mlver.pipeline.params import Parsed, workspace_reader
-from mlver.pipeline.plan import MISSING_DEP, MISSING_PRODUCT, StageCheck, check_stage, ignore_outputs, load_graph, record_stage
+from mlver.pipeline.plan import (MISSING_DEP, MISSING_PRODUCT, StageCheck, check_stage, ignore_outputs, load_graph,
+                                 record_stage, same_value)
 from mlver.pipeline.record import (Inspector, clear_products, keep_edits, products_restorable, refuse_git_tracked,
                                    restore_plain)
 from mlver.progress import NO_PROGRESS, Progress
@@ -322,7 +323,7 @@ class _Runner:
         params = workspace_reader(self.repo.root, self.parsed_params).stage_params(stage, stage.file)
         for file in sorted(set(params) | set(before.params)):
             old, new = before.params.get(file, {}), params.get(file, {})
-            moved += [f"{file}:{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+            moved += [f"{file}:{k}" for k in sorted(set(old) | set(new)) if not same_value(old.get(k), new.get(k))]
         if moved:
             raise DepChangedDuringRun(stage.name, moved)
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from mlver.errors import FormatError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.pipeline.params import file_format, lookup, parse_values
+from mlver.pipeline.plan import same_value
 
 DEFAULT_PARAMS = "params.yaml"
 _MISSING = object()
@@ -162,16 +163,10 @@ def set_value(text: str, file: str, key: str, value: Any, *, set_new: bool, show
         ok, got = lookup(parse_values(new.encode("utf-8"), file), key)
     except FormatError:
         ok, got = False, None
-    if not ok or not _same(got, value):
+    if not ok or not same_value(got, value):
         raise UsageError(f"-S {shown}: cannot set '{key}' in {file} without rewriting the file",
                          hint="edit the file by hand for this one")
     return new
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return type(a) is type(b) and a == b
 
 
 # YAML: the composed node tree knows where each value starts and ends.
