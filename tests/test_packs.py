@@ -486,3 +486,39 @@ def test_gc_cloud_folds_many_inventory_records_into_one(repo: Path, tmp_path: Pa
     res = run_json(["pull"], fresh)
     assert res["missing"] == [] and res["transferred"] == 41
     assert files_of(fresh / "data") == files_of(repo / "data")
+
+
+def test_a_gc_that_knows_a_commit_rescues_its_objects_from_a_pack_another_gc_marked(repo: Path,
+                                                                                   tmp_path: Path) -> None:
+    origin, store = tmp_path / "origin.git", Store("folder", tmp_path / "store")
+    git(["init", "-q", "--bare", str(origin)], tmp_path)
+    git(["remote", "add", "origin", str(origin)], repo)
+    store.attach(repo)
+    commit(repo, "remote")
+    git(["push", "-q", "origin", "HEAD:main"], repo)
+    stale = clone(origin, tmp_path / "stale")  # a teammate who never fetches
+    gen(repo, small_files(40, 17, lo=100))
+    run(["add", "data/many"], repo)
+    commit(repo, "data")
+    run(["push"], repo)
+    [original] = [k for k in store.keys("packs/") if k.endswith(".pack")]
+    git(["push", "-q", "origin", "HEAD:main"], repo)
+    for c in (repo, stale):
+        run(["config", "gc.grace", "2s"], c)
+    time.sleep(2.5)  # the pack is older than gc.grace (not a timing assertion)
+    run(["gc", "--cloud", "-f"], stale)  # knows nothing of "data": marks the pack
+    plan = run_json(["gc", "--cloud", "--dry-run"], repo)["remote"]["packs"]
+    assert plan["rescue"] == 40
+    run(["gc", "--cloud", "-f"], repo)  # knows "data": copies its objects out of the marked pack
+    time.sleep(2.5)  # the mark expires
+    run(["gc", "--cloud", "-f"], stale)  # removes the marked pack (and, loose, the folder's manifest)
+    [rescued] = [k for k in store.keys("packs/") if k.endswith(".pack")]
+    assert rescued != original
+    table = json.loads(store.read(rescued[: -len(".pack")] + ".idx"))["objects"]
+    assert len(table) == 40  # every file survived the pack's removal
+    # (stale has marked the new pack too: a push sends it all again, as it must)
+    assert run_json(["push"], repo)["missing"] == []
+    fresh = clone(origin, tmp_path / "fresh")
+    res = run_json(["pull"], fresh)
+    assert res["missing"] == [] and res["corrupt"] == []
+    assert files_of(fresh / "data") == files_of(repo / "data")

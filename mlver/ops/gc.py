@@ -106,6 +106,7 @@ class PackPlan:
     repack: dict[str, list[tuple[ObjectRef, int, int]]] = field(default_factory=dict)  # pack -> objects kept
     remove: list[str] = field(default_factory=list)  # marked before gc.grace, or orphans: removed now
     remove_bytes: int = 0
+    rescue: dict[ObjectRef, packs.Packed] = field(default_factory=dict)  # referenced, only in a marked pack
     leaving: Sized = field(default_factory=list)  # unreferenced packed objects that leave the inventory
     held: set[ObjectRef] = field(default_factory=set)  # packed objects the remote still holds after this gc
     grace: float = 0.0
@@ -115,7 +116,7 @@ class PackPlan:
 
     @property
     def empty(self) -> bool:
-        return not self.mark and not self.repack and not self.remove and not self.compact
+        return not self.mark and not self.repack and not self.remove and not self.compact and not self.rescue
 
     @property
     def none(self) -> bool:
@@ -124,7 +125,8 @@ class PackPlan:
     def to_json(self) -> dict:
         return {"packs": self.all_packs, "mark": len(self.mark), "repack": len(self.repack),
                 "remove": len(self.remove), "bytes_now": self.remove_bytes,
-                "bytes_after_repack": _total(self.leaving), "records": self.records, "compact": self.compact}
+                "bytes_after_repack": _total(self.leaving), "records": self.records, "compact": self.compact,
+                "rescue": len(self.rescue)}
 
 
 def _counts(items: Sized) -> dict:
@@ -255,11 +257,11 @@ def _plan_remote(repo: Repo, rem: Remote, plan: GcPlan, keep: dict[ObjectRef, st
     if untimed:
         plan.warnings.append(f"remote '{rem.name}' gives no modification times for {untimed} object(s): "
                              "keeping them, as gc.grace cannot be checked")
-    _plan_packs(repo, rem, plan, keep, committed, stays_in_cache, grace, now)
+    _plan_packs(repo, rem, plan, keep, committed, stays_in_cache, grace, now, set(info))
 
 
 def _plan_packs(repo: Repo, rem: Remote, plan: GcPlan, keep: dict[ObjectRef, str], committed: dict[ObjectRef, str],
-                stays_in_cache: set[ObjectRef], grace: float, now: float) -> None:
+                stays_in_cache: set[ObjectRef], grace: float, now: float, loose: set[ObjectRef]) -> None:
     inv = packs.load(rem, repo.tmp_dir)
     pp = plan.packs
     pp.grace = grace
@@ -269,6 +271,13 @@ def _plan_packs(repo: Repo, rem: Remote, plan: GcPlan, keep: dict[ObjectRef, str
     listed = {n: (size, t) for n, size, t in rem.list_folder(packs.PACKS_DIR)}
     for pid, info in sorted(inv.packs.items()):
         if info.marked is not None:
+            # a gc that did not know a commit marked its objects: this one does, and
+            # copies those held nowhere else into a new pack before the mark expires
+            for r, o, n in info.objects:
+                if ((r in keep or (r in committed and r not in stays_in_cache)) and r not in inv.live
+                        and r not in loose and (r, pid) not in inv.bad and r not in pp.rescue):
+                    pp.rescue[r] = packs.Packed(pid, o, n)
+                    pp.held.add(r)
             if grace <= 0 or now - info.marked >= grace:
                 pp.remove.append(pid)
                 pp.remove_bytes += listed.get(pid + packs.PACK_SUFFIX, (0, None))[0]
@@ -371,6 +380,16 @@ def _run_packs(rem: Remote, pp: PackPlan, progress: Progress) -> tuple[int, int]
     the packs whose mark is older than gc.grace (with gc.grace 0: those just marked too)."""
     made: list[packs.PackInfo] = []
     marked = list(pp.mark)
+    keep_packs: set[str] = set()  # a rescue failed: these stay, marked
+    if pp.rescue:
+        got: dict[ObjectRef, bytes] = {}
+        for ref, data, _why in packs.read_packed(rem, pp.rescue):
+            if data is not None:
+                got[ref] = data
+            else:
+                keep_packs.add(pp.rescue[ref].pack)
+        if got:
+            made.append(packs.write_pack(rem, lambda: got.items()))
     for pid, kept in sorted(pp.repack.items()):
         wanted = {r: packs.Packed(pid, o, n) for r, o, n in kept}
         datas: dict[ObjectRef, bytes] = {}
@@ -384,7 +403,7 @@ def _run_packs(rem: Remote, pp: PackPlan, progress: Progress) -> tuple[int, int]
         marked.append(pid)
     if made or marked:
         packs.write_record(rem, packs=made, drop=marked)
-    remove = list(pp.remove) + (marked if pp.grace <= 0 else [])
+    remove = [pid for pid in pp.remove if pid not in keep_packs] + (marked if pp.grace <= 0 else [])
     rels = [rel for pid in remove for rel in (packs.pack_rel(pid), packs.idx_rel(pid))]
     rem.remove_files(rels)
     if pp.compact:
