@@ -170,13 +170,38 @@ def same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _only_removed(stage: Stage, now: dict[str, Any], locked: StageLock) -> bool:
+    """Whether every listed params key (or file) missing now is one the lock recorded:
+    removed since the last run, which reports show as a change."""
+    def had(file: str, key: str | None) -> bool:
+        old = locked.params.get(file)
+        return old is not None and (key is None or any(k == key or k.startswith(key + ".") for k in old))
+
+    for ref in stage.params:
+        vals = now.get(ref.file, {})
+        if not ref.keys:
+            if ref.file not in now and not had(ref.file, None):
+                return False
+            continue
+        for key in ref.keys:
+            if not any(k == key or k.startswith(key + ".") for k in vals) and not had(ref.file, key):
+                return False
+    return True
+
+
 def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, params: ParamsReader,
                 shown: str | None = None, *, strict: bool = True) -> StageCheck:
     """Why ``stage`` changed. ``strict``: a listed params key or file that is gone is an
     error (a run cannot use it); reports (``status``, ``--dry-run``) pass False and see
     it as ``param removed``."""
     deps_now = tuple(inspector.entry(d.path) for d in stage.deps)
-    params_now = params.stage_params(stage, shown or stage.file, strict=strict)
+    try:
+        params_now = params.stage_params(stage, shown or stage.file)
+    except FormatError:
+        if strict or locked is None or not _only_removed(stage, params.stage_params(stage, shown or stage.file,
+                                                                                    strict=False), locked):
+            raise  # a listed params file or key that never was: a mistake in mlver.yaml
+        params_now = params.stage_params(stage, shown or stage.file, strict=False)
     reasons: list[str] = []
     if stage.always_changed:
         reasons.append("always changed")
