@@ -198,10 +198,11 @@ def check_stage(stage: Stage, locked: StageLock | None, inspector: Inspector, pa
     try:
         params_now = params.stage_params(stage, shown or stage.file)
     except FormatError:
-        if strict or locked is None or not _only_removed(stage, params.stage_params(stage, shown or stage.file,
-                                                                                    strict=False), locked):
-            raise  # a listed params file or key that never was: a mistake in mlver.yaml
+        if strict or locked is None:
+            raise
         params_now = params.stage_params(stage, shown or stage.file, strict=False)
+        if not _only_removed(stage, params_now, locked):
+            raise  # a listed params file or key that never was: a mistake in mlver.yaml
     reasons: list[str] = []
     if stage.always_changed:
         reasons.append("always changed")
