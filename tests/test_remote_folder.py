@@ -231,7 +231,7 @@ def test_corrupt_remote_object_refused_by_pull(repo: Path, tmp_path: Path) -> No
     import json
 
     doc = json.loads(proc.stdout)
-    assert doc["corrupt"] == [{"digest": digest, "where": "remote:store"}]
+    assert doc["corrupt"] == [{"digest": digest, "hash": "xxh3-128", "where": "remote:store"}]
     # ... and moves it to the remote's quarantine, so a push from the clone that has a
     # good copy sends it again, as pull's hint says
     assert not obj.exists() and (store / "quarantine" / digest).read_bytes() == bytes(data)
