@@ -261,7 +261,7 @@ def test_fsck_finds_flipped_byte_in_cache(repo: Path, tmp_path: Path) -> None:
 
     doc = json.loads(proc.stdout)
     assert doc["version"] == 1 and doc["checked"] == 15
-    assert doc["corrupt"] == [{"digest": digest, "where": "cache"}]
+    assert doc["corrupt"] == [{"digest": digest, "hash": "xxh3-128", "where": "cache"}]
     assert not obj.exists()
     assert (repo / ".mlver" / "cache" / "quarantine" / digest).exists()
     # clean now, and the remote copy is good
