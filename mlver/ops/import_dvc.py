@@ -1,0 +1,629 @@
+"""``mlver import-dvc``: turn a DVC project into an mlver project in place, keeping its
+data where it is (DVC's MD5 digests, DVC's cache objects, DVC's remotes).
+
+Plan, then act: ``plan_import`` reads every DVC file and computes every file to write,
+remote to add and object to link, refusing (before anything is written) a project whose
+DVC files it cannot read or whose mlver files would collide. ``import_dvc`` applies a
+plan: writes, links DVC's cache objects into mlver's cache, configures remotes, replaces
+DVC's .gitignore entries, ``git rm``s DVC's files (unless ``keep_dvc``) and stages the
+result; it commits nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mlver import git
+from mlver.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, OPTION_NAMES, DvcConfig,
+                            DvcFile, DvcImport, parse_dvc_config, parse_dvc_file, parse_dvc_lock, remote_url_for_mlver)
+from mlver.errors import FormatError, MlverError, UsageError
+from mlver.fsutil import atomic_write_text, copy_file, tmp_name, unlink_quiet
+from mlver.pipeline.lockfile import StageLock, dump_lock
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipeline
+from mlver.pointer import POINTER_SUFFIX, Pointer
+
+IGNORE_FILE = ".mlverignore"
+UNSUPPORTED_NOTE = "# mlver import-dvc: not supported by mlver, kept as a comment: "
+
+
+@dataclass(frozen=True)
+class Write:
+    """A file the import writes: its repo-relative path, text, and the DVC file it comes from."""
+
+    path: str
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class RemotePlan:
+    name: str
+    url: str
+    options: dict[str, str] = field(default_factory=dict)  # committed (.mlver/config)
+    local: dict[str, str] = field(default_factory=dict)  # .mlver/config.local (credentials)
+    default: bool = False
+    exists: bool = False  # already configured with this URL: only options are set
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "default": self.default, "options": self.options,
+                "local": sorted(self.local), "exists": self.exists}
+
+
+@dataclass(frozen=True)
+class Unconverted:
+    """Something the import leaves to the user: what, where, and what to do."""
+
+    what: str
+    where: str
+    todo: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"what": self.what, "where": self.where, "todo": self.todo}
+
+
+@dataclass(frozen=True)
+class Imported:
+    """``dvc import``ed data, now plain tracked data whose bytes the next push uploads."""
+
+    path: str
+    source: DvcImport
+    digest: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "digest": self.digest, "size": self.size,
+                "source": {"url": self.source.url, "path": self.source.path, "rev_lock": self.source.rev_lock}}
+
+
+@dataclass(frozen=True)
+class CacheObject:
+    src: str  # absolute path in DVC's cache
+    digest: str
+    manifest: bool
+
+
+@dataclass
+class ImportPlan:
+    root: str  # the project (the folder holding .dvc/)
+    scm_root: str
+    writes: list[Write] = field(default_factory=list)
+    remotes: list[RemotePlan] = field(default_factory=list)
+    pointers: list[str] = field(default_factory=list)  # data paths tracked by pointers
+    stage_files: list[str] = field(default_factory=list)  # mlver.yaml files written
+    stages: int = 0
+    objects: list[CacheObject] = field(default_factory=list)
+    dvc_cache: str | None = None
+    remove_dvc_cache: bool = True  # False when workspace files may be symlinks into it
+    removed: list[str] = field(default_factory=list)  # DVC files to `git rm` (unless keep_dvc)
+    imported: list[Imported] = field(default_factory=list)
+    unconverted: list[Unconverted] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    init: bool = False  # `.mlver/` is created
+    keep_dvc: bool = False
+
+
+@dataclass(frozen=True)
+class ObjectCounts:
+    linked: int = 0
+    copied: int = 0
+    present: int = 0
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    plan: ImportPlan
+    dry_run: bool
+    objects: ObjectCounts = ObjectCounts()
+    staged: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.plan
+        return {"version": 1, "dry_run": self.dry_run, "root": p.root, "keep_dvc": p.keep_dvc,
+                "written": [{"path": w.path, "from": w.source} for w in p.writes],
+                "pointers": p.pointers, "pipelines": p.stage_files, "stages": p.stages,
+                "remotes": [r.to_json() for r in p.remotes],
+                "objects": {"planned": len(p.objects), "linked": self.objects.linked, "copied": self.objects.copied,
+                            "present": self.objects.present},
+                "removed": [] if p.keep_dvc else p.removed,
+                "imported": [i.to_json() for i in p.imported],
+                "unconverted": [u.to_json() for u in p.unconverted],
+                "warnings": p.warnings}
+
+
+# --- finding the project ---------------------------------------------------------------
+
+def find_dvc_root(start: str) -> tuple[str, str]:
+    """(project root holding .dvc/, Git root) for ``start``; a usage error when there is none."""
+    here = os.path.realpath(start)
+    scm_root = git.find_root(here)
+    d = here
+    while True:
+        if os.path.isdir(os.path.join(d, DVC_DIR)):
+            break
+        parent = os.path.dirname(d)
+        if parent == d or (scm_root is not None and d == scm_root):
+            raise UsageError(f"{here} is not a DVC project (no {DVC_DIR}/ folder here or above)",
+                             hint="run `mlver import-dvc` in the folder of a DVC project (where `dvc init` ran)")
+        d = parent
+    if scm_root is None:
+        raise UsageError(f"{d} is not inside a Git repository",
+                         hint="mlver import-dvc converts DVC projects kept in Git")
+    return d, scm_root
+
+
+def _read(root: str, rel: str) -> str:
+    try:
+        with open(os.path.join(root, rel), encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise FormatError(rel, "not UTF-8 text") from None
+
+
+def _reader(root: str) -> Callable[[str], bytes | None]:
+    def read(rel: str) -> bytes | None:
+        try:
+            with open(os.path.join(root, rel), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+    return read
+
+
+def _dvc_files(root: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(*.dvc files, dvc.yaml files, dvc.lock files, .dvcignore files) of the project,
+    tracked or untracked and not ignored, outside .dvc/."""
+    found = [p for p in git.list_files(root, f"*{DVC_SUFFIX}", f"*{DVC_PIPELINE}", f"*{DVC_LOCK}", f"*{DVC_IGNORE}")
+             if not p.startswith(DVC_DIR + "/") and os.path.isfile(os.path.join(root, p))]
+
+    def named(n: str) -> list[str]:
+        return sorted((p for p in found if p.rsplit("/", 1)[-1] == n), key=lambda p: (p.count("/"), p))
+
+    dvc = [p for p in found if p.endswith(DVC_SUFFIX) and p.rsplit("/", 1)[-1] != DVC_SUFFIX]
+    return dvc, named(DVC_PIPELINE), named(DVC_LOCK), named(DVC_IGNORE)
+
+
+# --- pipeline files --------------------------------------------------------------------
+
+def _block_end(lines: list[str], start: int) -> int:
+    """The index after the YAML block that starts at line index ``start`` (its key and
+    everything indented deeper below it)."""
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    i = start + 1
+    while i < len(lines):
+        text = lines[i]
+        stripped = text.strip()
+        if stripped and not stripped.startswith("#") and len(text) - len(text.lstrip()) <= indent:
+            break
+        i += 1
+    return i
+
+
+def convert_pipeline_text(text: str, shown: str, load: Callable[[str], Any], base: str
+                          ) -> tuple[str, Pipeline, list[Unconverted]]:
+    """``dvc.yaml``'s text as ``mlver.yaml``'s (mlver reads DVC's language: a copy that
+    keeps comments), with each field mlver does not support commented out and listed;
+    and the pipeline it defines. Anything else mlver cannot read is a FormatError."""
+    lines = text.splitlines(keepends=True)
+    dropped: list[Unconverted] = []
+    for _ in range(1000):
+        try:
+            return "".join(lines), parse_pipeline("".join(lines), shown, load, base=base), dropped
+        except FormatError as e:
+            if not e.problem.startswith(("unknown field", "stage '")) or "unknown field" not in e.problem or not e.line:
+                raise
+            at = e.line - 1
+            key = e.problem.split("unknown field '", 1)[1].split("'", 1)[0]
+            stripped = lines[at].lstrip()
+            if not stripped.startswith((f"{key}:", f"'{key}':", f'"{key}":')):
+                raise FormatError(shown, f"{e.problem.split(' (known', 1)[0]}: mlver does not support it, "
+                                  "and it is not on a line of its own to leave out", line=e.line,
+                                  hint=f"move '{key}' to a line of its own (block style) or remove it, then import again"
+                                  ) from None
+            end = _block_end(lines, at)
+            indent = lines[at][:len(lines[at]) - len(stripped)]
+            lines[at] = f"{indent}{UNSUPPORTED_NOTE}{stripped}"
+            for i in range(at + 1, end):
+                if lines[i].strip():
+                    lines[i] = f"{indent}# {lines[i][len(indent):] if lines[i].startswith(indent) else lines[i]}"
+            dropped.append(Unconverted(f"field '{key}' ({e.problem.split(':', 1)[0] if e.problem.startswith('stage') else 'top level'})",
+                                       f"{shown}:{e.line}", "mlver has no equivalent: it is kept as a comment"))
+    raise FormatError(shown, "too many unsupported fields")  # pragma: no cover
+
+
+def _declared(pipeline: Pipeline, folder: str) -> dict[str, Any]:
+    """Per stage (its name in the lock): its wdir and output paths (relative to the
+    lock's folder) -> (metric, cache), from the parsed pipeline."""
+    from mlver.dvcfiles import Declared
+
+    def rel(p: str) -> str:
+        return posixpath.relpath(p, folder or ".")
+
+    out = {}
+    for s in pipeline.stages:
+        outputs = {rel(o.path): (False, o.cache) for o in s.outs}
+        outputs.update({rel(m.path): (True, m.cache) for m in s.metrics})
+        out[s.short_name] = Declared(rel(s.wdir), outputs)
+    return out
+
+
+# --- the plan --------------------------------------------------------------------------
+
+def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
+    """Everything ``import-dvc`` would do, computed from the DVC project around ``start``
+    without changing anything. Refuses a collision with existing mlver files or a DVC
+    file it cannot read."""
+    from mlver.pipeline.params import ParamsReader
+
+    root, scm_root = find_dvc_root(start)
+    plan = ImportPlan(root=root, scm_root=scm_root, keep_dvc=keep_dvc)
+    plan.init = not os.path.isdir(os.path.join(root, ".mlver"))
+    dvc_files, pipelines, locks, ignores = _dvc_files(root)
+    collisions: list[str] = []
+
+    def write(rel: str, text: str, source: str) -> None:
+        if os.path.lexists(os.path.join(root, rel)):
+            collisions.append(rel)
+        plan.writes.append(Write(rel, text, source))
+
+    # *.dvc -> *.mlver
+    for rel in dvc_files:
+        dvc = parse_dvc_file(_read(root, rel), rel)
+        _plan_pointers(plan, rel, dvc, write)
+
+    # dvc.yaml -> mlver.yaml, dvc.lock -> mlver.lock
+    reader = ParamsReader(_reader(root))
+    lock_set = set(locks)
+    for rel in pipelines:
+        folder = posixpath.dirname(rel)
+        target = posixpath.join(folder, PIPELINE_FILE)
+        text, pipeline, dropped = convert_pipeline_text(_read(root, rel), rel, reader.doc, folder or ".")
+        plan.unconverted += dropped
+        write(target, text, rel)
+        plan.stage_files.append(target)
+        plan.stages += len(pipeline.stages)
+        lock_rel = posixpath.join(folder, DVC_LOCK)
+        if lock_rel in lock_set:
+            lock_set.discard(lock_rel)
+            conv = parse_dvc_lock(_read(root, lock_rel), lock_rel, declared=_declared(pipeline, folder))
+            order = [s.short_name for s in pipeline.stages]
+            for name, why in conv.skipped.items():
+                plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
+                                                    f"{why}; `mlver repro {name}` records it again"))
+            stale = [n for n in conv.stages if n not in order]
+            for name in stale:
+                plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
+                                                    f"no longer in {rel}: left out of mlver's lock"))
+            stages: list[StageLock] = [conv.stages[n] for n in order if n in conv.stages]
+            write(posixpath.join(folder, LOCK_FILE), dump_lock(stages), lock_rel)
+    for lock_rel in sorted(lock_set):
+        plan.unconverted.append(Unconverted(f"{lock_rel} without a {DVC_PIPELINE} beside it", lock_rel,
+                                            "nothing to convert: it is removed with the other DVC files"))
+
+    # .dvcignore -> .mlverignore (one, at the top)
+    for rel in ignores:
+        if rel == DVC_IGNORE:
+            patterns = [ln for ln in _read(root, rel).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+            if patterns:
+                write(IGNORE_FILE, f"# from {DVC_IGNORE} (mlver import-dvc)\n" + "\n".join(patterns) + "\n", rel)
+        else:
+            plan.unconverted.append(Unconverted(f"{rel} (a .dvcignore below the top)", rel,
+                                                f"mlver reads one {IGNORE_FILE} at the top: add its patterns there, "
+                                                "prefixed with their folder"))
+
+    if collisions:
+        shown = ", ".join(sorted(collisions)[:5]) + (f" and {len(collisions) - 5} more" if len(collisions) > 5 else "")
+        raise MlverError(f"{shown} already exists: mlver import-dvc would overwrite it",
+                         hint="move it away (or finish a partial conversion by hand), then import again")
+
+    config = _plan_config(plan)
+    _plan_objects(plan, config)
+    _plan_removals(plan, dvc_files, pipelines, locks, ignores)
+    _plan_leftovers(plan)
+    plan.warnings = _traps(plan, reader)
+    return plan
+
+
+def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[str, str, str], None]) -> None:
+    folder = posixpath.dirname(rel)
+    if dvc.cmd is not None:
+        plan.unconverted.append(Unconverted(f"{rel}: a DVC 1 stage file (`cmd:` in a .dvc file)", rel,
+                                            f"write the stage into {PIPELINE_FILE} (`mlver stage add`)"))
+        return
+    for path in dvc.legacy:
+        plan.unconverted.append(Unconverted(f"{path}: hashed by DVC 2 (md5-dos2unix)", rel,
+                                            "run `dvc add` with DVC 3 before importing, or `mlver add` it afterwards"))
+    for out in dvc.outs:
+        data = posixpath.normpath(posixpath.join(folder, dvc.wdir, out.path))
+        if not out.digest:
+            plan.unconverted.append(Unconverted(f"{data}: never hashed by DVC", rel, f"`mlver add {data}` it"))
+            continue
+        desc = out.desc or dvc.desc
+        if dvc.imported is not None:
+            origin = dvc.imported.describe()
+            desc = f"{desc} ({origin})" if desc else origin
+            plan.imported.append(Imported(data, dvc.imported, out.digest, out.size or 0))
+        elif dvc.url_dep is not None:
+            origin = f"imported from {dvc.url_dep}"
+            desc = f"{desc} ({origin})" if desc else origin
+            plan.unconverted.append(Unconverted(f"{data}: `dvc import-url` from {dvc.url_dep}", rel,
+                                                "now plain tracked data (its pointer's desc names the URL); "
+                                                "mlver does not re-download it: fetch the URL and `mlver add` again "
+                                                "to update"))
+        pointer = Pointer(path=posixpath.basename(data), kind=out.kind, digest=out.digest, size=out.size or 0,
+                          files=out.files if out.kind == "dir" else None, desc=desc)
+        write(data + POINTER_SUFFIX, pointer.dumps(), rel)
+        plan.pointers.append(data)
+    for out in dvc.outs:
+        if not out.push or out.remote:
+            plan.unconverted.append(Unconverted(f"{rel}: output option {'push: false' if not out.push else 'remote'}",
+                                                rel, "pointers have no per-output remote options: push it with "
+                                                "`mlver push -r REMOTE TARGET`"))
+
+
+def _plan_config(plan: ImportPlan) -> DvcConfig:
+    from mlver.ops.remote_config import check_option
+    from mlver.remote import SECRET_OPTIONS, check_url, option_names
+
+    root = plan.root
+    local_rel = f"{DVC_DIR}/config.local"
+    text = _read(root, f"{DVC_DIR}/config") if os.path.isfile(os.path.join(root, DVC_DIR, "config")) else ""
+    local = _read(root, local_rel) if os.path.isfile(os.path.join(root, local_rel)) else ""
+    config = parse_dvc_config(text, f"{DVC_DIR}/config", local, local_rel)
+    existing: dict[str, dict[str, str]] = {}
+    if not plan.init:
+        from mlver.repo import Repo
+
+        repo = Repo(root)
+        try:
+            existing = repo.config.remotes()
+        finally:
+            repo.close()
+    for r in config.remotes:
+        where = local_rel if "url" in r.local_options or not r.options and r.local_options else f"{DVC_DIR}/config"
+        if r.url.startswith("remote://"):
+            plan.unconverted.append(Unconverted(f"remote '{r.name}' ({r.url}): a path inside another DVC remote",
+                                                where, "add it with its full URL: `mlver remote add NAME URL`"))
+            continue
+        url = remote_url_for_mlver(r.url)
+        try:
+            check_url(url, name=r.name)
+        except MlverError as e:
+            plan.unconverted.append(Unconverted(f"remote '{r.name}' ({r.url})", where, e.message))
+            continue
+        if r.name in existing and existing[r.name].get("url") != url:
+            raise MlverError(f"remote '{r.name}' is already configured in mlver with another URL "
+                             f"({existing[r.name].get('url')}), DVC's is {url}",
+                             hint=f"rename or remove one (`mlver remote remove {r.name}`), then import again")
+        allowed = option_names(url)
+        committed: dict[str, str] = {}
+        secret: dict[str, str] = {}
+        for level, options in (("project", r.options), ("local", r.local_options)):
+            for key, value in options.items():
+                name = OPTION_NAMES.get(key, key)
+                if name not in allowed or name == "url":
+                    plan.unconverted.append(Unconverted(f"option '{key}' of remote '{r.name}'", where,
+                                                        f"mlver's {url.split('://')[0] if '://' in url else 'folder'} "
+                                                        f"remotes have no such option (they take: "
+                                                        f"{', '.join(k for k in allowed if k != 'url') or 'none'})"))
+                    continue
+                try:
+                    check_option(name, value)
+                except MlverError as e:
+                    plan.unconverted.append(Unconverted(f"option '{key}' of remote '{r.name}'", where, e.message))
+                    continue
+                if level == "local" or name in SECRET_OPTIONS:
+                    secret[name] = value
+                    if level == "project":
+                        plan.warnings.append(f"{DVC_DIR}/config holds the credential '{key}' of remote '{r.name}' "
+                                             "(committed to Git): mlver keeps it in .mlver/config.local; "
+                                             "consider rotating it")
+                else:
+                    committed[name] = value
+        if plan.keep_dvc:
+            committed["packs"] = "false"  # DVC reads the remote too: keep its layout loose
+        plan.remotes.append(RemotePlan(r.name, url, committed, secret, default=r.name == config.default,
+                                       exists=r.name in existing))
+    return config
+
+
+def _dvc_cache_dir(plan: ImportPlan, config: DvcConfig) -> str:
+    if config.cache_dir:
+        d = os.path.expanduser(config.cache_dir)
+        return os.path.normpath(d if os.path.isabs(d) else os.path.join(plan.root, DVC_DIR, d))
+    return os.path.join(plan.root, DVC_DIR, "cache")
+
+
+def _plan_objects(plan: ImportPlan, config: DvcConfig) -> None:
+    """DVC 3's cache objects (``files/md5/ab/cdef…``, folders as ``….dir``), to be linked
+    into mlver's cache under the same digests."""
+    from mlver.dvcfiles import qualified_md5
+
+    cache = _dvc_cache_dir(plan, config)
+    plan.dvc_cache = cache
+    plan.remove_dvc_cache = (cache == os.path.join(plan.root, DVC_DIR, "cache")
+                             and "symlink" not in (config.cache_type or "") and "hardlink" not in (config.cache_type or ""))
+    base = os.path.join(cache, "files", "md5")
+    if os.path.isdir(base):
+        for prefix in sorted(os.listdir(base)):
+            folder = os.path.join(base, prefix)
+            if len(prefix) != 2 or not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                manifest = name.endswith(".dir")
+                hex_rest = name[:-4] if manifest else name
+                if len(hex_rest) != 30 or not all(c in "0123456789abcdef" for c in hex_rest):
+                    continue  # DVC's temporary and unpacked files
+                plan.objects.append(CacheObject(os.path.join(folder, name), qualified_md5(prefix + hex_rest), manifest))
+    legacy = [d for d in (os.listdir(cache) if os.path.isdir(cache) else []) if len(d) == 2]
+    if legacy:
+        plan.unconverted.append(Unconverted(f"DVC 2 cache objects ({len(legacy)} folders at the top of {cache})",
+                                            os.path.relpath(cache, plan.root),
+                                            "run `dvc cache migrate` with DVC 3 first to import them"))
+    if not plan.keep_dvc and not plan.remove_dvc_cache:
+        plan.warnings.append(f"DVC's cache {cache} is kept: it is shared or linked into the workspace "
+                             f"(cache.type {config.cache_type or 'default'}); remove it yourself once you no longer need it")
+    present = {(o.digest) for o in plan.objects}
+    for imp in plan.imported:
+        if imp.digest not in present:
+            plan.unconverted.append(Unconverted(f"{imp.path}: its data is not in DVC's cache", f"{imp.path}{DVC_SUFFIX}",
+                                                "run `dvc pull` (or `dvc update`) before importing, or "
+                                                f"`mlver add {imp.path}` afterwards"))
+
+
+def _plan_removals(plan: ImportPlan, dvc_files: list[str], pipelines: list[str], locks: list[str],
+                   ignores: list[str]) -> None:
+    tracked_dvc_dir = [p for p in git.list_files(plan.root, f"{DVC_DIR}/*") if p.startswith(DVC_DIR + "/")]
+    plan.removed = sorted(set(dvc_files + pipelines + locks + ignores + tracked_dvc_dir))
+
+
+def _plan_leftovers(plan: ImportPlan) -> None:
+    """What DVC leaves that mlver cannot take over: dvc.api in code, experiments."""
+    proc = git.run(plan.root, "grep", "-n", "-I", "-E", r"dvc\.api|from dvc(\.| import)|import dvc\b|dvclive",
+                   "--", "*.py", check=False)
+    hits = [ln for ln in proc.stdout.decode("utf-8", "replace").splitlines() if ln]
+    for ln in hits[:50]:
+        path, line, code = (ln.split(":", 2) + ["", ""])[:3]
+        code = code.strip()
+        if "dvclive" in code:
+            todo = "use mlver.live.Live (log_metric, next_step, log_plot write the same files)"
+        elif "dvc.api" in code or "from dvc" in code or "import dvc" in code:
+            todo = ("use mlver.api (open, read, get_url, params_show, metrics_show take the same arguments)")
+        else:  # pragma: no cover
+            continue
+        plan.unconverted.append(Unconverted(f"DVC in code: {code[:80]}", f"{path}:{line}", todo))
+    if len(hits) > 50:
+        plan.unconverted.append(Unconverted(f"{len(hits) - 50} more uses of DVC in code", "*.py",
+                                            "`git grep -n dvc -- '*.py'` lists them"))
+    refs = git.list_refs(plan.root, "refs/exps/")
+    dvc_exps = [name for name, _ in refs if len(name.split("/")) >= 5 and len(name.split("/")[2]) == 2]
+    if dvc_exps:
+        plan.unconverted.append(Unconverted(f"{len(dvc_exps)} DVC experiment(s) in refs/exps", "refs/exps",
+                                            "`dvc exp branch NAME BRANCH` keeps one as a branch before the import "
+                                            "(mlver reads branches' history); `dvc exp remove -A` drops them"))
+
+
+def _traps(plan: ImportPlan, reader: Any) -> list[str]:
+    """The doctor's trap warnings for the converted project (a metrics file or
+    mlver.yaml that a .gitignore line hides from Git; dvclive installed)."""
+    from mlver.ops.doctor import kept_metrics, traps
+    from mlver.pipeline.model import merge_pipelines
+
+    pipelines = [parse_pipeline(w.text, w.path, reader.doc, base=posixpath.dirname(w.path) or ".")
+                 for w in plan.writes if posixpath.basename(w.path) == PIPELINE_FILE]
+    metrics = kept_metrics(merge_pipelines(pipelines)) if pipelines else []
+    return plan.warnings + traps(plan.root, metrics, plan.stage_files)
+
+
+# --- acting ----------------------------------------------------------------------------
+
+def import_dvc(start: str, *, dry_run: bool = False, keep_dvc: bool = False) -> ImportResult:
+    plan = plan_import(start, keep_dvc=keep_dvc)
+    if dry_run:
+        return ImportResult(plan, True)
+    from mlver.ops.init import init
+    from mlver.repo import Repo
+
+    if plan.init:
+        init(plan.root)
+    repo = Repo.find(plan.root)
+    try:
+        with repo.lock("import-dvc"):
+            return _apply(repo, plan)
+    finally:
+        repo.close()
+
+
+def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
+    from mlver.gitignore import gitignore_add
+    from mlver.ops import remote_config
+    from mlver.pipeline.plan import ignore_outputs, load_pipeline
+
+    root = plan.root
+    staged: list[str] = []
+    for w in plan.writes:
+        atomic_write_text(repo.abs(w.path), w.text, fsync=repo.fsync, inside=root)
+        staged.append(w.path)
+    counts = _link_objects(repo, plan)
+    for r in plan.remotes:
+        if not r.exists:
+            remote_config.add(repo, r.name, r.url, level="project")
+        repo.__dict__.pop("config", None)  # read the config files again: they changed
+        for key, value in r.options.items():
+            remote_config.modify(repo, r.name, key, value, level="project")
+        for key, value in r.local.items():
+            remote_config.modify(repo, r.name, key, value, level="local")
+        if r.default:
+            remote_config.set_default(repo, r.name)
+    repo.__dict__.pop("config", None)
+    staged.append(".mlver/config")
+    if plan.init:
+        staged.append(".mlver/.gitignore")
+    for data in plan.pointers:
+        rel = gitignore_add(repo, data)
+        if rel:
+            staged.append(rel)
+    repo.found.clear()
+    if plan.stage_files:
+        for stage in load_pipeline(repo).stages:
+            staged += ignore_outputs(repo, stage)
+    if not plan.keep_dvc:
+        _remove_dvc(repo, plan)
+    paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
+    git.stage(root, [repo.abs(p) for p in paths])
+    return ImportResult(plan, False, counts, tuple(paths))
+
+
+def _link_objects(repo: Any, plan: ImportPlan) -> ObjectCounts:
+    """Hard-link DVC's objects into mlver's cache (copy where a link cannot be made,
+    across devices); they keep their digests, so nothing is hashed again."""
+    linked = copied = present = 0
+    cache = repo.cache
+    for obj in plan.objects:
+        dest = cache.path(obj.digest, obj.manifest)
+        if os.path.exists(dest):
+            present += 1
+            continue
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        try:
+            os.link(obj.src, dest)
+            linked += 1
+            continue
+        except FileExistsError:
+            present += 1
+            continue
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                raise
+        tmp = tmp_name(dest)
+        try:
+            copy_file(obj.src, tmp, 0o444)
+            os.replace(tmp, dest)
+        finally:
+            unlink_quiet(tmp)
+        copied += 1
+    return ObjectCounts(linked, copied, present)
+
+
+def _remove_dvc(repo: Any, plan: ImportPlan) -> None:
+    """``git rm`` DVC's files, then what is left of ``.dvc/`` (its cache, once linked into
+    mlver's; its tmp; config.local, whose credentials moved to mlver's)."""
+    from mlver.fsutil import remove_path
+
+    root = plan.root
+    tracked = set(git.tracked(root, plan.removed)) if plan.removed else set()
+    if tracked:
+        git.run(root, "rm", "-q", "-f", "--", *sorted(tracked), literal=True)
+    for rel in plan.removed:
+        if rel not in tracked:
+            unlink_quiet(os.path.join(root, rel))
+    dvc_dir = os.path.join(root, DVC_DIR)
+    if plan.remove_dvc_cache:
+        remove_path(dvc_dir, inside=root)
+    else:
+        for name in os.listdir(dvc_dir) if os.path.isdir(dvc_dir) else []:
+            if name != "cache":
+                remove_path(os.path.join(dvc_dir, name), inside=root)
