@@ -10,16 +10,19 @@ algorithm and is reported as such (``LegacyHash``) where mlver cannot read it.
 
 from __future__ import annotations
 
-import configparser
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from mlver.errors import FormatError, MlverError
 from mlver.fsutil import check_relative
-from mlver.pipeline.lockfile import LockEntry, StageLock
 from mlver.pipeline.yamlio import LinedList, LinedMap, load_lined, plain
+from mlver.pointer import Pointer
+from mlver.workspace import Output
+
+if TYPE_CHECKING:  # pragma: no cover - the lock module pulls in the pipeline model: only when a lock is read
+    from mlver.pipeline.lockfile import LockEntry, StageLock
 
 DVC_DIR = ".dvc"
 DVC_SUFFIX = ".dvc"
@@ -184,6 +187,114 @@ def parse_dvc_file(text: str, shown: str) -> DvcFile:
                    else str(doc.get("desc")), legacy=tuple(legacy))
 
 
+def is_dvc_file(rel: str) -> bool:
+    """A ``*.dvc`` file (not the ``.dvc`` folder itself, nor a file inside it)."""
+    name = rel.rsplit("/", 1)[-1]
+    return name.endswith(DVC_SUFFIX) and name != DVC_SUFFIX and not rel.startswith(DVC_DIR + "/")
+
+
+def is_dvc_lock(rel: str) -> bool:
+    return rel.rsplit("/", 1)[-1] == DVC_LOCK
+
+
+def dvc_file_outputs(text: str, shown: str, rel: str) -> list[Output]:
+    """The outputs a ``*.dvc`` file at ``rel`` (repo-relative) records, as mlver's (a
+    pointer each, ``pointer_file`` naming the ``.dvc`` file). Outputs DVC 2 hashed are
+    left out unless this mlver reads md5-dos2unix."""
+    dvc = parse_dvc_file(text, shown)
+    folder = posixpath.dirname(rel)
+    out = []
+    for o in dvc.outs:
+        if not o.digest:
+            continue
+        path = posixpath.normpath(posixpath.join(folder, dvc.wdir, o.path))
+        if check_relative(path):
+            raise FormatError(shown, f"'{o.path}' leaves the repository")
+        ptr = Pointer(path=posixpath.basename(path), kind=o.kind, digest=o.digest, size=o.size or 0,
+                      files=o.files, desc=o.desc)
+        out.append(Output(path, o.kind, o.digest, o.size or 0, o.files, pointer_file=rel, pointer=ptr))
+    return out
+
+
+def dvc_lock_outputs(text: str, shown: str, rel: str) -> list[Output]:
+    """The cached stage outputs a ``dvc.lock`` at ``rel`` records (paths repo-relative;
+    without its ``dvc.yaml`` every output counts as cached and stage ``wdir`` as the
+    lock's folder)."""
+    from mlver.pipeline.lockfile import _outputs
+
+    folder = posixpath.dirname(rel)
+    stages = parse_dvc_lock(text, shown).stages
+    outs = _outputs(stages)
+    if not folder:
+        return outs
+    from dataclasses import replace
+
+    return [replace(o, path=posixpath.normpath(posixpath.join(folder, o.path)), stage=f"{folder}/mlver.yaml:{o.stage}")
+            for o in outs]
+
+
+# --- dvc.yaml ------------------------------------------------------------------------
+
+UNSUPPORTED_NOTE = "# mlver import-dvc: not supported by mlver, kept as a comment: "
+
+
+@dataclass(frozen=True)
+class DroppedField:
+    """A ``dvc.yaml`` field mlver does not support, left out (as a comment)."""
+
+    key: str
+    line: int
+    where: str  # "top level" or "stage 'NAME'"
+
+
+def _yaml_block_end(lines: list[str], start: int) -> int:
+    """The index after the YAML block that starts at line index ``start`` (its key and
+    everything indented deeper below it)."""
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    i = start + 1
+    while i < len(lines):
+        text = lines[i]
+        stripped = text.strip()
+        if stripped and not stripped.startswith("#") and len(text) - len(text.lstrip()) <= indent:
+            break
+        i += 1
+    return i
+
+
+def read_dvc_pipeline(text: str, shown: str, load: Any, base: str) -> tuple[str, Any, list[DroppedField]]:
+    """A ``dvc.yaml`` read as mlver's pipeline language (which is DVC's): the text for
+    ``mlver.yaml`` (a copy keeping comments, each field mlver does not support commented
+    out), the ``Pipeline`` it defines, and the fields left out. Anything else mlver
+    cannot read is a FormatError naming the line."""
+    from mlver.pipeline.model import parse_pipeline
+
+    lines = text.splitlines(keepends=True)
+    dropped: list[DroppedField] = []
+    while True:
+        try:
+            return "".join(lines), parse_pipeline("".join(lines), shown, load, base=base), dropped
+        except FormatError as e:
+            if "unknown field '" not in e.problem or not e.line or len(dropped) > 1000:
+                raise
+            at = e.line - 1
+            key = e.problem.split("unknown field '", 1)[1].split("'", 1)[0]
+            stripped = lines[at].lstrip()
+            if not stripped.startswith((f"{key}:", f"'{key}':", f'"{key}":')):
+                raise FormatError(shown, f"{e.problem.split(' (known', 1)[0]}: mlver does not support it, and it is "
+                                  "not on a line of its own to leave out", line=e.line,
+                                  hint=f"put '{key}' on a line of its own (block style) or remove it, then try again"
+                                  ) from None
+            end = _yaml_block_end(lines, at)
+            indent = lines[at][:len(lines[at]) - len(stripped)]
+            lines[at] = f"{indent}{UNSUPPORTED_NOTE}{stripped}"
+            for i in range(at + 1, end):
+                if lines[i].strip():
+                    rest = lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip()
+                    lines[i] = f"{indent}# {rest}"
+            where = e.problem.split(":", 1)[0] if e.problem.startswith("stage '") else "top level"
+            dropped.append(DroppedField(key, e.line, where))
+
+
 # --- dvc.lock -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -206,6 +317,8 @@ class Declared:
 
 
 def _lock_entry(out: DvcOut, path: str, *, cache: bool) -> LockEntry:
+    from mlver.pipeline.lockfile import LockEntry
+
     return LockEntry(path, out.kind, out.digest, out.size or 0, out.files if out.kind == "dir" else None, cache)
 
 
@@ -215,6 +328,8 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
     files among its ``outs``, mlver records them under ``metrics``; an output missing
     there is an ordinary cached output. A stage with an entry hashed by DVC 2 is left
     out (``skipped``) unless this mlver reads md5-dos2unix."""
+    from mlver.pipeline.lockfile import StageLock
+
     doc = _doc(text, shown, "lock")
     if doc.get("schema") != "2.0":
         raise FormatError(shown, f"unsupported dvc.lock schema {doc.get('schema')!r} (mlver reads DVC 2 and 3's '2.0')",
@@ -298,6 +413,8 @@ class DvcConfig:
 
 def _read_ini(text: str, shown: str) -> dict[str, dict[str, str]]:
     """DVC's configobj INI: ``[core]``, ``['remote "name"']`` sections."""
+    import configparser  # only when a DVC config is read
+
     parser = configparser.RawConfigParser(strict=False, interpolation=None, comment_prefixes=("#", ";"),
                                           inline_comment_prefixes=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]

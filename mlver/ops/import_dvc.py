@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from mlver import git
 from mlver.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, OPTION_NAMES, DvcConfig,
-                            DvcFile, DvcImport, parse_dvc_config, parse_dvc_file, parse_dvc_lock, remote_url_for_mlver)
+                            DvcFile, DvcImport, parse_dvc_config, parse_dvc_file, parse_dvc_lock, read_dvc_pipeline,
+                            remote_url_for_mlver)
 from mlver.errors import FormatError, MlverError, UsageError
 from mlver.fsutil import atomic_write_text, copy_file, tmp_name, unlink_quiet
 from mlver.pipeline.lockfile import StageLock, dump_lock
@@ -27,7 +28,6 @@ from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipel
 from mlver.pointer import POINTER_SUFFIX, Pointer
 
 IGNORE_FILE = ".mlverignore"
-UNSUPPORTED_NOTE = "# mlver import-dvc: not supported by mlver, kept as a comment: "
 
 
 @dataclass(frozen=True)
@@ -188,52 +188,6 @@ def _dvc_files(root: str) -> tuple[list[str], list[str], list[str], list[str]]:
 
 # --- pipeline files --------------------------------------------------------------------
 
-def _block_end(lines: list[str], start: int) -> int:
-    """The index after the YAML block that starts at line index ``start`` (its key and
-    everything indented deeper below it)."""
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    i = start + 1
-    while i < len(lines):
-        text = lines[i]
-        stripped = text.strip()
-        if stripped and not stripped.startswith("#") and len(text) - len(text.lstrip()) <= indent:
-            break
-        i += 1
-    return i
-
-
-def convert_pipeline_text(text: str, shown: str, load: Callable[[str], Any], base: str
-                          ) -> tuple[str, Pipeline, list[Unconverted]]:
-    """``dvc.yaml``'s text as ``mlver.yaml``'s (mlver reads DVC's language: a copy that
-    keeps comments), with each field mlver does not support commented out and listed;
-    and the pipeline it defines. Anything else mlver cannot read is a FormatError."""
-    lines = text.splitlines(keepends=True)
-    dropped: list[Unconverted] = []
-    for _ in range(1000):
-        try:
-            return "".join(lines), parse_pipeline("".join(lines), shown, load, base=base), dropped
-        except FormatError as e:
-            if not e.problem.startswith(("unknown field", "stage '")) or "unknown field" not in e.problem or not e.line:
-                raise
-            at = e.line - 1
-            key = e.problem.split("unknown field '", 1)[1].split("'", 1)[0]
-            stripped = lines[at].lstrip()
-            if not stripped.startswith((f"{key}:", f"'{key}':", f'"{key}":')):
-                raise FormatError(shown, f"{e.problem.split(' (known', 1)[0]}: mlver does not support it, "
-                                  "and it is not on a line of its own to leave out", line=e.line,
-                                  hint=f"move '{key}' to a line of its own (block style) or remove it, then import again"
-                                  ) from None
-            end = _block_end(lines, at)
-            indent = lines[at][:len(lines[at]) - len(stripped)]
-            lines[at] = f"{indent}{UNSUPPORTED_NOTE}{stripped}"
-            for i in range(at + 1, end):
-                if lines[i].strip():
-                    lines[i] = f"{indent}# {lines[i][len(indent):] if lines[i].startswith(indent) else lines[i]}"
-            dropped.append(Unconverted(f"field '{key}' ({e.problem.split(':', 1)[0] if e.problem.startswith('stage') else 'top level'})",
-                                       f"{shown}:{e.line}", "mlver has no equivalent: it is kept as a comment"))
-    raise FormatError(shown, "too many unsupported fields")  # pragma: no cover
-
-
 def _declared(pipeline: Pipeline, folder: str) -> dict[str, Any]:
     """Per stage (its name in the lock): its wdir and output paths (relative to the
     lock's folder) -> (metric, cache), from the parsed pipeline."""
@@ -280,8 +234,9 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     for rel in pipelines:
         folder = posixpath.dirname(rel)
         target = posixpath.join(folder, PIPELINE_FILE)
-        text, pipeline, dropped = convert_pipeline_text(_read(root, rel), rel, reader.doc, folder or ".")
-        plan.unconverted += dropped
+        text, pipeline, dropped = read_dvc_pipeline(_read(root, rel), rel, reader.doc, folder or ".")
+        plan.unconverted += [Unconverted(f"field '{d.key}' ({d.where})", f"{rel}:{d.line}",
+                                         "mlver has no equivalent: it is kept as a comment") for d in dropped]
         write(target, text, rel)
         plan.stage_files.append(target)
         plan.stages += len(pipeline.stages)
