@@ -248,15 +248,18 @@ class DroppedField:
 
 
 def _yaml_block_end(lines: list[str], start: int) -> int:
-    """The index after the YAML block that starts at line index ``start`` (its key and
-    everything indented deeper below it)."""
+    """The index after the YAML block that starts at line index ``start``: its key and
+    everything indented deeper below it (and a block list written at the key's own
+    indentation, ``key:`` then ``- item``)."""
     indent = len(lines[start]) - len(lines[start].lstrip())
     i = start + 1
     while i < len(lines):
         text = lines[i]
         stripped = text.strip()
-        if stripped and not stripped.startswith("#") and len(text) - len(text.lstrip()) <= indent:
-            break
+        if stripped and not stripped.startswith("#"):
+            deeper = len(text) - len(text.lstrip()) > indent
+            if not deeper and not (len(text) - len(text.lstrip()) == indent and stripped.startswith("- ")):
+                break
         i += 1
     return i
 
