@@ -60,7 +60,7 @@ def pathspecs(prefix: str) -> list[str]:
 def is_dvc_record(rel: str) -> bool:
     """A DVC file that records outputs: ``*.dvc`` or ``dvc.lock`` (read at revisions only,
     so the DVC module is imported only then)."""
-    from mlver.dvcfiles import is_dvc_file, is_dvc_lock
+    from mlver.pipeline.dvcfiles import is_dvc_file, is_dvc_lock
 
     return is_dvc_file(rel) or is_dvc_lock(rel)
 
@@ -83,7 +83,7 @@ def outputs_in_file(repo: Repo, rel: str, data: bytes, shown: str) -> list[Outpu
 
         return outputs_from_lock_text(text, shown, rel)
     if is_dvc_record(rel):  # a commit from before `mlver import-dvc`
-        from mlver.dvcfiles import dvc_file_outputs, dvc_lock_outputs, is_dvc_lock
+        from mlver.pipeline.dvcfiles import dvc_file_outputs, dvc_lock_outputs, is_dvc_lock
 
         return (dvc_lock_outputs if is_dvc_lock(rel) else dvc_file_outputs)(text, shown, rel)
     ptr = parse_pointer(text, shown)

@@ -185,10 +185,10 @@ def _flat(doc: Any, prefix: str = "") -> dict[str, Any]:
     return {k.rstrip("."): v for k, v in out.items()}
 
 
-# --- the DVC files, read (mlver.dvcfiles) ---------------------------------------------------
+# --- the DVC files, read (mlver.pipeline.dvcfiles) ---------------------------------------------------
 
 def test_dvc_lock_becomes_stage_locks_with_metrics_moved(project: Path) -> None:
-    from mlver.dvcfiles import Declared, parse_dvc_lock
+    from mlver.pipeline.dvcfiles import Declared, parse_dvc_lock
 
     text = (project / "dvc.lock").read_text()
     declared = {"train": Declared(".", {"eval/metrics.json": (True, False), "eval/loss.csv": (False, False),
@@ -208,7 +208,7 @@ def test_dvc_lock_becomes_stage_locks_with_metrics_moved(project: Path) -> None:
 
 
 def test_dvc_files_and_config_are_read(project: Path) -> None:
-    from mlver.dvcfiles import parse_dvc_config, parse_dvc_file, remote_url_for_mlver
+    from mlver.pipeline.dvcfiles import parse_dvc_config, parse_dvc_file, remote_url_for_mlver
 
     raw = parse_dvc_file((project / "data/raw.csv.dvc").read_text(), "data/raw.csv.dvc")
     assert [(o.path, o.kind, o.size) for o in raw.outs] == [("raw.csv", "file", 8)]
@@ -221,7 +221,7 @@ def test_dvc_files_and_config_are_read(project: Path) -> None:
 
 
 def test_legacy_and_malformed_dvc_files_are_named() -> None:
-    from mlver.dvcfiles import parse_dvc_file, parse_dvc_lock
+    from mlver.pipeline.dvcfiles import parse_dvc_file, parse_dvc_lock
     from mlver.errors import FormatError
 
     legacy = parse_dvc_file("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 3\n  path: old.csv\n", "old.csv.dvc")

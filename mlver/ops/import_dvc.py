@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlver import git
-from mlver.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, OPTION_NAMES, DvcConfig,
+from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, OPTION_NAMES, DvcConfig,
                             DvcFile, DvcImport, parse_dvc_config, parse_dvc_file, parse_dvc_lock, read_dvc_pipeline,
                             remote_url_for_mlver)
 from mlver.errors import FormatError, MlverError, UsageError
@@ -191,7 +191,7 @@ def _dvc_files(root: str) -> tuple[list[str], list[str], list[str], list[str]]:
 def _declared(pipeline: Pipeline, folder: str) -> dict[str, Any]:
     """Per stage (its name in the lock): its wdir and output paths (relative to the
     lock's folder) -> (metric, cache), from the parsed pipeline."""
-    from mlver.dvcfiles import Declared
+    from mlver.pipeline.dvcfiles import Declared
 
     def rel(p: str) -> str:
         return posixpath.relpath(p, folder or ".")
@@ -395,7 +395,7 @@ def _dvc_cache_dir(plan: ImportPlan, config: DvcConfig) -> str:
 def _plan_objects(plan: ImportPlan, config: DvcConfig) -> None:
     """DVC 3's cache objects (``files/md5/ab/cdef…``, folders as ``….dir``), to be linked
     into mlver's cache under the same digests."""
-    from mlver.dvcfiles import qualified_md5
+    from mlver.pipeline.dvcfiles import qualified_md5
 
     cache = _dvc_cache_dir(plan, config)
     plan.dvc_cache = cache

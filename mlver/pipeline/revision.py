@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from mlver import git
-from mlver.dvcfiles import DVC_LOCK, DVC_PIPELINE, dvc_lock_outputs, read_dvc_pipeline
+from mlver.pipeline.dvcfiles import DVC_LOCK, DVC_PIPELINE, dvc_lock_outputs, read_dvc_pipeline
 from mlver.errors import FormatError, MlverError
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, merge_pipelines, parse_pipeline
 from mlver.pipeline.params import Flat, ParamsReader, flatten, parse_values

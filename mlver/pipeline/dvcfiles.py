@@ -35,22 +35,20 @@ _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 def qualified_md5(hex_digest: str, algo: str = DVC3_HASH) -> str:
-    """The mlver digest of a DVC MD5 (``md5:<hex>``), through ``mlver.hashing.qualify``
-    once main has it (the digest that carries its algorithm)."""
-    try:
-        from mlver.hashing import qualify  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - before the digest contract is on main
-        return f"{algo}:{hex_digest}"
-    return str(qualify(algo, hex_digest))
+    """The mlver digest of a DVC MD5 (``md5:<hex>``), made by ``mlver.hashing.qualify``
+    where this mlver has it (the digest that carries its algorithm)."""
+    from mlver import hashing
+
+    qualify = getattr(hashing, "qualify", None)  # the digest contract landing on main
+    return f"{algo}:{hex_digest}" if qualify is None else str(qualify(algo, hex_digest))
 
 
 def supports(algo: str) -> bool:
     """Whether this mlver reads objects hashed with ``algo``."""
-    try:
-        from mlver.hashing import ALGORITHMS  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - before the digest contract is on main
-        return algo == DVC3_HASH
-    return algo in ALGORITHMS
+    from mlver import hashing
+
+    algorithms = getattr(hashing, "ALGORITHMS", None)
+    return algo == DVC3_HASH if algorithms is None else algo in algorithms
 
 
 class LegacyHash(MlverError):
@@ -165,7 +163,10 @@ def parse_dvc_file(text: str, shown: str) -> DvcFile:
     legacy: list[str] = []
     for i, item in enumerate(outs_doc):
         entry = _entry(shown, item, outs_doc.line_at(i), where="outs")
-        (legacy.append(entry) if isinstance(entry, str) else outs.append(entry))  # type: ignore[func-returns-value]
+        if isinstance(entry, str):
+            legacy.append(entry)
+        else:
+            outs.append(entry)
     imported, url_dep = None, None
     deps = doc.get("deps") or []
     if not isinstance(deps, list):
@@ -382,7 +383,8 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
             raise FormatError(shown, f"stage '{name}': 'params' must map params files to their values",
                               line=body.line_of("params"))
         params = {at(str(f)): {str(k): plain(v) for k, v in (vals or {}).items()} for f, vals in params_doc.items()}
-        kept, metrics = [], []
+        kept: list[LockEntry] = []
+        metrics: list[LockEntry] = []
         for o in outs:
             path = at(o.path)
             metric, cache = info.outputs.get(path, (False, True))
