@@ -55,6 +55,7 @@ stages:
   evaluate:
     cmd: python3 evaluate.py
     deps: [model.pkl, evaluate.py]
+    params: [train]
     outs: [res]
 metrics:
   - res/m.json
@@ -231,6 +232,32 @@ def test_legacy_and_malformed_dvc_files_are_named() -> None:
     assert lock.stages == {} and "md5-dos2unix" in lock.skipped["s"]
     with pytest.raises(FormatError, match=r"dvc.lock:1: unsupported dvc.lock schema"):
         parse_dvc_lock("s:\n  cmd: echo\n", "dvc.lock")
+
+
+def test_converted_lock_is_the_lock_mlver_writes_for_the_same_project(project: Path, tmp_path: Path) -> None:
+    """Stages, commands, params (DVC's nested sections as mlver's leaves, foreach sources
+    mlver tracks), paths, kinds, sizes and metrics are what mlver itself records; only
+    the digests' algorithm differs."""
+    run(["import-dvc"], project)
+    native = tmp_path / "native"
+    native.mkdir()
+    git(["init", "-q"], native)
+    run(["init"], native)
+    for rel in ("mlver.yaml", "params.yaml", "train.py", "evaluate.py", "data/raw.csv", "data/ext.csv"):
+        gen(native, {rel: (project / rel).read_bytes()})
+    shutil.copytree(project / "data/images", native / "data/images")
+    run(["add", "data/raw.csv", "data/images", "data/ext.csv"], native)
+    run(["repro"], native)
+
+    def shape(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if not ln.lstrip().startswith(("digest:", "hash:", "#"))]
+
+    assert shape((project / "mlver.lock").read_text()) == shape((native / "mlver.lock").read_text())
+    for pointer in ("data/raw.csv.mlver", "data/images.mlver"):
+        assert shape((project / pointer).read_text()) == shape((native / pointer).read_text())
+    for gitignore in (".gitignore", "data/.gitignore", "out/.gitignore", "sw/.gitignore"):
+        assert sorted((project / gitignore).read_text().split()) == sorted((native / gitignore).read_text().split())
+    assert "        train.epochs: 3\n" in (project / "mlver.lock").read_text()
 
 
 # --- the command -------------------------------------------------------------------------

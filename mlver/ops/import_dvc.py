@@ -188,6 +188,21 @@ def _dvc_files(root: str) -> tuple[list[str], list[str], list[str], list[str]]:
 
 # --- pipeline files --------------------------------------------------------------------
 
+def _with_untracked_params(lock: StageLock, stage: Any, reader: Any, shown: str, folder: str) -> StageLock:
+    """``lock`` with the params mlver records for ``stage`` and DVC does not (a ``foreach``
+    over ``${models}`` makes ``models`` a parameter of each generated stage in mlver, not
+    in DVC) at their current values: DVC held the stage up to date with them, and so
+    does mlver after the import."""
+    from dataclasses import replace
+
+    params = {f: dict(v) for f, v in lock.params.items()}
+    for file, values in reader.stage_params(stage, shown, strict=False).items():
+        kept = params.setdefault(posixpath.relpath(file, folder or "."), {})
+        for key, value in values.items():
+            kept.setdefault(key, value)
+    return replace(lock, params={f: v for f, v in params.items() if v or f in lock.params})
+
+
 def _declared(pipeline: Pipeline, folder: str) -> dict[str, Any]:
     """Per stage (its name in the lock): its wdir and output paths (relative to the
     lock's folder) -> (metric, cache), from the parsed pipeline."""
@@ -252,7 +267,8 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
             for name in stale:
                 plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
                                                     f"no longer in {rel}: left out of mlver's lock"))
-            stages: list[StageLock] = [conv.stages[n] for n in order if n in conv.stages]
+            stages: list[StageLock] = [_with_untracked_params(conv.stages[s.short_name], s, reader, rel, folder)
+                                       for s in pipeline.stages if s.short_name in conv.stages]
             write(posixpath.join(folder, LOCK_FILE), dump_lock(stages), lock_rel)
     for lock_rel in sorted(lock_set):
         plan.unconverted.append(Unconverted(f"{lock_rel} without a {DVC_PIPELINE} beside it", lock_rel,

@@ -333,6 +333,7 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
     there is an ordinary cached output. A stage with an entry hashed by DVC 2 is left
     out (``skipped``) unless this mlver reads md5-dos2unix."""
     from mlver.pipeline.lockfile import StageLock
+    from mlver.pipeline.params import flatten
 
     doc = _doc(text, shown, "lock")
     if doc.get("schema") != "2.0":
@@ -382,7 +383,9 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
         if not isinstance(params_doc, dict) or not all(isinstance(v, dict) or v is None for v in params_doc.values()):
             raise FormatError(shown, f"stage '{name}': 'params' must map params files to their values",
                               line=body.line_of("params"))
-        params = {at(str(f)): {str(k): plain(v) for k, v in (vals or {}).items()} for f, vals in params_doc.items()}
+        # DVC records a whole section as one nested value, mlver's lock records its leaves
+        params = {at(str(f)): flatten({str(k): plain(v) for k, v in (vals or {}).items()})
+                  for f, vals in params_doc.items()}
         kept: list[LockEntry] = []
         metrics: list[LockEntry] = []
         for o in outs:
