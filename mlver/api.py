@@ -104,7 +104,7 @@ def get_url(path: str, repo: str | None = None, rev: str | None = None, remote: 
 def ls(path: str = ".", repo: str | None = None, rev: str | None = None, recursive: bool = False, *,
        tracked_only: bool = False, remote: str | None = None) -> list[dict[str, Any]]:
     """Entries of folder ``path`` (or the file it names) at ``rev``, Git files and tracked
-    data merged: ``{"path", "type": "file"/"directory", "size", "tracked", "digest"}``,
+    data merged: ``{"path", "type": "file"/"directory", "size", "tracked", "digest", "hash"}``,
     paths relative to the project root. Tracked folders are listed from their manifests
     (read from the cache or the remote, never by downloading their files).
     ``recursive``: every file below ``path``, no folder entries."""

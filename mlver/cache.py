@@ -1,6 +1,8 @@
-"""The local object store. Objects live at ``files/xxh3-128/ab/cdef...`` (manifests
-carry a ``.manifest`` suffix); they are written to ``tmp/`` under the cache, verified,
-then renamed into place and made read-only. Remotes use the same layout.
+"""The local object store. Objects live at ``files/<algorithm>/ab/cdef...``:
+``files/xxh3-128/..`` (folder manifests carry a ``.manifest`` suffix), ``files/sha256/..``
+likewise, and ``files/md5/..`` in DVC 3's layout (folder listings carry ``.dir``), so a
+DVC cache or remote is readable as it is. Objects are written to ``tmp/`` under the cache,
+verified, then renamed into place and made read-only. Remotes use the same layout.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
 from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
                           remove_path, sweep_stale_tmp, unique_suffix, unlink_quiet)
-from mlver.hashing import CHUNK, HASH_NAME, digest_bytes, digest_file, digest_open, is_digest, new_hasher
+from mlver.hashing import (ALGORITHMS, CHUNK, DEFAULT_ALGO, algo_of, digest_bytes, digest_file, digest_open, hex_of,
+                           is_digest, new_hasher, qualify)
 from mlver.progress import ByteCallback
 
 MANIFEST_SUFFIX = ".manifest"
+DVC_DIR_SUFFIX = ".dir"  # md5 folders: DVC's listing, under DVC's name
+
+
+def manifest_suffix(algo: str) -> str:
+    return DVC_DIR_SUFFIX if algo == "md5" else MANIFEST_SUFFIX
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -29,7 +37,23 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 def object_relpath(digest: str, manifest: bool = False) -> str:
     """The object's path inside a cache or remote (POSIX)."""
-    return f"files/{HASH_NAME}/{digest[:2]}/{digest[2:]}{MANIFEST_SUFFIX if manifest else ''}"
+    algo, h = algo_of(digest), hex_of(digest)
+    return f"files/{algo}/{h[:2]}/{h[2:]}{manifest_suffix(algo) if manifest else ''}"
+
+
+def object_folders(refs: Iterable["ObjectRef"]) -> set[str]:
+    """The folders (``<algo>/<two hex digits>``, below ``files/``) that hold ``refs``:
+    what a remote lists to learn which of them it has."""
+    return {f"{algo_of(r.digest)}/{hex_of(r.digest)[:2]}" for r in refs}
+
+
+def parse_object_name(algo: str, prefix: str, name: str) -> "ObjectRef | None":
+    """The object named ``name`` in the two-letter folder ``prefix`` of ``files/<algo>/``
+    (None for anything else found there)."""
+    suffix = manifest_suffix(algo)
+    manifest = name.endswith(suffix)
+    digest = qualify(algo, prefix + (name[: -len(suffix)] if manifest else name))
+    return ObjectRef(digest, manifest) if is_digest(digest) and algo_of(digest) == algo else None
 
 
 def _file_state(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -51,7 +75,9 @@ class ObjectRef(NamedTuple):
     @property
     def quarantine_name(self) -> str:
         """Its file name under ``quarantine/`` (in a cache, or on a remote)."""
-        return self.digest + (MANIFEST_SUFFIX if self.manifest else "")
+        algo = algo_of(self.digest)
+        name = hex_of(self.digest) if algo == DEFAULT_ALGO else f"{algo}-{hex_of(self.digest)}"
+        return name + (manifest_suffix(algo) if self.manifest else "")
 
 
 class Cache:
@@ -62,7 +88,7 @@ class Cache:
         self.link_types = link_types
         self.fsync = fsync
         self.tmp_dir = os.path.join(root, "tmp")
-        self._files = os.path.join(root, "files", HASH_NAME)
+        self._files = os.path.join(root, "files", DEFAULT_ALGO)
         self._working: dict[str, int] = {}  # workspace device -> index of first link type that worked
         self._made_dirs: set[str] = set()
         self._no_clone: set[int] = set()  # devices whose files could not be cloned into the cache
@@ -74,7 +100,9 @@ class Cache:
     def path(self, digest: str, manifest: bool = False) -> str:
         # object_relpath's layout, joined with the OS separator; called once per object
         # by every transfer and checkout, so built with one f-string
-        return f"{self._files}{os.sep}{digest[:2]}{os.sep}{digest[2:]}{MANIFEST_SUFFIX if manifest else ''}"
+        if ":" not in digest:
+            return f"{self._files}{os.sep}{digest[:2]}{os.sep}{digest[2:]}{MANIFEST_SUFFIX if manifest else ''}"
+        return os.path.join(self.root, *object_relpath(digest, manifest).split("/"))
 
     def has(self, digest: str, manifest: bool = False) -> bool:
         return os.path.exists(self.path(digest, manifest))
@@ -115,7 +143,7 @@ class Cache:
 
     def store_file(self, src: str, *, known_digest: str | None = None,
                    settled: os.stat_result | None = None,
-                   on_bytes: ByteCallback | None = None) -> tuple[str, int]:
+                   on_bytes: ByteCallback | None = None, algo: str = DEFAULT_ALGO) -> tuple[str, int]:
         """Store the file at ``src``; returns (digest, size). The digest is computed from
         the bytes actually written to the store, so nothing enters under a wrong name.
 
@@ -124,15 +152,18 @@ class Cache:
         is then hashed through the source, whose pages are likely warm (a clone's pages
         are its own, and cold): the same bytes as long as the source still has that stat
         after hashing, since any write after the clone moves its ctime past it. ``on_bytes``
-        hears of the bytes as they are copied and hashed (progress)."""
+        hears of the bytes as they are copied and hashed (progress). ``algo``: the
+        algorithm of the digest (``known_digest``'s, when given)."""
         if known_digest and self.has(known_digest):
             return known_digest, os.path.getsize(src)
+        if known_digest:
+            algo = algo_of(known_digest)
         tmp = self._tmp()
         try:
-            digest_size = self._try_reflink(src, tmp, settled, on_bytes)
+            digest_size = self._try_reflink(src, tmp, settled, on_bytes, algo)
             cloned = digest_size is not None
             if digest_size is None:
-                digest_size = self._copy_hashing(src, tmp, on_bytes)
+                digest_size = self._copy_hashing(src, tmp, on_bytes, algo)
             digest, size = digest_size
             if known_digest and digest != known_digest:
                 raise ChecksumMismatch(src, known_digest, digest, where="changed while being stored")
@@ -146,7 +177,7 @@ class Cache:
         return digest, size
 
     def _try_reflink(self, src: str, tmp: str, settled: os.stat_result | None,
-                     on_bytes: ByteCallback | None = None) -> tuple[str, int] | None:
+                     on_bytes: ByteCallback | None = None, algo: str = DEFAULT_ALGO) -> tuple[str, int] | None:
         """Clone ``src`` to ``tmp`` and hash the clone's bytes; None when the source's
         filesystem cannot clone into the cache (remembered per device, so a 20,000-file
         add does not probe 20,000 times)."""
@@ -163,12 +194,13 @@ class Cache:
                     self._no_clone.add(os.fstat(fd).st_dev)
                 return None
             if settled is not None:
-                digest_size = digest_open(f, on_bytes=on_bytes)
+                digest_size = digest_open(f, on_bytes=on_bytes, algo=algo)
                 if _file_state(os.fstat(fd)) == _file_state(settled) and digest_size[1] == settled.st_size:
                     return digest_size
-        return digest_file(tmp, on_bytes=on_bytes)  # unsettled or changed meanwhile: the clone's own bytes
+        return digest_file(tmp, on_bytes=on_bytes, algo=algo)  # unsettled or changed meanwhile: the clone's own bytes
 
-    def _copy_hashing(self, src: str, tmp: str, on_bytes: ByteCallback | None = None) -> tuple[str, int]:
+    def _copy_hashing(self, src: str, tmp: str, on_bytes: ByteCallback | None = None,
+                      algo: str = DEFAULT_ALGO) -> tuple[str, int]:
         """Copy ``src`` to ``tmp`` (created read-only) and return the digest of the bytes
         that landed in ``tmp``; ``on_bytes`` hears of half of each chunk as it is copied
         and the other half as the copy is hashed, so a bar moves evenly over both."""
@@ -192,7 +224,7 @@ class Cache:
                     os.close(fout)
                 if on_bytes is not None:
                     on_bytes(len(data))
-                return digest_bytes(data), len(data)
+                return digest_bytes(data, algo), len(data)
         finally:
             os.close(fin)
         # Large files: an in-kernel copy, then the copy is hashed (from the page cache),
@@ -203,10 +235,10 @@ class Cache:
                 on_bytes(n // 2)
 
         copy_file(src, tmp, 0o444, on_chunk=copied)
-        return digest_file(tmp, on_bytes=None if on_bytes is None else (lambda n: on_bytes(n - n // 2)))
+        return digest_file(tmp, on_bytes=None if on_bytes is None else (lambda n: on_bytes(n - n // 2)), algo=algo)
 
-    def store_bytes(self, data: bytes, *, manifest: bool = False) -> str:
-        digest = digest_bytes(data)
+    def store_bytes(self, data: bytes, *, manifest: bool = False, algo: str = DEFAULT_ALGO) -> str:
+        digest = digest_bytes(data, algo)
         if not self.has(digest, manifest):
             dest = self.path(digest, manifest)
             self._ensure_dir(os.path.dirname(dest))
@@ -219,7 +251,7 @@ class Cache:
         against ``digest`` from the bytes that landed; returns the size."""
         tmp = self._tmp()
         try:
-            actual, size = self._copy_hashing(src, tmp, on_bytes)
+            actual, size = self._copy_hashing(src, tmp, on_bytes, algo_of(digest))
             if actual != digest:
                 raise ChecksumMismatch(object_relpath(digest, manifest), digest, actual, where=where)
             self._commit_tmp(tmp, digest, manifest, readonly=True)
@@ -232,7 +264,7 @@ class Cache:
                               on_bytes: ByteCallback | None = None) -> int:
         """Write downloaded ``chunks`` to a temporary file, verify ``digest``, then store."""
         tmp = self._tmp()
-        h = new_hasher()
+        h = new_hasher(algo_of(digest))
         size = 0
         try:
             with open(tmp, "xb") as f:
@@ -291,7 +323,7 @@ class Cache:
         for i in range(self._working.get(dev, 0), len(self.link_types)):
             kind = self.link_types[i]
             try:
-                actual = self._link_verified(src, tmp, kind, mode, fd, on_bytes)
+                actual = self._link_verified(src, tmp, kind, mode, fd, on_bytes, algo_of(digest))
             except FileNotFoundError:
                 unlink_quiet(tmp, dir_fd=fd)
                 if not os.path.exists(src):
@@ -331,14 +363,14 @@ class Cache:
 
     @staticmethod
     def _link_verified(src: str, tmp: str, kind: str, mode: int, fd: int,
-                       on_bytes: ByteCallback | None) -> str | None:
+                       on_bytes: ByteCallback | None, algo: str = DEFAULT_ALGO) -> str | None:
         """Make ``tmp`` (relative to the open folder ``fd``) from the object ``src`` with
         link type ``kind``; for a copy, the digest of the bytes that landed (hashed in the
         read that copies). None for a reflink and for links: they share the object's own
         blocks, so re-reading them would cost a full read of data no byte of which was
         moved (a 2 GiB reflink checkout stays ~0.1 s); status and fsck find rot there."""
         if kind == "copy":
-            h = new_hasher()
+            h = new_hasher(algo)
             copy_file(src, tmp, mode, dir_fd=fd, on_chunk=on_bytes, hasher=h)
             return h.hexdigest()
         link_file(src, tmp, kind, mode, dir_fd=fd, on_bytes=on_bytes)
@@ -355,19 +387,19 @@ class Cache:
     # --- iterating, checking, removing ----------------------------------------------
 
     def iter_objects(self) -> Iterator[ObjectRef]:
-        base = os.path.join(self.root, "files", HASH_NAME)
-        try:
-            prefixes = os.listdir(base)
-        except FileNotFoundError:
-            return
-        for p in sorted(prefixes):
-            if len(p) != 2:
+        for algo in ALGORITHMS:
+            base = os.path.join(self.root, "files", algo)
+            try:
+                prefixes = os.listdir(base)
+            except FileNotFoundError:
                 continue
-            for name in os.listdir(os.path.join(base, p)):
-                manifest = name.endswith(MANIFEST_SUFFIX)
-                digest = p + (name[: -len(MANIFEST_SUFFIX)] if manifest else name)
-                if is_digest(digest):
-                    yield ObjectRef(digest, manifest)
+            for p in sorted(prefixes):
+                if len(p) != 2:
+                    continue
+                for name in os.listdir(os.path.join(base, p)):
+                    ref = parse_object_name(algo, p, name)
+                    if ref is not None:
+                        yield ref
 
     def present(self, refs: Iterable[ObjectRef]) -> set[ObjectRef]:
         """Which of ``refs`` are stored (see ``stored_digests``)."""
@@ -383,22 +415,25 @@ class Cache:
     def stored_digests(self, digests: set[str], *, manifest: bool = False) -> set[str]:
         """Which of ``digests`` are stored: one listing per two-letter folder, not one stat
         per object (20,000 objects live in at most 256 folders)."""
-        base = os.path.join(self.root, "files", HASH_NAME)
-        suffix = MANIFEST_SUFFIX if manifest else ""
-        by_prefix: dict[str, list[str]] = {}
+        by_folder: dict[str, list[tuple[str, str]]] = {}  # folder -> (digest, file name)
+        bare = MANIFEST_SUFFIX if manifest else ""
         for d in digests:
-            by_prefix.setdefault(d[:2], []).append(d)
+            if ":" not in d:  # the default algorithm, the hot case: no splitting
+                by_folder.setdefault(f"{self._files}{os.sep}{d[:2]}", []).append((d, d[2:] + bare))
+            else:
+                folder, name = self.path(d, manifest).rsplit(os.sep, 1)
+                by_folder.setdefault(folder, []).append((d, name))
         found: set[str] = set()
-        for prefix, group in by_prefix.items():
+        for folder, group in by_folder.items():
             try:
-                names = set(os.listdir(os.path.join(base, prefix)))
+                names = set(os.listdir(folder))
             except FileNotFoundError:
                 continue
-            found.update(d for d in group if d[2:] + suffix in names)
+            found.update(d for d, name in group if name in names)
         return found
 
     def verify(self, ref: ObjectRef) -> bool:
-        actual, _ = digest_file(self.path(ref.digest, ref.manifest))
+        actual, _ = digest_file(self.path(ref.digest, ref.manifest), algo=algo_of(ref.digest))
         return actual == ref.digest
 
     def remove(self, ref: ObjectRef) -> int:

@@ -19,7 +19,7 @@ from mlver.errors import FormatError, UsageError
 from mlver.fsutil import LINK_TYPES, atomic_write_text
 
 KNOWN = {
-    "core": {"remote": "str", "autostage": "bool", "fsync": "bool", "lock_timeout": "float"},
+    "core": {"remote": "str", "autostage": "bool", "fsync": "bool", "lock_timeout": "float", "hash": "hash"},
     "cache": {"dir": "str", "type": "linktypes"},
     "hooks": {"require_push": "bool", "fetch": "bool", "check": "bool"},
     "gc": {"grace": "duration"},
@@ -71,6 +71,8 @@ def validate(key: str, value: str) -> None:
             raise UsageError(f"{key}: expected a number, got '{value}'") from None
     if kind == "linktypes":
         parse_link_types(value, key)
+    if kind == "hash":
+        parse_hash(value, key)
     if kind == "duration":
         parse_duration(value, key)
 
@@ -85,6 +87,15 @@ def parse_duration(value: str, shown: str) -> float:
     if not m:
         raise UsageError(f"{shown}: expected a duration like 1d, 2h, 30m or 0, got '{value}'")
     return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def parse_hash(value: str, shown: str) -> str:
+    """``core.hash``: the algorithm of outputs added afresh."""
+    from mlver.hashing import ALGORITHMS
+
+    if value not in ALGORITHMS:
+        raise UsageError(f"{shown}: unknown hash '{value}'", hint=f"use one of {', '.join(ALGORITHMS)}")
+    return value
 
 
 def parse_link_types(value: str, shown: str) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from fsspec.spec import AbstractFileSystem
 
+from mlver.hashing import digest_fields
 from mlver.errors import PathNotTracked
 from mlver.ops.source import Node, Source, source_for
 
@@ -120,7 +121,7 @@ class MlverFileSystem(AbstractFileSystem):
     @staticmethod
     def _info(node: Node) -> dict[str, Any]:
         return {"name": node.path, "size": node.size if node.size is not None else 0, "type": node.type,
-                "tracked": node.tracked, "digest": node.digest}
+                "tracked": node.tracked, **digest_fields(node.digest)}
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         rel = self._strip_protocol(path)

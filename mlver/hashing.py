@@ -1,7 +1,15 @@
-"""The one hash: xxh3-128, streamed in large chunks so memory stays flat."""
+"""Digests: a digest is a string that carries its algorithm. Bare lower-case hex is
+xxh3-128 (the default, and what every pointer, lock, manifest and memo written before
+other algorithms existed holds); any other algorithm is ``"<algo>:<hex>"``: ``md5:1a97…``
+(DVC's digests, kept by ``import-dvc``), ``sha256:<64 hex>``. Everything that stores or
+compares digests treats them as opaque strings; only the edges (hashing, object paths,
+file formats, ``--json``) split them. Bytes are streamed in large chunks so memory stays
+flat.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -9,18 +17,56 @@ from typing import Any, BinaryIO, Callable
 
 import xxhash
 
-HASH_NAME = "xxh3-128"
-DIGEST_LEN = 32
+DEFAULT_ALGO = "xxh3-128"
+HASH_NAME = DEFAULT_ALGO  # the algorithm of bare digests (and of mlver's own records)
+ALGORITHMS = ("xxh3-128", "md5", "sha256")  # what `hash:` / `core.hash` may name
+HEX_LEN = {"xxh3-128": 32, "md5": 32, "sha256": 64}
 CHUNK = 4 << 20  # 4 MiB: large enough to amortise syscalls, small enough to stay flat
 SMALL = 1 << 20  # files up to this size are read in one call
 
+_FACTORY: dict[str, Callable[..., Any]] = {"xxh3-128": xxhash.xxh3_128, "md5": hashlib.md5,
+                                           "sha256": hashlib.sha256}
 
-def new_hasher() -> "xxhash.xxh3_128":
-    return xxhash.xxh3_128()
+
+def algo_of(digest: str) -> str:
+    """The algorithm a digest was made with."""
+    i = digest.find(":")
+    return DEFAULT_ALGO if i < 0 else digest[:i]
 
 
-def digest_bytes(data: bytes | memoryview) -> str:
-    return xxhash.xxh3_128_hexdigest(data)
+def hex_of(digest: str) -> str:
+    """The digest's hex, without its algorithm (what pointer and lock files write)."""
+    return digest[digest.find(":") + 1:]
+
+
+def qualify(algo: str, hexdigest: str) -> str:
+    """The digest ``hexdigest`` of algorithm ``algo`` (bare for the default)."""
+    return hexdigest if algo == DEFAULT_ALGO else f"{algo}:{hexdigest}"
+
+
+class Hasher:
+    """A running digest of one algorithm; ``hexdigest()`` gives the digest in mlver's
+    form (with its algorithm unless it is the default)."""
+
+    __slots__ = ("algo", "update", "_h")
+
+    def __init__(self, algo: str = DEFAULT_ALGO, data: bytes | memoryview = b"") -> None:
+        self.algo = algo
+        self._h = _FACTORY[algo](data)
+        self.update = self._h.update  # bound once: called per chunk
+
+    def hexdigest(self) -> str:
+        return qualify(self.algo, self._h.hexdigest())
+
+
+def new_hasher(algo: str = DEFAULT_ALGO) -> Hasher:
+    return Hasher(algo)
+
+
+def digest_bytes(data: bytes | memoryview, algo: str = DEFAULT_ALGO) -> str:
+    if algo == DEFAULT_ALGO:
+        return xxhash.xxh3_128_hexdigest(data)
+    return qualify(algo, _FACTORY[algo](data).hexdigest())
 
 
 def check_value(text: str) -> int:
@@ -28,11 +74,11 @@ def check_value(text: str) -> int:
     return xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogateescape")) & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def digest_stream(f: BinaryIO, *, head: bytes = b"",
-                  on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+def digest_stream(f: BinaryIO, *, head: bytes = b"", on_bytes: Callable[[int], None] | None = None,
+                  algo: str = DEFAULT_ALGO) -> tuple[str, int]:
     """Digest and byte count of ``head`` then everything left in ``f``; ``on_bytes`` is
     told each chunk's size as it is hashed (progress)."""
-    h = xxhash.xxh3_128(head)
+    h = Hasher(algo, head)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     size = len(head)
@@ -47,27 +93,28 @@ def digest_stream(f: BinaryIO, *, head: bytes = b"",
     return h.hexdigest(), size
 
 
-def digest_file(path: str | os.PathLike[str], *,
-                on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+def digest_file(path: str | os.PathLike[str], *, on_bytes: Callable[[int], None] | None = None,
+                algo: str = DEFAULT_ALGO) -> tuple[str, int]:
     """Digest and size of the file at ``path``. A small file is read in one call (no
     chunk buffer to allocate: 20,000 small files must not cost 20,000 of them).
     ``on_bytes``: as for ``digest_stream``."""
     with open(path, "rb", buffering=0) as f:
-        return digest_open(f, on_bytes=on_bytes)
+        return digest_open(f, on_bytes=on_bytes, algo=algo)
 
 
-def digest_open(f: BinaryIO, *, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+def digest_open(f: BinaryIO, *, on_bytes: Callable[[int], None] | None = None,
+                algo: str = DEFAULT_ALGO) -> tuple[str, int]:
     """``digest_file`` of a file already open (unbuffered), from its current position."""
     size = os.fstat(f.fileno()).st_size
     if size <= SMALL:
         data = f.read(size + 1)
         if len(data) <= size:  # a short read of a regular file: its end
-            return digest_bytes(data), len(data)
-        return digest_stream(f, head=data, on_bytes=on_bytes)  # it grew
-    return digest_stream(f, on_bytes=on_bytes)
+            return digest_bytes(data, algo), len(data)
+        return digest_stream(f, head=data, on_bytes=on_bytes, algo=algo)  # it grew
+    return digest_stream(f, on_bytes=on_bytes, algo=algo)
 
 
-_DIGEST = re.compile(r"[0-9a-f]{32}")
+_DIGEST = re.compile(r"[0-9a-f]{32}|md5:[0-9a-f]{32}|sha256:[0-9a-f]{64}")
 
 
 def is_digest(text: str) -> bool:
@@ -91,7 +138,7 @@ class VerifiedReader(io.RawIOBase):
         self._mismatch = mismatch
         self._pos = 0
         self._hashed = 0  # bytes [0, _hashed) went into the hasher
-        self._hasher = new_hasher()
+        self._hasher = new_hasher(algo_of(digest))
         self.verified = False
 
     def readable(self) -> bool:
@@ -151,3 +198,11 @@ class VerifiedReader(io.RawIOBase):
         if not self.closed:
             self._f.close()
         super().close()
+
+
+def digest_fields(digest: str | None) -> dict[str, str | None]:
+    """How a digest appears in ``--json`` documents: its hex as ``digest``, with its
+    algorithm as ``hash`` beside it (md5 and xxh3-128 are both 32 hex digits)."""
+    if digest is None:
+        return {"digest": None, "hash": None}
+    return {"digest": hex_of(digest), "hash": algo_of(digest)}

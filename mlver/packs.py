@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mlver import failpoint
-from mlver.cache import Cache, ObjectRef
+from mlver.cache import Cache, ObjectRef, object_folders
 from mlver.errors import ChecksumMismatch, RemoteError, UsageError
 from mlver.fsutil import atomic_write, unlink_quiet
-from mlver.hashing import HASH_NAME, digest_bytes, is_digest
+from mlver.hashing import HASH_NAME, algo_of, digest_bytes, is_digest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import Downloaded, Remote, Uploaded, temporary_name
 
@@ -428,7 +428,7 @@ def upload_packs(rem: Remote, cache: Cache, groups: list[list[ObjectRef]], sizes
                 except FileNotFoundError:
                     corrupt.append(ref)
                     continue
-                if digest_bytes(data) != ref.digest:  # never spread: left out, reported
+                if digest_bytes(data, algo_of(ref.digest)) != ref.digest:  # never spread: left out, reported
                     corrupt.append(ref)
                     continue
                 yield ref, data
@@ -494,7 +494,7 @@ def read_packed(rem: Remote, wanted: dict[ObjectRef, Packed]) -> Iterator[tuple[
             continue
         for ref, off, length in rng.objects:
             piece = data[off - rng.start: off - rng.start + length]
-            actual = digest_bytes(piece)
+            actual = digest_bytes(piece, algo_of(ref.digest))
             if len(piece) != length or actual != ref.digest:
                 yield ref, None, ChecksumMismatch(ref.relpath, ref.digest, actual,
                                                   where=f"in pack {rng.pack} on remote '{rem.name}'").message
@@ -626,7 +626,7 @@ def read_any(rem: Remote, ref: ObjectRef, inv: Inventory) -> bytes:
             data = rem.read_range(p.rel, p.offset, p.offset + p.length)
         except FileNotFoundError:  # the pack went (a gc): maybe loose
             return rem.read_object(ref)
-        actual = digest_bytes(data)
+        actual = digest_bytes(data, algo_of(ref.digest))
         if actual != ref.digest:
             raise ChecksumMismatch(ref.relpath, ref.digest, actual, where=f"in pack {p.pack} on remote '{rem.name}'")
         return data
@@ -640,6 +640,6 @@ def held(rem: Remote, refs: Iterable[ObjectRef], tmp_dir: str | None) -> set[Obj
     out = {r for r in refs if r in live}
     rest = [r for r in refs if r not in out]
     if rest:
-        listing = rem.list_objects({r.digest[:2] for r in rest})
+        listing = rem.list_objects(object_folders(rest))
         out.update(r for r in rest if r in listing)
     return out

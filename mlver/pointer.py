@@ -12,7 +12,7 @@ from typing import Any, Iterator, NamedTuple
 
 from mlver.errors import FormatError
 from mlver.fsutil import WINDOWS, check_relative
-from mlver.hashing import HASH_NAME, is_digest
+from mlver.hashing import ALGORITHMS, DEFAULT_ALGO, HEX_LEN, algo_of, hex_of, is_digest, qualify
 
 POINTER_SUFFIX = ".mlver"
 HEADER = "# mlver pointer: commit this file; the data lives in the mlver cache and remotes\n"
@@ -230,8 +230,10 @@ class Pointer:
     extra: tuple[tuple[str, Any], ...] = field(default=())
 
     def dumps(self) -> str:
+        hexd = hex_of(self.digest)
         out = [HEADER, "version: 1\n", f"path: {yaml_scalar(self.path)}\n", f"kind: {self.kind}\n",
-               f"hash: {HASH_NAME}\n", f"digest: {self.digest if not self.digest.isdigit() else repr(self.digest)}\n", f"size: {self.size}\n"]
+               f"hash: {algo_of(self.digest)}\n", f"digest: {hexd if not hexd.isdigit() else repr(hexd)}\n",
+               f"size: {self.size}\n"]
         if self.kind == "dir":
             out.append(f"files: {self.files or 0}\n")
         if self.desc is not None:
@@ -267,6 +269,20 @@ def _parse_canonical(text: str) -> dict[str, Any] | None:
     return data
 
 
+def parse_hex(value: Any, algo: str) -> str | None:
+    """The digest written as ``value`` (hex, as pointer and lock files hold it) of the
+    algorithm ``algo``, or None when it is not one."""
+    n = HEX_LEN.get(algo)
+    if n is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**n:
+        value = f"{value:0{n}d}"  # an all-digit digest that YAML read as a number
+    if not isinstance(value, str) or ":" in value:
+        return None
+    digest = qualify(algo, value)
+    return digest if is_digest(digest) else None
+
+
 def parse_pointer(text: str, shown: str) -> Pointer:
     """Parse and validate pointer text; ``shown`` names the file in errors."""
     check_size(len(text), shown, "pointer")
@@ -299,13 +315,12 @@ def parse_pointer(text: str, shown: str) -> Pointer:
     kind = data["kind"]
     if kind not in ("file", "dir"):
         raise bad("kind", f"must be 'file' or 'dir', not {kind!r}")
-    if data["hash"] != HASH_NAME:
-        raise bad("hash", f"unknown hash {data['hash']!r} (this mlver uses {HASH_NAME})")
-    digest = data["digest"]
-    if isinstance(digest, int) and not isinstance(digest, bool) and 0 <= digest < 10**32:
-        digest = f"{digest:032d}"  # an all-digit digest that YAML read as a number
-    if not isinstance(digest, str) or not is_digest(digest):
-        raise bad("digest", f"must be 32 lower-case hex digits, got {digest!r}")
+    algo = data["hash"]
+    if algo not in ALGORITHMS:
+        raise bad("hash", f"unknown hash {algo!r} (this mlver reads {', '.join(ALGORITHMS)})")
+    digest = parse_hex(data["digest"], algo)
+    if digest is None:
+        raise bad("digest", f"must be {HEX_LEN[algo]} lower-case hex digits ({algo}), got {data['digest']!r}")
     size = data["size"]
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise bad("size", f"must be a non-negative integer, got {size!r}")
@@ -344,31 +359,47 @@ class Entry(NamedTuple):
 
 @dataclass(frozen=True)
 class Manifest:
-    """The canonical listing of a tracked folder; its digest is the folder's digest."""
+    """The canonical listing of a tracked folder; its digest is the folder's digest.
+    Entries' digests are of the manifest's algorithm ``algo``. An md5 folder's manifest is
+    DVC's ``.dir`` listing, so DVC reads folders mlver writes and mlver reads DVC's;
+    DVC writes no sizes there, so an entry's ``size`` may be ``UNKNOWN_SIZE``."""
 
     entries: tuple[Entry, ...]
+    algo: str = DEFAULT_ALGO
 
     @classmethod
-    def build(cls, entries: list[Entry]) -> "Manifest":
-        return cls(tuple(sorted(entries, key=lambda e: e.path)))
+    def build(cls, entries: list[Entry], algo: str = DEFAULT_ALGO) -> "Manifest":
+        return cls(tuple(sorted(entries, key=lambda e: e.path)), algo)
 
     @classmethod
-    def from_sorted(cls, entries: list[Entry]) -> "Manifest":
+    def from_sorted(cls, entries: list[Entry], algo: str = DEFAULT_ALGO) -> "Manifest":
         """From entries already sorted by path (a sorted scan of the folder)."""
-        return cls(tuple(entries))
+        return cls(tuple(entries), algo)
 
     @property
     def size(self) -> int:
-        return sum(e.size for e in self.entries)
+        return sum(e.size for e in self.entries if e.size > 0)
 
     def dumps(self) -> bytes:
-        # an Entry is the tuple (path, digest, size, exec): JSON writes it as that array
-        doc = {"version": 1, "kind": "manifest", "hash": HASH_NAME, "entries": self.entries}
+        if self.algo == "md5":
+            # DVC's listing exactly (DVC refuses any other key; sorted by path, as
+            # json.dumps writes by default): the same folder has the same digest whichever
+            # tool listed it
+            rows = [{"md5": hex_of(e.digest), "relpath": e.path} for e in self.entries]
+            return json.dumps(rows, sort_keys=True).encode("utf-8")
+        if self.algo == DEFAULT_ALGO:
+            # an Entry is the tuple (path, digest, size, exec): JSON writes it as that array
+            doc = {"version": 1, "kind": "manifest", "hash": DEFAULT_ALGO, "entries": self.entries}
+        else:
+            doc = {"version": 1, "kind": "manifest", "hash": self.algo,
+                   "entries": [(e.path, hex_of(e.digest), e.size, e.exec) for e in self.entries]}
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def by_path(self) -> dict[str, Entry]:
         return {e.path: e for e in self.entries}
 
+
+UNKNOWN_SIZE = -1  # an entry of a DVC listing, which records no sizes
 
 # Over the entry paths joined by NUL (which no file name holds): an absolute path, a '..'
 # component, an empty entry; on Windows also drive letters and backslashes.
@@ -378,21 +409,55 @@ _DIGESTS = re.compile(r"(?:[0-9a-f]{32})*")
 
 
 def parse_manifest(data: bytes, shown: str) -> Manifest:
+    """A manifest object's listing: mlver's (``{"kind": "manifest", ...}``) or DVC's
+    ``.dir`` list (md5)."""
     try:
         doc = json.loads(data)
+        if isinstance(doc, list):
+            return _parse_dvc_listing(doc, shown)
         if doc.get("kind") != "manifest" or doc.get("version") != 1:
             raise ValueError("not a manifest")
+        algo = doc.get("hash", DEFAULT_ALGO)
+        if algo not in ALGORITHMS or algo == "md5":
+            raise ValueError(f"unknown hash {algo!r}")
         entries = tuple(map(Entry._make, doc["entries"]))  # each row must have 4 fields
-        # Validated in a few passes over whole columns, not a check per entry: joins fail
-        # on a non-string, the regexes on a bad path or digest.
-        paths = "\0".join([e.path for e in entries])
-        if _BAD_PATHS.search(paths) or (entries and not paths) or paths.count("\0") != max(len(entries) - 1, 0):
-            path, problem = next((e.path, check_relative(e.path)) for e in entries if check_relative(e.path))
-            raise ValueError(f"entry path {path!r}: {problem}")
-        if not _DIGESTS.fullmatch("".join([e.digest for e in entries])):
-            raise ValueError("an entry's digest is not 32 lower-case hex digits")
+        if algo != DEFAULT_ALGO:
+            if not all(isinstance(e.digest, str) and ":" not in e.digest for e in entries):
+                raise ValueError("an entry's digest is not hex")
+            entries = tuple(e._replace(digest=qualify(algo, e.digest)) for e in entries)
+        _check_entries(entries, algo)
         if not all([type(e.size) is int and e.size >= 0 and type(e.exec) is bool for e in entries]):
             raise ValueError("an entry's size or executable flag has the wrong type")
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise FormatError(shown, f"corrupt manifest: {e}") from None
-    return Manifest(entries)
+    return Manifest(entries, algo)
+
+
+def _check_entries(entries: tuple[Entry, ...], algo: str) -> None:
+    # Validated in a few passes over whole columns, not a check per entry: joins fail
+    # on a non-string, the regexes on a bad path or digest.
+    paths = "\0".join([e.path for e in entries])
+    if _BAD_PATHS.search(paths) or (entries and not paths) or paths.count("\0") != max(len(entries) - 1, 0):
+        path, problem = next((e.path, check_relative(e.path)) for e in entries if check_relative(e.path))
+        raise ValueError(f"entry path {path!r}: {problem}")
+    if algo == DEFAULT_ALGO:
+        if not _DIGESTS.fullmatch("".join([e.digest for e in entries])):
+            raise ValueError("an entry's digest is not 32 lower-case hex digits")
+    elif not all(is_digest(e.digest) and algo_of(e.digest) == algo for e in entries):
+        raise ValueError(f"an entry's digest is not {HEX_LEN[algo]} lower-case hex digits ({algo})")
+
+
+def _parse_dvc_listing(doc: list[Any], shown: str) -> Manifest:
+    entries = []
+    for row in doc:
+        if not isinstance(row, dict) or not isinstance(row.get("md5"), str) or not isinstance(row.get("relpath"), str):
+            raise ValueError("a DVC listing entry needs 'md5' and 'relpath'")
+        size = row.get("size", UNKNOWN_SIZE)
+        if type(size) is not int or size < UNKNOWN_SIZE:
+            raise ValueError(f"entry {row['relpath']!r}: bad size {size!r}")
+        entries.append(Entry(row["relpath"], qualify("md5", row["md5"]), size, bool(row.get("isexec", False))))
+    manifest = Manifest.build(entries, "md5")
+    _check_entries(manifest.entries, "md5")
+    if len({e.path for e in manifest.entries}) != len(manifest.entries):
+        raise ValueError("a path is listed twice")
+    return manifest

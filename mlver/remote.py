@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
 
 from mlver import failpoint
-from mlver.cache import MANIFEST_SUFFIX, Cache, ObjectRef
+from mlver.cache import Cache, ObjectRef, parse_object_name
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write, copy_file, is_stale_tmp, unique_suffix, unlink_quiet
-from mlver.hashing import CHUNK, HASH_NAME, VerifiedReader, is_digest, new_hasher
+from mlver.hashing import ALGORITHMS, CHUNK, DEFAULT_ALGO, VerifiedReader, algo_of, new_hasher
 from mlver.progress import NO_PROGRESS, ByteCallback, Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,7 +99,7 @@ FIRST_DELAY = 0.5
 SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
 READ_BLOCK = 32 << 20
 OPEN_BLOCK = 4 << 20  # the request size of reads in place (open_object): a ranged read costs at most this
-FILES_DIR = f"files/{HASH_NAME}"
+FILES_ROOT = "files"  # objects: files/<algo>/ab/cdef... (cache.object_relpath)
 RUNS_DIR = "runs"
 
 
@@ -620,27 +620,37 @@ class Remote:
         except NotADirectoryError:
             return []
 
-    def list_objects(self, prefixes: Iterable[str] | None = None) -> dict[ObjectRef, int]:
-        """Objects on the remote (with sizes) under the given two-hex-digit prefixes, or
-        all of them; one listing per prefix folder, in parallel."""
-        return {ref: size for ref, (size, _) in self.list_object_info(prefixes).items()}
+    def list_objects(self, folders: Iterable[str] | None = None) -> dict[ObjectRef, int]:
+        """Objects on the remote (with sizes) in the given object folders
+        (``cache.object_folders``: ``<algo>/<two hex digits>``), or all of them; one
+        listing per folder, in parallel."""
+        return {ref: size for ref, (size, _) in self.list_object_info(folders).items()}
 
-    def list_object_info(self, prefixes: Iterable[str] | None = None
+    def list_object_info(self, folders: Iterable[str] | None = None
                          ) -> dict[ObjectRef, tuple[int, float | None]]:
         """``list_objects`` with each object's modification time (seconds since the
         epoch; None when the backend gives none), from the same listing."""
         self.ensure_exists()
-        base = self.path(FILES_DIR)
-        if prefixes is None:
-            found = self._retry("listing objects", self._ls, base)
-            wanted = sorted({_basename(i["name"]) for i in found if i.get("type") == "directory"})
+        by_algo: dict[str, set[str]] = {}
+        if folders is None:
+            for algo in ALGORITHMS:
+                found = self._retry("listing objects", self._ls, self.path(f"{FILES_ROOT}/{algo}"))
+                by_algo[algo] = {_basename(i["name"]) for i in found if i.get("type") == "directory"}
         else:
-            wanted = sorted(set(prefixes))
-        wanted = [p for p in wanted if len(p) == 2]
+            for f in folders:
+                algo, _, prefix = f.partition("/")
+                by_algo.setdefault(algo, set()).add(prefix)
+        result: dict[ObjectRef, tuple[int, float | None]] = {}
+        for algo, prefixes in by_algo.items():
+            result.update(self._list_algo(algo, sorted(p for p in prefixes if len(p) == 2)))
+        return result
+
+    def _list_algo(self, algo: str, wanted: list[str]) -> dict[ObjectRef, tuple[int, float | None]]:
+        base = self.path(f"{FILES_ROOT}/{algo}")
         if self.atomic_put and len(wanted) > FLAT_LISTING_ABOVE:
             # Object stores list a whole prefix flat, 1,000 keys a request: ~20 requests
             # for 20,000 objects instead of one request per two-letter folder.
-            return self._retry("listing objects", self._list_flat, base, set(wanted))
+            return self._retry("listing objects", self._list_flat, base, algo, set(wanted))
 
         def one(prefix: str, stop: threading.Event) -> list[tuple[ObjectRef, tuple[int, float | None]]]:
             items = self._retry("listing objects", self._ls, f"{base}/{prefix}", stop=stop)
@@ -648,11 +658,9 @@ class Remote:
             for i in items:
                 if i.get("type") == "directory":
                     continue
-                name = _basename(i["name"])
-                manifest = name.endswith(MANIFEST_SUFFIX)
-                digest = prefix + (name[: -len(MANIFEST_SUFFIX)] if manifest else name)
-                if is_digest(digest):
-                    out.append((ObjectRef(digest, manifest), (int(i.get("size") or 0), modified_time(i))))
+                ref = parse_object_name(algo, prefix, _basename(i["name"]))
+                if ref is not None:
+                    out.append((ref, (int(i.get("size") or 0), modified_time(i))))
             return out
 
         result: dict[ObjectRef, tuple[int, float | None]] = {}
@@ -660,7 +668,7 @@ class Remote:
             result.update(chunk)
         return result
 
-    def _list_flat(self, base: str, wanted: set[str]) -> dict[ObjectRef, tuple[int, float | None]]:
+    def _list_flat(self, base: str, algo: str, wanted: set[str]) -> dict[ObjectRef, tuple[int, float | None]]:
         result: dict[ObjectRef, tuple[int, float | None]] = {}
         try:
             found = self.fs.find(base, detail=True)
@@ -671,10 +679,9 @@ class Remote:
             prefix, _, rest = rel.partition("/")
             if prefix not in wanted or not rest or "/" in rest:
                 continue
-            manifest = rest.endswith(MANIFEST_SUFFIX)
-            digest = prefix + (rest[: -len(MANIFEST_SUFFIX)] if manifest else rest)
-            if is_digest(digest):
-                result[ObjectRef(digest, manifest)] = (int(info.get("size") or 0), modified_time(info))
+            ref = parse_object_name(algo, prefix, rest)
+            if ref is not None:
+                result[ref] = (int(info.get("size") or 0), modified_time(info))
         return result
 
     # --- upload -------------------------------------------------------------------
@@ -710,7 +717,7 @@ class Remote:
             else:
                 f = self.fs.open(dest, "wb")
             try:
-                self._check(self._send_hashing(src, f, on_bytes), digest, rel)
+                self._check(self._send_hashing(src, f, on_bytes, algo_of(digest)), digest, rel)
                 f.close()  # the PUT / CompleteMultipartUpload: only for verified bytes
             except BaseException:
                 try:
@@ -726,7 +733,7 @@ class Remote:
         tmp = f"{tmp_dir}/{temporary_name()}"
         if self.protocol == "file":  # a folder: a copy (in-kernel when not hashing) and a rename, no fsspec layers
             try:
-                h = new_hasher() if digest is not None else None
+                h = new_hasher(algo_of(digest)) if digest is not None else None
                 copy_file(src, tmp, 0o444, on_chunk=on_bytes, hasher=h)
                 if h is not None and digest is not None:
                     self._check(h.hexdigest(), digest, rel)
@@ -741,7 +748,7 @@ class Remote:
                 self.fs.put_file(src, tmp, callback=_progress_callback(on_bytes))
             else:
                 with self.fs.open(tmp, "wb") as f:
-                    actual = self._send_hashing(src, f, on_bytes)
+                    actual = self._send_hashing(src, f, on_bytes, algo_of(digest))
                 self._check(actual, digest, rel)
             failpoint.hit("remote-before-rename")
             try:
@@ -758,13 +765,13 @@ class Remote:
             raise
 
     @staticmethod
-    def _send_hashing(src: str, f: Any, on_bytes: ByteCallback | None = None) -> str:
+    def _send_hashing(src: str, f: Any, on_bytes: ByteCallback | None = None, algo: str = DEFAULT_ALGO) -> str:
         """Write the local file ``src`` into the open remote file ``f``; the digest of
         the bytes sent (hashed as they are read: one read feeds both). Each chunk written
         counts as progress of the request for its deadline (``_touch``: a write that stalls
         blocks here, so a stalled upload is detected and a moving one is not) and is
         passed to ``on_bytes``."""
-        h = new_hasher()
+        h = new_hasher(algo)
         with open(src, "rb", buffering=0) as fin:
             while True:
                 chunk = fin.read(CHUNK)
@@ -839,7 +846,7 @@ class Remote:
     def read_object(self, ref: ObjectRef, size: int | None = None) -> bytes:
         """The object's bytes, verified (for manifests read without storing them)."""
         data = self._retry(f"reading {ref.relpath}", lambda: b"".join(self._chunks(self.path(ref.relpath), size)))
-        h = new_hasher()
+        h = new_hasher(algo_of(ref.digest))
         h.update(data)
         if h.hexdigest() != ref.digest:
             raise ChecksumMismatch(ref.relpath, ref.digest, h.hexdigest(), where=f"on remote '{self.name}'")
@@ -877,6 +884,8 @@ class Remote:
         def mismatch(actual: str) -> Exception:
             return ChecksumMismatch(shown or ref.relpath, ref.digest, actual, where=where)
 
+        if size < 0:  # not recorded (an md5 folder's entry: DVC's listing has no sizes)
+            size = int(getattr(f, "size", None) or self._retry(f"reading {ref.relpath}", self.fs.size, path))
         return VerifiedReader(f, ref.digest, size, name=shown or ref.relpath, mismatch=mismatch)
 
     def download(self, cache: Cache, refs: dict[ObjectRef, int | None], *,
@@ -932,7 +941,7 @@ class Remote:
     def digest_of(self, ref: ObjectRef, size: int | None = None) -> str:
         """Re-hash the object as stored on the remote."""
         def work() -> str:
-            h = new_hasher()
+            h = new_hasher(algo_of(ref.digest))
             for chunk in self._chunks(self.path(ref.relpath), size):
                 h.update(chunk)
             return h.hexdigest()

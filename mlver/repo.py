@@ -80,6 +80,14 @@ class Repo:
     def ignore(self) -> IgnoreSpec:
         return IgnoreSpec.load(self.root)
 
+    @cached_property
+    def hash_algo(self) -> str:
+        """``core.hash``: the algorithm of outputs added afresh (an output keeps its own)."""
+        from mlver.config import parse_hash
+        from mlver.hashing import DEFAULT_ALGO
+
+        return parse_hash(self.config.get("core.hash") or DEFAULT_ALGO, "core.hash")
+
     @property
     def fsync(self) -> bool:
         return self.config.get_bool("core.fsync")

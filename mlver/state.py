@@ -43,7 +43,7 @@ CORRUPT_SUFFIX = ".corrupt-"
 
 # Bumped whenever what a parse means changes within one version (2: several pipeline
 # files, YAML 1.2 types in mlver.yaml and params files): older memos are parsed again.
-PARSE_RULES = 2
+PARSE_RULES = 3
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from mlver.cache import Cache
 from mlver.errors import ChecksumMismatch, DanglingLink, FormatError, PathError
 from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
                           sweep_stale_tmp, unlink_confined, walk_files)
-from mlver.hashing import digest_file
+from mlver.hashing import DEFAULT_ALGO, algo_of, digest_bytes, digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
@@ -152,8 +152,9 @@ def _nowhere(target: str, rel: str, outputs: list[Output]) -> PathError:
 # --- digests of workspace files -------------------------------------------------------
 
 def hash_files(repo: Repo, todo: list[tuple[str, str, os.stat_result]], *,
-               progress: Progress = NO_PROGRESS) -> dict[str, str]:
-    """Hash each (repo-rel path, abs path, stat) in parallel and remember the digests."""
+               progress: Progress = NO_PROGRESS, algo: str = DEFAULT_ALGO) -> dict[str, str]:
+    """Hash each (repo-rel path, abs path, stat) in parallel with ``algo`` and remember
+    the digests."""
     if not todo:
         return {}
     progress.start("hashing", total_files=len(todo), total_bytes=sum(st.st_size for _, _, st in todo))
@@ -162,7 +163,7 @@ def hash_files(repo: Repo, todo: list[tuple[str, str, os.stat_result]], *,
         rel, path, st = item
         t = time.time_ns()
         bar = progress.file(st.st_size)
-        d, _ = digest_file(path, on_bytes=bar)
+        d, _ = digest_file(path, on_bytes=bar, algo=algo)
         bar.done()
         return rel, d, st, t
 
@@ -196,11 +197,17 @@ def stat_rows(entries: list[WalkEntry]) -> list[str]:
             for e in entries]
 
 
-def known_digests(repo: Repo, rel: str, entries: list[WalkEntry], rows: list[str]) -> list[str | None]:
-    """The memoised digest of each file of folder ``rel`` (None: must be read): first the
-    folder memo's rows, then the per-file memo for the rest."""
+def _of(digest: str | None, algo: str) -> str | None:
+    """A memoised digest, when it is of ``algo`` (the memo keeps one digest a file)."""
+    return digest if digest is not None and algo_of(digest) == algo else None
+
+
+def known_digests(repo: Repo, rel: str, entries: list[WalkEntry], rows: list[str],
+                  algo: str = DEFAULT_ALGO) -> list[str | None]:
+    """The memoised ``algo`` digest of each file of folder ``rel`` (None: must be read):
+    first the folder memo's rows, then the per-file memo for the rest."""
     _, by_row = repo.state.dir_rows(rel)
-    got: list[str | None] = [by_row.get(r) for r in rows]
+    got: list[str | None] = [_of(by_row.get(r), algo) for r in rows]
     misses = [i for i, d in enumerate(got) if d is None]
     if misses:
         state = repo.state
@@ -208,59 +215,71 @@ def known_digests(repo: Repo, rel: str, entries: list[WalkEntry], rows: list[str
         for i in misses:
             e = entries[i]
             frel = f"{rel}/{e.rel}"
-            got[i] = state.valid(memo.get(frel), e.st) if memo is not None else state.lookup(frel, e.st)
+            got[i] = _of(state.valid(memo.get(frel), e.st) if memo is not None else state.lookup(frel, e.st), algo)
     return got
 
 
 def folder_digests(repo: Repo, rel: str, entries: list[WalkEntry], rows: list[str], *,
-                   progress: Progress = NO_PROGRESS) -> list[str]:
+                   progress: Progress = NO_PROGRESS, algo: str = DEFAULT_ALGO) -> list[str]:
     """The digest of each of ``entries`` of folder ``rel``: from the memos
     (``known_digests``), else read now (in parallel, and remembered)."""
-    digests = known_digests(repo, rel, entries, rows)
+    digests = known_digests(repo, rel, entries, rows, algo)
     todo = [(f"{rel}/{e.rel}", e.path, e.st) for e, d in zip(entries, digests) if d is None]
     if not todo:
         return digests  # type: ignore[return-value]
-    hashed = hash_files(repo, todo, progress=progress)
+    hashed = hash_files(repo, todo, progress=progress, algo=algo)
     return [d if d is not None else hashed[f"{rel}/{e.rel}"] for e, d in zip(entries, digests)]
 
 
 def manifest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, rows: list[str] | None = None,
-                progress: Progress = NO_PROGRESS) -> Manifest:
-    """The manifest of folder ``rel`` holding ``entries`` (sorted); memoised files are not read."""
-    digests = folder_digests(repo, rel, entries, stat_rows(entries) if rows is None else rows, progress=progress)
-    return Manifest.from_sorted([Entry(e.rel, d, e.st.st_size, is_executable(e.st.st_mode))
-                                 for e, d in zip(entries, digests)])
+                progress: Progress = NO_PROGRESS, algo: str = DEFAULT_ALGO) -> Manifest:
+    """The ``algo`` manifest of folder ``rel`` holding ``entries`` (sorted); memoised
+    files are not read."""
+    digests = folder_digests(repo, rel, entries, stat_rows(entries) if rows is None else rows, progress=progress,
+                             algo=algo)
+    return Manifest.from_sorted([Entry(e.rel, d, e.st.st_size, tracks_exec(algo) and is_executable(e.st.st_mode))
+                                 for e, d in zip(entries, digests)], algo)
 
 
-def current_manifest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> Manifest:
+def tracks_exec(algo: str) -> bool:
+    """Does a folder of ``algo`` record its files' executable bits? Not an md5 folder:
+    DVC's listing has no place for them (DVC does not track them either)."""
+    return algo != "md5"
+
+
+def current_manifest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS,
+                     algo: str = DEFAULT_ALGO) -> Manifest:
     entries = scan_dir(repo, rel)
-    _, manifest = dir_digest_of(repo, rel, entries, progress=progress)
-    return manifest if manifest is not None else manifest_of(repo, rel, entries, progress=progress)
+    _, manifest = dir_digest_of(repo, rel, entries, progress=progress, algo=algo)
+    return manifest if manifest is not None else manifest_of(repo, rel, entries, progress=progress, algo=algo)
 
 
-def current_dir_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
-    """The digest the folder at ``rel`` would have if added now; the manifest too when it
-    had to be computed (an unchanged folder is answered from the folder memo)."""
-    return dir_digest_of(repo, rel, scan_dir(repo, rel), progress=progress)
+def current_dir_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS,
+                       algo: str = DEFAULT_ALGO) -> tuple[str, Manifest | None]:
+    """The ``algo`` digest the folder at ``rel`` would have if added now; the manifest
+    too when it had to be computed (an unchanged folder is answered from the folder memo)."""
+    return dir_digest_of(repo, rel, scan_dir(repo, rel), progress=progress, algo=algo)
 
 
-def current_dir_summary(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, int, int]:
+def current_dir_summary(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS,
+                        algo: str = DEFAULT_ALGO) -> tuple[str, int, int]:
     """(digest, total size, file count) of the folder at ``rel``, through the folder memo."""
     entries = scan_dir(repo, rel)
-    digest, _ = dir_digest_of(repo, rel, entries, progress=progress)
+    digest, _ = dir_digest_of(repo, rel, entries, progress=progress, algo=algo)
     return digest, sum(e.st.st_size for e in entries), len(entries)
 
 
 def dir_digest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, rows: list[str] | None = None,
-                  listing: str | None = None, progress: Progress = NO_PROGRESS) -> tuple[str, Manifest | None]:
-    """Digest of folder ``rel`` holding ``entries``, from the folder memo while its stat
-    listing holds; else computed (returned with its manifest) and remembered."""
+                  listing: str | None = None, progress: Progress = NO_PROGRESS,
+                  algo: str = DEFAULT_ALGO) -> tuple[str, Manifest | None]:
+    """``algo`` digest of folder ``rel`` holding ``entries``, from the folder memo while
+    its stat listing holds; else computed (returned with its manifest) and remembered."""
     rows = stat_rows(entries) if rows is None else rows
     listing = _listing_digest(rows) if listing is None else listing
-    known = repo.state.dir_lookup(rel, listing)
+    known = _of(repo.state.dir_lookup(rel, listing), algo)
     if known is not None:
         return known, None
-    manifest = manifest_of(repo, rel, entries, rows=rows, progress=progress)
+    manifest = manifest_of(repo, rel, entries, rows=rows, progress=progress, algo=algo)
     digest = cache_digest_of(manifest)
     remember_dir(repo, rel, entries, [e.digest for e in manifest.entries], digest, rows=rows, listing=listing)
     return digest, manifest
@@ -276,12 +295,11 @@ def remember_dir(repo: Repo, rel: str, entries: list[WalkEntry], digests: list[s
 
 
 def _listing_digest(rows: list[str]) -> str:
-    from mlver.hashing import digest_bytes
-
     return digest_bytes("\0\0".join(rows).encode("utf-8", "surrogateescape"))
 
 
-def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> tuple[str, int] | None:
+def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS,
+                        algo: str = DEFAULT_ALGO) -> tuple[str, int] | None:
     path = repo.abs(rel)
     try:
         st = os.stat(path)
@@ -289,10 +307,10 @@ def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRES
         return None
     if not os.path.isfile(path):
         return None
-    known = repo.state.lookup(rel, st)
+    known = _of(repo.state.lookup(rel, st), algo)
     if known is not None:
         return known, st.st_size
-    return hash_files(repo, [(rel, path, st)], progress=progress)[rel], st.st_size
+    return hash_files(repo, [(rel, path, st)], progress=progress, algo=algo)[rel], st.st_size
 
 
 def load_manifest(cache: Cache, digest: str) -> Manifest | None:
@@ -336,6 +354,7 @@ def compare_manifests(base: str, old: Manifest, new: Manifest) -> list[FileState
 
 def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -> OutputState:
     cache = repo.cache
+    algo = algo_of(out.digest)  # compared in the algorithm it was recorded with
     path = repo.abs(out.path)
     exists = os.path.lexists(path)
     if out.kind == "file":
@@ -345,7 +364,7 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
             return OutputState(out, "not_in_cache")
         if os.path.isdir(path) and not os.path.islink(path):
             return OutputState(out, "modified")
-        cur = current_file_digest(repo, out.path, progress=progress)
+        cur = current_file_digest(repo, out.path, progress=progress, algo=algo)
         cur_digest = cur[0] if cur else None
         if cur_digest != out.digest:
             return OutputState(out, "modified", current_digest=cur_digest)
@@ -369,11 +388,12 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
             return OutputState(out, "modified", tuple(changes))
         if changes is not None:  # new stat rows, the recorded bytes and modes (remembered now)
             return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=out.digest)
-    cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, rows=rows, listing=listing, progress=progress)
+    cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, rows=rows, listing=listing, progress=progress,
+                                             algo=algo)
     if cur_digest == out.digest:
         return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=cur_digest)
     if cur_manifest is None:  # known from the folder memo, but the files are needed now
-        cur_manifest = manifest_of(repo, out.path, entries, rows=rows, progress=progress)
+        cur_manifest = manifest_of(repo, out.path, entries, rows=rows, progress=progress, algo=algo)
     recorded = load_manifest(cache, out.digest)
     files = tuple(compare_manifests(out.path, recorded, cur_manifest)) if recorded is not None else ()
     return OutputState(out, "modified", files, current_digest=cur_digest)
@@ -393,14 +413,16 @@ def _changes_since_recorded(repo: Repo, out: Output, entries: list[WalkEntry], r
     # only files whose stat row is new can differ (an unchanged row means unchanged bytes
     # and mode): their digests, then their content and mode against the recorded ones
     changed = [(e, r) for e, r in zip(entries, rows) if r not in by_row]
-    digests = folder_digests(repo, out.path, [e for e, _ in changed], [r for _, r in changed], progress=progress)
+    digests = folder_digests(repo, out.path, [e for e, _ in changed], [r for _, r in changed], progress=progress,
+                             algo=algo_of(out.digest))
     present = {e.rel for e in entries}
     changes = [FileState(f"{out.path}/{name}", "deleted") for name in recorded if name not in present]
     for (e, _), digest in zip(changed, digests):
         was = recorded.get(e.rel)
         if was is None:
             changes.append(FileState(f"{out.path}/{e.rel}", "new"))
-        elif digest != was[1] or is_executable(e.st.st_mode) != is_executable(int(was[0].rsplit("\0", 1)[1])):
+        elif digest != was[1] or (tracks_exec(algo_of(out.digest))
+                                  and is_executable(e.st.st_mode) != is_executable(int(was[0].rsplit("\0", 1)[1]))):
             changes.append(FileState(f"{out.path}/{e.rel}", "modified"))
     if not changes:  # the recorded version, under new stat rows: remember those
         fresh = dict(zip((r for _, r in changed), digests))
@@ -410,9 +432,7 @@ def _changes_since_recorded(repo: Repo, out: Output, entries: list[WalkEntry], r
 
 
 def cache_digest_of(manifest: Manifest) -> str:
-    from mlver.hashing import digest_bytes
-
-    return digest_bytes(manifest.dumps())
+    return digest_bytes(manifest.dumps(), manifest.algo)
 
 
 # --- storing workspace data -----------------------------------------------------------
@@ -426,18 +446,18 @@ class Stored:
     link_type: str | None = None
 
 
-def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> Stored:
-    """Hash and store the workspace data at ``rel`` (file or folder) in the cache."""
+def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS, algo: str = DEFAULT_ALGO) -> Stored:
+    """Hash (with ``algo``) and store the workspace data at ``rel`` (file or folder) in the cache."""
     path = repo.abs(rel)
     cache = repo.cache
     if os.path.isdir(path) and not os.path.islink(path):
         entries = scan_dir(repo, rel)
         rows = stat_rows(entries)
-        known = known_digests(repo, rel, entries, rows)
+        known = known_digests(repo, rel, entries, rows, algo)
         # memoised files whose object is already stored need nothing: one listing of the
         # cache folders answers for all of them (not a stat per object)
         stored = cache.stored_digests({d for d in known if d is not None})
-        done = [Entry(e.rel, d, e.st.st_size, is_executable(e.st.st_mode)) if d in stored else None
+        done = [Entry(e.rel, d, e.st.st_size, tracks_exec(algo) and is_executable(e.st.st_mode)) if d in stored else None
                 for e, d in zip(entries, known)]
         todo = [(i, entries[i], known[i]) for i, x in enumerate(done) if x is None]
         progress.start(f"adding {rel}", total_files=len(todo), total_bytes=sum(e.st.st_size for _, e, _ in todo))
@@ -446,17 +466,18 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
             i, e, d = item
             t = time.time_ns()
             bar = progress.file(e.st.st_size)
-            digest, size = cache.store_file(e.path, known_digest=d, settled=None if racy(e.st, t) else e.st, on_bytes=bar)
+            digest, size = cache.store_file(e.path, known_digest=d, settled=None if racy(e.st, t) else e.st, on_bytes=bar,
+                                            algo=algo)
             if d is None:
                 repo.state.record(f"{rel}/{e.rel}", e.st, digest, read_ns=t)
             bar.done()
-            return i, Entry(e.rel, digest, size, is_executable(e.st.st_mode))
+            return i, Entry(e.rel, digest, size, tracks_exec(algo) and is_executable(e.st.st_mode))
 
         for i, entry in parallel_map(work, todo, WORKERS):
             done[i] = entry
-        manifest = Manifest.from_sorted(done)  # type: ignore[arg-type]
+        manifest = Manifest.from_sorted(done, algo)  # type: ignore[arg-type]
         progress.finish()
-        digest = cache.store_bytes(manifest.dumps(), manifest=True)
+        digest = cache.store_bytes(manifest.dumps(), manifest=True, algo=algo)
         link = None
         for e in manifest.entries:
             link = cache.relink_after_store(e.digest, os.path.join(path, *e.path.split("/")), executable=e.exec)
@@ -466,13 +487,14 @@ def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS) -> S
             remember_dir(repo, rel, entries, [e.digest for e in manifest.entries], digest, rows=rows)
         return Stored("dir", digest, manifest.size, len(manifest.entries), link)
     st = os.stat(path)
-    known_digest = repo.state.lookup(rel, st)
+    known_digest = _of(repo.state.lookup(rel, st), algo)
     busy = not (known_digest and cache.has(known_digest))  # a remembered digest already stored: no bar to flash
     if busy:
         progress.start(f"adding {rel}", total_files=1, total_bytes=st.st_size)
     t = time.time_ns()
     bar = progress.file(st.st_size)
-    digest, size = cache.store_file(path, known_digest=known_digest, settled=None if racy(st, t) else st, on_bytes=bar)
+    digest, size = cache.store_file(path, known_digest=known_digest, settled=None if racy(st, t) else st, on_bytes=bar,
+                                    algo=algo)
     if busy:
         bar.done()
         progress.finish()
@@ -570,6 +592,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
     res = CheckoutResult()
     cache = repo.cache
     path = repo.abs(out.path)
+    algo = algo_of(out.digest)
     plan: list[_Place] = []
     removals: list[str] = []
 
@@ -580,18 +603,18 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
         if os.path.isdir(path) and not os.path.islink(path):
             # a folder where the file goes: its files whose content the cache lacks, and
             # files .mlverignore leaves out of it, are local data like any other
-            cur = current_manifest(repo, out.path)
+            cur = current_manifest(repo, out.path, algo=algo)
             unsafe = [f"{out.path}/{e.path}" for e in cur.entries if not cache.has(e.digest)]
             unsafe += _ignored_files(repo, out.path, cur)
             if unsafe and not force:
                 res.kept.extend(unsafe)
                 return res
             for f in unsafe:
-                cache.store_file(repo.abs(f))
+                cache.store_file(repo.abs(f), algo=algo)
             remove_path(path, inside=repo.root)
             plan.append(_Place(out.path, out.digest, False, False))
         else:
-            cur_file = current_file_digest(repo, out.path) if os.path.lexists(path) else None
+            cur_file = current_file_digest(repo, out.path, algo=algo) if os.path.lexists(path) else None
             if cur_file and cur_file[0] == out.digest and not relink:
                 return res
             if cur_file and not _safe_to_replace(repo, out.path, cur_file[0], force, res):
@@ -604,7 +627,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             res.missing.append(out.path)
             return res
         if os.path.lexists(path) and not os.path.isdir(path):
-            cur_d = current_file_digest(repo, out.path)
+            cur_d = current_file_digest(repo, out.path, algo=algo)
             if cur_d and not _safe_to_replace(repo, out.path, cur_d[0], force, res):
                 return res
             unlink_confined(repo.root, path)
@@ -616,12 +639,12 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
         if os.path.isdir(path):
             # ... or inside it; a link into the cache whose object is gone holds nothing: placed anew
             entries = scan_dir(repo, out.path, debris=debris, dangling=[])
-            cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries)
+            cur_digest, cur_manifest = dir_digest_of(repo, out.path, entries, algo=algo)
             if cur_digest == out.digest and not relink:  # already in place: one walk, nothing read
                 if not res.missing:
                     repo.state.set_placed(out.path, out.kind, out.digest)
                 return res
-            current = (cur_manifest or manifest_of(repo, out.path, entries)).by_path()
+            current = (cur_manifest or manifest_of(repo, out.path, entries, algo=algo)).by_path()
         wanted = manifest.by_path()
         for p, e in current.items():
             if p not in wanted:
@@ -771,11 +794,11 @@ def _unchanged_and_cached(repo: Repo, placed: Placed) -> tuple[bool, Manifest | 
     path = repo.abs(placed.path)
     if placed.kind == "dir" and os.path.isdir(path) and not os.path.islink(path):  # a link: not what mlver placed
         try:
-            cur = current_manifest(repo, placed.path)
+            cur = current_manifest(repo, placed.path, algo=algo_of(placed.digest))
         except DanglingLink:  # part of it is gone from the cache: not safe to call it unchanged
             return False, None
         return cache_digest_of(cur) == placed.digest and all(repo.cache.has(e.digest) for e in cur.entries), cur
     if placed.kind == "file" and os.path.isfile(path):
-        d = current_file_digest(repo, placed.path)
+        d = current_file_digest(repo, placed.path, algo=algo_of(placed.digest))
         return d is not None and d[0] == placed.digest and repo.cache.has(placed.digest), None
     return False, None

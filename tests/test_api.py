@@ -210,7 +210,7 @@ def test_ls_at_an_old_rev_json_and_api(history: tuple[Path, Path], tmp_path: Pat
     assert top["data/parts"]["size"] == 24 and top["data/train.csv"]["tracked"]
     assert top["data/train.csv.mlver"] == {"path": "data/train.csv.mlver", "type": "file",
                                            "size": top["data/train.csv.mlver"]["size"], "tracked": False,
-                                           "digest": None}
+                                           "digest": None, "hash": None}
     only = run_json(["ls", "-R", "--tracked-only", "--rev", "v1"], clone)["entries"]
     assert [e["path"] for e in only] == ["data/parts/p0.csv", "data/parts/p1.csv", "data/parts/p2.csv",
                                          "data/train.csv"]
@@ -218,7 +218,7 @@ def test_ls_at_an_old_rev_json_and_api(history: tuple[Path, Path], tmp_path: Pat
         ".gitignore", "parts/", "parts.mlver", "train.csv", "train.csv.mlver"]
     assert api.ls("data/train.csv", repo=str(clone), rev="v1") == [
         {"path": "data/train.csv", "type": "file", "size": len(VERSIONS[0]), "tracked": True,
-         "digest": top["data/train.csv"]["digest"]}]
+         "digest": top["data/train.csv"]["digest"], "hash": "xxh3-128"}]
     assert run(["ls", f"file://{repo}", "src", "--rev", "v1"], tmp_path).stdout.split() == ["train.py"]
 
 

@@ -211,7 +211,7 @@ def test_diff_between_revisions_and_workspace(repo: Path) -> None:
     assert [a["path"] for a in doc["added"]] == ["d/new.txt"]
     assert [d["path"] for d in doc["deleted"]] == ["d/b.txt"]
     assert sorted(m["path"] for m in doc["modified"]) == ["d/a.txt", "m.bin"]
-    assert doc["renamed"] == [{"path": "d/c2.txt", "old_path": "d/c.txt", "digest": digest(b"c")}]
+    assert doc["renamed"] == [{"path": "d/c2.txt", "old_path": "d/c.txt", "digest": digest(b"c"), "hash": "xxh3-128"}]
     run(["commit", "-m", "two"], repo)
     doc2 = run_json(["diff", "HEAD~1", "HEAD"], repo)
     assert {k: len(v) for k, v in doc2.items() if k != "version"} == {

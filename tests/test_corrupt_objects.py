@@ -281,10 +281,10 @@ def test_fsck_on_a_read_only_cache_names_the_corrupt_digest(repo: Path) -> None:
         js = run(["fsck", "--json"], repo, check=False)
         assert js.returncode == 1
         doc = json.loads(js.stdout)
-        assert doc["corrupt"] == [{"digest": big, "where": "cache"}] and doc["checked"] == 6
+        assert doc["corrupt"] == [{"digest": big, "hash": "xxh3-128", "where": "cache"}] and doc["checked"] == 6
     finally:
         subprocess.run(["umount", str(cache)], check=True)
     assert {str(p.relative_to(cache)) for p in cache.rglob("*")} == before  # nothing moved or written
     # writable again: the next fsck quarantines it
-    assert run_json(["fsck"], repo, check=False)["corrupt"] == [{"digest": big, "where": "cache"}]
+    assert run_json(["fsck"], repo, check=False)["corrupt"] == [{"digest": big, "hash": "xxh3-128", "where": "cache"}]
     assert (cache / "quarantine" / big).exists()

@@ -231,7 +231,7 @@ def test_corrupt_remote_object_refused_by_pull(repo: Path, tmp_path: Path) -> No
     import json
 
     doc = json.loads(proc.stdout)
-    assert doc["corrupt"] == [{"digest": digest, "where": "remote:store"}]
+    assert doc["corrupt"] == [{"digest": digest, "hash": "xxh3-128", "where": "remote:store"}]
     # ... and moves it to the remote's quarantine, so a push from the clone that has a
     # good copy sends it again, as pull's hint says
     assert not obj.exists() and (store / "quarantine" / digest).read_bytes() == bytes(data)
@@ -261,7 +261,7 @@ def test_fsck_finds_flipped_byte_in_cache(repo: Path, tmp_path: Path) -> None:
 
     doc = json.loads(proc.stdout)
     assert doc["version"] == 1 and doc["checked"] == 15
-    assert doc["corrupt"] == [{"digest": digest, "where": "cache"}]
+    assert doc["corrupt"] == [{"digest": digest, "hash": "xxh3-128", "where": "cache"}]
     assert not obj.exists()
     assert (repo / ".mlver" / "cache" / "quarantine" / digest).exists()
     # clean now, and the remote copy is good

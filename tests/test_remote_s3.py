@@ -162,7 +162,7 @@ def test_s3_push_pull_gc_cloud(repo: Path, tmp_path: Path, moto: Moto) -> None:
         client.close()
     proc = run(["fsck", "-r", "s3", "--json"], third, check=False)
     digest = key.split("/")[-2] + key.split("/")[-1]
-    assert proc.returncode == 1 and json.loads(proc.stdout)["corrupt"] == [{"digest": digest, "where": "remote:s3"}]
+    assert proc.returncode == 1 and json.loads(proc.stdout)["corrupt"] == [{"digest": digest, "hash": "xxh3-128", "where": "remote:s3"}]
     assert key not in moto.keys("store/files/") and moto.keys("store/quarantine/") == [f"store/quarantine/{digest}"]
     assert run_json(["push"], repo)["transferred"] == 1
     assert run_json(["fsck", "-r", "s3"], third)["corrupt"] == []

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from mlver import git
+from mlver.hashing import algo_of
 from mlver.errors import DanglingLink, PathError
 from mlver.ops.common import all_outputs, autostage, declared_outputs, pointer_rel_for, write_pointer
 from mlver.pointer import POINTER_SUFFIX, Pointer, read_pointer
@@ -73,7 +74,8 @@ def add(repo: Repo, paths: list[str], *, desc: str | None = None, progress: Prog
         old: Pointer | None = None
         if os.path.exists(repo.abs(pointer_rel)):
             old = read_pointer(repo.abs(pointer_rel), pointer_rel)
-        stored = store_output(repo, rel, progress=progress)
+        # an output keeps its algorithm across re-adds (an imported md5 folder stays md5)
+        stored = store_output(repo, rel, progress=progress, algo=algo_of(old.digest) if old else repo.hash_algo)
         if stored.link_type:
             result.link_types.add(stored.link_type)
         new = Pointer(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from mlver import git
 from mlver.ops.common import (LOCK_FILE, all_outputs, autostage, commit_stages, plan_stage_commit, stages_named,
                               write_pointer)
+from mlver.hashing import algo_of
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.gitignore import gitignore_add
@@ -59,7 +60,7 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
         if not os.path.lexists(repo.abs(out.path)):
             result.missing.append(out.path)
             continue
-        stored = store_output(repo, out.path, progress=progress)
+        stored = store_output(repo, out.path, progress=progress, algo=algo_of(out.digest))
         repo.state.set_placed(out.path, stored.kind, stored.digest)
         assert out.pointer is not None and out.pointer_file is not None
         new = replace(out.pointer, kind=stored.kind, digest=stored.digest, size=stored.size, files=stored.files)

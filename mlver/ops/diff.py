@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from mlver.hashing import algo_of, digest_fields, hex_of
 from mlver import git
 from mlver.ops.common import all_outputs
 from mlver.repo import Repo
@@ -50,9 +51,10 @@ def workspace_files(repo: Repo) -> dict[str, str]:
     for o in all_outputs(repo):
         path = repo.abs(o.path)
         if o.kind == "dir" and os.path.isdir(path):
-            files.update((f"{o.path}/{e.path}", e.digest) for e in current_manifest(repo, o.path).entries)
+            files.update((f"{o.path}/{e.path}", e.digest)
+                         for e in current_manifest(repo, o.path, algo=algo_of(o.digest)).entries)
         elif os.path.isfile(path):
-            d = current_file_digest(repo, o.path)
+            d = current_file_digest(repo, o.path, algo=algo_of(o.digest))
             if d:
                 files[o.path] = d[0]
     repo.state.flush()
@@ -70,12 +72,11 @@ def compare(old: dict[str, str], new: dict[str, str]) -> DiffResult:
         if by_digest.get(d):
             old_path = by_digest[d].pop(0)
             del deleted[old_path]
-            res.renamed.append({"path": p.rstrip("/"), "old_path": old_path.rstrip("/"), "digest": d})
+            res.renamed.append({"path": p.rstrip("/"), "old_path": old_path.rstrip("/"), **digest_fields(d)})
         else:
-            res.added.append({"path": p.rstrip("/"), "digest": d})
-    res.deleted = [{"path": p.rstrip("/"), "digest": d} for p, d in sorted(deleted.items())]
-    res.modified = [{"path": p.rstrip("/"), "old": old[p], "new": new[p]}
-                    for p in sorted(set(old) & set(new)) if old[p] != new[p]]
+            res.added.append({"path": p.rstrip("/"), **digest_fields(d)})
+    res.deleted = [{"path": p.rstrip("/"), **digest_fields(d)} for p, d in sorted(deleted.items())]
+    res.modified = [_modified(p.rstrip("/"), old[p], new[p]) for p in sorted(set(old) & set(new)) if old[p] != new[p]]
     return res
 
 
@@ -87,3 +88,12 @@ def diff(repo: Repo, rev_a: str | None = None, rev_b: str | None = None) -> Diff
         old = expand(repo, outputs_at(repo, rev_a or "HEAD"))
     new = expand(repo, outputs_at(repo, rev_b)) if rev_b else workspace_files(repo)
     return compare(old, new)
+
+
+def _modified(path: str, old: str, new: str) -> dict[str, str]:
+    """A changed path in ``--json``: the hex of both digests, with the new one's
+    algorithm as ``hash`` (and the old one's as ``old_hash`` when it differs)."""
+    row = {"path": path, "old": hex_of(old), "new": hex_of(new), "hash": algo_of(new)}
+    if algo_of(old) != algo_of(new):
+        row["old_hash"] = algo_of(old)
+    return row

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from typing import TYPE_CHECKING
 
+from mlver.hashing import digest_fields
 from mlver import packs
 from mlver.cache import ObjectRef
 from mlver.errors import MlverError
@@ -41,7 +42,7 @@ class FsckResult:
 
     def to_json(self) -> dict:
         return {"version": 1, "checked": self.checked,
-                "corrupt": [{"digest": c.digest, "where": c.where, **({"pack": c.pack} if c.pack else {})}
+                "corrupt": [{**digest_fields(c.digest), "where": c.where, **({"pack": c.pack} if c.pack else {})}
                             for c in self.corrupt]}
 
 

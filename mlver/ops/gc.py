@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mlver.cache import ObjectRef
+from mlver.cache import ObjectRef, object_folders
 from mlver.config import DEFAULT_GC_GRACE
 from mlver.errors import ChecksumMismatch, RemoteError
-from mlver.ops.scope import (Scope, committed_refs, expand, local_manifest_reader, outputs_in_scope, prefixes,
+from mlver.ops.scope import (Scope, committed_refs, expand, local_manifest_reader, outputs_in_scope,
                              root_refs, run_cache_refs)
 from mlver import packs
 from mlver.ops.transfer import open_remote
@@ -337,7 +337,7 @@ def _on_default_remote(repo: Repo, refs: list[ObjectRef], gone_from: tuple[str |
                 return set()
             live = packs.load(rem, repo.tmp_dir).live
             loose = [r for r in refs if r not in live]
-            listing = set(rem.list_objects(prefixes(loose))) if loose else set()
+            listing = set(rem.list_objects(object_folders(loose))) if loose else set()
             listing |= {r for r in refs if r in live}
     except RemoteError as e:  # keeping is always safe; the next gc with the remote reachable can go on
         plan.warnings.append(f"{e.message}: committed data is kept as not on any remote")

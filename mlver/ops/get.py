@@ -123,7 +123,7 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
     _write_entries(cache, dest, entries, single=output.kind == "file" or (inner is not None and entries[0].path == ""),
                    inside=inside)
     kind = "file" if len(entries) == 1 and entries[0].path == "" else "dir"
-    return GetResult(rel, dest, kind, commit, sum(e.size for e in entries), None if kind == "file" else len(entries),
+    return GetResult(rel, dest, kind, commit, sum(max(e.size, 0) for e in entries), None if kind == "file" else len(entries),
                      fetched)
 
 

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from mlver import git
+from mlver.hashing import algo_of
 from mlver.errors import FormatError, MlverError, PathError, RemoteError
 from mlver.ops.common import stage_outputs
 from mlver.progress import NO_PROGRESS, Progress
@@ -69,19 +70,19 @@ def _stale(repo: Repo, out: Output, *, progress: Progress) -> StaleOutput | None
         if not os.path.isdir(path) or os.path.islink(path):
             current = None
         else:
-            current, manifest = current_dir_digest(repo, out.path, progress=progress)
+            current, manifest = current_dir_digest(repo, out.path, progress=progress, algo=algo_of(out.digest))
             if current == out.digest:
                 return None
             recorded = load_manifest(repo.cache, out.digest)
             if recorded is not None:
                 if manifest is None:  # answered from the folder memo: list the files now
-                    manifest = current_manifest(repo, out.path)
+                    manifest = current_manifest(repo, out.path, algo=algo_of(out.digest))
                 files = tuple(compare_manifests(out.path, recorded, manifest))
     else:
         if os.path.isdir(path) and not os.path.islink(path):
             current = None
         else:
-            found = current_file_digest(repo, out.path, progress=progress)
+            found = current_file_digest(repo, out.path, progress=progress, algo=algo_of(out.digest))
             current = found[0] if found else None
             if current == out.digest:
                 return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlver.hashing import digest_fields
 from mlver.ops.common import all_outputs
 from mlver.repo import Repo
 from mlver.workspace import OutputState, output_state
@@ -15,7 +16,7 @@ class ListResult:
 
     def to_json(self) -> dict:
         return {"version": 1, "outputs": [
-            {"path": s.output.path, "kind": s.output.kind, "digest": s.output.digest, "size": s.output.size,
+            {"path": s.output.path, "kind": s.output.kind, **digest_fields(s.output.digest), "size": s.output.size,
              "files": s.output.files if s.output.kind == "dir" else 1, "state": s.state}
             for s in self.outputs]}
 

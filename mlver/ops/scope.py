@@ -12,7 +12,7 @@ from typing import Callable
 from mlver import git
 from mlver.cache import ObjectRef
 from mlver.errors import ChecksumMismatch, FormatError, PathError
-from mlver.hashing import digest_bytes
+from mlver.hashing import algo_of, digest_bytes
 from mlver.ops.common import all_outputs
 from mlver.pointer import POINTER_SUFFIX, Manifest, parse_manifest
 from mlver.repo import Repo
@@ -180,8 +180,8 @@ def local_manifest_reader(repo: Repo, *, verify: bool = False) -> Callable[[Obje
                 memo[ref.digest] = None
             else:
                 data = cache.read_bytes(ref.digest, True)
-                if verify and digest_bytes(data) != ref.digest:
-                    raise ChecksumMismatch(f"manifest {ref.digest}", ref.digest, digest_bytes(data),
+                if verify and digest_bytes(data, algo_of(ref.digest)) != ref.digest:
+                    raise ChecksumMismatch(f"manifest {ref.digest}", ref.digest, digest_bytes(data, algo_of(ref.digest)),
                                            where=f"in the cache, {cache.path(ref.digest, True)}")
                 memo[ref.digest] = parse_manifest(data, f"manifest {ref.digest}")
         return memo[ref.digest]
@@ -211,10 +211,6 @@ def committed_refs(repo: Repo) -> dict[ObjectRef, str]:
         for o in outs:
             refs.setdefault(ObjectRef(o.digest, o.kind == "dir"), o.path)
     return refs
-
-
-def prefixes(refs: object) -> set[str]:
-    return {r.digest[:2] for r in refs}  # type: ignore[attr-defined]
 
 
 def declared_routes(repo: Repo) -> dict[str, tuple[bool, str | None]]:

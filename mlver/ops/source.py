@@ -24,7 +24,7 @@ from mlver.cache import ObjectRef
 from mlver.config import Config
 from mlver.errors import (ChecksumMismatch, GitError, MlverError, NotARepoError, ObjectMissing, PackedObject, PathIsFolder,
                           PathNotTracked, RemoteError, RevisionNotFound)
-from mlver.hashing import VerifiedReader
+from mlver.hashing import VerifiedReader, digest_fields
 from mlver.pointer import Entry, Manifest, parse_manifest
 from mlver.remote import Remote, RemoteConfig, remote_config
 from mlver.repo import MLVER_DIR, Repo
@@ -45,7 +45,7 @@ class Node(NamedTuple):
 
     def to_json(self) -> dict:
         return {"path": self.path, "type": self.type, "size": self.size, "tracked": self.tracked,
-                "digest": self.digest}
+                **digest_fields(self.digest)}
 
 
 def cache_home() -> str:
@@ -212,7 +212,9 @@ class Source:
                 return ChecksumMismatch(shown, digest, actual, where=f"in the cache, {path}")
 
             try:
-                return VerifiedReader(open(path, "rb", buffering=0), digest, size, name=shown, mismatch=mismatch)
+                f = open(path, "rb", buffering=0)
+                return VerifiedReader(f, digest, size if size >= 0 else os.fstat(f.fileno()).st_size, name=shown,
+                                      mismatch=mismatch)
             except FileNotFoundError:  # removed by gc since: the remote may have it
                 pass
         remote = self.remote(commit)
@@ -383,7 +385,7 @@ class Source:
             if rel == o.path or rel.startswith(o.path + "/") or (recursive and under):
                 for e in self.manifest(commit, o).entries:
                     p = f"{o.path}/{e.path}"
-                    files[p] = Node(p, "file", e.size, True, e.digest)
+                    files[p] = Node(p, "file", e.size if e.size >= 0 else None, True, e.digest)
         if rel in files:
             return [files[rel]]
         inside = tuple(o.path + "/" for o in outputs if o.kind == "dir")

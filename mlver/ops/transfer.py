@@ -9,10 +9,11 @@ import os
 from typing import Callable
 from dataclasses import dataclass, field
 
+from mlver.hashing import digest_fields
 from mlver import failpoint, packs
-from mlver.cache import Cache, ObjectRef
+from mlver.cache import Cache, ObjectRef, object_folders
 from mlver.errors import ChecksumMismatch, RemoteError
-from mlver.ops.scope import (Scope, expand, local_manifest_reader, outputs_in_scope, prefixes, root_refs, route,
+from mlver.ops.scope import (Scope, expand, local_manifest_reader, outputs_in_scope, root_refs, route,
                              run_cache_refs, runs_dir)
 from mlver.pointer import Manifest, parse_manifest
 from mlver.progress import NO_PROGRESS, Progress
@@ -28,7 +29,7 @@ class ObjectIssue:
     message: str = ""
 
     def to_json(self) -> dict:
-        return {"path": self.path, "digest": self.digest}
+        return {"path": self.path, **digest_fields(self.digest)}
 
 
 @dataclass
@@ -75,7 +76,7 @@ class PullResult:
         return {**self.fetch.to_json(), "checkout": {"added": c.added, "modified": c.modified,
                                                      "deleted": c.deleted, "kept": c.kept + c.orphaned,
                                                      "missing": c.missing,
-                                                     "corrupt": [{"path": x.path, "digest": x.digest}
+                                                     "corrupt": [{"path": x.path, **digest_fields(x.digest)}
                                                                  for x in c.corrupt]}}
 
 
@@ -141,7 +142,7 @@ def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_ca
     inv = packs.load(rem, repo.tmp_dir) if present else packs.Inventory()
     in_packs = {r for r in present if r in inv.live}  # a copy in a marked pack does not count: sent again
     rest = [r for r in present if r not in in_packs]
-    on_remote = set(rem.list_objects(prefixes(rest))) if rest else set()
+    on_remote = set(rem.list_objects(object_folders(rest))) if rest else set()
     on_remote |= in_packs
     todo = [r for r in present if r not in on_remote]
     res.already = len(present) - len(todo)
@@ -250,7 +251,7 @@ def _confirm(rem: Remote, cache: Cache, skipped: list[ObjectRef], sent: list[Obj
     for _ in range(CONFIRM_ROUNDS):
         live = packs.load(rem, tmp_dir).live
         loose = [r for r in relied if r not in live]
-        listing = rem.list_objects(prefixes(loose)) if loose else {}
+        listing = rem.list_objects(object_folders(loose)) if loose else {}
         gone = [r for r in loose if r not in listing]
         if not gone:
             return
@@ -326,7 +327,7 @@ def _bring(rem: Remote, repo: Repo, refs: dict[ObjectRef, str], res: TransferRes
     else:
         loose = list(need)
     if rem.can_list:
-        listing = rem.list_objects(prefixes(loose)) if loose else {}
+        listing = rem.list_objects(object_folders(loose)) if loose else {}
         absent += [r for r in loose if r not in listing]
         sizes: dict[ObjectRef, int | None] = {r: listing[r] for r in loose if r in listing}
     else:  # http: no listing; a missing object shows up as "not found"
@@ -373,7 +374,7 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
         roots = root_refs(outputs_in_scope(repo, Scope(), targets))
         local_read = local_manifest_reader(repo)
         manifests = [r for r in roots if r.manifest]
-        listing = rem.list_objects(prefixes(manifests)) if manifests and rem.can_list else {}
+        listing = rem.list_objects(object_folders(manifests)) if manifests and rem.can_list else {}
 
         on_remote: set[ObjectRef] = set()
 
@@ -396,7 +397,7 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
             live = packs.load(rem, repo.tmp_dir).live
             on_remote.update(r for r in wanted if r in live)
         unknown = [r for r in wanted if r not in listing and r not in on_remote]
-        listing.update(rem.list_objects(prefixes(unknown)) if unknown and rem.can_list else {})
+        listing.update(rem.list_objects(object_folders(unknown)) if unknown and rem.can_list else {})
         on_remote.update(listing)
         stored = repo.cache.present(wanted)
         doc: dict = {"name": rem.name, "url": rem.url, "local_only": [], "remote_only": [], "missing": [],
@@ -408,5 +409,5 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
             if key is None:
                 doc["in_sync"] += 1
             else:
-                doc[key].append({"path": path, "digest": ref.digest})
+                doc[key].append({"path": path, **digest_fields(ref.digest)})
         return doc

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlver.hashing import algo_of, hex_of
 from mlver import git
 from mlver.config import ConfigFile
 from mlver.errors import (
@@ -55,7 +56,9 @@ class OutputCheck:
 
     def to_json(self) -> dict:
         doc: dict[str, Any] = {"stage": self.stage, "path": self.path, "status": self.status,
-                               "expected": self.expected, "actual": self.actual, "message": self.message}
+                               "expected": self.expected and hex_of(self.expected),
+                               "actual": self.actual and hex_of(self.actual),
+                               "hash": algo_of(self.expected or self.actual or ""), "message": self.message}
         if self.values is not None:
             doc["values"] = self.values
         return doc

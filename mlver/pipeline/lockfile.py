@@ -16,15 +16,15 @@ from typing import Any, Iterable
 
 from mlver.errors import FormatError
 from mlver.fsutil import atomic_write_text, check_relative
-from mlver.hashing import HASH_NAME, is_digest
+from mlver.hashing import ALGORITHMS, DEFAULT_ALGO, HEX_LEN, algo_of, hex_of
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, split_stage_name
 from mlver.pipeline.yamlio import LinedList, LinedMap, dump_value, load_lined, plain
-from mlver.pointer import yaml_scalar
+from mlver.pointer import parse_hex, yaml_scalar
 from mlver.repo import Repo
 from mlver.workspace import Output
 
 HEADER = "# mlver lock: written by mlver; commit it together with mlver.yaml\n"
-ENTRY_KEYS = ("path", "kind", "digest", "size", "files", "cache")
+ENTRY_KEYS = ("path", "kind", "hash", "digest", "size", "files", "cache")
 STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics")
 
 
@@ -54,14 +54,17 @@ class StageLock:
         return self.outs + self.metrics
 
 
-def _dump_entries(key: str, entries: Iterable[LockEntry], cache_default: bool) -> list[str]:
+def _dump_entries(key: str, entries: Iterable[LockEntry], cache_default: bool, algo: str) -> list[str]:
+    """``algo``: the lock's top-level algorithm; an entry of another one says its own."""
     rows = sorted(entries, key=lambda e: e.path)
     if not rows:
         return []
     out = [f"    {key}:\n"]
     for e in rows:
-        out.append(f"    - path: {yaml_scalar(e.path)}\n      kind: {e.kind}\n      digest: {e.digest}\n"
-                   f"      size: {e.size}\n")
+        own = algo_of(e.digest)
+        out.append(f"    - path: {yaml_scalar(e.path)}\n      kind: {e.kind}\n"
+                   + (f"      hash: {own}\n" if own != algo else "")
+                   + f"      digest: {dump_hex(e.digest)}\n      size: {e.size}\n")
         if e.kind == "dir":
             out.append(f"      files: {e.files or 0}\n")
         if e.cache != cache_default:
@@ -69,20 +72,32 @@ def _dump_entries(key: str, entries: Iterable[LockEntry], cache_default: bool) -
     return out
 
 
+def dump_hex(digest: str) -> str:
+    """A digest's hex as a YAML scalar (quoted when all digits: YAML would read a number)."""
+    h = hex_of(digest)
+    return repr(h) if h.isdigit() else h
+
+
 def dump_lock(stages: Iterable[StageLock]) -> str:
-    out = [HEADER, "version: 1\n", f"hash: {HASH_NAME}\n"]
+    """The lock's text. Its top-level ``hash`` is the default algorithm unless every entry
+    is of one other (an imported DVC lock: ``md5``); entries of another algorithm carry
+    their own ``hash``."""
+    stages = list(stages)
+    algos = {algo_of(e.digest) for s in stages for e in s.deps + s.outs + s.metrics}
+    algo = algos.pop() if len(algos) == 1 else DEFAULT_ALGO
+    out = [HEADER, "version: 1\n", f"hash: {algo}\n"]
     body = []
     for s in stages:
         body.append(f"  {yaml_scalar(s.name)}:\n    cmd: {yaml_scalar(s.cmd)}\n")
-        body += _dump_entries("deps", s.deps, True)
+        body += _dump_entries("deps", s.deps, True, algo)
         if s.params:
             body.append("    params:\n")
             for file, values in sorted(s.params.items()):
                 body.append(f"      {yaml_scalar(file)}:{'' if values else ' {}'}\n")
                 for k, v in sorted(values.items()):
                     body.append(f"        {yaml_scalar(k)}: {dump_value(v)}\n")
-        body += _dump_entries("outs", s.outs, True)
-        body += _dump_entries("metrics", s.metrics, False)
+        body += _dump_entries("outs", s.outs, True, algo)
+        body += _dump_entries("metrics", s.metrics, False, algo)
     out.append("stages:\n" if body else "stages: {}\n")
     return "".join(out + body)
 
@@ -98,8 +113,9 @@ def parse_lock(text: str, shown: str = LOCK_FILE, folder: str = "") -> dict[str,
     if doc.get("version") != 1:
         raise FormatError(shown, f"unsupported lock version {doc.get('version')!r} (this mlver reads version 1)",
                           line=doc.line_of("version"))
-    if doc.get("hash", HASH_NAME) != HASH_NAME:
-        raise FormatError(shown, f"unknown hash {doc.get('hash')!r} (this mlver uses {HASH_NAME})",
+    algo = doc.get("hash", DEFAULT_ALGO)
+    if algo not in ALGORITHMS:
+        raise FormatError(shown, f"unknown hash {algo!r} (this mlver reads {', '.join(ALGORITHMS)})",
                           line=doc.line_of("hash"))
     stages_doc = doc.get("stages") or {}
     if not isinstance(stages_doc, dict):
@@ -107,11 +123,12 @@ def parse_lock(text: str, shown: str = LOCK_FILE, folder: str = "") -> dict[str,
     result = {}
     for name, body in stages_doc.items():
         line = stages_doc.line_of(name) if isinstance(stages_doc, LinedMap) else None
-        result[str(name)] = _parse_stage(shown, str(name), body, line, folder)
+        result[str(name)] = _parse_stage(shown, str(name), body, line, folder, algo)
     return result
 
 
-def _parse_stage(shown: str, name: str, body: Any, line: int | None, folder: str = "") -> StageLock:
+def _parse_stage(shown: str, name: str, body: Any, line: int | None, folder: str = "",
+                 lock_algo: str = DEFAULT_ALGO) -> StageLock:
     def bad(problem: str, at: int | None = None) -> FormatError:
         return FormatError(shown, f"stage '{name}': {problem}", line=at or line)
 
@@ -141,8 +158,12 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None, folder: str
                 raise bad(f"bad path {path!r} in '{key}'", at)
             if kind not in ("file", "dir"):
                 raise bad(f"'{path}': kind must be 'file' or 'dir'", at)
-            if not isinstance(digest, str) or not is_digest(digest):
-                raise bad(f"'{path}': digest must be 32 lower-case hex digits", at)
+            algo = item.get("hash", lock_algo)
+            if algo not in ALGORITHMS:
+                raise bad(f"'{path}': unknown hash {algo!r}", at)
+            digest = parse_hex(digest, algo)
+            if digest is None:
+                raise bad(f"'{path}': digest must be {HEX_LEN[algo]} lower-case hex digits ({algo})", at)
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise bad(f"'{path}': size must be a non-negative integer", at)
             files = item.get("files")

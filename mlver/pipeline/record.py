@@ -13,6 +13,7 @@ import time
 from mlver import git
 from mlver.errors import FormatError, MlverError, PathError
 from mlver.fsutil import confine, is_executable, remove_path, replace_with_copy
+from mlver.hashing import DEFAULT_ALGO, algo_of
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.model import PIPELINE_FILE, Out, Stage
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest
@@ -29,20 +30,30 @@ class Inspector:
     def __init__(self, repo: Repo, progress: Progress = NO_PROGRESS) -> None:
         self.repo = repo
         self.progress = progress
-        self._memo: dict[str, LockEntry | None] = {}
+        self._memo: dict[tuple[str, str], LockEntry | None] = {}
+        self._algos: dict[str, str] | None = None
 
-    def entry(self, path: str) -> LockEntry | None:
+    def algo_for(self, path: str) -> str:
+        """The algorithm ``path`` is hashed with: that of the lock entry or pointer that
+        records it (an output keeps its algorithm, and a dependency is compared in the one
+        it was recorded with), else ``core.hash``."""
+        if self._algos is None:
+            self._algos = recorded_algorithms(self.repo)
+        return self._algos.get(path) or self.repo.hash_algo
+
+    def entry(self, path: str, algo: str | None = None) -> LockEntry | None:
         """The path's kind, digest and size now (None when it does not exist)."""
-        if path not in self._memo:
-            self._memo[path] = self._compute(path)
-        return self._memo[path]
+        key = (path, algo or self.algo_for(path))
+        if key not in self._memo:
+            self._memo[key] = self._compute(*key)
+        return self._memo[key]
 
-    def _compute(self, path: str) -> LockEntry | None:
+    def _compute(self, path: str, algo: str) -> LockEntry | None:
         full = self.repo.abs(path)
         if os.path.isdir(full) and not os.path.islink(full):
-            digest, size, files = current_dir_summary(self.repo, path, progress=self.progress)
+            digest, size, files = current_dir_summary(self.repo, path, progress=self.progress, algo=algo)
             return LockEntry(path, "dir", digest, size, files)
-        got = current_file_digest(self.repo, path, progress=self.progress)
+        got = current_file_digest(self.repo, path, progress=self.progress, algo=algo)
         if got is None:
             return None
         return LockEntry(path, "file", got[0], got[1])
@@ -50,13 +61,31 @@ class Inspector:
     def assume(self, entry: LockEntry) -> None:
         """Answer ``entry`` for its path from now on: what a planned step (a run-cache
         restore in ``repro --dry-run``) will put there."""
-        self._memo[entry.path] = entry
+        self._memo[(entry.path, algo_of(entry.digest))] = entry
+        self._memo[(entry.path, self.algo_for(entry.path))] = entry
 
     def forget(self) -> None:
         self._memo.clear()
 
 
-def _snapshot(repo: Repo, path: str) -> LockEntry:
+def recorded_algorithms(repo: Repo) -> dict[str, str]:
+    """Path -> algorithm, for every path the workspace's locks and pointers record with
+    an algorithm other than the default (an imported DVC project's md5)."""
+    from mlver.pipeline.lockfile import read_lock
+    from mlver.workspace import pointer_outputs
+
+    out: dict[str, str] = {}
+    for s in read_lock(repo).values():
+        for e in s.deps + s.products:
+            if algo_of(e.digest) != DEFAULT_ALGO:
+                out[e.path] = algo_of(e.digest)
+    for o in pointer_outputs(repo):
+        if algo_of(o.digest) != DEFAULT_ALGO:
+            out[o.path] = algo_of(o.digest)
+    return out
+
+
+def _snapshot(repo: Repo, path: str, algo: str) -> LockEntry:
     """Copy the content at ``path`` into the cache without touching the workspace file
     (it stays in Git, editable)."""
     cache = repo.cache
@@ -65,15 +94,18 @@ def _snapshot(repo: Repo, path: str) -> LockEntry:
         entries = []
         for e in scan_dir(repo, path):
             t = time.time_ns()
-            digest, size = cache.store_file(e.path, known_digest=repo.state.lookup(f"{path}/{e.rel}", e.st))
+            known = repo.state.lookup(f"{path}/{e.rel}", e.st)
+            digest, size = cache.store_file(e.path, known_digest=known if known and algo_of(known) == algo else None,
+                                            algo=algo)
             repo.state.record(f"{path}/{e.rel}", e.st, digest, read_ns=t)
             entries.append(Entry(e.rel, digest, size, is_executable(e.st.st_mode)))
-        manifest = Manifest.build(entries)
-        digest = cache.store_bytes(manifest.dumps(), manifest=True)
+        manifest = Manifest.build(entries, algo)
+        digest = cache.store_bytes(manifest.dumps(), manifest=True, algo=algo)
         return LockEntry(path, "dir", digest, manifest.size, len(manifest.entries))
     st = os.stat(full)
     t = time.time_ns()
-    digest, size = cache.store_file(full, known_digest=repo.state.lookup(path, st))
+    known = repo.state.lookup(path, st)
+    digest, size = cache.store_file(full, known_digest=known if known and algo_of(known) == algo else None, algo=algo)
     repo.state.record(path, st, digest, read_ns=t)
     return LockEntry(path, "file", digest, size)
 
@@ -88,12 +120,13 @@ def record_product(repo: Repo, out: Out, inspector: Inspector, *, snapshot: bool
         raise PathError(out.path, f"is a symbolic link (to {os.readlink(full)}) that the stage's command made; "
                                   "mlver tracks files and folders, not links",
                         hint="make the command write (or copy) the file itself")
+    algo = inspector.algo_for(out.path)
     if out.cache:
-        stored = store_output(repo, out.path, progress=progress)
+        stored = store_output(repo, out.path, progress=progress, algo=algo)
         repo.state.set_placed(out.path, stored.kind, stored.digest)
         return LockEntry(out.path, stored.kind, stored.digest, stored.size, stored.files, True)
     if snapshot:
-        e = _snapshot(repo, out.path)
+        e = _snapshot(repo, out.path, algo)
     else:
         found = inspector.entry(out.path)
         assert found is not None
@@ -111,8 +144,10 @@ def keep_edits(repo: Repo, stage: Stage, recorded: dict[str, LockEntry]) -> list
         full = repo.abs(out.path)
         if not os.path.lexists(full):
             continue
+        old = recorded.get(out.path)
+        algo = algo_of(old.digest) if old is not None else repo.hash_algo
         if os.path.isdir(full) and not os.path.islink(full):
-            manifest = current_manifest(repo, out.path)
+            manifest = current_manifest(repo, out.path, algo=algo)
             pointer = next((e.path for e in manifest.entries if e.path.endswith(POINTER_SUFFIX)), None)
             if pointer is not None:  # the command would delete a Git-tracked pointer with the folder
                 raise FormatError(PIPELINE_FILE, f"stage '{stage.name}': output '{out.path}' holds the pointer "
@@ -123,16 +158,15 @@ def keep_edits(repo: Repo, stage: Stage, recorded: dict[str, LockEntry]) -> list
             for e in fresh:
                 cache.store_file(os.path.join(full, *e.path.split("/")), known_digest=e.digest)
             stored_new = bool(fresh)
-            digest = cache.store_bytes(manifest.dumps(), manifest=True)
+            digest = cache.store_bytes(manifest.dumps(), manifest=True, algo=algo)
         else:
-            got = current_file_digest(repo, out.path)
+            got = current_file_digest(repo, out.path, algo=algo)
             if got is None:
                 continue
             digest = got[0]
             stored_new = not cache.has(digest)
             if stored_new:
                 cache.store_file(full, known_digest=digest)
-        old = recorded.get(out.path)
         if stored_new and (old is None or old.digest != digest):
             kept.append((out.path, digest))
     return kept

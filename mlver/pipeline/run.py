@@ -17,6 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
+from mlver.hashing import digest_fields
 from mlver.errors import MlverError, PathError, StageFailed
 from mlver.pipeline import runcache
 from mlver.pipeline.graph import Graph, overlaps
@@ -81,7 +82,7 @@ class ReproResult:
         failed = None if self.failed is None else {"stage": self.failed.stage, "message": self.failed.message,
                                                    "exit_code": self.failed.exit_code}
         return {"version": 1, "ran": self.ran, "restored": self.restored, "skipped": self.skipped,
-                "kept": [{"path": p, "digest": d} for p, d in self.kept], "failed": failed,
+                "kept": [{"path": p, **digest_fields(d)} for p, d in self.kept], "failed": failed,
                 "failures": [{"stage": f.stage, "message": f.message, "exit_code": f.exit_code}
                              for f in self.failures],
                 "blocked": self.blocked, "allowed_missing": self.allowed_missing}
