@@ -255,6 +255,11 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
         write(target, text, rel)
         plan.stage_files.append(target)
         plan.stages += len(pipeline.stages)
+        for s in pipeline.stages:
+            if not s.deps and not s.params and not s.frozen and not s.always_changed:
+                plan.unconverted.append(Unconverted(
+                    f"stage '{s.name}' has no dependencies", f"{rel}:{s.line}" if s.line else rel,
+                    "DVC runs it once, mlver on every `repro`: give it a `deps:` entry (its script) or `frozen: true`"))
         lock_rel = posixpath.join(folder, DVC_LOCK)
         if lock_rel in lock_set:
             lock_set.discard(lock_rel)
