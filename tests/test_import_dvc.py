@@ -439,6 +439,22 @@ def test_history_reads_dvc_commits_as_dvc_shows_them(project: Path, dvc_bin: str
     assert [r["metrics"]["eval/metrics.json"]["lr"] for r in shown[-3:]] == [0.2, 0.2, 0.1]
     diff = run_json(["params", "diff", "HEAD~2", "HEAD~1"], project)["changes"]
     assert diff["params.yaml"]["train.lr"] == {"old": 0.1, "new": 0.2, "diff": 0.1}
+    plots = run_json(["plots", "diff", "HEAD~2", "HEAD~1"], project)["plots"]
+    loss = next(p for p in plots if "eval/loss.csv" in p["name"])
+    assert [[float(pt["loss"]) for pt in r["points"]] for r in loss["revisions"]] == [[1.0, 0.9], [1.0, 0.8]]
+
+
+def test_data_commands_read_dvc_files_in_old_commits(project: Path) -> None:
+    """Pointers of commits from before the import are DVC's ``*.dvc`` and ``dvc.lock``:
+    get, diff and gc's scope read them."""
+    _md5_digests()
+    run(["import-dvc"], project)
+    git(["commit", "-q", "-m", "mlver import-dvc"], project)
+    run(["get", "--rev", "HEAD~3", "model.pkl", "-o", "old-model.pkl"], project)
+    assert (project / "old-model.pkl").read_text() == "model 0.1"
+    changed = run_json(["diff", "HEAD~3", "HEAD~2"], project)
+    assert "model.pkl" in {m["path"] for m in changed["modified"]}
+    assert run_json(["gc", "--all-commits", "--dry-run"], project)["objects"] == 0  # v1's objects are referenced
 
 
 # --- end to end: the imported project works (needs md5 digests) ----------------------------

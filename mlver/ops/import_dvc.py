@@ -75,7 +75,9 @@ class Imported:
     size: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "digest": self.digest, "size": self.size,
+        from mlver.hashing import algo_of, hex_of
+
+        return {"path": self.path, "hash": algo_of(self.digest), "digest": hex_of(self.digest), "size": self.size,
                 "source": {"url": self.source.url, "path": self.source.path, "rev_lock": self.source.rev_lock}}
 
 
@@ -311,7 +313,7 @@ def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[st
         return
     for path in dvc.legacy:
         plan.unconverted.append(Unconverted(f"{path}: hashed by DVC 2 (md5-dos2unix)", rel,
-                                            "run `dvc add` with DVC 3 before importing, or `mlver add` it afterwards"))
+                                            "run DVC 3's `dvc cache migrate --dvc-files` before importing, or `mlver add` it afterwards"))
     for out in dvc.outs:
         data = posixpath.normpath(posixpath.join(folder, dvc.wdir, out.path))
         if not out.digest:
@@ -438,7 +440,7 @@ def _plan_objects(plan: ImportPlan, config: DvcConfig) -> None:
     if legacy:
         plan.unconverted.append(Unconverted(f"DVC 2 cache objects ({len(legacy)} folders at the top of {cache})",
                                             os.path.relpath(cache, plan.root),
-                                            "run `dvc cache migrate` with DVC 3 first to import them"))
+                                            "run DVC 3's `dvc cache migrate --dvc-files` first to import them"))
     if not plan.keep_dvc and not plan.remove_dvc_cache:
         plan.warnings.append(f"DVC's cache {cache} is kept: it is shared or linked into the workspace "
                              f"(cache.type {config.cache_type or 'default'}); remove it yourself once you no longer need it")

@@ -56,7 +56,7 @@ class LegacyHash(MlverError):
 
     def __init__(self, shown: str, path: str) -> None:
         super().__init__(f"{shown}: '{path}' was hashed by DVC 2 (md5-dos2unix), which mlver does not read",
-                         hint="run `dvc commit -f` (or `dvc add` again) with DVC 3 first, then import")
+                         hint="run DVC 3's `dvc cache migrate --dvc-files` first, then import")
         self.shown = shown
         self.path = path
 
