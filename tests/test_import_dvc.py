@@ -480,6 +480,9 @@ def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, 
     # the first push sends it, and nothing else
     assert added == [f"files/md5/{ext_md5[:2]}/{ext_md5[2:]}"], (added, push.stderr)
     assert "1 object(s) pushed" in push.stderr
+    verify = run_json(["repro", "--verify"], project)
+    assert verify["reproduced"] is True, verify
+    assert {o["path"] for o in verify["outputs"]} >= {"model.pkl", "res", "eval/metrics.json"}
     clone = project.parent / "clone"  # beside the project: the remote's URL is relative (../remote)
     git(["clone", "-q", str(project), str(clone)], tmp_path)
     run(["pull"], clone)
