@@ -106,6 +106,7 @@ class ImportPlan:
     warnings: list[str] = field(default_factory=list)
     init: bool = False  # `.mlver/` is created
     keep_dvc: bool = False
+    pipeline: Pipeline | None = None  # every converted pipeline file, merged (its graph checked)
 
 
 @dataclass(frozen=True)
@@ -165,16 +166,6 @@ def _read(root: str, rel: str) -> str:
         raise FormatError(rel, "not UTF-8 text") from None
 
 
-def _reader(root: str) -> Callable[[str], bytes | None]:
-    def read(rel: str) -> bytes | None:
-        try:
-            with open(os.path.join(root, rel), "rb") as f:
-                return f.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
-    return read
-
-
 def _dvc_files(root: str) -> tuple[list[str], list[str], list[str], list[str]]:
     """(*.dvc files, dvc.yaml files, dvc.lock files, .dvcignore files) of the project,
     tracked or untracked and not ignored, outside .dvc/."""
@@ -227,7 +218,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     """Everything ``import-dvc`` would do, computed from the DVC project around ``start``
     without changing anything. Refuses a collision with existing mlver files or a DVC
     file it cannot read."""
-    from mlver.pipeline.params import ParamsReader
+    from mlver.pipeline.params import workspace_reader
 
     root, scm_root = find_dvc_root(start)
     plan = ImportPlan(root=root, scm_root=scm_root, keep_dvc=keep_dvc)
@@ -246,8 +237,9 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
         _plan_pointers(plan, rel, dvc, write)
 
     # dvc.yaml -> mlver.yaml, dvc.lock -> mlver.lock
-    reader = ParamsReader(_reader(root))
+    reader = workspace_reader(root)
     lock_set = set(locks)
+    parsed: list[Pipeline] = []
     for rel in pipelines:
         folder = posixpath.dirname(rel)
         target = posixpath.join(folder, PIPELINE_FILE)
@@ -255,6 +247,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
         plan.unconverted += [Unconverted(f"field '{d.key}' ({d.where})", f"{rel}:{d.line}",
                                          "mlver has no equivalent: it is kept as a comment") for d in dropped]
         write(target, text, rel)
+        parsed.append(pipeline)
         plan.stage_files.append(target)
         plan.stages += len(pipeline.stages)
         for s in pipeline.stages:
@@ -292,6 +285,12 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
                                                 f"mlver reads one {IGNORE_FILE} at the top: add its patterns there, "
                                                 "prefixed with their folder"))
 
+    if parsed:
+        from mlver.pipeline.graph import build_graph
+        from mlver.pipeline.model import merge_pipelines
+
+        plan.pipeline = merge_pipelines(parsed)
+        build_graph(plan.pipeline)  # a cycle or two stages writing one path: refused before writing
     if collisions:
         shown = ", ".join(sorted(collisions)[:5]) + (f" and {len(collisions) - 5} more" if len(collisions) > 5 else "")
         raise MlverError(f"{shown} already exists: mlver import-dvc would overwrite it",
@@ -301,7 +300,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     _plan_objects(plan, config)
     _plan_removals(plan, dvc_files, pipelines, locks, ignores)
     _plan_leftovers(plan)
-    plan.warnings = _traps(plan, reader)
+    plan.warnings = _traps(plan)
     return plan
 
 
@@ -361,7 +360,7 @@ def _plan_config(plan: ImportPlan) -> DvcConfig:
         finally:
             repo.close()
     for r in config.remotes:
-        where = local_rel if "url" in r.local_options or not r.options and r.local_options else f"{DVC_DIR}/config"
+        where = f"{DVC_DIR}/config" if r.in_committed else local_rel
         if r.url.startswith("remote://"):
             plan.unconverted.append(Unconverted(f"remote '{r.name}' ({r.url}): a path inside another DVC remote",
                                                 where, "add it with its full URL: `mlver remote add NAME URL`"))
@@ -380,6 +379,7 @@ def _plan_config(plan: ImportPlan) -> DvcConfig:
         committed: dict[str, str] = {}
         secret: dict[str, str] = {}
         for level, options in (("project", r.options), ("local", r.local_options)):
+            where = f"{DVC_DIR}/config" if level == "project" else local_rel
             for key, value in options.items():
                 name = OPTION_NAMES.get(key, key)
                 if name not in allowed or name == "url":
@@ -484,15 +484,12 @@ def _plan_leftovers(plan: ImportPlan) -> None:
                                             "(mlver reads branches' history); `dvc exp remove -A` drops them"))
 
 
-def _traps(plan: ImportPlan, reader: Any) -> list[str]:
+def _traps(plan: ImportPlan) -> list[str]:
     """The doctor's trap warnings for the converted project (a metrics file or
     mlver.yaml that a .gitignore line hides from Git; dvclive installed)."""
     from mlver.ops.doctor import kept_metrics, traps
-    from mlver.pipeline.model import merge_pipelines
 
-    pipelines = [parse_pipeline(w.text, w.path, reader.doc, base=posixpath.dirname(w.path) or ".")
-                 for w in plan.writes if posixpath.basename(w.path) == PIPELINE_FILE]
-    metrics = kept_metrics(merge_pipelines(pipelines)) if pipelines else []
+    metrics = kept_metrics(plan.pipeline) if plan.pipeline is not None else []
     return plan.warnings + traps(plan.root, metrics, plan.stage_files)
 
 
@@ -518,7 +515,7 @@ def import_dvc(start: str, *, dry_run: bool = False, keep_dvc: bool = False) -> 
 def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     from mlver.gitignore import gitignore_add
     from mlver.ops import remote_config
-    from mlver.pipeline.plan import ignore_outputs, load_pipeline
+    from mlver.pipeline.plan import ignore_outputs
 
     root = plan.root
     staged: list[str] = []
@@ -544,10 +541,8 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
         rel = gitignore_add(repo, data)
         if rel:
             staged.append(rel)
-    repo.found.clear()
-    if plan.stage_files:
-        for stage in load_pipeline(repo).stages:
-            staged += ignore_outputs(repo, stage)
+    for stage in plan.pipeline.stages if plan.pipeline is not None else ():
+        staged += ignore_outputs(repo, stage)
     if not plan.keep_dvc:
         _remove_dvc(repo, plan)
     paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})

@@ -409,6 +409,7 @@ class DvcRemote:
     url: str
     options: dict[str, str] = field(default_factory=dict)  # DVC's names, from the committed config
     local_options: dict[str, str] = field(default_factory=dict)  # from config.local (secrets)
+    in_committed: bool = True  # the remote is (also) in the committed .dvc/config
 
 
 @dataclass(frozen=True)
@@ -467,7 +468,7 @@ def parse_dvc_config(text: str, shown: str, local_text: str = "", local_shown: s
         options.pop("url", None)
         if not url:
             raise FormatError(local_shown if section in local else shown, f"remote '{name}' has no url")
-        remotes.append(DvcRemote(name, url, options, local_options))
+        remotes.append(DvcRemote(name, url, options, local_options, in_committed=section in committed))
 
     def setting(section: str, key: str) -> str | None:
         return local.get(section, {}).get(key) or committed.get(section, {}).get(key)
