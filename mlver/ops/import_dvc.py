@@ -11,18 +11,18 @@ result; it commits nothing.
 
 from __future__ import annotations
 
-import errno
 import os
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlver import git
-from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, OPTION_NAMES, DvcConfig,
-                            DvcFile, DvcImport, parse_dvc_config, parse_dvc_file, parse_dvc_lock, read_dvc_pipeline,
-                            remote_url_for_mlver)
-from mlver.errors import FormatError, MlverError, UsageError
-from mlver.fsutil import atomic_write_text, copy_file, tmp_name, unlink_quiet
+from mlver.errors import MlverError, UsageError
+from mlver.fsutil import atomic_write_text, unlink_quiet
+from mlver.ops.dvc_storage import (CacheObject, ObjectCounts, RemotePlan, Unconverted, apply_remotes, link_objects,
+                                   plan_storage)
+from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, DvcFile, DvcImport,
+                                     parse_dvc_file, parse_dvc_lock, read_dvc_pipeline, read_text)
 from mlver.pipeline.lockfile import StageLock, dump_lock
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipeline
 from mlver.pointer import POINTER_SUFFIX, Pointer
@@ -37,32 +37,6 @@ class Write:
     path: str
     text: str
     source: str
-
-
-@dataclass(frozen=True)
-class RemotePlan:
-    name: str
-    url: str
-    options: dict[str, str] = field(default_factory=dict)  # committed (.mlver/config)
-    local: dict[str, str] = field(default_factory=dict)  # .mlver/config.local (credentials)
-    default: bool = False
-    exists: bool = False  # already configured with this URL: only options are set
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "url": self.url, "default": self.default, "options": self.options,
-                "local": sorted(self.local), "exists": self.exists}
-
-
-@dataclass(frozen=True)
-class Unconverted:
-    """Something the import leaves to the user: what, where, and what to do."""
-
-    what: str
-    where: str
-    todo: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"what": self.what, "where": self.where, "todo": self.todo}
 
 
 @dataclass(frozen=True)
@@ -81,13 +55,6 @@ class Imported:
                 "source": {"url": self.source.url, "path": self.source.path, "rev_lock": self.source.rev_lock}}
 
 
-@dataclass(frozen=True)
-class CacheObject:
-    src: str  # absolute path in DVC's cache
-    digest: str
-    manifest: bool
-
-
 @dataclass
 class ImportPlan:
     root: str  # the project (the folder holding .dvc/)
@@ -98,7 +65,7 @@ class ImportPlan:
     stage_files: list[str] = field(default_factory=list)  # mlver.yaml files written
     stages: int = 0
     objects: list[CacheObject] = field(default_factory=list)
-    dvc_cache: str | None = None
+    dvc_cache: str = ""
     remove_dvc_cache: bool = True  # False when workspace files may be symlinks into it
     removed: list[str] = field(default_factory=list)  # DVC files to `git rm` (unless keep_dvc)
     imported: list[Imported] = field(default_factory=list)
@@ -107,13 +74,6 @@ class ImportPlan:
     init: bool = False  # `.mlver/` is created
     keep_dvc: bool = False
     pipeline: Pipeline | None = None  # every converted pipeline file, merged (its graph checked)
-
-
-@dataclass(frozen=True)
-class ObjectCounts:
-    linked: int = 0
-    copied: int = 0
-    present: int = 0
 
 
 @dataclass(frozen=True)
@@ -156,14 +116,6 @@ def find_dvc_root(start: str) -> tuple[str, str]:
         raise UsageError(f"{d} is not inside a Git repository",
                          hint="mlver import-dvc converts DVC projects kept in Git")
     return d, scm_root
-
-
-def _read(root: str, rel: str) -> str:
-    try:
-        with open(os.path.join(root, rel), encoding="utf-8") as f:
-            return f.read()
-    except UnicodeDecodeError:
-        raise FormatError(rel, "not UTF-8 text") from None
 
 
 def _dvc_files(root: str) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -233,7 +185,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
 
     # *.dvc -> *.mlver
     for rel in dvc_files:
-        dvc = parse_dvc_file(_read(root, rel), rel)
+        dvc = parse_dvc_file(read_text(root, rel), rel)
         _plan_pointers(plan, rel, dvc, write)
 
     # dvc.yaml -> mlver.yaml, dvc.lock -> mlver.lock
@@ -243,7 +195,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     for rel in pipelines:
         folder = posixpath.dirname(rel)
         target = posixpath.join(folder, PIPELINE_FILE)
-        text, pipeline, dropped = read_dvc_pipeline(_read(root, rel), rel, reader.doc, folder or ".")
+        text, pipeline, dropped = read_dvc_pipeline(read_text(root, rel), rel, reader.doc, folder or ".")
         plan.unconverted += [Unconverted(f"field '{d.key}' ({d.where})", f"{rel}:{d.line}",
                                          "mlver has no equivalent: it is kept as a comment") for d in dropped]
         write(target, text, rel)
@@ -258,7 +210,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
         lock_rel = posixpath.join(folder, DVC_LOCK)
         if lock_rel in lock_set:
             lock_set.discard(lock_rel)
-            conv = parse_dvc_lock(_read(root, lock_rel), lock_rel, declared=_declared(pipeline, folder))
+            conv = parse_dvc_lock(read_text(root, lock_rel), lock_rel, declared=_declared(pipeline, folder))
             order = [s.short_name for s in pipeline.stages]
             for name, why in conv.skipped.items():
                 plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
@@ -277,7 +229,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     # .dvcignore -> .mlverignore (one, at the top)
     for rel in ignores:
         if rel == DVC_IGNORE:
-            patterns = [ln for ln in _read(root, rel).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+            patterns = [ln for ln in read_text(root, rel).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
             if patterns:
                 write(IGNORE_FILE, f"# from {DVC_IGNORE} (mlver import-dvc)\n" + "\n".join(patterns) + "\n", rel)
         else:
@@ -296,8 +248,22 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
         raise MlverError(f"{shown} already exists: mlver import-dvc would overwrite it",
                          hint="move it away (or finish a partial conversion by hand), then import again")
 
-    config = _plan_config(plan)
-    _plan_objects(plan, config)
+    existing: dict[str, dict[str, str]] = {}
+    if not plan.init:
+        from mlver.repo import Repo
+
+        existing = Repo(root).config.remotes()
+    storage = plan_storage(root, existing=existing, keep_dvc=keep_dvc)
+    plan.remotes, plan.objects, plan.dvc_cache = storage.remotes, storage.objects, storage.dvc_cache
+    plan.remove_dvc_cache = storage.removable
+    plan.unconverted += storage.unconverted
+    plan.warnings += storage.warnings
+    present = {o.digest for o in plan.objects}
+    for imp in plan.imported:
+        if imp.digest not in present:
+            plan.unconverted.append(Unconverted(f"{imp.path}: its data is not in DVC's cache", f"{imp.path}{DVC_SUFFIX}",
+                                                "run `dvc pull` (or `dvc update`) before importing, or "
+                                                f"`mlver add {imp.path}` afterwards"))
     _plan_removals(plan, dvc_files, pipelines, locks, ignores)
     _plan_leftovers(plan)
     plan.warnings = _traps(plan)
@@ -339,117 +305,6 @@ def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[st
             plan.unconverted.append(Unconverted(f"{rel}: output option {'push: false' if not out.push else 'remote'}",
                                                 rel, "pointers have no per-output remote options: push it with "
                                                 "`mlver push -r REMOTE TARGET`"))
-
-
-def _plan_config(plan: ImportPlan) -> DvcConfig:
-    from mlver.ops.remote_config import check_option
-    from mlver.remote import SECRET_OPTIONS, check_url, option_names
-
-    root = plan.root
-    local_rel = f"{DVC_DIR}/config.local"
-    text = _read(root, f"{DVC_DIR}/config") if os.path.isfile(os.path.join(root, DVC_DIR, "config")) else ""
-    local = _read(root, local_rel) if os.path.isfile(os.path.join(root, local_rel)) else ""
-    config = parse_dvc_config(text, f"{DVC_DIR}/config", local, local_rel)
-    existing: dict[str, dict[str, str]] = {}
-    if not plan.init:
-        from mlver.repo import Repo
-
-        repo = Repo(root)
-        try:
-            existing = repo.config.remotes()
-        finally:
-            repo.close()
-    for r in config.remotes:
-        where = f"{DVC_DIR}/config" if r.in_committed else local_rel
-        if r.url.startswith("remote://"):
-            plan.unconverted.append(Unconverted(f"remote '{r.name}' ({r.url}): a path inside another DVC remote",
-                                                where, "add it with its full URL: `mlver remote add NAME URL`"))
-            continue
-        url = remote_url_for_mlver(r.url)
-        try:
-            check_url(url, name=r.name)
-        except MlverError as e:
-            plan.unconverted.append(Unconverted(f"remote '{r.name}' ({r.url})", where, e.message))
-            continue
-        if r.name in existing and existing[r.name].get("url") != url:
-            raise MlverError(f"remote '{r.name}' is already configured in mlver with another URL "
-                             f"({existing[r.name].get('url')}), DVC's is {url}",
-                             hint=f"rename or remove one (`mlver remote remove {r.name}`), then import again")
-        allowed = option_names(url)
-        committed: dict[str, str] = {}
-        secret: dict[str, str] = {}
-        for level, options in (("project", r.options), ("local", r.local_options)):
-            where = f"{DVC_DIR}/config" if level == "project" else local_rel
-            for key, value in options.items():
-                name = OPTION_NAMES.get(key, key)
-                if name not in allowed or name == "url":
-                    plan.unconverted.append(Unconverted(f"option '{key}' of remote '{r.name}'", where,
-                                                        f"mlver's {url.split('://')[0] if '://' in url else 'folder'} "
-                                                        f"remotes have no such option (they take: "
-                                                        f"{', '.join(k for k in allowed if k != 'url') or 'none'})"))
-                    continue
-                try:
-                    check_option(name, value)
-                except MlverError as e:
-                    plan.unconverted.append(Unconverted(f"option '{key}' of remote '{r.name}'", where, e.message))
-                    continue
-                if level == "local" or name in SECRET_OPTIONS:
-                    secret[name] = value
-                    if level == "project":
-                        plan.warnings.append(f"{DVC_DIR}/config holds the credential '{key}' of remote '{r.name}' "
-                                             "(committed to Git): mlver keeps it in .mlver/config.local; "
-                                             "consider rotating it")
-                else:
-                    committed[name] = value
-        if plan.keep_dvc:
-            committed["packs"] = "false"  # DVC reads the remote too: keep its layout loose
-        plan.remotes.append(RemotePlan(r.name, url, committed, secret, default=r.name == config.default,
-                                       exists=r.name in existing))
-    return config
-
-
-def _dvc_cache_dir(plan: ImportPlan, config: DvcConfig) -> str:
-    if config.cache_dir:
-        d = os.path.expanduser(config.cache_dir)
-        return os.path.normpath(d if os.path.isabs(d) else os.path.join(plan.root, DVC_DIR, d))
-    return os.path.join(plan.root, DVC_DIR, "cache")
-
-
-def _plan_objects(plan: ImportPlan, config: DvcConfig) -> None:
-    """DVC 3's cache objects (``files/md5/ab/cdef…``, folders as ``….dir``), to be linked
-    into mlver's cache under the same digests."""
-    from mlver.pipeline.dvcfiles import qualified_md5
-
-    cache = _dvc_cache_dir(plan, config)
-    plan.dvc_cache = cache
-    plan.remove_dvc_cache = (cache == os.path.join(plan.root, DVC_DIR, "cache")
-                             and "symlink" not in (config.cache_type or "") and "hardlink" not in (config.cache_type or ""))
-    base = os.path.join(cache, "files", "md5")
-    if os.path.isdir(base):
-        for prefix in sorted(os.listdir(base)):
-            folder = os.path.join(base, prefix)
-            if len(prefix) != 2 or not os.path.isdir(folder):
-                continue
-            for name in sorted(os.listdir(folder)):
-                manifest = name.endswith(".dir")
-                hex_rest = name[:-4] if manifest else name
-                if len(hex_rest) != 30 or not all(c in "0123456789abcdef" for c in hex_rest):
-                    continue  # DVC's temporary and unpacked files
-                plan.objects.append(CacheObject(os.path.join(folder, name), qualified_md5(prefix + hex_rest), manifest))
-    legacy = [d for d in (os.listdir(cache) if os.path.isdir(cache) else []) if len(d) == 2]
-    if legacy:
-        plan.unconverted.append(Unconverted(f"DVC 2 cache objects ({len(legacy)} folders at the top of {cache})",
-                                            os.path.relpath(cache, plan.root),
-                                            "run DVC 3's `dvc cache migrate --dvc-files` first to import them"))
-    if not plan.keep_dvc and not plan.remove_dvc_cache:
-        plan.warnings.append(f"DVC's cache {cache} is kept: it is shared or linked into the workspace "
-                             f"(cache.type {config.cache_type or 'default'}); remove it yourself once you no longer need it")
-    present = {(o.digest) for o in plan.objects}
-    for imp in plan.imported:
-        if imp.digest not in present:
-            plan.unconverted.append(Unconverted(f"{imp.path}: its data is not in DVC's cache", f"{imp.path}{DVC_SUFFIX}",
-                                                "run `dvc pull` (or `dvc update`) before importing, or "
-                                                f"`mlver add {imp.path}` afterwards"))
 
 
 def _plan_removals(plan: ImportPlan, dvc_files: list[str], pipelines: list[str], locks: list[str],
@@ -514,7 +369,6 @@ def import_dvc(start: str, *, dry_run: bool = False, keep_dvc: bool = False) -> 
 
 def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     from mlver.gitignore import gitignore_add
-    from mlver.ops import remote_config
     from mlver.pipeline.plan import ignore_outputs
 
     root = plan.root
@@ -522,18 +376,8 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     for w in plan.writes:
         atomic_write_text(repo.abs(w.path), w.text, fsync=repo.fsync, inside=root)
         staged.append(w.path)
-    counts = _link_objects(repo, plan)
-    for r in plan.remotes:
-        if not r.exists:
-            remote_config.add(repo, r.name, r.url, level="project")
-        repo.__dict__.pop("config", None)  # read the config files again: they changed
-        for key, value in r.options.items():
-            remote_config.modify(repo, r.name, key, value, level="project")
-        for key, value in r.local.items():
-            remote_config.modify(repo, r.name, key, value, level="local")
-        if r.default:
-            remote_config.set_default(repo, r.name)
-    repo.__dict__.pop("config", None)
+    counts = link_objects(repo.cache, plan.objects)
+    apply_remotes(repo, plan.remotes)
     staged.append(".mlver/config")
     if plan.init:
         staged.append(".mlver/.gitignore")
@@ -548,37 +392,6 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
     git.stage(root, [repo.abs(p) for p in paths])
     return ImportResult(plan, False, counts, tuple(paths))
-
-
-def _link_objects(repo: Any, plan: ImportPlan) -> ObjectCounts:
-    """Hard-link DVC's objects into mlver's cache (copy where a link cannot be made,
-    across devices); they keep their digests, so nothing is hashed again."""
-    linked = copied = present = 0
-    cache = repo.cache
-    for obj in plan.objects:
-        dest = cache.path(obj.digest, obj.manifest)
-        if os.path.exists(dest):
-            present += 1
-            continue
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        try:
-            os.link(obj.src, dest)
-            linked += 1
-            continue
-        except FileExistsError:
-            present += 1
-            continue
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
-                raise
-        tmp = tmp_name(dest)
-        try:
-            copy_file(obj.src, tmp, 0o444)
-            os.replace(tmp, dest)
-        finally:
-            unlink_quiet(tmp)
-        copied += 1
-    return ObjectCounts(linked, copied, present)
 
 
 def _remove_dvc(repo: Any, plan: ImportPlan) -> None:

@@ -10,6 +10,7 @@ algorithm and is reported as such (``LegacyHash``) where mlver cannot read it.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -186,6 +187,20 @@ def parse_dvc_file(text: str, shown: str) -> DvcFile:
     return DvcFile(shown, tuple(outs), imported, url_dep, None if cmd is None else str(cmd),
                    frozen=doc.get("frozen") is True, wdir=str(wdir), desc=None if doc.get("desc") is None
                    else str(doc.get("desc")), legacy=tuple(legacy))
+
+
+def read_text(root: str, rel: str, *, missing_ok: bool = False) -> str:
+    """The text of DVC file ``rel`` (relative to ``root``); "" for a missing file when
+    ``missing_ok``."""
+    try:
+        with open(os.path.join(root, *rel.split("/")), encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        if missing_ok:
+            return ""
+        raise
+    except UnicodeDecodeError:
+        raise FormatError(rel, "not UTF-8 text") from None
 
 
 def is_dvc_file(rel: str) -> bool:
