@@ -362,6 +362,11 @@ def test_keep_dvc_leaves_dvc_working(project: Path, dvc_bin: str) -> None:
     config = configparser.ConfigParser()
     config.read(project / ".mlver/config")
     assert config['remote "store"']["packs"] == "false"
+    # later, the switch: the files the first import wrote are in place, so it only removes DVC's
+    git(["commit", "-q", "-m", "mlver beside DVC"], project)
+    proc = run(["import-dvc"], project)
+    assert "wrote" not in proc.stdout and not (project / ".dvc").exists() and not (project / "dvc.yaml").exists()
+    assert "D\tdvc.lock" in git(["diff", "--cached", "--name-status"], project)
 
 
 def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> None:

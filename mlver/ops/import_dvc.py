@@ -180,6 +180,8 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
 
     def write(rel: str, text: str, source: str) -> None:
         if os.path.lexists(os.path.join(root, rel)):
+            if os.path.isfile(os.path.join(root, rel)) and read_text(root, rel) == text:
+                return  # written by an earlier `import-dvc --keep-dvc`: nothing to do
             collisions.append(rel)
         plan.writes.append(Write(rel, text, source))
 
