@@ -68,6 +68,31 @@ def ignored(root: str, paths: list[str]) -> list[str]:
     return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
+def ignore_sources(root: str, paths: list[str]) -> dict[str, str]:
+    """For each of ``paths`` that a ``.gitignore`` hides (and Git does not track), the
+    line hiding it: ``FILE:LINE:PATTERN``, as ``git check-ignore -v`` names it."""
+    if not paths:
+        return {}
+    proc = run(root, "check-ignore", "-v", "-z", "--stdin",
+               input="\0".join(paths).encode("utf-8", "surrogateescape"), check=False)
+    if proc.returncode not in (0, 1):
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git check-ignore failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+    fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    out = {}
+    for i in range(0, len(fields) - 3, 4):
+        source, line, pattern, path = fields[i:i + 4]
+        if source and not pattern.startswith("!"):
+            out[path] = f"{source}:{line}:{pattern}"
+    return out
+
+
+def ignored_files(root: str, *patterns: str) -> list[str]:
+    """Untracked files matching ``patterns`` that a ``.gitignore`` hides."""
+    out = run(root, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", *patterns).stdout
+    return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+
+
 def list_files(root: str, *patterns: str) -> list[str]:
     """Files matching one of ``patterns`` that are tracked, or untracked and not ignored."""
     out = run(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *patterns).stdout

@@ -40,12 +40,14 @@ def project_prefix(repo: Repo) -> str:
 
 def record_paths(repo: Repo) -> tuple[str, Callable[[str], bool]]:
     """The project's prefix in Git and a test of Git paths (from the top of the work
-    tree) for the files that record outputs: pointer files and the lock files (the top
-    one, and those of subfolder pipelines)."""
+    tree) for the files that record outputs at revisions: pointer files and the lock
+    files (the top one, and those of subfolder pipelines), and in commits from before
+    ``import-dvc`` DVC's ``*.dvc`` files and ``dvc.lock``."""
     prefix = project_prefix(repo)
 
     def want(p: str) -> bool:
-        return p.startswith(prefix) and (p.endswith(POINTER_SUFFIX) or is_lock_file(p))
+        return p.startswith(prefix) and (p.endswith(POINTER_SUFFIX) or is_lock_file(p)
+                                         or is_dvc_record(p[len(prefix):]))
 
     return prefix, want
 
@@ -53,6 +55,14 @@ def record_paths(repo: Repo) -> tuple[str, Callable[[str], bool]]:
 def pathspecs(prefix: str) -> list[str]:
     """Git pathspecs of the record files (``*`` in a pathspec matches ``/`` too)."""
     return [f"{prefix}*{POINTER_SUFFIX}", f"{prefix}{LOCK_FILE}", f"{prefix}*/{LOCK_FILE}"]
+
+
+def is_dvc_record(rel: str) -> bool:
+    """A DVC file that records outputs: ``*.dvc`` or ``dvc.lock`` (read at revisions only,
+    so the DVC module is imported only then)."""
+    from mlver.pipeline.dvcfiles import is_dvc_file, is_dvc_lock
+
+    return is_dvc_file(rel) or is_dvc_lock(rel)
 
 
 def is_lock_file(rel: str) -> bool:
@@ -72,6 +82,10 @@ def outputs_in_file(repo: Repo, rel: str, data: bytes, shown: str) -> list[Outpu
         from mlver.pipeline.lockfile import outputs_from_lock_text  # YAML: only when a lock is read
 
         return outputs_from_lock_text(text, shown, rel)
+    if is_dvc_record(rel):  # a commit from before `mlver import-dvc`
+        from mlver.pipeline.dvcfiles import dvc_file_outputs, dvc_lock_outputs, is_dvc_lock
+
+        return (dvc_lock_outputs if is_dvc_lock(rel) else dvc_file_outputs)(text, shown, rel)
     ptr = parse_pointer(text, shown)
     try:
         path = data_path_of(repo, rel, ptr)
@@ -103,7 +117,8 @@ def outputs_at(repo: Repo, where: str) -> list[Output]:
             continue
         rel = path[len(prefix):]
         shown = f"{rel} (staged)" if where is INDEX else f"{label}:{rel}"
-        (lock if is_lock_file(rel) else outs).extend(outputs_in_file(repo, rel, data[sha], shown))
+        is_lock = is_lock_file(rel) or (rel.endswith("dvc.lock") and is_dvc_record(rel))
+        (lock if is_lock else outs).extend(outputs_in_file(repo, rel, data[sha], shown))
     return outs + lock
 
 

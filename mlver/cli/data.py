@@ -1,5 +1,5 @@
-"""Commands of the core data loop: init, add, status, commit, checkout, diff, list, ls,
-unprotect, remove, move, config, doctor."""
+"""Commands of the core data loop: init, import-dvc, add, status, commit, checkout, diff,
+list, ls, unprotect, remove, move, config, doctor."""
 
 from __future__ import annotations
 
@@ -36,6 +36,59 @@ def init(app: App, no_scm: bool) -> None:
     app.say(f"Initialised mlver in {res.root}")
     if res.scm:
         app.say("Staged .mlver/config and .mlver/.gitignore; commit them: git commit -m \"Initialise mlver\"")
+
+
+@cli.command(name="import-dvc")
+@click.option("--dry-run", is_flag=True, help="Print the whole plan; change nothing.")
+@click.option("--keep-dvc", is_flag=True, help="Leave DVC's files in place (DVC keeps working).")
+@json_option
+@pass_app
+def import_dvc(app: App, dry_run: bool, keep_dvc: bool, as_json: bool) -> None:
+    """Convert the DVC project here into an mlver project (staged, not committed)."""
+    from mlver.ops.import_dvc import import_dvc as do_import
+
+    res = do_import(".", dry_run=dry_run, keep_dvc=keep_dvc)
+    for w in res.plan.warnings:
+        app.warn(w)
+    if as_json:
+        app.json(res.to_json())
+        return
+    _render_import(app, res)
+
+
+def _render_import(app: App, res) -> None:
+    import os
+
+    p = res.plan
+    say = app.report
+    say(f"{'Plan' if res.dry_run else 'Imported'}: the DVC project in {p.root}")
+    if p.init:
+        say(f"  {'create' if res.dry_run else 'created'} .mlver/ (mlver init)")
+    for w in p.writes:
+        say(f"  {'write' if res.dry_run else 'wrote'} {w.path}  (from {w.source})")
+    for r in p.remotes:
+        opts = ", ".join([f"{k}={v}" for k, v in sorted(r.options.items())] + [f"{k} (local)" for k in sorted(r.local)])
+        say(f"  remote {r.name}{' (default)' if r.default else ''}: {r.url}" + (f" [{opts}]" if opts else ""))
+    if res.dry_run:
+        say(f"  link {len(p.objects)} objects of DVC's cache into mlver's cache (no re-hash, no upload)")
+    else:
+        o = res.objects
+        say(f"  cache: {o.linked} objects linked, {o.copied} copied, {o.present} already there (no re-hash, no upload)")
+    if p.removed and not p.keep_dvc:
+        say(f"  git rm {len(p.removed)} DVC files: " + " ".join(p.removed[:8]) + (" ..." if len(p.removed) > 8 else ""))
+    for imp in p.imported:
+        say(f"  {imp.path}: {imp.source.describe()}; now plain tracked data: the next `mlver push` uploads it")
+    if p.unconverted:
+        say(f"Not converted ({len(p.unconverted)}):")
+        for u in p.unconverted:
+            say(f"  {u.where}: {u.what}")
+            say(f"      -> {u.todo}")
+    if res.dry_run:
+        app.say("Dry run: nothing was changed.")
+    else:
+        shown = os.path.relpath(p.root)
+        app.say("Everything is staged and nothing committed: review with `git diff --cached --stat`"
+                + (f" in {shown}" if shown != "." else "") + ", then `git commit`.")
 
 
 @cli.command()
@@ -400,3 +453,5 @@ def doctor(app: App, as_json: bool) -> None:
     for r in rep.remotes:
         state = "installed" if r["installed"] else f"missing: pip install \"mlver[{r['extra']}]\""
         app.out(f"Remote {r['name']}{' (default)' if r['default'] else ''}: {r['url']} [{r['backend']}: {state}]")
+    for w in rep.warnings:
+        app.warn(w)

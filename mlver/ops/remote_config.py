@@ -63,7 +63,7 @@ def _refuse_url_secret(name: str, url: str, level: str) -> None:
                               "password ...` (or add the remote with --local / --global)")
 
 
-def _check_option(key: str, value: str) -> None:
+def check_option(key: str, value: str) -> None:
     """Option values whose form is known are checked when set, not at the first transfer
     (where a bad one would read as an unreachable remote)."""
     if key in ("jobs", "port") and not (value.isdigit() and 0 < int(value) < (65536 if key == "port" else 10**6)):
@@ -133,7 +133,7 @@ def modify(repo: Repo, name: str, key: str, value: str | None, *, level: str = "
         check_url(value, name=name)
         _refuse_url_secret(name, value, level)
     if value is not None:
-        _check_option(key, value)
+        check_option(key, value)
     cf = _file(repo, level)
     if value is None:
         if not cf.unset(f"remote.{name}.{key}"):

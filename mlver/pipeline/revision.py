@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from mlver import git
+from mlver.pipeline.dvcfiles import DVC_LOCK, DVC_PIPELINE, dvc_lock_outputs, read_dvc_pipeline
 from mlver.errors import FormatError, MlverError
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, merge_pipelines, parse_pipeline
 from mlver.pipeline.params import Flat, ParamsReader, flatten, parse_values
@@ -128,8 +129,10 @@ class History:
         self._locks: dict[tuple[str, str], list[Any]] = {}  # (lock path, blob) -> its cached outputs
         from mlver.workspace import pipeline_files
 
-        # the pipeline files read at every revision: the top one and those the workspace has
+        # the pipeline files read at every revision: the top one and those the workspace has;
+        # a commit from before `mlver import-dvc` has DVC's dvc.yaml in their folders instead
         self.paths = [PIPELINE_FILE] + [p for p in pipeline_files(repo, PIPELINE_FILE) if p != PIPELINE_FILE]
+        self.dvc_paths = [posixpath.join(posixpath.dirname(p), DVC_PIPELINE) for p in self.paths]
         self._remote: Any = None  # the default remote, opened when an object is read from it
         self._trees: dict[str, list[str]] = {}  # commit -> its files (below the project's folder), sorted
         self._lock_blobs: dict[str, Locks] = {}  # commit -> its lock files' blobs
@@ -150,9 +153,10 @@ class History:
             from mlver.pipeline.lockfile import outputs_from_lock_text
 
             self._load([lock_blob])
+            read = dvc_lock_outputs if posixpath.basename(lock_rel) == DVC_LOCK else outputs_from_lock_text
             try:
-                self._locks[key] = outputs_from_lock_text(self._blobs[lock_blob].decode("utf-8", "replace"),
-                                                          f"{commit[:7]}:{lock_rel}", lock_rel)
+                self._locks[key] = read(self._blobs[lock_blob].decode("utf-8", "replace"),
+                                        f"{commit[:7]}:{lock_rel}", lock_rel)
             except FormatError:
                 self._locks[key] = []
         return self._locks[key]
@@ -355,13 +359,17 @@ class History:
 
     def _pipelines_of(self, commits: list[str]) -> dict[str, tuple[Pipeline | FormatError | None, tuple]]:
         """Each commit's pipeline, its files (``self.paths``) merged, with a key naming
-        their blobs; None when it has none, the first error when one does not parse."""
-        specs = [f"{c}:{self.prefix}{rel}" for c in commits for rel in self.paths]
+        their blobs; None when it has none, the first error when one does not parse. A
+        commit with none of them but DVC's ``dvc.yaml`` in their folders (from before
+        ``mlver import-dvc``) has those read instead."""
+        specs = [f"{c}:{self.prefix}{rel}" for c in commits for rel in self.paths + self.dvc_paths]
         names = git.object_names(self.root, specs)
         self._load([b for b in names.values() if b])
         out: dict[str, tuple[Pipeline | FormatError | None, tuple]] = {}
         for c in commits:
             found = [(rel, b) for rel in self.paths if (b := names[f"{c}:{self.prefix}{rel}"])]
+            if not found:
+                found = [(rel, b) for rel in self.dvc_paths if (b := names[f"{c}:{self.prefix}{rel}"])]
             parsed = [self._pipeline(b, c, rel) for rel, b in found]
             error = next((p for p in parsed if isinstance(p, FormatError)), None)
             merged: Pipeline | FormatError | None = error or (
@@ -370,8 +378,9 @@ class History:
         return out
 
     def _lock_specs(self, commits: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """``commit:path`` of every pipeline folder's lock -> (commit, lock path)."""
-        locks = [posixpath.join(posixpath.dirname(rel), LOCK_FILE) for rel in self.paths]
+        """``commit:path`` of every pipeline folder's lock -> (commit, lock path): mlver's
+        and DVC's (a commit has one or the other)."""
+        locks = [posixpath.join(posixpath.dirname(rel), name) for rel in self.paths for name in (LOCK_FILE, DVC_LOCK)]
         return {f"{c}:{self.prefix}{lock}": (c, lock) for c in commits for lock in locks}
 
     def files_many(self, commits: list[str], choose: Callable[[Pipeline], list[str]]) -> list[dict[str, bytes]]:
@@ -423,9 +432,12 @@ class History:
             self._load([name])
             return parse_values(self._blobs[name], f"{commit[:7]}:{rel}")
 
+        text = self._blobs[blob].decode("utf-8", "replace")
         try:
-            pipeline: Pipeline | FormatError = parse_pipeline(self._blobs[blob].decode("utf-8", "replace"), shown, load,
-                                                              base=posixpath.dirname(path) or ".")
+            if posixpath.basename(path) == DVC_PIPELINE:  # a commit from before `mlver import-dvc`
+                pipeline: Pipeline | FormatError = read_dvc_pipeline(text, shown, load, posixpath.dirname(path) or ".")[1]
+            else:
+                pipeline = parse_pipeline(text, shown, load, base=posixpath.dirname(path) or ".")
         except FormatError as e:
             pipeline = e
         if not read:

@@ -1,0 +1,495 @@
+"""``mlver import-dvc`` on real DVC 3 projects built by the real ``dvc`` CLI (its own
+virtualenv): a tracked file and folder, a templated pipeline (vars, foreach, matrix,
+top-level metrics and plots), a folder output holding its metrics, a committed params
+change, a ``dvc import`` from a second DVC repository, and a local DVC remote holding
+everything pushed. Also: History reads the DVC commits, and doctor's trap warnings.
+
+The end-to-end checks (status clean, repro no-op, pull from the DVC remote) need md5
+digests throughout mlver (``mlver.hashing.qualify``); until that is on the branch they
+skip loudly ("md5-digests")."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import gen, git, require, run, run_json
+
+DVC_YAML = """\
+# the pipeline: comments survive the import
+vars:
+  - params.yaml
+stages:
+  prep:
+    foreach: ${models}
+    do:
+      cmd: mkdir -p out && echo ${item} > out/${item}.txt
+      deps: [data/raw.csv]
+      outs: ["out/${item}.txt"]
+  sweep:
+    matrix:
+      opt: [adam, sgd]
+      n: [1, 2]
+    cmd: mkdir -p sw && echo ${item.opt}${item.n} > sw/${item.opt}-${item.n}.txt
+    deps: [data/raw.csv]
+    outs: ["sw/${item.opt}-${item.n}.txt"]
+  train:
+    cmd: python3 train.py ${train.lr}
+    deps: [data/images, train.py]
+    params: [train.lr]
+    outs:
+      - model.pkl:
+          desc: the model
+    metrics:
+      - eval/metrics.json:
+          cache: false
+    plots:
+      - eval/loss.csv:
+          cache: false
+  evaluate:
+    cmd: python3 evaluate.py
+    deps: [model.pkl, evaluate.py]
+    params: [train]
+    outs: [res]
+metrics:
+  - res/m.json
+plots:
+  - eval/loss.csv
+"""
+
+TRAIN = """\
+import json, os, sys
+lr = float(sys.argv[1])
+os.makedirs("eval", exist_ok=True)
+json.dump({"acc": round(0.5 + lr, 3), "lr": lr}, open("eval/metrics.json", "w"))
+open("eval/loss.csv", "w").write("step,loss\\n0,1.0\\n1,%s\\n" % (1 - lr))
+open("model.pkl", "w").write("model %s" % lr)
+"""
+
+EVALUATE = """\
+import json, os
+os.makedirs("res", exist_ok=True)
+json.dump({"f1": len(open("model.pkl").read()) / 10}, open("res/m.json", "w"))
+open("res/x.txt", "w").write("x")
+"""
+
+
+def _dvc(dvc: str, args: list[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATE": "1"}
+    proc = subprocess.run([dvc, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert proc.returncode == 0, f"dvc {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
+    return proc
+
+
+def _commit(cwd: Path, message: str) -> str:
+    git(["add", "-A"], cwd)
+    git(["commit", "-q", "-m", message], cwd)
+    return git(["rev-parse", "HEAD"], cwd).strip()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, dvc_bin: str) -> Path:
+    """base/{proj, remote, other, other-remote}: the DVC project, three commits (v1, a
+    params change v2, a `dvc import` v3), everything pushed to its local DVC remote."""
+    base = tmp_path_factory.mktemp("dvcbase")
+    home = tmp_path_factory.mktemp("dvchome")
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[user]\n\tname = T\n\temail = t@example.com\n")
+    with pytest.MonkeyPatch.context() as mp:  # a module fixture runs outside the per-test environment
+        for key, value in (("HOME", str(home)), ("GIT_CONFIG_NOSYSTEM", "1"), ("XDG_CONFIG_HOME", str(home / ".config"))):
+            mp.setenv(key, value)
+        _build(base, dvc_bin)
+    return base
+
+
+def _build(base: Path, dvc_bin: str) -> None:
+    other = base / "other"
+    other.mkdir()
+    git(["init", "-q"], other)
+    _dvc(dvc_bin, ["init", "-q"], other)
+    _dvc(dvc_bin, ["remote", "add", "-d", "up", "../other-remote"], other)
+    gen(other, {"data/ext.csv": "id,v\n1,2\n"})
+    _dvc(dvc_bin, ["add", "-q", "data/ext.csv"], other)
+    _commit(other, "other data")
+    _dvc(dvc_bin, ["push", "-q"], other)
+
+    proj = base / "proj"
+    proj.mkdir()
+    git(["init", "-q"], proj)
+    _dvc(dvc_bin, ["init", "-q"], proj)
+    _dvc(dvc_bin, ["remote", "add", "-d", "store", "../remote"], proj)  # relative: DVC keeps it relative to .dvc/
+    gen(proj, {"data/raw.csv": "a,b\n1,2\n", "data/images/a.txt": "image a\n", "data/images/b.txt": "image b\n",
+               "params.yaml": "train:\n  lr: 0.1\n  epochs: 3\nmodels: [small, big]\n",
+               "train.py": TRAIN, "evaluate.py": EVALUATE, "dvc.yaml": DVC_YAML,
+               "src/loader.py": "import dvc.api\n\ndef load():\n    return dvc.api.read('data/raw.csv')\n"})
+    _dvc(dvc_bin, ["add", "-q", "data/raw.csv", "data/images"], proj)
+    _dvc(dvc_bin, ["repro", "-q"], proj)
+    _commit(proj, "v1")
+    gen(proj, {"params.yaml": "train:\n  lr: 0.2\n  epochs: 3\nmodels: [small, big]\n"})
+    _dvc(dvc_bin, ["repro", "-q"], proj)
+    _commit(proj, "v2: lr 0.2")
+    _dvc(dvc_bin, ["import", "-q", "../other", "data/ext.csv", "-o", "data/ext.csv"], proj)
+    _commit(proj, "v3: import ext.csv")
+    _dvc(dvc_bin, ["push", "-q", "--all-commits"], proj)
+
+
+@pytest.fixture
+def project(built: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the built DVC project (and its remotes), for one test."""
+    base = tmp_path / "base"
+    shutil.copytree(built, base, symlinks=True)
+    return base / "proj"
+
+
+def _snapshot(root: Path) -> dict[str, Any]:
+    """Every file and folder below ``root`` (.git included): mode and bytes."""
+    out: dict[str, Any] = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(d) / name
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                out[rel] = ("dir", st.st_mode)
+            else:
+                out[rel] = ("file", st.st_mode, p.read_bytes())
+    return out
+
+
+def _objects(remote: Path) -> list[str]:
+    return sorted(str(p.relative_to(remote)) for p in remote.rglob("*") if p.is_file())
+
+
+def _md5_digests() -> None:
+    """The lead's digest contract (``md5:<hex>`` throughout mlver) is needed to use the
+    imported project end to end."""
+    import mlver.hashing
+
+    if not hasattr(mlver.hashing, "qualify"):
+        require("md5-digests", "md5 digests are not on this branch yet (mlver.hashing.qualify)")
+
+
+def _flat(doc: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        return {prefix: doc}
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return {k.rstrip("."): v for k, v in out.items()}
+
+
+# --- the DVC files, read (mlver.pipeline.dvcfiles) ---------------------------------------------------
+
+def test_dvc_lock_becomes_stage_locks_with_metrics_moved(project: Path) -> None:
+    from mlver.pipeline.dvcfiles import Declared, parse_dvc_lock
+
+    text = (project / "dvc.lock").read_text()
+    declared = {"train": Declared(".", {"eval/metrics.json": (True, False), "eval/loss.csv": (False, False),
+                                        "model.pkl": (False, True)})}
+    conv = parse_dvc_lock(text, "dvc.lock", declared=declared)
+    assert sorted(conv.stages) == sorted(["prep@small", "prep@big", "sweep@adam-1", "sweep@adam-2", "sweep@sgd-1",
+                                          "sweep@sgd-2", "train", "evaluate"])
+    train = conv.stages["train"]
+    assert train.cmd == "python3 train.py 0.2"
+    assert train.params == {"params.yaml": {"train.lr": 0.2}}
+    assert [(m.path, m.cache) for m in train.metrics] == [("eval/metrics.json", False)]
+    assert sorted((o.path, o.cache) for o in train.outs) == [("eval/loss.csv", False), ("model.pkl", True)]
+    images = next(d for d in train.deps if d.path == "data/images")
+    dvc_file = (project / "data/images.dvc").read_text()
+    assert images.kind == "dir" and images.files == 2 and images.digest.startswith("md5:")
+    assert f"md5: {images.digest.split(':')[1]}.dir" in dvc_file  # the same digest DVC wrote, `.dir` stripped
+
+
+def test_dvc_files_and_config_are_read(project: Path) -> None:
+    from mlver.pipeline.dvcfiles import parse_dvc_config, parse_dvc_file, remote_url_for_mlver
+
+    raw = parse_dvc_file((project / "data/raw.csv.dvc").read_text(), "data/raw.csv.dvc")
+    assert [(o.path, o.kind, o.size) for o in raw.outs] == [("raw.csv", "file", 8)]
+    ext = parse_dvc_file((project / "data/ext.csv.dvc").read_text(), "data/ext.csv.dvc")
+    assert ext.imported is not None and ext.imported.path == "data/ext.csv"
+    assert ext.imported.url == "../other" and len(ext.imported.rev_lock or "") == 40
+    config = parse_dvc_config((project / ".dvc/config").read_text(), ".dvc/config")
+    assert config.default == "store"
+    assert [(r.name, remote_url_for_mlver(r.url)) for r in config.remotes] == [("store", "../remote")]
+
+
+def test_legacy_and_malformed_dvc_files_are_named() -> None:
+    from mlver.pipeline.dvcfiles import parse_dvc_file, parse_dvc_lock
+    from mlver.errors import FormatError
+
+    legacy = parse_dvc_file("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 3\n  path: old.csv\n", "old.csv.dvc")
+    assert legacy.outs == () and legacy.legacy == ("old.csv",)
+    lock = parse_dvc_lock("schema: '2.0'\nstages:\n  s:\n    cmd: echo\n    outs:\n    - path: o\n"
+                          "      md5: 0123456789abcdef0123456789abcdef\n      size: 1\n", "dvc.lock")
+    assert lock.stages == {} and "md5-dos2unix" in lock.skipped["s"]
+    with pytest.raises(FormatError, match=r"dvc.lock:1: unsupported dvc.lock schema"):
+        parse_dvc_lock("s:\n  cmd: echo\n", "dvc.lock")
+
+
+def test_converted_lock_is_the_lock_mlver_writes_for_the_same_project(project: Path, tmp_path: Path) -> None:
+    """Stages, commands, params (DVC's nested sections as mlver's leaves, foreach sources
+    mlver tracks), paths, kinds, sizes and metrics are what mlver itself records; only
+    the digests' algorithm differs."""
+    run(["import-dvc"], project)
+    native = tmp_path / "native"
+    native.mkdir()
+    git(["init", "-q"], native)
+    run(["init"], native)
+    for rel in ("mlver.yaml", "params.yaml", "train.py", "evaluate.py", "data/raw.csv", "data/ext.csv"):
+        gen(native, {rel: (project / rel).read_bytes()})
+    shutil.copytree(project / "data/images", native / "data/images")
+    run(["add", "data/raw.csv", "data/images", "data/ext.csv"], native)
+    run(["repro"], native)
+
+    def shape(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if not ln.lstrip().startswith(("digest:", "hash:", "#"))]
+
+    assert shape((project / "mlver.lock").read_text()) == shape((native / "mlver.lock").read_text())
+    for pointer in ("data/raw.csv.mlver", "data/images.mlver"):
+        assert shape((project / pointer).read_text()) == shape((native / pointer).read_text())
+    for gitignore in (".gitignore", "data/.gitignore", "out/.gitignore", "sw/.gitignore"):
+        assert sorted((project / gitignore).read_text().split()) == sorted((native / gitignore).read_text().split())
+    assert "        train.epochs: 3\n" in (project / "mlver.lock").read_text()
+
+
+# --- the command -------------------------------------------------------------------------
+
+def test_dry_run_prints_the_plan_and_changes_nothing(project: Path) -> None:
+    before = _snapshot(project.parent)
+    proc = run(["import-dvc", "--dry-run"], project)
+    assert _snapshot(project.parent) == before
+    out = proc.stdout
+    for line in ("write data/raw.csv.mlver  (from data/raw.csv.dvc)", "write data/images.mlver  (from data/images.dvc)",
+                 "write mlver.yaml  (from dvc.yaml)", "write mlver.lock  (from dvc.lock)",
+                 "remote store (default): ../remote"):
+        assert line in out, out
+    assert "git rm" in out and "Dry run: nothing was changed." in proc.stderr
+    doc = run_json(["import-dvc", "--dry-run"], project)
+    assert _snapshot(project.parent) == before
+    assert doc["dry_run"] is True and doc["stages"] == 8
+    assert sorted(doc["pointers"]) == ["data/ext.csv", "data/images", "data/raw.csv"]
+    assert doc["objects"]["planned"] == len(_objects(project / ".dvc/cache/files"))
+    assert [i["path"] for i in doc["imported"]] == ["data/ext.csv"]
+    assert any(u["where"] == "src/loader.py:1" and "mlver.api" in u["todo"] for u in doc["unconverted"])
+
+
+def test_import_converts_stages_and_commits_nothing(project: Path) -> None:
+    head = git(["rev-parse", "HEAD"], project)
+    dvc_yaml = (project / "dvc.yaml").read_text()
+    cached = len(_objects(project / ".dvc/cache/files"))
+    git(["update-ref", "refs/exps/ab/cdef0123456789abcdef0123456789abcdef01/old-exp", "HEAD"], project)
+    proc = run(["import-dvc"], project)
+    assert git(["rev-parse", "HEAD"], project) == head  # nothing committed
+    assert "the next `mlver push` uploads it" in proc.stdout
+    assert "DVC experiment(s) in refs/exps" in proc.stdout
+    assert not (project / ".dvc").exists() and not (project / "dvc.yaml").exists()
+    assert (project / "mlver.yaml").read_text() == dvc_yaml  # a copy, comments kept
+    staged = git(["diff", "--cached", "--name-status"], project)
+    for path in ("data/raw.csv.mlver", "data/images.mlver", "data/ext.csv.mlver", "mlver.yaml", "mlver.lock",
+                 ".mlver/config"):
+        assert f"{path}\n" in staged, staged
+    for path in ("data/raw.csv.dvc", "dvc.lock", ".dvc/config"):
+        assert f"D\t{path}\n" in staged, staged
+    status = git(["status", "--porcelain", "--untracked-files=all"], project).splitlines()
+    assert [ln for ln in status if not ln.startswith(("A ", "D ", "M ", "R "))] == []  # everything staged
+    ext = (project / "data/ext.csv.mlver").read_text()
+    assert "desc: imported from ../other data/ext.csv at " in ext
+    config = configparser.ConfigParser()
+    config.read(project / ".mlver/config")
+    assert config['remote "store"']["url"] == "../remote" and config["core"]["remote"] == "store"
+    files = [p for p in (project / ".mlver/cache").rglob("*") if p.is_file()]
+    assert len(files) == cached  # every DVC object, linked (no re-hash)
+    assert all(p.stat().st_nlink >= 1 for p in files)
+
+
+def test_not_a_dvc_project_is_a_usage_error(tmp_path: Path) -> None:
+    git(["init", "-q"], tmp_path)
+    proc = run(["import-dvc"], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0].startswith("mlver: error: ") and "is not a DVC project" in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / ".mlver").exists()
+
+
+def test_a_colliding_mlver_file_is_refused_before_anything_is_written(project: Path) -> None:
+    gen(project, {"mlver.yaml": "stages: {}\n"})
+    before = _snapshot(project.parent)
+    proc = run(["import-dvc"], project, check=False)
+    assert proc.returncode == 3
+    assert "mlver: error: mlver.yaml already exists" in proc.stderr
+    assert _snapshot(project.parent) == before
+
+
+def test_an_unreadable_dvc_lock_is_refused_naming_its_line(project: Path) -> None:
+    gen(project, {"dvc.lock": "schema: '2.0'\nstages:\n  train:\n    cmd: [unclosed\n"})
+    before = _snapshot(project.parent)
+    proc = run(["import-dvc"], project, check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("mlver: error: dvc.lock:") and "invalid YAML" in proc.stderr
+    assert _snapshot(project.parent) == before
+
+
+def test_unsupported_fields_are_kept_as_comments_and_listed(project: Path, dvc_bin: str) -> None:
+    text = (project / "dvc.yaml").read_text().replace(
+        "      - model.pkl:\n          desc: the model\n",
+        "      - model.pkl:\n          desc: the model\n          type: model\n          labels:\n          - best\n")
+    gen(project, {"dvc.yaml": text})
+    _dvc(dvc_bin, ["status"], project)  # DVC reads it
+    doc = run_json(["import-dvc", "--dry-run"], project)
+    fields = {u["what"]: u["where"] for u in doc["unconverted"]}
+    assert fields["field 'type' (stage 'train')"].startswith("dvc.yaml:")
+    assert "field 'labels' (stage 'train')" in fields
+    run(["import-dvc"], project)
+    converted = (project / "mlver.yaml").read_text()
+    assert "# mlver import-dvc: not supported by mlver, kept as a comment: type: model\n" in converted
+    assert "#           - best" in converted or "# - best" in converted
+
+
+def test_keep_dvc_leaves_dvc_working(project: Path, dvc_bin: str) -> None:
+    run(["import-dvc", "--keep-dvc"], project)
+    assert (project / "dvc.yaml").exists() and (project / ".dvc/config").exists()
+    assert (project / "data/raw.csv.dvc").exists() and (project / "data/raw.csv.mlver").exists()
+    status = _dvc(dvc_bin, ["status"], project)
+    assert "up to date" in status.stdout, status.stdout
+    config = configparser.ConfigParser()
+    config.read(project / ".mlver/config")
+    assert config['remote "store"']["packs"] == "false"
+    # later, the switch: the files the first import wrote are in place, so it only removes DVC's
+    git(["commit", "-q", "-m", "mlver beside DVC"], project)
+    proc = run(["import-dvc"], project)
+    assert "wrote" not in proc.stdout and not (project / ".dvc").exists() and not (project / "dvc.yaml").exists()
+    assert "D\tdvc.lock" in git(["diff", "--cached", "--name-status"], project)
+
+
+def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> None:
+    git(["init", "-q"], tmp_path)
+    _dvc(dvc_bin, ["init", "-q"], tmp_path)
+    _dvc(dvc_bin, ["remote", "add", "-d", "s3r", "s3://bucket/store"], tmp_path)
+    _dvc(dvc_bin, ["remote", "modify", "s3r", "endpointurl", "http://127.0.0.1:9000"], tmp_path)
+    _dvc(dvc_bin, ["remote", "modify", "s3r", "region", "eu-west-1"], tmp_path)
+    _dvc(dvc_bin, ["remote", "modify", "--local", "s3r", "access_key_id", "AKIDEXAMPLE"], tmp_path)
+    _dvc(dvc_bin, ["remote", "modify", "--local", "s3r", "secret_access_key", "s3cret"], tmp_path)
+    _dvc(dvc_bin, ["remote", "add", "web", "https://example.com/store"], tmp_path)
+    _dvc(dvc_bin, ["remote", "modify", "--local", "web", "password", "pw"], tmp_path)
+    _dvc(dvc_bin, ["remote", "modify", "web", "ask_password", "true"], tmp_path)
+    _commit(tmp_path, "dvc remotes")
+    doc = run_json(["import-dvc"], tmp_path)
+    committed = (tmp_path / ".mlver/config").read_text()
+    local = (tmp_path / ".mlver/config.local").read_text()
+    assert "s3cret" not in committed and "AKIDEXAMPLE" not in committed and "pw" not in committed.split()
+    assert "endpoint_url = http://127.0.0.1:9000" in committed and "region = eu-west-1" in committed
+    assert "secret_access_key = s3cret" in local and "access_key_id = AKIDEXAMPLE" in local
+    assert "password = pw" in local
+    assert ".mlver/config.local" not in git(["diff", "--cached", "--name-only"], tmp_path)
+    assert any(u["what"] == "option 'ask_password' of remote 'web'" for u in doc["unconverted"])
+    listed = {r["name"]: r for r in run_json(["remote", "list"], tmp_path)["remotes"]}
+    assert listed["s3r"]["default"] is True and listed["web"]["url"] == "https://example.com/store"
+
+
+# --- traps (doctor, and at import) ------------------------------------------------------
+
+def test_doctor_and_import_warn_of_a_metrics_file_hidden_from_git(project: Path, tmp_path: Path) -> None:
+    gen(project, {".gitignore": (project / ".gitignore").read_text() + "/eval\n"})
+    git(["rm", "-q", "--cached", "-r", "eval"], project)  # the metrics file never reached Git: the line hides it
+    _commit(project, "a stale /eval line")
+    proc = run(["import-dvc"], project)
+    assert "mlver: warning: the metrics file eval/metrics.json is hidden from Git by .gitignore:" in proc.stderr
+    assert ":/eval (a .gitignore line)" in proc.stderr
+    doctor = run(["doctor"], project)
+    assert "eval/metrics.json is hidden from Git by .gitignore" in doctor.stderr
+    assert any("eval/metrics.json" in w for w in run_json(["doctor"], project)["warnings"])
+    # dvclive importable in mlver's environment: said, with the way out
+    fake = tmp_path / "site"
+    gen(fake, {"dvclive/__init__.py": ""})
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")]))}
+    warnings = run_json(["doctor"], project, env=env)["warnings"]
+    assert any("dvclive" in w and "save_dvc_exp=False" in w and "mlver.live.Live" in w for w in warnings)
+
+
+# --- history: commits from before the import --------------------------------------------
+
+def test_history_reads_dvc_commits_as_dvc_shows_them(project: Path, dvc_bin: str) -> None:
+    dvc_rows = json.loads(_dvc(dvc_bin, ["exp", "show", "--json", "-n", "3"], project).stdout)
+    dvc_by_rev = {r["rev"]: r["data"] for r in dvc_rows if r["rev"] != "workspace"}
+    run(["import-dvc"], project)
+    rows = run_json(["exp", "show", "-n", "3"], project)["rows"]
+    commits = [r for r in rows if r["rev"] != "workspace"]
+    assert len(commits) == 3
+    import mlver.hashing
+
+    folder_metrics_readable = hasattr(mlver.hashing, "qualify")
+    for row in commits:
+        dvc = next(v for k, v in dvc_by_rev.items() if k.startswith(row["rev"]))
+        dvc_params = {f: _flat(v["data"]) for f, v in dvc["params"].items()}
+        assert row["params"]["params.yaml"]["train.lr"] == dvc_params["params.yaml"]["train.lr"]
+        for f, values in row["params"].items():
+            for k, v in values.items():
+                assert dvc_params[f][k] == v, (row["rev"], f, k)
+        dvc_metrics = {f: _flat(v["data"]) for f, v in dvc["metrics"].items()}
+        if not folder_metrics_readable:  # res/m.json lives inside the cached folder `res` (an md5 .dir listing)
+            dvc_metrics.pop("res/m.json")
+            row["metrics"].pop("res/m.json", None)
+        assert row["metrics"] == dvc_metrics, row["rev"]
+    lrs = [r["params"]["params.yaml"]["train.lr"] for r in commits]
+    assert lrs == [0.2, 0.2, 0.1]
+    shown = run_json(["metrics", "show", "-n", "3"], project)["revisions"]
+    assert [r["metrics"]["eval/metrics.json"]["lr"] for r in shown[-3:]] == [0.2, 0.2, 0.1]
+    diff = run_json(["params", "diff", "HEAD~2", "HEAD~1"], project)["changes"]
+    assert diff["params.yaml"]["train.lr"] == {"old": 0.1, "new": 0.2, "diff": 0.1}
+    plots = run_json(["plots", "diff", "HEAD~2", "HEAD~1"], project)["plots"]
+    loss = next(p for p in plots if "eval/loss.csv" in p["name"])
+    assert [[float(pt["loss"]) for pt in r["points"]] for r in loss["revisions"]] == [[1.0, 0.9], [1.0, 0.8]]
+
+
+def test_data_commands_read_dvc_files_in_old_commits(project: Path) -> None:
+    """Pointers of commits from before the import are DVC's ``*.dvc`` and ``dvc.lock``:
+    get, diff and gc's scope read them."""
+    _md5_digests()
+    run(["import-dvc"], project)
+    git(["commit", "-q", "-m", "mlver import-dvc"], project)
+    run(["get", "--rev", "HEAD~3", "model.pkl", "-o", "old-model.pkl"], project)
+    assert (project / "old-model.pkl").read_text() == "model 0.1"
+    changed = run_json(["diff", "HEAD~3", "HEAD~2"], project)
+    assert "model.pkl" in {m["path"] for m in changed["modified"]}
+    assert run_json(["gc", "--all-commits", "--dry-run"], project)["objects"] == 0  # v1's objects are referenced
+
+
+# --- end to end: the imported project works (needs md5 digests) ----------------------------
+
+def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, tmp_path: Path) -> None:
+    _md5_digests()
+    remote = project.parent / "remote"
+    before = _objects(remote)
+    workspace = {p: (project / p).read_bytes() for p in ("data/raw.csv", "data/images/a.txt", "data/ext.csv",
+                                                         "model.pkl", "res/m.json", "eval/metrics.json")}
+    run(["import-dvc"], project)
+    status = run_json(["status"], project)
+    assert status["clean"] is True, [s for s in status["stages"] if s["changed"]] + status["outputs"]
+    repro = run(["repro"], project)
+    assert "Running" not in repro.stdout + repro.stderr
+    assert {p: (project / p).read_bytes() for p in workspace} == workspace
+    assert _objects(remote) == before  # the import uploads nothing
+    git(["commit", "-q", "-m", "mlver import-dvc"], project)
+    push = run(["push"], project)
+    added = sorted(set(_objects(remote)) - set(before))
+    ext_md5 = (project / "data/ext.csv.mlver").read_text().split("digest: ")[1].split()[0]
+    # DVC never pushed the `dvc import`ed file (its bytes live on the other project's remote):
+    # the first push sends it, and nothing else
+    assert added == [f"files/md5/{ext_md5[:2]}/{ext_md5[2:]}"], (added, push.stderr)
+    assert "1 object(s) pushed" in push.stderr
+    verify = run_json(["repro", "--verify"], project)
+    assert verify["reproduced"] is True, verify
+    assert {o["path"] for o in verify["outputs"]} >= {"model.pkl", "res", "eval/metrics.json"}
+    clone = project.parent / "clone"  # beside the project: the remote's URL is relative (../remote)
+    git(["clone", "-q", str(project), str(clone)], tmp_path)
+    run(["pull"], clone)
+    assert {p: (clone / p).read_bytes() for p in workspace} == workspace
+    assert run_json(["status"], clone)["clean"] is True
