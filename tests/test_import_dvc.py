@@ -493,3 +493,23 @@ def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, 
     run(["pull"], clone)
     assert {p: (clone / p).read_bytes() for p in workspace} == workspace
     assert run_json(["status"], clone)["clean"] is True
+
+
+def test_digests_dvc_already_computed_are_not_read_again(project: Path, dvc_bin: str) -> None:
+    """The import fills mlver's digest memo from DVC's state database, only for files whose
+    inode, mtime and size DVC recorded; a file changed since is hashed again."""
+    import sqlite3
+
+    _md5_digests()
+    _dvc(dvc_bin, ["status", "-q"], project, check=False)  # DVC's state rows for this copy's paths
+    raw = project / "data/raw.csv"
+    raw.write_text("a,b\n1,3\n")  # changed after DVC hashed it: its row no longer matches
+    doc = run_json(["import-dvc"], project)
+    assert doc["digests_from_dvc_state"] >= 2
+    with sqlite3.connect(project / ".mlver/tmp/state.db") as db:
+        rows = dict(db.execute("SELECT path, digest FROM hashes"))
+    assert rows["data/images/a.txt"] == "md5:" + __import__("hashlib").md5(b"image a\n").hexdigest()
+    assert "data/raw.csv" not in rows  # not believed: mlver reads it itself
+    status = run_json(["status"], project)
+    assert {o["path"]: o["state"] for o in status["outputs"]}["data/raw.csv"] == "modified"
+    assert {o["path"]: o["state"] for o in status["outputs"]}.get("data/images", "ok") == "ok"

@@ -20,7 +20,7 @@ from mlver import git
 from mlver.errors import MlverError, UsageError
 from mlver.fsutil import atomic_write_text, unlink_quiet
 from mlver.ops.dvc_storage import (CacheObject, ObjectCounts, RemotePlan, Unconverted, apply_remotes, link_objects,
-                                   plan_storage)
+                                   plan_storage, seed_state)
 from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, DvcFile, DvcImport,
                                      parse_dvc_file, parse_dvc_lock, read_dvc_pipeline, read_text)
 from mlver.pipeline.lockfile import StageLock, dump_lock
@@ -82,6 +82,7 @@ class ImportResult:
     dry_run: bool
     objects: ObjectCounts = ObjectCounts()
     staged: tuple[str, ...] = ()
+    seeded: int = 0  # workspace files whose md5 came from DVC's state database (not read again)
 
     def to_json(self) -> dict[str, Any]:
         p = self.plan
@@ -91,6 +92,7 @@ class ImportResult:
                 "remotes": [r.to_json() for r in p.remotes],
                 "objects": {"planned": len(p.objects), "linked": self.objects.linked, "copied": self.objects.copied,
                             "present": self.objects.present},
+                "digests_from_dvc_state": self.seeded,
                 "removed": [] if p.keep_dvc else p.removed,
                 "imported": [i.to_json() for i in p.imported],
                 "unconverted": [u.to_json() for u in p.unconverted],
@@ -379,6 +381,7 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
         atomic_write_text(repo.abs(w.path), w.text, fsync=repo.fsync, inside=root)
         staged.append(w.path)
     counts = link_objects(repo.cache, plan.objects)
+    seeded = seed_state(repo)
     apply_remotes(repo, plan.remotes)
     staged.append(".mlver/config")
     if plan.init:
@@ -393,7 +396,7 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
         _remove_dvc(repo, plan)
     paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
     git.stage(root, [repo.abs(p) for p in paths])
-    return ImportResult(plan, False, counts, tuple(paths))
+    return ImportResult(plan, False, counts, tuple(paths), seeded)
 
 
 def _remove_dvc(repo: Any, plan: ImportPlan) -> None:
