@@ -394,6 +394,22 @@ def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> Non
     assert listed["s3r"]["default"] is True and listed["web"]["url"] == "https://example.com/store"
 
 
+def test_digests_dvc_verified_are_not_read_again(project: Path, tmp_path: Path, dvc_bin: str) -> None:
+    """The import fills mlver's state memo from DVC's state database for files whose
+    (inode, mtime, size) still match it; a file changed since is hashed, and found changed."""
+    _md5_digests()
+    site = tmp_path / "dvc-site"
+    _dvc(dvc_bin, ["config", "--local", "core.site_cache_dir", str(site)], project)
+    _dvc(dvc_bin, ["status"], project)  # DVC hashes this copy's files into its state database
+    (project / "data/images/b.txt").chmod(0o644)
+    (project / "data/images/b.txt").write_text("image B\n")  # same size, other bytes, after DVC hashed it
+    doc = run_json(["import-dvc"], project)
+    assert doc["known_from_dvc_state"] >= 3  # raw.csv, images/a.txt, ext.csv at least
+    status = run_json(["status"], project)
+    changed = {o["path"]: [f["path"] for f in o["files"]] for o in status["outputs"]}
+    assert changed == {"data/images": ["data/images/b.txt"]}, status
+
+
 # --- traps (doctor, and at import) ------------------------------------------------------
 
 def test_doctor_and_import_warn_of_a_metrics_file_hidden_from_git(project: Path, tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from mlver.errors import MlverError
 from mlver.fsutil import copy_file, tmp_name, unlink_quiet
-from mlver.pipeline.dvcfiles import (DVC_DIR, OPTION_NAMES, DvcConfig, parse_dvc_config, qualified_md5, read_text,
-                                     remote_url_for_mlver)
+from mlver.pipeline.dvcfiles import (DVC_DIR, OPTION_NAMES, DvcConfig, DvcStateEntry, parse_dvc_config,
+                                     qualified_md5, read_text, remote_url_for_mlver, state_checksum, state_entries)
 
 CONFIG = f"{DVC_DIR}/config"
 LOCAL_CONFIG = f"{DVC_DIR}/config.local"
@@ -60,6 +60,7 @@ class StoragePlan:
     removable: bool = True  # DVC's cache may go once linked (not shared, not linked into the workspace)
     unconverted: list[Unconverted] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    state: list[DvcStateEntry] = field(default_factory=list)  # digests DVC's state database remembers
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def plan_storage(root: str, *, existing: dict[str, dict[str, str]], keep_dvc: bo
         if remote is not None:
             plan.remotes.append(remote)
     _objects(plan, root, config, keep_dvc=keep_dvc)
+    plan.state = state_entries(root, config)
     return plan
 
 
@@ -212,3 +214,27 @@ def link_objects(cache: Any, objects: list[CacheObject]) -> ObjectCounts:
             unlink_quiet(tmp)
         copied += 1
     return ObjectCounts(linked, copied, present)
+
+
+def seed_state(repo: Any, entries: list[DvcStateEntry]) -> int:
+    """Fill mlver's state memo from DVC's state database, for each workspace file whose
+    (inode, mtime, size) still give DVC's token: DVC verified those bytes, so the first
+    ``mlver status`` after the import does not read them again. Returns how many."""
+    import stat as stat_module
+    import time
+
+    now = time.time_ns()  # the memo's racy rule is measured from here
+    seeded: set[str] = set()
+    for e in entries:
+        rel = os.path.relpath(e.path, repo.root).replace(os.sep, "/")
+        if rel in seeded or rel.startswith(("../", ".dvc/", ".git/", ".mlver/")):
+            continue
+        try:
+            st = os.lstat(e.path)
+        except OSError:
+            continue
+        if stat_module.S_ISREG(st.st_mode) and state_checksum(st) == e.checksum:
+            repo.state.record(rel, st, qualified_md5(e.md5), read_ns=now)
+            seeded.add(rel)
+    repo.state.flush()
+    return len(seeded)

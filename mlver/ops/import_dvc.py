@@ -20,7 +20,7 @@ from mlver import git
 from mlver.errors import MlverError, UsageError
 from mlver.fsutil import atomic_write_text, unlink_quiet
 from mlver.ops.dvc_storage import (CacheObject, ObjectCounts, RemotePlan, Unconverted, apply_remotes, link_objects,
-                                   plan_storage)
+                                   plan_storage, seed_state)
 from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, DvcFile, DvcImport,
                                      parse_dvc_file, parse_dvc_lock, read_dvc_pipeline, read_text)
 from mlver.pipeline.lockfile import StageLock, dump_lock
@@ -74,6 +74,7 @@ class ImportPlan:
     init: bool = False  # `.mlver/` is created
     keep_dvc: bool = False
     pipeline: Pipeline | None = None  # every converted pipeline file, merged (its graph checked)
+    state: list[Any] = field(default_factory=list)  # DVC's state database rows for this project
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class ImportResult:
     dry_run: bool
     objects: ObjectCounts = ObjectCounts()
     staged: tuple[str, ...] = ()
+    memo: int = 0  # files whose digest came from DVC's state database (not read again)
 
     def to_json(self) -> dict[str, Any]:
         p = self.plan
@@ -91,6 +93,7 @@ class ImportResult:
                 "remotes": [r.to_json() for r in p.remotes],
                 "objects": {"planned": len(p.objects), "linked": self.objects.linked, "copied": self.objects.copied,
                             "present": self.objects.present},
+                "known_from_dvc_state": self.memo,
                 "removed": [] if p.keep_dvc else p.removed,
                 "imported": [i.to_json() for i in p.imported],
                 "unconverted": [u.to_json() for u in p.unconverted],
@@ -258,6 +261,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     storage = plan_storage(root, existing=existing, keep_dvc=keep_dvc)
     plan.remotes, plan.objects, plan.dvc_cache = storage.remotes, storage.objects, storage.dvc_cache
     plan.remove_dvc_cache = storage.removable
+    plan.state = storage.state
     plan.unconverted += storage.unconverted
     plan.warnings += storage.warnings
     present = {o.digest for o in plan.objects}
@@ -379,6 +383,7 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
         atomic_write_text(repo.abs(w.path), w.text, fsync=repo.fsync, inside=root)
         staged.append(w.path)
     counts = link_objects(repo.cache, plan.objects)
+    memo = seed_state(repo, plan.state)
     apply_remotes(repo, plan.remotes)
     staged.append(".mlver/config")
     if plan.init:
@@ -393,7 +398,7 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
         _remove_dvc(repo, plan)
     paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
     git.stage(root, [repo.abs(p) for p in paths])
-    return ImportResult(plan, False, counts, tuple(paths))
+    return ImportResult(plan, False, counts, tuple(paths), memo)
 
 
 def _remove_dvc(repo: Any, plan: ImportPlan) -> None:
