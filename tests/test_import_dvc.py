@@ -394,6 +394,22 @@ def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> Non
     assert listed["s3r"]["default"] is True and listed["web"]["url"] == "https://example.com/store"
 
 
+def test_digests_dvc_verified_are_not_read_again(project: Path, tmp_path: Path, dvc_bin: str) -> None:
+    """The import fills mlver's state memo from DVC's state database for files whose
+    (inode, mtime, size) still match it; a file changed since is hashed, and found changed."""
+    _md5_digests()
+    site = tmp_path / "dvc-site"
+    _dvc(dvc_bin, ["config", "--local", "core.site_cache_dir", str(site)], project)
+    _dvc(dvc_bin, ["status"], project)  # DVC hashes this copy's files into its state database
+    (project / "data/images/b.txt").chmod(0o644)
+    (project / "data/images/b.txt").write_text("image B\n")  # same size, other bytes, after DVC hashed it
+    doc = run_json(["import-dvc"], project)
+    assert doc["known_from_dvc_state"] >= 3  # raw.csv, images/a.txt, ext.csv at least
+    status = run_json(["status"], project)
+    changed = {o["path"]: [f["path"] for f in o["files"]] for o in status["outputs"]}
+    assert changed == {"data/images": ["data/images/b.txt"]}, status
+
+
 # --- traps (doctor, and at import) ------------------------------------------------------
 
 def test_doctor_and_import_warn_of_a_metrics_file_hidden_from_git(project: Path, tmp_path: Path) -> None:
@@ -502,22 +518,3 @@ def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, 
     assert {p: (clone / p).read_bytes() for p in workspace} == workspace
     assert run_json(["status"], clone)["clean"] is True
 
-
-def test_digests_dvc_already_computed_are_not_read_again(project: Path, dvc_bin: str) -> None:
-    """The import fills mlver's digest memo from DVC's state database, only for files whose
-    inode, mtime and size DVC recorded; a file changed since is hashed again."""
-    import sqlite3
-
-    _md5_digests()
-    _dvc(dvc_bin, ["status", "-q"], project, check=False)  # DVC's state rows for this copy's paths
-    raw = project / "data/raw.csv"
-    raw.write_text("a,b\n1,3\n")  # changed after DVC hashed it: its row no longer matches
-    doc = run_json(["import-dvc"], project)
-    assert doc["digests_from_dvc_state"] >= 2
-    with sqlite3.connect(project / ".mlver/tmp/state.db") as db:
-        rows = dict(db.execute("SELECT path, digest FROM hashes"))
-    assert rows["data/images/a.txt"] == "md5:" + __import__("hashlib").md5(b"image a\n").hexdigest()
-    assert "data/raw.csv" not in rows  # not believed: mlver reads it itself
-    status = run_json(["status"], project)
-    assert {o["path"]: o["state"] for o in status["outputs"]}["data/raw.csv"] == "modified"
-    assert {o["path"]: o["state"] for o in status["outputs"]}.get("data/images", "ok") == "ok"

@@ -74,8 +74,8 @@ def _render_import(app: App, res) -> None:
     else:
         o = res.objects
         say(f"  cache: {o.linked} objects linked, {o.copied} copied, {o.present} already there (no re-hash, no upload)")
-        if res.seeded:
-            say(f"  {res.seeded} workspace file digest(s) taken from DVC's state database (not read again)")
+        if res.memo:
+            say(f"  {res.memo} files' digests taken from DVC's state database (not read again)")
     if p.removed and not p.keep_dvc:
         say(f"  git rm {len(p.removed)} DVC files: " + " ".join(p.removed[:8]) + (" ..." if len(p.removed) > 8 else ""))
     for imp in p.imported:

@@ -6,16 +6,14 @@ under the same digests, so nothing is hashed or uploaded again."""
 from __future__ import annotations
 
 import errno
-import json
 import os
-import stat
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from mlver.errors import MlverError
 from mlver.fsutil import copy_file, tmp_name, unlink_quiet
-from mlver.pipeline.dvcfiles import (DVC_DIR, OPTION_NAMES, DvcConfig, parse_dvc_config, qualified_md5, read_text,
-                                     remote_url_for_mlver)
+from mlver.pipeline.dvcfiles import (DVC_DIR, OPTION_NAMES, DvcConfig, DvcStateEntry, parse_dvc_config,
+                                     qualified_md5, read_text, remote_url_for_mlver, state_checksum, state_entries)
 
 CONFIG = f"{DVC_DIR}/config"
 LOCAL_CONFIG = f"{DVC_DIR}/config.local"
@@ -62,6 +60,7 @@ class StoragePlan:
     removable: bool = True  # DVC's cache may go once linked (not shared, not linked into the workspace)
     unconverted: list[Unconverted] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    state: list[DvcStateEntry] = field(default_factory=list)  # digests DVC's state database remembers
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,7 @@ def plan_storage(root: str, *, existing: dict[str, dict[str, str]], keep_dvc: bo
         if remote is not None:
             plan.remotes.append(remote)
     _objects(plan, root, config, keep_dvc=keep_dvc)
+    plan.state = state_entries(root, config)
     return plan
 
 
@@ -216,70 +216,30 @@ def link_objects(cache: Any, objects: list[CacheObject]) -> ObjectCounts:
     return ObjectCounts(linked, copied, present)
 
 
-# --- DVC's state database (what DVC already hashed) ------------------------------------
-
-def dvc_site_cache_dirs() -> list[str]:
-    """Where DVC 3 may keep this repository's state database: ``$DVC_SITE_CACHE_DIR``,
-    else ``/var/tmp/dvc`` (DVC's default on Linux)."""
-    dirs = [os.environ.get("DVC_SITE_CACHE_DIR") or "", "/var/tmp/dvc"]
-    return [d for d in dict.fromkeys(dirs) if d and os.path.isdir(os.path.join(d, "repo"))]
-
-
-def dvc_known_md5s(root: str, site_dirs: list[str]) -> Iterator[tuple[str, os.stat_result, str]]:
-    """(absolute path, stat now, md5 hex) of each file below ``root`` whose md5 DVC's state
-    database records for exactly its current inode, mtime and size (DVC's own check:
-    fsspec's ``tokenize([inode, mtime, size])``); nothing else is believed."""
-    import glob
-    import sqlite3
-
-    from fsspec.utils import tokenize
-
-    prefix = root.rstrip(os.sep) + os.sep
-    for site in site_dirs:
-        for db in glob.glob(os.path.join(site, "repo", "*", "hashes", "local", "cache.db")):
-            try:
-                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                try:
-                    rows = conn.execute("SELECT key, value FROM Cache WHERE raw = 1 AND key >= ? AND key < ?",
-                                        (prefix, prefix[:-1] + chr(ord(os.sep) + 1))).fetchall()
-                finally:
-                    conn.close()
-            except sqlite3.Error:
-                continue  # another DVC's layout, or locked: hash instead
-            for key, value in rows:
-                try:
-                    doc = json.loads(value)
-                    md5 = doc["hash_info"]["md5"]
-                    st = os.stat(key)
-                except (ValueError, KeyError, TypeError, OSError):
-                    continue
-                if (isinstance(md5, str) and not md5.endswith(".dir") and stat.S_ISREG(st.st_mode)
-                        and doc.get("checksum") == str(int(tokenize([st.st_ino, st.st_mtime, st.st_size]), 16))
-                        and doc.get("size") == st.st_size):
-                    yield key, st, md5
-
-
-def seed_state(repo: Any) -> int:
-    """Fill mlver's digest memo with the md5s DVC's state database holds for workspace
-    files whose inode, mtime and size still match (``dvc_known_md5s``), so the first
-    ``mlver status`` after the import reads no file DVC already hashed. Returns how many."""
+def seed_state(repo: Any, entries: list[DvcStateEntry]) -> int:
+    """Fill mlver's state memo from DVC's state database, for each workspace file whose
+    (inode, mtime, size) still give DVC's token: DVC verified those bytes, so the first
+    ``mlver status`` after the import does not read them again. Returns how many."""
+    import stat as stat_module
     import time
 
-    from mlver.hashing import qualify
-
-    root = os.path.realpath(repo.root)
-    skip = (os.path.join(root, DVC_DIR) + os.sep, os.path.realpath(repo.dir) + os.sep)
-    now = time.time_ns()
-    n = 0
-    for path, st, md5 in dvc_known_md5s(root, dvc_site_cache_dirs()):
-        if path.startswith(skip):
-            continue  # DVC's and mlver's caches are not workspace data
-        repo.state.record(os.path.relpath(path, root).replace(os.sep, "/"), st, qualify("md5", md5), read_ns=now)
-        n += 1
+    now = time.time_ns()  # the memo's racy rule is measured from here
+    seeded: set[str] = set()
+    for e in entries:
+        rel = os.path.relpath(e.path, repo.root).replace(os.sep, "/")
+        if rel in seeded or rel.startswith(("../", ".dvc/", ".git/", ".mlver/")):
+            continue
+        try:
+            st = os.lstat(e.path)
+        except OSError:
+            continue
+        if stat_module.S_ISREG(st.st_mode) and state_checksum(st) == e.checksum:
+            repo.state.record(rel, st, qualified_md5(e.md5), read_ns=now)
+            seeded.add(rel)
     repo.state.flush()
-    if n:
+    if seeded:
         _remember_folders(repo)
-    return n
+    return len(seeded)
 
 
 def _remember_folders(repo: Any) -> None:

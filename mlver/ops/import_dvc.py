@@ -74,6 +74,7 @@ class ImportPlan:
     init: bool = False  # `.mlver/` is created
     keep_dvc: bool = False
     pipeline: Pipeline | None = None  # every converted pipeline file, merged (its graph checked)
+    state: list[Any] = field(default_factory=list)  # DVC's state database rows for this project
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class ImportResult:
     dry_run: bool
     objects: ObjectCounts = ObjectCounts()
     staged: tuple[str, ...] = ()
-    seeded: int = 0  # workspace files whose md5 came from DVC's state database (not read again)
+    memo: int = 0  # files whose digest came from DVC's state database (not read again)
 
     def to_json(self) -> dict[str, Any]:
         p = self.plan
@@ -92,7 +93,7 @@ class ImportResult:
                 "remotes": [r.to_json() for r in p.remotes],
                 "objects": {"planned": len(p.objects), "linked": self.objects.linked, "copied": self.objects.copied,
                             "present": self.objects.present},
-                "digests_from_dvc_state": self.seeded,
+                "known_from_dvc_state": self.memo,
                 "removed": [] if p.keep_dvc else p.removed,
                 "imported": [i.to_json() for i in p.imported],
                 "unconverted": [u.to_json() for u in p.unconverted],
@@ -260,6 +261,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     storage = plan_storage(root, existing=existing, keep_dvc=keep_dvc)
     plan.remotes, plan.objects, plan.dvc_cache = storage.remotes, storage.objects, storage.dvc_cache
     plan.remove_dvc_cache = storage.removable
+    plan.state = storage.state
     plan.unconverted += storage.unconverted
     plan.warnings += storage.warnings
     present = {o.digest for o in plan.objects}
@@ -381,7 +383,7 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
         atomic_write_text(repo.abs(w.path), w.text, fsync=repo.fsync, inside=root)
         staged.append(w.path)
     counts = link_objects(repo.cache, plan.objects)
-    seeded = seed_state(repo)
+    memo = seed_state(repo, plan.state)
     apply_remotes(repo, plan.remotes)
     staged.append(".mlver/config")
     if plan.init:
@@ -396,7 +398,7 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
         _remove_dvc(repo, plan)
     paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
     git.stage(root, [repo.abs(p) for p in paths])
-    return ImportResult(plan, False, counts, tuple(paths), seeded)
+    return ImportResult(plan, False, counts, tuple(paths), memo)
 
 
 def _remove_dvc(repo: Any, plan: ImportPlan) -> None:

@@ -438,6 +438,7 @@ class DvcConfig:
     default: str | None = None
     cache_dir: str | None = None  # `[cache] dir`, relative to .dvc/ when relative
     cache_type: str | None = None
+    site_cache_dir: str | None = None  # `[core] site_cache_dir`: where DVC keeps its state database
 
 
 def _read_ini(text: str, shown: str) -> dict[str, dict[str, str]]:
@@ -493,7 +494,68 @@ def parse_dvc_config(text: str, shown: str, local_text: str = "", local_shown: s
     def setting(section: str, key: str) -> str | None:
         return local.get(section, {}).get(key) or committed.get(section, {}).get(key)
 
-    return DvcConfig(tuple(remotes), setting("core", "remote"), setting("cache", "dir"), setting("cache", "type"))
+    return DvcConfig(tuple(remotes), setting("core", "remote"), setting("cache", "dir"), setting("cache", "type"),
+                     setting("core", "site_cache_dir"))
+
+
+# --- DVC's state database -------------------------------------------------------------
+
+# Where DVC 3 keeps per-repository state (platformdirs' site cache dir) unless
+# `core.site_cache_dir` says otherwise: `<dir>/repo/<token>/hashes/local/cache.db`.
+SITE_CACHE_DIRS = ("/var/tmp/dvc", "/Library/Caches/dvc")
+
+
+@dataclass(frozen=True)
+class DvcStateEntry:
+    """What DVC's state database remembers of one file: the MD5 it hashed, valid while
+    the file's (inode, mtime, size) give the same ``checksum``."""
+
+    path: str  # absolute
+    checksum: str
+    md5: str
+
+
+def state_checksum(st: Any) -> str:
+    """DVC's validity token for a file's stat: ``int(fsspec.utils.tokenize([ino, mtime,
+    size]), 16)`` as a string (dvc-data's ``_checksum``)."""
+    import hashlib
+
+    token = hashlib.md5(str(([st.st_ino, st.st_mtime, st.st_size],)).encode(), usedforsecurity=False).hexdigest()
+    return str(int(token, 16))
+
+
+def state_entries(root: str, config: DvcConfig) -> list[DvcStateEntry]:
+    """The files below ``root`` whose MD5 DVC's state database remembers: the rows of
+    every database in the site cache dirs (an older repository at the same path has one
+    too: a row counts only while its checksum matches the file), unreadable ones skipped."""
+    import glob
+    import json
+    import sqlite3
+
+    dirs = [config.site_cache_dir] if config.site_cache_dir else list(SITE_CACHE_DIRS)
+    prefix = root.rstrip(os.sep) + os.sep
+    found: list[DvcStateEntry] = []
+    for d in dirs:
+        for db in sorted(glob.glob(os.path.join(os.path.expanduser(d), "repo", "*", "hashes", "local", "cache.db"))):
+            try:
+                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                try:
+                    rows = conn.execute("SELECT key, value FROM Cache WHERE key >= ? AND key < ?",
+                                        (prefix, prefix[:-1] + chr(ord(os.sep) + 1))).fetchall()
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                continue
+            for key, value in rows:
+                try:
+                    doc = json.loads(value)
+                    md5 = doc["hash_info"]["md5"]
+                    checksum = doc["checksum"]
+                except (TypeError, ValueError, KeyError):
+                    continue
+                if isinstance(key, str) and isinstance(md5, str) and _MD5.fullmatch(md5) and isinstance(checksum, str):
+                    found.append(DvcStateEntry(key, checksum, md5))
+    return found
 
 
 def remote_url_for_mlver(url: str) -> str:
