@@ -244,6 +244,8 @@ queue_tool() (   # queue_tool TOOL: set up (untimed), queue QUEUE experiments, t
   export HOME=$RUN/$1/home DVC_SITE_CACHE_DIR=$RUN/$1/dvc-site-cache
   mkdir -p "$R" && cd "$R" && git init -q || return 0
   case "$tool" in mlver) X=$MLVER ;; *) X=$DVC ;; esac
+  # DVC's queue starts its workers as `dvc` from PATH: DVC's own venv comes first
+  case "$DVC" in */*) export PATH="$(dirname "$DVC"):$PATH" ;; esac
   printf '%s' "$BURN_PY" >train.py
   printf 'train:\n  lr: 0.5\n' >params.yaml
   for ((i = 1; i <= QUEUE; i++)); do vals+="${vals:+,}0.$((100 + i))"; done
