@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, NamedTuple
 
 from mlver import git
-from mlver.cache import Cache
+from mlver.cache import Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, DanglingLink, FormatError, PathError
 from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
                           sweep_stale_tmp, unlink_confined, walk_files)
@@ -317,6 +317,54 @@ def load_manifest(cache: Cache, digest: str) -> Manifest | None:
     if not cache.has(digest, manifest=True):
         return None
     return parse_manifest(cache.read_bytes(digest, manifest=True), f"manifest {digest}", algo_of(digest))
+
+
+# --- what outputs name (the tracked-data layer, mlver.tracked, answers with these) ----------
+
+def find(outputs: list[Output], rel: str) -> tuple[Output, str | None] | None:
+    """The output named by ``rel`` (its data path or its pointer file), and the path
+    inside it when ``rel`` is below a tracked folder; None when no output holds ``rel``."""
+    for o in outputs:
+        if o.path == rel or o.pointer_file == rel + POINTER_SUFFIX:
+            return o, None
+    for o in outputs:
+        if o.kind == "dir" and rel.startswith(o.path + "/"):
+            return o, rel[len(o.path) + 1:]
+    return None
+
+
+def entries_below(manifest_entries: tuple[Entry, ...] | list[Entry], inner: str | None) -> list[Entry]:
+    """A folder's entries for ``inner`` (None: all of them): the one file ``inner``
+    names (path ``""``), else the files below it with paths relative to it; empty when
+    ``inner`` names nothing in the folder."""
+    if inner is None:
+        return list(manifest_entries)
+    for e in manifest_entries:
+        if e.path == inner:
+            return [Entry("", e.digest, e.size, e.exec)]
+    return [Entry(e.path[len(inner) + 1:], e.digest, e.size, e.exec) for e in manifest_entries
+            if e.path.startswith(inner + "/")]
+
+
+def objects_of(cache: Cache, output: Output) -> list[ObjectRef]:
+    """The objects an output names: its file, or its folder's manifest and, when the
+    manifest is cached, every file it lists."""
+    if output.kind == "file":
+        return [ObjectRef(output.digest, False)]
+    refs = [ObjectRef(output.digest, True)]
+    manifest = load_manifest(cache, output.digest)
+    if manifest is not None:
+        refs.extend(dict.fromkeys(ObjectRef(e.digest, False) for e in manifest.entries))
+    return refs
+
+
+def missing(cache: Cache, outputs: list[Output]) -> list[ObjectRef]:
+    """The objects of ``outputs`` that the cache lacks (a folder whose manifest is absent
+    counts as its manifest only: what it lists is unknown until that arrives)."""
+    lacking: dict[ObjectRef, None] = {}
+    for o in outputs:
+        lacking.update((r, None) for r in objects_of(cache, o) if not cache.has(r.digest, r.manifest))
+    return list(lacking)
 
 
 # --- status ---------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from mlver.pipeline.model import PIPELINE_FILE, Out, Stage
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import (Output, current_dir_summary, current_file_digest, current_manifest, load_manifest, scan_dir,
-                             store_output)
+from mlver.workspace import (Output, current_dir_summary, current_file_digest, current_manifest, load_manifest, missing,
+                             scan_dir, store_output)
 
 
 class Inspector:
@@ -237,6 +237,4 @@ def restore_plain(repo: Repo, entry: LockEntry) -> None:
 
 def products_restorable(repo: Repo, entries: list[LockEntry]) -> bool:
     """Whether every object the entries name (folders: manifest and files) is cached."""
-    from mlver.tracked import missing
-
     return not missing(repo.cache, [Output(e.path, e.kind, e.digest, e.size, e.files) for e in entries])

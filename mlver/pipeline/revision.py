@@ -23,6 +23,7 @@ from mlver.errors import FormatError, MlverError
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, merge_pipelines, parse_pipeline
 from mlver.pipeline.params import Flat, ParamsReader, flatten, parse_values
 from mlver.repo import Repo
+from mlver.workspace import entries_below, find
 
 WORKSPACE = "workspace"
 
@@ -206,7 +207,6 @@ class History:
         object is neither in the cache nor on the default remote is an MlverError naming
         it, so readers warn instead of showing nothing."""
         from mlver.pointer import parse_manifest
-        from mlver.tracked import entries_below, find
 
         locks = lock_blob if isinstance(lock_blob, tuple) else ((LOCK_FILE, lock_blob),)
         found = find([o for lock_rel, blob in locks for o in self._lock_outputs(blob, commit, lock_rel)], rel)
