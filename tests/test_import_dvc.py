@@ -282,7 +282,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(project: Path) -> None:
     assert any(u["where"] == "src/loader.py:1" and "mlver.api" in u["todo"] for u in doc["unconverted"])
 
 
-def test_import_converts_stages_and_commits_nothing(project: Path) -> None:
+def test_import_converts_stages_and_commits_nothing(project: Path, dvc_bin: str) -> None:
+    _dvc(dvc_bin, ["install"], project)  # DVC's Git hooks: they would fail once .dvc/ is gone
     head = git(["rev-parse", "HEAD"], project)
     dvc_yaml = (project / "dvc.yaml").read_text()
     cached = len(_objects(project / ".dvc/cache/files"))
@@ -291,6 +292,7 @@ def test_import_converts_stages_and_commits_nothing(project: Path) -> None:
     assert git(["rev-parse", "HEAD"], project) == head  # nothing committed
     assert "the next `mlver push` uploads it" in proc.stdout
     assert "DVC experiment(s) in refs/exps" in proc.stdout
+    assert ".git/hooks/pre-commit: DVC's pre-commit Git hook (`dvc install`)" in proc.stdout
     assert not (project / ".dvc").exists() and not (project / "dvc.yaml").exists()
     assert (project / "mlver.yaml").read_text() == dvc_yaml  # a copy, comments kept
     staged = git(["diff", "--cached", "--name-status"], project)

@@ -343,6 +343,18 @@ def _plan_leftovers(plan: ImportPlan) -> None:
         plan.unconverted.append(Unconverted(f"{len(dvc_exps)} DVC experiment(s) in refs/exps", "refs/exps",
                                             "`dvc exp branch NAME BRANCH` keeps one as a branch before the import "
                                             "(mlver reads branches' history); `dvc exp remove -A` drops them"))
+    hooks = git.git_path(plan.root, "hooks")
+    for name in ("pre-commit", "post-checkout", "pre-push"):
+        try:
+            with open(os.path.join(hooks, name), encoding="utf-8", errors="replace") as f:
+                script = f.read()
+        except OSError:
+            continue
+        if "dvc git-hook" in script:
+            # once .dvc/ is gone, DVC's hook fails and blocks the commit, checkout or push
+            plan.unconverted.append(Unconverted(f"DVC's {name} Git hook (`dvc install`)", f".git/hooks/{name}",
+                                                "remove the `dvc git-hook` line from it, then `mlver install` "
+                                                "(mlver's hooks: status, checkout, push)"))
 
 
 def _traps(plan: ImportPlan) -> list[str]:
