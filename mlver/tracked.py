@@ -109,12 +109,14 @@ def outputs_at(repo: Repo, where: str) -> list[Output]:
     else:
         blobs = git.tree_blobs(root, where, want)
         label = where
+    blobs = {p: sha for p, sha in blobs.items() if want(p)}
+    if any(p.endswith(POINTER_SUFFIX) or is_lock_file(p) for p in blobs):
+        # mlver's own records: DVC's files beside them (`import-dvc --keep-dvc`) say the same
+        blobs = {p: sha for p, sha in blobs.items() if not is_dvc_record(p[len(prefix):])}
     data = git.read_blobs(root, list(blobs.values()))
     outs: list[Output] = []
     lock: list[Output] = []
     for path, sha in sorted(blobs.items()):
-        if not want(path):
-            continue
         rel = path[len(prefix):]
         shown = f"{rel} (staged)" if where is INDEX else f"{label}:{rel}"
         is_lock = is_lock_file(rel) or (rel.endswith("dvc.lock") and is_dvc_record(rel))

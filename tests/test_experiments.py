@@ -233,3 +233,32 @@ def test_unreadable_params_file_and_non_finite_metrics(repo: Path) -> None:
     git(["commit", "-q", "-am", "broken"], repo)
     proc = run(["params", "diff", "HEAD~1", "HEAD"], repo)
     assert f"{git(['rev-parse', 'HEAD'], repo).strip()[:7]}:other.json" in proc.stderr
+
+
+def test_exp_show_deps_gives_each_dependency_digest_per_commit(repo: Path) -> None:
+    """`exp show --deps`: a column per stage dependency with the digest the lock of that
+    commit recorded (JSON: digest and hash; table: 8 digits; CSV: full); --drop hides them."""
+    import hashlib
+
+    import xxhash
+
+    gen(repo, {"train.py": TRAIN, "mlver.yaml": PIPELINE, "params.yaml": "train:\n  lr: 0.1\n  epochs: 4\n"})
+    run(["repro", "-q"], repo)
+    first = commit_all(repo, "one")
+    gen(repo, {"train.py": TRAIN + "# a comment changes the script's digest\n"})
+    run(["repro", "-q"], repo)
+    second = commit_all(repo, "two")
+    doc = run_json(["exp", "show", "--deps"], repo)
+    rows = {r["rev"]: r for r in doc["rows"]}
+    want_new = xxhash.xxh3_128_hexdigest((repo / "train.py").read_bytes())
+    want_old = xxhash.xxh3_128_hexdigest(TRAIN.encode())
+    assert rows[second]["deps"] == {"train.py": {"digest": want_new, "hash": "xxh3-128"}}
+    assert rows[first]["deps"] == {"train.py": {"digest": want_old, "hash": "xxh3-128"}}
+    assert rows["workspace"]["deps"] == rows[second]["deps"]
+    assert "deps" not in run_json(["exp", "show"], repo)["rows"][1]  # only when asked
+    table = run(["exp", "show", "--deps"], repo, env={"COLUMNS": "200"}).stdout
+    assert want_new[:8] in table and want_old[:8] in table and want_new not in table
+    csv_text = run(["exp", "show", "--deps", "--csv"], repo).stdout
+    assert want_new in csv_text and want_old in csv_text
+    dropped = run(["exp", "show", "--deps", "--drop", "^deps:"], repo, env={"COLUMNS": "200"}).stdout
+    assert want_new[:8] not in dropped

@@ -79,7 +79,7 @@ def test_verify_deterministic_pipeline_reproduces(repo: Path) -> None:
     assert set(got) == {("prepare", "prepared.csv"), ("train", "model.bin"), ("train", "metrics.json")}
     for o in got.values():
         assert o["status"] == "reproduced" and o["expected"] == o["actual"] and len(o["expected"]) == 32
-        assert set(o) == {"stage", "path", "status", "expected", "actual", "message"}
+        assert set(o) == {"stage", "path", "status", "expected", "actual", "hash", "message"}
     assert git(["worktree", "list", "--porcelain"], repo).count("worktree ") == 1  # the scratch one is gone
     assert not [p for p in (repo / ".mlver" / "tmp").iterdir() if p.name.startswith("verify-")]
     text = run(["repro", "--verify", "train"], repo)

@@ -458,6 +458,14 @@ def test_history_reads_dvc_commits_as_dvc_shows_them(project: Path, dvc_bin: str
         assert row["metrics"] == dvc_metrics, row["rev"]
     lrs = [r["params"]["params.yaml"]["train.lr"] for r in commits]
     assert lrs == [0.2, 0.2, 0.1]
+    # the digests of each commit's stage dependencies, as DVC shows them (md5, from dvc.lock)
+    with_deps = {r["rev"]: r for r in run_json(["exp", "show", "-n", "3", "--deps"], project)["rows"]}
+    for row in commits:
+        dvc = next(v for k, v in dvc_by_rev.items() if k.startswith(row["rev"]))
+        ours = with_deps[row["rev"]]["deps"]
+        assert {p: d["hash"] for p, d in ours.items()} == {p: "md5" for p in dvc["deps"]}
+        assert {p: d["digest"] for p, d in ours.items()} == {p: v["hash"].removesuffix(".dir")
+                                                            for p, v in dvc["deps"].items()}
     shown = run_json(["metrics", "show", "-n", "3"], project)["revisions"]
     assert [r["metrics"]["eval/metrics.json"]["lr"] for r in shown[-3:]] == [0.2, 0.2, 0.1]
     diff = run_json(["params", "diff", "HEAD~2", "HEAD~1"], project)["changes"]
@@ -511,3 +519,4 @@ def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, 
     run(["pull"], clone)
     assert {p: (clone / p).read_bytes() for p in workspace} == workspace
     assert run_json(["status"], clone)["clean"] is True
+

@@ -86,7 +86,7 @@ def test_missing_object_reported_with_pull_hint(repo: Path) -> None:
 @pytest.mark.parametrize("text,problem", [
     ("version: 1\npath: [unclosed\n", "invalid YAML"),
     ("version: 1\npath: a.bin\nkind: file\nhash: xxh3-128\ndigest: abc\nsize: 1\n", "'digest'"),
-    ("version: 1\npath: a.bin\nkind: file\nhash: md5\ndigest: " + "0" * 32 + "\nsize: 1\n", "unknown hash 'md5'"),
+    ("version: 1\npath: a.bin\nkind: file\nhash: sha1\ndigest: " + "0" * 32 + "\nsize: 1\n", "unknown hash 'sha1'"),
     ("version: 1\npath: ../../etc/passwd\nkind: file\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\n", "'..'"),
     ("version: 1\npath: /etc/passwd\nkind: file\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\n", "absolute"),
     ("version: 1\npath: a.bin\nkind: blob\nhash: xxh3-128\ndigest: " + "0" * 32 + "\nsize: 1\n", "'kind'"),

@@ -27,6 +27,16 @@ def exp() -> None:
     """Experiments: run, queue, compare, keep and share variations of the pipeline."""
 
 
+def _cell(column: Any, value: Any, short: bool) -> str:
+    """A parameter's or metric's value; a dependency's digest (its first 8 digits in a
+    table, as DVC shows them; ``algo:hex`` in CSV)."""
+    if column.kind != "deps":
+        return _value(value)
+    from mlver.hashing import hex_of
+
+    return hex_of(value)[:8] if short else value
+
+
 def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
     cols = table.columns
     header = ["Rev", "Refs", "Date", "Subject", *(c.label for c in cols)]
@@ -38,7 +48,7 @@ def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
             rev, refs = (f"└ {rev}" if short else rev), r.experiment
             subject = subject if r.status == "success" else f"[{r.status}] {subject}"
         rows.append([rev, refs, date, subject,
-                     *(_value(r.get(c)[1]) if r.get(c)[0] else "-" for c in cols)])
+                     *(_cell(c, r.get(c)[1], short) if r.get(c)[0] else "-" for c in cols)])
     return header, rows
 
 
@@ -57,13 +67,15 @@ def _cells(table: Any, *, short: bool) -> tuple[list[str], list[list[str]]]:
                    "and --only-changed).")
 @click.option("--drop", "drop", multiple=True, metavar="REGEX",
               help="Leave out the columns whose FILE:KEY name matches (repeatable).")
+@click.option("--deps", "deps", is_flag=True,
+              help="Also a column per stage dependency (deps:PATH) with its digest as the lock recorded it.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--md", is_flag=True, help="Print a Markdown table.")
 @json_option
 @pass_app
 def exp_show(app: App, count: int, all_branches: bool, all_commits: bool, revs: tuple[str, ...],
-             sort_by: str | None, sort_order: str, only_changed: bool,
-             keep: tuple[str, ...], drop: tuple[str, ...], as_csv: bool, md: bool, as_json: bool) -> None:
+             sort_by: str | None, sort_order: str, only_changed: bool, keep: tuple[str, ...], drop: tuple[str, ...],
+             deps: bool, as_csv: bool, md: bool, as_json: bool) -> None:
     """A table: the workspace, then the last N commits, each followed by its
     experiments (name, status), with their parameters and metrics.
 
@@ -78,7 +90,7 @@ def exp_show(app: App, count: int, all_branches: bool, all_commits: bool, revs: 
     with project() as repo:
         table = do_show(repo, count=count, all_branches=all_branches, sort_by=sort_by,
                         descending=sort_order == "desc", keep=keep, drop=drop, only_changed=only_changed,
-                        experiments=True, revs=revs, all_commits=all_commits)
+                        experiments=True, revs=revs, all_commits=all_commits, deps=deps)
     _warn_errors(app, table.errors)
     if as_json:
         app.json(table.to_json())

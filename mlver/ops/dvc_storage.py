@@ -237,4 +237,27 @@ def seed_state(repo: Any, entries: list[DvcStateEntry]) -> int:
             repo.state.record(rel, st, qualified_md5(e.md5), read_ns=now)
             seeded.add(rel)
     repo.state.flush()
+    if seeded:
+        _remember_folders(repo)
     return len(seeded)
+
+
+def _remember_folders(repo: Any) -> None:
+    """The folder memo of each tracked folder whose every file's digest is now known,
+    built from those digests (no file is read), so the first ``status`` answers each
+    folder from one memo row, as in a project mlver tracked from the start."""
+    from mlver.hashing import algo_of
+    from mlver.tracked import workspace_outputs
+    from mlver.workspace import dir_digest_of, known_digests, scan_dir, stat_rows
+
+    for out in workspace_outputs(repo):
+        if out.kind != "dir" or not os.path.isdir(repo.abs(out.path)):
+            continue
+        try:
+            entries = scan_dir(repo, out.path)
+        except MlverError:
+            continue  # status says what is wrong with it
+        rows = stat_rows(entries)
+        if all(d is not None for d in known_digests(repo, out.path, entries, rows, algo_of(out.digest))):
+            dir_digest_of(repo, out.path, entries, rows=rows, algo=algo_of(out.digest))
+    repo.state.flush()

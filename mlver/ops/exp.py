@@ -12,11 +12,13 @@ from typing import Any, Sequence
 from mlver import git
 from mlver.errors import UsageError
 from mlver.pipeline.params import Flat
-from mlver.pipeline.revision import WORKSPACE, History, workspace_values
+from mlver.hashing import digest_fields
+from mlver.pipeline.revision import WORKSPACE, History, workspace_deps, workspace_values
 from mlver.repo import Repo
 
 DEFAULT_COUNT = 10
-KINDS = ("params", "metrics")
+KINDS = ("params", "metrics", "deps")
+DEPS = "deps"  # the "file" of dependency columns (``deps:data/raw.csv``): their digests
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ExpRow:
     subject: str | None = None
     params: dict[str, Flat] = field(default_factory=dict)
     metrics: dict[str, Flat] = field(default_factory=dict)
+    deps: dict[str, Flat] = field(default_factory=dict)  # {DEPS: {path: digest}}, with ``--deps``
     errors: tuple[str, ...] = ()
     experiment: str | None = None  # experiment rows: its name, its baseline commit, its state
     baseline: str | None = None
@@ -35,6 +38,8 @@ class ExpRow:
     def to_json(self) -> dict:
         doc = {"rev": self.rev, "refs": list(self.refs), "date": self.date, "subject": self.subject,
                "params": self.params, "metrics": self.metrics}
+        if self.deps:
+            doc["deps"] = {p: digest_fields(d) for p, d in self.deps[DEPS].items()}
         if self.experiment is not None:  # only experiment rows carry these (commit rows keep their shape)
             doc.update(experiment=self.experiment, baseline=self.baseline, status=self.status)
         return doc
@@ -46,7 +51,7 @@ class ExpRow:
 
 @dataclass(frozen=True)
 class Column:
-    kind: str  # "params" or "metrics"
+    kind: str  # "params", "metrics" or "deps"
     file: str
     key: str
     label: str  # the key alone when no other column has it, else FILE:KEY
@@ -121,8 +126,8 @@ class ExpTable:
                     out[file] = left
             return out
 
-        return ExpTable([replace(r, params=kept("params", r.params), metrics=kept("metrics", r.metrics))
-                         for r in self.rows])
+        return ExpTable([replace(r, params=kept("params", r.params), metrics=kept("metrics", r.metrics),
+                                 deps=kept("deps", r.deps)) for r in self.rows])
 
     def find_column(self, name: str) -> Column:
         """The column ``name`` means: its label, ``FILE:KEY``, or a key of one column."""
@@ -222,10 +227,12 @@ def _experiments(repo: Repo, root: str, baselines: set[str]) -> dict[str, list[_
 def exp_show(repo: Repo, *, count: int = DEFAULT_COUNT, all_branches: bool = False, sort_by: str | None = None,
              descending: bool = False, keep: Sequence[str] = (), drop: Sequence[str] = (),
              only_changed: bool = False, experiments: bool = False, revs: Sequence[str] = (),
-             all_commits: bool = False) -> ExpTable:
-    """The table; with ``experiments``, each commit's experiments follow it."""
+             all_commits: bool = False, deps: bool = False) -> ExpTable:
+    """The table; with ``experiments``, each commit's experiments follow it; with
+    ``deps``, a column per stage dependency holding its digest as the lock records it."""
     ws = workspace_values(repo)
-    rows = [ExpRow(WORKSPACE, params=ws.params, metrics=ws.metrics, errors=ws.errors)]
+    rows = [ExpRow(WORKSPACE, params=ws.params, metrics=ws.metrics, errors=ws.errors,
+                   deps=_deps_of(workspace_deps(repo)) if deps else {})]
     if repo.scm_root is not None:
         root = repo.scm_root
         commits = history_commits(root, count=count, all_branches=all_branches, revs=revs, all_commits=all_commits)
@@ -235,21 +242,28 @@ def exp_show(repo: Repo, *, count: int = DEFAULT_COUNT, all_branches: bool = Fal
             exp_commits = [x.commit for group in exps.values() for x in group]
             info = git.commit_subjects(root, exp_commits)
             # batch reads by commit id need no GitPython handle (nor its import time)
+            every = [c.sha for c in commits] + exp_commits
             with contextlib.closing(History(repo, None)) as history:
-                values = history.values_many([c.sha for c in commits] + exp_commits)
-            by_commit = dict(zip([c.sha for c in commits] + exp_commits, values))
+                values = history.values_many(every)
+                dep_digests = dict(zip(every, history.deps_many(every))) if deps else {}
+            by_commit = dict(zip(every, values))
             for c in commits:
                 v = by_commit[c.sha]
                 rows.append(ExpRow(c.sha, tuple(refs.get(c.sha, ())), c.date, c.subject, v.params, v.metrics,
-                                   v.errors))
+                                   _deps_of(dep_digests.get(c.sha, {})), v.errors))
                 group = sorted(exps.get(c.sha, []), key=lambda x: (x.order or (info[x.commit].timestamp
                                                                              if x.commit in info else 0), x.name))
                 for x in group:
                     v, ci = by_commit[x.commit], info.get(x.commit)
                     rows.append(ExpRow(x.commit, (), ci.date if ci else None, ci.subject if ci else None,
-                                       v.params, v.metrics if x.status == "success" else {}, v.errors,
+                                       v.params, v.metrics if x.status == "success" else {},
+                                       _deps_of(dep_digests.get(x.commit, {})), v.errors,
                                        experiment=x.name, baseline=x.baseline, status=x.status))
     table = ExpTable(rows)
     if sort_by:
         table = sort_rows(table, sort_by, descending=descending)  # before columns go: --drop may hide the key
     return table.select(keep=keep, drop=drop, only_changed=only_changed)
+
+
+def _deps_of(digests: dict[str, str]) -> dict[str, Flat]:
+    return {DEPS: dict(sorted(digests.items()))} if digests else {}

@@ -232,21 +232,26 @@ def dvc_file_outputs(text: str, shown: str, rel: str) -> list[Output]:
     return out
 
 
-def dvc_lock_outputs(text: str, shown: str, rel: str) -> list[Output]:
-    """The cached stage outputs a ``dvc.lock`` at ``rel`` records (paths repo-relative;
-    without its ``dvc.yaml`` every output counts as cached and stage ``wdir`` as the
-    lock's folder)."""
-    from mlver.pipeline.lockfile import _outputs
+def dvc_lock_stages(text: str, shown: str, rel: str) -> dict[str, StageLock]:
+    """The stages a ``dvc.lock`` at ``rel`` records, named and with paths from the top (as
+    ``lockfile.stage_locks_from_text`` gives mlver's; without its ``dvc.yaml`` every
+    output counts as cached and stage ``wdir`` as the lock's folder)."""
+    from mlver.pipeline.lockfile import _moved
+    from mlver.pipeline.model import PIPELINE_FILE
 
     folder = posixpath.dirname(rel)
     stages = parse_dvc_lock(text, shown).stages
-    outs = _outputs(stages)
     if not folder:
-        return outs
-    from dataclasses import replace
+        return stages
+    return {f"{folder}/{PIPELINE_FILE}:{n}": _moved(s, f"{folder}/{PIPELINE_FILE}:{n}", folder, into=False)
+            for n, s in stages.items()}
 
-    return [replace(o, path=posixpath.normpath(posixpath.join(folder, o.path)), stage=f"{folder}/mlver.yaml:{o.stage}")
-            for o in outs]
+
+def dvc_lock_outputs(text: str, shown: str, rel: str) -> list[Output]:
+    """The cached stage outputs a ``dvc.lock`` at ``rel`` records (paths repo-relative)."""
+    from mlver.pipeline.lockfile import _outputs
+
+    return _outputs(dvc_lock_stages(text, shown, rel))
 
 
 # --- dvc.yaml ------------------------------------------------------------------------

@@ -286,9 +286,14 @@ def lock_outputs(repo: Repo) -> list[Output]:
     return _outputs(read_lock(repo))
 
 
+def stage_locks_from_text(text: str, shown: str, rel: str = LOCK_FILE) -> dict[str, StageLock]:
+    """The stages of a lock read from Git history (``rel``: its path in the project, so a
+    subfolder's lock gives names and paths from the top)."""
+    return _parse_at(rel, text) if posixpath.dirname(rel) else parse_lock(text, shown)
+
+
 def outputs_from_lock_text(text: str, shown: str, rel: str = LOCK_FILE) -> list[Output]:
-    """Cached stage outputs of a lock read from Git history (``rel``: its path in the
-    project, so a subfolder's lock gives paths from the top)."""
-    return _outputs(_parse_at(rel, text) if posixpath.dirname(rel) else parse_lock(text, shown))
+    """Cached stage outputs of a lock read from Git history."""
+    return _outputs(stage_locks_from_text(text, shown, rel))
 
 

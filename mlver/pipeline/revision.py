@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from mlver import git
-from mlver.pipeline.dvcfiles import DVC_LOCK, DVC_PIPELINE, dvc_lock_outputs, read_dvc_pipeline
+from mlver.pipeline.dvcfiles import DVC_LOCK, DVC_PIPELINE, dvc_lock_outputs, dvc_lock_stages, read_dvc_pipeline
 from mlver.errors import FormatError, MlverError
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, merge_pipelines, parse_pipeline
 from mlver.pipeline.params import Flat, ParamsReader, flatten, parse_values
@@ -83,6 +83,18 @@ def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None])
                   tuple(dict.fromkeys(errors)))
 
 
+def workspace_deps(repo: Repo) -> dict[str, str]:
+    """The stage dependencies the workspace's lock files record: path -> digest."""
+    from mlver.pipeline.lockfile import read_lock
+    from mlver.workspace import has_lock
+
+    found: dict[str, str] = {}
+    for s in read_lock(repo).values() if has_lock(repo) else ():
+        for e in s.deps:
+            found.setdefault(e.path, e.digest)
+    return found
+
+
 def workspace_values(repo: Repo) -> Values:
     def read(rel: str) -> bytes | None:
         try:
@@ -127,6 +139,7 @@ class History:
         self._templated: dict[tuple[tuple[str, str], tuple[str | None, ...]], Pipeline | FormatError] = {}
         self._values: dict[tuple, Values] = {}
         self._locks: dict[tuple[str, str], list[Any]] = {}  # (lock path, blob) -> its cached outputs
+        self._stages: dict[tuple[str, str], dict[str, Any]] = {}  # (lock path, blob) -> its stages
         from mlver.workspace import pipeline_files
 
         # the pipeline files read at every revision: the top one and those the workspace has;
@@ -382,6 +395,35 @@ class History:
         and DVC's (a commit has one or the other)."""
         locks = [posixpath.join(posixpath.dirname(rel), name) for rel in self.paths for name in (LOCK_FILE, DVC_LOCK)]
         return {f"{c}:{self.prefix}{lock}": (c, lock) for c in commits for lock in locks}
+
+    def deps_many(self, commits: list[str]) -> list[dict[str, str]]:
+        """Each commit's stage dependencies as its lock files record them (mlver's, or
+        DVC's in a commit from before the import): repo-relative path -> digest."""
+        locks = self._lock_specs(commits)
+        blobs = git.object_names(self.root, list(locks))
+        self._load([b for b in blobs.values() if b])
+        found: dict[str, dict[str, str]] = {c: {} for c in commits}
+        for spec, (commit, rel) in locks.items():
+            blob = blobs[spec]
+            if blob:
+                for s in self._stage_locks(rel, blob, commit).values():
+                    for e in s.deps:
+                        found[commit].setdefault(e.path, e.digest)
+        return [found[c] for c in commits]
+
+    def _stage_locks(self, rel: str, blob: str, commit: str) -> dict[str, Any]:
+        """The stages a lock file's blob records, paths from the top (unreadable: none)."""
+        key = (rel, blob)
+        if key not in self._stages:
+            from mlver.pipeline.lockfile import stage_locks_from_text
+
+            text = self._blobs[blob].decode("utf-8", "replace")
+            read = dvc_lock_stages if posixpath.basename(rel) == DVC_LOCK else stage_locks_from_text
+            try:
+                self._stages[key] = read(text, f"{commit[:7]}:{rel}", rel)
+            except FormatError:
+                self._stages[key] = {}
+        return self._stages[key]
 
     def files_many(self, commits: list[str], choose: Callable[[Pipeline], list[str]]) -> list[dict[str, bytes]]:
         """For each commit, the files ``choose`` picks from its pipeline (repo-relative
