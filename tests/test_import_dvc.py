@@ -103,7 +103,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, dvc_bin: str) -> Path:
     home = tmp_path_factory.mktemp("dvchome")
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[user]\n\tname = T\n\temail = t@example.com\n")
     with pytest.MonkeyPatch.context() as mp:  # a module fixture runs outside the per-test environment
-        for key, value in (("HOME", str(home)), ("GIT_CONFIG_NOSYSTEM", "1"), ("XDG_CONFIG_HOME", str(home / ".config"))):
+        for key, value in (("HOME", str(home)), ("GIT_CONFIG_NOSYSTEM", "1"),
+                           ("XDG_CONFIG_HOME", str(home / ".config"))):
             mp.setenv(key, value)
         _build(base, dvc_bin)
     return base
@@ -226,7 +227,8 @@ def test_legacy_and_malformed_dvc_files_are_named() -> None:
     from mlver.pipeline.dvcfiles import parse_dvc_file, parse_dvc_lock
     from mlver.errors import FormatError
 
-    legacy = parse_dvc_file("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 3\n  path: old.csv\n", "old.csv.dvc")
+    legacy = parse_dvc_file("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 3\n  path: old.csv\n",
+                            "old.csv.dvc")
     assert legacy.outs == () and legacy.legacy == ("old.csv",)
     lock = parse_dvc_lock("schema: '2.0'\nstages:\n  s:\n    cmd: echo\n    outs:\n    - path: o\n"
                           "      md5: 0123456789abcdef0123456789abcdef\n      size: 1\n", "dvc.lock")
@@ -382,6 +384,7 @@ def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> Non
     _dvc(dvc_bin, ["remote", "add", "web", "https://example.com/store"], tmp_path)
     _dvc(dvc_bin, ["remote", "modify", "--local", "web", "password", "pw"], tmp_path)
     _dvc(dvc_bin, ["remote", "modify", "web", "ask_password", "true"], tmp_path)
+    _dvc(dvc_bin, ["remote", "default", "--local", "web"], tmp_path)  # this machine's choice, not the team's
     _commit(tmp_path, "dvc remotes")
     doc = run_json(["import-dvc"], tmp_path)
     committed = (tmp_path / ".mlver/config").read_text()
@@ -392,8 +395,9 @@ def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> Non
     assert "password = pw" in local
     assert ".mlver/config.local" not in git(["diff", "--cached", "--name-only"], tmp_path)
     assert any(u["what"] == "option 'ask_password' of remote 'web'" for u in doc["unconverted"])
+    assert "remote = s3r" in committed and "remote = web" in local
     listed = {r["name"]: r for r in run_json(["remote", "list"], tmp_path)["remotes"]}
-    assert listed["s3r"]["default"] is True and listed["web"]["url"] == "https://example.com/store"
+    assert listed["web"]["default"] is True and listed["web"]["url"] == "https://example.com/store"
 
 
 def test_digests_dvc_verified_are_not_read_again(project: Path, tmp_path: Path, dvc_bin: str) -> None:

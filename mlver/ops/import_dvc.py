@@ -234,7 +234,8 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     # .dvcignore -> .mlverignore (one, at the top)
     for rel in ignores:
         if rel == DVC_IGNORE:
-            patterns = [ln for ln in read_text(root, rel).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+            lines = read_text(root, rel).splitlines()
+            patterns = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
             if patterns:
                 write(IGNORE_FILE, f"# from {DVC_IGNORE} (mlver import-dvc)\n" + "\n".join(patterns) + "\n", rel)
         else:
@@ -267,7 +268,8 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     present = {o.digest for o in plan.objects}
     for imp in plan.imported:
         if imp.digest not in present:
-            plan.unconverted.append(Unconverted(f"{imp.path}: its data is not in DVC's cache", f"{imp.path}{DVC_SUFFIX}",
+            plan.unconverted.append(Unconverted(f"{imp.path}: its data is not in DVC's cache",
+                                                f"{imp.path}{DVC_SUFFIX}",
                                                 "run `dvc pull` (or `dvc update`) before importing, or "
                                                 f"`mlver add {imp.path}` afterwards"))
     _plan_removals(plan, dvc_files, pipelines, locks, ignores)
@@ -284,7 +286,8 @@ def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[st
         return
     for path in dvc.legacy:
         plan.unconverted.append(Unconverted(f"{path}: hashed by DVC 2 (md5-dos2unix)", rel,
-                                            "run DVC 3's `dvc cache migrate --dvc-files` before importing, or `mlver add` it afterwards"))
+                                            "run DVC 3's `dvc cache migrate --dvc-files` before importing, "
+                                            "or `mlver add` it afterwards"))
     for out in dvc.outs:
         data = posixpath.normpath(posixpath.join(folder, dvc.wdir, out.path))
         if not out.digest:
@@ -330,7 +333,8 @@ def _plan_leftovers(plan: ImportPlan) -> None:
         if "dvclive" in code:
             todo = "use mlver.live.Live (log_metric, next_step, log_plot write the same files)"
         elif "dvc.api" in code or "from dvc" in code or "import dvc" in code:
-            todo = ("use mlver.api (open, read, get_url, params_show, metrics_show take the same arguments)")
+            todo = ("use mlver.api: open, read, get_url, params_show, metrics_show "
+                    "(path, repo, rev, remote as in dvc.api)")
         else:  # pragma: no cover
             continue
         plan.unconverted.append(Unconverted(f"DVC in code: {code[:80]}", f"{path}:{line}", todo))

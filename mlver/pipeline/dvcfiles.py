@@ -149,7 +149,8 @@ def _entry(shown: str, item: Any, line: int | None, *, where: str) -> DvcOut | s
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise FormatError(shown, f"'{path}': {key} must be a non-negative integer", line=line)
     desc = item.get("desc")
-    return DvcOut(path, kind, digest, size, files if kind == "dir" else None, cache=item.get("cache", True) is not False,
+    return DvcOut(path, kind, digest, size, files if kind == "dir" else None,
+                  cache=item.get("cache", True) is not False,
                   push=item.get("push", True) is not False, persist=item.get("persist") is True,
                   desc=None if desc is None else str(desc), remote=item.get("remote"))
 
@@ -435,7 +436,8 @@ class DvcRemote:
 @dataclass(frozen=True)
 class DvcConfig:
     remotes: tuple[DvcRemote, ...] = ()
-    default: str | None = None
+    default: str | None = None  # `[core] remote` of the committed config
+    local_default: str | None = None  # `[core] remote` of config.local (this machine's choice)
     cache_dir: str | None = None  # `[cache] dir`, relative to .dvc/ when relative
     cache_type: str | None = None
     site_cache_dir: str | None = None  # `[core] site_cache_dir`: where DVC keeps its state database
@@ -494,7 +496,8 @@ def parse_dvc_config(text: str, shown: str, local_text: str = "", local_shown: s
     def setting(section: str, key: str) -> str | None:
         return local.get(section, {}).get(key) or committed.get(section, {}).get(key)
 
-    return DvcConfig(tuple(remotes), setting("core", "remote"), setting("cache", "dir"), setting("cache", "type"),
+    return DvcConfig(tuple(remotes), committed.get("core", {}).get("remote"), local.get("core", {}).get("remote"),
+                     setting("cache", "dir"), setting("cache", "type"),
                      setting("core", "site_cache_dir"))
 
 
