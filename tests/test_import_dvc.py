@@ -373,6 +373,36 @@ def test_keep_dvc_leaves_dvc_working(project: Path, dvc_bin: str) -> None:
     assert "D\tdvc.lock" in git(["diff", "--cached", "--name-status"], project)
 
 
+def test_a_subfolder_pipeline_with_wdir_is_converted_beside_it(tmp_path: Path, dvc_bin: str) -> None:
+    git(["init", "-q"], tmp_path)
+    _dvc(dvc_bin, ["init", "-q"], tmp_path)
+    gen(tmp_path, {"sub/w/p.yaml": "x: 1\nopt:\n  name: adam\n", "sub/dvc.yaml": (
+        "stages:\n  s:\n    wdir: w\n    cmd: cp p.yaml o.txt\n    deps: [p.yaml]\n"
+        "    params: [{p.yaml: [x, opt]}]\n    outs: [o.txt]\n")})
+    _dvc(dvc_bin, ["repro", "-q", "sub/dvc.yaml"], tmp_path)
+    _commit(tmp_path, "a pipeline in sub/")
+    run(["import-dvc"], tmp_path)
+    lock = (tmp_path / "sub/mlver.lock").read_text()
+    assert "    - path: w/o.txt\n" in lock and "      w/p.yaml:\n        opt.name: adam\n        x: 1\n" in lock
+    assert (tmp_path / "sub/mlver.yaml").exists() and not (tmp_path / "sub/dvc.yaml").exists()
+    assert run_json(["status"], tmp_path)["clean"] is True
+    assert run_json(["repro", "-P"], tmp_path)["ran"] == []
+
+
+def test_malformed_dvc_files_are_named(project: Path) -> None:
+    config = (project / ".dvc/config").read_text()
+    gen(project, {".dvc/config": "[core\nremote = store\n"})
+    proc = run(["import-dvc", "--dry-run"], project, check=False)
+    assert proc.returncode == 3 and proc.stderr.startswith("mlver: error: .dvc/config: not a DVC config file")
+    gen(project, {".dvc/config": config,
+                  "data/raw.csv.dvc": "outs:\n- md5: nothex\n  size: 3\n  hash: md5\n  path: raw.csv\n"})
+    before = _snapshot(project.parent)
+    proc = run(["import-dvc"], project, check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("mlver: error: data/raw.csv.dvc:2: 'raw.csv': md5 must be 32 lower-case hex digits")
+    assert _snapshot(project.parent) == before
+
+
 def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> None:
     git(["init", "-q"], tmp_path)
     _dvc(dvc_bin, ["init", "-q"], tmp_path)
