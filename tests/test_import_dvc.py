@@ -387,6 +387,8 @@ def test_a_subfolder_pipeline_with_wdir_is_converted_beside_it(tmp_path: Path, d
     assert (tmp_path / "sub/mlver.yaml").exists() and not (tmp_path / "sub/dvc.yaml").exists()
     assert run_json(["status"], tmp_path)["clean"] is True
     assert run_json(["repro", "-P"], tmp_path)["ran"] == []
+    head = [r for r in run_json(["exp", "show", "-n", "1"], tmp_path)["rows"] if r["rev"] != "workspace"]
+    assert head[0]["params"] == {"sub/w/p.yaml": {"opt.name": "adam", "x": 1}}  # read from sub/dvc.yaml at HEAD
 
 
 def test_malformed_dvc_files_are_named(project: Path) -> None:
