@@ -285,6 +285,9 @@ def test_dry_run_prints_the_plan_and_changes_nothing(project: Path) -> None:
 
 
 def test_import_converts_stages_and_commits_nothing(project: Path, dvc_bin: str) -> None:
+    gen(project, {".pre-commit-config.yaml": "repos:\n  - repo: https://github.com/iterative/dvc\n    rev: 3.0.0\n"
+                                             "    hooks:\n      - id: dvc-pre-commit\n"})
+    _commit(project, "DVC's pre-commit hooks")
     _dvc(dvc_bin, ["install"], project)  # DVC's Git hooks: they would fail once .dvc/ is gone
     head = git(["rev-parse", "HEAD"], project)
     dvc_yaml = (project / "dvc.yaml").read_text()
@@ -295,6 +298,7 @@ def test_import_converts_stages_and_commits_nothing(project: Path, dvc_bin: str)
     assert "the next `mlver push` uploads it" in proc.stdout
     assert "DVC experiment(s) in refs/exps" in proc.stdout
     assert ".git/hooks/pre-commit: DVC's pre-commit Git hook (`dvc install`)" in proc.stdout
+    assert ".pre-commit-config.yaml: DVC's hooks in the pre-commit framework's config" in proc.stdout
     assert not (project / ".dvc").exists() and not (project / "dvc.yaml").exists()
     assert (project / "mlver.yaml").read_text() == dvc_yaml  # a copy, comments kept
     staged = git(["diff", "--cached", "--name-status"], project)

@@ -359,6 +359,12 @@ def _plan_leftovers(plan: ImportPlan) -> None:
             plan.unconverted.append(Unconverted(f"DVC's {name} Git hook (`dvc install`)", f".git/hooks/{name}",
                                                 "remove the `dvc git-hook` line from it, then `mlver install` "
                                                 "(mlver's hooks: status, checkout, push)"))
+    framework = read_text(plan.root, ".pre-commit-config.yaml", missing_ok=True)
+    if "iterative/dvc" in framework:
+        plan.unconverted.append(Unconverted("DVC's hooks in the pre-commit framework's config",
+                                            ".pre-commit-config.yaml",
+                                            "replace the iterative/dvc repository's hooks by mlver's: mlver-status, "
+                                            "mlver-checkout, mlver-push (see docs/hooks.md)"))
 
 
 def _traps(plan: ImportPlan) -> list[str]:
