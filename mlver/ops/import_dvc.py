@@ -22,9 +22,9 @@ from mlver.fsutil import atomic_write_text, unlink_quiet
 from mlver.ops.dvc_storage import (CacheObject, ObjectCounts, RemotePlan, Unconverted, apply_remotes, link_objects,
                                    plan_storage, seed_state)
 from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, DvcFile, DvcImport,
-                                     parse_dvc_file, parse_dvc_lock, read_dvc_pipeline, read_text)
+                                     is_dvc_file, parse_dvc_file, parse_dvc_lock, read_dvc_pipeline, read_text)
 from mlver.pipeline.lockfile import StageLock, dump_lock
-from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipeline
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline
 from mlver.pointer import POINTER_SUFFIX, Pointer
 
 IGNORE_FILE = ".mlverignore"
@@ -130,7 +130,7 @@ def _dvc_files(root: str) -> tuple[list[str], list[str], list[str], list[str]]:
     def named(n: str) -> list[str]:
         return sorted((p for p in found if p.rsplit("/", 1)[-1] == n), key=lambda p: (p.count("/"), p))
 
-    dvc = [p for p in found if p.endswith(DVC_SUFFIX) and p.rsplit("/", 1)[-1] != DVC_SUFFIX]
+    dvc = [p for p in found if is_dvc_file(p)]
     return dvc, named(DVC_PIPELINE), named(DVC_LOCK), named(DVC_IGNORE)
 
 
