@@ -198,35 +198,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     lock_set = set(locks)
     parsed: list[Pipeline] = []
     for rel in pipelines:
-        folder = posixpath.dirname(rel)
-        target = posixpath.join(folder, PIPELINE_FILE)
-        text, pipeline, dropped = read_dvc_pipeline(read_text(root, rel), rel, reader.doc, folder or ".")
-        plan.unconverted += [Unconverted(f"field '{d.key}' ({d.where})", f"{rel}:{d.line}",
-                                         "mlver has no equivalent: it is kept as a comment") for d in dropped]
-        write(target, text, rel)
-        parsed.append(pipeline)
-        plan.stage_files.append(target)
-        plan.stages += len(pipeline.stages)
-        for s in pipeline.stages:
-            if not s.deps and not s.params and not s.frozen and not s.always_changed:
-                plan.unconverted.append(Unconverted(
-                    f"stage '{s.name}' has no dependencies", f"{rel}:{s.line}" if s.line else rel,
-                    "DVC runs it once, mlver on every `repro`: give it a `deps:` entry (its script) or `frozen: true`"))
-        lock_rel = posixpath.join(folder, DVC_LOCK)
-        if lock_rel in lock_set:
-            lock_set.discard(lock_rel)
-            conv = parse_dvc_lock(read_text(root, lock_rel), lock_rel, declared=_declared(pipeline, folder))
-            order = [s.short_name for s in pipeline.stages]
-            for name, why in conv.skipped.items():
-                plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
-                                                    f"{why}; `mlver repro {name}` records it again"))
-            stale = [n for n in conv.stages if n not in order]
-            for name in stale:
-                plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
-                                                    f"no longer in {rel}: left out of mlver's lock"))
-            stages: list[StageLock] = [_with_untracked_params(conv.stages[s.short_name], s, reader, rel, folder)
-                                       for s in pipeline.stages if s.short_name in conv.stages]
-            write(posixpath.join(folder, LOCK_FILE), dump_lock(stages), lock_rel)
+        parsed.append(_plan_pipeline(plan, rel, reader, lock_set, write))
     for lock_rel in sorted(lock_set):
         plan.unconverted.append(Unconverted(f"{lock_rel} without a {DVC_PIPELINE} beside it", lock_rel,
                                             "nothing to convert: it is removed with the other DVC files"))
@@ -276,6 +248,42 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     _plan_leftovers(plan)
     plan.warnings = _traps(plan)
     return plan
+
+
+def _plan_pipeline(plan: ImportPlan, rel: str, reader: Any, lock_set: set[str],
+                   write: Callable[[str, str, str], None]) -> Pipeline:
+    """``rel`` (a dvc.yaml) as ``mlver.yaml`` beside it, and its ``dvc.lock`` (taken out of
+    ``lock_set``) as ``mlver.lock``; returns the pipeline it defines."""
+    root = plan.root
+    folder = posixpath.dirname(rel)
+    target = posixpath.join(folder, PIPELINE_FILE)
+    text, pipeline, dropped = read_dvc_pipeline(read_text(root, rel), rel, reader.doc, folder or ".")
+    plan.unconverted += [Unconverted(f"field '{d.key}' ({d.where})", f"{rel}:{d.line}",
+                                     "mlver has no equivalent: it is kept as a comment") for d in dropped]
+    write(target, text, rel)
+    plan.stage_files.append(target)
+    plan.stages += len(pipeline.stages)
+    for s in pipeline.stages:
+        if not s.deps and not s.params and not s.frozen and not s.always_changed:
+            plan.unconverted.append(Unconverted(
+                f"stage '{s.name}' has no dependencies", f"{rel}:{s.line}" if s.line else rel,
+                "DVC runs it once, mlver on every `repro`: give it a `deps:` entry (its script) or `frozen: true`"))
+    lock_rel = posixpath.join(folder, DVC_LOCK)
+    if lock_rel in lock_set:
+        lock_set.discard(lock_rel)
+        conv = parse_dvc_lock(read_text(root, lock_rel), lock_rel, declared=_declared(pipeline, folder))
+        order = [s.short_name for s in pipeline.stages]
+        for name, why in conv.skipped.items():
+            plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
+                                                f"{why}; `mlver repro {name}` records it again"))
+        stale = [n for n in conv.stages if n not in order]
+        for name in stale:
+            plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
+                                                f"no longer in {rel}: left out of mlver's lock"))
+        stages: list[StageLock] = [_with_untracked_params(conv.stages[s.short_name], s, reader, rel, folder)
+                                   for s in pipeline.stages if s.short_name in conv.stages]
+        write(posixpath.join(folder, LOCK_FILE), dump_lock(stages), lock_rel)
+    return pipeline
 
 
 def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[str, str, str], None]) -> None:
