@@ -319,6 +319,27 @@ def test_import_converts_stages_and_commits_nothing(project: Path, dvc_bin: str)
     assert all(p.stat().st_nlink >= 1 for p in files)
 
 
+@pytest.mark.parametrize("failpoint", ["import-dvc-written", "import-dvc-staged"])
+def test_a_killed_import_is_finished_by_running_it_again(project: Path, built: Path, tmp_path: Path,
+                                                         failpoint: str) -> None:
+    killed = run(["import-dvc"], project, check=False, env={"MLVER_FAILPOINT": failpoint})
+    assert killed.returncode == -9
+    run(["import-dvc"], project)
+    clean = tmp_path / "clean"
+    shutil.copytree(built, clean, symlinks=True)
+    run(["import-dvc"], clean / "proj")
+
+    def result(root: Path) -> dict[str, Any]:
+        staged = git(["diff", "--cached", "--name-status"], root)
+        files = {p: (root / p).read_bytes() for p in git(["diff", "--cached", "--name-only", "--diff-filter=AM"],
+                                                         root).split()}
+        return {"staged": staged, "files": files, "dvc": (root / ".dvc").exists(),
+                "untracked": git(["status", "--porcelain", "--untracked-files=all"], root).count("??")}
+
+    assert result(project) == result(clean / "proj")
+    assert run_json(["status"], project)["clean"] is True
+
+
 def test_not_a_dvc_project_is_a_usage_error(tmp_path: Path) -> None:
     git(["init", "-q"], tmp_path)
     proc = run(["import-dvc"], tmp_path, check=False)
@@ -455,12 +476,14 @@ def test_digests_dvc_verified_are_not_read_again(project: Path, tmp_path: Path, 
 # --- traps (doctor, and at import) ------------------------------------------------------
 
 def test_doctor_and_import_warn_of_a_metrics_file_hidden_from_git(project: Path, tmp_path: Path) -> None:
-    gen(project, {".gitignore": (project / ".gitignore").read_text() + "/eval\n"})
+    gen(project, {".gitignore": (project / ".gitignore").read_text() + "/eval\n/mlver.yaml\n"})
     git(["rm", "-q", "--cached", "-r", "eval"], project)  # the metrics file never reached Git: the line hides it
     _commit(project, "a stale /eval line")
     proc = run(["import-dvc"], project)
     assert "mlver: warning: the metrics file eval/metrics.json is hidden from Git by .gitignore:" in proc.stderr
     assert ":/eval (a .gitignore line)" in proc.stderr
+    assert "mlver: warning: the pipeline file mlver.yaml is hidden from Git by .gitignore:" in proc.stderr
+    assert "mlver.lock" in git(["diff", "--cached", "--name-only"], project)  # the rest is staged
     doctor = run(["doctor"], project)
     assert "eval/metrics.json is hidden from Git by .gitignore" in doctor.stderr
     assert any("eval/metrics.json" in w for w in run_json(["doctor"], project)["warnings"])

@@ -60,6 +60,7 @@ class ImportPlan:
     root: str  # the project (the folder holding .dvc/)
     scm_root: str
     writes: list[Write] = field(default_factory=list)
+    in_place: list[str] = field(default_factory=list)  # files already as the import would write them
     remotes: list[RemotePlan] = field(default_factory=list)
     pointers: list[str] = field(default_factory=list)  # data paths tracked by pointers
     stage_files: list[str] = field(default_factory=list)  # mlver.yaml files written
@@ -184,7 +185,8 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     def write(rel: str, text: str, source: str) -> None:
         if os.path.lexists(os.path.join(root, rel)):
             if os.path.isfile(os.path.join(root, rel)) and read_text(root, rel) == text:
-                return  # written by an earlier `import-dvc --keep-dvc`: nothing to do
+                plan.in_place.append(rel)  # written by an earlier `import-dvc` (--keep-dvc, or killed)
+                return
             collisions.append(rel)
         plan.writes.append(Write(rel, text, source))
 
@@ -404,30 +406,35 @@ def import_dvc(start: str, *, dry_run: bool = False, keep_dvc: bool = False) -> 
 
 
 def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
+    """Write, link, configure, stage, then remove DVC's files. A run killed at any step is
+    finished by running ``import-dvc`` again: files it wrote count as in place, and
+    everything the import makes is staged before DVC's files go."""
+    from mlver import failpoint
     from mlver.gitignore import gitignore_add
     from mlver.pipeline.plan import ignore_outputs
 
     root = plan.root
-    staged: list[str] = []
     for w in plan.writes:
         atomic_write_text(repo.abs(w.path), w.text, fsync=repo.fsync, inside=root)
-        staged.append(w.path)
     counts = link_objects(repo.cache, plan.objects)
     memo = seed_state(repo, plan.state)
+    failpoint.hit("import-dvc-written")
     apply_remotes(repo, plan.remotes)
-    staged.append(".mlver/config")
-    if plan.init:
-        staged.append(".mlver/.gitignore")
-    for data in plan.pointers:
-        rel = gitignore_add(repo, data)
-        if rel:
-            staged.append(rel)
+    data = list(plan.pointers)
+    for data_rel in plan.pointers:
+        gitignore_add(repo, data_rel)
     for stage in plan.pipeline.stages if plan.pipeline is not None else ():
-        staged += ignore_outputs(repo, stage)
+        ignore_outputs(repo, stage)
+        data += [o.path for o in stage.products]
+    ignores = {posixpath.join(posixpath.dirname(p), ".gitignore") for p in data}
+    staged = [w.path for w in plan.writes] + plan.in_place + [".mlver/config", *sorted(ignores)]
+    paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
+    hidden = set(git.ignored(root, paths))  # `git add` refuses them: the trap warnings name them
+    paths = [p for p in paths if p not in hidden]
+    git.stage(root, [repo.abs(p) for p in paths])
+    failpoint.hit("import-dvc-staged")
     if not plan.keep_dvc:
         _remove_dvc(repo, plan)
-    paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
-    git.stage(root, [repo.abs(p) for p in paths])
     return ImportResult(plan, False, counts, tuple(paths), memo)
 
 
