@@ -16,7 +16,7 @@ from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
 from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
                           remove_path, sweep_stale_tmp, unique_suffix, unlink_quiet)
-from mlver.hashing import (ALGORITHMS, CHUNK, DEFAULT_ALGO, algo_of, digest_bytes, digest_file, digest_open, hex_of,
+from mlver.hashing import (ALGORITHMS, CHUNK, DEFAULT_ALGO, LEGACY_MD5, algo_of, digest_bytes, digest_file, digest_open, hex_of,
                            is_digest, new_hasher, qualify)
 from mlver.progress import ByteCallback
 
@@ -25,7 +25,13 @@ DVC_DIR_SUFFIX = ".dir"  # md5 folders: DVC's listing, under DVC's name
 
 
 def manifest_suffix(algo: str) -> str:
-    return DVC_DIR_SUFFIX if algo == "md5" else MANIFEST_SUFFIX
+    return DVC_DIR_SUFFIX if algo in ("md5", LEGACY_MD5) else MANIFEST_SUFFIX
+
+
+def algo_folder(algo: str) -> str:
+    """The folder of ``algo``'s objects in a cache or remote: ``files/<algo>``; DVC 2's
+    md5-dos2unix objects at the top, in DVC 2's own layout (``ab/cdef…``)."""
+    return "" if algo == LEGACY_MD5 else f"files/{algo}"
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -38,7 +44,8 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 def object_relpath(digest: str, manifest: bool = False) -> str:
     """The object's path inside a cache or remote (POSIX)."""
     algo, h = algo_of(digest), hex_of(digest)
-    return f"files/{algo}/{h[:2]}/{h[2:]}{manifest_suffix(algo) if manifest else ''}"
+    top = algo_folder(algo)
+    return f"{top}{'/' if top else ''}{h[:2]}/{h[2:]}{manifest_suffix(algo) if manifest else ''}"
 
 
 def object_folders(refs: Iterable["ObjectRef"]) -> set[str]:
@@ -388,7 +395,7 @@ class Cache:
 
     def iter_objects(self) -> Iterator[ObjectRef]:
         for algo in ALGORITHMS:
-            base = os.path.join(self.root, "files", algo)
+            base = os.path.join(self.root, *algo_folder(algo).split("/"))
             try:
                 prefixes = os.listdir(base)
             except FileNotFoundError:

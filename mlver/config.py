@@ -91,10 +91,10 @@ def parse_duration(value: str, shown: str) -> float:
 
 def parse_hash(value: str, shown: str) -> str:
     """``core.hash``: the algorithm of outputs added afresh."""
-    from mlver.hashing import ALGORITHMS
+    from mlver.hashing import NEW_ALGORITHMS
 
-    if value not in ALGORITHMS:
-        raise UsageError(f"{shown}: unknown hash '{value}'", hint=f"use one of {', '.join(ALGORITHMS)}")
+    if value not in NEW_ALGORITHMS:
+        raise UsageError(f"{shown}: unknown hash '{value}'", hint=f"use one of {', '.join(NEW_ALGORITHMS)}")
     return value
 
 

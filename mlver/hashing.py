@@ -19,13 +19,65 @@ import xxhash
 
 DEFAULT_ALGO = "xxh3-128"
 HASH_NAME = DEFAULT_ALGO  # the algorithm of bare digests (and of mlver's own records)
-ALGORITHMS = ("xxh3-128", "md5", "sha256")  # what `hash:` / `core.hash` may name
-HEX_LEN = {"xxh3-128": 32, "md5": 32, "sha256": 64}
+LEGACY_MD5 = "md5-dos2unix"  # DVC 2's digests: md5 of a text file with CRLF read as LF
+ALGORITHMS = ("xxh3-128", "md5", "sha256", LEGACY_MD5)  # what a `hash:` may name
+NEW_ALGORITHMS = ("xxh3-128", "md5", "sha256")  # what `core.hash` may choose for new outputs
+HEX_LEN = {"xxh3-128": 32, "md5": 32, "sha256": 64, LEGACY_MD5: 32}
 CHUNK = 4 << 20  # 4 MiB: large enough to amortise syscalls, small enough to stay flat
 SMALL = 1 << 20  # files up to this size are read in one call
 
+
+class _Dos2UnixMd5:
+    """DVC 2's ``md5-dos2unix``, exactly as DVC 2 computed it: a file whose first 512
+    bytes look like text (no NUL, at most 30 % other than printable ASCII and
+    ``\n\r\t\f\b``) is hashed 1 MiB at a time with each piece's CRLF pairs read as LF
+    (a pair split between two pieces stays as it is); any other file is plain md5."""
+
+    PIECE = 1 << 20  # DVC 2's LOCAL_CHUNK_SIZE
+    BLOCK = 512
+    TEXT = bytes(range(32, 127)) + b"\n\r\t\f\b"
+
+    def __init__(self, data: bytes | memoryview = b"") -> None:
+        self._md5 = hashlib.md5()
+        self._buf = bytearray()
+        self._text: bool | None = None
+        if data:
+            self.update(data)
+
+    def _decide(self) -> None:
+        block = bytes(self._buf[:self.BLOCK])
+        self._text = not block or (b"\0" not in block
+                                   and len(block.translate(None, self.TEXT)) / len(block) <= 0.30)
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self._text is False:
+            self._md5.update(data)
+            return
+        self._buf += data
+        if self._text is None:
+            if len(self._buf) < self.BLOCK:
+                return
+            self._decide()
+            if not self._text:
+                self._md5.update(self._buf)
+                self._buf = bytearray()
+                return
+        n = len(self._buf) - len(self._buf) % self.PIECE
+        for at in range(0, n, self.PIECE):
+            self._md5.update(bytes(self._buf[at:at + self.PIECE]).replace(b"\r\n", b"\n"))
+        del self._buf[:n]
+
+    def hexdigest(self) -> str:
+        md5 = self._md5.copy()
+        if self._text is None:
+            self._decide()
+        if self._buf:
+            md5.update(bytes(self._buf).replace(b"\r\n", b"\n") if self._text else self._buf)
+        return md5.hexdigest()
+
+
 _FACTORY: dict[str, Callable[..., Any]] = {"xxh3-128": xxhash.xxh3_128, "md5": hashlib.md5,
-                                           "sha256": hashlib.sha256}
+                                           "sha256": hashlib.sha256, LEGACY_MD5: _Dos2UnixMd5}
 
 
 def algo_of(digest: str) -> str:
@@ -114,7 +166,7 @@ def digest_open(f: BinaryIO, *, on_bytes: Callable[[int], None] | None = None,
     return digest_stream(f, on_bytes=on_bytes, algo=algo)
 
 
-_DIGEST = re.compile(r"[0-9a-f]{32}|md5:[0-9a-f]{32}|sha256:[0-9a-f]{64}")
+_DIGEST = re.compile(r"[0-9a-f]{32}|md5:[0-9a-f]{32}|sha256:[0-9a-f]{64}|md5-dos2unix:[0-9a-f]{32}")
 
 
 def is_digest(text: str) -> bool:

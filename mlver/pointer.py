@@ -381,7 +381,7 @@ class Manifest:
         return sum(e.size for e in self.entries if e.size > 0)
 
     def dumps(self) -> bytes:
-        if self.algo == "md5":
+        if self.algo in DVC_LISTED:
             # DVC's listing exactly (DVC refuses any other key; sorted by path, as
             # json.dumps writes by default): the same folder has the same digest whichever
             # tool listed it
@@ -408,17 +408,18 @@ _BAD_PATHS = re.compile(r"(?:^|\0)/|(?:^|[\0/])\.\.(?:[/\0]|$)|\0\0|^\0|\0$"
 _DIGESTS = re.compile(r"(?:[0-9a-f]{32})*")
 
 
-def parse_manifest(data: bytes, shown: str) -> Manifest:
+def parse_manifest(data: bytes, shown: str, algo: str | None = None) -> Manifest:
     """A manifest object's listing: mlver's (``{"kind": "manifest", ...}``) or DVC's
-    ``.dir`` list (md5)."""
+    ``.dir`` list, whose entries are of ``algo`` (the folder's: ``md5``, or DVC 2's
+    ``md5-dos2unix``; the listing does not say)."""
     try:
         doc = json.loads(data)
         if isinstance(doc, list):
-            return _parse_dvc_listing(doc, shown)
+            return _parse_dvc_listing(doc, shown, algo if algo in DVC_LISTED else "md5")
         if doc.get("kind") != "manifest" or doc.get("version") != 1:
             raise ValueError("not a manifest")
         algo = doc.get("hash", DEFAULT_ALGO)
-        if algo not in ALGORITHMS or algo == "md5":
+        if algo not in ALGORITHMS or algo in DVC_LISTED:
             raise ValueError(f"unknown hash {algo!r}")
         entries = tuple(map(Entry._make, doc["entries"]))  # each row must have 4 fields
         if algo != DEFAULT_ALGO:
@@ -447,7 +448,10 @@ def _check_entries(entries: tuple[Entry, ...], algo: str) -> None:
         raise ValueError(f"an entry's digest is not {HEX_LEN[algo]} lower-case hex digits ({algo})")
 
 
-def _parse_dvc_listing(doc: list[Any], shown: str) -> Manifest:
+DVC_LISTED = ("md5", "md5-dos2unix")  # algorithms whose folders are DVC's listings
+
+
+def _parse_dvc_listing(doc: list[Any], shown: str, algo: str) -> Manifest:
     entries = []
     for row in doc:
         if not isinstance(row, dict) or not isinstance(row.get("md5"), str) or not isinstance(row.get("relpath"), str):
@@ -455,9 +459,9 @@ def _parse_dvc_listing(doc: list[Any], shown: str) -> Manifest:
         size = row.get("size", UNKNOWN_SIZE)
         if type(size) is not int or size < UNKNOWN_SIZE:
             raise ValueError(f"entry {row['relpath']!r}: bad size {size!r}")
-        entries.append(Entry(row["relpath"], qualify("md5", row["md5"]), size, bool(row.get("isexec", False))))
-    manifest = Manifest.build(entries, "md5")
-    _check_entries(manifest.entries, "md5")
+        entries.append(Entry(row["relpath"], qualify(algo, row["md5"]), size, bool(row.get("isexec", False))))
+    manifest = Manifest.build(entries, algo)
+    _check_entries(manifest.entries, algo)
     if len({e.path for e in manifest.entries}) != len(manifest.entries):
         raise ValueError("a path is listed twice")
     return manifest

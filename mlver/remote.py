@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
 
 from mlver import failpoint
-from mlver.cache import Cache, ObjectRef, parse_object_name
+from mlver.cache import Cache, ObjectRef, algo_folder, parse_object_name
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write, copy_file, is_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import ALGORITHMS, CHUNK, DEFAULT_ALGO, VerifiedReader, algo_of, new_hasher
@@ -99,7 +99,6 @@ FIRST_DELAY = 0.5
 SMALL_GET = 16 << 20  # objects up to this size are fetched with one GET
 READ_BLOCK = 32 << 20
 OPEN_BLOCK = 4 << 20  # the request size of reads in place (open_object): a ranged read costs at most this
-FILES_ROOT = "files"  # objects: files/<algo>/ab/cdef... (cache.object_relpath)
 RUNS_DIR = "runs"
 
 
@@ -634,8 +633,9 @@ class Remote:
         by_algo: dict[str, set[str]] = {}
         if folders is None:
             for algo in ALGORITHMS:
-                found = self._retry("listing objects", self._ls, self.path(f"{FILES_ROOT}/{algo}"))
-                by_algo[algo] = {_basename(i["name"]) for i in found if i.get("type") == "directory"}
+                found = self._retry("listing objects", self._ls, self._algo_path(algo))
+                by_algo[algo] = {n for n in (_basename(i["name"]) for i in found if i.get("type") == "directory")
+                                 if len(n) == 2 and all(c in "0123456789abcdef" for c in n)}
         else:
             for f in folders:
                 algo, _, prefix = f.partition("/")
@@ -645,8 +645,12 @@ class Remote:
             result.update(self._list_algo(algo, sorted(p for p in prefixes if len(p) == 2)))
         return result
 
+    def _algo_path(self, algo: str) -> str:
+        top = algo_folder(algo)
+        return self.path(top) if top else self.root
+
     def _list_algo(self, algo: str, wanted: list[str]) -> dict[ObjectRef, tuple[int, float | None]]:
-        base = self.path(f"{FILES_ROOT}/{algo}")
+        base = self._algo_path(algo)
         if self.atomic_put and len(wanted) > FLAT_LISTING_ABOVE:
             # Object stores list a whole prefix flat, 1,000 keys a request: ~20 requests
             # for 20,000 objects instead of one request per two-letter folder.

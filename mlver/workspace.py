@@ -19,7 +19,7 @@ from mlver.errors import ChecksumMismatch, DanglingLink, FormatError, PathError
 from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
                           sweep_stale_tmp, unlink_confined, walk_files)
 from mlver.hashing import DEFAULT_ALGO, algo_of, digest_bytes, digest_file
-from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
+from mlver.pointer import DVC_LISTED, POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.state import Placed, racy
@@ -244,7 +244,7 @@ def manifest_of(repo: Repo, rel: str, entries: list[WalkEntry], *, rows: list[st
 def tracks_exec(algo: str) -> bool:
     """Does a folder of ``algo`` record its files' executable bits? Not an md5 folder:
     DVC's listing has no place for them (DVC does not track them either)."""
-    return algo != "md5"
+    return algo not in DVC_LISTED
 
 
 def current_manifest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS,
@@ -316,7 +316,7 @@ def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRES
 def load_manifest(cache: Cache, digest: str) -> Manifest | None:
     if not cache.has(digest, manifest=True):
         return None
-    return parse_manifest(cache.read_bytes(digest, manifest=True), f"manifest {digest}")
+    return parse_manifest(cache.read_bytes(digest, manifest=True), f"manifest {digest}", algo_of(digest))
 
 
 # --- status ---------------------------------------------------------------------------

@@ -71,6 +71,24 @@ def dvc_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(venv / "bin" / "dvc")
 
 
+@pytest.fixture(scope="session")
+def dvc2_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The real DVC 2 CLI (DVC 2's md5-dos2unix digests and cache layout), in a
+    virtualenv of its own: ``$MLVER_TEST_DVC2`` when set (.ci/run builds one), else one
+    installed here once per session."""
+    given = os.environ.get("MLVER_TEST_DVC2")
+    if given and os.access(given, os.X_OK):
+        return given
+    venv = tmp_path_factory.mktemp("dvc2-venv")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "dvc>=2.50,<3", "pathspec<0.12", "dulwich<0.22"],
+                       check=True, capture_output=True, timeout=900)
+    except (subprocess.SubprocessError, OSError) as e:
+        require("dvc2", f"DVC 2 could not be installed in a virtualenv ({type(e).__name__})")
+    return str(venv / "bin" / "dvc")
+
+
 @pytest.fixture
 def chromium_bin() -> str:
     """A headless Chromium (Debian's ``chromium``): ``$MLVER_CHROMIUM``, else one on PATH;

@@ -227,12 +227,14 @@ def test_legacy_and_malformed_dvc_files_are_named() -> None:
     from mlver.pipeline.dvcfiles import parse_dvc_file, parse_dvc_lock
     from mlver.errors import FormatError
 
-    legacy = parse_dvc_file("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 3\n  path: old.csv\n",
-                            "old.csv.dvc")
-    assert legacy.outs == () and legacy.legacy == ("old.csv",)
+    # DVC 2 wrote no `hash: md5`: its digests are md5-dos2unix, a digest of their own
+    legacy = parse_dvc_file("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 3\n  path: old.csv\n", "old.csv.dvc")
+    assert [o.digest for o in legacy.outs] == ["md5-dos2unix:0123456789abcdef0123456789abcdef"]
     lock = parse_dvc_lock("schema: '2.0'\nstages:\n  s:\n    cmd: echo\n    outs:\n    - path: o\n"
                           "      md5: 0123456789abcdef0123456789abcdef\n      size: 1\n", "dvc.lock")
-    assert lock.stages == {} and "md5-dos2unix" in lock.skipped["s"]
+    assert [e.digest for e in lock.stages["s"].outs] == ["md5-dos2unix:0123456789abcdef0123456789abcdef"]
+    with pytest.raises(FormatError, match=r"old.csv.dvc:2: 'old.csv': unknown hash 'sha1'"):
+        parse_dvc_file("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  hash: sha1\n  path: old.csv\n", "old.csv.dvc")
     with pytest.raises(FormatError, match=r"dvc.lock:1: unsupported dvc.lock schema"):
         parse_dvc_lock("s:\n  cmd: echo\n", "dvc.lock")
 
@@ -583,3 +585,49 @@ def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, 
     assert {p: (clone / p).read_bytes() for p in workspace} == workspace
     assert run_json(["status"], clone)["clean"] is True
 
+
+
+def test_a_dvc2_project_imports_with_its_md5_dos2unix_digests(tmp_path: Path, dvc2_bin: str) -> None:
+    """DVC 2 hashed text files with CRLF read as LF and kept objects at the top of its
+    cache and remote (``ab/cdef…``). Imported, the digests stay (``hash: md5-dos2unix``),
+    nothing is uploaded, and a fresh clone pulls every byte from the DVC 2 remote."""
+    proj, remote = tmp_path / "proj", tmp_path / "remote"
+    proj.mkdir()
+    remote.mkdir()
+    git(["init", "-q"], proj)
+    _dvc(dvc2_bin, ["init", "-q"], proj)
+    _dvc(dvc2_bin, ["remote", "add", "-d", "store", str(remote)], proj)
+    crlf = b"id,v\r\n" + b"".join(b"%d,%d\r\n" % (i, i * i) for i in range(200_000))  # text over several MiB
+    gen(proj, {"data/crlf.csv": crlf, "data/bin.dat": os.urandom(3000) + b"\r\n\0",
+               "images/a.txt": "a\r\nb\r\n", "images/sub/b.txt": "plain\n"})
+    _dvc(dvc2_bin, ["add", "-q", "data/crlf.csv", "data/bin.dat", "images"], proj)
+    _dvc(dvc2_bin, ["push", "-q"], proj)
+    _commit(proj, "dvc 2 data")
+    assert "hash:" not in (proj / "data/crlf.csv.dvc").read_text()  # DVC 2's format
+    before = sorted(str(p.relative_to(remote)) for p in remote.rglob("*") if p.is_file())
+    assert before and all(len(p.split("/")[0]) == 2 for p in before)  # DVC 2's layout: ab/cdef at the top
+    doc = run_json(["import-dvc"], proj)
+    assert doc["unconverted"] == [] or all("dos2unix" not in u["what"] for u in doc["unconverted"])
+    ptr = (proj / "data/crlf.csv.mlver").read_text()
+    assert "hash: md5-dos2unix" in ptr
+    assert __import__("hashlib").md5(crlf.replace(b"\r\n", b"\n")).hexdigest() in ptr  # DVC 2's digest, kept
+    assert run_json(["status"], proj)["clean"] is True
+    assert run_json(["fsck"], proj)["corrupt"] == []
+    git(["commit", "-q", "-m", "mlver import-dvc"], proj)
+    run(["push"], proj)
+    assert sorted(str(p.relative_to(remote)) for p in remote.rglob("*") if p.is_file()) == before  # no upload
+    clone = tmp_path / "clone"
+    git(["clone", "-q", str(proj), str(clone)], tmp_path)
+    run(["pull"], clone)
+    for rel in ("data/crlf.csv", "data/bin.dat", "images/a.txt", "images/sub/b.txt"):
+        assert (clone / rel).read_bytes() == (proj / rel).read_bytes(), rel
+    assert run_json(["status"], clone)["clean"] is True
+    # a flipped byte in a DVC 2 object on the remote is found
+    h = ptr.split("digest: ")[1].split()[0]
+    obj = remote / h[:2] / h[2:]
+    data = bytearray(obj.read_bytes())
+    data[10] ^= 1
+    os.chmod(obj, 0o644)
+    obj.write_bytes(bytes(data))
+    bad = run(["fsck", "--cloud", "--json"], clone, check=False)
+    assert bad.returncode == 1 and h in [c["digest"] for c in json.loads(bad.stdout)["corrupt"]]

@@ -12,7 +12,7 @@ from typing import Any
 
 from mlver.errors import MlverError
 from mlver.fsutil import copy_file, tmp_name, unlink_quiet
-from mlver.pipeline.dvcfiles import (DVC_DIR, OPTION_NAMES, DvcConfig, DvcStateEntry, parse_dvc_config,
+from mlver.pipeline.dvcfiles import (DVC_DIR, LEGACY_HASH, OPTION_NAMES, DvcConfig, DvcStateEntry, parse_dvc_config,
                                      qualified_md5, read_text, remote_url_for_mlver, state_checksum, state_entries)
 
 CONFIG = f"{DVC_DIR}/config"
@@ -161,11 +161,18 @@ def _objects(plan: StoragePlan, root: str, config: DvcConfig, *, keep_dvc: bool)
             if len(rest) != 30 or not all(c in "0123456789abcdef" for c in rest):
                 continue  # DVC's temporary and unpacked files
             plan.objects.append(CacheObject(os.path.join(folder, name), qualified_md5(prefix + rest), manifest))
-    legacy = [d for d in (os.listdir(cache) if os.path.isdir(cache) else []) if len(d) == 2]
-    if legacy:
-        plan.unconverted.append(Unconverted(f"DVC 2 cache objects ({len(legacy)} folders at the top of {cache})",
-                                            os.path.relpath(cache, root),
-                                            "run DVC 3's `dvc cache migrate --dvc-files` first to import them"))
+    # DVC 2's objects (md5-dos2unix), in DVC 2's layout at the top of the cache: mlver keeps
+    # them there too (cache.algo_folder), under the same names
+    for prefix in sorted(os.listdir(cache)) if os.path.isdir(cache) else []:
+        folder = os.path.join(cache, prefix)
+        if len(prefix) != 2 or not all(c in "0123456789abcdef" for c in prefix) or not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            manifest = name.endswith(".dir")
+            rest = name[:-4] if manifest else name
+            if len(rest) == 30 and all(c in "0123456789abcdef" for c in rest):
+                plan.objects.append(CacheObject(os.path.join(folder, name), qualified_md5(prefix + rest, LEGACY_HASH),
+                                                manifest))
     if not keep_dvc and not plan.removable:
         plan.warnings.append(f"DVC's cache {cache} is kept: it is shared or linked into the workspace "
                              f"(cache.type {config.cache_type or 'default'}); remove it yourself once you no longer "

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mlver.hashing import algo_of
 from mlver.cache import ObjectRef, object_folders
 from mlver.config import DEFAULT_GC_GRACE
 from mlver.errors import ChecksumMismatch, RemoteError
@@ -171,7 +172,7 @@ def _remote_reader(rem: Remote, listing: dict[ObjectRef, int]) -> Callable[[Obje
         if ref not in listing:
             return None
         try:
-            return parse_manifest(rem.read_object(ref, listing[ref]), f"manifest {ref.digest}")
+            return parse_manifest(rem.read_object(ref, listing[ref]), f"manifest {ref.digest}", algo_of(ref.digest))
         except FileNotFoundError:
             return None
         except ChecksumMismatch as e:

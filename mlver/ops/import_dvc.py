@@ -275,9 +275,6 @@ def _plan_pipeline(plan: ImportPlan, rel: str, reader: Any, lock_set: set[str],
         lock_set.discard(lock_rel)
         conv = parse_dvc_lock(read_text(root, lock_rel), lock_rel, declared=_declared(pipeline, folder))
         order = [s.short_name for s in pipeline.stages]
-        for name, why in conv.skipped.items():
-            plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
-                                                f"{why}; `mlver repro {name}` records it again"))
         stale = [n for n in conv.stages if n not in order]
         for name in stale:
             plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
@@ -294,10 +291,6 @@ def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[st
         plan.unconverted.append(Unconverted(f"{rel}: a DVC 1 stage file (`cmd:` in a .dvc file)", rel,
                                             f"write the stage into {PIPELINE_FILE} (`mlver stage add`)"))
         return
-    for path in dvc.legacy:
-        plan.unconverted.append(Unconverted(f"{path}: hashed by DVC 2 (md5-dos2unix)", rel,
-                                            "run DVC 3's `dvc cache migrate --dvc-files` before importing, "
-                                            "or `mlver add` it afterwards"))
     for out in dvc.outs:
         data = posixpath.normpath(posixpath.join(folder, dvc.wdir, out.path))
         if not out.digest:

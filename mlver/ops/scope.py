@@ -183,7 +183,7 @@ def local_manifest_reader(repo: Repo, *, verify: bool = False) -> Callable[[Obje
                 if verify and digest_bytes(data, algo_of(ref.digest)) != ref.digest:
                     raise ChecksumMismatch(f"manifest {ref.digest}", ref.digest, digest_bytes(data, algo_of(ref.digest)),
                                            where=f"in the cache, {cache.path(ref.digest, True)}")
-                memo[ref.digest] = parse_manifest(data, f"manifest {ref.digest}")
+                memo[ref.digest] = parse_manifest(data, f"manifest {ref.digest}", algo_of(ref.digest))
         return memo[ref.digest]
 
     return read

@@ -24,7 +24,7 @@ from mlver.cache import ObjectRef
 from mlver.config import Config
 from mlver.errors import (ChecksumMismatch, GitError, MlverError, NotARepoError, ObjectMissing, PackedObject, PathIsFolder,
                           PathNotTracked, RemoteError, RevisionNotFound)
-from mlver.hashing import VerifiedReader, digest_fields
+from mlver.hashing import VerifiedReader, algo_of, digest_fields
 from mlver.pointer import Entry, Manifest, parse_manifest
 from mlver.remote import Remote, RemoteConfig, remote_config
 from mlver.repo import MLVER_DIR, Repo
@@ -194,7 +194,7 @@ class Source:
                 data = remote.read_object(ObjectRef(digest, True))
             except FileNotFoundError:
                 raise ObjectMissing(digest, output.path, remote=remote.name) from None
-        manifest = self._manifests[digest] = parse_manifest(data, f"manifest {digest} of {output.path}")
+        manifest = self._manifests[digest] = parse_manifest(data, f"manifest {digest} of {output.path}", algo_of(digest))
         return manifest
 
     def open_object(self, commit: str | None, digest: str, size: int, shown: str, *,

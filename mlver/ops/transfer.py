@@ -9,7 +9,7 @@ import os
 from typing import Callable
 from dataclasses import dataclass, field
 
-from mlver.hashing import digest_fields
+from mlver.hashing import algo_of, digest_fields
 from mlver import failpoint, packs
 from mlver.cache import Cache, ObjectRef, object_folders
 from mlver.errors import ChecksumMismatch, RemoteError
@@ -216,7 +216,7 @@ CONFIRM_ROUNDS = 3
 def _lists_refused(cache: Cache, ref: ObjectRef, refused: set[ObjectRef]) -> bool:
     """Whether the manifest ``ref`` lists a file refused as corrupt (it is then held back)."""
     try:
-        m = parse_manifest(cache.read_bytes(ref.digest, manifest=True), f"manifest {ref.digest}")
+        m = parse_manifest(cache.read_bytes(ref.digest, manifest=True), f"manifest {ref.digest}", algo_of(ref.digest))
     except Exception:  # noqa: BLE001 - unreadable here: push already judged it
         return False
     return any(ObjectRef(e.digest, False) in refused for e in m.entries)
@@ -382,7 +382,7 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
             m = local_read(ref)
             if m is None and ref in listing:
                 try:
-                    m = parse_manifest(rem.read_object(ref, listing[ref]), f"manifest {ref.digest}")
+                    m = parse_manifest(rem.read_object(ref, listing[ref]), f"manifest {ref.digest}", algo_of(ref.digest))
                 except (FileNotFoundError, ChecksumMismatch):
                     return None
             if m is not None and ref in listing:

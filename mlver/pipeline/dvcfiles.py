@@ -4,8 +4,8 @@ dataclasses (a ``dvc.lock`` straight into mlver's ``StageLock``s), with DVC's MD
 digests qualified as ``md5:<hex>`` and a folder's ``<hex>.dir`` as ``kind: dir``.
 
 DVC 3 writes ``hash: md5`` beside each digest; an entry without it was written by DVC 2
-(``md5-dos2unix``: text files hashed with CRLF turned into LF), which is not the same
-algorithm and is reported as such (``LegacyHash``) where mlver cannot read it.
+(``md5-dos2unix``: text files hashed with CRLF read as LF), a digest of its own:
+``md5-dos2unix:<hex>``, whose objects mlver reads in DVC 2's layout.
 """
 
 from __future__ import annotations
@@ -31,35 +31,15 @@ DVC_PIPELINE = "dvc.yaml"
 DVC_LOCK = "dvc.lock"
 DVC_IGNORE = ".dvcignore"
 DVC3_HASH = "md5"
-LEGACY_HASH = "md5-dos2unix"  # DVC 2's entries (no `hash:` key)
+LEGACY_HASH = "md5-dos2unix"  # DVC 2's entries (no `hash:` key): mlver.hashing.LEGACY_MD5
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 def qualified_md5(hex_digest: str, algo: str = DVC3_HASH) -> str:
-    """The mlver digest of a DVC MD5 (``md5:<hex>``), made by ``mlver.hashing.qualify``
-    where this mlver has it (the digest that carries its algorithm)."""
-    from mlver import hashing
+    """The mlver digest of a DVC MD5: ``md5:<hex>``, or DVC 2's ``md5-dos2unix:<hex>``."""
+    from mlver.hashing import qualify
 
-    qualify = getattr(hashing, "qualify", None)  # the digest contract landing on main
-    return f"{algo}:{hex_digest}" if qualify is None else str(qualify(algo, hex_digest))
-
-
-def supports(algo: str) -> bool:
-    """Whether this mlver reads objects hashed with ``algo``."""
-    from mlver import hashing
-
-    algorithms = getattr(hashing, "ALGORITHMS", None)
-    return algo == DVC3_HASH if algorithms is None else algo in algorithms
-
-
-class LegacyHash(MlverError):
-    """An entry written by DVC 2 (``md5-dos2unix``), which this mlver cannot read."""
-
-    def __init__(self, shown: str, path: str) -> None:
-        super().__init__(f"{shown}: '{path}' was hashed by DVC 2 (md5-dos2unix), which mlver does not read",
-                         hint="run DVC 3's `dvc cache migrate --dvc-files` first, then import")
-        self.shown = shown
-        self.path = path
+    return qualify(algo, hex_digest)
 
 
 @dataclass(frozen=True)
@@ -108,7 +88,6 @@ class DvcFile:
     frozen: bool = False
     wdir: str = "."
     desc: str | None = None
-    legacy: tuple[str, ...] = ()  # outputs hashed by DVC 2, not converted
 
 
 def _doc(text: str, shown: str, kind: str) -> LinedMap:
@@ -120,8 +99,8 @@ def _doc(text: str, shown: str, kind: str) -> LinedMap:
     return doc
 
 
-def _entry(shown: str, item: Any, line: int | None, *, where: str) -> DvcOut | str:
-    """A DvcOut, or the entry's path when it was hashed by DVC 2 (not converted)."""
+def _entry(shown: str, item: Any, line: int | None, *, where: str) -> DvcOut:
+    """One entry (DVC 3's md5, or DVC 2's md5-dos2unix)."""
     if not isinstance(item, dict) or not isinstance(item.get("path"), str):
         raise FormatError(shown, f"each '{where}' entry must be a mapping with 'path'", line=line)
     path = item["path"]
@@ -140,8 +119,6 @@ def _entry(shown: str, item: Any, line: int | None, *, where: str) -> DvcOut | s
         digest = ""  # not computed yet (a fresh `dvc stage add`, an output DVC never ran)
     elif not isinstance(md5, str) or not _MD5.fullmatch(md5):
         raise FormatError(shown, f"'{path}': md5 must be 32 lower-case hex digits", line=line)
-    elif algo == LEGACY_HASH and not supports(LEGACY_HASH):
-        return path
     else:
         digest = qualified_md5(md5, algo or DVC3_HASH)
     size, files = item.get("size"), item.get("nfiles")
@@ -161,14 +138,7 @@ def parse_dvc_file(text: str, shown: str) -> DvcFile:
     outs_doc = doc.get("outs", LinedList())
     if not isinstance(outs_doc, LinedList):
         raise FormatError(shown, "'outs' must be a list", line=doc.line_of("outs"))
-    outs: list[DvcOut] = []
-    legacy: list[str] = []
-    for i, item in enumerate(outs_doc):
-        entry = _entry(shown, item, outs_doc.line_at(i), where="outs")
-        if isinstance(entry, str):
-            legacy.append(entry)
-        else:
-            outs.append(entry)
+    outs = [_entry(shown, item, outs_doc.line_at(i), where="outs") for i, item in enumerate(outs_doc)]
     imported, url_dep = None, None
     deps = doc.get("deps") or []
     if not isinstance(deps, list):
@@ -187,7 +157,7 @@ def parse_dvc_file(text: str, shown: str) -> DvcFile:
     wdir = doc.get("wdir", ".")
     return DvcFile(shown, tuple(outs), imported, url_dep, None if cmd is None else str(cmd),
                    frozen=doc.get("frozen") is True, wdir=str(wdir), desc=None if doc.get("desc") is None
-                   else str(doc.get("desc")), legacy=tuple(legacy))
+                   else str(doc.get("desc")))
 
 
 def read_text(root: str, rel: str, *, missing_ok: bool = False) -> str:
@@ -328,7 +298,6 @@ class LockConversion:
     the stages that could not be converted (name -> why)."""
 
     stages: dict[str, StageLock]
-    skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -351,8 +320,7 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
     """A ``dvc.lock`` (schema 2.0) as mlver stage locks, paths relative to the lock's
     folder. ``declared``: per stage name, from ``dvc.yaml``: DVC lists a stage's metrics
     files among its ``outs``, mlver records them under ``metrics``; an output missing
-    there is an ordinary cached output. A stage with an entry hashed by DVC 2 is left
-    out (``skipped``) unless this mlver reads md5-dos2unix."""
+    there is an ordinary cached output."""
     from mlver.pipeline.lockfile import StageLock
     from mlver.pipeline.params import flatten
 
@@ -366,7 +334,6 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
         raise FormatError(shown, "'stages' must be a mapping", line=doc.line_of("stages"))
     declared = declared or {}
     stages: dict[str, StageLock] = {}
-    skipped: dict[str, str] = {}
     for name, body in stages_doc.items():
         line = stages_doc.line_of(name)
         if not isinstance(body, LinedMap) or not isinstance(body.get("cmd"), (str, list)):
@@ -388,18 +355,12 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
             out = []
             for i, item in enumerate(items):
                 entry = _entry(shown, item, items.line_at(i), where=key)
-                if isinstance(entry, str):
-                    raise LegacyHash(shown, entry)
                 if not entry.digest:
                     raise FormatError(shown, f"stage '{name}': '{entry.path}' has no md5", line=items.line_at(i))
                 out.append(entry)
             return out
 
-        try:
-            deps, outs = entries("deps"), entries("outs")
-        except LegacyHash as e:
-            skipped[str(name)] = e.message
-            continue
+        deps, outs = entries("deps"), entries("outs")
         params_doc = body.get("params") or {}
         if not isinstance(params_doc, dict) or not all(isinstance(v, dict) or v is None for v in params_doc.values()):
             raise FormatError(shown, f"stage '{name}': 'params' must map params files to their values",
@@ -415,7 +376,7 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
             (metrics if metric else kept).append(_lock_entry(o, path, cache=cache))
         stages[str(name)] = StageLock(str(name), str(cmd), tuple(_lock_entry(d, at(d.path), cache=True) for d in deps),
                                       params, tuple(kept), tuple(metrics))
-    return LockConversion(stages, skipped)
+    return LockConversion(stages)
 
 
 # --- .dvc/config ----------------------------------------------------------------------

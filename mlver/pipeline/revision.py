@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 from mlver import git
+from mlver.hashing import algo_of
 from mlver.pipeline.dvcfiles import DVC_LOCK, DVC_PIPELINE, dvc_lock_outputs, dvc_lock_stages, read_dvc_pipeline
 from mlver.errors import FormatError, MlverError
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, merge_pipelines, parse_pipeline
@@ -223,7 +224,7 @@ class History:
                 if data is None:
                     raise unavailable()
                 inner = rel[len(out.path) + 1:]
-                for entry in parse_manifest(data, f"manifest {out.digest}").entries:
+                for entry in parse_manifest(data, f"manifest {out.digest}", algo_of(out.digest)).entries:
                     if entry.path == inner:
                         data = self._object(entry.digest, False)
                         if data is None:
@@ -307,7 +308,7 @@ class History:
                 data = self._object(out.digest, True)
                 if data is None:
                     continue
-                for entry in parse_manifest(data, f"manifest {out.digest}").entries:
+                for entry in parse_manifest(data, f"manifest {out.digest}", algo_of(out.digest)).entries:
                     rel = f"{out.path}/{entry.path}"
                     if rel == folder or rel.startswith(folder + "/"):
                         found.add(rel)
