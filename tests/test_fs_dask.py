@@ -90,7 +90,7 @@ def test_never_pulled_clone_streams_from_s3_and_a_ranged_read_stays_small(repo: 
                                                                          moto: Moto) -> None:  # noqa: F811
     s3_repo(repo, moto)
     block = os.urandom(MIB)
-    big = b"".join(bytes([i]) + block[1:] for i in range(128))  # 128 MiB, each MiB different
+    big = b"".join(i.to_bytes(2, "big") + block[2:] for i in range(512))  # 512 MiB, each MiB different
     gen(repo, {"big.bin": big, "data/small.csv": "id,x\n1,10\n"})
     run(["add", "big.bin", "data/small.csv"], repo)
     git(["add", "-A"], repo)
@@ -108,9 +108,9 @@ def test_never_pulled_clone_streams_from_s3_and_a_ranged_read_stays_small(repo: 
     proxy = CountingProxy(moto.port)
     try:
         with api.open("big.bin", repo=str(clone), rev="v1", remote_config={"endpoint_url": proxy.endpoint}) as f:
-            f.seek(64 * MIB)
+            f.seek(256 * MIB)
             middle = f.read(MIB)
-        assert middle == big[64 * MIB:65 * MIB]
+        assert middle == big[256 * MIB:257 * MIB]
         assert 0 < proxy.served <= 16 * MIB, proxy.served
     finally:
         proxy.close()

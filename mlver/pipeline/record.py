@@ -19,7 +19,7 @@ from mlver.pipeline.model import PIPELINE_FILE, Out, Stage
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import (current_dir_summary, current_file_digest, current_manifest, load_manifest, scan_dir,
+from mlver.workspace import (Output, current_dir_summary, current_file_digest, current_manifest, load_manifest, scan_dir,
                              store_output)
 
 
@@ -237,13 +237,6 @@ def restore_plain(repo: Repo, entry: LockEntry) -> None:
 
 def products_restorable(repo: Repo, entries: list[LockEntry]) -> bool:
     """Whether every object the entries name (folders: manifest and files) is cached."""
-    cache = repo.cache
-    for e in entries:
-        if e.kind == "file":
-            if not cache.has(e.digest):
-                return False
-            continue
-        manifest = load_manifest(cache, e.digest)
-        if manifest is None or any(not cache.has(x.digest) for x in manifest.entries):
-            return False
-    return True
+    from mlver.tracked import missing
+
+    return not missing(repo.cache, [Output(e.path, e.kind, e.digest, e.size, e.files) for e in entries])

@@ -206,32 +206,26 @@ class History:
         object is neither in the cache nor on the default remote is an MlverError naming
         it, so readers warn instead of showing nothing."""
         from mlver.pointer import parse_manifest
+        from mlver.tracked import entries_below, find
 
         locks = lock_blob if isinstance(lock_blob, tuple) else ((LOCK_FILE, lock_blob),)
-        outputs = [o for lock_rel, blob in locks for o in self._lock_outputs(blob, commit, lock_rel)]
-        def unavailable() -> MlverError:
-            return MlverError(f"{rel}: its data ({out.path}) is neither in the cache nor on the default remote, "
-                              f"so its values are not shown (`mlver fetch --rev {commit[:7]}` gets them)")
+        found = find([o for lock_rel, blob in locks for o in self._lock_outputs(blob, commit, lock_rel)], rel)
+        if found is None or (found[0].kind == "dir" and found[1] is None):
+            return None  # not recorded, or a whole folder (not a file to read)
+        out, inner = found
 
-        for out in outputs:
-            if out.kind == "file" and out.path == rel:
-                data = self._object(out.digest, False)
-                if data is None:
-                    raise unavailable()
-                return data
-            if out.kind == "dir" and rel.startswith(out.path + "/"):
-                data = self._object(out.digest, True)
-                if data is None:
-                    raise unavailable()
-                inner = rel[len(out.path) + 1:]
-                for entry in parse_manifest(data, f"manifest {out.digest}", algo_of(out.digest)).entries:
-                    if entry.path == inner:
-                        data = self._object(entry.digest, False)
-                        if data is None:
-                            raise unavailable()
-                        return data
-                return None
-        return None
+        def read(digest: str, manifest: bool) -> bytes:
+            data = self._object(digest, manifest)
+            if data is None:
+                raise MlverError(f"{rel}: its data ({out.path}) is neither in the cache nor on the default remote, "
+                                 f"so its values are not shown (`mlver fetch --rev {commit[:7]}` gets them)")
+            return data
+
+        if out.kind == "file":
+            return read(out.digest, False)
+        listing = parse_manifest(read(out.digest, True), f"manifest {out.digest}", algo_of(out.digest))
+        hit = [e for e in entries_below(listing.entries, inner) if e.path == ""]
+        return read(hit[0].digest, False) if hit else None
 
     def prefetch(self, commits: list[str]) -> None:
         """Read the pipeline and lock files of many commits in one batch, for
