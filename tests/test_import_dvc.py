@@ -403,13 +403,14 @@ def test_keep_dvc_leaves_dvc_working(project: Path, dvc_bin: str) -> None:
 def test_a_subfolder_pipeline_with_wdir_is_converted_beside_it(tmp_path: Path, dvc_bin: str) -> None:
     git(["init", "-q"], tmp_path)
     _dvc(dvc_bin, ["init", "-q"], tmp_path)
-    gen(tmp_path, {"sub/w/p.yaml": "x: 1\nopt:\n  name: adam\n", "sub/dvc.yaml": (
-        "stages:\n  s:\n    wdir: w\n    cmd: cp p.yaml o.txt\n    deps: [p.yaml]\n"
+    gen(tmp_path, {"sub/w/p.yaml": "x: 1\nopt:\n  name: adam\n", "shared.txt": "above the wdir\n", "sub/dvc.yaml": (
+        "stages:\n  s:\n    wdir: w\n    cmd: cp p.yaml o.txt\n    deps: [p.yaml, ../../shared.txt]\n"
         "    params: [{p.yaml: [x, opt]}]\n    outs: [o.txt]\n")})
     _dvc(dvc_bin, ["repro", "-q", "sub/dvc.yaml"], tmp_path)
     _commit(tmp_path, "a pipeline in sub/")
     run(["import-dvc"], tmp_path)
     lock = (tmp_path / "sub/mlver.lock").read_text()
+    assert "    - path: ../shared.txt\n" in lock  # relative to sub/, through the stage's wdir
     assert "    - path: w/o.txt\n" in lock and "      w/p.yaml:\n        opt.name: adam\n        x: 1\n" in lock
     assert (tmp_path / "sub/mlver.yaml").exists() and not (tmp_path / "sub/dvc.yaml").exists()
     assert run_json(["status"], tmp_path)["clean"] is True
@@ -420,6 +421,7 @@ def test_a_subfolder_pipeline_with_wdir_is_converted_beside_it(tmp_path: Path, d
 
 def test_malformed_dvc_files_are_named(project: Path) -> None:
     config = (project / ".dvc/config").read_text()
+    originals = {rel: (project / rel).read_text() for rel in ("data/raw.csv.dvc", "dvc.lock")}
     gen(project, {".dvc/config": "[core\nremote = store\n"})
     proc = run(["import-dvc", "--dry-run"], project, check=False)
     assert proc.returncode == 3 and proc.stderr.startswith("mlver: error: .dvc/config: not a DVC config file")
@@ -430,6 +432,16 @@ def test_malformed_dvc_files_are_named(project: Path) -> None:
     assert proc.returncode == 3
     assert proc.stderr.startswith("mlver: error: data/raw.csv.dvc:2: 'raw.csv': md5 must be 32 lower-case hex digits")
     assert _snapshot(project.parent) == before
+    md5 = "0123456789abcdef0123456789abcdef"
+    for rel, text, shown in (
+            ("data/raw.csv.dvc", f"outs:\n- md5: {md5}\n  hash: md5\n  path: ../../outside.csv\n",
+             "data/raw.csv.dvc: '../../outside.csv' leaves the repository"),
+            ("dvc.lock", f"schema: '2.0'\nstages:\n  train:\n    cmd: x\n    deps:\n    - path: ../secret\n"
+                         f"      hash: md5\n      md5: {md5}\n      size: 1\n",
+             "dvc.lock: stage 'train': '../secret' leaves the repository")):
+        gen(project, {**originals, rel: text})
+        proc = run(["import-dvc"], project, check=False)
+        assert proc.returncode == 3 and proc.stderr.startswith(f"mlver: error: {shown}"), proc.stderr
 
 
 def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> None:

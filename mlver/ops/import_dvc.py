@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlver import git
-from mlver.errors import MlverError, UsageError
-from mlver.fsutil import atomic_write_text, unlink_quiet
+from mlver.errors import FormatError, MlverError, UsageError
+from mlver.fsutil import atomic_write_text, check_relative, unlink_quiet
 from mlver.ops.dvc_storage import (CacheObject, ObjectCounts, RemotePlan, Unconverted, apply_remotes, link_objects,
                                    plan_storage, seed_state)
 from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, DvcFile, DvcImport,
@@ -273,7 +273,7 @@ def _plan_pipeline(plan: ImportPlan, rel: str, reader: Any, lock_set: set[str],
     lock_rel = posixpath.join(folder, DVC_LOCK)
     if lock_rel in lock_set:
         lock_set.discard(lock_rel)
-        conv = parse_dvc_lock(read_text(root, lock_rel), lock_rel, declared=_declared(pipeline, folder))
+        conv = parse_dvc_lock(read_text(root, lock_rel), lock_rel, declared=_declared(pipeline, folder), folder=folder)
         order = [s.short_name for s in pipeline.stages]
         stale = [n for n in conv.stages if n not in order]
         for name in stale:
@@ -293,6 +293,8 @@ def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[st
         return
     for out in dvc.outs:
         data = posixpath.normpath(posixpath.join(folder, dvc.wdir, out.path))
+        if check_relative(data):
+            raise FormatError(rel, f"'{out.path}' leaves the repository")
         if not out.digest:
             plan.unconverted.append(Unconverted(f"{data}: never hashed by DVC", rel, f"`mlver add {data}` it"))
             continue

@@ -104,8 +104,9 @@ def _entry(shown: str, item: Any, line: int | None, *, where: str) -> DvcOut:
     if not isinstance(item, dict) or not isinstance(item.get("path"), str):
         raise FormatError(shown, f"each '{where}' entry must be a mapping with 'path'", line=line)
     path = item["path"]
-    if check_relative(path):
-        raise FormatError(shown, f"'{path}': {check_relative(path)}", line=line)
+    problem = check_relative(path)
+    if problem and ".." not in problem:  # `..` may be right (a dep above a stage's wdir): checked once joined
+        raise FormatError(shown, f"'{path}': {problem}", line=line)
     md5 = item.get("md5", item.get("etag"))
     algo = item.get("hash")
     if algo is None and md5 is not None:
@@ -211,7 +212,7 @@ def dvc_lock_stages(text: str, shown: str, rel: str) -> dict[str, StageLock]:
     from mlver.pipeline.model import PIPELINE_FILE
 
     folder = posixpath.dirname(rel)
-    stages = parse_dvc_lock(text, shown).stages
+    stages = parse_dvc_lock(text, shown, folder=folder).stages
     if not folder:
         return stages
     return {f"{folder}/{PIPELINE_FILE}:{n}": _moved(s, f"{folder}/{PIPELINE_FILE}:{n}", folder, into=False)
@@ -316,7 +317,8 @@ def _lock_entry(out: DvcOut, path: str, *, cache: bool) -> LockEntry:
     return LockEntry(path, out.kind, out.digest, out.size or 0, out.files if out.kind == "dir" else None, cache)
 
 
-def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | None = None) -> LockConversion:
+def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | None = None,
+                   folder: str = "") -> LockConversion:
     """A ``dvc.lock`` (schema 2.0) as mlver stage locks, paths relative to the lock's
     folder. ``declared``: per stage name, from ``dvc.yaml``: DVC lists a stage's metrics
     files among its ``outs``, mlver records them under ``metrics``; an output missing
@@ -344,7 +346,10 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
         info = declared.get(str(name), Declared())
 
         def at(path: str) -> str:
-            return posixpath.normpath(posixpath.join(info.wdir, path))
+            joined = posixpath.normpath(posixpath.join(info.wdir, path))
+            if check_relative(posixpath.normpath(posixpath.join(folder, joined))):
+                raise FormatError(shown, f"stage '{name}': '{path}' leaves the repository")
+            return joined
 
         def entries(key: str) -> list[DvcOut]:
             items = body.get(key)
