@@ -295,12 +295,17 @@ def test_import_converts_stages_and_commits_nothing(project: Path, dvc_bin: str)
     dvc_yaml = (project / "dvc.yaml").read_text()
     cached = len(_objects(project / ".dvc/cache/files"))
     git(["update-ref", "refs/exps/ab/cdef0123456789abcdef0123456789abcdef01/old-exp", "HEAD"], project)
+    git(["update-ref", "refs/exps/exec/EXEC_HEAD", "HEAD"], project)  # DVC's own bookkeeping
     proc = run(["import-dvc"], project)
     assert git(["rev-parse", "HEAD"], project) == head  # nothing committed
     assert "the next `mlver push` uploads it" in proc.stdout
     assert "DVC experiment(s) in refs/exps" in proc.stdout
     assert ".git/hooks/pre-commit: DVC's pre-commit Git hook (`dvc install`)" in proc.stdout
     assert ".pre-commit-config.yaml: DVC's hooks in the pre-commit framework's config" in proc.stdout
+    # DVC's experiment refs (refs/exps/ab/cdef.../NAME) are listed under their baseline by name
+    rows = run_json(["exp", "show", "-n", "2"], project)["rows"]
+    assert [(r["experiment"], r["baseline"]) for r in rows if r.get("experiment")] == [
+        ("old-exp", git(["rev-parse", "HEAD~1"], project).strip())]
     assert not (project / ".dvc").exists() and not (project / "dvc.yaml").exists()
     assert (project / "mlver.yaml").read_text() == dvc_yaml  # a copy, comments kept
     staged = git(["diff", "--cached", "--name-status"], project)

@@ -54,10 +54,23 @@ def list_experiments(root: str) -> list[Experiment]:
     parents = git.commit_parents(root, [sha for _, sha in refs])
     out = []
     for ref, sha in refs:
-        parts = ref[len(EXPS):].split("/", 1)
-        if len(parts) == 2:
-            out.append(Experiment(parts[1], parents.get(sha, ""), sha, ref))
+        name = _name_in(ref[len(EXPS):])
+        if name is not None:
+            out.append(Experiment(name, parents.get(sha, ""), sha, ref))
     return out
+
+
+def _name_in(rest: str) -> str | None:
+    """The experiment name of a ref below ``refs/exps/``: mlver's ``<sha[:7]>/NAME``, or
+    DVC's ``<sha[:2]>/<sha[2:]>/NAME`` (experiments made before ``import-dvc``); None for
+    anything else there (DVC's own ``exec/``, ``celery/``, ``temp/`` refs)."""
+    parts = rest.split("/")
+    hexes = all(c in "0123456789abcdef" for c in "".join(parts[:-1]))
+    if len(parts) == 2 and hexes and 4 <= len(parts[0]) <= 40:
+        return parts[1]
+    if len(parts) == 3 and hexes and len(parts[0]) == 2 and len(parts[1]) == 38:
+        return parts[2]
+    return None
 
 
 def check_name(name: str) -> str:

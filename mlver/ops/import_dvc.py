@@ -350,8 +350,9 @@ def _plan_leftovers(plan: ImportPlan) -> None:
     dvc_exps = [name for name, _ in refs if len(name.split("/")) >= 5 and len(name.split("/")[2]) == 2]
     if dvc_exps:
         plan.unconverted.append(Unconverted(f"{len(dvc_exps)} DVC experiment(s) in refs/exps", "refs/exps",
-                                            "`dvc exp branch NAME BRANCH` keeps one as a branch before the import "
-                                            "(mlver reads branches' history); `dvc exp remove -A` drops them"))
+                                            "`mlver exp show` lists them with their params and metrics; to keep "
+                                            "working on one, `dvc exp branch NAME BRANCH` before the import makes it "
+                                            "a branch; `dvc exp remove -A` drops them"))
     hooks = git.git_path(plan.root, "hooks")
     for name in ("pre-commit", "post-checkout", "pre-push"):
         try:
