@@ -295,8 +295,7 @@ def read_dvc_pipeline(text: str, shown: str, load: Any, base: str) -> tuple[str,
 
 @dataclass(frozen=True)
 class LockConversion:
-    """A ``dvc.lock`` as mlver ``StageLock``s (paths relative to the lock's folder), and
-    the stages that could not be converted (name -> why)."""
+    """A ``dvc.lock`` as mlver ``StageLock``s (paths relative to the lock's folder)."""
 
     stages: dict[str, StageLock]
 
