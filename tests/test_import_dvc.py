@@ -103,7 +103,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, dvc_bin: str) -> Path:
     home = tmp_path_factory.mktemp("dvchome")
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[user]\n\tname = T\n\temail = t@example.com\n")
     with pytest.MonkeyPatch.context() as mp:  # a module fixture runs outside the per-test environment
-        for key, value in (("HOME", str(home)), ("GIT_CONFIG_NOSYSTEM", "1"), ("XDG_CONFIG_HOME", str(home / ".config"))):
+        for key, value in (("HOME", str(home)), ("GIT_CONFIG_NOSYSTEM", "1"),
+                           ("XDG_CONFIG_HOME", str(home / ".config"))):
             mp.setenv(key, value)
         _build(base, dvc_bin)
     return base
@@ -285,7 +286,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(project: Path) -> None:
     assert any(u["where"] == "src/loader.py:1" and "mlver.api" in u["todo"] for u in doc["unconverted"])
 
 
-def test_import_converts_stages_and_commits_nothing(project: Path) -> None:
+def test_import_converts_stages_and_commits_nothing(project: Path, dvc_bin: str) -> None:
+    gen(project, {".pre-commit-config.yaml": "repos:\n  - repo: https://github.com/iterative/dvc\n    rev: 3.0.0\n"
+                                             "    hooks:\n      - id: dvc-pre-commit\n"})
+    _commit(project, "DVC's pre-commit hooks")
+    _dvc(dvc_bin, ["install"], project)  # DVC's Git hooks: they would fail once .dvc/ is gone
     head = git(["rev-parse", "HEAD"], project)
     dvc_yaml = (project / "dvc.yaml").read_text()
     cached = len(_objects(project / ".dvc/cache/files"))
@@ -295,6 +300,8 @@ def test_import_converts_stages_and_commits_nothing(project: Path) -> None:
     assert git(["rev-parse", "HEAD"], project) == head  # nothing committed
     assert "the next `mlver push` uploads it" in proc.stdout
     assert "DVC experiment(s) in refs/exps" in proc.stdout
+    assert ".git/hooks/pre-commit: DVC's pre-commit Git hook (`dvc install`)" in proc.stdout
+    assert ".pre-commit-config.yaml: DVC's hooks in the pre-commit framework's config" in proc.stdout
     # DVC's experiment refs (refs/exps/ab/cdef.../NAME) are listed under their baseline by name
     rows = run_json(["exp", "show", "-n", "2"], project)["rows"]
     assert [(r["experiment"], r["baseline"]) for r in rows if r.get("experiment")] == [
@@ -317,6 +324,27 @@ def test_import_converts_stages_and_commits_nothing(project: Path) -> None:
     files = [p for p in (project / ".mlver/cache").rglob("*") if p.is_file()]
     assert len(files) == cached  # every DVC object, linked (no re-hash)
     assert all(p.stat().st_nlink >= 1 for p in files)
+
+
+@pytest.mark.parametrize("failpoint", ["import-dvc-written", "import-dvc-staged"])
+def test_a_killed_import_is_finished_by_running_it_again(project: Path, built: Path, tmp_path: Path,
+                                                         failpoint: str) -> None:
+    killed = run(["import-dvc"], project, check=False, env={"MLVER_FAILPOINT": failpoint})
+    assert killed.returncode == -9
+    run(["import-dvc"], project)
+    clean = tmp_path / "clean"
+    shutil.copytree(built, clean, symlinks=True)
+    run(["import-dvc"], clean / "proj")
+
+    def result(root: Path) -> dict[str, Any]:
+        staged = git(["diff", "--cached", "--name-status"], root)
+        files = {p: (root / p).read_bytes() for p in git(["diff", "--cached", "--name-only", "--diff-filter=AM"],
+                                                         root).split()}
+        return {"staged": staged, "files": files, "dvc": (root / ".dvc").exists(),
+                "untracked": git(["status", "--porcelain", "--untracked-files=all"], root).count("??")}
+
+    assert result(project) == result(clean / "proj")
+    assert run_json(["status"], project)["clean"] is True
 
 
 def test_not_a_dvc_project_is_a_usage_error(tmp_path: Path) -> None:
@@ -377,6 +405,50 @@ def test_keep_dvc_leaves_dvc_working(project: Path, dvc_bin: str) -> None:
     assert "D\tdvc.lock" in git(["diff", "--cached", "--name-status"], project)
 
 
+def test_a_subfolder_pipeline_with_wdir_is_converted_beside_it(tmp_path: Path, dvc_bin: str) -> None:
+    git(["init", "-q"], tmp_path)
+    _dvc(dvc_bin, ["init", "-q"], tmp_path)
+    gen(tmp_path, {"sub/w/p.yaml": "x: 1\nopt:\n  name: adam\n", "shared.txt": "above the wdir\n", "sub/dvc.yaml": (
+        "stages:\n  s:\n    wdir: w\n    cmd: cp p.yaml o.txt\n    deps: [p.yaml, ../../shared.txt]\n"
+        "    params: [{p.yaml: [x, opt]}]\n    outs: [o.txt]\n")})
+    _dvc(dvc_bin, ["repro", "-q", "sub/dvc.yaml"], tmp_path)
+    _commit(tmp_path, "a pipeline in sub/")
+    run(["import-dvc"], tmp_path)
+    lock = (tmp_path / "sub/mlver.lock").read_text()
+    assert "    - path: ../shared.txt\n" in lock  # relative to sub/, through the stage's wdir
+    assert "    - path: w/o.txt\n" in lock and "      w/p.yaml:\n        opt.name: adam\n        x: 1\n" in lock
+    assert (tmp_path / "sub/mlver.yaml").exists() and not (tmp_path / "sub/dvc.yaml").exists()
+    assert run_json(["status"], tmp_path)["clean"] is True
+    assert run_json(["repro", "-P"], tmp_path)["ran"] == []
+    head = [r for r in run_json(["exp", "show", "-n", "1"], tmp_path)["rows"] if r["rev"] != "workspace"]
+    assert head[0]["params"] == {"sub/w/p.yaml": {"opt.name": "adam", "x": 1}}  # read from sub/dvc.yaml at HEAD
+
+
+def test_malformed_dvc_files_are_named(project: Path) -> None:
+    config = (project / ".dvc/config").read_text()
+    originals = {rel: (project / rel).read_text() for rel in ("data/raw.csv.dvc", "dvc.lock")}
+    gen(project, {".dvc/config": "[core\nremote = store\n"})
+    proc = run(["import-dvc", "--dry-run"], project, check=False)
+    assert proc.returncode == 3 and proc.stderr.startswith("mlver: error: .dvc/config: not a DVC config file")
+    gen(project, {".dvc/config": config,
+                  "data/raw.csv.dvc": "outs:\n- md5: nothex\n  size: 3\n  hash: md5\n  path: raw.csv\n"})
+    before = _snapshot(project.parent)
+    proc = run(["import-dvc"], project, check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("mlver: error: data/raw.csv.dvc:2: 'raw.csv': md5 must be 32 lower-case hex digits")
+    assert _snapshot(project.parent) == before
+    md5 = "0123456789abcdef0123456789abcdef"
+    for rel, text, shown in (
+            ("data/raw.csv.dvc", f"outs:\n- md5: {md5}\n  hash: md5\n  path: ../../outside.csv\n",
+             "data/raw.csv.dvc: '../../outside.csv' leaves the repository"),
+            ("dvc.lock", f"schema: '2.0'\nstages:\n  train:\n    cmd: x\n    deps:\n    - path: ../secret\n"
+                         f"      hash: md5\n      md5: {md5}\n      size: 1\n",
+             "dvc.lock: stage 'train': '../secret' leaves the repository")):
+        gen(project, {**originals, rel: text})
+        proc = run(["import-dvc"], project, check=False)
+        assert proc.returncode == 3 and proc.stderr.startswith(f"mlver: error: {shown}"), proc.stderr
+
+
 def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> None:
     git(["init", "-q"], tmp_path)
     _dvc(dvc_bin, ["init", "-q"], tmp_path)
@@ -388,6 +460,7 @@ def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> Non
     _dvc(dvc_bin, ["remote", "add", "web", "https://example.com/store"], tmp_path)
     _dvc(dvc_bin, ["remote", "modify", "--local", "web", "password", "pw"], tmp_path)
     _dvc(dvc_bin, ["remote", "modify", "web", "ask_password", "true"], tmp_path)
+    _dvc(dvc_bin, ["remote", "default", "--local", "web"], tmp_path)  # this machine's choice, not the team's
     _commit(tmp_path, "dvc remotes")
     doc = run_json(["import-dvc"], tmp_path)
     committed = (tmp_path / ".mlver/config").read_text()
@@ -398,8 +471,9 @@ def test_credentials_go_to_the_local_config(tmp_path: Path, dvc_bin: str) -> Non
     assert "password = pw" in local
     assert ".mlver/config.local" not in git(["diff", "--cached", "--name-only"], tmp_path)
     assert any(u["what"] == "option 'ask_password' of remote 'web'" for u in doc["unconverted"])
+    assert "remote = s3r" in committed and "remote = web" in local
     listed = {r["name"]: r for r in run_json(["remote", "list"], tmp_path)["remotes"]}
-    assert listed["s3r"]["default"] is True and listed["web"]["url"] == "https://example.com/store"
+    assert listed["web"]["default"] is True and listed["web"]["url"] == "https://example.com/store"
 
 
 def test_digests_dvc_verified_are_not_read_again(project: Path, tmp_path: Path, dvc_bin: str) -> None:
@@ -421,12 +495,14 @@ def test_digests_dvc_verified_are_not_read_again(project: Path, tmp_path: Path, 
 # --- traps (doctor, and at import) ------------------------------------------------------
 
 def test_doctor_and_import_warn_of_a_metrics_file_hidden_from_git(project: Path, tmp_path: Path) -> None:
-    gen(project, {".gitignore": (project / ".gitignore").read_text() + "/eval\n"})
+    gen(project, {".gitignore": (project / ".gitignore").read_text() + "/eval\n/mlver.yaml\n"})
     git(["rm", "-q", "--cached", "-r", "eval"], project)  # the metrics file never reached Git: the line hides it
     _commit(project, "a stale /eval line")
     proc = run(["import-dvc"], project)
     assert "mlver: warning: the metrics file eval/metrics.json is hidden from Git by .gitignore:" in proc.stderr
     assert ":/eval (a .gitignore line)" in proc.stderr
+    assert "mlver: warning: the pipeline file mlver.yaml is hidden from Git by .gitignore:" in proc.stderr
+    assert "mlver.lock" in git(["diff", "--cached", "--name-only"], project)  # the rest is staged
     doctor = run(["doctor"], project)
     assert "eval/metrics.json is hidden from Git by .gitignore" in doctor.stderr
     assert any("eval/metrics.json" in w for w in run_json(["doctor"], project)["warnings"])
@@ -505,8 +581,8 @@ def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, 
     run(["import-dvc"], project)
     status = run_json(["status"], project)
     assert status["clean"] is True, [s for s in status["stages"] if s["changed"]] + status["outputs"]
-    repro = run(["repro"], project)
-    assert "Running" not in repro.stdout + repro.stderr
+    repro = run_json(["repro"], project)
+    assert repro["ran"] == [] and repro["restored"] == [], repro
     assert {p: (project / p).read_bytes() for p in workspace} == workspace
     assert _objects(remote) == before  # the import uploads nothing
     git(["commit", "-q", "-m", "mlver import-dvc"], project)

@@ -68,7 +68,8 @@ def _render_import(app: App, res) -> None:
         say(f"  {'write' if res.dry_run else 'wrote'} {w.path}  (from {w.source})")
     for r in p.remotes:
         opts = ", ".join([f"{k}={v}" for k, v in sorted(r.options.items())] + [f"{k} (local)" for k in sorted(r.local)])
-        say(f"  remote {r.name}{' (default)' if r.default else ''}: {r.url}" + (f" [{opts}]" if opts else ""))
+        default = " (default)" if r.default else " (default here: .mlver/config.local)" if r.local_default else ""
+        say(f"  remote {r.name}{default}: {r.url}" + (f" [{opts}]" if opts else ""))
     if res.dry_run:
         say(f"  link {len(p.objects)} objects of DVC's cache into mlver's cache (no re-hash, no upload)")
     else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlver.errors import MlverError
@@ -37,12 +37,13 @@ class RemotePlan:
     url: str
     options: dict[str, str] = field(default_factory=dict)  # committed (.mlver/config)
     local: dict[str, str] = field(default_factory=dict)  # .mlver/config.local (credentials)
-    default: bool = False
+    default: bool = False  # the project's default remote
+    local_default: bool = False  # this machine's default (DVC's config.local), in .mlver/config.local
     exists: bool = False  # already configured with this URL: only options are set
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "url": self.url, "default": self.default, "options": self.options,
-                "local": sorted(self.local), "exists": self.exists}
+        return {"name": self.name, "url": self.url, "default": self.default, "local_default": self.local_default,
+                "options": self.options, "local": sorted(self.local), "exists": self.exists}
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def plan_storage(root: str, *, existing: dict[str, dict[str, str]], keep_dvc: bo
                                                 where, "add it with its full URL: `mlver remote add NAME URL`"))
             continue
         remote = _remote(plan, r, existing, default=r.name == config.default, keep_dvc=keep_dvc)
+        if remote is not None and r.name == config.local_default:
+            remote = replace(remote, local_default=True)
         if remote is not None:
             plan.remotes.append(remote)
     _objects(plan, root, config, keep_dvc=keep_dvc)
@@ -190,6 +193,8 @@ def apply_remotes(repo: Any, remotes: list[RemotePlan]) -> None:
             remote_config.modify(repo, r.name, key, value, level="local")
         if r.default:
             remote_config.set_default(repo, r.name)
+        if r.local_default:
+            remote_config.set_default(repo, r.name, level="local")
     repo.__dict__.pop("config", None)
 
 

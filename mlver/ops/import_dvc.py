@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlver import git
-from mlver.errors import MlverError, UsageError
-from mlver.fsutil import atomic_write_text, unlink_quiet
+from mlver.errors import FormatError, MlverError, UsageError
+from mlver.fsutil import atomic_write_text, check_relative, unlink_quiet
 from mlver.ops.dvc_storage import (CacheObject, ObjectCounts, RemotePlan, Unconverted, apply_remotes, link_objects,
                                    plan_storage, seed_state)
 from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, DvcFile, DvcImport,
-                                     parse_dvc_file, parse_dvc_lock, read_dvc_pipeline, read_text)
+                                     is_dvc_file, parse_dvc_file, parse_dvc_lock, read_dvc_pipeline, read_text)
 from mlver.pipeline.lockfile import StageLock, dump_lock
-from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, parse_pipeline
+from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline
 from mlver.pointer import POINTER_SUFFIX, Pointer
 
 IGNORE_FILE = ".mlverignore"
@@ -60,6 +60,7 @@ class ImportPlan:
     root: str  # the project (the folder holding .dvc/)
     scm_root: str
     writes: list[Write] = field(default_factory=list)
+    in_place: list[str] = field(default_factory=list)  # files already as the import would write them
     remotes: list[RemotePlan] = field(default_factory=list)
     pointers: list[str] = field(default_factory=list)  # data paths tracked by pointers
     stage_files: list[str] = field(default_factory=list)  # mlver.yaml files written
@@ -130,7 +131,7 @@ def _dvc_files(root: str) -> tuple[list[str], list[str], list[str], list[str]]:
     def named(n: str) -> list[str]:
         return sorted((p for p in found if p.rsplit("/", 1)[-1] == n), key=lambda p: (p.count("/"), p))
 
-    dvc = [p for p in found if p.endswith(DVC_SUFFIX) and p.rsplit("/", 1)[-1] != DVC_SUFFIX]
+    dvc = [p for p in found if is_dvc_file(p)]
     return dvc, named(DVC_PIPELINE), named(DVC_LOCK), named(DVC_IGNORE)
 
 
@@ -184,7 +185,8 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     def write(rel: str, text: str, source: str) -> None:
         if os.path.lexists(os.path.join(root, rel)):
             if os.path.isfile(os.path.join(root, rel)) and read_text(root, rel) == text:
-                return  # written by an earlier `import-dvc --keep-dvc`: nothing to do
+                plan.in_place.append(rel)  # written by an earlier `import-dvc` (--keep-dvc, or killed)
+                return
             collisions.append(rel)
         plan.writes.append(Write(rel, text, source))
 
@@ -198,32 +200,7 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     lock_set = set(locks)
     parsed: list[Pipeline] = []
     for rel in pipelines:
-        folder = posixpath.dirname(rel)
-        target = posixpath.join(folder, PIPELINE_FILE)
-        text, pipeline, dropped = read_dvc_pipeline(read_text(root, rel), rel, reader.doc, folder or ".")
-        plan.unconverted += [Unconverted(f"field '{d.key}' ({d.where})", f"{rel}:{d.line}",
-                                         "mlver has no equivalent: it is kept as a comment") for d in dropped]
-        write(target, text, rel)
-        parsed.append(pipeline)
-        plan.stage_files.append(target)
-        plan.stages += len(pipeline.stages)
-        for s in pipeline.stages:
-            if not s.deps and not s.params and not s.frozen and not s.always_changed:
-                plan.unconverted.append(Unconverted(
-                    f"stage '{s.name}' has no dependencies", f"{rel}:{s.line}" if s.line else rel,
-                    "DVC runs it once, mlver on every `repro`: give it a `deps:` entry (its script) or `frozen: true`"))
-        lock_rel = posixpath.join(folder, DVC_LOCK)
-        if lock_rel in lock_set:
-            lock_set.discard(lock_rel)
-            conv = parse_dvc_lock(read_text(root, lock_rel), lock_rel, declared=_declared(pipeline, folder))
-            order = [s.short_name for s in pipeline.stages]
-            stale = [n for n in conv.stages if n not in order]
-            for name in stale:
-                plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
-                                                    f"no longer in {rel}: left out of mlver's lock"))
-            stages: list[StageLock] = [_with_untracked_params(conv.stages[s.short_name], s, reader, rel, folder)
-                                       for s in pipeline.stages if s.short_name in conv.stages]
-            write(posixpath.join(folder, LOCK_FILE), dump_lock(stages), lock_rel)
+        parsed.append(_plan_pipeline(plan, rel, reader, lock_set, write))
     for lock_rel in sorted(lock_set):
         plan.unconverted.append(Unconverted(f"{lock_rel} without a {DVC_PIPELINE} beside it", lock_rel,
                                             "nothing to convert: it is removed with the other DVC files"))
@@ -231,7 +208,8 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     # .dvcignore -> .mlverignore (one, at the top)
     for rel in ignores:
         if rel == DVC_IGNORE:
-            patterns = [ln for ln in read_text(root, rel).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+            lines = read_text(root, rel).splitlines()
+            patterns = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
             if patterns:
                 write(IGNORE_FILE, f"# from {DVC_IGNORE} (mlver import-dvc)\n" + "\n".join(patterns) + "\n", rel)
         else:
@@ -264,13 +242,47 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     present = {o.digest for o in plan.objects}
     for imp in plan.imported:
         if imp.digest not in present:
-            plan.unconverted.append(Unconverted(f"{imp.path}: its data is not in DVC's cache", f"{imp.path}{DVC_SUFFIX}",
+            plan.unconverted.append(Unconverted(f"{imp.path}: its data is not in DVC's cache",
+                                                f"{imp.path}{DVC_SUFFIX}",
                                                 "run `dvc pull` (or `dvc update`) before importing, or "
                                                 f"`mlver add {imp.path}` afterwards"))
     _plan_removals(plan, dvc_files, pipelines, locks, ignores)
     _plan_leftovers(plan)
     plan.warnings = _traps(plan)
     return plan
+
+
+def _plan_pipeline(plan: ImportPlan, rel: str, reader: Any, lock_set: set[str],
+                   write: Callable[[str, str, str], None]) -> Pipeline:
+    """``rel`` (a dvc.yaml) as ``mlver.yaml`` beside it, and its ``dvc.lock`` (taken out of
+    ``lock_set``) as ``mlver.lock``; returns the pipeline it defines."""
+    root = plan.root
+    folder = posixpath.dirname(rel)
+    target = posixpath.join(folder, PIPELINE_FILE)
+    text, pipeline, dropped = read_dvc_pipeline(read_text(root, rel), rel, reader.doc, folder or ".")
+    plan.unconverted += [Unconverted(f"field '{d.key}' ({d.where})", f"{rel}:{d.line}",
+                                     "mlver has no equivalent: it is kept as a comment") for d in dropped]
+    write(target, text, rel)
+    plan.stage_files.append(target)
+    plan.stages += len(pipeline.stages)
+    for s in pipeline.stages:
+        if not s.deps and not s.params and not s.frozen and not s.always_changed:
+            plan.unconverted.append(Unconverted(
+                f"stage '{s.name}' has no dependencies", f"{rel}:{s.line}" if s.line else rel,
+                "DVC runs it once, mlver on every `repro`: give it a `deps:` entry (its script) or `frozen: true`"))
+    lock_rel = posixpath.join(folder, DVC_LOCK)
+    if lock_rel in lock_set:
+        lock_set.discard(lock_rel)
+        conv = parse_dvc_lock(read_text(root, lock_rel), lock_rel, declared=_declared(pipeline, folder), folder=folder)
+        order = [s.short_name for s in pipeline.stages]
+        stale = [n for n in conv.stages if n not in order]
+        for name in stale:
+            plan.unconverted.append(Unconverted(f"stage '{name}' of {lock_rel}", lock_rel,
+                                                f"no longer in {rel}: left out of mlver's lock"))
+        stages: list[StageLock] = [_with_untracked_params(conv.stages[s.short_name], s, reader, rel, folder)
+                                   for s in pipeline.stages if s.short_name in conv.stages]
+        write(posixpath.join(folder, LOCK_FILE), dump_lock(stages), lock_rel)
+    return pipeline
 
 
 def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[str, str, str], None]) -> None:
@@ -281,6 +293,8 @@ def _plan_pointers(plan: ImportPlan, rel: str, dvc: DvcFile, write: Callable[[st
         return
     for out in dvc.outs:
         data = posixpath.normpath(posixpath.join(folder, dvc.wdir, out.path))
+        if check_relative(data):
+            raise FormatError(rel, f"'{out.path}' leaves the repository")
         if not out.digest:
             plan.unconverted.append(Unconverted(f"{data}: never hashed by DVC", rel, f"`mlver add {data}` it"))
             continue
@@ -324,7 +338,8 @@ def _plan_leftovers(plan: ImportPlan) -> None:
         if "dvclive" in code:
             todo = "use mlver.live.Live (log_metric, next_step, log_plot write the same files)"
         elif "dvc.api" in code or "from dvc" in code or "import dvc" in code:
-            todo = ("use mlver.api (open, read, get_url, params_show, metrics_show take the same arguments)")
+            todo = ("use mlver.api: open, read, get_url, params_show, metrics_show "
+                    "(path, repo, rev, remote as in dvc.api)")
         else:  # pragma: no cover
             continue
         plan.unconverted.append(Unconverted(f"DVC in code: {code[:80]}", f"{path}:{line}", todo))
@@ -338,6 +353,24 @@ def _plan_leftovers(plan: ImportPlan) -> None:
                                             "`mlver exp show` lists them with their params and metrics; to keep "
                                             "working on one, `dvc exp branch NAME BRANCH` before the import makes it "
                                             "a branch; `dvc exp remove -A` drops them"))
+    hooks = git.git_path(plan.root, "hooks")
+    for name in ("pre-commit", "post-checkout", "pre-push"):
+        try:
+            with open(os.path.join(hooks, name), encoding="utf-8", errors="replace") as f:
+                script = f.read()
+        except OSError:
+            continue
+        if "dvc git-hook" in script:
+            # once .dvc/ is gone, DVC's hook fails and blocks the commit, checkout or push
+            plan.unconverted.append(Unconverted(f"DVC's {name} Git hook (`dvc install`)", f".git/hooks/{name}",
+                                                "remove the `dvc git-hook` line from it, then `mlver install` "
+                                                "(mlver's hooks: status, checkout, push)"))
+    framework = read_text(plan.root, ".pre-commit-config.yaml", missing_ok=True)
+    if "iterative/dvc" in framework:
+        plan.unconverted.append(Unconverted("DVC's hooks in the pre-commit framework's config",
+                                            ".pre-commit-config.yaml",
+                                            "replace the iterative/dvc repository's hooks by mlver's: mlver-status, "
+                                            "mlver-checkout, mlver-push (see docs/hooks.md)"))
 
 
 def _traps(plan: ImportPlan) -> list[str]:
@@ -369,30 +402,35 @@ def import_dvc(start: str, *, dry_run: bool = False, keep_dvc: bool = False) -> 
 
 
 def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
+    """Write, link, configure, stage, then remove DVC's files. A run killed at any step is
+    finished by running ``import-dvc`` again: files it wrote count as in place, and
+    everything the import makes is staged before DVC's files go."""
+    from mlver import failpoint
     from mlver.gitignore import gitignore_add
     from mlver.pipeline.plan import ignore_outputs
 
     root = plan.root
-    staged: list[str] = []
     for w in plan.writes:
         atomic_write_text(repo.abs(w.path), w.text, fsync=repo.fsync, inside=root)
-        staged.append(w.path)
     counts = link_objects(repo.cache, plan.objects)
     memo = seed_state(repo, plan.state)
+    failpoint.hit("import-dvc-written")
     apply_remotes(repo, plan.remotes)
-    staged.append(".mlver/config")
-    if plan.init:
-        staged.append(".mlver/.gitignore")
-    for data in plan.pointers:
-        rel = gitignore_add(repo, data)
-        if rel:
-            staged.append(rel)
+    data = list(plan.pointers)
+    for data_rel in plan.pointers:
+        gitignore_add(repo, data_rel)
     for stage in plan.pipeline.stages if plan.pipeline is not None else ():
-        staged += ignore_outputs(repo, stage)
+        ignore_outputs(repo, stage)
+        data += [o.path for o in stage.products]
+    ignores = {posixpath.join(posixpath.dirname(p), ".gitignore") for p in data}
+    staged = [w.path for w in plan.writes] + plan.in_place + [".mlver/config", *sorted(ignores)]
+    paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
+    hidden = set(git.ignored(root, paths))  # `git add` refuses them: the trap warnings name them
+    paths = [p for p in paths if p not in hidden]
+    git.stage(root, [repo.abs(p) for p in paths])
+    failpoint.hit("import-dvc-staged")
     if not plan.keep_dvc:
         _remove_dvc(repo, plan)
-    paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
-    git.stage(root, [repo.abs(p) for p in paths])
     return ImportResult(plan, False, counts, tuple(paths), memo)
 
 

@@ -104,8 +104,9 @@ def _entry(shown: str, item: Any, line: int | None, *, where: str) -> DvcOut:
     if not isinstance(item, dict) or not isinstance(item.get("path"), str):
         raise FormatError(shown, f"each '{where}' entry must be a mapping with 'path'", line=line)
     path = item["path"]
-    if check_relative(path):
-        raise FormatError(shown, f"'{path}': {check_relative(path)}", line=line)
+    problem = check_relative(path)
+    if problem and ".." not in problem:  # `..` may be right (a dep above a stage's wdir): checked once joined
+        raise FormatError(shown, f"'{path}': {problem}", line=line)
     md5 = item.get("md5", item.get("etag"))
     algo = item.get("hash")
     if algo is None and md5 is not None:
@@ -126,7 +127,8 @@ def _entry(shown: str, item: Any, line: int | None, *, where: str) -> DvcOut:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise FormatError(shown, f"'{path}': {key} must be a non-negative integer", line=line)
     desc = item.get("desc")
-    return DvcOut(path, kind, digest, size, files if kind == "dir" else None, cache=item.get("cache", True) is not False,
+    return DvcOut(path, kind, digest, size, files if kind == "dir" else None,
+                  cache=item.get("cache", True) is not False,
                   push=item.get("push", True) is not False, persist=item.get("persist") is True,
                   desc=None if desc is None else str(desc), remote=item.get("remote"))
 
@@ -210,7 +212,7 @@ def dvc_lock_stages(text: str, shown: str, rel: str) -> dict[str, StageLock]:
     from mlver.pipeline.model import PIPELINE_FILE
 
     folder = posixpath.dirname(rel)
-    stages = parse_dvc_lock(text, shown).stages
+    stages = parse_dvc_lock(text, shown, folder=folder).stages
     if not folder:
         return stages
     return {f"{folder}/{PIPELINE_FILE}:{n}": _moved(s, f"{folder}/{PIPELINE_FILE}:{n}", folder, into=False)
@@ -293,8 +295,7 @@ def read_dvc_pipeline(text: str, shown: str, load: Any, base: str) -> tuple[str,
 
 @dataclass(frozen=True)
 class LockConversion:
-    """A ``dvc.lock`` as mlver ``StageLock``s (paths relative to the lock's folder), and
-    the stages that could not be converted (name -> why)."""
+    """A ``dvc.lock`` as mlver ``StageLock``s (paths relative to the lock's folder)."""
 
     stages: dict[str, StageLock]
 
@@ -315,7 +316,8 @@ def _lock_entry(out: DvcOut, path: str, *, cache: bool) -> LockEntry:
     return LockEntry(path, out.kind, out.digest, out.size or 0, out.files if out.kind == "dir" else None, cache)
 
 
-def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | None = None) -> LockConversion:
+def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | None = None,
+                   folder: str = "") -> LockConversion:
     """A ``dvc.lock`` (schema 2.0) as mlver stage locks, paths relative to the lock's
     folder. ``declared``: per stage name, from ``dvc.yaml``: DVC lists a stage's metrics
     files among its ``outs``, mlver records them under ``metrics``; an output missing
@@ -343,7 +345,10 @@ def parse_dvc_lock(text: str, shown: str, *, declared: Mapping[str, Declared] | 
         info = declared.get(str(name), Declared())
 
         def at(path: str) -> str:
-            return posixpath.normpath(posixpath.join(info.wdir, path))
+            joined = posixpath.normpath(posixpath.join(info.wdir, path))
+            if check_relative(posixpath.normpath(posixpath.join(folder, joined))):
+                raise FormatError(shown, f"stage '{name}': '{path}' leaves the repository")
+            return joined
 
         def entries(key: str) -> list[DvcOut]:
             items = body.get(key)
@@ -396,7 +401,8 @@ class DvcRemote:
 @dataclass(frozen=True)
 class DvcConfig:
     remotes: tuple[DvcRemote, ...] = ()
-    default: str | None = None
+    default: str | None = None  # `[core] remote` of the committed config
+    local_default: str | None = None  # `[core] remote` of config.local (this machine's choice)
     cache_dir: str | None = None  # `[cache] dir`, relative to .dvc/ when relative
     cache_type: str | None = None
     site_cache_dir: str | None = None  # `[core] site_cache_dir`: where DVC keeps its state database
@@ -455,7 +461,8 @@ def parse_dvc_config(text: str, shown: str, local_text: str = "", local_shown: s
     def setting(section: str, key: str) -> str | None:
         return local.get(section, {}).get(key) or committed.get(section, {}).get(key)
 
-    return DvcConfig(tuple(remotes), setting("core", "remote"), setting("cache", "dir"), setting("cache", "type"),
+    return DvcConfig(tuple(remotes), committed.get("core", {}).get("remote"), local.get("core", {}).get("remote"),
+                     setting("cache", "dir"), setting("cache", "type"),
                      setting("core", "site_cache_dir"))
 
 
