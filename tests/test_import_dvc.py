@@ -648,3 +648,28 @@ def test_a_dvc2_project_imports_with_its_md5_dos2unix_digests(tmp_path: Path, dv
     obj.write_bytes(bytes(data))
     bad = run(["fsck", "--cloud", "--json"], clone, check=False)
     assert bad.returncode == 1 and h in [c["digest"] for c in json.loads(bad.stdout)["corrupt"]]
+
+
+def test_finishing_the_switch_keeps_what_mlver_recorded_after_keep_dvc(project: Path, dvc_bin: str,
+                                                                       tmp_path: Path) -> None:
+    """`--keep-dvc`, then work with mlver (a folder re-added: its pointer moves on, its
+    .dvc file does not), then `import-dvc` again: mlver's committed pointer is kept, not
+    refused as a collision nor overwritten with DVC's older record."""
+    _md5_digests()
+    run(["import-dvc", "--keep-dvc"], project)
+    git(["commit", "-q", "--no-verify", "-m", "mlver beside DVC"], project)
+    (project / "data/images/c.txt").write_text("image c\n")
+    run(["add", "data/images"], project)
+    pointer = (project / "data/images.mlver").read_text()
+    git(["add", "-A"], project)
+    git(["commit", "-q", "--no-verify", "-m", "a new image, with mlver"], project)
+    doc = run_json(["import-dvc"], project)
+    assert "data/images.mlver" in doc["kept"]
+    assert (project / "data/images.mlver").read_text() == pointer
+    assert not (project / "data/images.dvc").exists()
+    git(["commit", "-q", "--no-verify", "-m", "switch"], project)
+    status = run_json(["status"], project)
+    assert [o for o in status["outputs"] if o["path"] == "data/images"] == []  # the data is as recorded
+    changed = {s["name"]: s["reasons"] for s in status["stages"] if s["changed"]}
+    assert changed["train"] == ["dep changed: data/images"]  # the new image: the pipeline is due, as it should be
+    assert (project / "data/images/c.txt").read_text() == "image c\n"

@@ -66,6 +66,8 @@ def _render_import(app: App, res) -> None:
         say(f"  {'create' if res.dry_run else 'created'} .mlver/ (mlver init)")
     for w in p.writes:
         say(f"  {'write' if res.dry_run else 'wrote'} {w.path}  (from {w.source})")
+    for rel in p.kept:
+        say(f"  {'keep' if res.dry_run else 'kept'} {rel}  (committed mlver record, newer than DVC's; not overwritten)")
     for r in p.remotes:
         opts = ", ".join([f"{k}={v}" for k, v in sorted(r.options.items())] + [f"{k} (local)" for k in sorted(r.local)])
         default = " (default)" if r.default else " (default here: .mlver/config.local)" if r.local_default else ""

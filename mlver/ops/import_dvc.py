@@ -61,6 +61,7 @@ class ImportPlan:
     scm_root: str
     writes: list[Write] = field(default_factory=list)
     in_place: list[str] = field(default_factory=list)  # files already as the import would write them
+    kept: list[str] = field(default_factory=list)  # mlver's own newer records, committed: not overwritten
     remotes: list[RemotePlan] = field(default_factory=list)
     pointers: list[str] = field(default_factory=list)  # data paths tracked by pointers
     stage_files: list[str] = field(default_factory=list)  # mlver.yaml files written
@@ -89,7 +90,7 @@ class ImportResult:
     def to_json(self) -> dict[str, Any]:
         p = self.plan
         return {"version": 1, "dry_run": self.dry_run, "root": p.root, "keep_dvc": p.keep_dvc,
-                "written": [{"path": w.path, "from": w.source} for w in p.writes],
+                "written": [{"path": w.path, "from": w.source} for w in p.writes], "kept": p.kept,
                 "pointers": p.pointers, "pipelines": p.stage_files, "stages": p.stages,
                 "remotes": [r.to_json() for r in p.remotes],
                 "objects": {"planned": len(p.objects), "linked": self.objects.linked, "copied": self.objects.copied,
@@ -186,6 +187,11 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
         if os.path.lexists(os.path.join(root, rel)):
             if os.path.isfile(os.path.join(root, rel)) and read_text(root, rel) == text:
                 plan.in_place.append(rel)  # written by an earlier `import-dvc` (--keep-dvc, or killed)
+                return
+            if not plan.init and git.tracked(root, [os.path.join(root, rel)]):
+                # committed in an mlver project: mlver's own record, newer than DVC's (work done
+                # with mlver after `import-dvc --keep-dvc`): kept as it is
+                plan.kept.append(rel)
                 return
             collisions.append(rel)
         plan.writes.append(Write(rel, text, source))
