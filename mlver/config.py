@@ -47,6 +47,8 @@ def _section_to_prefix(section: str) -> str:
 def split_key(key: str) -> tuple[str, str]:
     """'core.remote' -> ('core', 'remote'); 'remote.origin.url' -> ('remote "origin"', 'url')."""
     parts = key.split(".")
+    if any(c in key for c in '\n\r\0"[]'):
+        raise UsageError(f"invalid config key {key!r}: names cannot hold line breaks, quotes or brackets")
     if len(parts) == 2 and all(parts):
         return parts[0], parts[1]
     if len(parts) >= 3 and parts[0] == "remote" and all(parts):
@@ -139,6 +141,10 @@ class ConfigFile:
         return out
 
     def set(self, key: str, value: str) -> None:
+        bad = next((c for c in value if c in "\n\r\0"), None)
+        if bad is not None:  # the file is line-based: a value on two lines is not one value
+            raise UsageError(f"{key}: a value cannot contain {'a line break' if bad != chr(0) else 'a NUL byte'}",
+                             hint="give the value on one line")
         section, name = split_key(key)
         if not self.parser.has_section(section):
             self.parser.add_section(section)

@@ -147,3 +147,18 @@ def test_option_values_are_checked_when_set(repo: Path) -> None:
     run(["remote", "modify", "sh", "port", "2222"], repo)
     run(["remote", "modify", "s3", "endpoint_url", "http://127.0.0.1:9000"], repo)
     run(["remote", "modify", "s3", "ssl_verify", "false"], repo)
+
+
+def test_a_value_on_two_lines_is_refused_and_the_config_is_untouched(repo: Path) -> None:
+    """Config files are line-based: a value or key with a line break would be read back as
+    something else; it is a one-line usage error and nothing is written."""
+    before = (repo / ".mlver/config").read_bytes()
+    for args in (["config", "core.remote", "a\nb"],
+                 ["remote", "add", "r", "/tmp/x\n[core]\nremote = evil"],
+                 ["config", "remote.r\n[core].url", "/tmp/x"],
+                 ["config", "core.remote", "a\rb"]):
+        proc = run(args, repo, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith("mlver: error: "), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) <= 2
+        assert (repo / ".mlver/config").read_bytes() == before
