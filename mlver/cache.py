@@ -16,8 +16,8 @@ from mlver import failpoint
 from mlver.errors import ChecksumMismatch, MlverError
 from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, fsync_dir, link_file, open_folder_confined, reflink,
                           remove_path, sweep_stale_tmp, unique_suffix, unlink_quiet)
-from mlver.hashing import (ALGORITHMS, CHUNK, DEFAULT_ALGO, LEGACY_MD5, algo_of, digest_bytes, digest_file, digest_open,
-                           hex_of, is_digest, new_hasher, qualify)
+from mlver.hashing import (ALGORITHMS, CHUNK, DEFAULT_ALGO, DVC_LISTED, LEGACY_MD5, algo_of, digest_bytes, digest_file,
+                           digest_open, hex_of, is_digest, new_hasher, qualify)
 from mlver.progress import ByteCallback
 
 MANIFEST_SUFFIX = ".manifest"
@@ -25,7 +25,7 @@ DVC_DIR_SUFFIX = ".dir"  # md5 folders: DVC's listing, under DVC's name
 
 
 def manifest_suffix(algo: str) -> str:
-    return DVC_DIR_SUFFIX if algo in ("md5", LEGACY_MD5) else MANIFEST_SUFFIX
+    return DVC_DIR_SUFFIX if algo in DVC_LISTED else MANIFEST_SUFFIX
 
 
 def algo_folder(algo: str) -> str:

@@ -18,10 +18,10 @@ from typing import Any, BinaryIO, Callable
 import xxhash
 
 DEFAULT_ALGO = "xxh3-128"
-HASH_NAME = DEFAULT_ALGO  # the algorithm of bare digests (and of mlver's own records)
 LEGACY_MD5 = "md5-dos2unix"  # DVC 2's digests: md5 of a text file with CRLF read as LF
 ALGORITHMS = ("xxh3-128", "md5", "sha256", LEGACY_MD5)  # what a `hash:` may name
 NEW_ALGORITHMS = ("xxh3-128", "md5", "sha256")  # what `core.hash` may choose for new outputs
+DVC_LISTED = ("md5", LEGACY_MD5)  # algorithms whose folders are DVC's `.dir` listings (no sizes, no exec bits)
 HEX_LEN = {"xxh3-128": 32, "md5": 32, "sha256": 64, LEGACY_MD5: 32}
 CHUNK = 4 << 20  # 4 MiB: large enough to amortise syscalls, small enough to stay flat
 SMALL = 1 << 20  # files up to this size are read in one call

@@ -39,7 +39,7 @@ from mlver import failpoint
 from mlver.cache import Cache, ObjectRef, object_folders
 from mlver.errors import ChecksumMismatch, RemoteError, UsageError
 from mlver.fsutil import atomic_write, unlink_quiet
-from mlver.hashing import HASH_NAME, algo_of, digest_bytes, is_digest
+from mlver.hashing import DEFAULT_ALGO, algo_of, digest_bytes, is_digest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import Downloaded, Remote, Uploaded, temporary_name
 
@@ -342,7 +342,7 @@ def compact(rem: Remote, inv: Inventory) -> int:
 def write_record(rem: Remote, *, packs: Sequence[PackInfo] = (), loose: Sequence[tuple[ObjectRef, int]] = (),
                  drop: Sequence[str] = (), bad: Sequence[tuple[ObjectRef, str]] = ()) -> str:
     """Add one record (whole, named by its digest); returns its name."""
-    doc: dict[str, Any] = {"version": 1, "hash": HASH_NAME, "written": round(time.time(), 3)}
+    doc: dict[str, Any] = {"version": 1, "hash": DEFAULT_ALGO, "written": round(time.time(), 3)}
     if packs:
         doc["packs"] = [{"id": p.id, "size": p.size,
                          "objects": [[r.digest, int(r.manifest), o, n] for r, o, n in p.objects]} for p in packs]
@@ -397,7 +397,7 @@ def write_pack(rem: Remote, objects: Callable[[], Iterable[tuple[ObjectRef, byte
             at += len(data)
 
     rem._retry(f"uploading {pack_rel(pid)}", rem.put_stream, pack_rel(pid), fill, stop=stop)
-    idx = json.dumps({"version": 1, "hash": HASH_NAME, "objects": [[r.digest, int(r.manifest), o, n]
+    idx = json.dumps({"version": 1, "hash": DEFAULT_ALGO, "objects": [[r.digest, int(r.manifest), o, n]
                                                                   for r, o, n in table]},
                      separators=(",", ":")).encode()
     rem.put_bytes(idx_rel(pid), idx)

@@ -12,7 +12,7 @@ from typing import Any, Iterator, NamedTuple
 
 from mlver.errors import FormatError
 from mlver.fsutil import WINDOWS, check_relative
-from mlver.hashing import ALGORITHMS, DEFAULT_ALGO, HEX_LEN, algo_of, hex_of, is_digest, qualify
+from mlver.hashing import ALGORITHMS, DEFAULT_ALGO, DVC_LISTED, HEX_LEN, algo_of, hex_of, is_digest, qualify
 
 POINTER_SUFFIX = ".mlver"
 HEADER = "# mlver pointer: commit this file; the data lives in the mlver cache and remotes\n"
@@ -446,9 +446,6 @@ def _check_entries(entries: tuple[Entry, ...], algo: str) -> None:
             raise ValueError("an entry's digest is not 32 lower-case hex digits")
     elif not all(is_digest(e.digest) and algo_of(e.digest) == algo for e in entries):
         raise ValueError(f"an entry's digest is not {HEX_LEN[algo]} lower-case hex digits ({algo})")
-
-
-DVC_LISTED = ("md5", "md5-dos2unix")  # algorithms whose folders are DVC's listings
 
 
 def _parse_dvc_listing(doc: list[Any], shown: str, algo: str) -> Manifest:

@@ -18,8 +18,8 @@ from mlver.cache import Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, DanglingLink, FormatError, PathError
 from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
                           sweep_stale_tmp, unlink_confined, walk_files)
-from mlver.hashing import DEFAULT_ALGO, algo_of, digest_bytes, digest_file
-from mlver.pointer import DVC_LISTED, POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
+from mlver.hashing import DEFAULT_ALGO, DVC_LISTED, algo_of, digest_bytes, digest_file
+from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.state import Placed, racy

@@ -12,7 +12,8 @@ from typing import Any
 
 from mlver.errors import MlverError
 from mlver.fsutil import copy_file, tmp_name, unlink_quiet
-from mlver.pipeline.dvcfiles import (DVC_DIR, LEGACY_HASH, OPTION_NAMES, DvcConfig, DvcStateEntry, parse_dvc_config,
+from mlver.hashing import LEGACY_MD5
+from mlver.pipeline.dvcfiles import (DVC_DIR, OPTION_NAMES, DvcConfig, DvcStateEntry, parse_dvc_config,
                                      qualified_md5, read_text, remote_url_for_mlver, state_checksum, state_entries)
 
 CONFIG = f"{DVC_DIR}/config"
@@ -171,7 +172,7 @@ def _objects(plan: StoragePlan, root: str, config: DvcConfig, *, keep_dvc: bool)
             manifest = name.endswith(".dir")
             rest = name[:-4] if manifest else name
             if len(rest) == 30 and all(c in "0123456789abcdef" for c in rest):
-                plan.objects.append(CacheObject(os.path.join(folder, name), qualified_md5(prefix + rest, LEGACY_HASH),
+                plan.objects.append(CacheObject(os.path.join(folder, name), qualified_md5(prefix + rest, LEGACY_MD5),
                                                 manifest))
     if not keep_dvc and not plan.removable:
         plan.warnings.append(f"DVC's cache {cache} is kept: it is shared or linked into the workspace "

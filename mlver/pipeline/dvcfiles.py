@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from mlver.errors import FormatError, MlverError
 from mlver.fsutil import check_relative
+from mlver.hashing import LEGACY_MD5, qualify
 from mlver.pipeline.yamlio import LinedList, LinedMap, load_lined, plain
 from mlver.pointer import Pointer
 from mlver.workspace import Output
@@ -31,14 +32,12 @@ DVC_PIPELINE = "dvc.yaml"
 DVC_LOCK = "dvc.lock"
 DVC_IGNORE = ".dvcignore"
 DVC3_HASH = "md5"
-LEGACY_HASH = "md5-dos2unix"  # DVC 2's entries (no `hash:` key): mlver.hashing.LEGACY_MD5
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 def qualified_md5(hex_digest: str, algo: str = DVC3_HASH) -> str:
-    """The mlver digest of a DVC MD5: ``md5:<hex>``, or DVC 2's ``md5-dos2unix:<hex>``."""
-    from mlver.hashing import qualify
-
+    """The mlver digest of a DVC MD5: ``md5:<hex>``, or DVC 2's ``md5-dos2unix:<hex>``
+    (DVC 2's entries have no ``hash:`` key)."""
     return qualify(algo, hex_digest)
 
 
@@ -110,8 +109,8 @@ def _entry(shown: str, item: Any, line: int | None, *, where: str) -> DvcOut:
     md5 = item.get("md5", item.get("etag"))
     algo = item.get("hash")
     if algo is None and md5 is not None:
-        algo = LEGACY_HASH
-    if algo not in (None, DVC3_HASH, LEGACY_HASH):
+        algo = LEGACY_MD5
+    if algo not in (None, DVC3_HASH, LEGACY_MD5):
         raise FormatError(shown, f"'{path}': unknown hash {algo!r}", line=line)
     kind = "file"
     if isinstance(md5, str) and md5.endswith(".dir"):

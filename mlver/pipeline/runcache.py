@@ -19,13 +19,13 @@ from typing import Any, Iterator
 from mlver.cache import ObjectRef
 from mlver.errors import FormatError
 from mlver.fsutil import atomic_write
-from mlver.hashing import HASH_NAME, digest_bytes, is_digest
+from mlver.hashing import DEFAULT_ALGO, digest_bytes, is_digest
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.model import Stage
 from mlver.repo import Repo
 from mlver.workspace import load_manifest
 
-RUNS_DIR = f"runs/{HASH_NAME}"
+RUNS_DIR = f"runs/{DEFAULT_ALGO}"
 
 
 def entry_relpath(key: str) -> str:
@@ -67,7 +67,7 @@ def _entry_json(e: LockEntry) -> dict[str, Any]:
 
 
 def save(repo: Repo, key: str, stage: str, outs: tuple[LockEntry, ...], metrics: tuple[LockEntry, ...]) -> None:
-    doc = {"version": 1, "hash": HASH_NAME, "stage": stage,
+    doc = {"version": 1, "hash": DEFAULT_ALGO, "stage": stage,
            "outs": [_entry_json(e) for e in outs], "metrics": [_entry_json(e) for e in metrics]}
     data = json.dumps(doc, indent=1, sort_keys=False).encode("utf-8") + b"\n"
     atomic_write(os.path.join(repo.cache_dir, *entry_relpath(key).split("/")), data, fsync=repo.fsync)
@@ -77,7 +77,7 @@ def parse_entry(data: bytes, key: str) -> RunEntry:
     shown = f"run-cache entry {key}"
     try:
         doc = json.loads(data)
-        if doc.get("version") != 1 or doc.get("hash") != HASH_NAME:
+        if doc.get("version") != 1 or doc.get("hash") != DEFAULT_ALGO:
             raise ValueError("unknown version or hash")
 
         def entries(name: str) -> tuple[LockEntry, ...]:
