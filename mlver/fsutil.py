@@ -423,6 +423,21 @@ def _refuse(root: str, path: str) -> None:
                     hint="replace the link with a real folder (or remove it), then run the command again")
 
 
+def refuse_leaving(root: str, path: str, *, allowed: tuple[str, ...] = ()) -> None:
+    """Refuse (``PathError`` naming the link) a workspace path that, following every link
+    on the way and the last component too, lands outside ``root`` (a real path) or in its
+    ``.git``/``.mlver`` folders, unless it lands under one of the ``allowed`` folders."""
+    path = os.path.abspath(path)
+    real = os.path.realpath(path)
+    for base in (root, *allowed):
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            if base != root or real == root or real[len(root) + 1:].split(os.sep)[0] not in (".git", ".mlver"):
+                return
+    link, target = _leaving_link(root, os.path.join(path, "-"))
+    raise PathError(link, f"is a symbolic link to {target}, outside the repository: mlver does not follow it",
+                    hint="replace the link with the real data (or remove it), then run the command again")
+
+
 def _inside(root: str, path: str, real: str) -> bool:
     """Whether a write at ``path`` (lexical, absolute), whose folder really is ``real``,
     stays where it says: in the workspace no folder on the way may be a link (not even

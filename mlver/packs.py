@@ -238,6 +238,22 @@ def local_dir(tmp_dir: str, rem: Remote) -> str:
     return os.path.join(tmp_dir, "remotes", digest_bytes(f"{rem.protocol}:{rem.root}".encode())[:16])
 
 
+USED_MARK = "used"  # in local_dir: this clone has read or written the remote
+
+
+def mark_used(tmp_dir: str, rem: Remote) -> None:
+    """Remember that ``rem`` was there (push then refuses to create it afresh when its
+    folder vanishes: an unmounted drive is not an empty remote)."""
+    here = local_dir(tmp_dir, rem)
+    if not os.path.exists(os.path.join(here, USED_MARK)):
+        os.makedirs(here, exist_ok=True)
+        atomic_write(os.path.join(here, USED_MARK), b"")
+
+
+def was_used(tmp_dir: str, rem: Remote) -> bool:
+    return os.path.exists(os.path.join(local_dir(tmp_dir, rem), USED_MARK))
+
+
 def has_inventory(rem: Remote) -> bool:
     return any(n.endswith(RECORD_SUFFIX) for n, _, _ in rem.list_folder(INDEX_DIR))
 

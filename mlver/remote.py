@@ -546,21 +546,23 @@ class Remote:
 
     # --- does it exist? -------------------------------------------------------------
 
-    def ensure_exists(self, *, create: bool = False) -> str | None:
+    def ensure_exists(self, *, create: bool = False, used: bool = False) -> str | None:
         """Refuse a remote whose folder or bucket does not exist (a mistyped URL or an
         unmounted drive must not read as an empty remote). With ``create`` (push), a
-        missing folder is made when its parent exists; returns the folder made, if any.
-        Buckets are never created. Checked for folder, S3 and SSH remotes, once."""
+        missing folder is made when its parent exists, unless ``used`` (this clone has
+        read or written the remote before: its folder vanishing is a drive not mounted,
+        not a new remote); returns the folder made, if any. Buckets are never created.
+        Checked for folder, S3 and SSH remotes, once."""
         if self._root_checked:
             return None
         made = None
         if self.protocol == "file":
             made = self._ensure_folder(os.path.isdir, lambda p: self._retry("creating the folder", os.mkdir, p),
-                                       create)
+                                       create, used)
         elif self.protocol == "ssh":
             made = self._ensure_folder(self._remote_isdir,
                                        lambda p: self._retry("creating the folder", self.fs.mkdir, p,
-                                                             create_parents=False), create)
+                                                             create_parents=False), create, used)
         elif self.protocol == "s3":
             bucket, _, prefix = self.root.partition("/")
             try:
@@ -583,10 +585,16 @@ class Remote:
             return False
         return info.get("type") == "directory"
 
-    def _ensure_folder(self, isdir: Callable[[str], bool], mkdir: Callable[[str], Any], create: bool) -> str | None:
+    def _ensure_folder(self, isdir: Callable[[str], bool], mkdir: Callable[[str], Any], create: bool,
+                       used: bool) -> str | None:
         root = self.root
         if isdir(root):
             return None
+        if create and used:
+            raise RemoteError(f"{self.describe()}: folder {root} does not exist, yet this clone has used it before",
+                              hint="mount the drive or fix the URL (`mlver remote modify "
+                                   f"{self.name} url URL`); to start the remote afresh, create the folder "
+                                   "and push again", remote=self.name, reason="missing")
         parent = root.rsplit("/", 1)[0] or "/"
         if create and parent != root and isdir(parent):
             try:

@@ -373,6 +373,19 @@ def test_an_unreadable_dvc_lock_is_refused_naming_its_line(project: Path) -> Non
     assert _snapshot(project.parent) == before
 
 
+@pytest.mark.parametrize("data", ["data/images", "res"])  # a .dvc file's output, a stage's output
+def test_data_behind_a_link_out_of_the_repository_is_refused(project: Path, tmp_path: Path, data: str) -> None:
+    outside = tmp_path / "outside"
+    shutil.copytree(project / data, outside)
+    shutil.rmtree(project / data)
+    (project / data).symlink_to(outside)
+    before, canary = _snapshot(project.parent), _snapshot(outside)
+    proc = run(["import-dvc"], project, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith(f"mlver: error: {data}: is a symbolic link to {outside}, outside the repository")
+    assert _snapshot(project.parent) == before and _snapshot(outside) == canary
+
+
 def test_unsupported_fields_are_kept_as_comments_and_listed(project: Path, dvc_bin: str) -> None:
     text = (project / "dvc.yaml").read_text().replace(
         "      - model.pkl:\n          desc: the model\n",
@@ -586,6 +599,11 @@ def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, 
     assert {p: (project / p).read_bytes() for p in workspace} == workspace
     assert _objects(remote) == before  # the import uploads nothing
     git(["commit", "-q", "-m", "mlver import-dvc"], project)
+    os.rename(remote, project.parent / "unmounted")  # DVC's remote is the team's: never started afresh
+    proc = run(["push"], project, check=False)
+    assert proc.returncode == 3 and "does not exist, yet this clone has used it before" in proc.stderr, proc.stderr
+    assert not remote.exists()
+    os.rename(project.parent / "unmounted", remote)
     push = run(["push"], project)
     added = sorted(set(_objects(remote)) - set(before))
     ext_md5 = (project / "data/ext.csv.mlver").read_text().split("digest: ")[1].split()[0]

@@ -96,6 +96,15 @@ def test_push_creates_a_missing_folder_only_inside_an_existing_one(repo: Path, t
     proc = run(["push"], repo, timeout=TIMEOUT)
     assert "Created" not in proc.stderr
 
+    # once used, a vanished folder is a drive not mounted: never started afresh and empty
+    os.rename(fresh, tmp_path / "away")
+    commit_data(repo, {"b.txt": "b\n"}, "b.txt")
+    proc = run(["push"], repo, check=False, timeout=TIMEOUT)
+    one_error(proc, "remote 'nas'", f"folder {fresh} does not exist, yet this clone has used it before")
+    assert not fresh.exists()
+    fresh.mkdir()  # the user means it: a new, empty remote
+    assert run_json(["push"], repo, timeout=TIMEOUT)["transferred"] == 2
+
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
     run(["remote", "add", "-d", "-f", "nas", str(a_file)], repo)

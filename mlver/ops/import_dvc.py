@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from mlver import git
 from mlver.errors import FormatError, MlverError, UsageError
-from mlver.fsutil import atomic_write_text, check_relative, unlink_quiet
+from mlver.fsutil import atomic_write_text, check_relative, refuse_leaving, unlink_quiet
 from mlver.ops.dvc_storage import (CacheObject, ObjectCounts, RemotePlan, Unconverted, apply_remotes, link_objects,
                                    plan_storage, seed_state)
 from mlver.pipeline.dvcfiles import (DVC_DIR, DVC_IGNORE, DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX, DvcFile, DvcImport,
@@ -242,6 +242,12 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     storage = plan_storage(root, existing=existing, keep_dvc=keep_dvc)
     plan.remotes, plan.objects, plan.dvc_cache = storage.remotes, storage.objects, storage.dvc_cache
     plan.remove_dvc_cache = storage.removable
+    # data reached through a link out of the repository (guarantee 4): refused now, not
+    # converted into pointers every later command refuses (links into DVC's cache are fine)
+    allowed = (os.path.realpath(plan.dvc_cache),) if plan.dvc_cache else ()
+    products = [o.path for s in (plan.pipeline.stages if plan.pipeline else ()) for o in s.products]
+    for data in plan.pointers + products:
+        refuse_leaving(os.path.realpath(root), os.path.join(root, data), allowed=allowed)
     plan.state = storage.state
     plan.unconverted += storage.unconverted
     plan.warnings += storage.warnings
@@ -422,6 +428,7 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     memo = seed_state(repo, plan.state)
     failpoint.hit("import-dvc-written")
     apply_remotes(repo, plan.remotes)
+    _mark_used(repo, plan.remotes)
     data = list(plan.pointers)
     for data_rel in plan.pointers:
         gitignore_add(repo, data_rel)
@@ -438,6 +445,19 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     if not plan.keep_dvc:
         _remove_dvc(repo, plan)
     return ImportResult(plan, False, counts, tuple(paths), memo)
+
+
+def _mark_used(repo: Any, remotes: list[Any]) -> None:
+    """DVC's remotes hold the team's data: if one's folder is missing at the first
+    ``mlver push`` (a drive not mounted), push refuses instead of starting it empty."""
+    from mlver import packs
+    from mlver.ops.transfer import open_remote
+
+    for r in remotes:
+        try:
+            packs.mark_used(repo.tmp_dir, open_remote(repo, r.name))
+        except MlverError:  # a backend not installed: push will say so
+            continue
 
 
 def _remove_dvc(repo: Any, plan: ImportPlan) -> None:

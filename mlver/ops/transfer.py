@@ -126,7 +126,8 @@ def _routed(repo: Repo, remote: str | None, jobs: int | None,
 def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_cache: bool,
              progress: Progress) -> TransferResult:
     rem.require_writable()
-    created = rem.ensure_exists(create=True)
+    created = rem.ensure_exists(create=True, used=packs.was_used(repo.tmp_dir, rem))
+    packs.mark_used(repo.tmp_dir, rem)
     roots = root_refs(found)
     if run_cache:
         for ref in run_cache_refs(repo):
@@ -277,6 +278,7 @@ def _confirm(rem: Remote, cache: Cache, skipped: list[ObjectRef], sent: list[Obj
 def _fetch_from(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_cache: bool,
                 progress: Progress) -> TransferResult:
     rem.ensure_exists()  # even when the cache holds everything: "up to date with" a real remote
+    packs.mark_used(repo.tmp_dir, rem)
     res = TransferResult(rem.name)
     if run_cache:
         os.makedirs(runs_dir(repo), exist_ok=True)
