@@ -73,8 +73,10 @@ def plain_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return fmt(float(v)) if isinstance(v, float) else str(v)
-    if isinstance(v, (list, dict)):
-        return json.dumps(v)
+    if isinstance(v, (list, dict, set)):
+        from mlver.pipeline.yamlio import jsonable
+
+        return json.dumps(jsonable(v))
     return str(v)
 
 

@@ -499,3 +499,27 @@ def test_a_nan_parameter_is_recorded_and_settles(repo: Path) -> None:
     run(["repro"], repo)
     assert run_json(["status", "--json"], repo)["stages"][0]["changed"] is False
     assert "Data and pipelines are up to date." in run(["repro"], repo).stderr
+
+
+def test_params_of_every_yaml_type_are_recorded_shown_and_settle(repo: Path) -> None:
+    """Dates, timestamps, ``!!binary`` and ``!!set`` in a params file: the lock reads back
+    (a multi-line ``!!binary`` once broke it), the stage settles, and the tables and JSON
+    documents show them (dates as ISO 8601, bytes as base64, a set as a sorted list)."""
+    gen(repo, {"params.yaml": "t:\n  day: 2024-01-31\n  at: 2024-01-31 10:00:00\n  key: !!binary "
+                              + "QUJD" * 40 + "\n  tags: !!set {b, a}\n  mixed: [2024-02-01, 1]\n",
+               "mlver.yaml": "stages:\n  s:\n    cmd: echo hi > o\n    params: [t]\n    outs: [o]\n"})
+    run(["repro"], repo)
+    assert run_json(["status", "--json"], repo)["stages"][0]["changed"] is False
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "typed params"], repo)
+    shown = run_json(["exp", "show", "--json"], repo)
+    params = json.dumps(shown)
+    for value in ('"2024-01-31"', '"2024-01-31T10:00:00"', '"' + "QUJD" * 40 + '"', '["a", "b"]', '["2024-02-01", 1]'):
+        assert value in params, value
+    gen(repo, {"params.yaml": (repo / "params.yaml").read_text().replace("2024-01-31\n", "2024-02-29\n")})
+    diff = run_json(["params", "diff", "--json"], repo)["changes"]["params.yaml"]
+    assert diff["t.day"]["old"] == "2024-01-31" and diff["t.day"]["new"] == "2024-02-29"
+    table = run(["params", "diff"], repo).stdout
+    assert "2024-02-29" in table
+    assert "Data and pipelines are up to date." not in run(["repro"], repo).stderr
+    assert run_json(["status", "--json"], repo)["stages"][0]["changed"] is False

@@ -84,12 +84,18 @@ verbosity after the command ended, whatever way it ended."""
 
 
 def _finite(value: object) -> object:
+    from mlver.pipeline.yamlio import jsonable
+
+    return _finite_floats(jsonable(value))
+
+
+def _finite_floats(value: object) -> object:
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: _finite_floats(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [_finite_floats(v) for v in value]
     return value
 
 

@@ -31,10 +31,12 @@ def _value(v: Any) -> str:
         text = f"{v:.6g}"
         # a float stays visibly a float (1 -> 1.0 is a change, and must not read "1 -> 1")
         return text if any(c in text for c in ".eninf") else text + ".0"
-    if isinstance(v, (list, dict)):
+    if isinstance(v, (list, dict, set)):
         import json
 
-        return json.dumps(v)
+        from mlver.pipeline.yamlio import jsonable
+
+        return json.dumps(jsonable(v))
     return str(v)
 
 

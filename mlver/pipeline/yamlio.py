@@ -91,13 +91,52 @@ def plain(value: Any) -> Any:
     return value
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` (read from a params or metrics file) as JSON can hold it: YAML's dates
+    and times as ISO 8601 text, ``!!binary`` bytes as base64 text, ``!!set`` as a sorted
+    list; dicts, lists and scalars as they are."""
+    import datetime
+
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, (str, int, float, bool)) and k is not None else k: jsonable(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((jsonable(v) for v in value), key=repr)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.standard_b64encode(value).decode("ascii")
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _one_line_dumper() -> Any:
+    """PyYAML's safe dumper, but ``bytes`` (a params file's ``!!binary``) as a quoted
+    base64 scalar on one line (PyYAML writes a block scalar, which breaks a lock line)."""
+    import base64
+
+    import yaml
+
+    class OneLine(yaml.SafeDumper):
+        pass
+
+    OneLine.add_representer(bytes, lambda d, b: d.represent_scalar(
+        "tag:yaml.org,2002:binary", base64.standard_b64encode(b).decode("ascii"), style='"'))
+    return OneLine
+
+
 def dump_value(value: Any) -> str:
     """One YAML value on one line (flow style for lists), reading back equal."""
     import yaml
 
     if isinstance(value, float) and math.isnan(value):
         return ".nan"
-    text = yaml.safe_dump(plain(value), default_flow_style=True, allow_unicode=True, width=1 << 30)
+    text = yaml.dump(plain(value), Dumper=_one_line_dumper(), default_flow_style=True, allow_unicode=True,
+                     width=1 << 30)
     if text.endswith("\n...\n"):
         text = text[:-5]
     return text.rstrip("\n")
