@@ -301,3 +301,35 @@ def test_pause_failpoint_is_inert_without_its_step(repo: Path, tmp_path: Path) -
     env = {"MLVER_PAUSEPOINT": f"no-such-step:{tmp_path / 'never'}"}
     run(["status"], repo, env=env, timeout=120)
     assert not (tmp_path / "never.paused").exists()
+
+
+RUN_STAGE = ("stages:\n  train:\n    cmd: python3 -c \"import sys; open('model.txt', 'w').write(open('p.yaml').read() * 100)\"\n"
+             "    params: [{p.yaml: [lr]}]\n    outs: [model.txt]\n")
+
+
+def test_run_cache_objects_are_kept_unless_no_run_cache(repo: Path) -> None:
+    """An uncommitted run's output lives only in the run cache: gc keeps it (the run
+    cache restores it), `gc --no-run-cache` collects it and the entry naming it, and the
+    next repro of those params runs the command again."""
+    gen(repo, {"p.yaml": "lr: 1\n", "mlver.yaml": RUN_STAGE})
+    run(["repro"], repo)
+    assert len([p for p in (repo / ".mlver" / "cache" / "runs").rglob("*") if p.is_file()]) == 1
+    commit_all(repo, "lr 1")
+    gen(repo, {"p.yaml": "lr: 2\n"})
+    run(["repro"], repo)
+    lr2 = (repo / "model.txt").read_bytes()
+    git(["checkout", "-q", "--", "p.yaml", "mlver.lock"], repo)
+    run(["checkout"], repo)
+    assert run_json(["gc", "--dry-run", "--json"], repo)["objects"] == 0  # the run cache keeps lr 2's model
+    plan = run_json(["gc", "--dry-run", "--no-run-cache", "--json"], repo)
+    assert plan["objects"] == 1 and plan["bytes"] == len(lr2)
+    proc = run(["gc", "-f", "--no-run-cache"], repo)
+    assert "Deleted 1 object(s)" in proc.stderr and "1 run-cache entry" in proc.stderr
+    entries = [p for p in (repo / ".mlver" / "cache" / "runs").rglob("*") if p.is_file()]
+    assert len(entries) == 1  # lr 1's entry stays: its model is committed, so kept
+    gen(repo, {"p.yaml": "lr: 2\n"})
+    proc = run(["repro"], repo)
+    assert "Running stage 'train'" in proc.stderr  # not restored: its output was collected
+    assert (repo / "model.txt").read_bytes() == lr2
+    gen(repo, {"p.yaml": "lr: 1\n"})
+    assert "Restored stage 'train' from the run cache" in run(["repro"], repo).stderr  # lr 1 is committed: kept

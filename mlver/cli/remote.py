@@ -272,12 +272,14 @@ def pull(app: App, targets: tuple[str, ...], remote: str | None, jobs: int | Non
 @click.option("-f", "--force", is_flag=True, help="Delete without asking.")
 @click.option("--include-unpushed", is_flag=True,
               help="Also delete committed data that is on no remote (its last copy).")
+@click.option("--no-run-cache", "drop_run_cache", is_flag=True,
+              help="Also delete objects only the run cache names, and its entries that name them.")
 @json_option
 @pass_app
 def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commits: bool, all_experiments: bool,
        cloud: bool,
        remote: str | None, jobs: int | None, dry_run: bool, force: bool, include_unpushed: bool,
-       as_json: bool) -> None:
+       drop_run_cache: bool, as_json: bool) -> None:
     """Delete objects that nothing in scope references.
 
     With no scope flag, gc keeps what the workspace, HEAD, every local branch, every
@@ -286,7 +288,7 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
     scope, data that a commit references and the default remote does not hold is kept
     (its last copy) unless --include-unpushed; with --cloud it leaves the remote only
     while the cache keeps it, and only remote objects older than gc.grace (default 1d)
-    are deleted.
+    are deleted. Objects the run cache names are kept unless --no-run-cache.
     """
     from mlver.cli.render import human_size
     from mlver.ops.gc import UNPUSHED, plan_gc, run_gc
@@ -295,7 +297,7 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
     if remote and not cloud:
         raise click.UsageError("-r/--remote needs --cloud")
     scope = Scope.for_gc(workspace=workspace, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits,
-                         all_experiments=all_experiments)
+                         all_experiments=all_experiments, run_cache=not drop_run_cache)
     with project(lock="gc") as repo, repo.lock("gc", name="cache.lock"):  # not while experiments run
         plan = plan_gc(repo, scope=scope, cloud=cloud, remote=remote, jobs=jobs,
                        include_unpushed=include_unpushed, progress=app.progress())
@@ -340,7 +342,9 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
         app.json(plan.to_json())
     app.say(f"Deleted {res.removed} object(s) ({human_size(res.bytes)}) from the cache"
             + (f", {res.remote_removed} ({human_size(res.remote_bytes)}) from remote '{res.remote_name}'"
-               if res.remote_name else ""))
+               if res.remote_name else "")
+            + (f", and {res.runs_removed} run-cache entr{'y' if res.runs_removed == 1 else 'ies'} whose outputs "
+               "went with them" if res.runs_removed else ""))
 
 
 def _gc_counts(plan, human_size) -> str:

@@ -27,6 +27,7 @@ from mlver.ops.scope import (Scope, committed_refs, expand, local_manifest_reade
                              root_refs, run_cache_refs)
 from mlver import packs
 from mlver.ops.transfer import open_remote
+from mlver.pipeline import runcache
 from mlver.pointer import Manifest, parse_manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import Remote
@@ -141,13 +142,14 @@ class GcResult:
     remote_name: str | None = None
     remote_removed: int = 0
     remote_bytes: int = 0
+    runs_removed: int = 0  # run-cache entries whose objects are gone (`--no-run-cache`)
 
 
 def referenced(repo: Repo, scope: Scope) -> tuple[dict[ObjectRef, str], dict[ObjectRef, str]]:
     """Objects in scope (manifests followed through the cache, each verified) and
     manifests that are not in the cache (their files cannot be known from here)."""
     roots = root_refs(outputs_in_scope(repo, scope))
-    for ref in run_cache_refs(repo):
+    for ref in run_cache_refs(repo) if scope.run_cache else ():
         roots.setdefault(ref, "run cache")
     return expand(roots, _verified_reader(repo))
 
@@ -359,6 +361,7 @@ def run_gc(repo: Repo, plan: GcPlan, *, progress: Progress = NO_PROGRESS) -> GcR
             res.removed += 1
             progress.advance(files=1)
         progress.finish()
+        res.runs_removed = runcache.prune(repo)
     if plan.remote_name is not None:
         with open_remote(repo, plan.remote_name, plan.remote_jobs) as rem:
             if plan.remote or not plan.packs.empty:

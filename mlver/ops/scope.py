@@ -35,6 +35,7 @@ class Scope:
     stash: bool = False
     all_commits: bool = False
     experiments: bool = False  # refs/exps: experiments and queued snapshots
+    run_cache: bool = True  # gc: objects the run cache's entries name (off: `gc --no-run-cache`)
 
     @property
     def workspace_only(self) -> bool:
@@ -50,16 +51,18 @@ class Scope:
 
     @classmethod
     def for_gc(cls, *, workspace: bool = False, all_branches: bool = False, all_tags: bool = False,
-               all_commits: bool = False, all_experiments: bool = False) -> "Scope":
+               all_commits: bool = False, all_experiments: bool = False, run_cache: bool = True) -> "Scope":
         """gc: with no flag, HEAD, local and remote-tracking branches, tags, the stash
         and experiments (``refs/exps``, queued ones too); flags replace that default by
         the union of what they name (the workspace is always kept). ``--all-branches``
         keeps remote-tracking branches too, so a teammate's data is never collected
-        because of a narrower flag."""
+        because of a narrower flag. The run cache's objects are kept unless ``run_cache``
+        is off, whatever the scope."""
         if not (workspace or all_branches or all_tags or all_commits or all_experiments):
-            return cls(head=True, branches=True, remote_branches=True, tags=True, stash=True, experiments=True)
+            return cls(head=True, branches=True, remote_branches=True, tags=True, stash=True, experiments=True,
+                       run_cache=run_cache)
         return cls(head=all_branches, branches=all_branches, remote_branches=all_branches, tags=all_tags,
-                   all_commits=all_commits, experiments=all_experiments)
+                   all_commits=all_commits, experiments=all_experiments, run_cache=run_cache)
 
 
 def revision_commits(repo: Repo, scope: Scope) -> list[str]:

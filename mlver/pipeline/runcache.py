@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from mlver.cache import ObjectRef
 from mlver.errors import FormatError
-from mlver.fsutil import atomic_write
+from mlver.fsutil import atomic_write, unlink_quiet
 from mlver.hashing import DEFAULT_ALGO, digest_bytes, is_digest
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.model import Stage
@@ -143,3 +143,21 @@ def referenced_objects(repo: Repo) -> list[ObjectRef]:
                 for x in manifest.entries:
                     refs[ObjectRef(x.digest, False)] = None
     return list(refs)
+
+
+def prune(repo: Repo) -> int:
+    """Remove the local entries whose cached objects are no longer all in the cache (gc
+    collected them: `gc --no-run-cache`); they could never restore a run. Returns how many."""
+    from mlver.pipeline.record import products_restorable
+
+    removed = 0
+    for entry in list(iter_entries(repo)):
+        if not products_restorable(repo, list(entry.products)):
+            path = os.path.join(repo.cache_dir, *entry_relpath(entry.key).split("/"))
+            unlink_quiet(path)
+            removed += 1
+            try:
+                os.rmdir(os.path.dirname(path))
+            except OSError:  # other entries share the folder
+                pass
+    return removed
