@@ -6,6 +6,8 @@ Layout on a remote, beside ``files/`` (loose objects, unchanged)::
     packs/<id>.pack      objects back to back (an id is 32 random hex digits)
     packs/<id>.idx       the pack's table: digest, manifest flag, offset, length (JSON)
     index/<digest>.json  an inventory record, named by the xxh3-128 digest of its bytes
+    index/names          the records' names, one a line (for remotes that cannot be
+                         listed: an http(s):// mirror reads the inventory through it)
 
 A push writes each pack whole (a temporary then a rename, or one PUT / a multipart
 upload that completes on close), then its table, then one inventory record naming the
@@ -48,6 +50,7 @@ INDEX_DIR = "index"
 PACK_SUFFIX = ".pack"
 IDX_SUFFIX = ".idx"
 RECORD_SUFFIX = ".json"
+NAMES_REL = f"{INDEX_DIR}/names"
 DEFAULT_PACK_THRESHOLD = 1 << 20  # remote.NAME.pack_threshold: smaller objects are packed
 DEFAULT_PACK_SIZE = 64 << 20  # remote.NAME.pack_size: a pack is about this big
 MIN_PACK_SIZE = 4 << 20  # packs are split across the jobs down to this size
@@ -263,8 +266,6 @@ def load(rem: Remote, tmp_dir: str | None) -> Inventory:
     cached locally (each verified against its name); records gone from the remote are
     dropped from the local cache. A record that vanished between the listing and its
     read was folded into a new one by a gc (written before the old ones go): list again."""
-    if not rem.can_list:
-        return Inventory()
     for _ in range(3):
         inv = _load(rem, tmp_dir)
         if inv is not None:
@@ -273,10 +274,31 @@ def load(rem: Remote, tmp_dir: str | None) -> Inventory:
                       hint="is a `gc --cloud` running? run the command again")
 
 
+def _records(rem: Remote) -> dict[str, float | None]:
+    """The inventory records on the remote (name -> modification time): a listing of
+    ``index/``, or, where the remote cannot be listed (http), its ``index/names``."""
+    if rem.can_list:
+        return {n[: -len(RECORD_SUFFIX)]: t for n, _, t in rem.list_folder(INDEX_DIR)
+                if n.endswith(RECORD_SUFFIX) and is_digest(n[: -len(RECORD_SUFFIX)])}
+    try:
+        text = rem._retry(f"reading {NAMES_REL}", rem.fs.cat_file, rem.path(NAMES_REL))
+    except FileNotFoundError:  # never pushed with packs: loose objects only
+        return {}
+    return {n: None for n in text.decode("ascii", "replace").split() if is_digest(n)}
+
+
+def publish_names(rem: Remote) -> None:
+    """Rewrite ``index/names`` from a listing of ``index/`` (after a record was added or
+    records removed), so remotes served read-only over http can find the inventory. Two
+    pushes at once may leave it one record short until the next push: an http reader
+    then misses those packs and reports their objects as not found, never wrong bytes."""
+    names = sorted(_records(rem))
+    rem.put_bytes(NAMES_REL, "".join(f"{n}\n" for n in names).encode("ascii"))
+
+
 def _load(rem: Remote, tmp_dir: str | None) -> Inventory | None:
     inv = Inventory()
-    listed = {n[: -len(RECORD_SUFFIX)]: t for n, _, t in rem.list_folder(INDEX_DIR)
-              if n.endswith(RECORD_SUFFIX) and is_digest(n[: -len(RECORD_SUFFIX)])}
+    listed = _records(rem)
     here = local_dir(tmp_dir, rem) if tmp_dir else None
     docs: dict[str, dict] = {}
     todo = []
@@ -352,6 +374,7 @@ def compact(rem: Remote, inv: Inventory) -> int:
     new = write_record(rem, packs=kept, drop=drop, bad=bad) if kept else None
     gone = [f"{INDEX_DIR}/{n}{RECORD_SUFFIX}" for n in old if n != new]
     rem.remove_files(gone)
+    publish_names(rem)
     return len(gone)
 
 
@@ -372,6 +395,7 @@ def write_record(rem: Remote, *, packs: Sequence[PackInfo] = (), loose: Sequence
     name = digest_bytes(data)
     failpoint.hit("push-before-record")
     rem.put_bytes(f"{INDEX_DIR}/{name}{RECORD_SUFFIX}", data)
+    publish_names(rem)
     return name
 
 
@@ -625,7 +649,7 @@ def download_any(rem: Remote, cache: Cache, refs: list[ObjectRef], tmp_dir: str 
                  progress: Progress = NO_PROGRESS) -> Downloaded:
     """Bring ``refs`` into ``cache`` from wherever the remote holds them (packs, then
     loose files), each verified."""
-    inv = load(rem, tmp_dir) if rem.can_list else Inventory()
+    inv = load(rem, tmp_dir)
     packed = {r: p for r in refs if (p := inv.live.get(r) or inv.marked.get(r)) is not None}
     got = download_packed(rem, cache, packed, progress=progress)
     rest: dict[ObjectRef, int | None] = {r: None for r in refs if r not in packed or r in got.missing}
@@ -652,7 +676,7 @@ def read_any(rem: Remote, ref: ObjectRef, inv: Inventory) -> bytes:
 def held(rem: Remote, refs: Iterable[ObjectRef], tmp_dir: str | None) -> set[ObjectRef]:
     """Which of ``refs`` the remote holds (in a live pack, or loose)."""
     refs = list(refs)
-    live = load(rem, tmp_dir).live if rem.can_list else {}
+    live = load(rem, tmp_dir).live
     out = {r for r in refs if r in live}
     rest = [r for r in refs if r not in out]
     if rest:

@@ -76,6 +76,10 @@ class Store:
             return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
         return [k[len("store/"):] for k in self.server.keys(f"store/{prefix}")]
 
+    def records(self) -> list[str]:
+        """The inventory records (``index/names``, their list for http readers, aside)."""
+        return [k for k in self.keys("index/") if k.endswith(".json")]
+
     def read(self, key: str) -> bytes:
         if self.kind in ("folder", "ssh"):
             assert self.root is not None
@@ -129,7 +133,7 @@ def test_many_small_files_travel_in_a_few_packs(repo: Path, tmp_path: Path, stor
     keys = store.keys()
     # two large loose files, two manifests, a pack or two with their tables, one record
     assert len(keys) <= 2 + 2 + 12, keys
-    assert len([k for k in keys if k.startswith("index/")]) == 1
+    assert len(store.records()) == 1 and "index/names" in keys
     assert [k for k in keys if k.endswith(".pack")] and all(k.startswith("packs/") for k in keys if k.endswith(".pack"))
     loose = [k for k in keys if k.startswith("files/")]
     assert len(loose) == 4 and sum(k.endswith(".manifest") for k in loose) == 2
@@ -209,7 +213,7 @@ def test_an_old_loose_remote_keeps_working_before_and_after_the_first_packed_pus
     run(["add", "new"], repo)
     commit(repo, "new data")
     assert run_json(["push"], repo)["transferred"] == 41
-    assert store.keys("packs/") and len(store.keys("index/")) == 1
+    assert store.keys("packs/") and len(store.records()) == 1
     second = clone(repo, tmp_path / "second")
     res = run_json(["pull"], second)
     assert res["missing"] == [] and res["transferred"] == 82
@@ -303,7 +307,7 @@ def test_a_push_killed_mid_pack_leaves_no_half_pack_visible(repo: Path, tmp_path
     commit(repo, "data")
     proc = run(["push", "-j", "1"], repo, check=False, env={"MLVER_FAILPOINT": point})
     assert proc.returncode == -signal.SIGKILL
-    assert store.keys("index/") == []  # no record: whatever pack got written is invisible
+    assert store.records() == []  # no record: whatever pack got written is invisible
     other = clone(repo, tmp_path / "other")
     doc = run_json(["status", "-r", "store"], other)["remote"]
     assert doc["in_sync"] == 0
@@ -471,7 +475,7 @@ def test_gc_cloud_folds_many_inventory_records_into_one(repo: Path, tmp_path: Pa
     run(["add", "data/many"], repo)
     commit(repo, "data")
     run(["push"], repo)
-    [record] = store.keys("index/")
+    [record] = store.records()
     doc = json.loads(store.read(record))
     assert store.root is not None
     for i in range(33):  # what 33 more pushes of the same packs would have left: one record each
@@ -480,7 +484,8 @@ def test_gc_cloud_folds_many_inventory_records_into_one(repo: Path, tmp_path: Pa
     plan = run_json(["gc", "--cloud", "--dry-run"], repo)["remote"]["packs"]
     assert plan["records"] == 34 and plan["compact"] is True
     run(["gc", "--cloud", "-f"], repo)
-    assert len(store.keys("index/")) == 1
+    assert len(store.records()) == 1
+    assert store.read("index/names").decode().split() == [r[len("index/"):-len(".json")] for r in store.records()]
     assert run_json(["push"], repo)["transferred"] == 0  # the folded record says what is there
     fresh = clone(repo, tmp_path / "fresh")
     res = run_json(["pull"], fresh)
@@ -522,3 +527,74 @@ def test_a_gc_that_knows_a_commit_rescues_its_objects_from_a_pack_another_gc_mar
     res = run_json(["pull"], fresh)
     assert res["missing"] == [] and res["corrupt"] == []
     assert files_of(fresh / "data") == files_of(repo / "data")
+
+
+def _http_server(root: Path) -> tuple[Any, list[int]]:
+    """An http server of the folder ``root`` with byte ranges (as nginx or S3 website
+    hosting give), on loopback; and the list of body sizes it sent."""
+    import http.server
+    import threading
+
+    sent: list[int] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = Path(self.translate_path(self.path))
+            if not path.is_file():
+                self.send_error(404)
+                return
+            data = path.read_bytes()
+            rng = self.headers.get("Range")
+            if rng and rng.startswith("bytes="):
+                first, _, last = rng[len("bytes="):].partition("-")
+                start, end = int(first), min(int(last) + 1 if last else len(data), len(data))
+                body = data[start:end]
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+            else:
+                body = data
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            self.wfile.write(body)
+            sent.append(len(body))
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, sent
+
+
+def test_a_packed_remote_served_over_http_is_pulled_through_index_names(repo: Path, tmp_path: Path) -> None:
+    pytest.importorskip("aiohttp", reason="http remotes need aiohttp (the [http] extra)")
+    store = Store("folder", tmp_path / "store")
+    store.attach(repo)
+    gen(repo, small_files(300, 21, lo=100, hi=3000))
+    run(["add", "data/many"], repo)
+    commit(repo, "data")
+    run(["push"], repo)
+    assert store.keys("packs/") and len(store.records()) == 1
+    server, sent = _http_server(tmp_path / "store")
+    try:
+        other = clone(repo, tmp_path / "other")
+        run(["remote", "add", "-d", "-f", "web", f"http://127.0.0.1:{server.server_port}"], other)
+        res = run_json(["pull", "-r", "web"], other)
+        assert res["missing"] == [] and res["corrupt"] == [] and res["transferred"] == 301
+        assert files_of(other / "data") == files_of(repo / "data")
+        pack_bytes = sum((tmp_path / "store" / k).stat().st_size for k in store.keys("packs/") if k.endswith(".pack"))
+        assert sum(sent) < pack_bytes * 1.5  # ranged reads of the packs, not whole files again and again
+        # without index/names (a remote pushed before it existed) the packed objects are not found: said so
+        (tmp_path / "store" / "index" / "names").unlink()
+        fresh = clone(repo, tmp_path / "fresh")
+        run(["remote", "add", "-d", "-f", "web", f"http://127.0.0.1:{server.server_port}"], fresh)
+        proc = run(["pull", "-r", "web"], fresh, check=False)
+        assert proc.returncode == 3 and "300 object(s) are not on remote 'web'" in proc.stderr, proc.stderr
+    finally:
+        server.shutdown()
+        server.server_close()

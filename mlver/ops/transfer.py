@@ -315,7 +315,7 @@ def _bring(rem: Remote, repo: Repo, refs: dict[ObjectRef, str], res: TransferRes
     absent: list[ObjectRef] = []
     corrupt: list[tuple[ObjectRef, str]] = []
     packed: dict[ObjectRef, packs.Packed] = {}
-    inv = lazy.get() if lazy is not None and rem.can_list else None
+    inv = lazy.get() if lazy is not None else None  # http reads it through index/names
     if inv is not None:  # packed objects: ranged reads, neighbours coalesced
         for r in need:
             p = inv.live.get(r) or inv.marked.get(r)
