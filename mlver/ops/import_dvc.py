@@ -246,8 +246,9 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     # converted into pointers every later command refuses (links into DVC's cache are fine)
     allowed = (os.path.realpath(plan.dvc_cache),) if plan.dvc_cache else ()
     products = [o.path for s in (plan.pipeline.stages if plan.pipeline else ()) for o in s.products]
+    real_root = os.path.realpath(root)
     for data in plan.pointers + products:
-        refuse_leaving(os.path.realpath(root), os.path.join(root, data), allowed=allowed)
+        refuse_leaving(real_root, os.path.join(real_root, data), allowed=allowed)
     plan.state = storage.state
     plan.unconverted += storage.unconverted
     plan.warnings += storage.warnings
