@@ -9,7 +9,6 @@ flat.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -38,6 +37,8 @@ class _Dos2UnixMd5:
     TEXT = bytes(range(32, 127)) + b"\n\r\t\f\b"
 
     def __init__(self, data: bytes | memoryview = b"") -> None:
+        import hashlib
+
         self._md5 = hashlib.md5()
         self._buf = bytearray()
         self._text: bool | None = None
@@ -76,8 +77,19 @@ class _Dos2UnixMd5:
         return md5.hexdigest()
 
 
-_FACTORY: dict[str, Callable[..., Any]] = {"xxh3-128": xxhash.xxh3_128, "md5": hashlib.md5,
-                                           "sha256": hashlib.sha256, LEGACY_MD5: _Dos2UnixMd5}
+def _hashlib(name: str) -> Callable[..., Any]:
+    """``hashlib``'s ``name``, imported on first use (OpenSSL costs start-up time and
+    memory every command would pay for the xxh3-128 default)."""
+    def make(data: bytes | memoryview = b"") -> Any:
+        import hashlib
+
+        return getattr(hashlib, name)(data)
+
+    return make
+
+
+_FACTORY: dict[str, Callable[..., Any]] = {"xxh3-128": xxhash.xxh3_128, "md5": _hashlib("md5"),
+                                           "sha256": _hashlib("sha256"), LEGACY_MD5: _Dos2UnixMd5}
 
 
 def algo_of(digest: str) -> str:
@@ -124,6 +136,17 @@ def digest_bytes(data: bytes | memoryview, algo: str = DEFAULT_ALGO) -> str:
 def check_value(text: str) -> int:
     """A 63-bit check value of ``text`` (fits an SQLite integer), to detect damaged records."""
     return xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogateescape")) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def check_fields(fields: tuple[object, ...]) -> int:
+    """``check_value`` of a record's fields, each hashed as it is (its length, then its
+    bytes): no text rendering of large fields (a folder memo's rows run to megabytes)."""
+    h = xxhash.xxh3_64()
+    for v in fields:
+        b = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else repr(v).encode("ascii", "replace")
+        h.update(b"%d:" % len(b))
+        h.update(b)
+    return h.intdigest() & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def digest_stream(f: BinaryIO, *, head: bytes = b"", on_bytes: Callable[[int], None] | None = None,

@@ -74,7 +74,7 @@ def plain_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return fmt(float(v)) if isinstance(v, float) else str(v)
     if isinstance(v, (list, dict, set)):
-        from mlver.pipeline.yamlio import jsonable
+        from mlver.values import jsonable
 
         return json.dumps(jsonable(v))
     return str(v)

@@ -8,14 +8,14 @@ safely after ``git checkout``.
 from __future__ import annotations
 
 import os
-import pickle
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from mlver.errors import MlverError
-from mlver.hashing import check_value, digest_bytes, is_digest
+from mlver.hashing import check_fields, check_value, digest_bytes, is_digest
 
 T = TypeVar("T")
 
@@ -25,7 +25,7 @@ FINE_WINDOW_NS = 100_000_000  # ns timestamps still tick at the kernel clock: ke
 # so a double NUL (which no file name holds) separates rows unambiguously.
 ROW_SEP = "\0\0"
 
-SCHEMA_VERSION = 3  # 3: every memo row carries a check value over its fields
+SCHEMA_VERSION = 4  # 3: every memo row carries a check value over its fields; 4: folder rows' check over raw fields
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hashes (
     path TEXT PRIMARY KEY, inode INTEGER, size INTEGER, mtime_ns INTEGER,
@@ -72,6 +72,11 @@ def _row_check(row: tuple[object, ...]) -> int:
     return check_value(repr(row))
 
 
+def _dir_check(row: tuple[object, ...]) -> int:
+    """The check value of a folder memo row (its listing runs to megabytes: hashed as bytes)."""
+    return check_fields(row)
+
+
 class _Damaged(Exception):
     """A row that does not match its check value, or does not have the memo's shape."""
 
@@ -92,8 +97,9 @@ def _classify(e: BaseException) -> str | None:
     an exception that is not about the database."""
     if isinstance(e, UnicodeEncodeError):  # a file name that is not UTF-8: not storable
         return "unavailable"
+    pickle = sys.modules.get("pickle")  # imported where a memo is unpickled, so loaded for its errors
     if isinstance(e, (_Damaged, UnicodeDecodeError, ValueError, TypeError, AttributeError, IndexError,
-                      KeyError, EOFError, pickle.UnpicklingError)):
+                      KeyError, EOFError)) or (pickle is not None and isinstance(e, pickle.UnpicklingError)):
         return "corrupt"
     if not isinstance(e, sqlite3.DatabaseError):
         return None
@@ -315,7 +321,7 @@ class State:
                          "WHERE path = ?", (path,)).fetchone()
         if r is None:
             return None
-        if r[-1] != _row_check(r[:-1]) or not isinstance(r[2], str) or not is_digest(r[2]):
+        if r[-1] != _dir_check(r[:-1]) or not isinstance(r[2], str) or not is_digest(r[2]):
             raise _Damaged(path)
         return r[1:7]
 
@@ -357,7 +363,7 @@ class State:
             rows, digests = [rows[i] for i in keep], [digests[i] for i in keep]
         row = (path, listing, digest, newest_ns, now, ROW_SEP.join(rows), ",".join(digests))
         self._run(lambda conn: conn.execute("INSERT OR REPLACE INTO dirs VALUES (?,?,?,?,?,?,?,?)",
-                                            (*row, _row_check(row))), default=None, write=True)
+                                            (*row, _dir_check(row))), default=None, write=True)
 
     # --- parsed files ---------------------------------------------------------------------
 
@@ -377,6 +383,8 @@ class State:
                 return False, None
             if not isinstance(row[0], bytes) or row[1] != digest_bytes(row[0]):
                 raise _Damaged(kind)
+            import pickle
+
             return True, pickle.loads(row[0])
 
         not_found: tuple[bool, T | None] = (False, None)
@@ -384,6 +392,8 @@ class State:
         if found and (valid is None or valid(value)):  # type: ignore[arg-type]
             return value  # type: ignore[return-value]
         value = parse(text)
+        import pickle
+
         try:
             data = pickle.dumps(value)
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError):

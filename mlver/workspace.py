@@ -42,9 +42,22 @@ class Output:
 
 # --- finding outputs -------------------------------------------------------------------
 
+PIPELINE_NAMES = ("mlver.yaml", "mlver.lock")
+
+
 def pointer_files(repo: Repo) -> list[str]:
-    """Repo-relative paths of every pointer file in the workspace."""
-    return _project_files(repo, [f"*{POINTER_SUFFIX}"], lambda name: name.endswith(POINTER_SUFFIX))
+    """Repo-relative paths of every pointer file in the workspace (listed afresh each
+    time: commands add pointers as they go). The first listing of a command also finds
+    the pipeline files (``pipeline_files``): one walk of the workspace for both."""
+    def is_pointer(name: str) -> bool:
+        return name.endswith(POINTER_SUFFIX)
+
+    if PIPELINE_NAMES[0] in repo.found:
+        return _project_files(repo, [f"*{POINTER_SUFFIX}"], is_pointer)
+    found = _project_files(repo, [f"*{POINTER_SUFFIX}", *(f"*{n}" for n in PIPELINE_NAMES)],
+                           lambda f: is_pointer(f) or f in PIPELINE_NAMES)
+    _remember_pipeline_files(repo, [p for p in found if p.rsplit("/", 1)[-1] in PIPELINE_NAMES])
+    return [p for p in found if is_pointer(p.rsplit("/", 1)[-1])]
 
 
 def pipeline_files(repo: Repo, name: str) -> list[str]:
@@ -52,13 +65,16 @@ def pipeline_files(repo: Repo, name: str) -> list[str]:
     ``mlver.lock``) in the workspace, the top one first. Both names are found in one
     listing, remembered for the command (``Repo.found``; writers of such files add them)."""
     if name not in repo.found:
-        names = ("mlver.yaml", "mlver.lock")
-        found = _project_files(repo, [f"*{n}" for n in names], lambda f: f in names)
-        # a pipeline file below the top that .mlverignore names is not a pipeline (a docs example)
-        found = [p for p in found if "/" not in p or not repo.ignore.ignored(p, False)]
-        for n in names:
-            repo.found[n] = sorted((p for p in found if p.rsplit("/", 1)[-1] == n), key=lambda p: (p != n, p))
+        _remember_pipeline_files(repo, _project_files(repo, [f"*{n}" for n in PIPELINE_NAMES],
+                                                      lambda f: f in PIPELINE_NAMES))
     return list(repo.found.get(name, []))
+
+
+def _remember_pipeline_files(repo: Repo, found: list[str]) -> None:
+    # a pipeline file below the top that .mlverignore names is not a pipeline (a docs example)
+    found = [p for p in found if "/" not in p or not repo.ignore.ignored(p, False)]
+    for n in PIPELINE_NAMES:
+        repo.found[n] = sorted((p for p in found if p.rsplit("/", 1)[-1] == n), key=lambda p: (p != n, p))
 
 
 def has_pipeline(repo: Repo) -> bool:

@@ -240,6 +240,7 @@ HELPERS = {  # modules outside the picture -> the layer they sit just above (imp
     "progress": "errors",  # the progress protocol: usable everywhere, imports nothing
     "failpoint": "errors",  # crash-test hooks: usable everywhere, imports nothing
     "packs": "cache",  # packs and the remote inventory: over remote transfers, reading into the Cache
+    "values": "errors",  # params/metrics values as JSON holds them (dates, bytes, sets): imports nothing
     "ignore": "errors",  # .mlverignore rules (gitignore matching): used by fsutil and above, imports errors only
 }
 KNOWN_UPWARD = {  # (importer, imported): today's code breaks the picture here; shrink this set

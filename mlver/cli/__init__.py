@@ -84,7 +84,7 @@ verbosity after the command ended, whatever way it ended."""
 
 
 def _finite(value: object) -> object:
-    from mlver.pipeline.yamlio import jsonable
+    from mlver.values import jsonable
 
     return _finite_floats(jsonable(value))
 

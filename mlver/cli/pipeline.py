@@ -34,7 +34,7 @@ def _value(v: Any) -> str:
     if isinstance(v, (list, dict, set)):
         import json
 
-        from mlver.pipeline.yamlio import jsonable
+        from mlver.values import jsonable
 
         return json.dumps(jsonable(v))
     return str(v)
