@@ -7,7 +7,6 @@ when the file's stat still matches, and are computed (in parallel) otherwise.
 
 from __future__ import annotations
 
-import difflib
 import os
 import time
 from dataclasses import dataclass, field
@@ -159,6 +158,8 @@ def _nowhere(target: str, rel: str, outputs: list[Output]) -> PathError:
     paths (a typo), not ``mlver add`` of something that does not exist."""
     names = sorted({o.path for o in outputs} | {o.pointer_file for o in outputs if o.pointer_file}
                    | {o.stage for o in outputs if o.stage})
+    import difflib  # only on this error path
+
     close = difflib.get_close_matches(rel, names, n=3, cutoff=0.6)
     hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else \
         "`mlver list` shows the tracked paths"
