@@ -123,13 +123,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
 def test_many_small_files_travel_in_a_few_packs(repo: Path, tmp_path: Path, store: Store) -> None:
     rnd = random.Random(11)
     big = {f"big/{i}.bin": rnd.randbytes(1_500_000 + i) for i in range(2)}
-    gen(repo, {**small_files(2000, 1), **big})
+    gen(repo, {**small_files(5000, 1), **big})
     store.attach(repo)
     run(["add", "data/many", "big"], repo)
     commit(repo, "data")
 
     res = run_json(["push"], repo)
-    assert res["transferred"] == 2000 + 2 + 2 and res["missing"] == [] and res["corrupt"] == []
+    assert res["transferred"] == 5000 + 2 + 2 and res["missing"] == [] and res["corrupt"] == []
     keys = store.keys()
     # two large loose files, two manifests, a pack or two with their tables, one record
     assert len(keys) <= 2 + 2 + 12, keys
@@ -140,14 +140,14 @@ def test_many_small_files_travel_in_a_few_packs(repo: Path, tmp_path: Path, stor
 
     # a push that sends nothing writes nothing
     res = run_json(["push"], repo)
-    assert res["transferred"] == 0 and res["already"] == 2004
+    assert res["transferred"] == 0 and res["already"] == 5004
     assert store.keys() == keys
     doc = run_json(["status", "-r", "store"], repo)["remote"]
-    assert doc["in_sync"] == 2004 and doc["local_only"] == [] and doc["missing"] == []
+    assert doc["in_sync"] == 5004 and doc["local_only"] == [] and doc["missing"] == []
 
     other = clone(repo, tmp_path / "other")
     res = run_json(["pull"], other)
-    assert res["transferred"] == 2004 and res["missing"] == [] and res["corrupt"] == []
+    assert res["transferred"] == 5004 and res["missing"] == [] and res["corrupt"] == []
     assert files_of(other / "data") == files_of(repo / "data")
     assert files_of(other / "big") == files_of(repo / "big")
     assert run_json(["fsck", "-r", "store"], other)["corrupt"] == []
