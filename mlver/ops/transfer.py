@@ -404,12 +404,13 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
         stored = repo.cache.present(wanted)
         doc: dict = {"name": rem.name, "url": rem.url, "local_only": [], "remote_only": [], "missing": [],
                      "in_sync": 0}
-        for ref, path in sorted(wanted.items(), key=lambda kv: (kv[1], kv[0].digest)):
+        differ: dict[str, list[tuple[str, str]]] = {"local_only": [], "remote_only": [], "missing": []}
+        for ref, path in wanted.items():  # only what differs is sorted: in sync is usually nearly all
             local, remote = ref in stored, ref in on_remote
-            key = ("local_only" if local and not remote else "remote_only" if remote and not local
-                   else "missing" if not local else None)
-            if key is None:
+            if local and remote:
                 doc["in_sync"] += 1
             else:
-                doc[key].append({"path": path, **digest_fields(ref.digest)})
+                differ["local_only" if local else "remote_only" if remote else "missing"].append((path, ref.digest))
+        for key, rows in differ.items():
+            doc[key] = [{"path": path, **digest_fields(digest)} for path, digest in sorted(rows)]
         return doc
