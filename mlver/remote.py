@@ -633,6 +633,18 @@ class Remote:
         listing per folder, in parallel."""
         return {ref: size for ref, (size, _) in self.list_object_info(folders).items()}
 
+    def probe_objects(self, refs: Iterable[ObjectRef]) -> dict[ObjectRef, int]:
+        """Which of ``refs`` the remote holds loose (with sizes), asked one by one (a HEAD
+        each, in parallel): for remotes that cannot be listed (http)."""
+        def one(ref: ObjectRef, stop: threading.Event) -> tuple[ObjectRef, int | None]:
+            try:
+                info = self._retry(f"checking {ref.relpath}", self.fs.info, self.path(ref.relpath), stop=stop)
+            except FileNotFoundError:
+                return ref, None
+            return ref, int(info.get("size") or 0)
+
+        return {ref: size for ref, size in self._parallel(list(refs), one) if size is not None}
+
     def list_object_info(self, folders: Iterable[str] | None = None
                          ) -> dict[ObjectRef, tuple[int, float | None]]:
         """``list_objects`` with each object's modification time (seconds since the

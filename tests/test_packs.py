@@ -589,6 +589,8 @@ def test_a_packed_remote_served_over_http_is_pulled_through_index_names(repo: Pa
         assert files_of(other / "data") == files_of(repo / "data")
         pack_bytes = sum((tmp_path / "store" / k).stat().st_size for k in store.keys("packs/") if k.endswith(".pack"))
         assert sum(sent) < pack_bytes * 1.5  # ranged reads of the packs, not whole files again and again
+        doc = run_json(["status", "-r", "web"], other)["remote"]  # no listing over http: inventory and HEADs
+        assert doc["in_sync"] == 301 and doc["local_only"] == [] and doc["missing"] == [], doc
         # without index/names (a remote pushed before it existed) the packed objects are not found: said so
         (tmp_path / "store" / "index" / "names").unlink()
         fresh = clone(repo, tmp_path / "fresh")

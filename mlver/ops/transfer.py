@@ -376,7 +376,13 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
         roots = root_refs(outputs_in_scope(repo, Scope(), targets))
         local_read = local_manifest_reader(repo)
         manifests = [r for r in roots if r.manifest]
-        listing = rem.list_objects(object_folders(manifests)) if manifests and rem.can_list else {}
+
+        def lookup(refs: list[ObjectRef]) -> dict[ObjectRef, int]:  # http: no listing, a HEAD each
+            if not refs:
+                return {}
+            return rem.list_objects(object_folders(refs)) if rem.can_list else rem.probe_objects(refs)
+
+        listing = lookup(manifests)
 
         on_remote: set[ObjectRef] = set()
 
@@ -395,11 +401,11 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
             return m
 
         wanted, _ = expand(roots, read)
-        if wanted and rem.can_list:
+        if wanted:  # http reads the inventory through index/names
             live = packs.load(rem, repo.tmp_dir).live
             on_remote.update(r for r in wanted if r in live)
         unknown = [r for r in wanted if r not in listing and r not in on_remote]
-        listing.update(rem.list_objects(object_folders(unknown)) if unknown and rem.can_list else {})
+        listing.update(lookup(unknown))
         on_remote.update(listing)
         stored = repo.cache.present(wanted)
         doc: dict = {"name": rem.name, "url": rem.url, "local_only": [], "remote_only": [], "missing": [],
