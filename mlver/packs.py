@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from mlver import failpoint
 from mlver.cache import Cache, ObjectRef, object_folders
@@ -119,9 +119,9 @@ def settings(rem: Remote) -> PackSettings:
 
 # --- the inventory ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Packed:
-    """Where a packed object's bytes are."""
+class Packed(NamedTuple):
+    """Where a packed object's bytes are. (A NamedTuple: an inventory holds one per
+    packed object, tens of thousands, built on every read.)"""
 
     pack: str
     offset: int
@@ -180,21 +180,22 @@ class Inventory:
     def index(self) -> None:
         self.live.clear()
         self.marked.clear()
+        bad = self.bad
         for info in sorted(self.packs.values(), key=lambda i: i.id):
-            into = self.live if info.marked is None else self.marked
+            into, pid = (self.live if info.marked is None else self.marked), info.id
             for ref, off, length in info.objects:
-                if (ref, info.id) not in self.bad and ref not in into:
-                    into[ref] = Packed(info.id, off, length)
-        for ref in self.live:
-            self.marked.pop(ref, None)
+                if ref not in into and not (bad and (ref, pid) in bad):
+                    into[ref] = Packed(pid, off, length)
+        if self.marked:
+            for ref in self.live:
+                self.marked.pop(ref, None)
 
     def add_record(self, name: str, doc: dict, mtime: float | None) -> None:
         self.records[name] = mtime
-        for p in doc.get("packs", []):
+        for p in doc.get("packs", []):  # objects as _parse typed them
             pid = str(p["id"])
             if pid not in self.packs:
-                objs = [(ObjectRef(str(d), bool(m)), int(o), int(n)) for d, m, o, n in p["objects"]]
-                self.packs[pid] = PackInfo(pid, int(p.get("size", 0)), objs, added=mtime)
+                self.packs[pid] = PackInfo(pid, int(p.get("size", 0)), p["objects"], added=mtime)
             else:
                 self.packs[pid].added = _earliest(self.packs[pid].added, mtime)
         for pid in doc.get("drop", []):
@@ -351,10 +352,13 @@ def _parse(rem: Remote, name: str, data: bytes) -> dict:
         doc = json.loads(data)
         if not isinstance(doc, dict) or doc.get("version") != 1:
             raise ValueError("not a version 1 record")
-        for p in doc.get("packs", []):
-            for d, _m, _o, _n in p["objects"]:
-                if not is_digest(str(d)):
+        for p in doc.get("packs", []):  # checked and typed in one pass (20,000 entries a record)
+            objs = []
+            for d, m, o, n in p["objects"]:
+                if not (isinstance(d, str) and is_digest(d)):
                     raise ValueError(f"bad digest {d!r}")
+                objs.append((ObjectRef(d, bool(m)), int(o), int(n)))
+            p["objects"] = objs
         return doc
     except (ValueError, KeyError, TypeError) as e:
         raise RemoteError(f"{rem.describe()}: inventory record {INDEX_DIR}/{name}{RECORD_SUFFIX} cannot be read "

@@ -53,6 +53,17 @@ def status(repo: Repo, targets: list[str] | None = None, *, remote: str | None =
            progress: Progress = NO_PROGRESS) -> StatusResult:
     """The workspace against pointers and lock; with ``remote`` (or ``cloud``: the default
     remote) also the cache against that remote."""
+    if not (remote or cloud):
+        return _local_status(repo, targets, progress)
+    from mlver.ops.transfer import RemoteLook, remote_status
+
+    with RemoteLook(repo, remote) as look:  # the remote is read while the workspace is compared
+        result = _local_status(repo, targets, progress)
+        result.remote = remote_status(repo, look, targets=targets)
+    return result
+
+
+def _local_status(repo: Repo, targets: list[str] | None, progress: Progress) -> StatusResult:
     outputs = all_outputs(repo)
     if targets:
         # a stage name selects that stage (and its recorded outputs), even one that has
@@ -65,8 +76,4 @@ def status(repo: Repo, targets: list[str] | None = None, *, remote: str | None =
     result = StatusResult([output_state(repo, o, progress=progress) for o in outputs])
     result.stages = [StageState(n, c, tuple(r)) for n, c, r in pipeline_status(repo, targets)]
     repo.state.flush()
-    if remote or cloud:
-        from mlver.ops.transfer import remote_status
-
-        result.remote = remote_status(repo, remote, targets=targets, progress=progress)
     return result
