@@ -377,17 +377,23 @@ def commit_trees(root: str, commits: list[str]) -> dict[str, str]:
 
 def object_names(root: str, specs: list[str]) -> dict[str, str | None]:
     """``REV:PATH`` (or any object expression) -> the blob it names, None when there is
-    none; one ``git cat-file --batch-check`` process for any number of specs."""
+    none; one ``git cat-file --batch-check`` process for any number of specs. A symlink
+    in the commit's tree is followed to the blob it points to, as reading the file in a
+    checkout would; one leading out of the tree (or dangling) names no blob."""
     wanted = list(dict.fromkeys(specs))
     if not wanted:
         return {}
-    out = run(root, "cat-file", "--batch-check=%(objectname) %(objecttype)",
+    out = run(root, "cat-file", "--batch-check=%(objectname) %(objecttype)", "--follow-symlinks",
               input="".join(s + "\n" for s in wanted).encode("utf-8", "surrogateescape")).stdout
-    lines = out.decode("utf-8", "surrogateescape").split("\n")
+    lines = iter(out.decode("utf-8", "surrogateescape").split("\n"))
     names: dict[str, str | None] = {}
-    for spec, line in zip(wanted, lines):
-        parts = line.split()
-        names[spec] = parts[0] if len(parts) == 2 and parts[1] == "blob" else None
+    for spec in wanted:
+        parts = next(lines, "").split()
+        if len(parts) == 2 and parts[0] in ("symlink", "dangling", "loop", "notdir") and parts[1].isdigit():
+            next(lines, None)  # the link's target (or the path) follows on a line of its own
+            names[spec] = None
+        else:
+            names[spec] = parts[0] if len(parts) == 2 and parts[1] == "blob" else None
     return names
 
 

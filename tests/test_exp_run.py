@@ -316,3 +316,46 @@ def test_text_csv_and_markdown_name_the_experiments(project: Path) -> None:
     assert "later" in status and "queued" in status and "train.lr=0.3" in status
     diff = run(["exp", "diff", "two", "later", "--md"], project).stdout
     assert diff.startswith("| Kind |") and "train.lr" in diff
+
+
+def test_values_are_typed_as_the_params_files_are_read(repo: Path) -> None:
+    # YAML 1.2, as mlver and DVC read params files: 1e-3 a float, yes a string, 010 ten
+    gen(repo, {"params.yaml": "train:\n  lr: 0.1\n  name: base\n", "p.json": '{"a": {"b": 1}}\n',
+               "mlver.yaml": "stages:\n  s:\n    cmd: cat params.yaml p.json > out.txt\n"
+                             "    params: [train, {p.json: [a]}]\n    outs: [out.txt]\n"})
+    run(["repro", "-q"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    run(["exp", "run", "-q", "-S", "train.lr=1e-3", "-S", "train.name=yes", "-S", "p.json:a.b=010", "-n", "typed"],
+        repo)
+    [row] = exp_rows(repo)
+    assert row["params"]["params.yaml"]["train.lr"] == 0.001
+    assert row["params"]["params.yaml"]["train.name"] == "yes"
+    assert json.loads((repo / "p.json").read_text()) == {"a": {"b": 10}}
+    run(["exp", "run", "-q", "-S", "p.json:a.b=1e-3"], repo)
+    assert json.loads((repo / "p.json").read_text()) == {"a": {"b": 0.001}}
+    proc = run(["exp", "run", "--queue", "-S", "train.lr=1e-3,1e-2"], repo)
+    assert "train.lr=0.001" in proc.stdout and "train.lr=0.01" in proc.stdout
+
+
+def test_a_symlinked_params_file_is_written_through_and_one_leaving_is_refused(repo: Path, tmp_path: Path) -> None:
+    gen(repo, {"conf/params.yaml": "train:\n  lr: 1\n",
+               "mlver.yaml": "stages:\n  s:\n    cmd: cat conf/params.yaml > o.txt\n    params: [train]\n"
+                             "    outs: [o.txt]\n"})
+    os.symlink("conf/params.yaml", repo / "params.yaml")
+    run(["repro", "-q"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    run(["exp", "run", "-q", "-S", "train.lr=2", "-n", "two"], repo)
+    assert os.readlink(repo / "params.yaml") == "conf/params.yaml"  # the link stays a link
+    assert (repo / "conf/params.yaml").read_text() == "train:\n  lr: 2\n"
+    assert (repo / "o.txt").read_text() == "train:\n  lr: 2\n"  # the stage ran with the value recorded
+    [row] = exp_rows(repo)  # values at a commit follow the link in its tree
+    assert row["params"]["params.yaml"]["train.lr"] == 2
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("a: 1\n")
+    os.symlink(outside, repo / "linked.yaml")
+    for args in (["-S", "linked.yaml:a=2"], ["--queue", "-S", "linked.yaml:a=2,3"]):
+        proc = run(["exp", "run", *args], repo, check=False)
+        assert proc.returncode == 3 and "outside the repository" in proc.stderr, proc.stderr
+    assert outside.read_text() == "a: 1\n" and os.path.islink(repo / "linked.yaml")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from mlver import git
 from mlver.errors import GitError, MlverError, UsageError
-from mlver.fsutil import inside_root
+from mlver.fsutil import inside_root, refuse_leaving
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE
 from mlver.pipeline.setparams import Override, apply_overrides
 from mlver.progress import NO_PROGRESS, Progress
@@ -209,8 +209,18 @@ class ExpRunResult:
 
 def params_confine(repo: Repo) -> Callable[[str], str]:
     """A params file named in ``-S FILE:KEY=VALUE`` (relative to the project root) ->
-    its checked project-relative path."""
-    return lambda f: inside_root(repo.root, os.path.join(repo.root, f), shown=f)
+    the checked project-relative path to write. A params file that is a symlink to a
+    file in the repository is written through (its target changes, the link stays, as an
+    editor does); one leading out of it is refused."""
+    def confine(f: str) -> str:
+        rel = inside_root(repo.root, os.path.join(repo.root, f), shown=f)
+        path = os.path.join(repo.root, *rel.split("/"))
+        if not os.path.islink(path):
+            return rel
+        refuse_leaving(repo.root, path)
+        return inside_root(repo.root, os.path.realpath(path), shown=f)
+
+    return confine
 
 
 def run_in_workspace(repo: Repo, overrides: list[Override], *, name: str | None = None, message: str | None = None,

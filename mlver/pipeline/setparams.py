@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from mlver.errors import FormatError, UsageError
 from mlver.fsutil import atomic_write_text
+from mlver.pointer import load_yaml
 from mlver.pipeline.params import file_format, lookup, parse_values
 from mlver.pipeline.plan import same_value
 
@@ -59,12 +60,14 @@ def split_top_level(text: str) -> list[str]:
 
 
 def parse_yaml_value(text: str, shown: str) -> Any:
-    import yaml
-
+    """A -S value, typed as the params files are read (YAML 1.2: ``1e-3`` a float,
+    ``yes`` a string, ``010`` ten)."""
+    if not text.strip():
+        return None
     try:
-        return yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as e:
-        raise UsageError(f"-S {shown}: the value is not valid YAML: {str(e).splitlines()[0]}",
+        return load_yaml(text, f"-S {shown}", kind="params")
+    except FormatError as e:
+        raise UsageError(f"-S {shown}: the value is not valid YAML ({e.problem})",
                          hint="quote strings that contain YAML syntax, e.g. -S 'name=\"a: b\"'") from None
 
 
