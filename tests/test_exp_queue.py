@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import gen, git, run, run_json
+from conftest import gen, git, mlver_cmd, run, run_json
 
 TRAIN = """\
 import json, sys, time, yaml
@@ -103,6 +103,22 @@ def test_a_failed_experiment_is_recorded_and_the_others_finish(project: Path) ->
     rows = [r for r in run_json(["exp", "show"], project)["rows"] if "experiment" in r]
     assert sorted(r["status"] for r in rows) == ["failed", "success", "success", "success"]
     assert len(git(["for-each-ref", "refs/exps/" + done[failed[0]["name"]]["baseline"][:7]], project).splitlines()) == 3
+
+
+def test_two_queue_starts_at_once_run_each_experiment_once(project: Path) -> None:
+    run(["exp", "run", "--queue", "-S", "train.lr=0.11,0.12,0.13", "-S", "train.sleep=0.5", "--set-new"], project)
+    runners = [subprocess.Popen([*mlver_cmd(), "queue", "start", "-j", "1", "--json"], cwd=project,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ran: list[str] = []
+    for p in runners:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        ran += [e["name"] for e in json.loads(out)["experiments"]]
+    done = statuses(project)
+    assert sorted(ran) == sorted(done)  # each of the three ran in exactly one runner
+    assert len(done) == 3 and {e["status"] for e in done.values()} == {"success"}
+    for e in done.values():  # and the experiment kept is the commit its runner made
+        assert git(["rev-parse", f"refs/exps/{e['baseline'][:7]}/{e['name']}"], project).strip() == e["result"]
 
 
 def test_queue_snapshots_code_at_queue_time_and_the_commands(project: Path) -> None:

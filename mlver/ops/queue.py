@@ -476,9 +476,8 @@ def start(repo: Repo, *, jobs: int = 1, names: list[str] | None = None, dask: st
             while queue or running:
                 while queue and len(running) < jobs:
                     e = queue.pop(0)
-                    e.status, e.started, e.runner = RUNNING, time.time(), {"pid": os.getpid(),
-                                                                           "host": os.uname().nodename}
-                    save_entry(repo, e)
+                    if not _claim(repo, e):
+                        continue  # another `queue start` took it (or it was removed)
                     if on_update:
                         on_update(e)
                     running[executor.submit(fn, tasks[e.name])] = e
@@ -492,6 +491,25 @@ def start(repo: Repo, *, jobs: int = 1, names: list[str] | None = None, dask: st
     finally:
         closer()
     return QueueRun(done_entries)
+
+
+def _claim(repo: Repo, e: Entry) -> bool:
+    """Mark ``e`` running by this process, unless another runner took it first (two
+    `queue start` at once): the entry is read again and marked under a short lock of
+    the queue, so each queued experiment runs once."""
+    with repo.lock("queue start", name="queue.lock"):
+        try:
+            with open(_entry_path(repo, e.name), encoding="utf-8") as f:
+                now = Entry(**json.load(f))
+        except (OSError, ValueError, TypeError):
+            return False
+        if now.status == RUNNING and not _alive(now.runner):
+            now.status = QUEUED  # its runner died: it is queued again (as load_entries says)
+        if now.status != QUEUED:
+            return False
+        e.status, e.started, e.runner = RUNNING, time.time(), {"pid": os.getpid(), "host": os.uname().nodename}
+        save_entry(repo, e)
+    return True
 
 
 def _finish(repo: Repo, e: Entry, fut: Future, remote_url: str | None) -> None:
