@@ -121,6 +121,21 @@ def test_two_queue_starts_at_once_run_each_experiment_once(project: Path) -> Non
         assert git(["rev-parse", f"refs/exps/{e['baseline'][:7]}/{e['name']}"], project).strip() == e["result"]
 
 
+def test_exp_remove_of_a_queue_run_or_temp_experiment_removes_it_at_once(project: Path) -> None:
+    run(["exp", "run", "--queue", "-S", "train.lr=0.4,0.5"], project)
+    run(["queue", "start"], project)
+    run(["exp", "run", "--temp", "-S", "train.lr=0.15", "-n", "t1"], project)
+    names = sorted(n for n in statuses(project) if n != "t1")  # a --temp run keeps a record too
+    assert len(names) == 2
+    proc = run(["exp", "remove", names[0], "t1"], project)
+    assert names[0] in proc.stdout and "t1" in proc.stdout
+    refs = git(["for-each-ref", "--format=%(refname)", "refs/exps"], project)
+    assert names[0] not in refs and "/t1" not in refs and names[1] in refs
+    assert names[0] not in statuses(project) and "t1" not in statuses(project)
+    listed = run(["exp", "list"], project).stdout
+    assert names[0] not in listed and "t1" not in listed and names[1] in listed
+
+
 def test_queue_snapshots_code_at_queue_time_and_the_commands(project: Path) -> None:
     gen(project, {"train.py": TRAIN.replace("model lr=", "v2 lr=")})
     run(["exp", "run", "--queue", "-S", "train.lr=0.2", "-n", "v2"], project)

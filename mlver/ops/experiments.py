@@ -318,17 +318,25 @@ def remove(repo: Repo, names: list[str], *, queue: bool = False, all_: bool = Fa
     if not (names or queue or all_):
         raise UsageError("name the experiments to remove, or pass --queue or --all")
     gone: list[str] = []
-    exps = list_experiments(root) if all_ else [find(root, n) for n in names
-                                                if not q.has_entry(repo, n)]
     queued = [n for n in names if q.has_entry(repo, n)]
+    if all_:
+        exps = list_experiments(root)
+    else:  # a name may have both: a queue record and the experiment it ran (queue, --temp)
+        exps = []
+        for n in names:
+            try:
+                exps.append(find(root, n))
+            except MlverError:
+                if n not in queued:
+                    raise
+    if queue or all_:
+        cleared = q.clear(repo)
+    else:
+        cleared = q.remove(repo, queued) if queued else []  # refuses a running one before anything goes
     for e in exps:
         git.delete_ref(root, e.ref)
         gone.append(e.name)
-    if queue or all_:
-        gone += q.clear(repo)
-    elif queued:
-        gone += q.remove(repo, queued)
-    return gone
+    return gone + [n for n in cleared if n not in gone]
 
 
 # --- comparing and sharing ----------------------------------------------------------------
