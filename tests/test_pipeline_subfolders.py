@@ -5,6 +5,7 @@ push/pull and gc see every file (SPEC "Pipeline language")."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,10 @@ def project(repo: Path) -> Path:
                "models/mlver.yaml": SUB, "models/params.yaml": "train:\n  epochs: 3\n",
                "models/scores.json": '{"acc": 0.5}\n'})
     return repo
+
+
+def said(proc: subprocess.CompletedProcess[str]) -> str:
+    return proc.stdout + proc.stderr
 
 
 def _lock(p: Path) -> str:
@@ -158,6 +163,24 @@ def test_repro_in_a_subfolder_runs_that_pipeline_file(project: Path) -> None:
     assert (sub / "model.txt").exists() and not (project / "other/o.txt").exists()
     run(["repro", "-P"], sub)
     assert (project / "other/o.txt").exists()
+
+
+def test_a_bare_name_in_a_subfolder_names_that_files_stage(project: Path) -> None:
+    """As `dvc repro NAME` there: both files have a `prepare`; from models/ the bare name
+    is models/mlver.yaml's, `mlver.yaml:prepare` the top one's, and a name only the top
+    file has still works; at the top the bare name is the top file's."""
+    sub = project / "models"
+    run(["repro", "-s", "prepare"], project)
+    assert (project / "data/clean.txt").exists() and not (sub / "copy.txt").exists()
+    out = said(run(["repro", "-s", "prepare"], sub))
+    assert "models/mlver.yaml:prepare" in out and (sub / "copy.txt").read_text() == "HELLO\n"
+    out = said(run(["repro", "-s", "--force", "mlver.yaml:prepare"], sub))
+    assert "Running stage 'prepare'" in out and "models/mlver.yaml" not in out
+    gen(project, {"mlver.yaml": TOP + "  top_only:\n    cmd: echo t > t.txt\n    outs: [t.txt]\n"})
+    run(["repro", "-s", "top_only"], sub)
+    assert (project / "t.txt").read_text() == "t\n"
+    out = said(run(["repro", "-s", "--force", "-P", "prepare"], sub))  # every file: the name's top meaning
+    assert "Running stage 'prepare'" in out
 
 
 def test_stage_add_in_a_subfolder_with_its_own_file_writes_there(project: Path) -> None:

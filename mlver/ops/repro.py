@@ -24,10 +24,10 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
     every pipeline file's stages; run from a subfolder that holds its own ``mlver.yaml``,
     that file's stages (and what they depend on), as DVC does, unless ``all_pipelines``."""
     kwargs: dict[str, Any] = {"on_event": on_event} if on_event is not None else {}
-    if not targets and not all_pipelines:
-        here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
-        if here != "." and not here.startswith("../") and os.path.isfile(os.path.join(os.getcwd(), PIPELINE_FILE)):
-            targets = [f"{here}/{PIPELINE_FILE}"]
+    here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
+    if (not all_pipelines and here != "." and not here.startswith("../")
+            and os.path.isfile(os.path.join(os.getcwd(), PIPELINE_FILE))):
+        targets = _in_folder_pipeline(repo, f"{here}/{PIPELINE_FILE}", targets)
     if pull and not dry_run:
         _pull_recorded(repo, progress)
     result = reproduce(repo, targets, force=force, dry_run=dry_run, downstream=downstream, single=single,
@@ -37,6 +37,20 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
     if result.files and not staged:
         result.to_add = with_untracked_pipeline(repo, result.files)
     return result, staged
+
+
+def _in_folder_pipeline(repo: Repo, file: str, targets: list[str] | None) -> list[str]:
+    """Targets as given in a subfolder holding its own pipeline ``file``: none means that
+    file's stages, and a bare stage name that file's stage of that name (as `dvc repro
+    NAME` there), else whatever the name means project-wide."""
+    if not targets:
+        return [file]
+    from mlver.pipeline.model import split_stage_name
+    from mlver.pipeline.plan import load_pipeline
+
+    pipeline = load_pipeline(repo)
+    return [f"{file}:{t}" if split_stage_name(t)[0] == PIPELINE_FILE and pipeline.named(f"{file}:{t}") else t
+            for t in targets]
 
 
 def _pull_recorded(repo: Repo, progress: Progress) -> None:

@@ -103,7 +103,7 @@ class Stage:
         if target == self.name or target == self.file:
             return True
         file, name = split_stage_name(target)
-        if file != PIPELINE_FILE and posixpath.normpath(file) != self.file:
+        if (file != PIPELINE_FILE or _names_top_file(target)) and posixpath.normpath(file) != self.file:
             return False
         short = self.short_name
         return name == short or ("@" in short and short.split("@", 1)[0] == name)
@@ -146,7 +146,8 @@ class Pipeline:
             return [exact]
         found = [s for s in self.stages if s.is_named(target)]
         files = sorted({s.file for s in found})
-        if len(files) > 1 and split_stage_name(target)[0] == PIPELINE_FILE and target not in files:
+        if (len(files) > 1 and split_stage_name(target)[0] == PIPELINE_FILE and not _names_top_file(target)
+                and target not in files):
             raise MlverError(f"stage name '{target}' is ambiguous: it is in {', '.join(files)}",
                              hint="name it with its file: " + ", ".join(f"{f}:{target}" for f in files))
         return found
@@ -166,6 +167,11 @@ def split_stage_name(name: str) -> tuple[str, str]:
     if sep and (head == PIPELINE_FILE or head.endswith("/" + PIPELINE_FILE)):
         return head, tail
     return PIPELINE_FILE, name
+
+
+def _names_top_file(target: str) -> bool:
+    """``mlver.yaml:NAME``: the top pipeline file's stage, named with its file."""
+    return target.startswith(PIPELINE_FILE + ":")
 
 
 def resolve_path(wdir: str, written: str) -> str | None:
