@@ -257,6 +257,13 @@ def test_trend_keeps_its_old_spelling_and_writes_images(repo: Path, tmp_path: Pa
     page = (repo / "t2.html").read_text()
     assert "null" not in page and "0.81" in page and "lr 0.05" in page  # short hash + subject as the label
     assert run(["plots", "lr"], repo, check=False).returncode == 2  # a parameter is not a metric
+    for args in (["plots", "trend", "--json"], ["plots", "--json"]):  # --json alone: the data, no page
+        (repo / "plots.html").unlink(missing_ok=True)
+        doc = run_json([*args, "-n", "3"], repo)
+        assert doc["out"] is None and not (repo / "plots.html").exists()
+        assert [r["metrics"]["acc"] for r in doc["revisions"]] == [0.81, 0.86, 0.91]
+        assert [r["subject"] for r in doc["revisions"]] == ["lr 0.1", "lr 0.05", "lr 0.02"]
+        assert "best" in doc["revisions"][-1]["refs"]
 
 
 def test_twenty_thousand_points_stay_under_two_megabytes(repo: Path) -> None:

@@ -67,7 +67,8 @@ def plots() -> None:
 @click.argument("metrics", nargs=-1)
 @click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many commits to plot.")
-@click.option("-o", "--out", default="plots.html", show_default=True, metavar="FILE", help="The HTML file to write.")
+@click.option("-o", "--out", metavar="FILE",
+              help="The HTML file to write [default: plots.html; with --json, none unless given].")
 @_image_options
 @click.option("--png", is_flag=True, help="Deprecated: a PNG per metric beside FILE through matplotlib; use --png-dir.")
 @click.option("--open", "open_", is_flag=True, help="Open the report in the browser.")
@@ -79,6 +80,8 @@ def trend(app: App, metrics: tuple[str, ...], count: int, out: str, png_dir: str
     the last N commits, the parameters that changed, and per-step series."""
     from mlver.ops.plots import plots as do_plots
 
+    if out is None and (open_ or png or not as_json):
+        out = "plots.html"  # --json alone prints the data and writes no page
     with project() as repo:
         res = do_plots(repo, list(metrics), count=count, out=out, png=png, png_dir=png_dir, svg_dir=svg_dir)
     if png:
@@ -90,7 +93,7 @@ def trend(app: App, metrics: tuple[str, ...], count: int, out: str, png_dir: str
                 + (f", {res.steps} per-step series" if res.steps else ""))
         for p in res.png + res.images:
             app.say(f"Wrote {p}")
-    if open_:
+    if open_ and res.out:
         _open(app, res.out)
 
 

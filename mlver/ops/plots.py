@@ -69,16 +69,26 @@ class PlotsReport:
 
 @dataclass(frozen=True)
 class PlotsResult:
-    out: str
+    out: str | None  # the HTML written (None: none asked for)
     metrics: list[str]
     points: int
     steps: int
     png: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # --png-dir / --svg-dir
+    report: PlotsReport | None = None
 
     def to_json(self) -> dict:
-        return {"version": 1, "out": self.out, "metrics": self.metrics, "points": self.points, "steps": self.steps,
-                "png": self.png, "images": self.images}
+        doc: dict[str, Any] = {"version": 1, "out": self.out, "metrics": self.metrics, "points": self.points,
+                               "steps": self.steps, "png": self.png, "images": self.images}
+        if self.report is not None:  # the data drawn: each metric's value at each revision, oldest first
+            r = self.report
+            doc["revisions"] = [{"rev": p.rev, "label": p.label, "subject": p.subject, "refs": list(p.refs),
+                                 "metrics": {s.name: s.values[i] for s in r.series}}
+                                for i, p in enumerate(r.points)]
+            doc["step_series"] = [{"file": st.file, "x": st.x, "y": st.key,
+                                   "lines": [{"label": label, "points": [list(xy) for xy in pts]}
+                                             for label, pts in st.lines]} for st in r.steps]
+        return doc
 
 
 def _number(v: Any) -> float | None:
@@ -139,15 +149,19 @@ def build_report(repo: Repo, names: list[str], *, count: int) -> PlotsReport:
     return PlotsReport(f"mlver plots: {os.path.basename(repo.root)}", points, series, changes, steps)
 
 
-def plots(repo: Repo, names: list[str] | None = None, *, count: int = DEFAULT_COUNT, out: str = "plots.html",
+def plots(repo: Repo, names: list[str] | None = None, *, count: int = DEFAULT_COUNT, out: str | None = "plots.html",
           png: bool = False, png_dir: str | None = None, svg_dir: str | None = None) -> PlotsResult:
+    """The trend report of ``names`` (every metric) over the last ``count`` commits,
+    written as HTML to ``out`` (None: no page, the data only)."""
     report = build_report(repo, names or [], count=count)
-    dest = os.path.abspath(out)
+    dest = os.path.abspath(out) if out is not None else None
     drawn = report_html.trend_charts(report)
-    atomic_write_text(dest, report_html.render(report, drawn))
-    images = _write_png(report, dest) if png else []
+    if dest is not None:
+        atomic_write_text(dest, report_html.render(report, drawn))
+    images = _write_png(report, dest) if png and dest is not None else []
     written = [path for _, path in report_html.write_images(drawn, png_dir=png_dir, svg_dir=svg_dir)]
-    return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images, written)
+    return PlotsResult(dest, [s.name for s in report.series], len(report.points), len(report.steps), images, written,
+                       report)
 
 
 # --- per-step series -------------------------------------------------------------------
