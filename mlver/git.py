@@ -494,8 +494,17 @@ def clone(url: str, dest: str, *, shallow: bool) -> None:
             url = "file://" + url  # --depth is ignored for plain local paths
     proc = run(os.path.dirname(dest) or ".", *args, url, dest, check=False)
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise GitError(f"cannot clone '{url}': {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+        raise clone_error(url, proc)
+
+
+def clone_error(url: str, proc: subprocess.CompletedProcess[bytes]) -> GitError:
+    """The one line saying why ``git clone`` failed: git's first ``fatal:`` line (the
+    cause; the lines after it are advice such as "Please make sure you have the correct
+    access rights"), else its last line."""
+    lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").strip().splitlines() if ln.strip()]
+    fatal = [ln[len("fatal:"):].strip() for ln in lines if ln.startswith("fatal:")]
+    why = fatal[0] if fatal else lines[-1] if lines else f"exit {proc.returncode}"
+    return GitError(f"cannot clone '{url}': {why}")
 
 
 # --- experiments: commits built on a temporary index, refs under refs/exps/ ---------------

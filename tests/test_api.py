@@ -231,6 +231,10 @@ def test_ls_errors_are_one_line(history: tuple[Path, Path]) -> None:
     assert bad.returncode == 3 and bad.stderr.splitlines()[0] == "mlver: error: unknown revision 'v9'"
     bad = run(["ls", "a", "b", "c"], repo, check=False)
     assert bad.returncode == 2 and "at most REPO and PATH" in bad.stderr
+    nowhere = repo.parent / "nowhere.git"  # git's cause, not its closing advice
+    bad = run(["ls", f"file://{nowhere}"], repo, check=False)
+    assert bad.returncode == 3 and len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert "does not appear to be a git repository" in bad.stderr and "access rights" not in bad.stderr
 
 
 # --- the mlver:// filesystem ------------------------------------------------------------

@@ -475,8 +475,7 @@ def bare_clone(url: str) -> str:
         proc = git.run(tmp, "clone", "-q", "--bare", "--depth=1", "--no-single-branch", _git_url(url),
                        os.path.join(tmp, ".git"), check=False)
         if proc.returncode != 0:
-            msg = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise GitError(f"cannot clone '{url}': {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+            raise git.clone_error(url, proc)
         try:
             os.rename(tmp, top)  # whole or not at all; another process may have won the race
         except OSError:
