@@ -207,12 +207,12 @@ def test_unreadable_params_file_and_non_finite_metrics(repo: Path) -> None:
     git(["add", "-A"], repo)
     git(["commit", "-q", "-m", "i1"], repo)
     head = git(["rev-parse", "HEAD"], repo).strip()
-    # the workspace's other.json is broken: only its own values are skipped
+    # the workspace's other.json is broken: params diff stops on it (as repro and status
+    # do), exp show skips only its own values with a warning
     gen(repo, {"other.json": '{"b": ', "m.json": '{"m": 1.5, "i": 2, "ok": 1}'})
-    proc = run(["params", "diff", "--json"], repo)
-    changes = json.loads(proc.stdout)["changes"]
-    assert "params.yaml" not in changes  # a = 1 on both sides: unchanged, not "removed"
-    assert "other.json" in proc.stderr
+    proc = run(["params", "diff", "--json"], repo, check=False)
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.startswith("mlver: error: other.json:1: invalid JSON"), proc.stderr
     [ws, h] = run_json(["exp", "show", "-n", "1"], repo)["rows"]
     assert ws["params"] == {"params.yaml": {"a": 1}} and h["params"] == {"other.json": {"b": 2}, "params.yaml": {"a": 1}}
     # NaN and infinities are null in every JSON document (strict JSON a script can parse)

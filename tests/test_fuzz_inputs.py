@@ -227,8 +227,8 @@ def test_cli_survives_fuzzed_files(repo: Path) -> None:
 def test_hostile_files_are_one_error_line(repo: Path) -> None:
     """The inputs the fuzzing campaign found: ~400 nesting levels, an alias bomb (ran until
     killed at 2.2 GB), a NUL byte, a multi-line config value. Each is one line naming the
-    file, exit 3, and nothing is written; the history commands (`params diff`, `exp show`)
-    skip a bad params file with one warning line, as they do for any revision's."""
+    file, exit 3, and nothing is written; `exp show` skips a bad params file with one
+    warning line, as it does for any revision's (`params diff` stops on the workspace's)."""
     _fuzz_repo(repo)
     bomb = _bomb(random.Random(0)).replace("a0:", "train:\n  lr: 0.1\na0:", 1)
     deep = "a: " + "[" * 400 + "]" * 400 + "\n"

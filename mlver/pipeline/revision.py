@@ -44,9 +44,12 @@ def metrics_files(pipeline: Pipeline) -> list[str]:
                               + [p for s in pipeline.stages for p in s.inner_metrics] + list(pipeline.metrics_files)))
 
 
-def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None]) -> Values:
+def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None], *,
+              strict_params: bool = False) -> Values:
     """Values of ``pipeline``'s params and metrics, reading files through ``read``
-    (repo-relative path -> bytes, None when absent). Missing files are left out."""
+    (repo-relative path -> bytes, None when absent). Missing files are left out; a file
+    that cannot be parsed is an entry of ``errors`` (``strict_params``: a params file
+    raises its FormatError, as repro and status do for the workspace's)."""
     errors: list[str] = []
     where = "" if rev == WORKSPACE else f"{rev[:7]}:"  # errors name the revision, as Git's `REV:path`
     reader = ParamsReader(read)
@@ -56,6 +59,8 @@ def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None])
             try:
                 vals = reader.ref_values(stage, ref, pipeline.shown, strict=False)
             except FormatError as e:
+                if strict_params:
+                    raise
                 errors.append(where + e.message)
                 continue
             if vals is not None:
@@ -64,6 +69,8 @@ def values_of(rev: str, pipeline: Pipeline, read: Callable[[str], bytes | None])
         try:
             doc = reader.doc(file)
         except FormatError as e:
+            if strict_params:
+                raise
             errors.append(where + e.message)
             continue
         if doc is not None:
@@ -97,7 +104,7 @@ def workspace_deps(repo: Repo) -> dict[str, str]:
     return found
 
 
-def workspace_values(repo: Repo) -> Values:
+def workspace_values(repo: Repo, *, strict_params: bool = False) -> Values:
     def read(rel: str) -> bytes | None:
         try:
             with open(repo.abs(rel), "rb") as f:
@@ -111,7 +118,7 @@ def workspace_values(repo: Repo) -> Values:
     if not has_pipeline(repo):
         return Values(WORKSPACE)
     pipeline = parse_pipelines(pipeline_texts(repo), ParamsReader(read).doc)  # every pipeline file
-    return values_of(WORKSPACE, pipeline, read)
+    return values_of(WORKSPACE, pipeline, read, strict_params=strict_params)
 
 
 Locks = tuple[tuple[str, str | None], ...]  # (lock path, blob or None) of each pipeline folder
