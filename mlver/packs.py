@@ -245,17 +245,23 @@ def local_dir(tmp_dir: str, rem: Remote) -> str:
 USED_MARK = "used"  # in local_dir: this clone has read or written the remote
 
 
-def mark_used(tmp_dir: str, rem: Remote) -> None:
+def mark_used(tmp_dir: str, rem: Remote, *, why: str = "this clone has used it before") -> None:
     """Remember that ``rem`` was there (push then refuses to create it afresh when its
-    folder vanishes: an unmounted drive is not an empty remote)."""
+    folder vanishes: an unmounted drive is not an empty remote), and ``why`` it is
+    known (said when it is missing)."""
     here = local_dir(tmp_dir, rem)
     if not os.path.exists(os.path.join(here, USED_MARK)):
         os.makedirs(here, exist_ok=True)
-        atomic_write(os.path.join(here, USED_MARK), b"")
+        atomic_write(os.path.join(here, USED_MARK), why.encode("utf-8"))
 
 
-def was_used(tmp_dir: str, rem: Remote) -> bool:
-    return os.path.exists(os.path.join(local_dir(tmp_dir, rem), USED_MARK))
+def was_used(tmp_dir: str, rem: Remote) -> str | None:
+    """Why ``rem`` is known to exist (``mark_used``), None when it is not."""
+    try:
+        with open(os.path.join(local_dir(tmp_dir, rem), USED_MARK), "rb") as f:
+            return f.read().decode("utf-8", "replace").strip() or "this clone has used it before"
+    except FileNotFoundError:
+        return None
 
 
 def has_inventory(rem: Remote) -> bool:

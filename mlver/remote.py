@@ -546,12 +546,13 @@ class Remote:
 
     # --- does it exist? -------------------------------------------------------------
 
-    def ensure_exists(self, *, create: bool = False, used: bool = False) -> str | None:
+    def ensure_exists(self, *, create: bool = False, used: str | None = None) -> str | None:
         """Refuse a remote whose folder or bucket does not exist (a mistyped URL or an
         unmounted drive must not read as an empty remote). With ``create`` (push), a
-        missing folder is made when its parent exists, unless ``used`` (this clone has
-        read or written the remote before: its folder vanishing is a drive not mounted,
-        not a new remote); returns the folder made, if any. Buckets are never created.
+        missing folder is made when its parent exists, unless ``used`` (why it is known
+        to exist: this clone has read or written it, or import-dvc converted it; its
+        folder vanishing is a drive not mounted, not a new remote); returns the folder
+        made, if any. Buckets are never created.
         Checked for folder, S3 and SSH remotes, once."""
         if self._root_checked:
             return None
@@ -586,12 +587,12 @@ class Remote:
         return info.get("type") == "directory"
 
     def _ensure_folder(self, isdir: Callable[[str], bool], mkdir: Callable[[str], Any], create: bool,
-                       used: bool) -> str | None:
+                       used: str | None) -> str | None:
         root = self.root
         if isdir(root):
             return None
         if create and used:
-            raise RemoteError(f"{self.describe()}: folder {root} does not exist, yet this clone has used it before",
+            raise RemoteError(f"{self.describe()}: folder {root} does not exist, yet {used}",
                               hint="mount the drive or fix the URL (`mlver remote modify "
                                    f"{self.name} url URL`); to start the remote afresh, create the folder "
                                    "and push again", remote=self.name, reason="missing")

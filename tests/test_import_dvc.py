@@ -601,7 +601,7 @@ def test_imported_project_is_clean_and_pulls_from_the_dvc_remote(project: Path, 
     git(["commit", "-q", "-m", "mlver import-dvc"], project)
     os.rename(remote, project.parent / "unmounted")  # DVC's remote is the team's: never started afresh
     proc = run(["push"], project, check=False)
-    assert proc.returncode == 3 and "does not exist, yet this clone has used it before" in proc.stderr, proc.stderr
+    assert proc.returncode == 3 and "does not exist, yet it holds the DVC project's data" in proc.stderr, proc.stderr
     assert not remote.exists()
     os.rename(project.parent / "unmounted", remote)
     push = run(["push"], project)

@@ -456,7 +456,7 @@ def _mark_used(repo: Any, remotes: list[Any]) -> None:
 
     for r in remotes:
         try:
-            packs.mark_used(repo.tmp_dir, open_remote(repo, r.name))
+            packs.mark_used(repo.tmp_dir, open_remote(repo, r.name), why="it holds the DVC project's data")
         except MlverError:  # a backend not installed: push will say so
             continue
 
