@@ -663,6 +663,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
 
     if out.kind == "file":
         if not cache.has(out.digest):
+            _clear_other_version(repo, out, res, force)
             res.missing.append(out.path)
             return res
         if os.path.isdir(path) and not os.path.islink(path):
@@ -689,6 +690,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
     else:
         manifest = load_manifest(cache, out.digest)
         if manifest is None:
+            _clear_other_version(repo, out, res, force)
             res.missing.append(out.path)
             return res
         if os.path.lexists(path) and not os.path.isdir(path):
@@ -717,10 +719,13 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
                 if _safe_to_replace(repo, frel, e.digest, force, res):
                     removals.append(frel)
         for e in manifest.entries:
-            if e.digest not in sizes:
-                continue
             cur_e = current.get(e.path)
             frel = f"{out.path}/{e.path}"
+            if e.digest not in sizes:  # not in the cache: another version there goes if the cache keeps it
+                if cur_e is not None and cur_e.digest != e.digest and _safe_to_replace(repo, frel, cur_e.digest,
+                                                                                        force, res):
+                    removals.append(frel)
+                continue
             if cur_e is not None and cur_e.digest == e.digest and not relink:
                 if (cur_e.exec != e.exec and cache.link_types_from(path)[:1] != ["hardlink"]
                         and not os.path.islink(repo.abs(frel))):  # chmod would follow a link
@@ -772,6 +777,44 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
     if not res.kept and not res.missing and not res.corrupt:
         repo.state.set_placed(out.path, out.kind, out.digest)
     return res
+
+
+def _clear_other_version(repo: Repo, out: Output, res: CheckoutResult, force: bool) -> None:
+    """The object of ``out`` is not in the cache, so what its path holds is another
+    version (the one checked out before, say): remove what the cache keeps (as `dvc
+    checkout` does; `status` then says the data is not in the cache, and a commit cannot
+    record the old version as this one), keep and list what only the workspace holds.
+    Data that already is ``out``'s stays."""
+    path = repo.abs(out.path)
+    algo = algo_of(out.digest)
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        try:
+            cur = current_manifest(repo, out.path, algo=algo)
+        except DanglingLink:  # links into the cache whose objects are gone: leave them to status
+            return
+        if out.kind == "dir" and cache_digest_of(cur) == out.digest:
+            return
+        removals = [f"{out.path}/{e.path}" for e in cur.entries
+                    if _safe_to_replace(repo, f"{out.path}/{e.path}", e.digest, force, res)]
+        res.kept.extend(_ignored_files(repo, out.path, cur))
+        for rel in removals:
+            unlink_confined(repo.root, repo.abs(rel))
+        _prune_empty_dirs(repo, out.path, removals)
+        if removals and not os.listdir(path):
+            unlink_confined(repo.root, path, folder=True)
+        res.deleted.extend(removals)
+        return
+    try:
+        cur_file = current_file_digest(repo, out.path, algo=algo)
+    except DanglingLink:
+        return
+    if cur_file is None or cur_file[0] == out.digest:
+        return
+    if _safe_to_replace(repo, out.path, cur_file[0], force, res):
+        unlink_confined(repo.root, path)
+        res.deleted.append(out.path)
 
 
 def _sweep_debris(repo: Repo, folders: list[str]) -> None:

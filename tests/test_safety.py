@@ -83,6 +83,34 @@ def test_missing_object_reported_with_pull_hint(repo: Path) -> None:
     assert proc.returncode == 3 and "a.bin" in proc.stderr and "mlver pull" in proc.stderr
 
 
+def test_checkout_of_a_version_not_in_the_cache_removes_the_other_cached_version(repo: Path) -> None:
+    """As `dvc checkout`: the version checked out before goes when the cache keeps it (it
+    must not pass for this branch's data, nor be recorded by a commit); a local edit the
+    cache lacks stays and is listed (guarantee 1); status says the data is not in the cache."""
+    base = git(["symbolic-ref", "--short", "HEAD"], repo).strip()
+    gen(repo, {"d.txt": "A\n", "dd/x": "1\n", "e.txt": "E1\n"})
+    run(["add", "d.txt", "dd", "e.txt"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "a"], repo)
+    git(["checkout", "-q", "-b", "br"], repo)
+    gen(repo, {"d.txt": "B\n", "dd/x": "2\n", "dd/y": "3\n", "e.txt": "E2\n"})
+    run(["commit", "-m", "b"], repo)
+    git(["checkout", "-q", base], repo)
+    run(["checkout"], repo)
+    run(["gc", "-f", "--workspace", "--include-unpushed"], repo)  # br's objects leave the cache
+    gen(repo, {"e.txt": "my edit\n"})  # not in the cache: must survive
+    git(["checkout", "-q", "br"], repo)
+    proc = run(["checkout"], repo, check=False)
+    assert proc.returncode == 3 and "not in the cache" in proc.stderr and "mlver pull" in proc.stderr
+    assert not (repo / "d.txt").exists() and not (repo / "dd").exists()
+    assert (repo / "e.txt").read_text() == "my edit\n" and "e.txt" in proc.stderr
+    states = {o["path"]: o["state"] for o in run_json(["status"], repo)["outputs"]}
+    assert states == {"d.txt": "not_in_cache", "dd": "not_in_cache", "e.txt": "modified"}
+    before = (repo / "d.txt.mlver").read_text(), (repo / "dd.mlver").read_text()
+    run(["commit", "d.txt", "dd"], repo)  # nothing of main's is recorded on br
+    assert ((repo / "d.txt.mlver").read_text(), (repo / "dd.mlver").read_text()) == before
+
+
 @pytest.mark.parametrize("text,problem", [
     ("version: 1\npath: [unclosed\n", "invalid YAML"),
     ("version: 1\npath: a.bin\nkind: file\nhash: xxh3-128\ndigest: abc\nsize: 1\n", "'digest'"),
