@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,24 @@ def test_get_a_folder_and_a_file_inside_it(repo: Path) -> None:
     assert missing.returncode == 3 and "not tracked" in missing.stderr
 
 
+def test_get_from_a_project_on_this_machine_without_a_remote(repo: Path, tmp_path: Path) -> None:
+    """As `dvc get`: the source project's cache serves what it never pushed; without it
+    the error says the source has no remote (not to pull here)."""
+    gen(repo, {"f.txt": "hello\n", "d/a": "1\n", "d/b/c": "2\n"})
+    run(["add", "f.txt", "d"], repo)
+    commit_all(repo, "data")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run_json(["get", "--repo", str(repo), "f.txt"], out)["fetched"] == 0
+    run(["get", "--repo", str(repo), "d"], out)
+    assert (out / "f.txt").read_text() == "hello\n" and (out / "d/b/c").read_text() == "2\n"
+    assert sorted(p.name for p in out.iterdir()) == ["d", "f.txt"]  # no cache left here
+    shutil.rmtree(repo / ".mlver" / "cache")
+    proc = run(["get", "--repo", str(repo), "f.txt", "-o", "g.txt"], out, check=False)
+    assert proc.returncode == 3 and "has no remote" in proc.stderr and "mlver pull" not in proc.stderr
+    assert not (out / "g.txt").exists()
+
+
 def test_get_from_another_repository_with_a_folder_remote(history: tuple[Path, list[str]], tmp_path: Path) -> None:
     root, shas = history
     store = tmp_path / "store"
@@ -180,11 +199,12 @@ def test_get_from_another_repository_with_a_folder_remote(history: tuple[Path, l
     run(["push", "--all-commits"], root)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    res = run_json(["get", "--repo", str(root), "model.bin"], elsewhere)
-    assert res["fetched"] == 1 and res["rev"] == git(["rev-parse", "HEAD"], root).strip()
+    res = run_json(["get", "--repo", str(root), "model.bin"], elsewhere)  # from the source's own cache
+    assert res["fetched"] == 0 and res["rev"] == git(["rev-parse", "HEAD"], root).strip()
     assert (elsewhere / "model.bin").read_text() == "model lr=0.02 epochs=4\n"
-    run(["get", "--repo", str(root), "--rev", "v1", "model.bin", "-o", "v1.bin"], elsewhere)
-    assert (elsewhere / "v1.bin").read_text() == "model lr=0.1 epochs=4\n"
+    shutil.rmtree(root / ".mlver" / "cache")  # now only the remote has the data
+    res = run_json(["get", "--repo", str(root), "--rev", "v1", "model.bin", "-o", "v1.bin"], elsewhere)
+    assert res["fetched"] == 1 and (elsewhere / "v1.bin").read_text() == "model lr=0.1 epochs=4\n"
     # a branch of the source that is not checked out there
     git(["branch", "older", shas[1]], root)
     run(["get", "--repo", str(root), "--rev", "older", "model.bin", "-o", "older.bin"], elsewhere)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from mlver import git, packs
 from mlver.cache import Cache, ObjectRef
 from mlver.config import Config, ConfigFile
-from mlver.errors import MlverError, ObjectMissing, PathError, RemoteError
+from mlver.errors import ChecksumMismatch, MlverError, ObjectMissing, PathError, RemoteError
 from mlver.fsutil import confine, copy_file, reflink, remove_path, tmp_name, unique_suffix
 from mlver.pointer import POINTER_SUFFIX, Entry
 from mlver.progress import NO_PROGRESS, Progress
@@ -68,19 +68,25 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
         local.save()
         base = os.path.abspath(url) if os.path.isdir(url) else clone
         rel = path.replace(os.sep, "/").strip("/")
+        # a project on this machine: its own cache holds what it has not pushed (as `dvc get`)
+        theirs = Repo(base) if os.path.isdir(os.path.join(base, MLVER_DIR)) else None
         try:
             return _get_local(source, rel, commit, out, force, jobs, progress, remote_settings=settings,
-                              remote_base=base, shown_source=url,
+                              remote_base=base, shown_source=url, source_cache=theirs.cache if theirs else None,
                               workspace=project.root if project is not None else None)
         finally:
             source.close()
+            if theirs is not None:
+                theirs.close()
 
 
 def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, jobs: int | None, progress: Progress,
                *, remote_settings: Config | None = None, remote_base: str | None = None,
-               shown_source: str | None = None, workspace: str | None = None) -> GetResult:
+               shown_source: str | None = None, source_cache: Cache | None = None,
+               workspace: str | None = None) -> GetResult:
     """``workspace``: the project the command runs in; a destination inside it is written
-    only where no symlink on the way leads out of it."""
+    only where no symlink on the way leads out of it. ``source_cache``: the cache of the
+    source project on this machine, read (verified) before its remote."""
     root = repo.require_scm("get")
     commit = git.verify_commit(root, rev)
     if commit is None:
@@ -114,12 +120,16 @@ def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, job
     cache = repo.cache
     fetched = 0
     settings = remote_settings or repo.config
+    def bring(refs: list[ObjectRef]) -> int:
+        refs = _copy_from(source_cache, cache, refs, shown_source)
+        return _fetch(repo, settings, remote_base, refs, output.path, jobs, progress, shown_source) if refs else 0
+
     if output.kind == "dir" and not cache.has(output.digest, True):
-        fetched += _fetch(repo, settings, remote_base, [ObjectRef(output.digest, True)], output.path, jobs, progress)
+        fetched += bring([ObjectRef(output.digest, True)])
     entries = _entries(cache, output, inner)
     need = sorted({e.digest for e in entries if not cache.has(e.digest)})
     if need:
-        fetched += _fetch(repo, settings, remote_base, [ObjectRef(d, False) for d in need], output.path, jobs, progress)
+        fetched += bring([ObjectRef(d, False) for d in need])
     _write_entries(cache, dest, entries, single=output.kind == "file" or (inner is not None and entries[0].path == ""),
                    inside=inside)
     kind = "file" if len(entries) == 1 and entries[0].path == "" else "dir"
@@ -163,13 +173,39 @@ def _entries(cache: Cache, output: Output, inner: str | None) -> list[Entry]:
     return below
 
 
+def _copy_from(source: Cache | None, cache: Cache, refs: list[ObjectRef], shown_source: str | None
+               ) -> list[ObjectRef]:
+    """Copy into ``cache`` the objects of ``refs`` that the source project's cache holds
+    (verified: a damaged copy there is left for the remote); returns those still needed."""
+    if source is None:
+        return refs
+    left = []
+    for ref in refs:
+        src = source.path(ref.digest, ref.manifest)
+        if os.path.isfile(src):
+            try:
+                cache.store_copy_verified(src, ref.digest, manifest=ref.manifest, where=f"{shown_source}'s cache")
+                continue
+            except (ChecksumMismatch, OSError):
+                pass
+        left.append(ref)
+    return left
+
+
 def _fetch(repo: Repo, settings: Config, base: str | None, refs: list[ObjectRef], shown: str, jobs: int | None,
-           progress: Progress) -> int:
+           progress: Progress, shown_source: str | None = None) -> int:
     """Download ``refs`` from the default remote into the cache; every one must arrive."""
     try:
         rc = remote_config(settings.remotes(), settings.get("core.remote"), None)
     except RemoteError as e:
-        raise ObjectMissing(refs[0].digest, shown) if not settings.remotes() else e from None
+        if settings.remotes():
+            raise e from None
+        if shown_source is not None:  # another project's data: pulling here cannot help
+            raise MlverError(f"{shown}: object {refs[0].digest} is not in {shown_source}'s cache, "
+                             f"and {shown_source} has no remote",
+                             hint="run `mlver push` in a clone that has the data, after adding a remote there"
+                             ) from None
+        raise ObjectMissing(refs[0].digest, shown) from None
     with Remote(rc, base_dir=base or repo.root, jobs=jobs) as rem:
         got = packs.download_any(rem, repo.cache, refs, repo.tmp_dir, progress=progress)
     if got.corrupt:
