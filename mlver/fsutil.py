@@ -548,6 +548,49 @@ def check_relative(path: str) -> str | None:
     return None
 
 
+def printable(path: str) -> str:
+    """``path`` safe to print on one line: bytes that are not UTF-8 as ``\\xff``, line
+    breaks and other control characters as ``\\n``-style escapes."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def name_problem(path: str) -> str | None:
+    """Why mlver cannot record the name ``path`` (None: it can): pointers, locks and
+    manifests hold names as UTF-8 text, and ``.gitignore`` holds one name a line."""
+    if not path.isascii() and not _utf8(path):
+        return "is not a UTF-8 name (mlver records names as UTF-8 text)"
+    if any(c < " " or c in _BREAKS for c in path):
+        return "contains a line break or another control character, which a .gitignore entry cannot hold"
+    return None
+
+
+_BREAKS = "\x7f\x85\u2028\u2029"
+
+
+def check_names(rels: list[str], top_rel: str) -> None:
+    """Refuse (naming the first) file names inside a tracked folder that are not UTF-8:
+    one pass over all names, nothing per name in the common ASCII case."""
+    names = "\0".join(rels)
+    if names.isascii():
+        return
+    try:
+        names.encode("utf-8")
+    except UnicodeEncodeError:
+        bad = next(r for r in rels if not _utf8(r))
+        shown = f"{top_rel}/{bad}" if top_rel else bad
+        raise PathError(printable(shown), "is not a UTF-8 name (mlver records names as UTF-8 text)",
+                        hint="rename it, or leave it out with a line in .mlverignore") from None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class WalkEntry(NamedTuple):
     rel: str  # POSIX path relative to the walked folder
     path: str  # absolute path

@@ -15,8 +15,8 @@ from typing import Callable, Iterable, NamedTuple
 from mlver import git
 from mlver.cache import Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, DanglingLink, FormatError, PathError
-from mlver.fsutil import (TMP_MARK, WalkEntry, confine, inside_root, is_executable, parallel_map, remove_path,
-                          sweep_stale_tmp, unlink_confined, walk_files)
+from mlver.fsutil import (TMP_MARK, WalkEntry, check_names, confine, inside_root, is_executable, parallel_map,
+                          remove_path, sweep_stale_tmp, unlink_confined, walk_files)
 from mlver.hashing import DEFAULT_ALGO, DVC_LISTED, algo_of, digest_bytes, digest_file
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -197,8 +197,10 @@ def scan_dir(repo: Repo, rel: str, *, debris: list[str] | None = None,
     """The files of the tracked folder ``rel``, sorted by path (unique, so tuples compare
     on it alone). A folder reached through a symlink out of the repository is refused."""
     confine(repo.root, os.path.join(repo.abs(rel), "-"))
-    return sorted(walk_files(repo.abs(rel), ignore=repo.ignore, top_rel=rel, links_into=repo.cache_dir,
-                             debris=debris, dangling=dangling))
+    found = sorted(walk_files(repo.abs(rel), ignore=repo.ignore, top_rel=rel, links_into=repo.cache_dir,
+                              debris=debris, dangling=dangling))
+    check_names([e.rel for e in found], rel)
+    return found
 
 
 def dangling_link(repo: Repo, rel: str) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import xxhash
 
-from conftest import gen, git, run, run_json
+from conftest import gen, git, mlver_cmd, run, run_json
 
 
 def obj_path(repo: Path, data: bytes) -> Path:
@@ -161,6 +162,32 @@ def test_add_refuses_bad_paths(repo: Path, target: str, expect: str) -> None:
     assert proc.returncode == 3 and expect in proc.stderr and proc.stderr.startswith("mlver: error:")
 
 
+@pytest.mark.parametrize("name", [b"bad\xffname.txt", b"new\nline.txt", b"tab\there.txt"])
+def test_add_refuses_names_it_cannot_record(repo: Path, name: bytes) -> None:
+    """A name that is not UTF-8 (pointers, locks, manifests hold UTF-8 text), or with a
+    line break (a .gitignore entry is one line): one error naming it, exit 3, nothing
+    cached or written; inside a folder the file is named."""
+    path = os.path.join(os.fsencode(repo), name)
+    with open(path, "wb") as f:
+        f.write(b"data\n")
+    proc = subprocess.run([*mlver_cmd(), "add", name], cwd=repo, capture_output=True)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3 and err.startswith("mlver: error: ") and len(err.splitlines()) == 2, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert not (repo / ".gitignore").exists() and not (repo / ".mlver" / "cache").exists()
+    assert not any(p.name.endswith(".mlver") and p.is_file() for p in repo.iterdir())  # no pointer
+    os.makedirs(repo / "dd")
+    (repo / "dd" / "ok.txt").write_text("ok\n")
+    os.rename(path, os.path.join(os.fsencode(repo), b"dd", name))
+    proc = subprocess.run([*mlver_cmd(), "add", "dd"], cwd=repo, capture_output=True)
+    err = proc.stderr.decode()
+    if b"\xff" in name:
+        assert proc.returncode == 3 and "dd/bad\\xffname.txt: is not a UTF-8 name" in err, err
+    else:  # inside a folder only the folder is in .gitignore: any UTF-8 name is fine
+        assert proc.returncode == 0, err
+        assert run_json(["status"], repo)["clean"]
+
+
 def test_add_refuses_through_symlinked_folder(repo: Path, tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -281,7 +308,7 @@ def test_remove_and_move_refuse_bad_targets_without_losing_data(repo: Path) -> N
 
 def test_checkout_rev_needs_a_target_and_unprotect_needs_a_path(repo: Path) -> None:
     proc = run(["checkout", "--rev", "HEAD"], repo, check=False)
-    assert proc.returncode == 3 and "needs at least one target" in proc.stderr
+    assert proc.returncode == 2 and "needs at least one target" in proc.stderr
     proc = run(["unprotect", "nothing-here.bin"], repo, check=False)
     assert proc.returncode == 3 and "does not exist" in proc.stderr
 

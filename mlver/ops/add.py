@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from mlver import git
 from mlver.hashing import algo_of
 from mlver.errors import DanglingLink, PathError
+from mlver.fsutil import name_problem, printable
 from mlver.ops.common import all_outputs, autostage, declared_outputs, pointer_rel_for, write_pointer
 from mlver.pointer import POINTER_SUFFIX, Pointer, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
@@ -32,7 +33,10 @@ def check_addable(repo: Repo, given: str, rel: str, outputs: list[Output]) -> No
     if rel == ".":
         raise PathError(given, "is the repository root; add files or folders inside it")
     if not os.path.lexists(path):
-        raise PathError(given, "does not exist")
+        raise PathError(printable(given), "does not exist")
+    problem = name_problem(rel)
+    if problem:
+        raise PathError(printable(given), problem, hint="rename it, then add it")
     if dangling_link(repo, rel):
         raise DanglingLink(given)
     if os.path.islink(path):

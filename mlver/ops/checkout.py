@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from mlver import git
-from mlver.errors import PathError
+from mlver.errors import PathError, UsageError
 from mlver.ops.common import LOCK_FILE, all_outputs
 from mlver.pointer import POINTER_SUFFIX
 from mlver.progress import NO_PROGRESS, Progress
@@ -40,7 +40,7 @@ def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
     """Like ``git checkout REV -- path`` for the pointers (or lock) of ``targets``."""
     root = repo.require_scm("checkout --rev")
     if not targets:
-        raise PathError("--rev", "needs at least one target", hint="e.g. `mlver checkout --rev HEAD~1 data/train.csv`")
+        raise UsageError("--rev needs at least one target", hint="e.g. `mlver checkout --rev HEAD~1 data/train.csv`")
     files: list[str] = []
     for t in targets:
         rel = repo.rel(t)
