@@ -110,12 +110,16 @@ def parse_link_types(value: str, shown: str) -> tuple[str, ...]:
 
 
 class ConfigFile:
-    """One INI file, read and written whole."""
+    """One INI file, read whole; written back line by line as Git writes its config:
+    comments, blank lines, indentation and order stay, a changed key is rewritten on its
+    own line, a new key goes after the last of its section, a new section at the end."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.parser = configparser.ConfigParser(interpolation=None, strict=True)
         self.parser.optionxform = str  # type: ignore[assignment,method-assign]
+        self._text: str | None = None
+        self._was: dict[str, dict[str, str]] = {}
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
@@ -123,6 +127,7 @@ class ConfigFile:
             return
         except UnicodeDecodeError:
             raise FormatError(path, "invalid config: not UTF-8 text") from None
+        self._text = text
         try:
             self.parser.read_string(text, source=path)
         except configparser.Error as e:
@@ -131,6 +136,7 @@ class ConfigFile:
             if isinstance(e, configparser.MissingSectionHeaderError):
                 msg = "text before the first [section] header"
             raise FormatError(path, f"invalid config: {msg}", line=line) from None
+        self._was = {sec: dict(self.parser.items(sec, raw=True)) for sec in self.parser.sections()}
 
     def items(self) -> dict[str, str]:
         out = {}
@@ -164,9 +170,90 @@ class ConfigFile:
         return self.parser.remove_section(section)
 
     def save(self, *, fsync: bool = False) -> None:
-        buf = io.StringIO()
-        self.parser.write(buf)
-        atomic_write_text(self.path, buf.getvalue(), fsync=fsync)
+        now = {sec: dict(self.parser.items(sec, raw=True)) for sec in self.parser.sections()}
+        if self._text is None or not self._text.strip():
+            buf = io.StringIO()
+            self.parser.write(buf)
+            text = buf.getvalue()
+        else:
+            text = _edit_ini(self._text, self._was, now)
+        atomic_write_text(self.path, text, fsync=fsync)
+        self._text, self._was = text, now
+
+
+_HEADER = re.compile(r"^\s*\[(?P<name>[^\]]+)\]\s*(?:[#;].*)?$")
+_OPTION = re.compile(r"^(?P<indent>\s*)(?P<key>[^=:\s\[#;][^=:]*?)\s*[=:]")
+
+
+def _edit_ini(text: str, was: dict[str, dict[str, str]], now: dict[str, dict[str, str]]) -> str:
+    """``text`` (an INI file configparser read as ``was``: section -> key -> value)
+    changed to hold ``now``, touching only the lines of keys that changed."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    out: list[str] = []
+    seen: dict[str, set[str]] = {}
+    last_key_at: dict[str, int] = {}  # section -> where in ``out`` a key added to it goes
+    section: str | None = None
+    key_indent = -1  # indentation of the key line whose value continues on deeper lines
+    drop_continuation = False
+    for line in lines:
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if key_indent >= 0 and stripped and indent > key_indent:  # a continuation line (configparser's rule)
+            if not drop_continuation:
+                out.append(line)
+                last_key_at[section] = len(out)  # type: ignore[index]
+            continue
+        key_indent = -1
+        m = _HEADER.match(line)
+        if m:
+            section = m.group("name").strip()
+            if section in now:
+                seen.setdefault(section, set())
+                out.append(line)
+                last_key_at[section] = len(out)
+            continue
+        if section is not None and section not in now:
+            continue  # a removed section, comments and all
+        o = _OPTION.match(line) if section is not None and stripped[:1] not in ("", "#", ";") else None
+        if o is None:
+            out.append(line)
+            continue
+        assert section is not None
+        key, key_indent = o.group("key").strip(), indent
+        if key not in now[section]:
+            drop_continuation = True  # a removed key
+            continue
+        seen[section].add(key)
+        value = now[section][key]
+        drop_continuation = was.get(section, {}).get(key) != value
+        out.append(f"{o.group('indent')}{key} = {value}\n" if drop_continuation else line)
+        last_key_at[section] = len(out)
+    style = _indent_of(lines)
+    for sec in now:  # keys new to a section that exists: after its last key
+        missing = [k for k in now[sec] if sec in seen and k not in seen[sec]]
+        if missing:
+            at = last_key_at[sec]
+            out[at:at] = [f"{style}{k} = {now[sec][k]}\n" for k in missing]
+            for other in last_key_at:
+                if last_key_at[other] >= at and other != sec:
+                    last_key_at[other] += len(missing)
+            last_key_at[sec] = at + len(missing)
+    for sec in now:  # new sections: at the end
+        if sec not in seen:
+            out.append(f"[{sec}]\n")
+            out += [f"{style}{k} = {v}\n" for k, v in now[sec].items()]
+    return "".join(out)
+
+
+def _indent_of(lines: list[str]) -> str:
+    """The indentation the file's keys use (Git's tab, four spaces, or none)."""
+    for line in lines:
+        o = _OPTION.match(line)
+        if o and not _HEADER.match(line):
+            return o.group("indent")
+    return ""
 
 
 @dataclass(frozen=True)

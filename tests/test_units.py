@@ -217,3 +217,59 @@ def test_parse_memo_is_reused_and_an_unreadable_one_is_parsed_again(tmp_path: Pa
     state.conn.execute("UPDATE parsed SET data = ?", (b"not a pickle",))
     assert state.parsed("lock", "a: 2\n", parse) == {"parsed": "a: 2\n"} and len(calls) == 3
     state.close()
+
+
+def test_config_writes_keep_comments_layout_and_mean_what_was_set(tmp_path: Path) -> None:
+    """`mlver config` / `remote add` edit the committed INI as `git config` does: comments,
+    blank lines, indentation and order stay. Seeded random edits: the file always reads
+    back as exactly the values set, and every comment line survives."""
+    import configparser
+    import random
+
+    from mlver.config import ConfigFile
+
+    start = ("# team settings: ask ops before changing\n[core]\n    # the shared remote\n    remote = store\n\n"
+             "; another comment\n[remote \"store\"]\n    url = s3://bucket/x\n    region = eu-west-1\n"
+             "    # credentials live in config.local\n[checks]\n\tbase = origin/main\n")
+    path = tmp_path / "config"
+    path.write_text(start)
+    comments = [ln for ln in start.splitlines() if ln.strip().startswith(("#", ";"))]
+    gone: set[str] = set()
+    rng = random.Random(20261203)
+    want: dict[str, dict[str, str]] = {"core": {"remote": "store"},
+                                      'remote "store"': {"url": "s3://bucket/x", "region": "eu-west-1"},
+                                      "checks": {"base": "origin/main"}}
+    keys = ["core.remote", "core.fsync", "core.autostage", "remote.store.url", "remote.store.region",
+            "remote.other.url", "checks.base", "gc.grace"]
+    for _ in range(200):
+        key = rng.choice(keys)
+        cf = ConfigFile(str(path))
+        section = 'remote "' + key.split(".")[1] + '"' if key.startswith("remote.") else key.split(".")[0]
+        name = key.rsplit(".", 1)[1]
+        if rng.random() < 0.7:
+            value = rng.choice(["a", "b b", "s3://x/y", "true", "1d", "x=y"])
+            cf.set(key, value)
+            want.setdefault(section, {})[name] = value
+        else:
+            cf.unset(key)
+            want.get(section, {}).pop(name, None)
+            if section in want and not want[section]:
+                del want[section]
+        cf.save()
+        text = path.read_text()
+        parser = configparser.ConfigParser(interpolation=None, strict=True)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string(text)
+        assert {s: dict(parser.items(s)) for s in parser.sections()} == want, text
+        if section not in want:
+            gone.add(section)
+        lines = text.splitlines()
+        # a comment stays unless the whole section it sits in went (as `git config` keeps them)
+        assert lines[0] == comments[0], text
+        for comment, owner in (("    # the shared remote", "core"), ("; another comment", "core"),
+                               ("    # credentials live in config.local", 'remote "store"')):
+            assert (comment in lines) == (owner not in gone), (comment, text)
+    cf = ConfigFile(str(path))
+    cf.set("checks.base", "main")
+    cf.save()
+    assert "\tbase = main" in path.read_text() or "base = main" in path.read_text()
