@@ -87,6 +87,9 @@ class ObjectRef(NamedTuple):
         return name + (manifest_suffix(algo) if self.manifest else "")
 
 
+PROJECTS_DIR = "projects"  # in a cache shared through cache.dir: one file per project using it
+
+
 class Cache:
     def __init__(self, root: str, *, link_types: tuple[str, ...], fsync: bool = False,
                  workspace: str | None = None) -> None:
@@ -118,6 +121,42 @@ class Cache:
         if d not in self._made_dirs:
             os.makedirs(d, exist_ok=True)
             self._made_dirs.add(d)
+
+    # --- projects sharing this cache (cache.dir) ------------------------------------
+
+    def register_project(self, root: str) -> None:
+        """Record that the project at ``root`` keeps its objects here, so that gc in any
+        project sharing this cache keeps what the others reference (``projects``). Once
+        per project; a cache that cannot be written to is left alone."""
+        path = os.path.join(self.root, PROJECTS_DIR, digest_bytes(root.encode("utf-8", "surrogateescape"))[:16])
+        if os.path.exists(path):
+            return
+        import json
+
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write(path, json.dumps({"root": root, "host": os.uname().nodename}).encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
+
+    def projects(self) -> list[tuple[str, str, str]]:
+        """(entry file, project root, host) of every project ``register_project`` recorded."""
+        import json
+
+        folder = os.path.join(self.root, PROJECTS_DIR)
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            return []
+        found = []
+        for n in names:
+            try:
+                with open(os.path.join(folder, n), "rb") as f:
+                    doc = json.loads(f.read().decode("utf-8", "surrogateescape"))
+                found.append((os.path.join(folder, n), str(doc["root"]), str(doc["host"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a torn or foreign file: not a registration
+        return found
 
     def sweep_tmp(self) -> None:
         """Once per process: drop partial objects left in ``tmp/`` by killed processes."""

@@ -67,6 +67,11 @@ class Repo:
             return os.path.realpath(path if os.path.isabs(path) else os.path.join(self.root, path))
         return os.path.join(self.dir, "cache")
 
+    @property
+    def shares_cache(self) -> bool:
+        """Is the cache outside this project (``cache.dir``), where other projects may use it?"""
+        return self.cache_dir != os.path.join(self.dir, "cache")
+
     @cached_property
     def cache(self) -> Cache:
         return Cache(self.cache_dir, link_types=self.config.link_types, fsync=self.fsync, workspace=self.root)
@@ -145,6 +150,8 @@ class Repo:
                     raise LockBusy(f"the repository is locked by {self._holder(path)}",
                                    hint="wait for it to finish, then run the command again") from None
                 time.sleep(0.05)
+        if name == "lock" and self.shares_cache:
+            self.cache.register_project(self.root)  # gc elsewhere then keeps what this project references
         try:
             info = {"pid": os.getpid(), "host": os.uname().nodename, "command": command, "since": time.time()}
             try:

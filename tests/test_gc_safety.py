@@ -333,3 +333,44 @@ def test_run_cache_objects_are_kept_unless_no_run_cache(repo: Path) -> None:
     assert (repo / "model.txt").read_bytes() == lr2
     gen(repo, {"p.yaml": "lr: 1\n"})
     assert "Restored stage 'train' from the run cache" in run(["repro"], repo).stderr  # lr 1 is committed: kept
+
+
+def test_a_cache_shared_by_clones_keeps_what_each_clone_references(tmp_path: Path) -> None:
+    """`cache.dir` shared by two clones: gc in one (even -A -f, even --include-unpushed)
+    keeps what the other's commits and workspace reference; a clone that is gone stops
+    counting; a registration from another machine stops gc, naming it."""
+    shared = tmp_path / "shared"
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir()
+    git(["init", "-q"], a)
+    run(["init"], a)
+    run(["config", "cache.dir", str(shared)], a)
+    gen(a, {"a.txt": "a1\n"})
+    run(["add", "a.txt"], a)
+    git(["add", "-A"], a)
+    git(["commit", "-q", "-m", "a1"], a)
+    git(["clone", "-q", str(a), str(b)], tmp_path)
+    gen(b, {"b.txt": "b1\n"})
+    run(["add", "b.txt"], b)
+    git(["add", "-A"], b)
+    git(["commit", "-q", "-m", "b1"], b)
+    gen(b, {"b.txt": "b2\n"})
+    run(["commit", "-m", "b2"], b)  # b1 is now only in B's history, and only in the shared cache
+    for args in (["gc", "-A", "-f"], ["gc", "-f", "--workspace", "--include-unpushed"]):
+        proc = run(args, a)
+        assert "sharing this cache" in proc.stderr + proc.stdout and str(b) in proc.stderr + proc.stdout
+    assert run_json(["gc", "--dry-run", "--json"], a)["shared_with"] == [str(b)]
+    git(["checkout", "-q", "HEAD~1"], b)
+    run(["checkout"], b)
+    assert (b / "b.txt").read_text() == "b1\n"
+    # another machine's project using this cache: gc cannot see its refs, so it stops
+    entry = shared / "projects" / "0123456789abcdef"
+    entry.write_text(json.dumps({"root": "/elsewhere/project", "host": "another-host"}))
+    proc = run(["gc", "-f", "-A"], a, check=False)
+    assert proc.returncode == 3 and "another-host" in proc.stderr and str(entry) in proc.stderr, proc.stderr
+    entry.unlink()
+    import shutil
+    shutil.rmtree(b)  # a clone that is gone no longer keeps anything
+    run(["gc", "-f", "--workspace", "--include-unpushed"], a)
+    assert "shared_with" not in run_json(["gc", "--dry-run", "--json"], a)
+    assert run(["checkout"], a).returncode == 0 and (a / "a.txt").read_text() == "a1\n"

@@ -364,6 +364,9 @@ def _gc_kept(plan, human_size) -> list[str]:
     from mlver.ops.gc import UNPUSHED, sized
 
     lines: list[str] = []
+    if plan.shared_with:
+        lines.append(f"kept: what {len(plan.shared_with)} other project(s) sharing this cache reference: "
+                     + ", ".join(plan.shared_with))
     hint = " (--include-unpushed deletes them)"
     if plan.kept_unpushed:
         n, b = sized(plan.kept_unpushed)

@@ -22,7 +22,8 @@ from typing import Callable
 from mlver.hashing import algo_of
 from mlver.cache import ObjectRef, object_folders
 from mlver.config import DEFAULT_GC_GRACE
-from mlver.errors import ChecksumMismatch, RemoteError
+from mlver.errors import ChecksumMismatch, MlverError, RemoteError
+from mlver.fsutil import unlink_quiet
 from mlver.ops.scope import (Scope, committed_refs, expand, local_manifest_reader, outputs_in_scope,
                              root_refs, run_cache_refs)
 from mlver import packs
@@ -31,7 +32,7 @@ from mlver.pipeline import runcache
 from mlver.pointer import Manifest, parse_manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import Remote
-from mlver.repo import Repo
+from mlver.repo import MLVER_DIR, Repo
 
 CLOUD_WARNING = ("gc --cloud keeps only what this clone knows about: teammates' branches are known "
                  "through refs/remotes/*, so run `git fetch --all` first")
@@ -65,6 +66,7 @@ class GcPlan:
     remote_recent: Sized = field(default_factory=list)  # younger than gc.grace (or of unknown age)
     packs: PackPlan = field(default_factory=lambda: PackPlan())
     warnings: list[str] = field(default_factory=list)
+    shared_with: list[str] = field(default_factory=list)  # other projects using this cache, whose data stays
 
     @property
     def bytes(self) -> int:
@@ -85,6 +87,8 @@ class GcPlan:
     def to_json(self) -> dict:
         doc: dict = {"version": 1, "objects": len(self.local), "bytes": self.bytes,
                      "kept_unpushed": _counts(self.kept_unpushed)}
+        if self.shared_with:  # SPEC's document, plus this only where a cache is shared
+            doc["shared_with"] = self.shared_with
         if self.remote_name is not None:
             doc["remote"] = {"name": self.remote_name, "objects": self.remote_objects, "bytes": self.remote_bytes,
                              "kept_unpushed": _counts(self.remote_unpushed),
@@ -188,10 +192,57 @@ def grace_seconds(repo: Repo) -> float:
     return repo.config.get_duration("gc.grace", DEFAULT_GC_GRACE)
 
 
+# What another project sharing the cache keeps: everything any of its commits or its
+# workspace references (gc here cannot know its remote or its scope).
+SHARING_SCOPE = Scope(head=True, branches=True, remote_branches=True, tags=True, stash=True, all_commits=True,
+                      experiments=True)
+
+
+def sharing_projects(repo: Repo) -> list[Repo]:
+    """The other projects on this machine that keep their objects in this project's
+    cache (``cache.dir``, registered by their commands). A registration whose project
+    is gone, or now uses another cache, is dropped; one from another machine stops gc
+    (what that project references cannot be read from here)."""
+    if not repo.shares_cache:
+        return []
+    host = os.uname().nodename
+    found = []
+    for entry, root, on in repo.cache.projects():
+        if os.path.realpath(root) == os.path.realpath(repo.root):
+            continue
+        if on != host:
+            raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root} on {on}: gc here "
+                             "cannot see what that project references",
+                             hint=f"run gc on {on}, or if that project is gone, remove {entry} and run gc again")
+        try:
+            other = Repo(root) if os.path.isdir(os.path.join(root, MLVER_DIR)) else None
+            if other is not None and os.path.realpath(other.cache_dir) != os.path.realpath(repo.cache_dir):
+                other = None
+        except MlverError:  # its config cannot be read: keep to the safe side
+            raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root}, whose config "
+                             "cannot be read: gc would not know what it references",
+                             hint=f"fix its config, or if that project is gone, remove {entry}") from None
+        if other is None:
+            unlink_quiet(entry)  # gone, or no longer sharing this cache
+            continue
+        found.append(other)
+    return found
+
+
 def plan_gc(repo: Repo, *, scope: Scope, cloud: bool = False, remote: str | None = None,
             jobs: int | None = None, include_unpushed: bool = False, progress: Progress = NO_PROGRESS) -> GcPlan:
     keep, unreadable = referenced(repo, scope)
     plan = GcPlan()
+    for other in sharing_projects(repo):
+        try:
+            theirs, their_unread = referenced(other, SHARING_SCOPE)
+        finally:
+            other.close()
+        for ref, why in theirs.items():
+            keep.setdefault(ref, f"{why} (in {other.root})")
+        for ref, why in their_unread.items():
+            unreadable.setdefault(ref, why)
+        plan.shared_with.append(other.root)
     cache = repo.cache
     in_cache: dict[ObjectRef, int] = {}
     for ref in cache.iter_objects():
