@@ -89,6 +89,15 @@ def _check_stages(repo: Path, home: Path, tmp_path: Path) -> None:
     proc = git_proc(["merge", "-q", "other"], repo, home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (repo / "data/a.csv").read_text() == "v3 on other\n"
+    # a local edit the cache lacks is kept, and the framework shows the list (the hook
+    # exits 0, so it needs `verbose: true`, which mlver's hook definition sets)
+    gen(repo, {"data/a.csv": "precious, not committed\n"})
+    proc = git_proc(["checkout", "-q", "HEAD~1"], repo, home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kept local changes" in proc.stderr and "data/a.csv" in proc.stderr, proc.stderr
+    assert (repo / "data/a.csv").read_text() == "precious, not committed\n"
+    git_proc(["checkout", "-q", "main"], repo, home)
+    gen(repo, {"data/a.csv": "v3 on other\n"})
     # pre-push: every commit's data goes to the default remote
     origin, store = tmp_path / "origin.git", tmp_path / "store"
     git(["init", "-q", "--bare", str(origin)], tmp_path)
