@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
-from conftest import git, run
+from conftest import git, run, run_json
 
 
 def _assert_error(proc: subprocess.CompletedProcess[str], code: int, *, contains: str = "") -> list[str]:
@@ -158,6 +158,15 @@ def test_init_no_scm_works_and_git_commands_say_they_need_git(tmp_path: Path) ->
         lines = _assert_error(run(args, tmp_path, check=False), 3)
         assert "needs Git" in lines[0], lines
         assert "--no-scm" in lines[0], lines
+    # gc's default scope without Git is the workspace (as DVC's): the old version goes
+    (tmp_path / "data.csv").write_text("a,b\n3,4\n")
+    run(["add", "data.csv"], tmp_path)
+    assert run_json(["gc", "--dry-run", "--json"], tmp_path)["objects"] == 1
+    run(["gc", "-f"], tmp_path)
+    assert run_json(["status"], tmp_path)["clean"]
+    for args in (["gc", "-A", "--dry-run"], ["push", "-a"]):  # a revision scope names its flags
+        lines = _assert_error(run(args, tmp_path, check=False), 3)
+        assert "needs Git" in lines[0] and "-A" in lines[0] and "`" not in lines[0], lines
 
 
 def test_init_twice_is_polite(repo: Path) -> None:

@@ -299,6 +299,8 @@ def gc(app: App, workspace: bool, all_branches: bool, all_tags: bool, all_commit
     scope = Scope.for_gc(workspace=workspace, all_branches=all_branches, all_tags=all_tags, all_commits=all_commits,
                          all_experiments=all_experiments, run_cache=not drop_run_cache)
     with project(lock="gc") as repo, repo.lock("gc", name="cache.lock"):  # not while experiments run
+        if repo.scm_root is None and not (workspace or all_branches or all_tags or all_commits or all_experiments):
+            scope = Scope.for_gc(workspace=True, run_cache=not drop_run_cache)  # no Git: the workspace is all there is
         plan = plan_gc(repo, scope=scope, cloud=cloud, remote=remote, jobs=jobs,
                        include_unpushed=include_unpushed, progress=app.progress())
         for w in plan.warnings:

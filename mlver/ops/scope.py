@@ -11,7 +11,7 @@ from typing import Callable
 
 from mlver import git
 from mlver.cache import ObjectRef
-from mlver.errors import ChecksumMismatch, FormatError, PathError
+from mlver.errors import ChecksumMismatch, FormatError, GitError, PathError
 from mlver.hashing import algo_of, digest_bytes
 from mlver.ops.common import all_outputs
 from mlver.pointer import POINTER_SUFFIX, Manifest, parse_manifest
@@ -69,7 +69,11 @@ def revision_commits(repo: Repo, scope: Scope) -> list[str]:
     """The commits ``scope`` names (deduplicated by tree: same tree, same outputs)."""
     if scope.workspace_only:
         return []
-    root = repo.require_scm("a revision scope")
+    root = repo.scm_root
+    if root is None:
+        raise GitError("a revision scope (-a, -T, -A, --rev, --all-experiments) needs Git, and this project "
+                       "was initialised with --no-scm", hint="without Git the workspace is all there is: leave "
+                       "those flags out")
     commits: set[str] = set()
     if scope.revs:
         with git.open_repo(root) as grepo:
