@@ -65,9 +65,10 @@ BACKENDS = {
     "https": Backend("https", "aiohttp", None),
 }
 
-# Options each backend understands (``remote modify NAME KEY VALUE``); ``url``, ``jobs``,
-# ``timeout`` and the pack settings (mlver.packs) are valid for every remote.
-COMMON_OPTIONS = ("url", "jobs", "timeout", "packs", "pack_threshold", "pack_size")
+# Options each backend understands (``remote modify NAME KEY VALUE``); ``url``, ``jobs``
+# and the pack settings (mlver.packs) are valid for every remote, ``timeout`` for every
+# remote reached over a network (a folder remote is local system calls: no deadline).
+COMMON_OPTIONS = ("url", "jobs", "packs", "pack_threshold", "pack_size")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "file": (),
     "s3": ("endpoint_url", "region", "profile", "access_key_id", "secret_access_key", "session_token",
@@ -137,7 +138,8 @@ def check_url(url: str, *, name: str | None = None) -> Backend:
 
 
 def option_names(url: str) -> tuple[str, ...]:
-    return COMMON_OPTIONS + OPTIONS.get(BACKENDS.get(scheme_of(url), BACKENDS["file"]).protocol, ())
+    protocol = BACKENDS.get(scheme_of(url), BACKENDS["file"]).protocol
+    return COMMON_OPTIONS + (("timeout",) if protocol != "file" else ()) + OPTIONS.get(protocol, ())
 
 
 @dataclass(frozen=True)

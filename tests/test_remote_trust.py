@@ -470,11 +470,17 @@ def test_ssh_port_that_never_answers(repo: Path, tmp_path: Path, silent: Silent)
 
 
 def test_timeout_option_is_checked(repo: Path) -> None:
-    run(["remote", "add", "-d", "store", "../store"], repo)
+    run(["remote", "add", "-d", "store", "s3://bucket/x"], repo)
     for bad in ("abc", "0", "-1", "nan", "inf"):
         proc = run(["remote", "modify", "store", "timeout", "--", bad], repo, check=False)
         assert proc.returncode == 2 and "expected a number of seconds" in proc.stderr
     run(["remote", "modify", "store", "timeout", "2.5"], repo)
+    # a folder remote is local system calls: it has no deadline, and says so rather than accept one
+    run(["remote", "add", "nas", "../store"], repo)
+    before = (repo / ".mlver/config").read_text()
+    proc = run(["remote", "modify", "nas", "timeout", "3"], repo, check=False)
+    assert proc.returncode == 2 and "a folder remote has no 'timeout'" in proc.stderr and "mount" in proc.stderr
+    assert (repo / ".mlver/config").read_text() == before
 
 
 class Throttle:
