@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from mlver.errors import FormatError, UsageError
+from mlver.errors import FormatError, UsageError, check_merge_conflict
 from mlver.fsutil import LINK_TYPES, atomic_write_text
 
 KNOWN = {
@@ -128,6 +128,7 @@ class ConfigFile:
         except UnicodeDecodeError:
             raise FormatError(path, "invalid config: not UTF-8 text") from None
         self._text = text
+        check_merge_conflict(text, path)
         try:
             self.parser.read_string(text, source=path)
         except configparser.Error as e:

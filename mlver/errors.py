@@ -72,6 +72,31 @@ class FormatError(MlverError):
         self.problem = problem
 
 
+def check_merge_conflict(text: str, shown: str) -> None:
+    """Refuse a file holding Git's conflict markers (a merge left it half-resolved), by
+    name and line, with the way out: the most common way a user meets a broken pointer
+    or lock. The markers are whole lines, in Git's order, so no value can look like one."""
+    start = 0 if text.startswith("<<<<<<<") else text.find("\n<<<<<<<") + 1
+    if start == 0 and not text.startswith("<<<<<<<"):
+        return
+    middle = text.find("\n=======", start)
+    if middle < 0 or text.find("\n>>>>>>>", middle) < 0:
+        return
+    line = text.count("\n", 0, start) + 1
+    name = shown.rsplit("/", 1)[-1]
+    if name.endswith(".lock"):
+        hint = (f"keep one side (`git checkout --ours {shown}` or `--theirs`), then `mlver repro` records what "
+                "the stages give now")
+    elif name.endswith(".mlver"):
+        data = shown[: -len(".mlver")]
+        hint = (f"take one side: `git checkout --theirs {shown} && mlver checkout {data}`, or keep yours with "
+                f"`git checkout --ours {shown}`; or record the workspace's data: `git checkout --ours {shown} "
+                f"&& mlver add {data}`")
+    else:
+        hint = f"resolve the conflict in {shown} (or keep one side: `git checkout --ours {shown}`), then run again"
+    raise FormatError(shown, "holds an unresolved Git merge conflict", line=line, hint=hint)
+
+
 class PathError(MlverError):
     """A path that would leave the repository, or that cannot be tracked."""
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple
 
-from mlver.errors import FormatError
+from mlver.errors import FormatError, check_merge_conflict
 from mlver.fsutil import WINDOWS, check_relative
 from mlver.hashing import ALGORITHMS, DEFAULT_ALGO, DVC_LISTED, HEX_LEN, algo_of, hex_of, is_digest, qualify
 
@@ -180,6 +180,7 @@ def load_yaml(text: str, shown: str, *, kind: str, loader: Any = None) -> Any:
     import yaml  # PyYAML costs ~50 ms to import; pointers in canonical form never need it
 
     check_size(len(text), shown, kind)
+    check_merge_conflict(text, shown)
     if "\0" in text:  # libyaml would stop reading there and parse half the file
         raise FormatError(shown, "invalid YAML: the file contains a NUL byte",
                           line=text.count("\n", 0, text.index("\0")) + 1)

@@ -348,3 +348,41 @@ def test_files_mlverignore_leaves_out_survive_checkouts(repo: Path) -> None:
     run(["checkout", "--force"], repo)
     assert (repo / "x").read_text() == "x is a file"
     assert obj_path(repo, b"precious").read_bytes() == b"precious"  # cached before it was replaced
+
+
+def test_a_merge_conflict_in_a_pointer_or_the_lock_is_named_with_the_way_out(repo: Path) -> None:
+    base = git(["symbolic-ref", "--short", "HEAD"], repo).strip()
+    gen(repo, {"d.txt": "base\n", "params.yaml": "lr: 1\n",
+               "mlver.yaml": "stages:\n  s:\n    cmd: cat params.yaml > o.txt\n    params: [lr]\n    outs: [o.txt]\n"})
+    run(["add", "d.txt"], repo)
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    git(["checkout", "-q", "-b", "b1"], repo)
+    gen(repo, {"d.txt": "one\n", "params.yaml": "lr: 2\n"})
+    run(["commit", "d.txt"], repo)
+    run(["repro"], repo)
+    git(["commit", "-q", "-am", "one"], repo)
+    git(["checkout", "-q", base], repo)
+    run(["checkout"], repo)
+    gen(repo, {"d.txt": "two\n", "params.yaml": "lr: 3\n"})
+    run(["commit", "d.txt"], repo)
+    run(["repro"], repo)
+    git(["commit", "-q", "-am", "two"], repo)
+    assert subprocess.run(["git", "merge", "-q", "b1"], cwd=repo, capture_output=True).returncode != 0
+    proc = run(["status"], repo, check=False)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 3 and len(lines) == 2, proc.stderr
+    assert lines[0].startswith("mlver: error: ") and "holds an unresolved Git merge conflict" in lines[0]
+    assert "git checkout --theirs" in lines[1] or "git checkout --ours" in lines[1]
+    named = {f for f in ("d.txt.mlver", "mlver.lock", "params.yaml") if f in lines[0]}
+    assert len(named) == 1, lines
+    # the ways out the hints give, in turn: ours for the lock and params, theirs for the data
+    git(["checkout", "--ours", "mlver.lock", "params.yaml"], repo)
+    proc = run(["status"], repo, check=False)
+    assert proc.returncode == 3 and "d.txt.mlver:" in proc.stderr and "--theirs d.txt.mlver" in proc.stderr
+    git(["checkout", "--theirs", "d.txt.mlver"], repo)
+    run(["checkout", "d.txt"], repo)
+    assert (repo / "d.txt").read_text() == "one\n"
+    run(["repro"], repo)
+    assert run_json(["status"], repo)["clean"]

@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Any, Callable, Iterable
 
-from mlver.errors import FormatError
+from mlver.errors import FormatError, check_merge_conflict
 from mlver.pipeline.model import ParamRef, Stage
 from mlver.pointer import MAX_DEPTH, check_size, load_yaml
 
@@ -57,6 +57,8 @@ def parse_values(data: bytes, shown: str) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise FormatError(shown, "not UTF-8 text", line=data.count(b"\n", 0, e.start) + 1) from None
     fmt = file_format(shown)
+    if fmt != "yaml":  # (load_yaml checks its own)
+        check_merge_conflict(text, shown)
     if fmt == "json":
         try:
             doc = json.loads(text) if text.strip() else {}
