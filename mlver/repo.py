@@ -36,6 +36,9 @@ class Repo:
         # pipeline and lock files found in the workspace, listed once per command
         # (workspace.pipeline_files; a command that writes a new one adds it)
         self.found: dict[str, list[str]] = {}
+        # records of old commits that could not be read and were passed over (walks of
+        # history: gc, push -A); said once the command is done
+        self.skipped: list[str] = []
 
     @classmethod
     def find(cls, start: str = ".", *, check_config: bool = True) -> "Repo":
@@ -113,7 +116,7 @@ class Repo:
     def warnings(self) -> list[str]:
         """What the services worked around (a damaged or full state database), for the
         command line to show once the command is done."""
-        return list(self.state.warnings) if "state" in self.__dict__ else []
+        return (list(self.state.warnings) if "state" in self.__dict__ else []) + list(dict.fromkeys(self.skipped))
 
     # --- paths ----------------------------------------------------------------------
 

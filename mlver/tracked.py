@@ -94,11 +94,13 @@ def outputs_in_file(repo: Repo, rel: str, data: bytes, shown: str) -> list[Outpu
     return [Output(path, ptr.kind, ptr.digest, ptr.size, ptr.files, pointer_file=rel, pointer=ptr)]
 
 
-def outputs_at(repo: Repo, where: str) -> list[Output]:
+def outputs_at(repo: Repo, where: str, *, skip_bad: bool = False) -> list[Output]:
     """Outputs recorded at ``where``: a Git revision (a commit id or any name Git
     resolves), ``INDEX`` (what the next commit would record; ``GIT_INDEX_FILE`` is
     honoured) or ``WORKSPACE`` (the pointer files and lock on disk). Pointer outputs come
-    first, sorted by pointer file, then the lock's."""
+    first, sorted by pointer file, then the lock's. ``skip_bad`` (walks over many
+    commits): a commit's record that cannot be read is passed over and noted in
+    ``repo.skipped`` rather than stopping the walk."""
     if where is WORKSPACE:
         return workspace_outputs(repo)
     root = repo.require_scm("reading pointers from Git")
@@ -120,7 +122,14 @@ def outputs_at(repo: Repo, where: str) -> list[Output]:
         rel = path[len(prefix):]
         shown = f"{rel} (staged)" if where is INDEX else f"{label}:{rel}"
         is_lock = is_lock_file(rel) or (rel.endswith("dvc.lock") and is_dvc_record(rel))
-        (lock if is_lock else outs).extend(outputs_in_file(repo, rel, data[sha], shown))
+        try:
+            found = outputs_in_file(repo, rel, data[sha], shown)
+        except FormatError as e:
+            if not skip_bad or where is INDEX:
+                raise
+            repo.skipped.append(f"skipped a commit's record that cannot be read (it names no data): {e.message}")
+            continue
+        (lock if is_lock else outs).extend(found)
     return outs + lock
 
 

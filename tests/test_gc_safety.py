@@ -374,3 +374,31 @@ def test_a_cache_shared_by_clones_keeps_what_each_clone_references(tmp_path: Pat
     run(["gc", "-f", "--workspace", "--include-unpushed"], a)
     assert "shared_with" not in run_json(["gc", "--dry-run", "--json"], a)
     assert run(["checkout"], a).returncode == 0 and (a / "a.txt").read_text() == "a1\n"
+
+
+def test_a_malformed_pointer_in_history_is_skipped_with_a_warning(repo: Path, tmp_path: Path) -> None:
+    """History cannot be mended: a commit's unreadable pointer names no data, so gc and
+    `push -A` pass over it with one warning naming it, and the rest of the protection
+    holds (the last copy of other committed data stays)."""
+    gen(repo, {"a.txt": "1\n"})
+    run(["add", "a.txt"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "a"], repo)
+    good = (repo / "a.txt.mlver").read_text()
+    (repo / "a.txt.mlver").write_text(good + "digest: [\n")
+    git(["commit", "-q", "-am", "broken"], repo)
+    (repo / "a.txt.mlver").write_text(good)
+    gen(repo, {"a.txt": "2\n"})
+    run(["add", "a.txt"], repo)
+    git(["commit", "-q", "-am", "fixed"], repo)
+    proc = run(["gc", "-f", "--workspace"], repo)
+    assert "skipped a commit's record that cannot be read" in proc.stderr and "a.txt.mlver" in proc.stderr
+    assert "kept: not on any remote: 1 object(s)" in proc.stderr  # version 1, committed, on no remote
+    git(["checkout", "-q", "HEAD~2"], repo)
+    run(["checkout"], repo)
+    assert (repo / "a.txt").read_text() == "1\n"
+    git(["checkout", "-q", "-"], repo)
+    run(["checkout"], repo)
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
+    proc = run(["push", "-A"], repo)
+    assert "skipped a commit's record" in proc.stderr and "2 object(s) pushed" in proc.stderr + proc.stdout

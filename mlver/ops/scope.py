@@ -115,7 +115,7 @@ def outputs_in_scope(repo: Repo, scope: Scope, targets: list[str] | None = None)
         found.extend((WORKSPACE, o) for o in ws)
     if commits:
         for commit in commits:
-            outs = outputs_at(repo, commit)
+            outs = outputs_at(repo, commit, skip_bad=True)
             if targets:
                 outs = [o for o in outs if any(_matches(repo, o, _target_rel(repo, t)) for t in targets)]
             found.extend((commit[:10], o) for o in outs)
@@ -211,10 +211,9 @@ def committed_refs(repo: Repo) -> dict[ObjectRef, str]:
         rel = blobs[sha][len(prefix):]
         try:
             outs = outputs_in_file(repo, rel, data, f"{rel} (Git blob {sha[:10]})")
-        except FormatError as e:
-            raise FormatError(e.path, e.problem, line=e.line,
-                              hint="gc reads every commit's pointers to keep data that is on no remote; "
-                                   "`--include-unpushed` skips that check") from None
+        except FormatError as e:  # history cannot be mended: a record that cannot be read names nothing
+            repo.skipped.append(f"skipped a commit's record that cannot be read (it names no data): {e.message}")
+            continue
         for o in outs:
             refs.setdefault(ObjectRef(o.digest, o.kind == "dir"), o.path)
     return refs
