@@ -173,6 +173,26 @@ def test_get_a_folder_and_a_file_inside_it(repo: Path) -> None:
     assert missing.returncode == 3 and "not tracked" in missing.stderr
 
 
+def test_get_out_may_not_be_tracked_data_nor_git_or_mlver_folders(repo: Path) -> None:
+    """`get -o` onto tracked data would overwrite an uncached edit even with --force
+    (guarantee 1): refused, pointing to `checkout --rev`; so are .git/ and .mlver/."""
+    gen(repo, {"d.txt": "one\n"})
+    run(["add", "d.txt"], repo)
+    commit_all(repo, "one")
+    gen(repo, {"d.txt": "two\n"})
+    run(["commit", "d.txt"], repo)
+    gen(repo, {"d.txt": "precious, not cached\n"})
+    config = (repo / ".mlver/config").read_bytes()
+    for out, words in (("d.txt", "checkout --rev"), (".git/hooks/pre-commit", "Git's own folder"),
+                       (".mlver/config", "mlver's own folder")):
+        proc = run(["get", "--rev", "HEAD", "d.txt", "-o", out, "--force"], repo, check=False)
+        assert proc.returncode == 3 and words in proc.stderr, proc.stderr
+    assert (repo / "d.txt").read_text() == "precious, not cached\n"
+    assert (repo / ".mlver/config").read_bytes() == config and not (repo / ".git/hooks/pre-commit").exists()
+    run(["get", "--rev", "HEAD", "d.txt", "-o", "old.txt"], repo)
+    assert (repo / "old.txt").read_text() == "one\n"
+
+
 def test_get_from_a_project_on_this_machine_without_a_remote(repo: Path, tmp_path: Path) -> None:
     """As `dvc get`: the source project's cache serves what it never pushed; without it
     the error says the source has no remote (not to pull here)."""

@@ -46,6 +46,8 @@ class GetResult:
 def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | None = None, out: str | None = None,
         force: bool = False, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> GetResult:
     """``project`` is the mlver project around the current folder (None outside one)."""
+    if project is not None and out is not None:
+        _check_out_in_project(project, out)
     if url is None:
         if project is None:
             raise MlverError("not inside an mlver project", hint="use --repo URL to get data from another repository")
@@ -78,6 +80,26 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
             source.close()
             if theirs is not None:
                 theirs.close()
+
+
+def _check_out_in_project(project: Repo, out: str) -> None:
+    """OUT inside this project may not be mlver's or Git's own folders, nor tracked data
+    (whose uncached edits `get --force` would overwrite): `checkout --rev` is for that."""
+    dest = os.path.abspath(out)
+    if not (dest == project.root or dest.startswith(project.root + os.sep)):
+        return
+    rel = os.path.relpath(dest, project.root).replace(os.sep, "/")
+    top = rel.split("/", 1)[0]
+    if top in (".git", MLVER_DIR):
+        raise PathError(out, f"is inside {'Git' if top == '.git' else 'mlver'}'s own folder {top}",
+                        hint="write it somewhere else with -o")
+    from mlver.ops.common import all_outputs
+
+    for o in all_outputs(project):
+        if rel == o.path or rel.startswith(o.path + "/") or o.path.startswith(rel + "/"):
+            raise PathError(out, f"is tracked data of this project ({o.path})",
+                            hint=f"bring another version in place with `mlver checkout --rev REV {o.path}` "
+                                 "(it keeps edits the cache lacks), or write it elsewhere with -o")
 
 
 def _get_local(repo: Repo, rel: str, rev: str, out: str | None, force: bool, jobs: int | None, progress: Progress,
