@@ -77,7 +77,8 @@ class HookChange:
     name: str
     path: str
     # installed / updated / unchanged / chained (a foreign hook kept as NAME.pre-mlver)
-    # removed / restored (the kept hook put back) / foreign (not mlver's, left alone) / absent
+    # removed / restored (the kept hook put back) / foreign (not mlver's, left alone) / absent /
+    # edited (mlver's, changed by hand since: left as it is)
     action: str
 
 
@@ -92,7 +93,34 @@ def script(name: str, *, python: str, project_dir: str | None = None) -> str:
     when the mlver project is not at the top."""
     global_args = f"-C {shlex.quote(project_dir)} " if project_dir and project_dir != "." else ""
     head = _HEADER.format(marker=MARKER, name=name, suffix=CHAINED_SUFFIX, python=shlex.quote(python))
-    return head + _BODIES[name].format(name=name, global_args=global_args)
+    text = head + _BODIES[name].format(name=name, global_args=global_args)
+    first, rest = text.split("\n", 1)
+    return f"{first}\n{SEAL}{_seal_of(first + chr(10) + rest)}\n{rest}"
+
+
+SEAL = "# mlver-hook-seal: "  # a digest of the script as written: an edited hook is the user's
+
+
+def _seal_of(text: str) -> str:
+    from mlver.hashing import digest_bytes
+
+    return digest_bytes(text.encode("utf-8"))[:16]
+
+
+def edited(path: str) -> bool:
+    """Was mlver's hook at ``path`` edited since `mlver install` wrote it? (A hook written
+    by an mlver without the seal cannot tell, and counts as not edited.)"""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError:
+        return False
+    lines = text.split("\n")
+    seals = [i for i, ln in enumerate(lines) if ln.startswith(SEAL)]
+    if not seals:
+        return False
+    sealed = lines[seals[0]][len(SEAL):].strip()
+    return _seal_of("\n".join(lines[: seals[0]] + lines[seals[0] + 1:])) != sealed
 
 
 def is_mlver_hook(path: str) -> bool:
@@ -137,6 +165,9 @@ def install(scm_root: str, *, project_dir: str | None = None, python: str | None
         chained = path + CHAINED_SUFFIX
         text = script(name, python=interpreter, project_dir=project_dir)
         if is_mlver_hook(path):
+            if edited(path):  # the user's now: not overwritten
+                result.changes.append(HookChange(name, path, "edited"))
+                continue
             with open(path, encoding="utf-8", errors="replace") as f:
                 same = f.read() == text and os.access(path, os.X_OK)
             if not same:
@@ -165,6 +196,9 @@ def uninstall(scm_root: str) -> HooksResult:
         chained = path + CHAINED_SUFFIX
         if os.path.lexists(path) and not is_mlver_hook(path):
             result.changes.append(HookChange(name, path, "foreign"))
+            continue
+        if os.path.lexists(path) and edited(path):  # edited after install: the user's, kept
+            result.changes.append(HookChange(name, path, "edited"))
             continue
         ours = os.path.lexists(path)
         if os.path.lexists(chained):

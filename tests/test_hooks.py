@@ -90,6 +90,20 @@ def test_uninstall_restores_what_was_there(repo: Path) -> None:
     assert (hooks_dir(repo) / "pre-push").read_bytes() == own
 
 
+def test_a_hook_edited_after_install_is_kept_by_install_and_uninstall(repo: Path) -> None:
+    """The user extended mlver's pre-commit hook: neither a second `install` (a refresh)
+    nor `--uninstall` removes or rewrites it; they say so. The other hooks go."""
+    run(["install"], repo)
+    hook = hooks_dir(repo) / "pre-commit"
+    edited = hook.read_text() + "echo my-own-check\n"
+    hook.write_text(edited)
+    for args in (["install"], ["install", "--uninstall"]):
+        proc = run(args, repo)
+        assert "pre-commit hook was edited after `mlver install`" in proc.stderr, proc.stderr
+        assert hook.read_text() == edited
+    assert not (hooks_dir(repo) / "pre-push").exists()
+
+
 def test_foreign_hook_replacing_ours_is_not_overwritten(repo: Path) -> None:
     (hooks_dir(repo) / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
     run(["install"], repo)

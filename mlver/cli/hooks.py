@@ -26,6 +26,7 @@ _ACTIONS = {
     "removed": "Removed the {name} hook",
     "restored": "Removed the {name} hook and restored the one it had kept",
     "foreign": "The {name} hook is not mlver's; left alone",
+    "edited": "The {name} hook was edited after `mlver install`; left as it is (edit or remove it by hand)",
 }
 
 
