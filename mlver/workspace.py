@@ -121,8 +121,16 @@ def load_output(repo: Repo, pointer_rel: str) -> Output:
 
 
 def pointer_outputs(repo: Repo) -> list[Output]:
-    """Every output named by a pointer file."""
-    return [load_output(repo, p) for p in pointer_files(repo)]
+    """Every output named by a pointer file. Two pointer files naming one path (a copy,
+    a merge) would make checkout flip between their versions: refused, naming both."""
+    outs = [load_output(repo, p) for p in pointer_files(repo)]
+    seen: dict[str, Output] = {}
+    for o in outs:
+        first = seen.setdefault(o.path, o)
+        if first is not o:
+            raise FormatError(o.pointer_file or o.path, f"tracks {o.path}, which {first.pointer_file} tracks too",
+                              hint=f"keep one of them: `git rm {o.pointer_file}` (or fix its `path:`)")
+    return outs
 
 
 def select_outputs(repo: Repo, outputs: list[Output], targets: Iterable[str]) -> list[Output]:

@@ -386,3 +386,13 @@ def test_a_merge_conflict_in_a_pointer_or_the_lock_is_named_with_the_way_out(rep
     assert (repo / "d.txt").read_text() == "one\n"
     run(["repro"], repo)
     assert run_json(["status"], repo)["clean"]
+
+
+def test_two_pointer_files_naming_one_path_are_refused_naming_both(repo: Path) -> None:
+    gen(repo, {"a.txt": "1\n"})
+    run(["add", "a.txt"], repo)
+    (repo / "weird.mlver").write_text((repo / "a.txt.mlver").read_text())  # a copy, or a merge
+    for args in (["status"], ["checkout"]):
+        proc = run(args, repo, check=False)
+        assert proc.returncode == 3 and "weird.mlver" in proc.stderr and "a.txt.mlver" in proc.stderr, proc.stderr
+    assert (repo / "a.txt").read_text() == "1\n"
