@@ -71,6 +71,12 @@ class Repo:
         return os.path.join(self.dir, "cache")
 
     @property
+    def is_scratch(self) -> bool:
+        """A scratch worktree mlver made inside another project's ``.mlver/tmp`` (an
+        experiment run, `repro --verify`): it uses that project's cache and goes away."""
+        return f"{os.sep}{MLVER_DIR}{os.sep}tmp{os.sep}" in self.root + os.sep
+
+    @property
     def shares_cache(self) -> bool:
         """Is the cache outside this project (``cache.dir``), where other projects may use it?"""
         return self.cache_dir != os.path.join(self.dir, "cache")
@@ -153,7 +159,7 @@ class Repo:
                     raise LockBusy(f"the repository is locked by {self._holder(path)}",
                                    hint="wait for it to finish, then run the command again") from None
                 time.sleep(0.05)
-        if name == "lock" and self.shares_cache:
+        if name == "lock" and self.shares_cache and not self.is_scratch:
             self.cache.register_project(self.root)  # gc elsewhere then keeps what this project references
         try:
             info = {"pid": os.getpid(), "host": os.uname().nodename, "command": command, "since": time.time()}

@@ -369,10 +369,25 @@ def test_a_cache_shared_by_clones_keeps_what_each_clone_references(tmp_path: Pat
     proc = run(["gc", "-f", "-A"], a, check=False)
     assert proc.returncode == 3 and "another-host" in proc.stderr and str(entry) in proc.stderr, proc.stderr
     entry.unlink()
-    import shutil
-    shutil.rmtree(b)  # a clone that is gone no longer keeps anything
+    # a clone moved elsewhere: gc cannot tell moved from deleted, so it stops, naming it
+    moved = tmp_path / "B-moved"
+    b.rename(moved)
+    proc = run(["gc", "-f", "-A"], a, check=False)
+    assert proc.returncode == 3 and "not there any more" in proc.stderr and str(b) in proc.stderr, proc.stderr
+    run(["checkout"], moved)  # a writing command there records its new place
+    [old_entry] = [p for p in (shared / "projects").iterdir()
+                   if json.loads(p.read_text())["root"] == str(b)]
+    old_entry.unlink()  # the hint's way out for the old place
     run(["gc", "-f", "--workspace", "--include-unpushed"], a)
-    assert "shared_with" not in run_json(["gc", "--dry-run", "--json"], a)
+    git(["checkout", "-q", "-"], moved)  # back to b2, then b1 again: both still in the cache
+    run(["checkout"], moved)
+    assert (moved / "b.txt").read_text() == "b2\n"
+    git(["checkout", "-q", "-"], moved)
+    run(["checkout"], moved)
+    assert (moved / "b.txt").read_text() == "b1\n"
+    assert run_json(["gc", "--dry-run", "--json"], a)["shared_with"] == [str(moved)]
+    # experiment runs and `repro --verify` use scratch worktrees in .mlver/tmp: never recorded
+    assert all(".mlver/tmp" not in json.loads(p.read_text())["root"] for p in (shared / "projects").iterdir())
     assert run(["checkout"], a).returncode == 0 and (a / "a.txt").read_text() == "a1\n"
 
 

@@ -201,8 +201,9 @@ SHARING_SCOPE = Scope(head=True, branches=True, remote_branches=True, tags=True,
 def sharing_projects(repo: Repo) -> list[Repo]:
     """The other projects on this machine that keep their objects in this project's
     cache (``cache.dir``, registered by their commands). A registration whose project
-    is gone, or now uses another cache, is dropped; one from another machine stops gc
-    (what that project references cannot be read from here)."""
+    now uses another cache is dropped; one whose folder is gone (deleted, or moved: its
+    data would go with a guess) or that was made on another machine stops gc, naming
+    it (what that project references cannot be read from here)."""
     if not repo.shares_cache:
         return []
     host = os.uname().nodename
@@ -214,9 +215,14 @@ def sharing_projects(repo: Repo) -> list[Repo]:
             raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root} on {on}: gc here "
                              "cannot see what that project references",
                              hint=f"run gc on {on}, or if that project is gone, remove {entry} and run gc again")
+        if not os.path.isdir(os.path.join(root, MLVER_DIR)):
+            raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root}, which is not there "
+                             "any more: gc cannot see what it references",
+                             hint=f"if it moved, run `mlver checkout` there so it records "
+                                  f"its new place; if it is gone, remove {entry}; then run gc again")
         try:
-            other = Repo(root) if os.path.isdir(os.path.join(root, MLVER_DIR)) else None
-            if other is not None and os.path.realpath(other.cache_dir) != os.path.realpath(repo.cache_dir):
+            other: Repo | None = Repo(root)
+            if os.path.realpath(other.cache_dir) != os.path.realpath(repo.cache_dir):
                 other = None
         except MlverError:  # its config cannot be read: keep to the safe side
             raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root}, whose config "
