@@ -145,3 +145,27 @@ def test_v_inside_a_stage_command_does_not_turn_on_tracebacks(repo: Path) -> Non
     proc = run(["-v", "stage", "add", "-n", "train", "--", "python", "-v", "train.py"], repo, check=False)
     assert proc.returncode == EXIT_ERROR and "Traceback (most recent call last)" in proc.stderr
     assert (repo / "mlver.yaml").read_text() == "stages: [not, a, mapping\n"
+
+
+def test_sigterm_during_a_stage_stops_it_records_nothing_and_says_so(repo: Path) -> None:
+    """A CI runner cancelling (SIGTERM) ends mlver as Ctrl-C does: the stage's command is
+    stopped and not recorded, one line says so, exit 143, the lock is free again."""
+    import signal
+    import time
+
+    from conftest import mlver_cmd
+
+    gen(repo, {"mlver.yaml": "stages:\n  slow:\n    cmd: touch started && sleep 3 && echo s > s.txt\n"
+                             "    outs: [s.txt]\n"})
+    proc = subprocess.Popen([*mlver_cmd(), "repro"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not (repo / "started").exists() and time.monotonic() < deadline:  # the stage's command is running
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "mlver: error: terminated" and "Traceback" not in err
+    time.sleep(3.5)  # longer than the command would have taken
+    assert not (repo / "s.txt").exists() and not (repo / "mlver.lock").exists()
+    assert run(["status"], repo).returncode == 0  # the lock was released

@@ -219,11 +219,34 @@ def _os_error_line(e: OSError) -> str:
     return f"{e.strerror or e}" + (f": {path}" if path else "")
 
 
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
+
+
+class Terminated(BaseException):
+    """SIGTERM (a CI runner cancelling, `timeout`, a supervisor) arrived: unwind as a
+    Ctrl-C does, so a running stage is stopped and not recorded, temporary files go, the
+    lock is released, and one line says so."""
+
+
+def _on_sigterm() -> None:
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # a caller that set its own keeps it
+        try:
+            signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread (mlver's CLI called from a program's thread)
+            pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """The one boundary: runs the command and turns whatever ended it into an exit code
     and at most one ``mlver: error:`` line (with the lines and hints the error carries)."""
     global _parsed
     _parsed = None
+    _on_sigterm()
     try:
         rv = cli.main(args=argv, prog_name="mlver", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
@@ -246,6 +269,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _error("interrupted")
         code = EXIT_INTERRUPTED
+    except Terminated:
+        _error("terminated")
+        code = EXIT_TERMINATED
     except MlverError as e:
         _traceback()
         _error(e.message, e.hint, e.details)
