@@ -591,6 +591,9 @@ def _utf8(text: str) -> bool:
     return True
 
 
+NESTED_REPO_DIRS = (".git", ".mlver")  # left out below a tracked folder: a nested repository's own
+
+
 class WalkEntry(NamedTuple):
     rel: str  # POSIX path relative to the walked folder
     path: str  # absolute path
@@ -635,6 +638,8 @@ def walk_files(
                 if e.is_file(follow_symlinks=False):
                     add(new(WalkEntry, (prefix + name, e.path, e.stat(follow_symlinks=False))))
                 elif e.is_dir(follow_symlinks=False):
+                    if name in NESTED_REPO_DIRS:  # another repository's own folder, never data (as DVC)
+                        continue
                     stack.append((prefix + name + "/", e.path))
                 elif e.is_symlink():
                     rel = prefix + name

@@ -205,7 +205,15 @@ def test_get_from_a_project_on_this_machine_without_a_remote(repo: Path, tmp_pat
     run(["get", "--repo", str(repo), "d"], out)
     assert (out / "f.txt").read_text() == "hello\n" and (out / "d/b/c").read_text() == "2\n"
     assert sorted(p.name for p in out.iterdir()) == ["d", "f.txt"]  # no cache left here
+    # a relative folder remote of the source resolves against the source, given as file:// too
+    run(["remote", "add", "-d", "store", "../store"], repo)
+    commit_all(repo, "remote")
+    run(["push"], repo)
     shutil.rmtree(repo / ".mlver" / "cache")
+    res = run_json(["get", "--repo", f"file://{repo}", "f.txt", "-o", "h.txt"], out)
+    assert res["fetched"] == 1 and (out / "h.txt").read_text() == "hello\n"
+    run(["remote", "remove", "store"], repo)
+    commit_all(repo, "no remote")
     proc = run(["get", "--repo", str(repo), "f.txt", "-o", "g.txt"], out, check=False)
     assert proc.returncode == 3 and "has no remote" in proc.stderr and "mlver pull" not in proc.stderr
     assert not (out / "g.txt").exists()

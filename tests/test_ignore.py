@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gen, run
+from conftest import gen, git, run, run_json
 from mlver.errors import FormatError
 from mlver.ignore import IgnoreSpec
 
@@ -173,3 +173,20 @@ def test_non_utf8_and_posix_classes_in_ignore_file(repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr and "mlver: error" not in proc.stderr
     assert "files: 1\n" in (repo / "ds.mlver").read_text()
+
+
+def test_a_nested_repository_folder_is_not_data(repo: Path) -> None:
+    """As DVC: a `.git` or `.mlver` folder below a tracked folder (a vendored clone, a
+    nested project) is left out of the folder's manifest, and checkout leaves it be."""
+    (repo / "vendor").mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo / "vendor", check=True)
+    (repo / "vendor" / "f.txt").write_text("n\n")
+    (repo / "vendor" / ".mlver").mkdir()
+    (repo / "vendor" / ".mlver" / "config").write_text("[core]\n")
+    run(["add", "vendor"], repo)
+    assert "files: 1\n" in (repo / "vendor.mlver").read_text()
+    (repo / "vendor" / "f.txt").unlink()
+    run(["checkout"], repo)
+    assert (repo / "vendor" / "f.txt").read_text() == "n\n" and (repo / "vendor" / ".git" / "HEAD").exists()
+    git(["-C", "vendor", "status"], repo)  # the nested repository's own writes change nothing tracked
+    assert run_json(["status"], repo)["clean"]

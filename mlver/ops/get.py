@@ -23,7 +23,7 @@ from mlver.pointer import POINTER_SUFFIX, Entry
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.remote import Remote, remote_config
 from mlver.repo import MLVER_DIR, Repo
-from mlver.ops.source import settings_at
+from mlver.ops.source import local_path, settings_at
 from mlver.tracked import entries_below, find, outputs_at
 from mlver.workspace import Output, load_manifest
 
@@ -68,7 +68,8 @@ def get(project: Repo | None, path: str, *, url: str | None = None, rev: str | N
         local = ConfigFile(source.local_config_path)
         local.set("cache.dir", project.cache_dir if project is not None else os.path.join(tmp, "cache"))
         local.save()
-        base = os.path.abspath(url) if os.path.isdir(url) else clone
+        here = local_path(url)  # a folder on this machine, as a path or file:// URL
+        base = here if here and os.path.isdir(here) else clone
         rel = path.replace(os.sep, "/").strip("/")
         # a project on this machine: its own cache holds what it has not pushed (as `dvc get`)
         theirs = Repo(base) if os.path.isdir(os.path.join(base, MLVER_DIR)) else None

@@ -166,7 +166,7 @@ class Source:
                                   {k: v for k, v in self.remote_options.items() if k != "url"})
             else:
                 rc = remote_config(remotes, name, name)  # names the unknown remote
-            local = _local_path(self.url) if self.url else None
+            local = local_path(self.url) if self.url else None
             base = local if local is not None else self.repo.root  # relative folder remotes
             self._remotes[key] = Remote(rc, base_dir=base)
             return self._remotes[key]
@@ -449,7 +449,7 @@ def clone_dir(url: str) -> str:
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
-def _local_path(url: str) -> str | None:
+def local_path(url: str) -> str | None:
     """The folder a Git URL names on this machine (a path or ``file://``), else None."""
     if url.startswith("file://"):
         from urllib.parse import unquote, urlparse
