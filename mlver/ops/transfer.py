@@ -6,7 +6,6 @@ time, because a teammate's ``gc --cloud`` may have removed objects."""
 from __future__ import annotations
 
 import os
-import threading
 from typing import Callable
 from dataclasses import dataclass, field
 
@@ -369,93 +368,55 @@ def pull(repo: Repo, targets: list[str] | None = None, *, remote: str | None = N
 
 # --- status -r ---------------------------------------------------------------------
 
-class RemoteLook:
-    """The remote side of ``status -r``, begun before the workspace is compared: a thread
-    opens the remote (s3fs's import and client), checks it exists and reads its inventory
-    while the main thread stats the workspace. Only the remote and ``tmp_dir`` are
-    touched there; its error, if any, is raised where the inventory is asked for."""
+def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | None = None,
+                  progress: Progress = NO_PROGRESS) -> dict:
+    """Objects of the workspace's outputs that are only in the cache, only on the remote,
+    or in neither (each as ``{"path", "digest"}``)."""
+    with open_remote(repo, remote_name) as rem:
+        roots = root_refs(outputs_in_scope(repo, Scope(), targets))
+        local_read = local_manifest_reader(repo)
+        manifests = [r for r in roots if r.manifest]
 
-    def __init__(self, repo: Repo, remote_name: str | None) -> None:
-        self.rem = open_remote(repo, remote_name)
-        self._tmp_dir = repo.tmp_dir
-        self._inv: packs.Inventory | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="mlver-remote-look", daemon=True)
-        self._thread.start()
+        def lookup(refs: list[ObjectRef]) -> dict[ObjectRef, int]:  # http: no listing, a HEAD each
+            if not refs:
+                return {}
+            return rem.list_objects(object_folders(refs)) if rem.can_list else rem.probe_objects(refs)
 
-    def _run(self) -> None:
-        try:
-            self.rem.ensure_exists()
-            self._inv = packs.load(self.rem, self._tmp_dir)  # http reads it through index/names
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            self._error = e
+        listing = lookup(manifests)
 
-    def inventory(self) -> packs.Inventory:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._inv is not None
-        return self._inv
+        on_remote: set[ObjectRef] = set()
 
-    def __enter__(self) -> "RemoteLook":
-        return self
+        def read(ref: ObjectRef) -> Manifest | None:
+            m = local_read(ref)
+            if m is None and ref in listing:
+                try:
+                    m = parse_manifest(rem.read_object(ref, listing[ref]), f"manifest {ref.digest}", algo_of(ref.digest))
+                except (FileNotFoundError, ChecksumMismatch):
+                    return None
+            if m is not None and ref in listing:
+                # push sends a folder's files before its manifest, and gc keeps the files of
+                # a manifest it keeps: a manifest on the remote vouches for its files (as in
+                # DVC); `mlver fsck -r` is the check of every object
+                on_remote.update(ObjectRef(e.digest, False) for e in m.entries)
+            return m
 
-    def __exit__(self, exc_type: object = None, *exc: object) -> None:
-        if exc_type is not None:  # Ctrl-C or an error: do not wait on a slow remote (a daemon thread)
-            return
-        self._thread.join()  # requests are bounded by the remote's timeouts
-        self.rem.close()
-
-
-def remote_status(repo: Repo, look: RemoteLook, *, targets: list[str] | None = None) -> dict:
-    """Objects of the workspace's outputs that are only in the cache, only on the remote
-    (``look``: being read since the command began), or in neither (each as
-    ``{"path", "digest"}``)."""
-    rem = look.rem
-    roots = root_refs(outputs_in_scope(repo, Scope(), targets))
-    local_read = local_manifest_reader(repo)
-    manifests = [r for r in roots if r.manifest]
-
-    def lookup(refs: list[ObjectRef]) -> dict[ObjectRef, int]:  # http: no listing, a HEAD each
-        if not refs:
-            return {}
-        return rem.list_objects(object_folders(refs)) if rem.can_list else rem.probe_objects(refs)
-
-    listing = lookup(manifests)
-
-    on_remote: set[ObjectRef] = set()
-
-    def read(ref: ObjectRef) -> Manifest | None:
-        m = local_read(ref)
-        if m is None and ref in listing:
-            try:
-                m = parse_manifest(rem.read_object(ref, listing[ref]), f"manifest {ref.digest}", algo_of(ref.digest))
-            except (FileNotFoundError, ChecksumMismatch):
-                return None
-        if m is not None and ref in listing:
-            # push sends a folder's files before its manifest, and gc keeps the files of
-            # a manifest it keeps: a manifest on the remote vouches for its files (as in
-            # DVC); `mlver fsck -r` is the check of every object
-            on_remote.update(ObjectRef(e.digest, False) for e in m.entries)
-        return m
-
-    wanted, _ = expand(roots, read)
-    if wanted:
-        live = look.inventory().live
-        on_remote.update(r for r in wanted if r in live)
-    unknown = [r for r in wanted if r not in listing and r not in on_remote]
-    listing.update(lookup(unknown))
-    on_remote.update(listing)
-    stored = repo.cache.present(wanted)
-    doc: dict = {"name": rem.name, "url": rem.url, "local_only": [], "remote_only": [], "missing": [],
-                 "in_sync": 0}
-    differ: dict[str, list[tuple[str, str]]] = {"local_only": [], "remote_only": [], "missing": []}
-    for ref, path in wanted.items():  # only what differs is sorted: in sync is usually nearly all
-        local, remote = ref in stored, ref in on_remote
-        if local and remote:
-            doc["in_sync"] += 1
-        else:
-            differ["local_only" if local else "remote_only" if remote else "missing"].append((path, ref.digest))
-    for key, rows in differ.items():
-        doc[key] = [{"path": path, **digest_fields(digest)} for path, digest in sorted(rows)]
-    return doc
+        wanted, _ = expand(roots, read)
+        if wanted:  # http reads the inventory through index/names
+            live = packs.load(rem, repo.tmp_dir).live
+            on_remote.update(r for r in wanted if r in live)
+        unknown = [r for r in wanted if r not in listing and r not in on_remote]
+        listing.update(lookup(unknown))
+        on_remote.update(listing)
+        stored = repo.cache.present(wanted)
+        doc: dict = {"name": rem.name, "url": rem.url, "local_only": [], "remote_only": [], "missing": [],
+                     "in_sync": 0}
+        differ: dict[str, list[tuple[str, str]]] = {"local_only": [], "remote_only": [], "missing": []}
+        for ref, path in wanted.items():  # only what differs is sorted: in sync is usually nearly all
+            local, remote = ref in stored, ref in on_remote
+            if local and remote:
+                doc["in_sync"] += 1
+            else:
+                differ["local_only" if local else "remote_only" if remote else "missing"].append((path, ref.digest))
+        for key, rows in differ.items():
+            doc[key] = [{"path": path, **digest_fields(digest)} for path, digest in sorted(rows)]
+        return doc
