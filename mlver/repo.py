@@ -14,7 +14,7 @@ from typing import Iterator
 from mlver import git
 from mlver.cache import Cache
 from mlver.config import Config
-from mlver.errors import GitError, LockBusy, NotARepoError
+from mlver.errors import FormatError, GitError, LockBusy, NotARepoError
 from mlver.fsutil import inside_root
 from mlver.ignore import IgnoreSpec
 from mlver.state import State
@@ -67,7 +67,12 @@ class Repo:
         configured = self.config.get("cache.dir")
         if configured:
             path = os.path.expanduser(configured)
-            return os.path.realpath(path if os.path.isabs(path) else os.path.join(self.root, path))
+            real = os.path.realpath(path if os.path.isabs(path) else os.path.join(self.root, path))
+            if os.path.exists(real) and not os.path.isdir(real):
+                raise FormatError(self.config.sources.get("cache.dir", self.config_path),
+                                  f"cache.dir: {real} is not a folder",
+                                  hint="point it at a folder (`mlver config cache.dir PATH`), or unset it")
+            return real
         return os.path.join(self.dir, "cache")
 
     @property

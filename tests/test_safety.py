@@ -396,3 +396,14 @@ def test_two_pointer_files_naming_one_path_are_refused_naming_both(repo: Path) -
         proc = run(args, repo, check=False)
         assert proc.returncode == 3 and "weird.mlver" in proc.stderr and "a.txt.mlver" in proc.stderr, proc.stderr
     assert (repo / "a.txt").read_text() == "1\n"
+
+
+def test_a_cache_dir_that_is_a_file_is_named_as_the_config_problem(repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("x")
+    run(["config", "cache.dir", str(tmp_path / "not-a-folder")], repo)
+    gen(repo, {"a.bin": b"data"})
+    proc = run(["add", "a.bin"], repo, check=False)
+    assert proc.returncode == 3 and "cache.dir:" in proc.stderr and "is not a folder" in proc.stderr, proc.stderr
+    assert ".mlver/config" in proc.stderr.splitlines()[0]
+    run(["config", "--unset", "cache.dir"], repo)  # the way out works
+    run(["add", "a.bin"], repo)
