@@ -138,7 +138,23 @@ def resolve(repo: "gitpython.Repo", rev: str) -> str:
     try:
         return repo.commit(rev).hexsha
     except (gitpython.BadName, ValueError, gitdb.exc.BadName, gitdb.exc.BadObject):
-        raise GitError(f"unknown revision '{rev}'") from None
+        sha = experiment_commit(repo.working_tree_dir or repo.git_dir, rev)
+        if sha is None:
+            raise GitError(f"unknown revision '{rev}'") from None
+        return sha
+
+
+def experiment_commit(root: str, name: str) -> str | None:
+    """The commit of the experiment ``name`` (``refs/exps/<baseline>/NAME``, or DVC's
+    ``refs/exps/ab/cdef.../NAME``) when exactly one has that name: every command that
+    takes a revision takes an experiment's name, as in DVC. Git's own names come first."""
+    if not name or "/" in name or name.startswith("-") or not valid_ref_name(name):
+        return None
+    proc = run(root, "for-each-ref", "--format=%(objectname) %(refname)",
+               f"refs/exps/*/{name}", f"refs/exps/*/*/{name}", check=False)
+    found = {line.split()[0] for line in proc.stdout.decode().splitlines()
+             if line.strip() and not line.split()[1].startswith("refs/exps/queue/")}
+    return found.pop() if len(found) == 1 else None
 
 
 # --- hooks: paths, the index and blob reads through the git binary -------------------
@@ -206,7 +222,7 @@ def verify_commit(root: str, rev: str) -> str | None:
     """The commit ``rev`` names, or None when it names none."""
     proc = run(root, "rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
     if proc.returncode != 0:
-        return None
+        return experiment_commit(root, rev)
     return proc.stdout.decode().strip() or None
 
 
@@ -405,10 +421,12 @@ def resolve_commits(root: str, revs: list[str]) -> list[tuple[str, str]]:
     proc = run(root, "rev-parse", *[f"{r}^{{commit}}" for r in revs], check=False)
     shas = proc.stdout.decode().split()
     if proc.returncode != 0 or len(shas) != len(revs):
-        for r in revs:
-            if verify_commit(root, r) is None:
+        shas = []
+        for r in revs:  # one at a time: an experiment's name resolves too
+            sha = verify_commit(root, r)
+            if sha is None:
                 raise GitError(f"unknown revision '{r}'")
-        raise GitError(f"cannot resolve {' '.join(revs)}")
+            shas.append(sha)
     out = run(root, "log", "--no-walk=unsorted", "--format=%H%x1f%s", *dict.fromkeys(shas), "--").stdout
     subjects = dict(line.split("\x1f", 1) for line in out.decode("utf-8", "replace").splitlines() if "\x1f" in line)
     return [(sha, subjects.get(sha, "")) for sha in shas]

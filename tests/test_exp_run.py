@@ -359,3 +359,28 @@ def test_a_symlinked_params_file_is_written_through_and_one_leaving_is_refused(r
         proc = run(["exp", "run", *args], repo, check=False)
         assert proc.returncode == 3 and "outside the repository" in proc.stderr, proc.stderr
     assert outside.read_text() == "a: 1\n" and os.path.islink(repo / "linked.yaml")
+
+
+def test_an_experiment_name_is_a_revision_everywhere(project: Path) -> None:
+    """As in DVC: `metrics diff`, `params diff`, `checkout --rev`, `get --rev` and
+    mlver.api take an experiment's name where they take a revision (Git's names first)."""
+    import subprocess
+    import sys
+
+    run(["exp", "run", "-q", "-S", "train.lr=0.2", "-n", "lr02"], project)
+    git(["checkout", "-q", "--", "params.yaml", "mlver.lock"], project)  # the workspace back at HEAD
+    run(["checkout"], project)
+    assert (project / "model.bin").read_text() == "model lr=0.1 epochs=4\n"
+    diff = run_json(["metrics", "diff", "HEAD", "lr02"], project)["changes"]
+    assert diff["metrics.json"]["acc"]["new"] == acc(0.2)
+    params = run_json(["params", "diff", "HEAD", "lr02"], project)["changes"]
+    assert params["params.yaml"]["train.lr"]["new"] == 0.2
+    run(["get", "--rev", "lr02", "model.bin", "-o", "exp-model.bin"], project)
+    assert (project / "exp-model.bin").read_text() == "model lr=0.2 epochs=4\n"
+    code = "import mlver.api as a, sys; sys.stdout.write(a.read('model.bin', rev='lr02', mode='r'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == "model lr=0.2 epochs=4\n", out.stderr
+    run(["checkout", "--rev", "lr02", "model.bin"], project)
+    assert (project / "model.bin").read_text() == "model lr=0.2 epochs=4\n"
+    proc = run(["checkout", "--rev", "no-such-rev", "model.bin"], project, check=False)
+    assert proc.returncode == 3 and "unknown revision 'no-such-rev'" in proc.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from mlver import git
-from mlver.errors import PathError, UsageError
+from mlver.errors import GitError, PathError, UsageError
 from mlver.ops.common import LOCK_FILE, all_outputs
 from mlver.pointer import POINTER_SUFFIX
 from mlver.progress import NO_PROGRESS, Progress
@@ -41,6 +41,9 @@ def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
     root = repo.require_scm("checkout --rev")
     if not targets:
         raise UsageError("--rev needs at least one target", hint="e.g. `mlver checkout --rev HEAD~1 data/train.csv`")
+    shown, rev = rev, git.verify_commit(root, rev) or ""  # a Git revision or an experiment's name
+    if not rev:
+        raise GitError(f"unknown revision '{shown}'", hint="`git log --oneline` and `mlver exp list` name them")
     files: list[str] = []
     for t in targets:
         rel = repo.rel(t)
@@ -51,8 +54,8 @@ def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
         else:
             lock = _lock_recording(repo, rel)
             if not _exists_at(root, rev, repo, lock):
-                raise PathError(t, f"is neither a pointer nor a stage output recorded at {rev}",
-                                hint=f"see the files of {rev} with `git show --stat {rev}`")
+                raise PathError(t, f"is neither a pointer nor a stage output recorded at {shown}",
+                                hint=f"see the files of {shown} with `git show --stat {rev[:10]}`")
             files.append(lock)
     git.run(repo.root, "checkout", rev, "--", *sorted({repo.abs(f) for f in files}), literal=True)
 
