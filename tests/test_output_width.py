@@ -98,6 +98,10 @@ def test_piped_exp_show_of_30_columns_is_not_cut(wide: Path) -> None:
         line = next(ln for ln in proc.stdout.splitlines() if ln.split()[:1] == [label])
         values = [str(v) for kind in ("params", "metrics") for vals in row[kind].values() for v in vals.values()]
         assert line.split()[-len(ALL):] == (values or ["-"] * len(ALL)), line
+    # a long subject (an experiment's is its -S list) is whole when piped
+    subject = "a subject line long enough to be cut on a terminal, told apart by its end: lr=0.001"
+    git(["commit", "-q", "--allow-empty", "-m", subject], wide)
+    assert subject in run(["exp", "show"], wide, env={"COLUMNS": "80"}).stdout
 
 
 def test_piped_metrics_show_and_params_diff_are_not_cut(wide: Path) -> None:

@@ -116,9 +116,11 @@ def exp_show(app: App, count: int, all_branches: bool, all_commits: bool, revs: 
     _print_exp_table(app, table, header, rows, keep)
 
 
-def _exp_rich_table(table: Any, header: list[str], rows: list[list[str]], shown: list[int]) -> Any:
+def _exp_rich_table(table: Any, header: list[str], rows: list[list[str]], shown: list[int], *,
+                    fit: bool = True) -> Any:
     """The rich table of the base columns and the param/metric columns ``shown``
-    (indices into ``table.columns``)."""
+    (indices into ``table.columns``); ``fit`` (a terminal): the subject is cut at 30
+    characters, piped it is whole (tables are never cut there)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -126,7 +128,7 @@ def _exp_rich_table(table: Any, header: list[str], rows: list[list[str]], shown:
     cols = table.columns
     t = Table(box=box.SIMPLE_HEAD)
     for i, h in enumerate(header[:4]):
-        if i == 3:
+        if i == 3 and fit:
             t.add_column(h, max_width=30, overflow="ellipsis", no_wrap=True)
         else:
             t.add_column(h, no_wrap=True)
@@ -155,7 +157,10 @@ def _print_exp_table(app: App, table: Any, header: list[str], rows: list[list[st
     cols = table.columns
     shown = list(range(len(cols)))
     term = console()
-    if not term.is_terminal or natural_width(_exp_rich_table(table, header, rows, shown)) <= term.width:
+    if not term.is_terminal:
+        print_table(_exp_rich_table(table, header, rows, shown, fit=False))
+        return
+    if natural_width(_exp_rich_table(table, header, rows, shown)) <= term.width:
         print_table(_exp_rich_table(table, header, rows, shown))
         return
     kept = {i for i, c in enumerate(cols) if any(re.search(p, c.name) for p in keep)}
