@@ -138,7 +138,7 @@ def resolve(repo: "gitpython.Repo", rev: str) -> str:
     try:
         return repo.commit(rev).hexsha
     except (gitpython.BadName, ValueError, gitdb.exc.BadName, gitdb.exc.BadObject):
-        sha = experiment_commit(repo.working_tree_dir or repo.git_dir, rev)
+        sha = experiment_commit(str(repo.working_tree_dir or repo.git_dir), rev)
         if sha is None:
             raise GitError(f"unknown revision '{rev}'") from None
         return sha

@@ -384,3 +384,32 @@ def test_an_experiment_name_is_a_revision_everywhere(project: Path) -> None:
     assert (project / "model.bin").read_text() == "model lr=0.2 epochs=4\n"
     proc = run(["checkout", "--rev", "no-such-rev", "model.bin"], project, check=False)
     assert proc.returncode == 3 and "unknown revision 'no-such-rev'" in proc.stderr
+
+
+def test_changed_tracked_input_data_is_recorded_before_the_experiment(repo: Path) -> None:
+    """As `dvc exp run`: a new export of tracked data a stage depends on is stored and
+    its pointer rewritten first, so the experiment names the data it ran on (and
+    reproduces), and a queued run runs on it too."""
+    gen(repo, {"data/raw.csv": "1,2,3\n", "params.yaml": "k: 1\n",
+               "count.py": "import json\nn = len(open('data/raw.csv').read())\n"
+                           "json.dump({'n': n}, open('m.json', 'w'))\nopen('n.txt', 'w').write(str(n))\n",
+               "mlver.yaml": "stages:\n  count:\n    cmd: python count.py\n    deps: [count.py, data/raw.csv]\n"
+                             "    params: [k]\n    outs: [n.txt]\n    metrics: [{m.json: {cache: false}}]\n"})
+    run(["add", "data/raw.csv"], repo)
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    gen(repo, {"data/raw.csv": "1,2,3,4,5,6,7,8,9\n"})  # the data scientist gets a new export
+    run(["exp", "run", "-q", "-n", "e1"], repo)
+    ref = git(["for-each-ref", "--format=%(refname)", "refs/exps/*/e1"], repo).strip()
+    assert json.loads(show_file(repo, ref, "m.json")) == {"n": 18}
+    pointer = show_file(repo, ref, "data/raw.csv.mlver")
+    lock = show_file(repo, ref, "mlver.lock")
+    digest = pointer.split("digest: ")[1].split()[0]
+    assert digest in lock  # pointer and lock name the same data
+    assert run(["repro", "--verify", "--rev", ref], repo).returncode == 0
+    gen(repo, {"data/raw.csv": "1,2,3,4\n"})
+    run(["exp", "run", "--queue", "-q", "-n", "e2", "-S", "k=2"], repo)
+    run(["queue", "start"], repo)
+    ref2 = git(["for-each-ref", "--format=%(refname)", "refs/exps/*/e2"], repo).strip()
+    assert json.loads(show_file(repo, ref2, "m.json")) == {"n": 8}

@@ -223,6 +223,28 @@ def params_confine(repo: Repo) -> Callable[[str], str]:
     return confine
 
 
+def record_changed_inputs(repo: Repo, progress: Progress = NO_PROGRESS) -> list[str]:
+    """As `dvc exp run`: tracked data (a pointer's) that a stage depends on and that
+    changed in the workspace is recorded first (stored in the cache, its pointer
+    rewritten), so an experiment names the data it ran on, a queued one runs on it, and
+    `exp push` can send it. Returns the outputs recorded."""
+    from mlver.ops.commit import commit
+    from mlver.ops.common import all_outputs
+    from mlver.pipeline.graph import overlaps
+    from mlver.workspace import has_pipeline, output_state
+
+    if not has_pipeline(repo):
+        return []
+    from mlver.pipeline.plan import load_pipeline
+
+    deps = {d.path for s in load_pipeline(repo).stages for d in s.deps}
+    changed = [o.path for o in all_outputs(repo) if o.stage is None and any(overlaps(o.path, d) for d in deps)
+               and output_state(repo, o).state == "modified"]
+    if changed:
+        commit(repo, changed, progress=progress)
+    return changed
+
+
 def run_in_workspace(repo: Repo, overrides: list[Override], *, name: str | None = None, message: str | None = None,
                      set_new: bool = False, targets: list[str] | None = None, force: bool = False,
                      run_cache: bool = True, progress: Progress = NO_PROGRESS,
@@ -236,6 +258,7 @@ def run_in_workspace(repo: Repo, overrides: list[Override], *, name: str | None 
     if name is not None:
         new_name(root, baseline, name, "")  # refuse a bad or taken name before running anything
     changed = apply_overrides(repo.root, overrides, set_new=set_new, confine=params_confine(repo))
+    record_changed_inputs(repo, progress)
     if on_event is None:
         result = reproduce(repo, targets, force=force, run_cache=run_cache, progress=progress)
     else:

@@ -221,9 +221,8 @@ def sharing_projects(repo: Repo) -> list[Repo]:
                              hint=f"if it moved, run `mlver checkout` there so it records "
                                   f"its new place; if it is gone, remove {entry}; then run gc again")
         try:
-            other: Repo | None = Repo(root)
-            if os.path.realpath(other.cache_dir) != os.path.realpath(repo.cache_dir):
-                other = None
+            candidate = Repo(root)
+            other = candidate if os.path.realpath(candidate.cache_dir) == os.path.realpath(repo.cache_dir) else None
         except MlverError:  # its config cannot be read: keep to the safe side
             raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root}, whose config "
                              "cannot be read: gc would not know what it references",

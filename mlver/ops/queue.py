@@ -28,7 +28,7 @@ from mlver import git
 from mlver.errors import MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.ops.experiments import (QUEUE, SHORT, baseline_of, exp_ref, message_for, new_name, params_confine,
-                                   snapshot_paths)
+                                   record_changed_inputs, snapshot_paths)
 from mlver.pipeline.setparams import Override, grid, render_overrides
 from mlver.ops.verify import scratch_config
 from mlver.repo import Repo
@@ -184,6 +184,9 @@ def enqueue(repo: Repo, overrides: list[Override], *, name: str | None = None, m
     root = repo.require_scm("exp run --queue")
     baseline = baseline_of(root)
     combos = grid(overrides)
+    for combo in combos:  # every combination is checked before anything is queued or recorded
+        render_overrides(repo.root, combo, set_new=set_new, confine=params_confine(repo))
+    record_changed_inputs(repo)  # the snapshot then holds the pointer of the data it runs on
     paths = snapshot_paths(repo, root)
     prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
     planned = []
