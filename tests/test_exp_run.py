@@ -258,6 +258,23 @@ def test_push_and_pull_between_two_clones(project: Path, tmp_path: Path) -> None
     proc = run(["exp", "push", "nowhere", "shared"], mate, check=False)
     assert proc.returncode == 3 and proc.stderr.startswith("mlver: error: ")
 
+    # a teammate's `gc --cloud` (which never fetched the experiment: `git fetch` does not
+    # bring refs/exps) keeps its data on the remote: gc fetches shared experiments first
+    third = tmp_path / "third"
+    git(["clone", "-q", str(bare), str(third)], tmp_path)
+    run(["config", "gc.grace", "0"], third)
+    model = _model_object(project, f"refs/exps/{git(['rev-parse', 'HEAD'], project)[:7]}/shared")
+    on_store = store / model.relative_to(project / ".mlver" / "cache")
+    assert on_store.exists()
+    proc = run(["gc", "--cloud", "-f"], third)
+    assert "fetched 1 experiment ref(s)" in proc.stderr, proc.stderr
+    assert on_store.exists()
+    other = tmp_path / "fourth"
+    git(["clone", "-q", str(bare), str(other)], tmp_path)
+    run(["exp", "pull", "origin", "shared"], other)
+    run(["exp", "apply", "shared"], other)
+    assert (other / "model.bin").read_text() == "model lr=0.2 epochs=4\n"
+
 
 def _model_object(root: Path, rev: str) -> Path:
     lock = show_file(root, rev, "mlver.lock")

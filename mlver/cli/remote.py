@@ -366,6 +366,9 @@ def _gc_kept(plan, human_size) -> list[str]:
     from mlver.ops.gc import UNPUSHED, sized
 
     lines: list[str] = []
+    if plan.fetched_experiments:
+        lines.append(f"fetched {len(plan.fetched_experiments)} experiment ref(s) teammates shared on the Git "
+                     "remote(s), so gc keeps their data")
     if plan.shared_with:
         lines.append(f"kept: what {len(plan.shared_with)} other project(s) sharing this cache reference: "
                      + ", ".join(plan.shared_with))

@@ -35,7 +35,8 @@ from mlver.remote import Remote
 from mlver.repo import MLVER_DIR, Repo
 
 CLOUD_WARNING = ("gc --cloud keeps only what this clone knows about: teammates' branches are known "
-                 "through refs/remotes/*, so run `git fetch --all` first")
+                 "through refs/remotes/*, so run `git fetch --all` first (their shared experiments, "
+                 "refs/exps/* of the Git remotes, are fetched here)")
 UNPUSHED = "not on any remote"
 MANIFEST_HINT = ("gc deletes nothing while a manifest it needs is damaged: `mlver fsck` quarantines it, "
                  "then `mlver pull` (or a push from a clone with a good copy) repairs it")
@@ -67,6 +68,7 @@ class GcPlan:
     packs: PackPlan = field(default_factory=lambda: PackPlan())
     warnings: list[str] = field(default_factory=list)
     shared_with: list[str] = field(default_factory=list)  # other projects using this cache, whose data stays
+    fetched_experiments: list[str] = field(default_factory=list)  # teammates' refs/exps fetched before --cloud
 
     @property
     def bytes(self) -> int:
@@ -234,10 +236,38 @@ def sharing_projects(repo: Repo) -> list[Repo]:
     return found
 
 
+def fetch_teammates_experiments(repo: Repo) -> list[str]:
+    """Before `gc --cloud`: experiments teammates shared (`exp push`, Dask runs) live as
+    ``refs/exps/*`` on the Git remotes, which `git fetch` does not bring; fetch the ones
+    this clone lacks, so gc keeps their data. A Git remote that cannot be asked stops gc
+    (what it holds would be collected unseen). Returns the refs fetched."""
+    from mlver import git
+
+    root = repo.scm_root
+    if root is None:
+        return []
+    fetched: list[str] = []
+    names = git.run(root, "remote", check=False).stdout.decode().split()
+    have = dict(git.list_refs(root, "refs/exps/"))
+    for name in names:
+        try:
+            theirs = git.remote_refs(root, name, "refs/exps/*")
+        except MlverError as e:
+            raise MlverError(f"{e.message}: gc --cloud must know the experiments teammates shared there",
+                             hint=f"run it when '{name}' can be reached (or remove that Git remote)") from None
+        wanted = [ref for ref, sha in theirs if have.get(ref) != sha and not ref.startswith("refs/exps/queue/")]
+        if wanted:
+            git.fetch_refs(root, name, [f"+{ref}:{ref}" for ref in wanted])
+            fetched += wanted
+    return fetched
+
+
 def plan_gc(repo: Repo, *, scope: Scope, cloud: bool = False, remote: str | None = None,
             jobs: int | None = None, include_unpushed: bool = False, progress: Progress = NO_PROGRESS) -> GcPlan:
-    keep, unreadable = referenced(repo, scope)
     plan = GcPlan()
+    if cloud and scope.experiments:  # teammates' shared experiments are in scope: learn them first
+        plan.fetched_experiments = fetch_teammates_experiments(repo)
+    keep, unreadable = referenced(repo, scope)
     for other in sharing_projects(repo):
         try:
             theirs, their_unread = referenced(other, SHARING_SCOPE)
