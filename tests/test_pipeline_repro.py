@@ -523,3 +523,23 @@ def test_params_of_every_yaml_type_are_recorded_shown_and_settle(repo: Path) -> 
     assert "2024-02-29" in table
     assert "Data and pipelines are up to date." not in run(["repro"], repo).stderr
     assert run_json(["status", "--json"], repo)["stages"][0]["changed"] is False
+
+
+def test_repro_records_changed_tracked_input_data_first(repo: Path) -> None:
+    """As DVC ("Verifying data sources"): a new export of `mlver add`-ed data a stage
+    reads is stored and its pointer rewritten before the stage runs, so the lock never
+    names input bytes that nothing stores, and the hint lists the pointer too."""
+    gen(repo, {"data/raw.csv": "1,2,3\n", "mlver.yaml": "stages:\n  count:\n    cmd: wc -c < data/raw.csv > n.txt\n"
+                                                         "    deps: [data/raw.csv]\n    outs: [n.txt]\n"})
+    run(["add", "data/raw.csv"], repo)
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    gen(repo, {"data/raw.csv": "1,2,3,4,5,6,7,8,9\n"})
+    proc = run(["repro"], repo)
+    assert "data/raw.csv.mlver" in proc.stderr  # in the `git add` hint
+    pointer = (repo / "data/raw.csv.mlver").read_text()
+    digest = pointer.split("digest: ")[1].split()[0]
+    assert digest in (repo / "mlver.lock").read_text()
+    assert (repo / ".mlver/cache/files/xxh3-128" / digest[:2] / digest[2:]).exists()
+    assert run_json(["status"], repo)["clean"]

@@ -95,3 +95,21 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
         result.staged = autostage(repo, result.files)
     return result
 
+
+def record_changed_inputs(repo: Repo, progress: Progress = NO_PROGRESS) -> list[str]:
+    """Before `repro` and `exp run` (as DVC's "verifying data sources"): tracked data (a
+    pointer's) that a stage depends on and that changed in the workspace is recorded
+    first (stored in the cache, its pointer rewritten), so the lock never names input
+    bytes nothing stores, an experiment names the data it ran on, a queued one runs on
+    it, and `push` / `exp push` can send it. Returns the mlver files rewritten."""
+    from mlver.pipeline.graph import overlaps
+    from mlver.workspace import has_pipeline, output_state
+
+    if not has_pipeline(repo):
+        return []
+    from mlver.pipeline.plan import load_pipeline
+
+    deps = {d.path for s in load_pipeline(repo).stages for d in s.deps}
+    changed = [o.path for o in all_outputs(repo) if o.stage is None and any(overlaps(o.path, d) for d in deps)
+               and output_state(repo, o).state == "modified"]
+    return commit(repo, changed, progress=progress).files if changed else []

@@ -17,6 +17,7 @@ from mlver import git
 from mlver.errors import GitError, MlverError, UsageError
 from mlver.fsutil import inside_root, refuse_leaving
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE
+from mlver.ops.commit import record_changed_inputs
 from mlver.pipeline.setparams import Override, apply_overrides
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
@@ -221,28 +222,6 @@ def params_confine(repo: Repo) -> Callable[[str], str]:
         return inside_root(repo.root, os.path.realpath(path), shown=f)
 
     return confine
-
-
-def record_changed_inputs(repo: Repo, progress: Progress = NO_PROGRESS) -> list[str]:
-    """As `dvc exp run`: tracked data (a pointer's) that a stage depends on and that
-    changed in the workspace is recorded first (stored in the cache, its pointer
-    rewritten), so an experiment names the data it ran on, a queued one runs on it, and
-    `exp push` can send it. Returns the outputs recorded."""
-    from mlver.ops.commit import commit
-    from mlver.ops.common import all_outputs
-    from mlver.pipeline.graph import overlaps
-    from mlver.workspace import has_pipeline, output_state
-
-    if not has_pipeline(repo):
-        return []
-    from mlver.pipeline.plan import load_pipeline
-
-    deps = {d.path for s in load_pipeline(repo).stages for d in s.deps}
-    changed = [o.path for o in all_outputs(repo) if o.stage is None and any(overlaps(o.path, d) for d in deps)
-               and output_state(repo, o).state == "modified"]
-    if changed:
-        commit(repo, changed, progress=progress)
-    return changed
 
 
 def run_in_workspace(repo: Repo, overrides: list[Override], *, name: str | None = None, message: str | None = None,

@@ -28,7 +28,8 @@ from mlver import git
 from mlver.errors import MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.ops.experiments import (QUEUE, SHORT, baseline_of, exp_ref, message_for, new_name, params_confine,
-                                   record_changed_inputs, snapshot_paths)
+                                   snapshot_paths)
+from mlver.ops.commit import record_changed_inputs
 from mlver.pipeline.setparams import Override, grid, render_overrides
 from mlver.ops.verify import scratch_config
 from mlver.repo import Repo
