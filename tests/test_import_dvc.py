@@ -691,3 +691,26 @@ def test_finishing_the_switch_keeps_what_mlver_recorded_after_keep_dvc(project: 
     changed = {s["name"]: s["reasons"] for s in status["stages"] if s["changed"]}
     assert changed["train"] == ["dep changed: data/images"]  # the new image: the pipeline is due, as it should be
     assert (project / "data/images/c.txt").read_text() == "image c\n"
+
+
+def test_metrics_and_plots_dvc_cached_by_default_are_staged_in_git(tmp_path: Path, dvc_bin: str) -> None:
+    """DVC caches a stage's `metrics:`/`plots:` entry without a `cache` flag; the same text
+    in mlver.yaml keeps the file in Git, so import-dvc stages it: the import commit holds
+    it and a teammate's clone is complete."""
+    proj = tmp_path / "p"
+    proj.mkdir()
+    git(["init", "-q"], proj)
+    _dvc(dvc_bin, ["init", "-q"], proj)
+    gen(proj, {"s.sh": "echo '{\"acc\": 0.5}' > m.json; printf 'step,loss\\n0,1\\n' > p.csv; echo model > model.bin\n",
+               "dvc.yaml": "stages:\n  s:\n    cmd: sh s.sh\n    deps: [s.sh]\n    outs: [model.bin]\n"
+                           "    metrics: [m.json]\n    plots: [p.csv]\n"})
+    _dvc(dvc_bin, ["repro", "-q"], proj)
+    assert "/m.json" in (proj / ".gitignore").read_text()  # DVC cached it
+    _commit(proj, "dvc")
+    run(["import-dvc"], proj)
+    staged = git(["diff", "--cached", "--name-only"], proj).split()
+    assert "m.json" in staged and "p.csv" in staged and "model.bin" not in staged
+    git(["commit", "-q", "-m", "imported"], proj)
+    assert run_json(["status"], proj)["clean"]
+    [row] = [r for r in run_json(["exp", "show", "-n", "1"], proj)["rows"] if r["rev"] != "workspace"]
+    assert row["metrics"]["m.json"]["acc"] == 0.5

@@ -431,13 +431,15 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     apply_remotes(repo, plan.remotes)
     _mark_used(repo, plan.remotes)
     data = list(plan.pointers)
+    in_git: list[str] = []  # metrics and plots mlver keeps in Git (DVC cached them by default)
     for data_rel in plan.pointers:
         gitignore_add(repo, data_rel)
     for stage in plan.pipeline.stages if plan.pipeline is not None else ():
         ignore_outputs(repo, stage)
         data += [o.path for o in stage.products]
+        in_git += [o.path for o in stage.products if not o.cache]
     ignores = {posixpath.join(posixpath.dirname(p), ".gitignore") for p in data}
-    staged = [w.path for w in plan.writes] + plan.in_place + [".mlver/config", *sorted(ignores)]
+    staged = [w.path for w in plan.writes] + plan.in_place + [".mlver/config", *sorted(ignores), *in_git]
     paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
     hidden = set(git.ignored(root, paths))  # `git add` refuses them: the trap warnings name them
     paths = [p for p in paths if p not in hidden]
