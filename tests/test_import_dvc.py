@@ -306,6 +306,11 @@ def test_import_converts_stages_and_commits_nothing(project: Path, dvc_bin: str)
     rows = run_json(["exp", "show", "-n", "2"], project)["rows"]
     assert [(r["experiment"], r["baseline"]) for r in rows if r.get("experiment")] == [
         ("old-exp", git(["rev-parse", "HEAD~1"], project).strip())]
+    # applying one would put DVC's files back over the import: refused up front, nothing written
+    before = git(["status", "--porcelain", "--untracked-files=all"], project)
+    bad = run(["exp", "apply", "old-exp"], project, check=False)
+    assert bad.returncode == 3 and "is a DVC experiment from before `mlver import-dvc`" in bad.stderr, bad.stderr
+    assert git(["status", "--porcelain", "--untracked-files=all"], project) == before
     assert not (project / ".dvc").exists() and not (project / "dvc.yaml").exists()
     assert (project / "mlver.yaml").read_text() == dvc_yaml  # a copy, comments kept
     staged = git(["diff", "--cached", "--name-status"], project)

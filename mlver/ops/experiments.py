@@ -268,6 +268,13 @@ def apply(repo: Repo, name: str, *, force: bool = False, progress: Progress = NO
 
     root = repo.require_scm("exp apply")
     exp = find(root, name)
+    prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
+    config = f"{exp.commit}:{'' if prefix == '.' else prefix + '/'}.mlver/config"
+    if git.object_names(root, [config]).get(config) is None:  # nothing written yet
+        raise MlverError(f"'{name}' is a DVC experiment from before `mlver import-dvc`: applying it would put "
+                         "DVC's files back over this project's",
+                         hint=f"its params and metrics show in `mlver exp show`; to work on it, `mlver exp branch "
+                              f"{name} BRANCH` and convert that branch with `mlver import-dvc`")
     head = git.head_commit(root) or exp.baseline
     changes = git.changed_blobs(root, head, exp.commit, [])
     touched = {c.path for c in changes}
