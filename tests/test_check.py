@@ -139,6 +139,26 @@ def test_pre_push_refuses_a_failing_check_when_hooks_check_is_set(project: Path,
     assert proc.returncode != 0
 
 
+def test_pre_push_of_a_new_branch_compares_with_the_remote_default_branch(project: Path, tmp_path: Path) -> None:
+    """A repository made with `git init` + `git remote add` has no origin/HEAD: the base
+    of a new branch is still the remote's main (its merge-base), not the pushed commit
+    itself (which made every drop limit pass with a change of 0)."""
+    bare = tmp_path / "origin.git"
+    git(["init", "-q", "--bare", str(bare)], tmp_path)
+    git(["remote", "add", "origin", str(bare)], project)
+    run(["install"], project)
+    run(["config", "hooks.check", "true"], project)
+    git(["push", "-q", "-u", "origin", "main"], project)
+    assert subprocess.run(["git", "rev-parse", "-q", "--verify", "origin/HEAD"], cwd=project,
+                          capture_output=True).returncode != 0
+    git(["checkout", "-q", "-b", "feat"], project)
+    _set(project, 0.70, 30, commit="much worse")  # above min 0.5, but a drop of 0.2 > max_drop 0.01
+    proc = subprocess.run(["git", "push", "-q", "origin", "feat"], cwd=project, capture_output=True, text=True)
+    assert proc.returncode != 0 and "checks failed" in proc.stderr and "acc" in proc.stderr, proc.stderr
+    report = run_json(["check"], project, check=False)
+    assert report["base"] == git(["rev-parse", "main"], project).strip()
+
+
 def test_repro_prints_the_check_table_and_fails_only_with_check(project: Path) -> None:
     (project / "values.json").write_text(json.dumps({"acc": 0.70, "latency_ms": 30}))
     proc = run(["repro"], project)  # a failing check is reported, the run still succeeds

@@ -64,15 +64,19 @@ class ChecksMissing(MlverError):
     """A checked metric is absent or unreadable (exit 3)."""
 
 
-def default_base(repo: Repo) -> str | None:
+def default_base(repo: Repo, rev: str = "HEAD") -> str | None:
+    """``checks.base``, else the merge-base of ``rev`` with the remote's default branch:
+    ``origin/HEAD``, else (a repository made with `git init` + `git remote add`, which
+    has no ``origin/HEAD``) ``origin/main`` or ``origin/master``; else HEAD."""
     configured = repo.config.get("checks.base")
     if configured:
         return str(configured)
     root = repo.scm_root
     if root is None or not git.has_head(root):
         return None
-    if git.verify_commit(root, "origin/HEAD"):
-        return git.merge_base(root, "HEAD", "origin/HEAD") or "HEAD"
+    for default in ("origin/HEAD", "origin/main", "origin/master"):
+        if git.verify_commit(root, default):
+            return git.merge_base(root, rev, default) or "HEAD"
     return "HEAD"
 
 
@@ -118,7 +122,7 @@ def run_checks(repo: Repo, *, rev: str | None = None, base: str | None = None) -
     if not checks:
         raise MlverError(f"{PIPELINE_FILE} has no checks",
                          hint="add e.g. `checks: [{metric: eval/metrics.json:acc, min: 0.9}]` to mlver.yaml")
-    base = base or default_base(repo)
+    base = base or default_base(repo, rev or "HEAD")
     with open_history(repo) if (rev or base) else contextlib.nullcontext() as history:
         if rev is None:
             current = workspace_values(repo)
