@@ -430,3 +430,17 @@ def test_changed_tracked_input_data_is_recorded_before_the_experiment(repo: Path
     run(["queue", "start"], repo)
     ref2 = git(["for-each-ref", "--format=%(refname)", "refs/exps/*/e2"], repo).strip()
     assert json.loads(show_file(repo, ref2, "m.json")) == {"n": 8}
+
+
+def test_setting_a_key_reached_through_a_yaml_alias_is_refused(repo: Path) -> None:
+    """`eval: *defaults` shares train's mapping: `-S eval.lr=...` would change train.lr too
+    (it edited the anchor silently); refused, nothing written."""
+    text = "train: &d\n  lr: 0.1\neval: *d\n"
+    gen(repo, {"params.yaml": text, "mlver.yaml": "stages:\n  s:\n    cmd: cat params.yaml > o.txt\n"
+                                                   "    params: [train, eval]\n    outs: [o.txt]\n"})
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    proc = run(["exp", "run", "-S", "eval.lr=0.9"], repo, check=False)
+    assert proc.returncode == 2 and "YAML alias" in proc.stderr, proc.stderr
+    assert (repo / "params.yaml").read_text() == text

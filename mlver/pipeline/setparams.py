@@ -207,6 +207,13 @@ def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:
                 break
         if child is None or key_node is None:
             break
+        written = text[key_node.end_mark.index:].lstrip(" \t")
+        if written.startswith(":") and written[1:].lstrip(" \t").startswith("*"):
+            # `eval: *defaults`: the value is another key's (an alias); setting it would
+            # change that key, and every other alias of it, too
+            raise UsageError(f"cannot set '{key}': '{'.'.join(parts[:i + 1])}' is a YAML alias of another key's "
+                             "value, which would change with it",
+                             hint="write that value out in full under this key, then set it")
         if i == len(parts) - 1:
             start, end = child.start_mark.index, child.end_mark.index
             if isinstance(child, (yaml.MappingNode, yaml.SequenceNode)) and not child.flow_style:
