@@ -444,3 +444,13 @@ def test_setting_a_key_reached_through_a_yaml_alias_is_refused(repo: Path) -> No
     proc = run(["exp", "run", "-S", "eval.lr=0.9"], repo, check=False)
     assert proc.returncode == 2 and "YAML alias" in proc.stderr, proc.stderr
     assert (repo / "params.yaml").read_text() == text
+
+
+def test_exp_diff_of_a_name_two_baselines_share_says_it_is_ambiguous(project: Path) -> None:
+    run(["exp", "run", "-q", "-S", "train.lr=0.2", "-n", "twin"], project)
+    git(["commit", "-q", "-am", "next baseline"], project)
+    run(["exp", "run", "-q", "-S", "train.lr=0.3", "-n", "twin"], project)
+    git(["commit", "-q", "--allow-empty", "-m", "a third"], project)  # HEAD is neither baseline
+    for args in (["exp", "diff", "twin", "HEAD"], ["exp", "apply", "twin"]):
+        proc = run(args, project, check=False)
+        assert proc.returncode == 2 and "is ambiguous" in proc.stderr, (args, proc.stderr)

@@ -354,6 +354,8 @@ def resolve_rev(root: str, name: str) -> str:
     """An experiment name (a queued one: its snapshot), or any Git revision -> a commit id."""
     try:
         return find(root, name).commit
+    except UsageError:  # an ambiguous name: say so (not "no such experiment")
+        raise
     except MlverError:
         sha = git.verify_commit(root, QUEUE + name) if git.valid_ref_name(name) else None
         sha = sha or git.verify_commit(root, name)
