@@ -426,10 +426,15 @@ def test_changed_tracked_input_data_is_recorded_before_the_experiment(repo: Path
     assert digest in lock  # pointer and lock name the same data
     assert run(["repro", "--verify", "--rev", ref], repo).returncode == 0
     gen(repo, {"data/raw.csv": "1,2,3,4\n"})
+    pointer_before = (repo / "data/raw.csv.mlver").read_bytes()
     run(["exp", "run", "--queue", "-q", "-n", "e2", "-S", "k=2"], repo)
     run(["queue", "start"], repo)
     ref2 = git(["for-each-ref", "--format=%(refname)", "refs/exps/*/e2"], repo).strip()
     assert json.loads(show_file(repo, ref2, "m.json")) == {"n": 8}
+    assert (repo / "data/raw.csv.mlver").read_bytes() == pointer_before  # a queued run leaves the workspace be
+    digest2 = show_file(repo, ref2, "data/raw.csv.mlver").split("digest: ")[1].split()[0]
+    assert digest2 in show_file(repo, ref2, "mlver.lock")
+    assert run(["repro", "--verify", "--rev", ref2], repo).returncode == 0
 
 
 def test_setting_a_key_reached_through_a_yaml_alias_is_refused(repo: Path) -> None:

@@ -13,7 +13,7 @@ from mlver.hashing import algo_of
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.gitignore import gitignore_add
-from mlver.workspace import pipeline_files, select_outputs, store_output
+from mlver.workspace import Output, pipeline_files, select_outputs, store_output
 
 
 @dataclass
@@ -102,6 +102,12 @@ def record_changed_inputs(repo: Repo, progress: Progress = NO_PROGRESS) -> list[
     first (stored in the cache, its pointer rewritten), so the lock never names input
     bytes nothing stores, an experiment names the data it ran on, a queued one runs on
     it, and `push` / `exp push` can send it. Returns the mlver files rewritten."""
+    changed = [o.path for o in changed_inputs(repo)]
+    return commit(repo, changed, progress=progress).files if changed else []
+
+
+def changed_inputs(repo: Repo) -> list[Output]:
+    """The pointer outputs a stage depends on whose workspace data differs from them."""
     from mlver.pipeline.graph import overlaps
     from mlver.workspace import has_pipeline, output_state
 
@@ -110,6 +116,21 @@ def record_changed_inputs(repo: Repo, progress: Progress = NO_PROGRESS) -> list[
     from mlver.pipeline.plan import load_pipeline
 
     deps = {d.path for s in load_pipeline(repo).stages for d in s.deps}
-    changed = [o.path for o in all_outputs(repo) if o.stage is None and any(overlaps(o.path, d) for d in deps)
-               and output_state(repo, o).state == "modified"]
-    return commit(repo, changed, progress=progress).files if changed else []
+    return [o for o in all_outputs(repo) if o.stage is None and any(overlaps(o.path, d) for d in deps)
+            and output_state(repo, o).state == "modified"]
+
+
+def stored_input_pointers(repo: Repo, progress: Progress = NO_PROGRESS) -> dict[str, str]:
+    """For a queued or --temp experiment, which leaves the workspace alone: the changed
+    inputs (``changed_inputs``) stored in the cache, and the text of their pointers as
+    they would be rewritten (repo-relative pointer file -> text), for the snapshot."""
+    from mlver.pointer import Pointer, read_pointer
+
+    texts: dict[str, str] = {}
+    for o in changed_inputs(repo):
+        assert o.pointer_file is not None
+        old = read_pointer(repo.abs(o.pointer_file), o.pointer_file)
+        stored = store_output(repo, o.path, progress=progress, algo=algo_of(old.digest))
+        texts[o.pointer_file] = replace(old, kind=stored.kind, digest=stored.digest, size=stored.size,
+                                        files=stored.files).dumps()
+    return texts

@@ -29,7 +29,7 @@ from mlver.errors import MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.ops.experiments import (QUEUE, SHORT, baseline_of, exp_ref, message_for, new_name, params_confine,
                                    snapshot_paths)
-from mlver.ops.commit import record_changed_inputs
+from mlver.ops.commit import stored_input_pointers
 from mlver.pipeline.setparams import Override, grid, render_overrides
 from mlver.ops.verify import scratch_config
 from mlver.repo import Repo
@@ -185,16 +185,14 @@ def enqueue(repo: Repo, overrides: list[Override], *, name: str | None = None, m
     root = repo.require_scm("exp run --queue")
     baseline = baseline_of(root)
     combos = grid(overrides)
-    for combo in combos:  # every combination is checked before anything is queued or recorded
-        render_overrides(repo.root, combo, set_new=set_new, confine=params_confine(repo))
-    record_changed_inputs(repo)  # the snapshot then holds the pointer of the data it runs on
+    inputs = stored_input_pointers(repo)  # changed input data, stored: the snapshot names it (workspace untouched)
     paths = snapshot_paths(repo, root)
     prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
     planned = []
     for combo in combos:  # every combination is checked before anything is queued
         texts = render_overrides(repo.root, combo, set_new=set_new, confine=params_confine(repo))
         planned.append((combo, {(rel if prefix == "." else f"{prefix}/{rel}"): t.encode("utf-8")
-                                for rel, t in texts.items()}))
+                                for rel, t in {**inputs, **texts}.items()}))
     taken_names: set[str] = set()
     entries = []
     for i, (combo, contents) in enumerate(planned):
