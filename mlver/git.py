@@ -596,6 +596,11 @@ def list_refs(root: str, prefix: str) -> list[tuple[str, str]]:
     return [(parts[0], parts[1]) for parts in (line.rsplit(" ", 1) for line in out.splitlines()) if len(parts) == 2]
 
 
+def remote_names(root: str) -> list[str]:
+    """The Git remotes this clone knows (``git remote``)."""
+    return run(root, "remote", check=False).stdout.decode().split()
+
+
 def remote_refs(root: str, remote: str, pattern: str) -> list[tuple[str, str]]:
     """(ref, commit) of the refs matching ``pattern`` on a Git remote (name or URL)."""
     proc = run(root, "ls-remote", remote, pattern, check=False)

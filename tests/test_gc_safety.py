@@ -417,3 +417,21 @@ def test_a_malformed_pointer_in_history_is_skipped_with_a_warning(repo: Path, tm
     run(["remote", "add", "-d", "store", str(tmp_path / "store")], repo)
     proc = run(["push", "-A"], repo)
     assert "skipped a commit's record" in proc.stderr and "2 object(s) pushed" in proc.stderr + proc.stdout
+
+
+def test_gc_cloud_stops_when_a_git_remote_cannot_be_asked_for_shared_experiments(repo: Path, tmp_path: Path) -> None:
+    """gc --cloud must know the experiments teammates shared on each Git remote: one it
+    cannot reach stops it with one line naming it, and nothing is deleted."""
+    store = tmp_path / "store"
+    run(["remote", "add", "-d", "store", str(store)], repo)
+    gen(repo, {"a.txt": "1\n"})
+    run(["add", "a.txt"], repo)
+    run(["push"], repo)
+    gen(repo, {"a.txt": "2\n"})
+    run(["add", "a.txt"], repo)  # version 1 is now unreferenced: gc would take it
+    run(["config", "gc.grace", "0"], repo)
+    git(["remote", "add", "origin", str(tmp_path / "no-such-origin.git")], repo)
+    before = sorted(p for p in store.rglob("*") if p.is_file())
+    proc = run(["gc", "--cloud", "-f", "--workspace", "--all-experiments"], repo, check=False)
+    assert proc.returncode == 3 and "'origin'" in proc.stderr and "experiments" in proc.stderr, proc.stderr
+    assert sorted(p for p in store.rglob("*") if p.is_file()) == before

@@ -124,7 +124,7 @@ def stored_input_pointers(repo: Repo, progress: Progress = NO_PROGRESS) -> dict[
     """For a queued or --temp experiment, which leaves the workspace alone: the changed
     inputs (``changed_inputs``) stored in the cache, and the text of their pointers as
     they would be rewritten (repo-relative pointer file -> text), for the snapshot."""
-    from mlver.pointer import Pointer, read_pointer
+    from mlver.pointer import read_pointer
 
     texts: dict[str, str] = {}
     for o in changed_inputs(repo):

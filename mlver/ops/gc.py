@@ -222,15 +222,15 @@ def sharing_projects(repo: Repo) -> list[Repo]:
                              "any more: gc cannot see what it references",
                              hint=f"if it moved, run `mlver checkout` there so it records "
                                   f"its new place; if it is gone, remove {entry}; then run gc again")
+        other = Repo(root)
         try:
-            candidate = Repo(root)
-            other = candidate if os.path.realpath(candidate.cache_dir) == os.path.realpath(repo.cache_dir) else None
+            same = os.path.realpath(other.cache_dir) == os.path.realpath(repo.cache_dir)
         except MlverError:  # its config cannot be read: keep to the safe side
             raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root}, whose config "
                              "cannot be read: gc would not know what it references",
                              hint=f"fix its config, or if that project is gone, remove {entry}") from None
-        if other is None:
-            unlink_quiet(entry)  # gone, or no longer sharing this cache
+        if not same:
+            unlink_quiet(entry)  # it uses another cache now
             continue
         found.append(other)
     return found
@@ -247,9 +247,8 @@ def fetch_teammates_experiments(repo: Repo) -> list[str]:
     if root is None:
         return []
     fetched: list[str] = []
-    names = git.run(root, "remote", check=False).stdout.decode().split()
     have = dict(git.list_refs(root, "refs/exps/"))
-    for name in names:
+    for name in git.remote_names(root):
         try:
             theirs = git.remote_refs(root, name, "refs/exps/*")
         except MlverError as e:
