@@ -522,9 +522,14 @@ class Stored:
 
 
 def store_output(repo: Repo, rel: str, *, progress: Progress = NO_PROGRESS, algo: str = DEFAULT_ALGO) -> Stored:
-    """Hash (with ``algo``) and store the workspace data at ``rel`` (file or folder) in the cache."""
+    """Hash (with ``algo``) and store the workspace data at ``rel`` (file or folder) in the
+    cache. A symbolic link there is refused (its target is not this output's data, and
+    may be outside the repository), except one into the cache that checkout made."""
     path = repo.abs(rel)
     cache = repo.cache
+    if os.path.islink(path) and not os.path.realpath(path).startswith(repo.cache_dir + os.sep):
+        raise PathError(rel, "is a symbolic link; mlver tracks files and folders, not links",
+                        hint="replace the link with the data itself, then run the command again")
     if os.path.isdir(path) and not os.path.islink(path):
         entries = scan_dir(repo, rel)
         rows = stat_rows(entries)

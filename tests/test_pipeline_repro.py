@@ -543,3 +543,18 @@ def test_repro_records_changed_tracked_input_data_first(repo: Path) -> None:
     assert digest in (repo / "mlver.lock").read_text()
     assert (repo / ".mlver/cache/files/xxh3-128" / digest[:2] / digest[2:]).exists()
     assert run_json(["status"], repo)["clean"]
+
+
+def test_repro_refuses_a_tracked_input_replaced_by_a_link_out_of_the_repository(repo: Path, tmp_path: Path) -> None:
+    gen(repo, {"data/in.txt": "hello\n", "mlver.yaml": "stages:\n  s:\n    cmd: cat data/in.txt > out.txt\n"
+                                                        "    deps: [data/in.txt]\n    outs: [out.txt]\n"})
+    run(["add", "data/in.txt"], repo)
+    run(["repro"], repo)
+    pointer = (repo / "data/in.txt.mlver").read_text()
+    (tmp_path / "outside.txt").write_text("outside\n")
+    (repo / "data/in.txt").unlink()
+    (repo / "data/in.txt").symlink_to(tmp_path / "outside.txt")
+    for args in (["repro"], ["commit", "data/in.txt"]):
+        proc = run(args, repo, check=False)
+        assert proc.returncode == 3 and "is a symbolic link" in proc.stderr, proc.stderr
+    assert (repo / "data/in.txt.mlver").read_text() == pointer and (repo / "out.txt").read_text() == "hello\n"
