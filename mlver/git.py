@@ -516,13 +516,16 @@ def clone(url: str, dest: str, *, shallow: bool) -> None:
 
 
 def clone_error(url: str, proc: subprocess.CompletedProcess[bytes]) -> GitError:
-    """The one line saying why ``git clone`` failed: git's first ``fatal:`` line (the
+    return GitError(f"cannot clone '{url}': {failure(proc)}")
+
+
+def failure(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """The one line saying why a git command failed: its first ``fatal:`` line (the
     cause; the lines after it are advice such as "Please make sure you have the correct
     access rights"), else its last line."""
     lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").strip().splitlines() if ln.strip()]
     fatal = [ln[len("fatal:"):].strip() for ln in lines if ln.startswith("fatal:")]
-    why = fatal[0] if fatal else lines[-1] if lines else f"exit {proc.returncode}"
-    return GitError(f"cannot clone '{url}': {why}")
+    return fatal[0] if fatal else lines[-1] if lines else f"exit {proc.returncode}"
 
 
 # --- experiments: commits built on a temporary index, refs under refs/exps/ ---------------
@@ -605,8 +608,7 @@ def remote_refs(root: str, remote: str, pattern: str) -> list[tuple[str, str]]:
     """(ref, commit) of the refs matching ``pattern`` on a Git remote (name or URL)."""
     proc = run(root, "ls-remote", remote, pattern, check=False)
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise GitError(f"cannot list refs of Git remote '{remote}': {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+        raise GitError(f"cannot list refs of Git remote '{remote}': {failure(proc)}")
     out = []
     for line in proc.stdout.decode("utf-8", "replace").splitlines():
         sha, _, ref = line.partition("\t")
@@ -618,15 +620,13 @@ def remote_refs(root: str, remote: str, pattern: str) -> list[tuple[str, str]]:
 def push_refs(root: str, remote: str, refspecs: list[str]) -> None:
     proc = run(root, "-c", "core.hooksPath=/dev/null", "push", "-q", remote, *refspecs, check=False)
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise GitError(f"git push to '{remote}' failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+        raise GitError(f"git push to '{remote}' failed: {failure(proc)}")
 
 
 def fetch_refs(root: str, remote: str, refspecs: list[str]) -> None:
     proc = run(root, "fetch", "-q", remote, *refspecs, check=False)
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise GitError(f"git fetch from '{remote}' failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+        raise GitError(f"git fetch from '{remote}' failed: {failure(proc)}")
 
 
 def restore_files(root: str, source: str, paths: list[str]) -> None:

@@ -374,6 +374,7 @@ def test_a_cache_shared_by_clones_keeps_what_each_clone_references(tmp_path: Pat
     b.rename(moved)
     proc = run(["gc", "-f", "-A"], a, check=False)
     assert proc.returncode == 3 and "not there any more" in proc.stderr and str(b) in proc.stderr, proc.stderr
+    assert f"remove {shared / 'projects'}" in proc.stderr  # the way out names the entry
     run(["checkout"], moved)  # a writing command there records its new place
     [old_entry] = [p for p in (shared / "projects").iterdir()
                    if json.loads(p.read_text())["root"] == str(b)]
@@ -434,4 +435,5 @@ def test_gc_cloud_stops_when_a_git_remote_cannot_be_asked_for_shared_experiments
     before = sorted(p for p in store.rglob("*") if p.is_file())
     proc = run(["gc", "--cloud", "-f", "--workspace", "--all-experiments"], repo, check=False)
     assert proc.returncode == 3 and "'origin'" in proc.stderr and "experiments" in proc.stderr, proc.stderr
+    assert "does not appear to be a git repository" in proc.stderr  # git's cause, not its advice
     assert sorted(p for p in store.rglob("*") if p.is_file()) == before

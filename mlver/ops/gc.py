@@ -220,8 +220,8 @@ def sharing_projects(repo: Repo) -> list[Repo]:
         if not os.path.isdir(os.path.join(root, MLVER_DIR)):
             raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root}, which is not there "
                              "any more: gc cannot see what it references",
-                             hint=f"if it moved, run `mlver checkout` there so it records "
-                                  f"its new place; if it is gone, remove {entry}; then run gc again")
+                             hint=f"remove {entry}, then run gc again (if the project moved, first run "
+                                  "`mlver checkout` in its new place, which records it there)")
         other = Repo(root)
         try:
             same = os.path.realpath(other.cache_dir) == os.path.realpath(repo.cache_dir)
