@@ -51,6 +51,12 @@ class Repo:
                 if check_config:
                     repo.config  # noqa: B018
                 return repo
+            if os.path.lexists(os.path.join(d, ".git")):
+                # The Git repository around ``start`` is the boundary: a clone or `git init`
+                # inside a project is its own repository, not a folder of the outer project.
+                raise NotARepoError(f"not inside an mlver project: the Git repository {d} has no {MLVER_DIR}/",
+                                    hint="run `mlver init` there (a Git repository inside another "
+                                         "project is a project of its own)")
             parent = os.path.dirname(d)
             if parent == d:
                 raise NotARepoError("not inside an mlver project", hint="run `mlver init` at the top of your Git repository")

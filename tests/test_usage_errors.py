@@ -141,6 +141,32 @@ def test_command_outside_an_mlver_project_exits_3_with_hint(tmp_path: Path, args
     assert any("mlver init" in line for line in lines[1:]), lines
 
 
+def test_a_git_repository_nested_in_a_project_is_not_that_project(tmp_path: Path) -> None:
+    """A `git clone` or `git init` made inside a project by mistake: mlver must not walk past
+    that repository's top level and work on (edit, run, push) the enclosing project."""
+    git(["init", "-q"], tmp_path)
+    run(["init"], tmp_path)
+    (tmp_path / "params.yaml").write_text("p: 1\n")
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    git(["init", "-q"], inner)
+    (inner / "data.csv").write_text("a,b\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert "Not inside an mlver project" in run(["doctor"], inner).stdout
+    for args in (["status"], ["add", "data.csv"], ["exp", "run", "-S", "p=7"], ["push"]):
+        lines = _assert_error(run(args, inner, check=False), 3, contains="not inside an mlver project")
+        assert str(inner) in lines[0], lines
+        assert any("mlver init" in line for line in lines[1:]), lines
+    assert (tmp_path / "params.yaml").read_text() == "p: 1\n"
+    assert not (inner / "data.csv.mlver").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # once initialised there, it is a project of its own; the outer one keeps working
+    run(["init"], inner)
+    run(["add", "data.csv"], inner)
+    assert (inner / "data.csv.mlver").is_file()
+    assert run(["status"], tmp_path).returncode == 0
+
+
 def test_init_outside_git_refuses_with_hint(tmp_path: Path) -> None:
     lines = _assert_error(run(["init"], tmp_path, check=False), 3, contains="not inside a Git repository")
     assert any("git init" in line and "--no-scm" in line for line in lines[1:]), lines
