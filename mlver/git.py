@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from mlver.errors import GitError
+from mlver.errors import GitError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import git as gitpython
@@ -145,16 +145,40 @@ def resolve(repo: "gitpython.Repo", rev: str) -> str:
 
 
 def experiment_commit(root: str, name: str) -> str | None:
-    """The commit of the experiment ``name`` (``refs/exps/<baseline>/NAME``, or DVC's
-    ``refs/exps/ab/cdef.../NAME``) when exactly one has that name: every command that
-    takes a revision takes an experiment's name, as in DVC. Git's own names come first."""
-    if not name or "/" in name or name.startswith("-") or not valid_ref_name(name):
+    """The commit of the experiment ``name``: every command that takes a revision takes an
+    experiment's name, as in DVC (Git's own names come first). ``NAME`` or ``BASE/NAME``
+    (BASE a revision or a prefix of the baseline's commit id) over mlver's
+    ``refs/exps/<baseline[:7]>/NAME`` and DVC's ``refs/exps/ab/cdef.../NAME``. One name on
+    several baselines means the one of HEAD, else it is ambiguous (a ``UsageError``). This
+    is the one home of that rule (``exp`` subcommands use it too); None when nothing matches."""
+    base, _, short = name.rpartition("/")
+    if not short or name.startswith("-") or short == "queue" or not valid_ref_name(short):
         return None
     proc = run(root, "for-each-ref", "--format=%(objectname) %(refname)",
-               f"refs/exps/*/{name}", f"refs/exps/*/*/{name}", check=False)
-    found = {line.split()[0] for line in proc.stdout.decode().splitlines()
-             if line.strip() and not line.split()[1].startswith("refs/exps/queue/")}
-    return found.pop() if len(found) == 1 else None
+               f"refs/exps/*/{short}", f"refs/exps/*/*/{short}", check=False)
+    hits: dict[str, str] = {}  # commit -> the baseline prefix its ref names
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        sha, _, ref = line.partition(" ")
+        baseline = ref[len("refs/exps/"):-len(short) - 1].replace("/", "")
+        if ref.startswith("refs/exps/queue/") or not baseline or not _is_hex(baseline):
+            continue
+        hits.setdefault(sha, baseline)
+    if base:
+        full = _git_commit(root, base)
+        want = full or base.lower()
+        hits = {sha: b for sha, b in hits.items() if want.startswith(b) or b.startswith(want)}
+    if len(hits) > 1:
+        head = head_commit(root) or ""
+        mine = [sha for sha, b in hits.items() if head.startswith(b)]
+        if len(mine) == 1:
+            return mine[0]
+        raise UsageError(f"experiment name '{name}' is ambiguous", hint="name it with its baseline: "
+                         + ", ".join(sorted(f"{b[:7]}/{short}" for b in hits.values())))
+    return next(iter(hits), None)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 # --- hooks: paths, the index and blob reads through the git binary -------------------
@@ -219,11 +243,16 @@ def git_path(root: str, name: str) -> str:
 
 
 def verify_commit(root: str, rev: str) -> str | None:
-    """The commit ``rev`` names, or None when it names none."""
+    """The commit ``rev`` names (a Git revision or an experiment), or None when it names none."""
+    return _git_commit(root, rev) or experiment_commit(root, rev)
+
+
+def _git_commit(root: str, rev: str) -> str | None:
+    """The commit a Git revision names, or None."""
+    if rev.startswith("-"):
+        return None
     proc = run(root, "rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
-    if proc.returncode != 0:
-        return experiment_commit(root, rev)
-    return proc.stdout.decode().strip() or None
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
 def merge_base(root: str, a: str, b: str) -> str | None:

@@ -459,3 +459,34 @@ def test_exp_diff_of_a_name_two_baselines_share_says_it_is_ambiguous(project: Pa
     for args in (["exp", "diff", "twin", "HEAD"], ["exp", "apply", "twin"]):
         proc = run(args, project, check=False)
         assert proc.returncode == 2 and "is ambiguous" in proc.stderr, (args, proc.stderr)
+
+
+def new_acc(root: Path, rev: str) -> float:
+    """acc at ``rev``, read from `metrics diff REV HEAD` (HEAD's metrics are the baseline's)."""
+    doc = run_json(["metrics", "diff", "--all", rev, "HEAD"], root)
+    return doc["changes"]["metrics.json"]["acc"]["old"]
+
+
+def test_a_name_two_baselines_share_is_ambiguous_everywhere_a_revision_is_taken(project: Path) -> None:
+    """Outside `exp` too (metrics, get/checkout --rev) the name is refused as ambiguous rather
+    than 'unknown revision'; BASE/NAME picks one, and on a baseline the bare name is HEAD's."""
+    first = git(["rev-parse", "HEAD"], project).strip()
+    run(["exp", "run", "-q", "-S", "train.lr=0.2", "-n", "twin"], project)
+    git(["commit", "-q", "--allow-empty", "-m", "next baseline"], project)
+    second = git(["rev-parse", "HEAD"], project).strip()
+    run(["exp", "run", "-q", "-S", "train.lr=0.3", "-n", "twin"], project)
+    # on the second baseline, the bare name is its experiment
+    assert new_acc(project, "twin") == acc(0.3)
+    git(["commit", "-q", "--allow-empty", "-m", "a third"], project)  # HEAD is neither baseline
+    for args in (["metrics", "diff", "twin", "HEAD"], ["params", "diff", "twin"],
+                 ["get", "model.bin", "--rev", "twin", "-o", "m.bin"],
+                 ["checkout", "--rev", "twin", "model.bin"]):
+        proc = run(args, project, check=False)
+        assert proc.returncode == 2 and "is ambiguous" in proc.stderr, (args, proc.stderr)
+        assert f"{first[:7]}/twin" in proc.stderr and f"{second[:7]}/twin" in proc.stderr
+    assert not (project / "m.bin").exists()
+    for base, lr in ((first[:7], 0.2), (second[:9], 0.3), ("HEAD~1", 0.3)):
+        assert new_acc(project, f"{base}/twin") == acc(lr), base
+    run(["get", "model.bin", "--rev", f"{first[:7]}/twin", "-o", "m.bin"], project)
+    assert (project / "m.bin").read_text() == "model lr=0.2 epochs=4\n"
+    assert run(["exp", "diff", f"{first[:7]}/twin", f"{second[:7]}/twin"], project).returncode == 0

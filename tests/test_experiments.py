@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import gen, git, run, run_json
 
 TRAIN = """\
@@ -154,6 +155,42 @@ def test_checkout_rev_and_get_rev_of_an_old_version(history: tuple[Path, list[st
     run(["checkout", "--rev", "v1", "train"], root)
     assert (root / "model.bin").read_text() == "model lr=0.1 epochs=4\n"
     assert git(["rev-parse", "HEAD"], root).strip() == shas[-1]
+
+
+def test_checkout_rev_of_one_stage_output_changes_only_its_stages_record(repo: Path) -> None:
+    """`checkout --rev OLD a.txt` brings a.txt's recorded version back and records how it
+    was made (stage a's deps at OLD), so `status` says stage a changed; the other stage's
+    record, the other output of stage a, and their files stay as they are."""
+    gen(repo, {"k": "1", "mlver.yaml": "stages:\n  a:\n    cmd: cat k k > a.txt; cat k > a2.txt\n    deps: [k]\n"
+                                         "    outs: [a.txt, a2.txt]\n"
+                                         "  b:\n    cmd: cat k k k > b.txt\n    deps: [k]\n    outs: [b.txt]\n"})
+    run(["repro"], repo)
+    old = commit_all(repo, "v1")
+    gen(repo, {"k": "2"})
+    run(["repro"], repo)
+    commit_all(repo, "v2")
+    lock_before = yaml.safe_load((repo / "mlver.lock").read_text())
+    lock_old = yaml.safe_load(git(["show", f"{old}:mlver.lock"], repo))
+    run(["checkout", "--rev", old[:7], "a.txt"], repo)
+    assert (repo / "a.txt").read_text() == "11"
+    assert (repo / "a2.txt").read_text() == "2" and (repo / "b.txt").read_text() == "222"
+    lock = yaml.safe_load((repo / "mlver.lock").read_text())
+    assert lock["stages"]["b"] == lock_before["stages"]["b"]
+    assert lock["stages"]["a"]["deps"] == lock_old["stages"]["a"]["deps"]
+    outs = {o["path"]: o for o in lock["stages"]["a"]["outs"]}
+    assert outs["a.txt"] == {o["path"]: o for o in lock_old["stages"]["a"]["outs"]}["a.txt"]
+    assert outs["a2.txt"] == {o["path"]: o for o in lock_before["stages"]["a"]["outs"]}["a2.txt"]
+    stages = {s["name"]: s["changed"] for s in run_json(["status"], repo)["stages"]}
+    assert stages == {"a": True, "b": False}
+    run(["checkout"], repo)  # the outputs not asked for stay
+    assert (repo / "a2.txt").read_text() == "2" and (repo / "a.txt").read_text() == "11"
+    run(["repro"], repo)  # makes stage a current again
+    assert (repo / "a.txt").read_text() == "22"
+    assert yaml.safe_load((repo / "mlver.lock").read_text()) == lock_before
+    # a stage's name brings all its outputs of that revision
+    run(["checkout", "--rev", old, "a"], repo)
+    assert (repo / "a.txt").read_text() == "11" and (repo / "a2.txt").read_text() == "1"
+    assert yaml.safe_load((repo / "mlver.lock").read_text())["stages"]["a"] == lock_old["stages"]["a"]
 
 
 def test_get_a_folder_and_a_file_inside_it(repo: Path) -> None:

@@ -100,23 +100,21 @@ def auto_name(seed: str, taken: set[str]) -> str:
 
 
 def find(root: str, name: str) -> Experiment:
-    """The experiment ``name`` means: its name, ``BASELINE/NAME``, its ref, or a prefix of
-    its commit id. Several experiments of one name: the one of HEAD, else an error."""
+    """The experiment ``name`` means: its ref, its name or ``BASELINE/NAME`` (the rule of
+    ``git.experiment_commit``: several of one name mean the one of HEAD, else an error), or
+    a prefix of its commit id."""
     exps = list_experiments(root)
-    ref = name if name.startswith(EXPS) else None
-    hits = [e for e in exps if e.ref == ref] if ref else [e for e in exps if e.name == name]
-    if not hits and "/" in name:
-        base, _, short = name.rpartition("/")
-        hits = [e for e in exps if e.name == short and e.baseline.startswith(base)]
+    if name.startswith(EXPS):
+        hits = [e for e in exps if e.ref == name]
+    else:
+        commit = git.experiment_commit(root, name)
+        short = name.rpartition("/")[2]
+        hits = [e for e in exps if e.commit == commit and e.name == short] if commit else []
     if not hits and re.fullmatch(r"[0-9a-f]{4,40}", name):
         hits = [e for e in exps if e.commit.startswith(name)]
-    if len(hits) > 1:
-        head = git.head_commit(root)
-        mine = [e for e in hits if e.baseline == head]
-        if len(mine) == 1:
-            return mine[0]
-        raise UsageError(f"experiment name '{name}' is ambiguous",
-                         hint="name it with its baseline: " + ", ".join(f"{e.baseline[:SHORT]}/{e.name}" for e in hits))
+        if len({e.commit for e in hits}) > 1:
+            raise UsageError(f"experiment id '{name}' is ambiguous",
+                             hint="give more of it: " + ", ".join(sorted(e.commit[:12] for e in hits)))
     if not hits:
         raise MlverError(f"no experiment named '{name}'", hint="`mlver exp list` names them")
     return hits[0]
