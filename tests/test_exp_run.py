@@ -451,6 +451,23 @@ def test_setting_a_key_reached_through_a_yaml_alias_is_refused(repo: Path) -> No
     assert (repo / "params.yaml").read_text() == text
 
 
+def test_setting_a_key_that_holds_an_anchor_others_alias_is_refused(repo: Path) -> None:
+    """`train: &d` aliased by `eval: *d`: `-S train.lr=...` would change eval.lr too (it did,
+    silently); refused, nothing written. An anchor nothing aliases is set as usual."""
+    text = "train: &d\n  lr: 0.1\n  bs: &b 8\neval: *d\nbatch: *b\nlone: &l\n  x: 1\n"
+    gen(repo, {"params.yaml": text, "mlver.yaml": "stages:\n  s:\n    cmd: cat params.yaml > o.txt\n"
+                                                   "    params: [train, eval, lone]\n    outs: [o.txt]\n"})
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    for key in ("train.lr=0.9", "train.bs=16", "batch=4"):
+        proc = run(["exp", "run", "-S", key], repo, check=False)
+        assert proc.returncode == 2 and "YAML a" in proc.stderr, (key, proc.stderr)
+        assert (repo / "params.yaml").read_text() == text
+    run(["exp", "run", "-q", "-S", "lone.x=2"], repo)
+    assert (repo / "params.yaml").read_text() == text.replace("x: 1", "x: 2")
+
+
 def test_exp_diff_of_a_name_two_baselines_share_says_it_is_ambiguous(project: Path) -> None:
     run(["exp", "run", "-q", "-S", "train.lr=0.2", "-n", "twin"], project)
     git(["commit", "-q", "-am", "next baseline"], project)

@@ -195,6 +195,7 @@ def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:
         return text + ("" if not text or text.endswith("\n") else "\n") + _yaml_block(parts, value, 0)
     if key in _yaml_keys(node):  # a literal key with dots wins, as in lookup()
         parts = [key]
+    shared = _shared_nodes(node)
     path = node
     i = 0
     while i < len(parts):
@@ -214,6 +215,8 @@ def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:
             raise UsageError(f"cannot set '{key}': '{'.'.join(parts[:i + 1])}' is a YAML alias of another key's "
                              "value, which would change with it",
                              hint="write that value out in full under this key, then set it")
+        if id(child) in shared:
+            raise _anchored(key, parts[:i + 1])
         if i == len(parts) - 1:
             start, end = child.start_mark.index, child.end_mark.index
             if isinstance(child, (yaml.MappingNode, yaml.SequenceNode)) and not child.flow_style:
@@ -225,6 +228,8 @@ def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:
         path = child
         i += 1
     # a new key below the deepest mapping that exists
+    if id(path) in shared:  # pragma: no cover - the loop refused it on the way down
+        raise _anchored(key, parts[:i])
     if not isinstance(path, yaml.MappingNode) or path.flow_style or not path.value:
         return _redump_yaml(text, key, value)
     indent = path.value[0][0].start_mark.column
@@ -236,6 +241,32 @@ def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:
     at = len(text) if nl < 0 else nl + 1
     head = "" if nl >= 0 else "\n"
     return text[:at] + head + _yaml_block(parts[i:], value, indent) + text[at:]
+
+
+def _shared_nodes(root: Any) -> set[int]:
+    """The nodes reached more than once: a value with an anchor (``&d``) that aliases
+    (``*d``) repeat. Editing its text changes every key that aliases it."""
+    import yaml
+
+    seen: set[int] = set()
+    shared: set[int] = set()
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            shared.add(id(n))
+            continue
+        seen.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            stack.extend(v for pair in n.value for v in pair)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return shared
+
+
+def _anchored(key: str, parts: list[str]) -> UsageError:
+    return UsageError(f"cannot set '{key}': '{'.'.join(parts)}' holds a YAML anchor that other keys alias, "
+                      "which would change with it", hint="write the value out in full under each key that aliases it, then set it")
 
 
 def _yaml_keys(node: Any) -> set[str]:
