@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -507,3 +508,29 @@ def test_a_name_two_baselines_share_is_ambiguous_everywhere_a_revision_is_taken(
     run(["get", "model.bin", "--rev", f"{first[:7]}/twin", "-o", "m.bin"], project)
     assert (project / "m.bin").read_text() == "model lr=0.2 epochs=4\n"
     assert run(["exp", "diff", f"{first[:7]}/twin", f"{second[:7]}/twin"], project).returncode == 0
+
+
+def test_a_deleted_data_dependency_stops_repro_and_every_kind_of_exp_run(repo: Path) -> None:
+    """Tracked input data deleted from the workspace: `repro` refuses, and so do `exp run`,
+    `--temp` and `--queue` (they ran quietly on the recorded version); the hint names the
+    way back: `checkout` when the cache has it, `pull` when it does not."""
+    gen(repo, {"raw.csv": "1,2\n", "params.yaml": "x: 1\n",
+               "mlver.yaml": "stages:\n  s:\n    cmd: wc -c raw.csv > o.txt\n    deps: [raw.csv]\n"
+                             "    params: [x]\n    outs: [o.txt]\n"})
+    run(["add", "raw.csv"], repo)
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    (repo / "raw.csv").unlink()
+    refs = git(["for-each-ref", "refs/exps/"], repo)
+    for args in (["repro"], ["exp", "run", "-S", "x=2"], ["exp", "run", "--temp", "-S", "x=3"],
+                 ["exp", "run", "--queue", "-S", "x=4"]):
+        proc = run(args, repo, check=False)
+        assert proc.returncode == 3, (args, proc.stderr)
+        assert "raw.csv: is a dependency of stage 's' and does not exist" in proc.stderr
+        assert "`mlver checkout raw.csv`" in proc.stderr
+    assert git(["for-each-ref", "refs/exps/"], repo) == refs  # nothing saved, nothing queued
+    assert (repo / "params.yaml").read_text() == "x: 1\n"
+    shutil.rmtree(repo / ".mlver" / "cache")
+    proc = run(["repro"], repo, check=False)
+    assert proc.returncode == 3 and "`mlver pull raw.csv`" in proc.stderr

@@ -120,12 +120,37 @@ def changed_inputs(repo: Repo) -> list[Output]:
             and output_state(repo, o).state == "modified"]
 
 
+def missing_inputs(repo: Repo) -> list[tuple[str, str]]:
+    """(stage, dep) for each dependency on tracked data (a pointer's) that is gone from the
+    workspace: deleted, as `repro` would find it."""
+    from mlver.pipeline.graph import overlaps
+    from mlver.workspace import has_pipeline
+
+    if not has_pipeline(repo):
+        return []
+    from mlver.pipeline.plan import load_pipeline
+
+    tracked = [o.path for o in all_outputs(repo) if o.stage is None]
+    return [(s.name, d.path) for s in load_pipeline(repo).stages if not s.frozen for d in s.deps
+            if any(overlaps(t, d.path) for t in tracked) and not os.path.lexists(repo.abs(d.path))]
+
+
+def refuse_missing_inputs(repo: Repo) -> None:
+    """Stop, as `repro` does, when a stage's tracked input data is gone from the workspace."""
+    missing = missing_inputs(repo)
+    if missing:
+        from mlver.pipeline.run import missing_dep
+
+        raise missing_dep(repo, *missing[0])
+
+
 def stored_input_pointers(repo: Repo, progress: Progress = NO_PROGRESS) -> dict[str, str]:
     """For a queued or --temp experiment, which leaves the workspace alone: the changed
     inputs (``changed_inputs``) stored in the cache, and the text of their pointers as
     they would be rewritten (repo-relative pointer file -> text), for the snapshot."""
     from mlver.pointer import read_pointer
 
+    refuse_missing_inputs(repo)  # as `repro` here would: the snapshot must not quietly run on the recorded data
     texts: dict[str, str] = {}
     for o in changed_inputs(repo):
         assert o.pointer_file is not None

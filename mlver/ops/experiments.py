@@ -17,7 +17,7 @@ from mlver import git
 from mlver.errors import GitError, MlverError, UsageError
 from mlver.fsutil import inside_root, refuse_leaving
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE
-from mlver.ops.commit import record_changed_inputs
+from mlver.ops.commit import record_changed_inputs, refuse_missing_inputs
 from mlver.pipeline.setparams import Override, apply_overrides
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
@@ -234,6 +234,7 @@ def run_in_workspace(repo: Repo, overrides: list[Override], *, name: str | None 
     baseline = baseline_of(root)
     if name is not None:
         new_name(root, baseline, name, "")  # refuse a bad or taken name before running anything
+    refuse_missing_inputs(repo)  # before the params are written
     changed = apply_overrides(repo.root, overrides, set_new=set_new, confine=params_confine(repo))
     record_changed_inputs(repo, progress)
     if on_event is None:

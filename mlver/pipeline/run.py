@@ -247,8 +247,7 @@ class _Runner:
             return
         if check.missing_deps:
             dep = check.missing_deps[0]
-            raise PathError(dep, f"is a dependency of stage '{stage.name}' and does not exist",
-                            hint="create it, track it with `mlver pull`, or add the stage that makes it")
+            raise missing_dep(self.repo, stage.name, dep)
         if not check.changed and not self.force:
             self.result.skipped.append(stage.name)
             self.on_event(StageEvent(stage.name, "up-to-date"))
@@ -389,3 +388,18 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
     if any(f.rsplit("/", 1)[-1] == LOCK_FILE for f in runner.result.files):
         read_lock(repo)  # parse the new lock once now, so the next command finds it memoised
     return runner.result
+
+
+def missing_dep(repo: Repo, stage: str, dep: str) -> PathError:
+    """The error for a dependency that does not exist, with the way to bring it: tracked
+    data the cache holds comes back with `checkout`, other tracked data with `pull`."""
+    from mlver.ops.common import all_outputs
+
+    tracked = [o for o in all_outputs(repo) if o.stage is None and overlaps(o.path, dep)]
+    if not tracked:
+        hint = "create it, or add the stage that makes it"
+    elif all(repo.cache.has(o.digest, manifest=o.kind == "dir") for o in tracked):
+        hint = f"it is tracked and in the cache: `mlver checkout {dep}` brings it back"
+    else:
+        hint = f"it is tracked but not in the cache: `mlver pull {dep}` fetches it"
+    return PathError(dep, f"is a dependency of stage '{stage}' and does not exist", hint=hint)
