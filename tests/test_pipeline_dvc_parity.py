@@ -142,3 +142,79 @@ def test_yaml_scalars_and_subfolder_pipelines_mean_what_they_mean_to_dvc(tmp_pat
     assert (m / "o.txt").read_text() == "yes 10 12:30 0.001 on\n"
     lock = (m / "mlver.lock").read_text()
     assert "oct: 10" in lock and "lr: 0.001" in lock
+
+
+ORDER = """\
+stages:
+  a:
+    cmd: echo a >> order.log && echo a > a.txt
+    outs: [a.txt]
+  b:
+    cmd: echo b >> order.log && cat a.txt > b.txt
+    deps: [a.txt]
+    outs: [b.txt]
+  c:
+    cmd: echo c >> order.log && echo c > c.txt
+    outs: [c.txt]
+  d:
+    cmd: echo d >> order.log && cat b.txt > d.txt
+    deps: [b.txt]
+    outs: [d.txt]
+"""
+
+FROZEN = """\
+stages:
+  a:
+    cmd: echo a >> order.log && cat k > a.txt
+    deps: [k]
+    outs: [a.txt]
+  b:
+    cmd: echo b >> order.log && cat a.txt > b.txt
+    deps: [a.txt]
+    outs: [b.txt]
+  c:
+    cmd: echo c >> order.log && cat b.txt b.txt > c.txt
+    deps: [b.txt]
+    outs: [c.txt]
+"""
+
+
+def _ran(root: Path) -> list[str]:
+    log = root / "order.log"
+    ran = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return ran
+
+
+def test_stage_order_and_frozen_stages_as_dvc_runs_them(tmp_path: Path, dvc_bin: str) -> None:
+    """Each tool runs a pipeline; then, with `b` frozen and `a`'s input changed, `repro c`,
+    `repro -f c` and `repro`: the same stages run, in the same order (a frozen stage stops
+    its upstream from being reproduced for a target downstream of it)."""
+    ran: dict[str, list[list[str]]] = {}
+    for tool in ("dvc", "mlver"):
+        root = tmp_path / tool
+        root.mkdir()
+        git(["init", "-q"], root)
+        pipeline = f"{tool}.yaml" if tool == "dvc" else "mlver.yaml"
+
+        def repro(*args: str) -> list[str]:
+            if tool == "dvc":
+                _dvc(dvc_bin, ["repro", *args], root)
+            else:
+                run(["repro", *args], root)
+            return _ran(root)
+
+        if tool == "dvc":
+            _dvc(dvc_bin, ["init", "-q"], root)
+        else:
+            run(["init"], root)
+        gen(root, {pipeline: ORDER})
+        steps = [repro()]
+        gen(root, {pipeline: FROZEN, "k": "1"})
+        steps.append(repro())
+        gen(root, {pipeline: FROZEN.replace("    outs: [b.txt]\n", "    outs: [b.txt]\n    frozen: true\n"), "k": "2"})
+        steps += [repro("c"), repro("-f", "c"), repro()]
+        ran[tool] = steps
+    assert ran["mlver"] == ran["dvc"]
+    assert ran["mlver"][0] == ["a", "b", "c", "d"]
+    assert ran["mlver"][2:] == [[], ["c"], ["a"]]

@@ -83,7 +83,7 @@ def _render_event(app: App, event: Any) -> None:
     if event.action == "up-to-date":
         app.say(f"Stage '{event.stage}' is up to date")
     elif event.action == "frozen":
-        app.say(f"Stage '{event.stage}' is frozen: not run")
+        app.say(f"Stage '{event.stage}' is frozen: not run, nor are its dependencies reproduced for it")
     elif event.action == "allowed-missing":
         app.say(f"Stage '{event.stage}' not run: its missing data is recorded and stored ({_reasons(event.reasons)})")
     elif event.action == "blocked":

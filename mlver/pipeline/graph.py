@@ -3,13 +3,15 @@ A's outputs, lies inside one, or contains one. Outputs may not overlap (one path
 by two stages, or one inside another), and the graph may not have a cycle; both are
 errors naming ``mlver.yaml``, the line and the stages.
 
-Order: stdlib ``graphlib`` gives a topological order; among stages that are ready at the
-same time, the one written first in ``mlver.yaml`` goes first, so the order is stable.
+Order: stdlib ``graphlib`` gives a topological order, taken one stage at a time: of the
+stages whose upstream stages have all run, the one written first in ``mlver.yaml`` goes
+next (``a; b <- a; c`` runs a, b, c, as DVC does), so the order is stable.
 """
 
 from __future__ import annotations
 
 import graphlib
+import heapq
 from dataclasses import dataclass
 
 from mlver.errors import FormatError
@@ -32,15 +34,20 @@ class Graph:
         """(from, to) pairs in a stable order."""
         return [(u, s) for s in self.order for u in self.upstream[s]]
 
-    def closure(self, names: list[str], *, down: bool) -> set[str]:
+    def closure(self, names: list[str], *, down: bool, through_frozen: bool = True) -> set[str]:
+        """``names`` and every stage downstream (``down``) or upstream of them; without
+        ``through_frozen`` a frozen stage's upstream is not followed (as `dvc repro`: "its
+        dependencies are not going to be reproduced")."""
         nxt = self.downstream if down else self.upstream
+        frozen = set() if through_frozen else {s.name for s in self.pipeline.stages if s.frozen}
         seen: set[str] = set()
         todo = list(names)
         while todo:
             n = todo.pop()
             if n not in seen:
                 seen.add(n)
-                todo.extend(nxt[n])
+                if n not in frozen:
+                    todo.extend(nxt[n])
         return seen
 
     def stages_in_order(self, names: set[str] | None = None) -> list[Stage]:
@@ -94,9 +101,12 @@ def build_graph(pipeline: Pipeline) -> Graph:
                           line=first.line if first else None,
                           hint="a stage may not depend, directly or not, on its own outputs") from None
     order: list[str] = []
-    while sorter.is_active():
-        for name in sorted(sorter.get_ready(), key=lambda n: index[n]):
-            order.append(name)
-            sorter.done(name)
+    ready: list[int] = []
+    while sorter.is_active():  # one stage at a time: the ready one written first
+        for name in sorter.get_ready():
+            heapq.heappush(ready, index[name])
+        name = pipeline.stages[heapq.heappop(ready)].name
+        order.append(name)
+        sorter.done(name)
     return Graph(pipeline, {k: tuple(sorted(v, key=lambda n: index[n])) for k, v in upstream.items()},
                  {k: tuple(sorted(v, key=lambda n: index[n])) for k, v in downstream.items()}, tuple(order))

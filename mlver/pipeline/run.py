@@ -114,7 +114,7 @@ def _on_nothing(event: StageEvent) -> None:
 def select(graph: Graph, targets: list[str] | None, *, downstream: bool, single: bool = False) -> list[Stage]:
     """Stages in scope, in run order: the targets and what they depend on, or with
     ``downstream`` the targets and everything that depends on them, or with ``single``
-    the targets alone. A target is a stage name (a foreach/matrix name: every stage it
+    the targets alone (the stages a frozen stage depends on are not reached through it). A target is a stage name (a foreach/matrix name: every stage it
     generates) or the path of a stage output."""
     if not targets:
         return graph.stages_in_order()
@@ -130,7 +130,7 @@ def select(graph: Graph, targets: list[str] | None, *, downstream: bool, single:
             raise MlverError(f"no stage '{t}' in {PIPELINE_FILE}",
                              hint="stages: " + (", ".join(graph.pipeline.names) or "none"))
         names.extend(owners)
-    return graph.stages_in_order(set(names) if single else graph.closure(names, down=downstream))
+    return graph.stages_in_order(set(names) if single else graph.closure(names, down=downstream, through_frozen=downstream))
 
 
 def _run_cacheable(stage: Stage) -> bool:
