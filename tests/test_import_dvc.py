@@ -719,3 +719,49 @@ def test_metrics_and_plots_dvc_cached_by_default_are_staged_in_git(tmp_path: Pat
     assert run_json(["status"], proj)["clean"]
     [row] = [r for r in run_json(["exp", "show", "-n", "1"], proj)["rows"] if r["rev"] != "workspace"]
     assert row["metrics"]["m.json"]["acc"] == 0.5
+
+
+NO_DEPS = """\
+stages:
+  once:
+    cmd: echo once >> log && echo 1 > o.txt
+    outs: [o.txt]
+  every:
+    cmd: echo every >> log
+  reads_param:
+    cmd: echo reads_param ${x} >> log
+  reads_param_out:
+    cmd: echo reads_param_out ${x} >> log && echo 1 > j.txt
+    outs: [j.txt]
+  lists_param:
+    cmd: echo lists_param >> log
+    params: [x]
+"""
+
+
+def test_stages_without_dependencies_are_noted_where_dvc_and_mlver_differ(tmp_path: Path, dvc_bin: str) -> None:
+    """The real DVC decides what a second `repro` runs; import-dvc notes exactly the stages
+    mlver would treat otherwise, and mlver with the advice applied runs what DVC runs."""
+    project = tmp_path / "p"
+    project.mkdir()
+    git(["init", "-q"], project)
+    _dvc(dvc_bin, ["init", "-q"], project)
+    gen(project, {"dvc.yaml": NO_DEPS, "params.yaml": "x: 1\n", ".gitignore": "log\n"})
+    _dvc(dvc_bin, ["repro", "-q"], project)
+    (project / "log").unlink()
+    _dvc(dvc_bin, ["repro", "-q"], project)
+    dvc_again = sorted(w.split()[0] for w in (project / "log").read_text().splitlines())
+    assert dvc_again == ["every", "reads_param"]
+    (project / "log").unlink()
+    _commit(project, "dvc project")
+    doc = run_json(["import-dvc"], project)
+    notes = {u["what"]: u["todo"] for u in doc["unconverted"] if "dependencies" in u["what"]}
+    assert set(notes) == {"stage 'once' has no dependencies",
+                          "stage 'reads_param' has no dependencies and no outputs"}, notes
+    assert "always_changed: true" in notes["stage 'reads_param' has no dependencies and no outputs"]
+    text = (project / "mlver.yaml").read_text()
+    gen(project, {"mlver.yaml": text.replace("    cmd: echo reads_param ${x} >> log\n",
+                                             "    cmd: echo reads_param ${x} >> log\n    always_changed: true\n")
+                  .replace("    outs: [o.txt]\n", "    outs: [o.txt]\n    frozen: true\n")})
+    run(["repro"], project)
+    assert sorted(w.split()[0] for w in (project / "log").read_text().splitlines()) == dvc_again

@@ -279,10 +279,18 @@ def _plan_pipeline(plan: ImportPlan, rel: str, reader: Any, lock_set: set[str],
     plan.stage_files.append(target)
     plan.stages += len(pipeline.stages)
     for s in pipeline.stages:
-        if not s.deps and not s.params and not s.frozen and not s.always_changed:
+        if s.deps or s.frozen or s.always_changed or any(not p.interpolated for p in s.params):
+            continue
+        where = f"{rel}:{s.line}" if s.line else rel
+        if not s.params and s.products:  # DVC: run once, then its outputs count
             plan.unconverted.append(Unconverted(
-                f"stage '{s.name}' has no dependencies", f"{rel}:{s.line}" if s.line else rel,
+                f"stage '{s.name}' has no dependencies", where,
                 "DVC runs it once, mlver on every `repro`: give it a `deps:` entry (its script) or `frozen: true`"))
+        elif s.params and not s.products:  # DVC: no deps, no outs -> every repro
+            plan.unconverted.append(Unconverted(
+                f"stage '{s.name}' has no dependencies and no outputs", where,
+                "DVC runs it on every `repro`; mlver counts the params its `${}` reads as dependencies and runs it "
+                "when they change: add `always_changed: true` for DVC's behaviour"))
     lock_rel = posixpath.join(folder, DVC_LOCK)
     if lock_rel in lock_set:
         lock_set.discard(lock_rel)

@@ -55,6 +55,7 @@ class ParamRef:
     file: str  # repo-relative POSIX path of the params file
     keys: tuple[str, ...] | None  # dotted keys or sections; None: the whole file
     line: int | None = None
+    interpolated: bool = False  # not listed: keys that ``${}`` read (dependencies all the same)
 
 
 @dataclass(frozen=True)
@@ -599,4 +600,4 @@ def _with_used_params(refs: tuple[ParamRef, ...], used: set[tuple[str, str]], li
             extra.setdefault(file, []).append(key)
     if not extra:
         return refs
-    return refs + tuple(ParamRef(file, tuple(keys), line) for file, keys in extra.items())
+    return refs + tuple(ParamRef(file, tuple(keys), line, interpolated=True) for file, keys in extra.items())
