@@ -36,6 +36,24 @@ PY = shlex.quote(sys.executable)
     ("stages:\n  a:\n    cmd: echo\n    deps:\n    - p.yaml\n    - ./p.yaml\n", "mlver.yaml:6",
      "stage 'a': 'p.yaml' is listed twice as a dependency"),
     ("stages:\n  a:\n    cmd: echo\n    outs: ['']\n", "mlver.yaml:4", "stage 'a': an empty output path"),
+    # DVC's schema refuses these too (checked against dvc 3): they ran, or were silently empty
+    ("stages:\n  a:\n    cmd: 5\n", "mlver.yaml:3", "stage 'a': 'cmd' must be a string"),
+    ("stages:\n  a:\n    cmd: echo\n    wdir:\n", "mlver.yaml:4", "stage 'a': 'wdir' must be a string"),
+    ("stages:\n  a:\n    cmd: echo\n    deps:\n", "mlver.yaml:4", "stage 'a': 'deps' is empty"),
+    ("stages:\n  a:\n    cmd: echo\n    outs:\n", "mlver.yaml:4", "stage 'a': 'outs' is empty"),
+    ("stages:\n  a:\n    cmd: echo\n    deps: [5]\n", "mlver.yaml:4",
+     "stage 'a': each dependency must be a path (a string), not 5"),
+    ("stages:\n  a:\n    cmd: echo\n    desc: [1]\n", "mlver.yaml:4", "stage 'a': 'desc' must be a string"),
+    ("stages:\n  a:\n    cmd: echo\n    params:\n    - p.yaml: train.lr\n", "mlver.yaml:5",
+     "keys of params file 'p.yaml' must be a list of names"),
+    ("stages:\n  a:\n    cmd: echo\n    plots:\n    - l.csv:\n        cache: false\n        y: 5\n", "mlver.yaml:7",
+     "plot 'l.csv': 'y' must be a field name"),
+    ("stages:\n  a:\n    cmd: echo\n    plots:\n    - l.csv:\n        colour: red\n", "mlver.yaml:6",
+     "plot 'l.csv': unknown field 'colour'"),
+    ("plots:\n  - mine:\n      y: {l.csv: loss}\n      colour: red\n", "mlver.yaml:4",
+     "plot 'mine': unknown field 'colour'"),
+    ("plots:\n  - l.csv:\n      template: nope\n", "mlver.yaml:3", "plot 'l.csv': unknown template 'nope'"),
+    ("plots:\n  - l.csv:\n      x: [a, b]\n", "mlver.yaml:3", "plot 'l.csv': 'x' must be a field name"),
 ])
 def test_invalid_pipeline_names_file_line_and_stage(repo: Path, yaml_text: str, where: str, message: str) -> None:
     gen(repo, {"mlver.yaml": yaml_text, "p.yaml": "train:\n  lr: 1\n"})

@@ -124,6 +124,8 @@ def test_generated_stages_run_once_and_interpolate(project: Path) -> None:
     second = run_json(["repro"], project)
     assert second["ran"] == ["always"]  # always_changed runs every time; nothing else
     assert (project / "always.log").read_text() == "one\ntwo\none\ntwo\n"
+    shown = run(["repro", "always"], project).stderr  # each command of the list echoed, as DVC does
+    assert "> echo one >> always.log\n> echo two >> always.log\n" in shown, shown
 
 
 def test_one_foreach_item_parameter_reruns_only_that_item(project: Path) -> None:
@@ -195,7 +197,7 @@ def test_history_reads_templated_pipelines(project: Path) -> None:
     ("stages:\n  a:\n    foreach: [1]\n    cmd: echo\n", 4, "'cmd' belongs inside 'do:'"),
     ("vars:\n  - missing.yaml\nstages: {}\n", 2, "vars file 'missing.yaml' does not exist"),
     ("vars:\n  - prep: {factor: 9}\nstages: {}\n", 2, "cannot redefine 'prep.factor'"),
-    ("stages:\n  a:\n    cmd: echo\n    outs:\n    - ${models}\n", 5, "'output' must be a string"),
+    ("stages:\n  a:\n    cmd: echo\n    outs:\n    - ${models}\n", 5, "each output must be a path (a string), not a mapping"),
     ("wat: 1\nstages: {}\n", 1, "unknown field 'wat'"),
     ("stages:\n  a:\n    cmd: echo\n    frozen: yes please\n", 4, "'frozen' must be true or false"),
     ("stages:\n  a:\n    cmd: echo ${${seeds}}\n", 3, "nested"),

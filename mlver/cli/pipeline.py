@@ -91,7 +91,8 @@ def _render_event(app: App, event: Any) -> None:
     elif event.action == "failed":
         app.warn(f"stage '{event.stage}' failed ({event.reasons[0]}); going on with stages that do not depend on it")
     elif event.action == "running":
-        app.say(f"Running stage '{event.stage}' ({_reasons(event.reasons)}):\n> {event.cmd}")
+        shown = "\n".join(f"> {line}" for line in event.cmd.splitlines())  # each command of a list (as DVC)
+        app.say(f"Running stage '{event.stage}' ({_reasons(event.reasons)}):\n{shown}")
     elif event.action == "restored":
         app.say(f"Restored stage '{event.stage}' from the run cache ({_reasons(event.reasons)})")
     elif event.action == "kept":

@@ -25,6 +25,8 @@ STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics", "plots", "wdir", "desc
               "meta", "vars", "foreach", "matrix", "do")
 OUT_KEYS = ("cache", "persist", "desc", "push", "remote")
 PLOT_KEYS = ("template", "x", "y", "x_label", "y_label", "title")  # a plot file's drawing options (DVC's)
+PLOT_TEMPLATES = ("linear", "simple", "scatter", "smooth", "confusion", "confusion_normalized", "bar_horizontal",
+                  "bar_horizontal_sorted")
 ARTIFACT_KEYS = ("path", "type", "desc", "labels", "meta")
 RESERVED_OUTS = {PIPELINE_FILE, LOCK_FILE, ".gitignore", ".mlverignore"}
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -289,10 +291,42 @@ def _top_plots(shown: str, doc: LinedMap, base: str = ".") -> tuple[Any, ...]:
             if definition is not None and not isinstance(definition, LinedMap):
                 raise FormatError(shown, f"plot '{name}': the definition must be a mapping (template, x, y, ...)",
                                   line=line)
+            check_plot_props(shown, str(name), definition or {}, line)
             out.append({str(name): plain(definition) if definition is not None else None})
         else:
             out.append(_top_path(shown, value, "plot", line, base))
     return tuple(out)
+
+
+def check_plot_props(shown: str, name: str, props: Any, line: int | None = None, *, also: tuple[str, ...] = ()) -> None:
+    """A plot's drawing options as DVC's schema takes them, else a FormatError naming the
+    line: known fields only, a known template, ``x`` a field name (or ``{FILE: FIELD}``),
+    ``y`` a field name, a list of them, or ``{FILE: FIELD | [FIELDS]}``, texts as strings."""
+    def at(key: str) -> int | None:
+        return props.line_of(key) if isinstance(props, LinedMap) else line
+
+    def bad(key: str, problem: str) -> FormatError:
+        return FormatError(shown, f"plot '{name}': {problem}", line=at(key) or line)
+
+    def fields(v: Any) -> bool:
+        return isinstance(v, str) and bool(v) or isinstance(v, list) and bool(v) and all(
+            isinstance(f, str) and f for f in v)
+
+    for key, value in props.items():
+        if key in also:  # an output's own options, checked by the caller
+            continue
+        if key not in PLOT_KEYS:
+            raise bad(key, f"unknown field '{key}' (known: {', '.join(also + PLOT_KEYS)})")
+        if key == "template" and value not in PLOT_TEMPLATES:
+            raise bad(key, f"unknown template {value!r} (known: {', '.join(PLOT_TEMPLATES)})")
+        if key in ("title", "x_label", "y_label") and value is not None and not isinstance(value, str):
+            raise bad(key, f"'{key}' must be a string")
+        if key == "x" and not (isinstance(value, str) and value or isinstance(value, dict) and all(
+                isinstance(f, str) and f for f in value.values())):
+            raise bad(key, "'x' must be a field name, or a mapping of files to field names")
+        if key == "y" and not (fields(value) or isinstance(value, dict) and value and all(
+                fields(f) for f in value.values())):
+            raise bad(key, "'y' must be a field name, a list of them, or a mapping of files to them")
 
 
 def _top_artifacts(shown: str, doc: LinedMap, base: str = ".") -> tuple[Artifact, ...]:
@@ -425,13 +459,17 @@ class _StageParser:
         return FormatError(self.shown, f"stage '{self.name}': {problem}", line=line or self.line)
 
     def string(self, value: Any, what: str, line: int | None) -> str:
-        if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        if not isinstance(value, str):  # as DVC's schema: `cmd: 5`, `deps: [5]` are refused
             raise self.error(f"'{what}' must be a string", line)
         if "\0" in str(value):  # no command or path can hold one
             raise self.error(f"'{what}' must not contain a NUL byte", line)
         return str(value)
 
     def path(self, wdir: str, value: Any, what: str, line: int | None) -> str:
+        if not isinstance(value, str):
+            kind = ("empty" if value is None else "true or false" if isinstance(value, bool) else
+                    "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else f"{value}")
+            raise self.error(f"each {what} must be a path (a string), not {kind}", line)
         written = self.string(value, what, line)
         if not written.strip():
             raise self.error(f"an empty {what} path", line)
@@ -443,10 +481,12 @@ class _StageParser:
         return rel
 
     def items(self, body: LinedMap, key: str) -> list[tuple[Any, int | None]]:
-        value = body.get(key)
-        if value is None:
+        if key not in body:
             return []
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = body[key]
+        if value is None:  # `deps:` with nothing after it: DVC refuses it too
+            raise self.error(f"'{key}' is empty: give a list, or remove the field", body.line_of(key))
+        if isinstance(value, str):
             return [(value, body.line_of(key))]
         if not isinstance(value, LinedList):
             raise self.error(f"'{key}' must be a list", body.line_of(key))
@@ -465,6 +505,8 @@ class _StageParser:
                 (written, options), = value.items()
                 if options is not None and not isinstance(options, LinedMap):
                     raise self.error(f"options of '{written}' must be a mapping (cache, persist, desc)", line)
+                if plot and options:
+                    check_plot_props(self.shown, str(written), options, line, also=OUT_KEYS)
                 for opt, v in (options or {}).items():
                     assert options is not None  # only a mapping has items
                     if plot and opt in PLOT_KEYS:
@@ -500,10 +542,9 @@ class _StageParser:
                     if keys is None or keys == []:
                         named.append(ParamRef(file, None, kline))
                         continue
-                    if isinstance(keys, str):
-                        keys = [keys]
                     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
-                        raise self.error(f"keys of params file '{written}' must be a list of names", kline)
+                        raise self.error(f"keys of params file '{written}' must be a list of names "
+                                         f"(`- {written}: [KEY, ...]`)", kline)
                     named.append(ParamRef(file, tuple(keys), kline))
                 continue
             key = self.string(value, "params", line)
@@ -551,7 +592,7 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None,
             raise p.error(f"'{flag}' must be true or false", body.line_of(flag))
         flags[flag] = value
     wdir = base
-    if body.get("wdir") is not None:
+    if "wdir" in body:
         written = p.string(body["wdir"], "wdir", body.line_of("wdir"))
         resolved = resolve_path(base, written)
         if resolved is None:
@@ -565,10 +606,10 @@ def _parse_stage(shown: str, name: str, body: Any, line: int | None,
     metrics = tuple(m for m in metrics if m.path not in inner)  # part of the folder's data already
     inner_plots = tuple(o for o in outs if o.plot and any(o.path.startswith(f + "/") for f in folders))
     outs = tuple(o for o in outs if o not in inner_plots)
-    desc = body.get("desc")
+    desc = p.string(body["desc"], "desc", body.line_of("desc")) if "desc" in body else None
     params = _with_used_params(p.params(body, wdir), used, line)
     stage = Stage(name=name, cmd=cmd, wdir=wdir, deps=deps, params=params, outs=outs,
-                  metrics=metrics, desc=None if desc is None else str(desc), line=line, commands=commands,
+                  metrics=metrics, desc=desc, line=line, commands=commands,
                   frozen=flags["frozen"], always_changed=flags["always_changed"], inner_metrics=inner,
                   inner_plots=inner_plots)
     deps_seen: set[str] = set()

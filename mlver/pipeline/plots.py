@@ -28,13 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlver.errors import FormatError
-from mlver.pipeline.model import PIPELINE_FILE, Pipeline, resolve_path
+from mlver.pipeline.model import PIPELINE_FILE, Pipeline, check_plot_props, resolve_path
 
-TEMPLATES = ("linear", "simple", "scatter", "smooth", "confusion", "confusion_normalized", "bar_horizontal",
-             "bar_horizontal_sorted")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif")
 DATA_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".tsv")
-PROPS = ("template", "x", "y", "title", "x_label", "y_label")
 STEP = "step"  # the x field when a definition names none: the record's index
 
 Record = dict[str, Any]
@@ -87,15 +84,7 @@ def _fields(value: Any, what: str, name: str) -> list[str | None]:
 
 def _props(name: str, props: dict[str, Any] | None) -> dict[str, Any]:
     props = dict(props or {})
-    for key in props:
-        if key not in PROPS:
-            raise FormatError(PIPELINE_FILE, f"plot '{name}': unknown field '{key}' (known: {', '.join(PROPS)})")
-    template = props.get("template", "linear")
-    if template not in TEMPLATES:
-        raise FormatError(PIPELINE_FILE, f"plot '{name}': unknown template {template!r} (known: {', '.join(TEMPLATES)})")
-    for key in ("title", "x_label", "y_label"):
-        if key in props and props[key] is not None and not isinstance(props[key], (str, int, float)):
-            raise FormatError(PIPELINE_FILE, f"plot '{name}': '{key}' must be a string")
+    check_plot_props(PIPELINE_FILE, name, props)
     return props
 
 
