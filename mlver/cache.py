@@ -124,25 +124,47 @@ class Cache:
 
     # --- projects sharing this cache (cache.dir) ------------------------------------
 
-    def register_project(self, root: str) -> None:
+    def register_project(self, root: str, clone_id: str) -> None:
         """Record that the project at ``root`` keeps its objects here, so that gc in any
-        project sharing this cache keeps what the others reference (``projects``). Once
-        per project; a cache that cannot be written to is left alone."""
-        path = os.path.join(self.root, PROJECTS_DIR, digest_bytes(root.encode("utf-8", "surrogateescape"))[:16])
-        if os.path.exists(path):
+        project sharing this cache keeps what the others reference (``projects``). The
+        entry is named by the clone's id (``Repo.clone_id``): a clone that moved rewrites
+        its own entry with its new place. A cache that cannot be written to is left alone."""
+        path = self.registration(clone_id)
+        current = self._read_registration(path)
+        if current is not None and current[0] == root:
             return
         import json
 
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             atomic_write(path, json.dumps({"root": root, "host": os.uname().nodename}).encode("utf-8", "surrogateescape"))
+            legacy = os.path.join(self.root, PROJECTS_DIR, digest_bytes(root.encode("utf-8", "surrogateescape"))[:16])
+            if legacy != path and self._read_registration(legacy) is not None:
+                os.unlink(legacy)  # the entry of this place from before clone ids
         except OSError:
             pass
 
-    def projects(self) -> list[tuple[str, str, str]]:
-        """(entry file, project root, host) of every project ``register_project`` recorded."""
+    def registration(self, clone_id: str) -> str:
+        return os.path.join(self.root, PROJECTS_DIR, clone_id)
+
+    def registered_root(self, clone_id: str) -> str | None:
+        """Where the clone ``clone_id`` was when it last registered, or None."""
+        found = self._read_registration(self.registration(clone_id))
+        return found[0] if found else None
+
+    @staticmethod
+    def _read_registration(path: str) -> tuple[str, str] | None:
         import json
 
+        try:
+            with open(path, "rb") as f:
+                doc = json.loads(f.read().decode("utf-8", "surrogateescape"))
+            return str(doc["root"]), str(doc["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none, torn or foreign: not a registration
+
+    def projects(self) -> list[tuple[str, str, str]]:
+        """(entry file, project root, host) of every project ``register_project`` recorded."""
         folder = os.path.join(self.root, PROJECTS_DIR)
         try:
             names = sorted(os.listdir(folder))
@@ -150,12 +172,9 @@ class Cache:
             return []
         found = []
         for n in names:
-            try:
-                with open(os.path.join(folder, n), "rb") as f:
-                    doc = json.loads(f.read().decode("utf-8", "surrogateescape"))
-                found.append((os.path.join(folder, n), str(doc["root"]), str(doc["host"])))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a torn or foreign file: not a registration
+            entry = self._read_registration(os.path.join(folder, n))
+            if entry is not None:
+                found.append((os.path.join(folder, n), *entry))
         return found
 
     def sweep_tmp(self) -> None:

@@ -15,7 +15,7 @@ from mlver import git
 from mlver.cache import Cache
 from mlver.config import Config
 from mlver.errors import FormatError, GitError, LockBusy, NotARepoError
-from mlver.fsutil import inside_root
+from mlver.fsutil import atomic_write_text, inside_root
 from mlver.ignore import IgnoreSpec
 from mlver.state import State
 
@@ -86,6 +86,26 @@ class Repo:
         """A scratch worktree mlver made inside another project's ``.mlver/tmp`` (an
         experiment run, `repro --verify`): it uses that project's cache and goes away."""
         return f"{os.sep}{MLVER_DIR}{os.sep}tmp{os.sep}" in self.root + os.sep
+
+    def clone_id(self) -> str:
+        """This clone's id (``.mlver/tmp/clone-id``, made on first use): the name of its entry
+        in a shared cache, so a moved clone replaces its entry. A copy (`cp -r`) starts with
+        the same id; the first command in it finds the id registered for a place that still
+        holds that id, and takes a new one, so the original stays registered."""
+        path = os.path.join(self.tmp_dir, CLONE_ID)
+        try:
+            with open(path, encoding="ascii") as f:
+                cid = f.read().strip()
+        except (OSError, UnicodeDecodeError):
+            cid = ""
+        if len(cid) == 32 and all(c in "0123456789abcdef" for c in cid):
+            there = self.cache.registered_root(cid)
+            if there is None or there == self.root or not _holds_clone_id(there, cid):
+                return cid  # new, here, or moved from a place that no longer has it
+        cid = os.urandom(16).hex()
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        atomic_write_text(path, cid + "\n", inside=self.root)
+        return cid
 
     @property
     def shares_cache(self) -> bool:
@@ -171,7 +191,7 @@ class Repo:
                                    hint="wait for it to finish, then run the command again") from None
                 time.sleep(0.05)
         if name == "lock" and self.shares_cache and not self.is_scratch:
-            self.cache.register_project(self.root)  # gc elsewhere then keeps what this project references
+            self.cache.register_project(self.root, self.clone_id())  # gc elsewhere keeps what it references
         try:
             info = {"pid": os.getpid(), "host": os.uname().nodename, "command": command, "since": time.time()}
             try:
@@ -197,3 +217,14 @@ class Repo:
             return f"`mlver {info.get('command', '?')}` (pid {info.get('pid')} on {info.get('host')})"
         except (OSError, ValueError):
             return "another mlver process"
+
+
+CLONE_ID = "clone-id"
+
+
+def _holds_clone_id(root: str, cid: str) -> bool:
+    try:
+        with open(os.path.join(root, MLVER_DIR, "tmp", CLONE_ID), encoding="ascii") as f:
+            return f.read().strip() == cid
+    except (OSError, UnicodeDecodeError):
+        return False

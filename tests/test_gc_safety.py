@@ -5,6 +5,7 @@ CLI runs in real Git repositories, folder remotes, and real concurrent processes
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import time
@@ -375,10 +376,19 @@ def test_a_cache_shared_by_clones_keeps_what_each_clone_references(tmp_path: Pat
     proc = run(["gc", "-f", "-A"], a, check=False)
     assert proc.returncode == 3 and "not there any more" in proc.stderr and str(b) in proc.stderr, proc.stderr
     assert f"remove {shared / 'projects'}" in proc.stderr  # the way out names the entry
-    run(["checkout"], moved)  # a writing command there records its new place
-    [old_entry] = [p for p in (shared / "projects").iterdir()
-                   if json.loads(p.read_text())["root"] == str(b)]
-    old_entry.unlink()  # the hint's way out for the old place
+    run(["checkout"], moved)  # a writing command there records its new place, in the same entry
+    roots = sorted(json.loads(p.read_text())["root"] for p in (shared / "projects").iterdir())
+    assert roots == sorted([str(a), str(moved)]), roots
+    # a copy of a clone (`cp -r`) starts with the same id: its first command takes a new one,
+    # so the original stays registered
+    copy = tmp_path / "B-copy"
+    shutil.copytree(moved, copy, symlinks=True)
+    run(["checkout"], copy)
+    roots = sorted(json.loads(p.read_text())["root"] for p in (shared / "projects").iterdir())
+    assert roots == sorted([str(a), str(moved), str(copy)]), roots
+    shutil.rmtree(copy)
+    [copy_entry] = [p for p in (shared / "projects").iterdir() if json.loads(p.read_text())["root"] == str(copy)]
+    copy_entry.unlink()  # the hint's way out for a deleted clone
     run(["gc", "-f", "--workspace", "--include-unpushed"], a)
     git(["checkout", "-q", "-"], moved)  # back to b2, then b1 again: both still in the cache
     run(["checkout"], moved)

@@ -202,10 +202,11 @@ SHARING_SCOPE = Scope(head=True, branches=True, remote_branches=True, tags=True,
 
 def sharing_projects(repo: Repo) -> list[Repo]:
     """The other projects on this machine that keep their objects in this project's
-    cache (``cache.dir``, registered by their commands). A registration whose project
-    now uses another cache is dropped; one whose folder is gone (deleted, or moved: its
-    data would go with a guess) or that was made on another machine stops gc, naming
-    it (what that project references cannot be read from here)."""
+    cache (``cache.dir``, registered by their commands under the clone's id, so a moved
+    clone's next command moves its entry). A registration whose project now uses another
+    cache is dropped; one whose folder is gone (deleted, or moved and not used since: its
+    data would go with a guess) or that was made on another machine stops gc, naming it
+    (what that project references cannot be read from here)."""
     if not repo.shares_cache:
         return []
     host = os.uname().nodename
@@ -220,8 +221,8 @@ def sharing_projects(repo: Repo) -> list[Repo]:
         if not os.path.isdir(os.path.join(root, MLVER_DIR)):
             raise MlverError(f"the cache {repo.cache_dir} is shared with the project {root}, which is not there "
                              "any more: gc cannot see what it references",
-                             hint=f"remove {entry}, then run gc again (if the project moved, first run "
-                                  "`mlver checkout` in its new place, which records it there)")
+                             hint=f"if it moved, run `mlver checkout` in its new place (its entry follows it); "
+                                  f"if it was deleted, remove {entry}; then run gc again")
         other = Repo(root)
         try:
             same = os.path.realpath(other.cache_dir) == os.path.realpath(repo.cache_dir)
