@@ -534,3 +534,30 @@ def test_a_deleted_data_dependency_stops_repro_and_every_kind_of_exp_run(repo: P
     shutil.rmtree(repo / ".mlver" / "cache")
     proc = run(["repro"], repo, check=False)
     assert proc.returncode == 3 and "`mlver pull raw.csv`" in proc.stderr
+
+
+def test_a_deleted_file_of_a_tracked_folder_stops_repro_before_the_folder_is_recorded(repo: Path) -> None:
+    """The stage depends on one file of a tracked folder: with the file deleted, `repro`
+    (and its dry run) stop before anything is written; the folder's pointer still names the
+    file, so the hint's `mlver checkout` brings it back. A stage that does not read it runs."""
+    gen(repo, {"imgs/1.txt": "1\n", "imgs/2.txt": "2\n", "k.txt": "k\n",
+               "mlver.yaml": "stages:\n  img:\n    cmd: cat imgs/2.txt > img.txt\n    deps: [imgs/2.txt]\n"
+                             "    outs: [img.txt]\n  other:\n    cmd: cat k.txt > other.txt\n    deps: [k.txt]\n"
+                             "    outs: [other.txt]\n"})
+    run(["add", "imgs"], repo)
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    pointer = (repo / "imgs.mlver").read_bytes()
+    (repo / "imgs/2.txt").unlink()
+    for args in (["repro"], ["repro", "--dry-run"], ["repro", "img"], ["exp", "run", "--temp", "img"]):
+        proc = run(args, repo, check=False)
+        assert proc.returncode == 3 and "imgs/2.txt: is a dependency of stage 'img'" in proc.stderr, (args, proc.stderr)
+        assert "`mlver checkout imgs/2.txt`" in proc.stderr
+        assert (repo / "imgs.mlver").read_bytes() == pointer
+    gen(repo, {"k.txt": "k2\n"})
+    run(["repro", "other"], repo)  # its stage does not read the deleted file
+    run(["exp", "run", "-q", "--temp", "other"], repo)
+    assert (repo / "other.txt").read_text() == "k2\n"
+    run(["checkout", "imgs/2.txt"], repo)
+    assert (repo / "imgs/2.txt").read_text() == "2\n"

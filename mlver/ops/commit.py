@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mlver import git
 from mlver.ops.common import (LOCK_FILE, all_outputs, autostage, commit_stages, plan_stage_commit, stages_named,
@@ -96,63 +97,73 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
     return result
 
 
-def record_changed_inputs(repo: Repo, progress: Progress = NO_PROGRESS) -> list[str]:
+def record_changed_inputs(repo: Repo, progress: Progress = NO_PROGRESS, targets: list[str] | None = None,
+                          **scope: bool) -> list[str]:
     """Before `repro` and `exp run` (as DVC's "verifying data sources"): tracked data (a
-    pointer's) that a stage depends on and that changed in the workspace is recorded
-    first (stored in the cache, its pointer rewritten), so the lock never names input
-    bytes nothing stores, an experiment names the data it ran on, a queued one runs on
-    it, and `push` / `exp push` can send it. Returns the mlver files rewritten."""
-    changed = [o.path for o in changed_inputs(repo)]
+    pointer's) that a stage in scope (``repro TARGETS``'s) depends on and that changed in
+    the workspace is recorded first (stored in the cache, its pointer rewritten), so the
+    lock never names input bytes nothing stores, an experiment names the data it ran on, a
+    queued one runs on it, and `push` / `exp push` can send it. Returns the mlver files
+    rewritten."""
+    changed = [o.path for o in changed_inputs(repo, targets, **scope)]
     return commit(repo, changed, progress=progress).files if changed else []
 
 
-def changed_inputs(repo: Repo) -> list[Output]:
-    """The pointer outputs a stage depends on whose workspace data differs from them."""
-    from mlver.pipeline.graph import overlaps
-    from mlver.workspace import has_pipeline, output_state
-
-    if not has_pipeline(repo):
-        return []
-    from mlver.pipeline.plan import load_pipeline
-
-    deps = {d.path for s in load_pipeline(repo).stages for d in s.deps}
-    return [o for o in all_outputs(repo) if o.stage is None and any(overlaps(o.path, d) for d in deps)
-            and output_state(repo, o).state == "modified"]
-
-
-def missing_inputs(repo: Repo) -> list[tuple[str, str]]:
-    """(stage, dep) for each dependency on tracked data (a pointer's) that is gone from the
-    workspace: deleted, as `repro` would find it."""
-    from mlver.pipeline.graph import overlaps
+def _stages_in_scope(repo: Repo, targets: list[str] | None, downstream: bool = False,
+                     single: bool = False) -> list[Any]:
+    """The stages `repro TARGETS` considers that may run (frozen ones never do)."""
     from mlver.workspace import has_pipeline
 
     if not has_pipeline(repo):
         return []
-    from mlver.pipeline.plan import load_pipeline
+    from mlver.pipeline.plan import load_graph
+    from mlver.pipeline.run import select
+
+    return [s for s in select(load_graph(repo), targets or None, downstream=downstream, single=single)
+            if not s.frozen]
+
+
+def changed_inputs(repo: Repo, targets: list[str] | None = None, **scope: bool) -> list[Output]:
+    """The pointer outputs a stage in scope depends on whose workspace data differs from them."""
+    from mlver.pipeline.graph import overlaps
+    from mlver.workspace import output_state
+
+    deps = {d.path for s in _stages_in_scope(repo, targets, **scope) for d in s.deps}
+    return [o for o in all_outputs(repo) if o.stage is None and any(overlaps(o.path, d) for d in deps)
+            and output_state(repo, o).state == "modified"]
+
+
+def missing_inputs(repo: Repo, targets: list[str] | None = None, **scope: bool) -> list[tuple[str, str]]:
+    """(stage, dep) for each dependency on tracked data (a pointer's, or a file inside a
+    tracked folder) that is gone from the workspace, among the stages in scope."""
+    from mlver.pipeline.graph import overlaps
 
     tracked = [o.path for o in all_outputs(repo) if o.stage is None]
-    return [(s.name, d.path) for s in load_pipeline(repo).stages if not s.frozen for d in s.deps
+    return [(s.name, d.path) for s in _stages_in_scope(repo, targets, **scope) for d in s.deps
             if any(overlaps(t, d.path) for t in tracked) and not os.path.lexists(repo.abs(d.path))]
 
 
-def refuse_missing_inputs(repo: Repo) -> None:
-    """Stop, as `repro` does, when a stage's tracked input data is gone from the workspace."""
-    missing = missing_inputs(repo)
+def refuse_missing_inputs(repo: Repo, targets: list[str] | None = None, **scope: bool) -> None:
+    """Stop before anything is written, as the stage would, when tracked input data a stage
+    in scope depends on is gone from the workspace (recording the folder that held it
+    first would make the deletion the new version)."""
+    missing = missing_inputs(repo, targets, **scope)
     if missing:
         from mlver.pipeline.run import missing_dep
 
         raise missing_dep(repo, *missing[0])
 
 
-def stored_input_pointers(repo: Repo, progress: Progress = NO_PROGRESS) -> dict[str, str]:
+def stored_input_pointers(repo: Repo, progress: Progress = NO_PROGRESS, targets: list[str] | None = None
+                          ) -> dict[str, str]:
     """For a queued or --temp experiment, which leaves the workspace alone: the changed
     inputs (``changed_inputs``) stored in the cache, and the text of their pointers as
     they would be rewritten (repo-relative pointer file -> text), for the snapshot."""
     from mlver.pointer import read_pointer
 
-    refuse_missing_inputs(repo)  # as `repro` here would: the snapshot must not quietly run on the recorded data
+    refuse_missing_inputs(repo, targets)  # as `repro` would: the snapshot must not quietly run on the recorded data
     texts: dict[str, str] = {}
-    for o in changed_inputs(repo):
+    for o in changed_inputs(repo, targets):
         assert o.pointer_file is not None
         old = read_pointer(repo.abs(o.pointer_file), o.pointer_file)
         stored = store_output(repo, o.path, progress=progress, algo=algo_of(old.digest))

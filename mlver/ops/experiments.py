@@ -234,9 +234,9 @@ def run_in_workspace(repo: Repo, overrides: list[Override], *, name: str | None 
     baseline = baseline_of(root)
     if name is not None:
         new_name(root, baseline, name, "")  # refuse a bad or taken name before running anything
-    refuse_missing_inputs(repo)  # before the params are written
+    refuse_missing_inputs(repo, targets)  # before the params are written
     changed = apply_overrides(repo.root, overrides, set_new=set_new, confine=params_confine(repo))
-    record_changed_inputs(repo, progress)
+    record_changed_inputs(repo, progress, targets)
     if on_event is None:
         result = reproduce(repo, targets, force=force, run_cache=run_cache, progress=progress)
     else:

@@ -185,7 +185,7 @@ def enqueue(repo: Repo, overrides: list[Override], *, name: str | None = None, m
     root = repo.require_scm("exp run --queue")
     baseline = baseline_of(root)
     combos = grid(overrides)
-    inputs = stored_input_pointers(repo)  # changed input data, stored: the snapshot names it (workspace untouched)
+    inputs = stored_input_pointers(repo, targets=targets)  # changed input data, stored: the snapshot names it (workspace untouched)
     paths = snapshot_paths(repo, root)
     prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
     planned = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from mlver.ops.commit import record_changed_inputs
+from mlver.ops.commit import record_changed_inputs, refuse_missing_inputs
 from mlver.ops.common import PIPELINE_FILE, autostage, with_untracked_pipeline
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.run import ReproResult, StageEvent, reproduce
@@ -31,7 +31,9 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
         targets = _in_folder_pipeline(repo, f"{here}/{PIPELINE_FILE}", targets)
     if pull and not dry_run:
         _pull_recorded(repo, progress)
-    recorded = [] if dry_run else record_changed_inputs(repo, progress)  # the lock never names unstored inputs
+    if not allow_missing and not (pull and dry_run):  # before a folder holding the missing file is recorded
+        refuse_missing_inputs(repo, targets, downstream=downstream, single=single)
+    recorded = [] if dry_run else record_changed_inputs(repo, progress, targets, downstream=downstream, single=single)
     result = reproduce(repo, targets, force=force, dry_run=dry_run, downstream=downstream, single=single,
                        keep_going=keep_going, allow_missing=_available(repo) if allow_missing else None,
                        run_cache=run_cache, progress=progress, **kwargs)

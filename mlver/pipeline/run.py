@@ -393,9 +393,9 @@ def reproduce(repo: Repo, targets: list[str] | None = None, *, force: bool = Fal
 def missing_dep(repo: Repo, stage: str, dep: str) -> PathError:
     """The error for a dependency that does not exist, with the way to bring it: tracked
     data the cache holds comes back with `checkout`, other tracked data with `pull`."""
-    from mlver.ops.common import all_outputs
+    from mlver.workspace import pointer_outputs
 
-    tracked = [o for o in all_outputs(repo) if o.stage is None and overlaps(o.path, dep)]
+    tracked = [o for o in pointer_outputs(repo) if overlaps(o.path, dep)]
     if not tracked:
         hint = "create it, or add the stage that makes it"
     elif all(repo.cache.has(o.digest, manifest=o.kind == "dir") for o in tracked):
