@@ -392,19 +392,24 @@ def test_data_behind_a_link_out_of_the_repository_is_refused(project: Path, tmp_
 
 
 def test_unsupported_fields_are_kept_as_comments_and_listed(project: Path, dvc_bin: str) -> None:
+    """A field mlver has no use for is commented out and listed (top-level `datasets`); an
+    output's model-registry annotations (`type`, `labels`, `meta`) stay as they are."""
     text = (project / "dvc.yaml").read_text().replace(
         "      - model.pkl:\n          desc: the model\n",
         "      - model.pkl:\n          desc: the model\n          type: model\n          labels:\n          - best\n")
+    text = "datasets:\n  - name: d\n    type: dvc\n    url: .\n    path: x\n" + text
     gen(project, {"dvc.yaml": text})
     _dvc(dvc_bin, ["status"], project)  # DVC reads it
     doc = run_json(["import-dvc", "--dry-run"], project)
     fields = {u["what"]: u["where"] for u in doc["unconverted"]}
-    assert fields["field 'type' (stage 'train')"].startswith("dvc.yaml:")
-    assert "field 'labels' (stage 'train')" in fields
+    assert fields["field 'datasets' (top level)"] == "dvc.yaml:1", fields
+    assert not any("'type'" in f or "'labels'" in f for f in fields), fields
     run(["import-dvc"], project)
     converted = (project / "mlver.yaml").read_text()
-    assert "# mlver import-dvc: not supported by mlver, kept as a comment: type: model\n" in converted
-    assert "#           - best" in converted or "# - best" in converted
+    assert "# mlver import-dvc: not supported by mlver, kept as a comment: datasets:\n" in converted
+    assert "#   - name: d" in converted or "# - name: d" in converted
+    assert "          type: model\n          labels:\n          - best\n" in converted
+    assert run_json(["stage", "list"], project)["stages"]  # mlver reads the result
 
 
 def test_keep_dvc_leaves_dvc_working(project: Path, dvc_bin: str) -> None:

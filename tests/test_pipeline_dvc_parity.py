@@ -213,8 +213,51 @@ def test_stage_order_and_frozen_stages_as_dvc_runs_them(tmp_path: Path, dvc_bin:
         gen(root, {pipeline: FROZEN, "k": "1"})
         steps.append(repro())
         gen(root, {pipeline: FROZEN.replace("    outs: [b.txt]\n", "    outs: [b.txt]\n    frozen: true\n"), "k": "2"})
-        steps += [repro("c"), repro("-f", "c"), repro()]
+        steps += [repro("c"), repro("-f", "c"), repro(), repro("-f", "--downstream", "a"),
+                  repro("-f", "--downstream", "b")]
         ran[tool] = steps
     assert ran["mlver"] == ran["dvc"]
     assert ran["mlver"][0] == ["a", "b", "c", "d"]
-    assert ran["mlver"][2:] == [[], ["c"], ["a"]]
+    assert ran["mlver"][2:] == [[], ["c"], ["a"], ["a"], ["c"]]
+
+
+ANNOTATED = """\
+stages:
+  train:
+    cmd: echo m > model.pkl && echo 1 > a.txt && echo 2 > b.txt && printf 'x,y\\n0,1\\n' > p.csv
+    outs:
+    - model.pkl:
+        type: model
+        labels: [best]
+        meta: {framework: none}
+        desc: the model
+    - a.txt: {cache: false}
+      b.txt: {cache: false}
+    plots:
+    - p.csv:
+        header: true
+        x: x
+"""
+
+
+def test_fields_dvc_3_accepts_on_outputs_and_plots_are_read(tmp_path: Path, dvc_bin: str) -> None:
+    """Model-registry annotations on an output, several paths in one `outs` entry and a
+    plot's `header: true`: DVC runs the file, and so does mlver, with the same outputs."""
+    outs = {}
+    for tool in ("dvc", "mlver"):
+        root = tmp_path / tool
+        root.mkdir()
+        git(["init", "-q"], root)
+        if tool == "dvc":
+            _dvc(dvc_bin, ["init", "-q"], root)
+            gen(root, {"dvc.yaml": ANNOTATED})
+            _dvc(dvc_bin, ["repro", "-q"], root)
+            lock = __import__("yaml").safe_load((root / "dvc.lock").read_text())
+            outs[tool] = sorted(o["path"] for o in lock["stages"]["train"]["outs"])
+        else:
+            run(["init"], root)
+            gen(root, {"mlver.yaml": ANNOTATED})
+            run(["repro"], root)
+            outs[tool] = sorted(run_json(["stage", "list"], root)["stages"][0]["outs"])
+        assert (root / "b.txt").read_text() == "2\n"
+    assert outs["mlver"] == outs["dvc"] == ["a.txt", "b.txt", "model.pkl", "p.csv"]

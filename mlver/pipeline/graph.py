@@ -35,9 +35,10 @@ class Graph:
         return [(u, s) for s in self.order for u in self.upstream[s]]
 
     def closure(self, names: list[str], *, down: bool, through_frozen: bool = True) -> set[str]:
-        """``names`` and every stage downstream (``down``) or upstream of them; without
-        ``through_frozen`` a frozen stage's upstream is not followed (as `dvc repro`: "its
-        dependencies are not going to be reproduced")."""
+        """``names`` and every stage downstream (``down``) or upstream of them. Without
+        ``through_frozen`` a frozen stage is cut from its upstream stages, as in DVC (its
+        dependencies are not reproduced for it, nor is it reached from them); the stages
+        below it are still reached from it."""
         nxt = self.downstream if down else self.upstream
         frozen = set() if through_frozen else {s.name for s in self.pipeline.stages if s.frozen}
         seen: set[str] = set()
@@ -46,7 +47,9 @@ class Graph:
             n = todo.pop()
             if n not in seen:
                 seen.add(n)
-                if n not in frozen:
+                if down:
+                    todo.extend(m for m in nxt[n] if m not in frozen)
+                elif n not in frozen:
                     todo.extend(nxt[n])
         return seen
 

@@ -24,7 +24,8 @@ TOP_KEYS = ("vars", "stages", "params", "metrics", "plots", "artifacts", "checks
 STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics", "plots", "wdir", "desc", "frozen", "always_changed",
               "meta", "vars", "foreach", "matrix", "do")
 OUT_KEYS = ("cache", "persist", "desc", "push", "remote")
-PLOT_KEYS = ("template", "x", "y", "x_label", "y_label", "title")  # a plot file's drawing options (DVC's)
+OUT_ANNOTATIONS = ("type", "labels", "meta")  # DVC 3 accepts them on outputs (for its model registry)
+PLOT_KEYS = ("template", "x", "y", "x_label", "y_label", "title", "header")  # a plot's drawing options (DVC's)
 PLOT_TEMPLATES = ("linear", "simple", "scatter", "smooth", "confusion", "confusion_normalized", "bar_horizontal",
                   "bar_horizontal_sorted")
 ARTIFACT_KEYS = ("path", "type", "desc", "labels", "meta")
@@ -317,6 +318,9 @@ def check_plot_props(shown: str, name: str, props: Any, line: int | None = None,
             continue
         if key not in PLOT_KEYS:
             raise bad(key, f"unknown field '{key}' (known: {', '.join(also + PLOT_KEYS)})")
+        if key == "header" and value is not True:
+            raise bad(key, "'header: false' is not supported: mlver reads a CSV or TSV file's first row as "
+                           "its header (write one, or remove the field)")
         if key == "template" and value not in PLOT_TEMPLATES:
             raise bad(key, f"unknown template {value!r} (known: {', '.join(PLOT_TEMPLATES)})")
         if key in ("title", "x_label", "y_label") and value is not None and not isinstance(value, str):
@@ -496,32 +500,36 @@ class _StageParser:
         metric = key == "metrics"
         plot = key == "plots"
         result = []
+        pairs: list[tuple[Any, Any, int | None]] = []  # (path, options or None, line)
         for value, line in self.items(body, key):
+            if isinstance(value, LinedMap):  # `- path: {options}`; DVC takes several paths in one entry
+                pairs += [(written, options, line) for written, options in value.items()]
+            else:
+                pairs.append((value, None, line))
+        for written, options, line in pairs:
             opts: dict[str, Any] = {}
             props: dict[str, Any] = {}
-            if isinstance(value, LinedMap):
-                if len(value) != 1:
-                    raise self.error(f"each '{key}' entry is a path, or one path with options", line)
-                (written, options), = value.items()
-                if options is not None and not isinstance(options, LinedMap):
-                    raise self.error(f"options of '{written}' must be a mapping (cache, persist, desc)", line)
-                if plot and options:
-                    check_plot_props(self.shown, str(written), options, line, also=OUT_KEYS)
-                for opt, v in (options or {}).items():
-                    assert options is not None  # only a mapping has items
-                    if plot and opt in PLOT_KEYS:
-                        props[opt] = plain(v)
-                        continue
-                    if opt not in OUT_KEYS:
-                        raise self.error(f"unknown field '{opt}' for {key[:-1] if not metric else 'metric'} '{written}'"
-                                         f" (known: {', '.join(OUT_KEYS + (PLOT_KEYS if plot else ()))})",
-                                         options.line_of(opt))
-                    if opt in ("cache", "persist", "push") and not isinstance(v, bool):
-                        raise self.error(f"'{opt}' of '{written}' must be true or false", options.line_of(opt))
-                    if opt in ("remote", "desc") and (not isinstance(v, str) or not v):
-                        raise self.error(f"'{opt}' of '{written}' must be a non-empty string", options.line_of(opt))
-                    opts[opt] = v
-                value = written
+            if options is not None and not isinstance(options, LinedMap):
+                raise self.error(f"options of '{written}' must be a mapping (cache, persist, desc)", line)
+            if plot and options:
+                check_plot_props(self.shown, str(written), options, line, also=OUT_KEYS + OUT_ANNOTATIONS)
+            for opt, v in (options or {}).items():
+                assert options is not None  # only a mapping has items
+                if plot and opt in PLOT_KEYS:
+                    props[opt] = plain(v)
+                    continue
+                if opt in OUT_ANNOTATIONS:  # DVC's model-registry annotations: kept in the file, not used
+                    continue
+                if opt not in OUT_KEYS:
+                    raise self.error(f"unknown field '{opt}' for {key[:-1] if not metric else 'metric'} '{written}'"
+                                     f" (known: {', '.join(OUT_KEYS + OUT_ANNOTATIONS + (PLOT_KEYS if plot else ()))})",
+                                     options.line_of(opt))
+                if opt in ("cache", "persist", "push") and not isinstance(v, bool):
+                    raise self.error(f"'{opt}' of '{written}' must be true or false", options.line_of(opt))
+                if opt in ("remote", "desc") and (not isinstance(v, str) or not v):
+                    raise self.error(f"'{opt}' of '{written}' must be a non-empty string", options.line_of(opt))
+                opts[opt] = v
+            value = written
             rel = self.path(wdir, value, "metrics file" if metric else "plot" if plot else "output", line)
             if rel in RESERVED_OUTS:
                 raise self.error(f"'{rel}' is one of mlver's own files and cannot be an output", line)

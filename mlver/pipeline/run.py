@@ -130,7 +130,7 @@ def select(graph: Graph, targets: list[str] | None, *, downstream: bool, single:
             raise MlverError(f"no stage '{t}' in {PIPELINE_FILE}",
                              hint="stages: " + (", ".join(graph.pipeline.names) or "none"))
         names.extend(owners)
-    return graph.stages_in_order(set(names) if single else graph.closure(names, down=downstream, through_frozen=downstream))
+    return graph.stages_in_order(set(names) if single else graph.closure(names, down=downstream, through_frozen=False))
 
 
 def _run_cacheable(stage: Stage) -> bool:
