@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import gen, git, run, run_json
 
 TRAIN = """\
@@ -467,6 +468,25 @@ def test_setting_a_key_that_holds_an_anchor_others_alias_is_refused(repo: Path) 
         assert (repo / "params.yaml").read_text() == text
     run(["exp", "run", "-q", "-S", "lone.x=2"], repo)
     assert (repo / "params.yaml").read_text() == text.replace("x: 1", "x: 2")
+
+
+def test_setting_a_key_below_a_yaml_merge_key_is_refused_where_it_would_drop_siblings(repo: Path) -> None:
+    """`train: {<<: *d}`: `-S train.opt.name=adam` would write a partial `opt:` under train
+    that replaces d's whole `opt` (its momentum lost): refused. A leaf the merge brings
+    (`train.lr`) is overridden under train, as YAML's merge means, d unchanged."""
+    text = "defaults: &d\n  lr: 0.1\n  opt:\n    name: sgd\n    momentum: 0.9\ntrain:\n  <<: *d\n  epochs: 3\n"
+    gen(repo, {"params.yaml": text, "mlver.yaml": "stages:\n  s:\n    cmd: cat params.yaml > o.txt\n"
+                                                   "    params: [train]\n    outs: [o.txt]\n"})
+    run(["repro"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", "base"], repo)
+    proc = run(["exp", "run", "-S", "train.opt.name=adam"], repo, check=False)
+    assert proc.returncode == 2 and "merge key" in proc.stderr, proc.stderr
+    assert (repo / "params.yaml").read_text() == text
+    run(["exp", "run", "-q", "-S", "train.lr=9"], repo)
+    doc = yaml.safe_load((repo / "params.yaml").read_text())
+    assert doc["train"] == {"lr": 9, "opt": {"name": "sgd", "momentum": 0.9}, "epochs": 3}
+    assert doc["defaults"]["lr"] == 0.1
 
 
 def test_exp_diff_of_a_name_two_baselines_share_says_it_is_ambiguous(project: Path) -> None:

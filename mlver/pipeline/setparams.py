@@ -207,6 +207,14 @@ def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:
                 child, key_node = v, k
                 break
         if child is None or key_node is None:
+            merged = any(isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:merge" for k, _ in path.value)
+            if merged and found and i < len(parts) - 1:
+                # `train: {<<: *d}` takes `opt` from d: a partial `opt:` under train would
+                # replace the whole merged mapping (its other keys lost)
+                raise UsageError(f"cannot set '{key}': '{'.'.join(parts[:i + 1])}' comes through a YAML merge key "
+                                 "(<<) from another mapping, and setting part of it here would drop the rest",
+                                 hint=f"write '{parts[i]}' out in full under '{'.'.join(parts[:i]) or 'the top'}', "
+                                      "then set it")
             break
         written = text[key_node.end_mark.index:].lstrip(" \t")
         if written.startswith(":") and written[1:].lstrip(" \t").startswith("*"):
