@@ -157,12 +157,13 @@ def test_checkout_rev_and_get_rev_of_an_old_version(history: tuple[Path, list[st
     assert git(["rev-parse", "HEAD"], root).strip() == shas[-1]
 
 
-def test_checkout_rev_of_one_stage_output_changes_only_its_stages_record(repo: Path) -> None:
-    """`checkout --rev OLD a.txt` brings a.txt's recorded version back and records how it
-    was made (stage a's deps at OLD), so `status` says stage a changed; the other stage's
-    record, the other output of stage a, and their files stay as they are."""
-    gen(repo, {"k": "1", "mlver.yaml": "stages:\n  a:\n    cmd: cat k k > a.txt; cat k > a2.txt\n    deps: [k]\n"
-                                         "    outs: [a.txt, a2.txt]\n"
+def test_checkout_rev_of_a_stage_output_brings_that_stages_record_only(repo: Path) -> None:
+    """`checkout --rev OLD a.txt` brings back the run of stage a that made it: its record of
+    OLD (deps, and every output of that run, a2.txt and its Git-kept metrics too), so
+    `status` says stage a changed and `repro` makes it current; stage b's record and files
+    stay. A metrics file is a target too, and a stage renamed since is the same stage."""
+    gen(repo, {"k": "1", "mlver.yaml": "stages:\n  a:\n    cmd: cat k k > a.txt; cat k > a2.txt; cp k m.json\n"
+                                         "    deps: [k]\n    outs: [a.txt, a2.txt]\n    metrics: [m.json]\n"
                                          "  b:\n    cmd: cat k k k > b.txt\n    deps: [k]\n    outs: [b.txt]\n"})
     run(["repro"], repo)
     old = commit_all(repo, "v1")
@@ -172,25 +173,30 @@ def test_checkout_rev_of_one_stage_output_changes_only_its_stages_record(repo: P
     lock_before = yaml.safe_load((repo / "mlver.lock").read_text())
     lock_old = yaml.safe_load(git(["show", f"{old}:mlver.lock"], repo))
     run(["checkout", "--rev", old[:7], "a.txt"], repo)
-    assert (repo / "a.txt").read_text() == "11"
-    assert (repo / "a2.txt").read_text() == "2" and (repo / "b.txt").read_text() == "222"
+    assert [(repo / f).read_text() for f in ("a.txt", "a2.txt", "m.json", "b.txt")] == ["11", "1", "1", "222"]
     lock = yaml.safe_load((repo / "mlver.lock").read_text())
-    assert lock["stages"]["b"] == lock_before["stages"]["b"]
-    assert lock["stages"]["a"]["deps"] == lock_old["stages"]["a"]["deps"]
-    outs = {o["path"]: o for o in lock["stages"]["a"]["outs"]}
-    assert outs["a.txt"] == {o["path"]: o for o in lock_old["stages"]["a"]["outs"]}["a.txt"]
-    assert outs["a2.txt"] == {o["path"]: o for o in lock_before["stages"]["a"]["outs"]}["a2.txt"]
+    assert lock["stages"]["a"] == lock_old["stages"]["a"] and lock["stages"]["b"] == lock_before["stages"]["b"]
     stages = {s["name"]: s["changed"] for s in run_json(["status"], repo)["stages"]}
     assert stages == {"a": True, "b": False}
-    run(["checkout"], repo)  # the outputs not asked for stay
-    assert (repo / "a2.txt").read_text() == "2" and (repo / "a.txt").read_text() == "11"
-    run(["repro"], repo)  # makes stage a current again
-    assert (repo / "a.txt").read_text() == "22"
+    run(["checkout"], repo)  # the lock and the files agree: nothing moves
+    assert (repo / "a.txt").read_text() == "11" and (repo / "b.txt").read_text() == "222"
+    run(["checkout", "--rev", "HEAD", "m.json"], repo)  # a metrics file kept in Git names its stage's run
+    assert [(repo / f).read_text() for f in ("a.txt", "a2.txt", "m.json")] == ["22", "2", "2"]
     assert yaml.safe_load((repo / "mlver.lock").read_text()) == lock_before
-    # a stage's name brings all its outputs of that revision
-    run(["checkout", "--rev", old, "a"], repo)
-    assert (repo / "a.txt").read_text() == "11" and (repo / "a2.txt").read_text() == "1"
-    assert yaml.safe_load((repo / "mlver.lock").read_text())["stages"]["a"] == lock_old["stages"]["a"]
+    assert git(["status", "--short"], repo) == ""
+    # renamed since: the stage that makes a.txt now gets the record; a stage that makes it
+    # no longer is refused, naming `mlver get`
+    gen(repo, {"mlver.yaml": (repo / "mlver.yaml").read_text().replace("  a:\n", "  make:\n")})
+    run(["repro"], repo)
+    commit_all(repo, "renamed")
+    run(["checkout", "--rev", old, "a.txt"], repo)
+    lock = yaml.safe_load((repo / "mlver.lock").read_text())
+    assert set(lock["stages"]) == {"make", "b"} and lock["stages"]["make"]["outs"] == lock_old["stages"]["a"]["outs"]
+    assert (repo / "a.txt").read_text() == "11"
+    gen(repo, {"mlver.yaml": "stages:\n  b:\n    cmd: cat k k k > b.txt\n    deps: [k]\n    outs: [b.txt]\n"})
+    proc = run(["checkout", "--rev", old, "a.txt"], repo, check=False)
+    assert proc.returncode == 3 and "which no stage of the pipeline makes now" in proc.stderr, proc.stderr
+    assert "mlver get --rev" in proc.stderr
 
 
 def test_get_a_folder_and_a_file_inside_it(repo: Path) -> None:

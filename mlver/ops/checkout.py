@@ -19,15 +19,15 @@ from mlver.workspace import CheckoutResult, check_writable, checkout_output, cle
 def checkout(repo: Repo, targets: list[str] | None = None, *, force: bool = False, relink: bool = False,
              rev: str | None = None, progress: Progress = NO_PROGRESS) -> CheckoutResult:
     if rev is not None:
-        bring_from_rev(repo, rev, targets or [])
+        targets = bring_from_rev(repo, rev, targets or [])
     outputs = all_outputs(repo)
-    chosen = select_outputs(repo, outputs, targets) if targets else outputs
+    chosen = select_outputs(repo, outputs, targets) if targets else [] if rev is not None else outputs
     for out in chosen:  # refuse a path that leads out of the repository before writing anything
         check_writable(repo, out)
     result = CheckoutResult()
     for out in chosen:
         result.merge(checkout_output(repo, out, force=force, relink=relink, progress=progress))
-    if not targets:
+    if not targets and rev is None:
         result.merge(clean_vanished(repo, outputs))
     if result.missing:  # outputs declared `push: false` are not expected from a remote
         from mlver.ops.scope import declared_routes
@@ -39,8 +39,10 @@ def checkout(repo: Repo, targets: list[str] | None = None, *, force: bool = Fals
     return result
 
 
-def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
-    """Like ``git checkout REV -- path`` for the pointers (or lock) of ``targets``."""
+def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> list[str]:
+    """Like ``git checkout REV -- path`` for the pointers of ``targets`` (and, for stage
+    outputs, their records in the lock; metrics files kept in Git come from REV's tree).
+    Returns the targets whose data is then checked out from the cache."""
     root = repo.require_scm("checkout --rev")
     if not targets:
         raise UsageError("--rev needs at least one target", hint="e.g. `mlver checkout --rev HEAD~1 data/train.csv`")
@@ -48,14 +50,17 @@ def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
     if not rev:
         raise GitError(f"unknown revision '{shown}'", hint="`git log --oneline` and `mlver exp list` name them")
     files: list[str] = []
+    data: list[str] = []  # targets whose data comes from the cache
     recorded: list[tuple[StageLock, LockEntry]] = []  # (stage at rev, an output's entry)
     then: dict[str, StageLock] | None = None
     for t in targets:
         rel = repo.rel(t)
         if rel.endswith(POINTER_SUFFIX):
             files.append(rel)
+            data.append(t)
         elif os.path.exists(repo.abs(rel + POINTER_SUFFIX)) or _exists_at(root, rev, repo, rel + POINTER_SUFFIX):
             files.append(rel + POINTER_SUFFIX)
+            data.append(t)
         else:
             then = _locks_at(repo, root, rev) if then is None else then
             found = _recorded(then, t, rel)
@@ -63,10 +68,32 @@ def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> None:
                 raise PathError(t, f"is neither a pointer nor a stage output recorded at {shown}",
                                 hint=f"see the files of {shown} with `git show --stat {rev[:10]}`")
             recorded += found
+            kept = [e.path for _, e in found if not e.cache]  # metrics/plots kept in Git: REV's file
+            files += [p for p in kept if _exists_at(root, rev, repo, p)]
+            data += [e.path for _, e in found if e.cache]  # (a stage's name may be an old one)
+    producers = _current_producers(repo, recorded) if recorded else {}
     if files:
         git.run(repo.root, "checkout", rev, "--", *sorted({repo.abs(f) for f in files}), literal=True)
     if recorded:
-        _record_outputs(repo, recorded)
+        _record_outputs(repo, recorded, producers)
+    return list(dict.fromkeys(data))
+
+
+def _current_producers(repo: Repo, recorded: list[tuple[StageLock, LockEntry]]) -> dict[str, str]:
+    """Output path -> the stage of today's pipeline that makes it, for each recorded output;
+    one that no stage makes now is refused (its record would be a stage mlver.yaml lacks)."""
+    from mlver.ops.common import declared_outputs
+
+    declared = declared_outputs(repo)
+    out: dict[str, str] = {}
+    for stage, entry in recorded:
+        name = declared.get(entry.path)
+        if name is None:
+            raise PathError(entry.path, f"was made by stage '{stage.name}', which no stage of the pipeline "
+                                        "makes now", hint=f"write that version elsewhere with `mlver get --rev REV "
+                                                          f"{entry.path} -o FILE`")
+        out[entry.path] = name
+    return out
 
 
 def _locks_at(repo: Repo, root: str, rev: str) -> dict[str, StageLock]:
@@ -81,34 +108,28 @@ def _locks_at(repo: Repo, root: str, rev: str) -> dict[str, StageLock]:
 
 
 def _recorded(stages: dict[str, StageLock], target: str, rel: str) -> list[tuple[StageLock, LockEntry]]:
-    """The recorded outputs a target names, as ``select_outputs`` reads targets: a stage's
-    name, an output, a folder holding outputs, or a path inside a folder output."""
+    """The recorded outputs (metrics and plots too) a target brings: every output of each
+    stage that made what the target names (a stage's name, an output, a folder holding
+    outputs, or a path inside a folder output). A stage's outputs come back together:
+    they are one record of one run, and a lock mixing two runs would claim what neither
+    made."""
     if target in stages and not os.path.exists(target):
-        return [(stages[target], e) for e in stages[target].products if e.cache]
-    return [(s, e) for s in stages.values() for e in s.products if e.cache and (
-        rel in (".", e.path) or e.path.startswith(rel + "/") or rel.startswith(e.path + "/"))]
+        named = [stages[target]]
+    else:
+        named = [s for s in stages.values() if any(
+            rel in (".", e.path) or e.path.startswith(rel + "/") or rel.startswith(e.path + "/") for e in s.products)]
+    return [(s, e) for s in named for e in s.products]
 
 
-def _record_outputs(repo: Repo, recorded: list[tuple[StageLock, LockEntry]]) -> None:
-    """Record in the workspace's lock that these outputs are ``rev``'s: each stage named
-    gets its record at ``rev`` (command, deps, params: how those outputs were made) with
-    the entries of its other outputs kept as they are, and the lock's other stages stay as
-    they are. So the lock never claims the current deps made an old output (`status` shows
-    the stage changed, `repro` makes it current again) and a later `checkout` leaves the
-    outputs that were not asked for alone."""
+def _record_outputs(repo: Repo, recorded: list[tuple[StageLock, LockEntry]], producers: dict[str, str]) -> None:
+    """Record in the workspace's lock that these stages' outputs are ``rev``'s: the stage
+    that makes them now (``producers``; renamed since, it is the same stage) gets its
+    whole record of ``rev`` (command, deps, params, outputs: one run), so `status` says
+    the stage changed when today's deps differ and `repro` makes it current; the lock's
+    other stages stay as they are."""
     stages = read_lock(repo)
-    asked: dict[str, set[str]] = {}
-    then: dict[str, StageLock] = {}
     for stage, entry in recorded:
-        asked.setdefault(stage.name, set()).add(entry.path)
-        then[stage.name] = stage
-    for name, paths in asked.items():
-        now = stages.get(name, then[name])
-        stages[name] = replace(
-            then[name],
-            outs=tuple(e for e in now.outs if e.path not in paths) + tuple(e for e in then[name].outs if e.path in paths),
-            metrics=tuple(e for e in now.metrics if e.path not in paths)
-            + tuple(e for e in then[name].metrics if e.path in paths))
+        stages[producers[entry.path]] = replace(stage, name=producers[entry.path])
     write_lock(repo, stages, list(stages))
 
 
