@@ -241,3 +241,28 @@ def test_mlverignore_hides_a_pipeline_file_that_is_only_an_example(project: Path
     gen(project, {".mlverignore": "docs/\n"})
     names = [s["name"] for s in run_json(["stage", "list", "--json"], project)["stages"]]
     assert names == ["prepare", "models/mlver.yaml:prepare", "models/mlver.yaml:train"]
+
+
+def test_a_subfolder_stage_name_is_a_target_of_checkout_push_and_fetch(project: Path, tmp_path: Path) -> None:
+    """A bare name unique to a subfolder's pipeline (`train`) names its stage for checkout,
+    checkout --rev, push and fetch as it does for repro; in that subfolder a bare name is
+    first that file's stage (`prepare` there is models/mlver.yaml's, at the top the top's)."""
+    run(["remote", "add", "-d", "r", str(tmp_path / "remote")], project)
+    (tmp_path / "remote").mkdir()
+    run(["repro"], project)
+    git(["add", "-A"], project)
+    git(["commit", "-q", "-m", "run"], project)
+    (project / "models/model.txt").unlink()
+    run(["checkout", "train"], project)
+    assert (project / "models/model.txt").read_text() == "3 HELLO\n"
+    assert "1 object(s) pushed" in said(run(["push", "train"], project))
+    run(["fetch", "train"], project)
+    gen(project, {"models/model.txt": "edited\n"})
+    run(["checkout", "--rev", "HEAD", "--force", "train"], project)
+    assert (project / "models/model.txt").read_text() == "3 HELLO\n"
+    for f in ("models/copy.txt", "data/clean.txt"):
+        (project / f).unlink()
+    run(["checkout", "prepare"], project / "models")
+    assert (project / "models/copy.txt").exists() and not (project / "data/clean.txt").exists()
+    run(["checkout", "prepare"], project)
+    assert (project / "data/clean.txt").read_text() == "HELLO\n"

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from mlver import git
 from mlver.errors import GitError, PathError, UsageError
-from mlver.ops.common import LOCK_FILE, all_outputs
+from mlver.ops.common import LOCK_FILE, all_outputs, full_stage_names
 from mlver.pipeline.lockfile import (LockEntry, StageLock, lock_files, read_lock, stage_locks_from_text,
                                      write_lock)
 from mlver.pointer import POINTER_SUFFIX
@@ -18,6 +18,7 @@ from mlver.workspace import CheckoutResult, check_writable, checkout_output, cle
 
 def checkout(repo: Repo, targets: list[str] | None = None, *, force: bool = False, relink: bool = False,
              rev: str | None = None, progress: Progress = NO_PROGRESS) -> CheckoutResult:
+    targets = full_stage_names(repo, targets or []) or targets
     if rev is not None:
         targets = bring_from_rev(repo, rev, targets or [])
     outputs = all_outputs(repo)
@@ -70,7 +71,7 @@ def bring_from_rev(repo: Repo, rev: str, targets: list[str]) -> list[str]:
             recorded += found
             kept = [e.path for _, e in found if not e.cache]  # metrics/plots kept in Git: REV's file
             files += [p for p in kept if _exists_at(root, rev, repo, p)]
-            data += [e.path for _, e in found if e.cache]  # (a stage's name may be an old one)
+            data += [repo.abs(e.path) for _, e in found if e.cache]  # (a stage's name may be an old one)
     producers = _current_producers(repo, recorded) if recorded else {}
     if files:
         git.run(repo.root, "checkout", rev, "--", *sorted({repo.abs(f) for f in files}), literal=True)

@@ -64,6 +64,34 @@ def stages_named(repo: Repo, targets: list[str]) -> dict[str, list[str]]:
     return found
 
 
+def in_folder_pipeline(repo: Repo, file: str, targets: list[str] | None) -> list[str]:
+    """Targets as given in a subfolder holding its own pipeline ``file``: none means that
+    file's stages, and a bare stage name that file's stage of that name (as `dvc repro
+    NAME` there), else whatever the name means project-wide."""
+    if not targets:
+        return [file]
+    from mlver.pipeline.model import split_stage_name
+    from mlver.pipeline.plan import load_pipeline
+
+    pipeline = load_pipeline(repo)
+    return [f"{file}:{t}" if split_stage_name(t)[0] == PIPELINE_FILE and pipeline.named(f"{file}:{t}") else t
+            for t in targets]
+
+
+def full_stage_names(repo: Repo, targets: list[str]) -> list[str]:
+    """``targets`` with each one that names stages (a bare name of a subfolder pipeline's
+    stage, a foreach name) replaced by those stages' full names, as `repro` reads them (in
+    a subfolder holding its own pipeline, a bare name is first that file's stage)."""
+    if not targets:
+        return targets
+    here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
+    if here != "." and not here.startswith("../") and os.path.isfile(os.path.join(os.getcwd(), PIPELINE_FILE)):
+        targets = [t if os.path.exists(t) else f for t, f in
+                   zip(targets, in_folder_pipeline(repo, f"{here}/{PIPELINE_FILE}", targets))]
+    named = stages_named(repo, targets)
+    return [n for t in targets for n in (named.get(t) or [t])]
+
+
 def declared_outputs(repo: Repo) -> dict[str, str]:
     """Output path -> stage name for every output the pipeline files declare (run or not)."""
     if not has_pipeline(repo):

@@ -9,7 +9,7 @@ import os
 from typing import Any, Callable
 
 from mlver.ops.commit import record_changed_inputs, refuse_missing_inputs
-from mlver.ops.common import PIPELINE_FILE, autostage, with_untracked_pipeline
+from mlver.ops.common import PIPELINE_FILE, autostage, in_folder_pipeline, with_untracked_pipeline
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.run import ReproResult, StageEvent, reproduce
 from mlver.progress import NO_PROGRESS, Progress
@@ -28,7 +28,7 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
     here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
     if (not all_pipelines and here != "." and not here.startswith("../")
             and os.path.isfile(os.path.join(os.getcwd(), PIPELINE_FILE))):
-        targets = _in_folder_pipeline(repo, f"{here}/{PIPELINE_FILE}", targets)
+        targets = in_folder_pipeline(repo, f"{here}/{PIPELINE_FILE}", targets)
     if pull and not dry_run:
         _pull_recorded(repo, progress)
     if not allow_missing and not (pull and dry_run):  # before a folder holding the missing file is recorded
@@ -42,20 +42,6 @@ def repro(repo: Repo, targets: list[str] | None = None, *, force: bool = False, 
     if result.files and not staged:
         result.to_add = with_untracked_pipeline(repo, result.files)
     return result, staged
-
-
-def _in_folder_pipeline(repo: Repo, file: str, targets: list[str] | None) -> list[str]:
-    """Targets as given in a subfolder holding its own pipeline ``file``: none means that
-    file's stages, and a bare stage name that file's stage of that name (as `dvc repro
-    NAME` there), else whatever the name means project-wide."""
-    if not targets:
-        return [file]
-    from mlver.pipeline.model import split_stage_name
-    from mlver.pipeline.plan import load_pipeline
-
-    pipeline = load_pipeline(repo)
-    return [f"{file}:{t}" if split_stage_name(t)[0] == PIPELINE_FILE and pipeline.named(f"{file}:{t}") else t
-            for t in targets]
 
 
 def _pull_recorded(repo: Repo, progress: Progress) -> None:

@@ -13,7 +13,7 @@ from mlver import git
 from mlver.cache import ObjectRef
 from mlver.errors import ChecksumMismatch, FormatError, GitError, PathError
 from mlver.hashing import algo_of, digest_bytes
-from mlver.ops.common import all_outputs
+from mlver.ops.common import all_outputs, full_stage_names
 from mlver.pointer import POINTER_SUFFIX, Manifest, parse_manifest
 from mlver.repo import Repo
 from mlver.tracked import outputs_at, outputs_in_file, record_paths
@@ -105,6 +105,7 @@ def outputs_in_scope(repo: Repo, scope: Scope, targets: list[str] | None = None)
     ``workspace`` or a short commit id. TARGETS select outputs by path, pointer file or
     stage name; one that names nothing in the workspace nor any revision is an error."""
     found: list[tuple[str, Output]] = []
+    targets = full_stage_names(repo, targets) if targets else targets
     commits = revision_commits(repo, scope)
     if scope.workspace:
         ws = all_outputs(repo)
