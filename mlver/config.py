@@ -27,8 +27,8 @@ KNOWN = {
 }
 DEFAULT_GC_GRACE = "1d"
 DEFAULT_CACHE_TYPE = "reflink,copy"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 def user_config_path() -> str:
@@ -64,7 +64,7 @@ def validate(key: str, value: str) -> None:
         known = ", ".join(f"{s}.{k}" for s, ks in KNOWN.items() for k in ks)
         raise UsageError(f"unknown config key '{key}'", hint=f"known keys: {known}, remote.NAME.*")
     kind = KNOWN[section][name]
-    if kind == "bool" and value.lower() not in _TRUE | _FALSE:
+    if kind == "bool" and value.lower() not in TRUE_WORDS | FALSE_WORDS:
         raise UsageError(f"{key}: expected true or false, got '{value}'")
     if kind == "float":
         try:
@@ -89,6 +89,43 @@ def parse_duration(value: str, shown: str) -> float:
     if not m:
         raise UsageError(f"{shown}: expected a duration like 1d, 2h, 30m or 0, got '{value}'")
     return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def parse_size(value: str, key: str) -> int:
+    """``1048576``, ``512k``, ``1m``, ``64MiB``, ``1g`` -> bytes (positive)."""
+    v = value.strip().lower().removesuffix("ib").removesuffix("b")
+    mult = 1
+    if v and v[-1] in "kmg":
+        mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[v[-1]]
+        v = v[:-1]
+    try:
+        n = int(float(v) * mult)
+    except (ValueError, OverflowError):
+        n = 0
+    if n <= 0:
+        raise UsageError(f"{key}: expected a size in bytes (e.g. 1048576, 512k, 64m), got '{value}'")
+    return n
+
+
+def check_remote_option(key: str, value: str) -> None:
+    """A ``remote.NAME.KEY`` value whose form is known: checked when it is set and when a
+    config file is read, not at the first transfer (where a bad one would read as an
+    unreachable remote). ``key`` is the option's own name (``timeout``)."""
+    if key in ("jobs", "port") and not (value.isdigit() and 0 < int(value) < (65536 if key == "port" else 10**6)):
+        what = "a port number (1-65535)" if key == "port" else "a positive whole number"
+        raise UsageError(f"{key}: expected {what}, got '{value}'")
+    if key in ("endpoint_url", "endpointurl") and not value.startswith(("http://", "https://")):
+        raise UsageError(f"{key}: expected an http:// or https:// URL, got '{value}'")
+    if key in ("ssl_verify", "packs") and value.strip().lower() not in TRUE_WORDS | FALSE_WORDS:
+        raise UsageError(f"{key}: expected true or false, got '{value}'")
+    if key in ("pack_threshold", "pack_size"):
+        parse_size(value, key)
+    if key == "timeout":
+        try:
+            if not 0 < float(value) < float("inf"):  # also refuses nan
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"{key}: expected a number of seconds, got '{value}'") from None
 
 
 def parse_hash(value: str, shown: str) -> str:
@@ -265,7 +302,9 @@ class Config:
     sources: dict[str, str] = field(default_factory=dict)  # key -> the file that set it
 
     @classmethod
-    def load(cls, project: str | None, local: str | None) -> "Config":
+    def load(cls, project: str | None, local: str | None, *, check: bool = True) -> "Config":
+        """The files merged; ``check=False`` leaves values unchecked, for the commands
+        that must be able to fix a bad one (`mlver config`, `mlver remote modify`)."""
         merged: dict[str, str] = {}
         sources: dict[str, str] = {}
         for path in (user_config_path(), project, local):
@@ -274,19 +313,28 @@ class Config:
                 merged.update(items)
                 sources.update(dict.fromkeys(items, path))
         config = cls(merged, sources)
-        for key, value in merged.items():  # a bad value is named now, before any work is done
+        for key, value in merged.items() if check else ():  # a bad value is named now, before any work is done
             section, _, name = key.partition(".")
-            if name in KNOWN.get(section, {}):
-                try:
+            try:
+                if name in KNOWN.get(section, {}):
                     validate(key, value)
-                except UsageError as e:
-                    raise config._bad(key, e.message.split(": ", 1)[1]) from None
+                elif section == "remote":
+                    check_remote_option(key.rpartition(".")[2], value)
+            except UsageError as e:
+                raise config._bad(key, e.message.split(": ", 1)[1]) from None
         return config
 
     def _bad(self, key: str, problem: str) -> FormatError:
         """A bad value read from a config file: the error names the file and the key."""
+        source = self.sources.get(key, "")
+        level = " --local" if source.endswith("config.local") else " --global" if source == user_config_path() else ""
+        if key.startswith("remote."):
+            name, _, opt = key[len("remote."):].rpartition(".")
+            fix = f"mlver remote modify{level} {name} {opt} VALUE"
+        else:
+            fix = f"mlver config{level} {key} VALUE"
         return FormatError(self.sources.get(key, "config"), f"invalid config: {key}: {problem}",
-                           hint=f"fix it with `mlver config {key} VALUE` (or edit the file)")
+                           hint=f"fix it with `{fix}` (or edit the file)")
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.values.get(key, default)
@@ -295,9 +343,9 @@ class Config:
         v = self.values.get(key)
         if v is None:
             return default
-        if v.lower() in _TRUE:
+        if v.lower() in TRUE_WORDS:
             return True
-        if v.lower() in _FALSE:
+        if v.lower() in FALSE_WORDS:
             return False
         raise self._bad(key, f"expected true or false, got '{v}'")
 

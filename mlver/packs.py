@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from mlver import failpoint
 from mlver.cache import Cache, ObjectRef, object_folders
+from mlver.config import TRUE_WORDS, check_remote_option, parse_size
 from mlver.errors import ChecksumMismatch, RemoteError, UsageError
 from mlver.fsutil import atomic_write, unlink_quiet
 from mlver.hashing import DEFAULT_ALGO, algo_of, digest_bytes, is_digest
@@ -67,34 +68,6 @@ TRACE_MAX_AGE = 24 * 3600.0  # seconds a gc's trace is kept
 
 # --- settings -----------------------------------------------------------------------
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def parse_size(value: str, key: str) -> int:
-    """``1048576``, ``512k``, ``1m``, ``64MiB``, ``1g`` -> bytes (positive)."""
-    v = value.strip().lower().removesuffix("ib").removesuffix("b")
-    mult = 1
-    if v and v[-1] in "kmg":
-        mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[v[-1]]
-        v = v[:-1]
-    try:
-        n = int(float(v) * mult)
-    except ValueError:
-        n = 0
-    if n <= 0:
-        raise UsageError(f"{key}: expected a size in bytes (e.g. 1048576, 512k, 64m), got '{value}'")
-    return n
-
-
-def check_option(key: str, value: str) -> None:
-    """Refuse a bad ``packs`` / ``pack_threshold`` / ``pack_size`` value when it is set."""
-    if key == "packs" and value.strip().lower() not in _TRUE + _FALSE:
-        raise UsageError(f"{key}: expected true or false, got '{value}'")
-    if key in ("pack_threshold", "pack_size"):
-        parse_size(value, key)
-
-
 @dataclass(frozen=True)
 class PackSettings:
     enabled: bool = True
@@ -107,10 +80,10 @@ def settings(rem: Remote) -> PackSettings:
     try:
         for key in OPTIONS:
             if key in o:
-                check_option(key, o[key])
+                check_remote_option(key, o[key])
     except UsageError as e:
         raise UsageError(f"remote.{rem.name}.{e.message}") from None
-    enabled = o.get("packs", "true").strip().lower() in _TRUE
+    enabled = o.get("packs", "true").strip().lower() in TRUE_WORDS
     return PackSettings(enabled and not rem.read_only,
                         parse_size(o["pack_threshold"], "pack_threshold") if "pack_threshold" in o
                         else DEFAULT_PACK_THRESHOLD,

@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlparse
 
 from mlver import failpoint
 from mlver.cache import Cache, ObjectRef, algo_folder, parse_object_name
+from mlver.config import check_remote_option
 from mlver.errors import ChecksumMismatch, MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write, copy_file, is_stale_tmp, unique_suffix, unlink_quiet
 from mlver.hashing import ALGORITHMS, CHUNK, DEFAULT_ALGO, VerifiedReader, algo_of, new_hasher
@@ -1306,28 +1307,26 @@ def _is_auth_error(e: BaseException) -> bool:
                     "InvalidToken", "403")
 
 
+def _option(rc: RemoteConfig, key: str) -> str | None:
+    """Option ``key`` of ``rc`` checked as when it is set (config files were checked when
+    read; a remote built otherwise, from DVC's config say, is checked here)."""
+    v = rc.options.get(key)
+    if v is not None:
+        try:
+            check_remote_option(key, v)
+        except UsageError as e:
+            raise UsageError(f"remote.{rc.name}.{e.message}") from None
+    return v
+
+
 def _timeout_option(rc: RemoteConfig) -> float:
-    v = rc.options.get("timeout")
-    if v is None or not v.strip():
-        return DEFAULT_TIMEOUT
-    try:
-        t = float(v)
-    except ValueError:
-        t = -1.0
-    if not t > 0 or t != t or t == float("inf"):
-        raise UsageError(f"remote.{rc.name}.timeout: expected a number of seconds, got '{v}'")
-    return t
+    v = _option(rc, "timeout")
+    return float(v) if v is not None else DEFAULT_TIMEOUT
 
 
 def _int_option(rc: RemoteConfig, key: str) -> int | None:
-    v = rc.options.get(key)
-    if v is None:
-        return None
-    try:
-        n = int(v)
-    except ValueError:
-        raise UsageError(f"remote.{rc.name}.{key}: expected a whole number, got '{v}'") from None
-    return n if n > 0 else None
+    v = _option(rc, key)
+    return int(v) if v is not None else None
 
 
 def default_jobs() -> int:

@@ -68,6 +68,10 @@ class Repo:
     def config(self) -> Config:
         return Config.load(self.config_path, self.local_config_path)
 
+    def unchecked_config(self) -> Config:
+        """The settings with bad values left in: for commands that may be fixing one."""
+        return Config.load(self.config_path, self.local_config_path, check=False)
+
     @cached_property
     def cache_dir(self) -> str:
         configured = self.config.get("cache.dir")

@@ -132,6 +132,16 @@ def test_plots_html_is_self_contained(history: tuple[Path, list[str]]) -> None:
         assert str(acc(lr)) in page
     assert shas[0][:7] in page and "train.lr" in page  # the params that changed
     assert "steps.csv" in page  # per-step series overlaid
+    # SPEC's plots shape beside the report's own fields: a chart per metric, one point per revision
+    charts = {c["name"]: c for c in res["plots"]}
+    assert {"acc", "loss"} <= set(charts) and all(c["template"] == "linear" for c in charts.values())
+    acc_revs = charts["acc"]["revisions"]
+    assert [r["rev"] for r in acc_revs] == [r["rev"] for r in res["revisions"]]
+    assert [r["points"] for r in acc_revs] == [[]] + [[{"acc": acc(lr)}] for lr in LRS]  # the first commit has none
+    [step_chart] = [c for c in res["plots"] if c["name"].startswith("steps.csv:")]
+    step_revs = step_chart["revisions"]
+    assert step_revs and all(r["rev"] in shas or r["rev"] == "workspace" for r in step_revs)
+    assert all(len(pt) == 2 for r in step_revs for pt in r["points"]) and step_revs[0]["points"]
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
     assert "<script src" not in page and "@import" not in page and "url(" not in page
     only = run_json(["plots", "acc", "-n", "2", "-o", "acc.html"], root)

@@ -264,6 +264,8 @@ def test_trend_keeps_its_old_spelling_and_writes_images(repo: Path, tmp_path: Pa
         assert [r["metrics"]["acc"] for r in doc["revisions"]] == [0.81, 0.86, 0.91]
         assert [r["subject"] for r in doc["revisions"]] == ["lr 0.1", "lr 0.05", "lr 0.02"]
         assert "best" in doc["revisions"][-1]["refs"]
+        [chart] = doc["plots"]  # SPEC's shape too
+        assert chart["name"] == "acc" and [r["points"] for r in chart["revisions"]] == [[{"acc": a}] for a in (0.81, 0.86, 0.91)]
 
 
 def test_twenty_thousand_points_stay_under_two_megabytes(repo: Path) -> None:

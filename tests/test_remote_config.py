@@ -48,6 +48,26 @@ def test_add_list_default_remove(repo: Path, tmp_path: Path) -> None:
     assert run_json(["remote", "list"], repo)["remotes"][0]["url"] == "/elsewhere"
 
 
+def test_a_relative_folder_is_taken_from_where_the_user_stands(repo: Path, tmp_path: Path) -> None:
+    """`remote add NAME ../store` in a subfolder means the folder beside that subfolder
+    (as the shell and DVC read it); it is stored relative to the project root, and a
+    push from anywhere in the project lands there."""
+    sub = repo / "src" / "deep"
+    sub.mkdir(parents=True)
+    proc = run(["remote", "add", "-d", "store", "../../../store"], sub)
+    assert "-> ../store" in proc.stderr
+    assert "url = ../store" in (repo / ".mlver" / "config").read_text()
+    run(["remote", "modify", "store", "url", "../elsewhere"], sub)
+    assert "url = src/elsewhere" in (repo / ".mlver" / "config").read_text()
+    run(["remote", "modify", "store", "url", "../store"], repo)  # from the root: as typed
+    assert "url = ../store" in (repo / ".mlver" / "config").read_text()
+    (repo / "data.bin").write_bytes(b"payload")
+    run(["add", "../../data.bin"], sub)
+    run(["push"], sub)
+    store = repo.parent / "store"
+    assert store.is_dir() and any(p.is_file() and p.read_bytes() == b"payload" for p in store.rglob("*"))
+
+
 def test_credentials_only_in_local_config(repo: Path) -> None:
     run(["remote", "add", "-d", "s3", "s3://bucket/x"], repo)
     proc = run(["remote", "modify", "s3", "secret_access_key", "hunter2"], repo, check=False)

@@ -233,6 +233,10 @@ def test_malformed_config_is_named(repo: Path) -> None:
     (b"\xff\xfe\n", "not UTF-8 text"),
     (b"[core]\nautostage = maybe\n", "core.autostage: expected true or false, got 'maybe'"),
     (b"[cache]\ntype = foo\n", "cache.type: unknown link type 'foo'"),
+    (b'[remote "s"]\nurl = /x\ntimeout = soon\n', "remote.s.timeout: expected a number of seconds, got 'soon'"),
+    (b'[remote "s"]\nurl = /x\njobs = many\n', "remote.s.jobs: expected a positive whole number, got 'many'"),
+    (b'[remote "s"]\nurl = /x\npack_threshold = big\n', "remote.s.pack_threshold: expected a size in bytes"),
+    (b'[remote "s"]\nurl = /x\npacks = sometimes\n', "remote.s.packs: expected true or false, got 'sometimes'"),
 ])
 def test_bad_config_values_name_the_file_exit_3(repo: Path, text: bytes, problem: str) -> None:
     gen(repo, {"new.bin": b"n"})
@@ -249,6 +253,13 @@ def test_mlver_config_can_fix_a_bad_value(repo: Path) -> None:
     assert run(["status"], repo, check=False).returncode == 3
     run(["config", "--local", "core.autostage", "false"], repo)
     assert run(["status"], repo).returncode == 0
+    # a bad remote option: the hint's own command fixes it (the config is not checked first)
+    (repo / ".mlver/config.local").write_text('[remote "s"]\nurl = /x\njobs = many\n')
+    proc = run(["push", "-r", "s"], repo, check=False)
+    assert proc.returncode == 3 and "mlver remote modify --local s jobs VALUE" in proc.stderr
+    run(["remote", "modify", "--local", "s", "jobs", "4"], repo)
+    assert run(["status"], repo).returncode == 0
+    assert "jobs = 4" in (repo / ".mlver/config.local").read_text()
 
 
 def test_config_round_trip_and_validation(repo: Path) -> None:

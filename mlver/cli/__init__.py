@@ -100,12 +100,13 @@ def _finite_floats(value: object) -> object:
 
 
 @contextlib.contextmanager
-def project(lock: str | None = None) -> Iterator["Repo"]:
+def project(lock: str | None = None, *, check_config: bool = True) -> Iterator["Repo"]:
     """The mlver project around the current folder, closed afterwards; with ``lock`` (the
-    command's name) the repository lock is held throughout."""
+    command's name) the repository lock is held throughout. ``check_config=False`` is for
+    the commands that fix a bad config value (`remote modify` and its kin)."""
     from mlver.repo import Repo
 
-    repo = Repo.find(".")
+    repo = Repo.find(".", check_config=check_config)
     try:
         if lock is None:
             yield repo

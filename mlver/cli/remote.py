@@ -40,8 +40,8 @@ def remote_add(app: App, default: bool, force: bool, local: bool, name: str, url
     """Add remote NAME at URL (a folder, s3://bucket/prefix, ssh://user@host/path, ...)."""
     from mlver.ops import remote_config as ops
 
-    with project() as repo:
-        path = ops.add(repo, name, url, default=default, force=force, level="local" if local else "project")
+    with project(check_config=False) as repo:
+        path, url = ops.add(repo, name, url, default=default, force=force, level="local" if local else "project")
     app.say(f"Added remote '{name}' -> {ops.masked_url(url)} in {path}{' (default)' if default else ''}")
 
 
@@ -61,7 +61,7 @@ def remote_modify(app: App, local: bool, global_: bool, unset: bool, name: str, 
         raise click.UsageError("missing argument 'VALUE' (or use --unset)")
     if value is not None and unset:
         raise click.UsageError("--unset takes no VALUE")
-    with project() as repo:
+    with project(check_config=False) as repo:
         path = ops.modify(repo, name, key, value, level=_level(local, global_))
     app.say(f"{'Unset' if unset else 'Set'} remote.{name}.{key} in {path}")
 
@@ -92,7 +92,7 @@ def remote_remove(app: App, name: str) -> None:
     """Remove remote NAME from the config (the stored data is not touched)."""
     from mlver.ops import remote_config as ops
 
-    with project() as repo:
+    with project(check_config=False) as repo:
         ops.remove(repo, name)
     app.say(f"Removed remote '{name}'")
 
@@ -107,7 +107,7 @@ def remote_default(app: App, local: bool, unset: bool, name: str | None) -> None
     from mlver.ops import remote_config as ops
 
     level = "local" if local else "project"
-    with project() as repo:
+    with project(check_config=False) as repo:
         current = ops.get_default(repo)
         if unset:
             ops.set_default(repo, None, level=level)

@@ -96,7 +96,7 @@ def plan_storage(root: str, *, existing: dict[str, dict[str, str]], keep_dvc: bo
 
 def _remote(plan: StoragePlan, r: Any, existing: dict[str, dict[str, str]], *, default: bool,
             keep_dvc: bool) -> RemotePlan | None:
-    from mlver.ops.remote_config import check_option
+    from mlver.config import check_remote_option
     from mlver.remote import SECRET_OPTIONS, check_url, option_names
 
     url = remote_url_for_mlver(r.url)
@@ -124,7 +124,7 @@ def _remote(plan: StoragePlan, r: Any, existing: dict[str, dict[str, str]], *, d
                     f"{', '.join(k for k in allowed if k != 'url')}); set it through the backend's own config"))
                 continue
             try:
-                check_option(name, value)
+                check_remote_option(name, value)
             except MlverError as e:
                 plan.unconverted.append(Unconverted(f"option '{key}' of remote '{r.name}'", where, e.message))
                 continue
@@ -186,7 +186,7 @@ def apply_remotes(repo: Any, remotes: list[RemotePlan]) -> None:
 
     for r in remotes:
         if not r.exists:
-            remote_config.add(repo, r.name, r.url, level="project")
+            remote_config.add(repo, r.name, r.url, level="project", base=repo.root)  # r.url is root-relative
         repo.__dict__.pop("config", None)  # read the config files again: they changed
         for key, value in r.options.items():
             remote_config.modify(repo, r.name, key, value, level="project")

@@ -56,6 +56,7 @@ class StepSeries:
     key: str  # the y column
     x: str  # the x column
     lines: tuple[tuple[str, tuple[tuple[float, float], ...]], ...]  # (point label, [(x, y)])
+    revs: tuple[str, ...] = ()  # the revision of each line (a commit's full hash or "workspace")
 
 
 @dataclass
@@ -88,7 +89,23 @@ class PlotsResult:
             doc["step_series"] = [{"file": st.file, "x": st.x, "y": st.key,
                                    "lines": [{"label": label, "points": [list(xy) for xy in pts]}
                                              for label, pts in st.lines]} for st in r.steps]
+            doc["plots"] = _spec_plots(r)
         return doc
+
+
+def _spec_plots(r: PlotsReport) -> list[dict[str, Any]]:
+    """The report in SPEC's plots shape, as ``plots show --json`` gives it: one linear
+    chart per metric (one point per revision, the value under the metric's name; a
+    revision without the metric has no point) and one per per-step series (the x and y
+    columns of each revision's file)."""
+    charts = [{"name": s.name, "template": "linear",
+               "revisions": [{"rev": p.rev, "points": [] if v is None else [{s.name: v}]}
+                             for p, v in zip(r.points, s.values)]} for s in r.series]
+    for st in r.steps:
+        charts.append({"name": f"{st.file}:{st.key}", "template": "linear",
+                       "revisions": [{"rev": rev, "points": [{st.x: x, st.key: y} for x, y in pts]}
+                                     for rev, (_, pts) in zip(st.revs, st.lines)]})
+    return charts
 
 
 def _number(v: Any) -> float | None:
@@ -223,26 +240,27 @@ def _step_series(repo: Repo, commits: list[ExpRow], last: ExpRow) -> list[StepSe
     if commits:
         with contextlib.closing(History(repo, None)) as history:
             files = history.files_many([r.rev for r in commits], _step_files)
-    labelled = [(Point(r.rev, r.rev[:7], r.subject or "", r.refs).display, f) for r, f in zip(commits, files)]
+    labelled = [(r.rev, Point(r.rev, r.rev[:7], r.subject or "", r.refs).display, f) for r, f in zip(commits, files)]
     if last.rev == WORKSPACE:
         ws: dict[str, bytes] = {}
-        for path in {p for _, f in labelled for p in f}:
+        for path in {p for _, _, f in labelled for p in f}:
             try:
                 with open(repo.abs(path), "rb") as fh:
                     ws[path] = fh.read()
             except OSError:
                 continue
-        labelled.append((WORKSPACE, ws))
-    found: dict[tuple[str, str], tuple[str, list[tuple[str, tuple[tuple[float, float], ...]]]]] = {}
-    for label, by_path in labelled:
+        labelled.append((WORKSPACE, WORKSPACE, ws))
+    found: dict[tuple[str, str], tuple[str, list[tuple[str, str, tuple[tuple[float, float], ...]]]]] = {}
+    for rev, label, by_path in labelled:
         for path, data in sorted(by_path.items()):
             parsed = parse_steps(data, path)
             if parsed is None:
                 continue
             x, cols = parsed
             for key, pts in cols.items():
-                found.setdefault((path, key), (x, []))[1].append((label, tuple(pts)))
-    return [StepSeries(path, key, x, tuple(lines)) for (path, key), (x, lines) in found.items()]
+                found.setdefault((path, key), (x, []))[1].append((rev, label, tuple(pts)))
+    return [StepSeries(path, key, x, tuple((label, pts) for _, label, pts in lines), tuple(rev for rev, _, _ in lines))
+            for (path, key), (x, lines) in found.items()]
 
 
 def _write_png(report: PlotsReport, dest: str) -> list[str]:

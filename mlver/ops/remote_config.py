@@ -9,9 +9,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from mlver.config import ConfigFile, user_config_path
-from mlver.errors import MlverError, RemoteError, UsageError
-from mlver.packs import OPTIONS as PACK_OPTIONS, check_option as check_pack_option
+from mlver.config import ConfigFile, check_remote_option, user_config_path
+from mlver.errors import FormatError, MlverError, RemoteError, UsageError
 from mlver.remote import SECRET_OPTIONS, backend_for, backend_installed, check_url, option_names
 from mlver.repo import Repo
 
@@ -41,7 +40,11 @@ def _file(repo: Repo, level: str) -> ConfigFile:
 
 def _save(repo: Repo, cf: ConfigFile) -> None:
     os.makedirs(os.path.dirname(cf.path), exist_ok=True)
-    cf.save(fsync=repo.fsync)
+    try:
+        fsync = repo.fsync
+    except FormatError:  # a bad value elsewhere, which this change may be fixing: the safe side
+        fsync = True
+    cf.save(fsync=fsync)
 
 
 def _check_name(name: str) -> None:
@@ -51,7 +54,24 @@ def _check_name(name: str) -> None:
 
 
 def _remotes(repo: Repo) -> dict[str, dict[str, str]]:
-    return repo.config.remotes()
+    return repo.unchecked_config().remotes()  # `remote modify` may be fixing a bad value
+
+
+def _folder_url(repo: Repo, url: str, level: str, base: str | None = None) -> str:
+    """A folder path as typed is relative to where the user stands (``base``, by default
+    the current folder, as in DVC and the shell); it is stored relative to the project
+    root, which is how it is read, so a clone beside the store finds it wherever it
+    sits. The user-level config gets it absolute. ``~`` is expanded; URLs with a scheme
+    are left as given."""
+    if "://" in url or not url:
+        return url
+    path = os.path.expanduser(url)
+    if os.path.isabs(path) and not url.startswith("~"):
+        return url
+    full = os.path.normpath(os.path.join(base or os.getcwd(), path))
+    if level == "global" or url.startswith("~"):
+        return full
+    return os.path.relpath(full, repo.root).replace(os.sep, "/")
 
 
 def _refuse_url_secret(name: str, url: str, level: str) -> None:
@@ -61,26 +81,6 @@ def _refuse_url_secret(name: str, url: str, level: str) -> None:
         raise UsageError(f"the URL of remote '{name}' holds a password, and .mlver/config is committed to Git",
                          hint=f"leave it out of the URL and set it with `mlver remote modify --local {name} "
                               "password ...` (or add the remote with --local / --global)")
-
-
-def check_option(key: str, value: str) -> None:
-    """Option values whose form is known are checked when set, not at the first transfer
-    (where a bad one would read as an unreachable remote)."""
-    if key in ("jobs", "port") and not (value.isdigit() and 0 < int(value) < (65536 if key == "port" else 10**6)):
-        what = "a port number (1-65535)" if key == "port" else "a positive whole number"
-        raise UsageError(f"{key}: expected {what}, got '{value}'")
-    if key in ("endpoint_url", "endpointurl") and not value.startswith(("http://", "https://")):
-        raise UsageError(f"{key}: expected an http:// or https:// URL, got '{value}'")
-    if key == "ssl_verify" and value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-        raise UsageError(f"{key}: expected true or false, got '{value}'")
-    if key in PACK_OPTIONS:
-        check_pack_option(key, value)
-    if key == "timeout":
-        try:
-            if not 0 < float(value) < float("inf"):  # also refuses nan
-                raise ValueError
-        except ValueError:
-            raise UsageError(f"{key}: expected a number of seconds, got '{value}'") from None
 
 
 def masked_url(url: str) -> str:
@@ -95,11 +95,11 @@ def masked_url(url: str) -> str:
 
 
 def add(repo: Repo, name: str, url: str, *, default: bool = False, force: bool = False,
-        level: str = "project") -> str:
-    """Add remote ``name``; returns the config file written."""
+        level: str = "project", base: str | None = None) -> tuple[str, str]:
+    """Add remote ``name``; returns the config file written and the URL stored (a
+    relative folder path is taken from ``base``, by default the current folder)."""
     _check_name(name)
-    if "://" not in url and url.startswith("~"):
-        url = os.path.expanduser(url)
+    url = _folder_url(repo, url, level, base)
     check_url(url, name=name)
     _refuse_url_secret(name, url, level)
     existing = _remotes(repo)
@@ -113,7 +113,7 @@ def add(repo: Repo, name: str, url: str, *, default: bool = False, force: bool =
     if default:
         cf.set("core.remote", name)
     _save(repo, cf)
-    return cf.path
+    return cf.path, url
 
 
 def modify(repo: Repo, name: str, key: str, value: str | None, *, level: str = "project") -> str:
@@ -133,10 +133,11 @@ def modify(repo: Repo, name: str, key: str, value: str | None, *, level: str = "
         raise UsageError(f"'{key}' is a credential and .mlver/config is committed to Git",
                          hint=f"use `mlver remote modify --local {name} {key} ...` (or --global)")
     if key == "url" and value is not None:
+        value = _folder_url(repo, value, level)
         check_url(value, name=name)
         _refuse_url_secret(name, value, level)
     if value is not None:
-        check_option(key, value)
+        check_remote_option(key, value)
     cf = _file(repo, level)
     if value is None:
         if not cf.unset(f"remote.{name}.{key}"):
@@ -191,4 +192,4 @@ def set_default(repo: Repo, name: str | None, *, level: str = "project") -> str 
 
 
 def get_default(repo: Repo) -> str | None:
-    return repo.config.get("core.remote")
+    return repo.unchecked_config().get("core.remote")
