@@ -172,29 +172,6 @@ def test_mixed_sizes_and_thresholds(repo: Path, tmp_path: Path) -> None:
     assert files_of(other / "d") == files_of(repo / "d")
 
 
-def test_every_push_that_sends_files_adds_one_record(repo: Path, tmp_path: Path) -> None:
-    """A handful of small files goes loose (the first edition's layout), but the push
-    still adds its inventory record, naming them; a push with nothing to send adds none."""
-    store = Store("folder", tmp_path / "store")
-    gen(repo, {"a.txt": "alpha\n", "b.txt": "beta\n"})
-    store.attach(repo)
-    run(["add", "a.txt", "b.txt"], repo)
-    commit(repo, "two files")
-    run(["push"], repo)
-    assert not store.keys("packs/") and len([k for k in store.keys("files/")]) == 2
-    [record] = store.records()
-    loose = json.loads(store.read(record))["loose"]
-    assert sorted(d for d, _m, _n in loose) == sorted(k.replace("/", "")[-32:] for k in store.keys("files/"))
-    assert run_json(["push"], repo)["transferred"] == 0 and len(store.records()) == 1  # nothing sent: nothing written
-    gen(repo, {"c.txt": "gamma\n"})
-    run(["add", "c.txt"], repo)
-    run(["push"], repo)
-    assert len(store.records()) == 2
-    other = clone(repo, tmp_path / "other")
-    run(["pull"], other)
-    assert (other / "a.txt").read_text() == "alpha\n"
-
-
 def test_packs_false_keeps_a_remote_loose(repo: Path, tmp_path: Path) -> None:
     store = Store("folder", tmp_path / "store")
     gen(repo, small_files(50, 3))

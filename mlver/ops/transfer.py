@@ -165,9 +165,8 @@ def _push_to(rem: Remote, repo: Repo, found: list[tuple[str, Output]], *, run_ca
         res.transferred += up.objects
         res.bytes += up.bytes
         _refuse(cache, up.corrupt, wanted, refused, res)
-    loose_sent = [r for r in loose_files if r not in refused]
-    if made or (loose_sent and packs.settings(rem).enabled):  # each push that adds objects adds one record
-        packs.write_record(rem, packs=made, loose=[(r, _size(cache, r)) for r in loose_sent])
+    if made:
+        packs.write_record(rem, packs=made, loose=[(r, _size(cache, r)) for r in loose_files if r not in refused])
     sent_refs += [r for r in files if r not in refused]
     batch = [r for r in manifests if not any(ObjectRef(e.digest, False) in refused
                                              for e in read(r).entries)]  # type: ignore[union-attr]
