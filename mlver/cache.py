@@ -18,6 +18,7 @@ from mlver.fsutil import (TMP_MARK, atomic_write, copy_file, fsync_dir, link_fil
                           remove_path, sweep_stale_tmp, unique_suffix, unlink_quiet)
 from mlver.hashing import (ALGORITHMS, CHUNK, DEFAULT_ALGO, DVC_LISTED, LEGACY_MD5, algo_of, digest_bytes, digest_file,
                            digest_open, hex_of, is_digest, new_hasher, qualify)
+from mlver.pointer import Manifest, parse_manifest
 from mlver.progress import ByteCallback
 
 MANIFEST_SUFFIX = ".manifest"
@@ -104,6 +105,10 @@ class Cache:
         self._no_clone: set[int] = set()  # devices whose files could not be cloned into the cache
         self._swept = False
         self.quarantined: dict[str, str] = {}  # digest -> actual digest of objects found corrupt by place()
+        # parsed manifests, by digest: a command reads the same folder's listing from several
+        # places (status -r: the workspace comparison, then the walk of what to look up);
+        # a manifest never changes under its name, and Manifest is immutable
+        self._manifests: dict[str, Manifest] = {}
 
     # --- naming -------------------------------------------------------------------
 
@@ -497,11 +502,36 @@ class Cache:
             found.update(d for d, name in group if name in names)
         return found
 
+    MANIFEST_MEMO = 32  # manifests kept parsed (the last read ones)
+
+    def manifest(self, digest: str, *, verify: bool = False) -> "Manifest | None":
+        """The parsed manifest ``digest`` (None when the cache does not hold it). ``verify``
+        re-hashes its bytes first and raises ``ChecksumMismatch`` when they differ from its
+        name (for decisions that delete what a damaged manifest would hide: gc)."""
+        if not self.has(digest, manifest=True):
+            return None
+        m = self._manifests.get(digest)
+        if m is not None and not verify:
+            return m
+        data = self.read_bytes(digest, manifest=True)
+        algo = algo_of(digest)
+        if verify and digest_bytes(data, algo) != digest:
+            self._manifests.pop(digest, None)
+            raise ChecksumMismatch(f"manifest {digest}", digest, digest_bytes(data, algo),
+                                   where=f"in the cache, {self.path(digest, True)}")
+        m = parse_manifest(data, f"manifest {digest}", algo)  # verified bytes replace what was kept
+        self._manifests.pop(digest, None)
+        if len(self._manifests) >= self.MANIFEST_MEMO:
+            self._manifests.pop(next(iter(self._manifests)))
+        self._manifests[digest] = m
+        return m
+
     def verify(self, ref: ObjectRef) -> bool:
         actual, _ = digest_file(self.path(ref.digest, ref.manifest), algo=algo_of(ref.digest))
         return actual == ref.digest
 
     def remove(self, ref: ObjectRef) -> int:
+        self._manifests.pop(ref.digest, None)
         p = self.path(ref.digest, ref.manifest)
         try:
             size = os.stat(p).st_size
@@ -515,6 +545,8 @@ class Cache:
         """Move a corrupt object out of the layout, to ``quarantine/`` (kept for
         inspection): the next fetch brings a good copy. OSError when the cache is
         read-only."""
+        if ref.manifest:
+            self._manifests.pop(ref.digest, None)  # what was parsed from the bad bytes goes too
         qdir = os.path.join(self.root, "quarantine")
         os.makedirs(qdir, exist_ok=True)
         dest = os.path.join(qdir, ref.quarantine_name)

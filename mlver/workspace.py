@@ -16,9 +16,9 @@ from mlver import git
 from mlver.cache import Cache, ObjectRef
 from mlver.errors import ChecksumMismatch, DanglingLink, FormatError, PathError
 from mlver.fsutil import (TMP_MARK, WalkEntry, check_names, confine, inside_root, is_executable, parallel_map,
-                          remove_path, sweep_stale_tmp, unlink_confined, walk_files)
+                          is_stale_tmp, remove_path, sweep_stale_tmp, unlink_confined, unlink_quiet, walk_files)
 from mlver.hashing import DEFAULT_ALGO, DVC_LISTED, algo_of, digest_bytes, digest_file
-from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, parse_manifest, read_pointer
+from mlver.pointer import POINTER_SUFFIX, Entry, Manifest, Pointer, read_pointer
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.state import Placed, racy
@@ -52,11 +52,20 @@ def pointer_files(repo: Repo) -> list[str]:
         return name.endswith(POINTER_SUFFIX)
 
     if PIPELINE_NAMES[0] in repo.found:
-        return _project_files(repo, [f"*{POINTER_SUFFIX}"], is_pointer)
-    found = _project_files(repo, [f"*{POINTER_SUFFIX}", *(f"*{n}" for n in PIPELINE_NAMES)],
-                           lambda f: is_pointer(f) or f in PIPELINE_NAMES)
-    _remember_pipeline_files(repo, [p for p in found if p.rsplit("/", 1)[-1] in PIPELINE_NAMES])
-    return [p for p in found if is_pointer(p.rsplit("/", 1)[-1])]
+        found = _project_files(repo, [f"*{POINTER_SUFFIX}"], is_pointer)
+    else:
+        found = _project_files(repo, [f"*{POINTER_SUFFIX}", *(f"*{n}" for n in PIPELINE_NAMES)],
+                               lambda f: is_pointer(f) or f in PIPELINE_NAMES)
+        _remember_pipeline_files(repo, [p for p in found if p.rsplit("/", 1)[-1] in PIPELINE_NAMES])
+    pointers = []
+    for p in found:
+        name = p.rsplit("/", 1)[-1]
+        if name.startswith(TMP_MARK):  # a pointer being written, or half-written by a killed mlver
+            if is_stale_tmp(name):
+                unlink_quiet(repo.abs(p))
+        elif is_pointer(name):
+            pointers.append(p)
+    return pointers
 
 
 def pipeline_files(repo: Repo, name: str) -> list[str]:
@@ -340,12 +349,6 @@ def current_file_digest(repo: Repo, rel: str, *, progress: Progress = NO_PROGRES
     return hash_files(repo, [(rel, path, st)], progress=progress, algo=algo)[rel], st.st_size
 
 
-def load_manifest(cache: Cache, digest: str) -> Manifest | None:
-    if not cache.has(digest, manifest=True):
-        return None
-    return parse_manifest(cache.read_bytes(digest, manifest=True), f"manifest {digest}", algo_of(digest))
-
-
 # --- what outputs name (the tracked-data layer, mlver.tracked, answers with these) ----------
 
 def find(outputs: list[Output], rel: str) -> tuple[Output, str | None] | None:
@@ -379,7 +382,7 @@ def objects_of(cache: Cache, output: Output) -> list[ObjectRef]:
     if output.kind == "file":
         return [ObjectRef(output.digest, False)]
     refs = [ObjectRef(output.digest, True)]
-    manifest = load_manifest(cache, output.digest)
+    manifest = cache.manifest(output.digest)
     if manifest is not None:
         refs.extend(dict.fromkeys(ObjectRef(e.digest, False) for e in manifest.entries))
     return refs
@@ -469,7 +472,7 @@ def output_state(repo: Repo, out: Output, *, progress: Progress = NO_PROGRESS) -
         return OutputState(out, "ok" if has_manifest else "not_in_cache", current_digest=cur_digest)
     if cur_manifest is None:  # known from the folder memo, but the files are needed now
         cur_manifest = manifest_of(repo, out.path, entries, rows=rows, progress=progress, algo=algo)
-    recorded = load_manifest(cache, out.digest)
+    recorded = cache.manifest(out.digest)
     files = tuple(compare_manifests(out.path, recorded, cur_manifest)) if recorded is not None else ()
     return OutputState(out, "modified", files, current_digest=cur_digest)
 
@@ -703,7 +706,7 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             plan.append(_Place(out.path, out.digest, False, cur_file is not None,
                                cur_file is not None and cur_file[0] == out.digest))
     else:
-        manifest = load_manifest(cache, out.digest)
+        manifest = cache.manifest(out.digest)
         if manifest is None:
             _clear_other_version(repo, out, res, force)
             res.missing.append(out.path)

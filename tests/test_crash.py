@@ -300,6 +300,27 @@ def two_versions(repo: Path) -> tuple[Path, dict[str, str], dict[str, str]]:
     return repo, v1, v2
 
 
+def test_a_pointer_half_written_by_a_killed_add_is_not_a_pointer(repo: Path) -> None:
+    """A kill between writing a pointer's temporary file and its rename leaves
+    `.mlver-tmp-PID-TAG-N.NAME.mlver` beside it (seen by this test's random kills): no
+    command may read it as a pointer; the first one that lists pointers removes it once
+    its process is gone, and leaves a live process's temporary alone."""
+    (repo / "a.txt").write_text("a\n")
+    run(["add", "a.txt"], repo)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    torn = repo / f".mlver-tmp-{dead.pid}-0badf00d-3.images.mlver"
+    torn.write_text("path: images\nkind: d")  # cut off mid-write
+    live = repo / "sub" / f".mlver-tmp-{os.getpid()}-0badf00d-4.b.txt.mlver"
+    live.parent.mkdir()
+    live.write_text("")
+    doc = run_json(["status"], repo)
+    assert doc["clean"] is True and [o["path"] for o in run_json(["list"], repo)["outputs"]] == ["a.txt"]
+    assert not torn.exists() and live.exists()
+    run(["add", "a.txt"], repo)  # writers list pointers too
+    assert live.exists()
+
+
 @pytest.mark.parametrize("failpoint", ["checkout-before-rename", "checkout-before-rename:4"])
 def test_checkout_killed_at_failpoint_then_rerun(two_versions: tuple[Path, dict[str, str], dict[str, str]],
                                                  drop_data: None, failpoint: str) -> None:

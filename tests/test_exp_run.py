@@ -134,8 +134,13 @@ def test_list_values_and_set_new(project: Path) -> None:
     run(["exp", "run", "-S", "train.layers=[64,32]", "--set-new", "-n", "layers"], project)
     text = (project / "params.yaml").read_text()
     assert "layers: [64, 32]" in text and "# learning rate" in text
-    [row] = exp_rows(project)
-    assert row["params"]["params.yaml"]["train.lr"] == 0.1
+    # a new key inside a flow mapping goes inside its braces; the comments stay
+    gen(project, {"params.yaml": text + "extra: {a: 1}  # flow\n"})
+    run(["exp", "run", "-S", "extra.b=2", "--set-new", "-n", "flow"], project)
+    text = (project / "params.yaml").read_text()
+    assert "extra: {a: 1, b: 2}  # flow" in text and "# learning rate" in text
+    rows = {r["experiment"]: r for r in exp_rows(project)}
+    assert rows["layers"]["params"]["params.yaml"]["train.lr"] == 0.1
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -147,6 +152,8 @@ def test_list_values_and_set_new(project: Path) -> None:
     (["-S", "../outside.yaml:a=1", "--set-new"], 3, "outside"),
     (["-S", "train.lr=[1"], 2, "not valid YAML"),
     (["-n", "bad name"], 2, "not a valid experiment name"),
+    (["-n", "-y"], 2, "not a valid experiment name"),  # it would read as an option wherever it is named
+    (["-S", "train.lr.x=1", "--set-new"], 2, "'train.lr' is 0.1, not a mapping"),  # the value would be lost
     (["--queue", "--temp"], 2, "choose one of --queue and --temp"),
 ])
 def test_exp_run_errors(project: Path, args: list[str], code: int, message: str) -> None:

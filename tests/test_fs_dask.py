@@ -149,7 +149,7 @@ def test_dask_workers_read_a_tracked_folder_from_s3_at_two_revisions(repo: Path,
         expected[tag] = pd.concat(frames).sum().to_dict()
     assert expected["v1"] != expected["v2"]
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0",
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
         for tag in ("v1", "v2"):
             df = dd.read_csv("mlver://data/parts/*.csv", storage_options={"repo": str(clone), "rev": tag})

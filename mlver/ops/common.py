@@ -11,7 +11,7 @@ from mlver.pointer import POINTER_SUFFIX, Pointer
 from mlver.progress import Progress
 from mlver.repo import Repo
 from mlver.tracked import workspace_outputs
-from mlver.workspace import Output, has_lock, has_pipeline, pointer_outputs
+from mlver.workspace import Output, has_lock, has_pipeline
 
 if TYPE_CHECKING:  # pragma: no cover - the pipeline modules import YAML: only when used
     from mlver.pipeline.plan import StageCommit

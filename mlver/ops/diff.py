@@ -11,7 +11,7 @@ from mlver import git
 from mlver.ops.common import all_outputs
 from mlver.repo import Repo
 from mlver.tracked import outputs_at
-from mlver.workspace import Output, current_file_digest, current_manifest, load_manifest
+from mlver.workspace import Output, current_file_digest, current_manifest
 
 
 @dataclass
@@ -37,7 +37,7 @@ def expand(repo: Repo, outputs: list[Output]) -> dict[str, str]:
         if o.kind == "file":
             files[o.path] = o.digest
             continue
-        manifest = load_manifest(repo.cache, o.digest)
+        manifest = repo.cache.manifest(o.digest)
         if manifest is None:
             files[o.path + "/"] = o.digest  # the folder as one item when its manifest is absent
         else:

@@ -75,9 +75,10 @@ def _name_in(rest: str) -> str | None:
 
 
 def check_name(name: str) -> str:
-    if not name or not git.valid_ref_name(name) or name == "queue":
+    if not name or name.startswith("-") or not git.valid_ref_name(name) or name == "queue":
         raise UsageError(f"'{name}' is not a valid experiment name",
-                         hint="use letters, digits, '-', '_' and '.', without '/' or spaces")
+                         hint="use letters, digits, '-', '_' and '.', starting with a letter, digit or '_', "
+                              "without '/', spaces or a '.lock' ending")
     return name
 
 

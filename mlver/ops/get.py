@@ -25,7 +25,7 @@ from mlver.remote import Remote, remote_config
 from mlver.repo import MLVER_DIR, Repo
 from mlver.ops.source import local_path, settings_at
 from mlver.tracked import entries_below, find, outputs_at
-from mlver.workspace import Output, load_manifest
+from mlver.workspace import Output
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def _git_file(repo: Repo, root: str, commit: str, rel: str) -> bytes | None:
 def _entries(cache: Cache, output: Output, inner: str | None) -> list[Entry]:
     if output.kind == "file":
         return [Entry("", output.digest, output.size, False)]
-    manifest = load_manifest(cache, output.digest)
+    manifest = cache.manifest(output.digest)
     if manifest is None:  # pragma: no cover - fetched above or reported missing
         raise ObjectMissing(output.digest, output.path)
     below = entries_below(manifest.entries, inner)

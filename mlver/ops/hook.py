@@ -23,7 +23,7 @@ from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver.tracked import INDEX, missing, outputs_at, outputs_in_file, pathspecs, project_prefix
 from mlver.workspace import (CheckoutResult, FileState, Output, check_writable, checkout_output, clean_vanished,
-                             compare_manifests, current_dir_digest, current_file_digest, current_manifest, load_manifest,
+                             compare_manifests, current_dir_digest, current_file_digest, current_manifest,
                              load_output)
 
 # --- pre-commit ----------------------------------------------------------------------
@@ -73,7 +73,7 @@ def _stale(repo: Repo, out: Output, *, progress: Progress) -> StaleOutput | None
             current, manifest = current_dir_digest(repo, out.path, progress=progress, algo=algo_of(out.digest))
             if current == out.digest:
                 return None
-            recorded = load_manifest(repo.cache, out.digest)
+            recorded = repo.cache.manifest(out.digest)
             if recorded is not None:
                 if manifest is None:  # answered from the folder memo: list the files now
                     manifest = current_manifest(repo, out.path, algo=algo_of(out.digest))

@@ -11,10 +11,9 @@ from typing import Callable
 
 from mlver import git
 from mlver.cache import ObjectRef
-from mlver.errors import ChecksumMismatch, FormatError, GitError, PathError
-from mlver.hashing import algo_of, digest_bytes
+from mlver.errors import FormatError, GitError, PathError
 from mlver.ops.common import all_outputs, full_stage_names
-from mlver.pointer import POINTER_SUFFIX, Manifest, parse_manifest
+from mlver.pointer import POINTER_SUFFIX, Manifest
 from mlver.repo import Repo
 from mlver.tracked import outputs_at, outputs_in_file, record_paths
 from mlver.workspace import Output, has_pipeline, select_outputs
@@ -180,18 +179,11 @@ def local_manifest_reader(repo: Repo, *, verify: bool = False) -> Callable[[Obje
     (its digest is its name) and raise ``ChecksumMismatch`` naming it when they differ —
     for decisions that delete what a damaged manifest would hide (gc)."""
     cache = repo.cache
-    memo: dict[str, Manifest | None] = {}
+    memo: dict[str, Manifest | None] = {}  # absent ones too, and beyond the cache's own memo
 
     def read(ref: ObjectRef) -> Manifest | None:
         if ref.digest not in memo:
-            if not cache.has(ref.digest, True):
-                memo[ref.digest] = None
-            else:
-                data = cache.read_bytes(ref.digest, True)
-                if verify and digest_bytes(data, algo_of(ref.digest)) != ref.digest:
-                    raise ChecksumMismatch(f"manifest {ref.digest}", ref.digest, digest_bytes(data, algo_of(ref.digest)),
-                                           where=f"in the cache, {cache.path(ref.digest, True)}")
-                memo[ref.digest] = parse_manifest(data, f"manifest {ref.digest}", algo_of(ref.digest))
+            memo[ref.digest] = cache.manifest(ref.digest, verify=verify)
         return memo[ref.digest]
 
     return read

@@ -401,8 +401,8 @@ def remote_status(repo: Repo, remote_name: str | None, *, targets: list[str] | N
             return m
 
         wanted, _ = expand(roots, read)
-        if wanted:  # http reads the inventory through index/names
-            live = packs.load(rem, repo.tmp_dir).live
+        if any(r not in on_remote and r not in listing for r in wanted):  # not all vouched for: the inventory
+            live = packs.load(rem, repo.tmp_dir).live  # (http reads it through index/names)
             on_remote.update(r for r in wanted if r in live)
         unknown = [r for r in wanted if r not in listing and r not in on_remote]
         listing.update(lookup(unknown))

@@ -37,7 +37,7 @@ from mlver.pipeline.run import ReproFailed, StageEvent, reproduce, select
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
 from mlver import tracked
-from mlver.workspace import Output, load_manifest, pointer_outputs
+from mlver.workspace import Output, pointer_outputs
 
 REPRODUCED = "reproduced"
 DIFFERS = "differs"
@@ -291,7 +291,7 @@ def _read_metrics(wrepo: Repo, path: str, locked: StageLock | None) -> dict[str,
 
 
 def _dir_difference(wrepo: Repo, old: LockEntry, new: LockEntry) -> str:
-    a, b = load_manifest(wrepo.cache, old.digest), load_manifest(wrepo.cache, new.digest)
+    a, b = wrepo.cache.manifest(old.digest), wrepo.cache.manifest(new.digest)
     if a is None or b is None:
         return ""
     before = {e.path: e.digest for e in a.entries}

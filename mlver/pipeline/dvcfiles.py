@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
-from mlver.errors import FormatError, MlverError
+from mlver.errors import FormatError
 from mlver.fsutil import check_relative
 from mlver.hashing import LEGACY_MD5, qualify
 from mlver.pipeline.yamlio import LinedList, LinedMap, load_lined, plain

@@ -18,7 +18,7 @@ from mlver.errors import FormatError, MlverError, PathError, StaleStage
 from mlver.fsutil import inside_root
 from mlver.pipeline.graph import Graph, build_graph
 from mlver.pipeline.lockfile import LockEntry, StageLock, read_lock, write_lock
-from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE, Pipeline, Stage, merge_pipelines, parse_pipeline
+from mlver.pipeline.model import PIPELINE_FILE, Pipeline, Stage, merge_pipelines, parse_pipeline
 from mlver.pipeline.params import ParamsReader, workspace_reader
 from mlver.pipeline.record import Inspector, record_product
 from mlver.pointer import POINTER_SUFFIX

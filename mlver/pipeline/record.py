@@ -19,7 +19,7 @@ from mlver.pipeline.model import PIPELINE_FILE, Out, Stage
 from mlver.pointer import POINTER_SUFFIX, Entry, Manifest
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
-from mlver.workspace import (Output, current_dir_summary, current_file_digest, current_manifest, load_manifest, missing,
+from mlver.workspace import (Output, current_dir_summary, current_file_digest, current_manifest, missing,
                              scan_dir, store_output)
 
 
@@ -223,7 +223,7 @@ def restore_plain(repo: Repo, entry: LockEntry) -> None:
         if os.path.isdir(full) and not os.path.islink(full):
             remove_path(full, inside=repo.root)
     else:
-        manifest = load_manifest(cache, entry.digest)
+        manifest = cache.manifest(entry.digest)
         if manifest is None:
             raise MlverError(f"{entry.path}: manifest {entry.digest} is not in the cache")
         if os.path.lexists(full):

@@ -23,7 +23,6 @@ from mlver.hashing import DEFAULT_ALGO, digest_bytes, is_digest
 from mlver.pipeline.lockfile import LockEntry
 from mlver.pipeline.model import Stage
 from mlver.repo import Repo
-from mlver.workspace import load_manifest
 
 RUNS_DIR = f"runs/{DEFAULT_ALGO}"
 
@@ -138,7 +137,7 @@ def referenced_objects(repo: Repo) -> list[ObjectRef]:
                 refs[ObjectRef(e.digest, False)] = None
                 continue
             refs[ObjectRef(e.digest, True)] = None
-            manifest = load_manifest(repo.cache, e.digest)
+            manifest = repo.cache.manifest(e.digest)
             if manifest is not None:
                 for x in manifest.entries:
                     refs[ObjectRef(x.digest, False)] = None

@@ -155,6 +155,8 @@ def set_value(text: str, file: str, key: str, value: Any, *, set_new: bool, show
     if not found and not set_new:
         raise UsageError(f"-S {shown}: no key '{key}' in {file}",
                          hint="check the spelling, or pass --set-new to add it")
+    if not found:
+        _refuse_below_a_value(doc, key, file, shown)
     fmt = file_format(file)
     if fmt == "json":
         new = _set_json(text, key, value, found)
@@ -170,6 +172,25 @@ def set_value(text: str, file: str, key: str, value: Any, *, set_new: bool, show
         raise UsageError(f"-S {shown}: cannot set '{key}' in {file} without rewriting the file",
                          hint="edit the file by hand for this one")
     return new
+
+
+def _refuse_below_a_value(doc: Any, key: str, file: str, shown: str) -> None:
+    """``--set-new a.b.c`` adds ``c`` below the mapping ``a.b``; when ``a.b`` (or ``a``)
+    holds a value that is not a mapping, adding a key there would destroy that value."""
+    if isinstance(doc, dict) and key in doc:
+        return
+    parts = key.split(".")
+    node: Any = doc if doc is not None else {}
+    for i in range(len(parts)):
+        if not isinstance(node, dict):
+            where = ".".join(parts[:i])
+            what = f"'{where}' is {_yaml_flow(node)}" if where else f"{file} does not hold a mapping at the top"
+            raise UsageError(f"-S {shown}: cannot add '{key}': {what}, not a mapping of keys",
+                             hint=f"set '{where}' itself, or pick a key that is not below it" if where
+                             else "a params file holds a mapping of keys")
+        if parts[i] not in node:
+            return
+        node = node[parts[i]]
 
 
 # YAML: the composed node tree knows where each value starts and ends.
@@ -199,8 +220,8 @@ def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:
     path = node
     i = 0
     while i < len(parts):
-        if not isinstance(path, yaml.MappingNode):
-            return _redump_yaml(text, key, value)
+        if not isinstance(path, yaml.MappingNode):  # pragma: no cover - set_value refused it
+            raise _not_in_place(key)
         child = key_node = None
         for k, v in path.value:
             if isinstance(k, yaml.ScalarNode) and k.value == parts[i]:
@@ -238,8 +259,13 @@ def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:
     # a new key below the deepest mapping that exists
     if id(path) in shared:  # pragma: no cover - the loop refused it on the way down
         raise _anchored(key, parts[:i])
-    if not isinstance(path, yaml.MappingNode) or path.flow_style or not path.value:
-        return _redump_yaml(text, key, value)
+    if not isinstance(path, yaml.MappingNode):  # pragma: no cover - set_value refused it
+        raise _not_in_place(key)
+    if path.flow_style or not path.value:  # `train: {a: 1}` or `{}`: the new key goes inside the braces
+        close = text.rindex("}", path.start_mark.index, path.end_mark.index)
+        sep = ", " if path.value else ""
+        entry = f"{_yaml_flow(parts[i])}: {_yaml_flow(_nest(parts[i + 1:], value))}"
+        return text[:close].rstrip() + sep + entry + text[close:] if path.value else text[:close] + entry + text[close:]
     indent = path.value[0][0].start_mark.column
     last = path.value[-1][1]
     end = last.end_mark.index
@@ -292,28 +318,9 @@ def _yaml_block(parts: list[str], value: Any, indent: int) -> str:
     return f"{pad}{_yaml_flow(parts[0])}:\n" + _yaml_block(parts[1:], value, indent + 2)
 
 
-def _redump_yaml(text: str, key: str, value: Any) -> str:
-    """The fallback for layouts the text edit cannot handle (flow mappings): the whole
-    document dumped again (comments are lost)."""
-    import yaml
-
-    doc = parse_values(text.encode("utf-8"), "params.yaml") or {}
-    _set_nested(doc, key, value)
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-
-
-def _set_nested(doc: dict[str, Any], key: str, value: Any) -> None:
-    if key in doc:
-        doc[key] = value
-        return
-    parts = key.split(".")
-    node = doc
-    for p in parts[:-1]:
-        nxt = node.get(p)
-        if not isinstance(nxt, dict):
-            nxt = node[p] = {}
-        node = nxt
-    node[parts[-1]] = value
+def _not_in_place(key: str) -> UsageError:
+    return UsageError(f"cannot set '{key}' without rewriting the whole params file (its comments would be lost)",
+                      hint="edit the file by hand for this one")
 
 
 # JSON: a small scanner records where each value starts and ends.
