@@ -63,7 +63,7 @@ def _strict_loader(yaml12: bool = False) -> Any:
 
 # YAML 1.2 plain scalars, as DVC's parser (ruamel.yaml) reads them: `yes`/`on`/`no` are
 # strings, `010` is ten, `12:30` a string, `1e-3` a float. PyYAML resolves YAML 1.1.
-_YAML12 = (
+YAML12_RESOLVERS = (
     ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
     ("tag:yaml.org,2002:int", r"^(?:[-+]?0b[0-1_]+|[-+]?0o[0-7_]+|[-+]?[0-9][0-9_]*|[-+]?0x[0-9a-fA-F_]+)$",
      "-+0123456789"),
@@ -79,11 +79,11 @@ def yaml12_types(loader: Any) -> None:
 
     resolvers: dict[Any, list[Any]] = {}
     for first, entries in yaml.resolver.Resolver.yaml_implicit_resolvers.items():
-        kept = [(tag, rx) for tag, rx in entries if tag not in {t for t, _, _ in _YAML12}]
+        kept = [(tag, rx) for tag, rx in entries if tag not in {t for t, _, _ in YAML12_RESOLVERS}]
         if kept:
             resolvers[first] = kept
     loader.yaml_implicit_resolvers = resolvers
-    for tag, pattern, firsts in _YAML12:
+    for tag, pattern, firsts in YAML12_RESOLVERS:
         loader.add_implicit_resolver(tag, re.compile(pattern), list(firsts))
 
     def construct_int(constructor: Any, node: Any) -> int:

@@ -318,6 +318,11 @@ def test_dask_preconditions_fail_up_front(project: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr
     assert not (project.parent / "store").exists()  # nothing was pushed before the scheduler answered
     assert {e["status"] for e in statuses(project).values()} == {"queued"}
+    for bad in ("foo", "http://x:y", ""):  # not an address: a usage error, not "a bug in mlver"
+        proc = run(["queue", "start", "--dask", bad], project, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and "bug" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) <= 2
+    assert {e["status"] for e in statuses(project).values()} == {"queued"}
 
 
 def test_a_runner_killed_mid_run_is_repaired_by_running_the_queue_again(project: Path) -> None:
@@ -340,3 +345,25 @@ def test_a_runner_killed_mid_run_is_repaired_by_running_the_queue_again(project:
     assert list(tmp.glob("exp-run-*")) == []
     assert git(["worktree", "list", "--porcelain"], project).count("worktree ") == 1
     assert run(["fsck"], project).returncode == 0
+
+
+def test_ctrl_c_during_exp_run_temp_leaves_no_queue_entry(project: Path) -> None:
+    """SPEC's guarantee: a run interrupted at any instant is repaired by running the same
+    command again. An interrupted `--temp` run must not leave its entry queued (the name
+    would be taken, and the next `queue start` would run it quietly)."""
+    args = ["exp", "run", "--temp", "-S", "train.lr=0.3", "-S", "train.sleep=30", "--set-new", "-n", "tempsig"]
+    proc = subprocess.Popen([*mlver_cmd(), *args], cwd=project, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    tmp = project / ".mlver" / "tmp"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(tmp.glob("exp-run-*")):
+        time.sleep(0.1)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert statuses(project) == {}
+    assert git(["for-each-ref", "refs/exps"], project) == ""
+    run([*args[:5], "-S", "train.sleep=0", "--set-new", "-n", "tempsig"], project, timeout=200)  # the same, again
+    assert any(r.get("experiment") == "tempsig" for r in run_json(["exp", "show"], project)["rows"])
+

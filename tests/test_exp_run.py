@@ -139,8 +139,12 @@ def test_list_values_and_set_new(project: Path) -> None:
     run(["exp", "run", "-S", "extra.b=2", "--set-new", "-n", "flow"], project)
     text = (project / "params.yaml").read_text()
     assert "extra: {a: 1, b: 2}  # flow" in text and "# learning rate" in text
+    # a string that YAML 1.2 (which params files are read with) would take for a number is quoted
+    run(["exp", "run", "-S", 'train.tag="1e-3"', "--set-new", "-n", "str"], project)
+    assert "tag: '1e-3'" in (project / "params.yaml").read_text()
     rows = {r["experiment"]: r for r in exp_rows(project)}
     assert rows["layers"]["params"]["params.yaml"]["train.lr"] == 0.1
+    assert rows["str"]["params"]["params.yaml"]["train.tag"] == "1e-3"
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -167,6 +171,50 @@ def test_exp_run_errors(project: Path, args: list[str], code: int, message: str)
     assert not (project.parent / "outside.yaml").exists()
 
 
+def test_exp_save_records_changed_tracked_data(project: Path, tmp_path: Path) -> None:
+    """`exp save` saves the workspace as it is: tracked data changed since its `mlver add`
+    is stored and the experiment's pointer names it (as `dvc exp save` commits it); the
+    workspace's pointer, HEAD and the index stay."""
+    gen(project, {"data/raw.csv": "a,b\n1,2\n"})
+    run(["add", "data/raw.csv"], project)
+    git(["add", "-A"], project)
+    git(["commit", "-q", "-m", "data"], project)
+    pointer_before = (project / "data/raw.csv.mlver").read_text()
+    gen(project, {"data/raw.csv": "a,b\n1,2\n3,4\n"})
+    state = git_state(project)
+    saved = run_json(["exp", "save", "-n", "edited"], project)
+    assert saved["recorded"] == ["data/raw.csv.mlver"] and git_state(project) == state
+    assert (project / "data/raw.csv.mlver").read_text() == pointer_before
+    assert show_file(project, "refs/exps/" + saved["baseline"][:7] + "/edited", "data/raw.csv.mlver") != pointer_before
+    # the saved version comes back from the cache after the workspace moves on
+    gen(project, {"data/raw.csv": "something else\n"})
+    run(["exp", "apply", "edited", "-f"], project)
+    assert (project / "data/raw.csv").read_text() == "a,b\n1,2\n3,4\n"
+    assert run(["exp", "save", "-n", "clean"], project).returncode == 0  # nothing changed: nothing recorded
+    assert "recorded" not in run_json(["exp", "save", "-n", "clean2"], project)
+
+
+def test_sorting_keeps_experiments_under_their_baseline(project: Path) -> None:
+    for lr, name in ((0.3, "a"), (0.02, "b")):
+        run(["exp", "run", "--temp", "-S", f"train.lr={lr}", "-n", name], project)
+    gen(project, {"params.yaml": PARAMS.replace("lr: 0.1", "lr: 0.2")})
+    run(["repro", "-q"], project)
+    git(["add", "-A"], project)
+    git(["commit", "-q", "-m", "lr 0.2"], project)
+    run(["exp", "run", "--temp", "-S", "train.lr=0.01", "-n", "c"], project)
+    for order in ("asc", "desc"):
+        rows = run_json(["exp", "show", "--sort-by", "train.lr", "--sort-order", order], project)["rows"][1:]
+        commit = None
+        for r in rows:  # each experiment follows its own baseline commit
+            if "experiment" in r:
+                assert r["baseline"] == commit, (order, [(x.get("experiment"), x["rev"][:7]) for x in rows])
+            else:
+                commit = r["rev"]
+        lrs = [r["params"]["params.yaml"]["train.lr"] for r in rows
+               if "experiment" in r and r["baseline"] == rows[0]["rev"]]
+        assert lrs == sorted(lrs, reverse=order == "desc")
+
+
 def test_a_taken_name_is_refused_before_running(project: Path) -> None:
     run(["exp", "run", "-S", "train.lr=0.2", "-n", "same"], project)
     proc = run(["exp", "run", "-S", "train.lr=0.3", "-n", "same"], project, check=False)
@@ -179,6 +227,8 @@ def test_a_failing_stage_records_no_experiment(project: Path) -> None:
     proc = run(["exp", "run", "-S", "train.lr=0.2"], project, check=False)
     assert proc.returncode == 3 and "code 5" in proc.stderr
     assert git(["for-each-ref", "refs/exps"], project) == ""
+    proc = run(["exp", "run", "-S", "train.lr=0.3", "--json"], project, check=False)  # the JSON says so too
+    assert proc.returncode == 3 and json.loads(proc.stdout)["failed"]["exit_code"] == 5
 
 
 def test_exp_save_apply_branch_diff_remove(project: Path) -> None:
@@ -228,6 +278,23 @@ def test_apply_refuses_to_overwrite_uncommitted_edits(project: Path) -> None:
     assert "epochs: 9" in (project / "params.yaml").read_text()
     run(["exp", "apply", "two", "--force"], project)
     assert "lr: 0.2" in (project / "params.yaml").read_text()
+
+
+def test_apply_fetches_data_the_cache_lacks(project: Path, tmp_path: Path) -> None:
+    """An experiment whose outputs are on the remote but not in this cache (run on Dask,
+    or its objects collected here) is applied whole: its data comes from the remote."""
+    run(["remote", "add", "-d", "store", str(tmp_path / "store")], project)
+    run(["exp", "run", "-S", "train.lr=0.3", "-n", "far"], project)
+    run(["push"], project)
+    model = yaml.safe_load((project / "mlver.lock").read_text())["stages"]["train"]["outs"][0]
+    git(["checkout", "--", "params.yaml", "mlver.lock", "metrics.json"], project)
+    run(["checkout", "-q"], project)
+    digest = model["digest"] if ":" not in model["digest"] else model["digest"].split(":", 1)[1]
+    [obj] = [p for p in (project / ".mlver" / "cache").rglob(digest[2:]) if p.parent.name == digest[:2]]
+    obj.chmod(0o644)
+    obj.unlink()
+    res = run_json(["exp", "apply", "far"], project)
+    assert (project / "model.bin").read_text() == "model lr=0.3 epochs=4\n" and res["kept"] == []
 
 
 @pytest.mark.parametrize("args", [["apply", "nope"], ["branch", "nope", "b"], ["remove", "nope"],

@@ -68,7 +68,12 @@ def exp_run(app: App, stages: tuple[str, ...], set_params: tuple[str, ...], name
                 app.report(f"Queued experiment '{e.name}'" + (f": {' '.join(e.overrides)}" if e.overrides else ""))
             app.say("Run them with `mlver queue start` (or `mlver exp run --run-all`)")
             return
-        _start(app, 1, tuple(e.name for e in entries), None, as_json)
+        try:
+            _start(app, 1, tuple(e.name for e in entries), None, as_json)
+        except KeyboardInterrupt:  # --temp leaves no queue entry behind: the same command runs again
+            with project() as repo:
+                q.discard_unrun(repo, [e.name for e in entries])
+            raise
         return
     if any(len(o.values) > 1 for o in overrides):
         raise click.UsageError("-S with several values (a sweep) needs --queue")
@@ -81,6 +86,8 @@ def exp_run(app: App, stages: tuple[str, ...], set_params: tuple[str, ...], name
                                    targets=list(stages) or None, force=force, run_cache=not no_run_cache,
                                    progress=app.progress(), on_event=lambda e: _render_event(app, e))
     except ReproFailed as e:
+        if as_json:  # as `repro --json`: what ran, and the failure, for scripts (no experiment was saved)
+            app.json(e.result.to_json())
         raise e.error from None
     if as_json:
         app.json(res.to_json())
@@ -101,10 +108,12 @@ def exp_save(app: App, name: str | None, message: str | None, as_json: bool) -> 
     from mlver.ops.experiments import save
 
     with project(lock="exp save") as repo:
-        e = save(repo, name=name, message=message)
+        e = save(repo, name=name, message=message, record_data=True, progress=app.progress())
     if as_json:
         app.json({"version": 1, **e.to_json()})
         return
+    for pointer in e.recorded:
+        app.report(f"recorded {pointer} (the data changed; the workspace's pointer stays as it is)")
     app.report(f"Experiment '{e.name}' of {e.baseline[:SHORT]}: {e.ref}")
 
 

@@ -159,11 +159,24 @@ def stored_input_pointers(repo: Repo, progress: Progress = NO_PROGRESS, targets:
     """For a queued or --temp experiment, which leaves the workspace alone: the changed
     inputs (``changed_inputs``) stored in the cache, and the text of their pointers as
     they would be rewritten (repo-relative pointer file -> text), for the snapshot."""
+    refuse_missing_inputs(repo, targets)  # as `repro` would: the snapshot must not quietly run on the recorded data
+    return stored_pointer_texts(repo, changed_inputs(repo, targets), progress)
+
+
+def modified_tracked(repo: Repo) -> list[Output]:
+    """The pointer outputs (``mlver add``'s) whose workspace data differs from them."""
+    from mlver.workspace import output_state
+
+    return [o for o in all_outputs(repo) if o.stage is None and output_state(repo, o).state == "modified"]
+
+
+def stored_pointer_texts(repo: Repo, outputs: list[Output], progress: Progress = NO_PROGRESS) -> dict[str, str]:
+    """``outputs``' workspace data stored in the cache, and the text their pointers would
+    have (repo-relative pointer file -> text), for a snapshot that leaves the workspace alone."""
     from mlver.pointer import read_pointer
 
-    refuse_missing_inputs(repo, targets)  # as `repro` would: the snapshot must not quietly run on the recorded data
     texts: dict[str, str] = {}
-    for o in changed_inputs(repo, targets):
+    for o in outputs:
         assert o.pointer_file is not None
         old = read_pointer(repo.abs(o.pointer_file), o.pointer_file)
         stored = store_output(repo, o.path, progress=progress, algo=algo_of(old.digest))

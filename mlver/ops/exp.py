@@ -168,11 +168,26 @@ def sort_rows(table: ExpTable, name: str, *, descending: bool = False) -> ExpTab
     """Commits ordered by one column (the workspace row stays first; rows without the
     value last, whatever the order)."""
     column = table.find_column(name)
-    head, commits = table.rows[:1], table.rows[1:]
-    have = [r for r in commits if _sort_key(r.get(column))[0] < 2]
-    lack = [r for r in commits if _sort_key(r.get(column))[0] == 2]
-    have.sort(key=lambda r: _sort_key(r.get(column)), reverse=descending)
-    return ExpTable(head + have + lack)
+    head, rest = table.rows[:1], table.rows[1:]
+
+    def ordered(rows: list[ExpRow]) -> list[ExpRow]:
+        have = [r for r in rows if _sort_key(r.get(column))[0] < 2]
+        lack = [r for r in rows if _sort_key(r.get(column))[0] == 2]
+        have.sort(key=lambda r: _sort_key(r.get(column)), reverse=descending)
+        return have + lack
+
+    # experiments stay under their baseline (as in DVC): commits are sorted among
+    # themselves, each commit's experiments among themselves
+    commits = [r for r in rest if r.experiment is None]
+    shown = {r.rev for r in commits}
+    under: dict[str, list[ExpRow]] = {}
+    for r in rest:
+        if r.experiment is not None:
+            under.setdefault(r.baseline if r.baseline in shown else "", []).append(r)
+    out = list(head)
+    for c in ordered(commits):
+        out += [c, *ordered(under.get(c.rev, []))]
+    return ExpTable(out + ordered(under.get("", [])))
 
 
 def history_commits(root: str, *, count: int, all_branches: bool, revs: Sequence[str] = (),

@@ -17,7 +17,7 @@ from mlver import git
 from mlver.errors import GitError, MlverError, UsageError
 from mlver.fsutil import inside_root, refuse_leaving
 from mlver.pipeline.model import LOCK_FILE, PIPELINE_FILE
-from mlver.ops.commit import record_changed_inputs, refuse_missing_inputs
+from mlver.ops.commit import modified_tracked, record_changed_inputs, refuse_missing_inputs, stored_pointer_texts
 from mlver.pipeline.setparams import Override, apply_overrides
 from mlver.progress import NO_PROGRESS, Progress
 from mlver.repo import Repo
@@ -40,9 +40,13 @@ class Experiment:
     baseline: str  # full id of the parent commit
     commit: str  # full id of the experiment commit
     ref: str
+    recorded: list[str] = field(default_factory=list)  # pointers written into it for changed data (exp save)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "baseline": self.baseline, "rev": self.commit, "ref": self.ref}
+        doc = {"name": self.name, "baseline": self.baseline, "rev": self.commit, "ref": self.ref}
+        if self.recorded:
+            doc["recorded"] = self.recorded
+        return doc
 
 
 def exp_ref(baseline: str, name: str) -> str:
@@ -171,6 +175,9 @@ def new_name(root: str, baseline: str, name: str | None, seed: str) -> str:
         return auto_name(f"{baseline}:{seed}", taken)
     check_name(name)
     if name in taken:
+        if git.verify_commit(root, QUEUE + name):  # queued names are one set, whatever their baseline
+            raise MlverError(f"a queued experiment is already named '{name}' (queued names are unique across "
+                             "baselines)", hint=f"choose another name, or `mlver queue remove {name}` first")
         raise MlverError(f"experiment '{name}' already exists for baseline {baseline[:SHORT]}",
                          hint=f"choose another name, or remove it first (`mlver exp remove {name}`)")
     return name
@@ -183,17 +190,31 @@ def message_for(name: str, message: str | None, overrides: list[str]) -> str:
 
 
 def save(repo: Repo, *, name: str | None = None, message: str | None = None,
-         overrides: list[str] | None = None) -> Experiment:
-    """The workspace as an experiment of HEAD (``exp save``; the end of ``exp run``)."""
+         overrides: list[str] | None = None, record_data: bool = False,
+         progress: Progress = NO_PROGRESS) -> Experiment:
+    """The workspace as an experiment of HEAD (``exp save``; the end of ``exp run``).
+    ``record_data`` (``exp save``): tracked data changed in the workspace is stored in the
+    cache and its new pointer goes into the experiment (the workspace's pointer stays, as
+    for a queued experiment), so the experiment names the data as it is."""
     root = repo.require_scm("exp save")
     baseline = baseline_of(root)
+    if name is not None:
+        new_name(root, baseline, name, "")  # refuse a bad or taken name before storing anything
+    contents = top_relative(repo, root, stored_pointer_texts(repo, modified_tracked(repo), progress)) \
+        if record_data else {}
     paths = snapshot_paths(repo, root)
     seed = "\0".join(paths) + str(os.getpid()) + str(os.times().elapsed)
     name = new_name(root, baseline, name, seed)
-    sha = git.snapshot_commit(root, baseline, paths, message_for(name, message, overrides or []))
+    sha = git.snapshot_commit(root, baseline, paths, message_for(name, message, overrides or []), contents=contents)
     ref = exp_ref(baseline, name)
     git.update_ref(root, ref, sha)
-    return Experiment(name, baseline, sha, ref)
+    return Experiment(name, baseline, sha, ref, sorted(contents))
+
+
+def top_relative(repo: Repo, root: str, texts: dict[str, str]) -> dict[str, bytes]:
+    """Project-relative path -> text, as the Git top-relative path -> bytes a snapshot takes."""
+    prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
+    return {(rel if prefix == "." else f"{prefix}/{rel}"): t.encode("utf-8") for rel, t in texts.items()}
 
 
 @dataclass
@@ -293,7 +314,21 @@ def apply(repo: Repo, name: str, *, force: bool = False, progress: Progress = NO
             path = os.path.join(root, *c.path.split("/"))
             if os.path.isfile(path):
                 os.unlink(path)
-    res = checkout(repo, [repo.root], progress=progress)
+    res = checkout(repo, [repo.root], force=force, progress=progress)  # --force: data edits too, as the hint says
+    if res.missing and repo.config.remotes():
+        # data the cache lacks (an experiment run on Dask, or pulled with `exp pull` but
+        # not fetched): brought from its remote, as `repro --verify` reads it
+        from mlver.ops.transfer import fetch
+
+        wanted = sorted(set(res.missing))
+        try:
+            fetch(repo, wanted, progress=progress)
+        except MlverError:  # the remote is down or lacks it: listed as missing, with `mlver pull` as the hint
+            pass
+        else:
+            again = checkout(repo, wanted, force=force, progress=progress)
+            res.missing = [p for p in res.missing if p not in set(again.added) | set(again.modified)]
+            res.merge_retry(again)
     return ApplyResult(exp, sorted(touched), res)
 
 

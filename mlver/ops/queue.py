@@ -28,7 +28,7 @@ from mlver import git
 from mlver.errors import MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.ops.experiments import (QUEUE, SHORT, baseline_of, exp_ref, message_for, new_name, params_confine,
-                                   snapshot_paths)
+                                   snapshot_paths, top_relative)
 from mlver.ops.commit import stored_input_pointers
 from mlver.pipeline.setparams import Override, grid, render_overrides
 from mlver.ops.verify import scratch_config
@@ -166,6 +166,19 @@ def clear(repo: Repo) -> list[str]:
     return gone
 
 
+def discard_unrun(repo: Repo, names: list[str]) -> list[str]:
+    """Of ``names``, drop the entries that are still queued (an interrupted `exp run
+    --temp`: its runs were put back in the queue, and running the same command again
+    must work, not find the name taken). Returns the names dropped."""
+    root = repo.require_scm("exp run --temp")
+    mine = {"pid": os.getpid(), "host": os.uname().nodename}  # this process's runs stop with it
+    gone = [e.name for e in load_entries(repo) if e.name in names
+            and (e.status == QUEUED or (e.status == RUNNING and e.runner == mine))]
+    for n in gone:
+        _drop(repo, root, n)
+    return gone
+
+
 def _drop(repo: Repo, root: str, name: str) -> None:
     if git.verify_commit(root, QUEUE + name):
         git.delete_ref(root, QUEUE + name)
@@ -187,12 +200,10 @@ def enqueue(repo: Repo, overrides: list[Override], *, name: str | None = None, m
     combos = grid(overrides)
     inputs = stored_input_pointers(repo, targets=targets)  # changed input data, stored: the snapshot names it (workspace untouched)
     paths = snapshot_paths(repo, root)
-    prefix = os.path.relpath(repo.root, root).replace(os.sep, "/")
     planned = []
     for combo in combos:  # every combination is checked before anything is queued
         texts = render_overrides(repo.root, combo, set_new=set_new, confine=params_confine(repo))
-        planned.append((combo, {(rel if prefix == "." else f"{prefix}/{rel}"): t.encode("utf-8")
-                                for rel, t in {**inputs, **texts}.items()}))
+        planned.append((combo, top_relative(repo, root, {**inputs, **texts})))
     taken_names: set[str] = set()
     entries = []
     for i, (combo, contents) in enumerate(planned):
@@ -458,6 +469,8 @@ def start(repo: Repo, *, jobs: int = 1, names: list[str] | None = None, dask: st
           on_update: Callable[[Entry], None] | None = None) -> QueueRun:
     """Run the queued entries, ``jobs`` at a time, locally or on a Dask cluster. A
     failed entry is recorded (exit code, log) and does not stop the others."""
+    if dask is not None and not dask.strip():
+        raise UsageError("--dask needs the scheduler's address", hint="e.g. --dask tcp://HOST:8786")
     sweep_scratch(repo)
     todo = pending(repo, names)
     if not todo:
@@ -549,6 +562,9 @@ def _executor(dask: str | None, jobs: int) -> tuple[Executor, Callable[[], None]
         client = Client(dask, timeout="10s")
     except (OSError, TimeoutError) as e:
         raise RemoteError(f"cannot reach the Dask scheduler at {dask}: {e}") from None
+    except (ValueError, TypeError) as e:  # distributed's own address parsing
+        raise UsageError(f"--dask {dask}: not a Dask scheduler address ({' '.join(str(e).split())})",
+                         hint="give the scheduler's address, e.g. tcp://HOST:8786") from None
     ex = client.get_executor(retries=2, pure=False)
 
     def close() -> None:

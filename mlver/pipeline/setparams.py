@@ -18,6 +18,7 @@ from mlver.fsutil import atomic_write_text
 from mlver.pointer import load_yaml
 from mlver.pipeline.params import file_format, lookup, parse_values
 from mlver.pipeline.plan import same_value
+from mlver.pipeline.yamlio import dump_value
 
 DEFAULT_PARAMS = "params.yaml"
 _MISSING = object()
@@ -196,12 +197,7 @@ def _refuse_below_a_value(doc: Any, key: str, file: str, shown: str) -> None:
 # YAML: the composed node tree knows where each value starts and ends.
 
 def _yaml_flow(value: Any) -> str:
-    import yaml
-
-    out = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True).rstrip("\n")
-    if out.endswith("\n..."):
-        out = out[:-4].rstrip("\n")
-    return out
+    return dump_value(value)  # one line, reading back equal (a string that looks like a number quoted)
 
 
 def _set_yaml(text: str, key: str, value: Any, found: bool) -> str:

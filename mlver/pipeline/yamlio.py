@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from mlver.pointer import YAML12_KINDS, load_yaml, unique_pairs, yaml12_types
@@ -102,6 +103,12 @@ def _one_line_dumper() -> Any:
     class OneLine(yaml.SafeDumper):
         pass
 
+    # a string that YAML 1.2 would read as another type (`1e-3`, `0o17`) is quoted too:
+    # params files are read with 1.2's types, as DVC reads them, and PyYAML writes 1.1
+    from mlver.pointer import YAML12_RESOLVERS
+
+    for tag, pattern, firsts in YAML12_RESOLVERS:
+        OneLine.add_implicit_resolver(tag, re.compile(pattern), list(firsts))
     OneLine.add_representer(bytes, lambda d, b: d.represent_scalar(
         "tag:yaml.org,2002:binary", base64.standard_b64encode(b).decode("ascii"), style='"'))
     return OneLine
