@@ -109,8 +109,10 @@ def ls(path: str = ".", repo: str | None = None, rev: str | None = None, recursi
     (read from the cache or the remote, never by downloading their files).
     ``recursive``: every file below ``path``, no folder entries."""
     source = _source(repo, remote, None)
-    return [n.to_json() for n in source.list(source.commit(rev), path, recursive=recursive,
-                                             tracked_only=tracked_only)]
+    commit = source.commit(rev)
+    if remote is not None:
+        source.remote(commit)  # an unknown name is said now, not only when a folder needs the remote
+    return [n.to_json() for n in source.list(commit, path, recursive=recursive, tracked_only=tracked_only)]
 
 
 def params_show(repo: str | None = None, rev: str | None = None) -> dict[str, dict[str, Any]]:

@@ -25,6 +25,7 @@ This module and ``mlver/remote.py`` are the only homes of fsspec in mlver.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -32,9 +33,10 @@ from fsspec.spec import AbstractFileSystem
 
 from mlver.hashing import digest_fields
 from mlver.errors import PathNotTracked
-from mlver.ops.source import Node, Source, source_for
+from mlver.ops.source import Node, Source, is_git_url, source_for
 
 QUERY_KEYS = ("repo", "rev", "remote")
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def _split_query(path: str) -> tuple[str, dict[str, str]]:
@@ -61,7 +63,9 @@ class MlverFileSystem(AbstractFileSystem):
     def __init__(self, repo: str | None = None, rev: str | None = None, remote: str | None = None,
                  remote_config: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(repo=repo, rev=rev, remote=remote, remote_config=remote_config, **kwargs)
-        self.repo = repo
+        # a local project is pinned by its absolute path now: a pickled filesystem is opened
+        # in other processes (Dask workers) whose current folder is not this one
+        self.repo = repo if repo is not None and is_git_url(repo) else os.path.abspath(repo or ".")
         self.rev = rev
         self.remote = remote
         self.remote_config = dict(remote_config or {})
@@ -111,9 +115,12 @@ class MlverFileSystem(AbstractFileSystem):
         from fsspec.spec import make_instance
 
         opts = dict(self.storage_options)
-        commit = self.commit
+        opts["repo"] = self.repo
+        # every worker reads the same commit, whatever a branch does meanwhile; a full commit
+        # id is not resolved again (a scheduler passing the task on may not have the repo)
+        commit = self.rev if self.rev is not None and _FULL_SHA.fullmatch(self.rev) else self.commit
         if commit is not None:
-            opts["rev"] = commit  # every worker reads the same commit, whatever a branch does meanwhile
+            opts["rev"] = commit
         return make_instance, (type(self), (), opts)
 
     # --- listing ------------------------------------------------------------------------

@@ -113,6 +113,11 @@ def commit(root: str, message: str) -> str:
     return run(root, "rev-parse", "HEAD").stdout.decode().strip()
 
 
+def is_bare(root: str) -> bool:
+    """A repository without a work tree (the bare clones mlver.api reads Git URLs through)."""
+    return run(root, "rev-parse", "--is-bare-repository", check=False).stdout.strip() == b"true"
+
+
 def has_head(root: str) -> bool:
     return run(root, "rev-parse", "--verify", "-q", "HEAD", check=False).returncode == 0
 

@@ -42,6 +42,7 @@ class Live:
         self.dir = dir
         self.step = 0
         self._stepped = False
+        self._logged_step: int | None = None  # the step of the last logged value
         self._metrics: dict[str, Any] = {}
         self._params: dict[str, Any] = {}
         self._series: dict[str, list[tuple[int, Any]]] = {}
@@ -71,6 +72,7 @@ class Live:
             raise TypeError(f"metric {name!r}: a number, not {type(value).__name__}")
         _check_name(name)
         self._metrics[name] = value
+        self._logged_step = self.step
         series = self._series.setdefault(name, [])
         if series and series[-1][0] == self.step:
             series[-1] = (self.step, value)
@@ -131,9 +133,11 @@ class Live:
             for p in parents:
                 node = node.setdefault(p, {})
             node[leaf] = value
-        if self._stepped:
-            doc["step"] = self.step
-        self._write("metrics.json", json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        if self._stepped:  # the step of the values written (dvclive's), not the next one
+            doc["step"] = self._logged_step if self._logged_step is not None else max(self.step - 1, 0)
+        # a NaN or infinite value (a diverged loss) is written as dvclive writes it, NaN /
+        # Infinity, which mlver and Python read back; `metrics show --json` gives it as null
+        self._write("metrics.json", json.dumps(doc, indent=2) + "\n")
         for name, series in self._series.items():
             leaf = name.rsplit("/", 1)[-1]
             rows = "".join(f"{step}\t{_number(v)}\n" for step, v in series)

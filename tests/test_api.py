@@ -151,6 +151,12 @@ def test_params_and_metrics_show(repo: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert api.params_show(rev="HEAD") == {"params.yaml": {"train.lr": 0.1}}
     assert api.params_show() == {"params.yaml": {"train.lr": 0.2}}
     assert api.metrics_show(repo=str(repo), rev="HEAD") == {"metrics.json": {"acc": 0.5}}
+    # through a Git URL and a bare repository too (no workspace to list pipeline files in)
+    bare = repo.parent / "bare.git"
+    git(["clone", "-q", "--bare", str(repo), str(bare)], repo.parent)
+    for where in (f"file://{repo}", str(bare)):
+        assert api.params_show(repo=where, rev="HEAD") == {"params.yaml": {"train.lr": 0.1}}
+        assert api.metrics_show(repo=where) == {"metrics.json": {"acc": 0.5}}
 
 
 def test_every_error_type(history: tuple[Path, Path], tmp_path: Path) -> None:
@@ -164,6 +170,16 @@ def test_every_error_type(history: tuple[Path, Path], tmp_path: Path) -> None:
     assert rnf.value.rev == "v9"
     with pytest.raises(PathIsFolder):
         api.read("data/parts", repo=str(clone), rev="v1")
+    # paths: `..` inside the repository is normalised, one leaving it is refused as such (not
+    # "not tracked"), an absolute path is taken only inside the project; the root is a folder
+    assert api.read("data/../src/train.py", repo=str(clone), rev="v1") == b"print(0)\n"
+    for outside in ("../x", "data/../../x", "/src/train.py"):
+        with pytest.raises(PathError, match="outside the repository") as pe:
+            api.read(outside, repo=str(clone), rev="v1")
+        assert not isinstance(pe.value, PathNotTracked)
+    assert api.read(str(clone / "src" / "train.py"), repo=str(clone)) == (clone / "src" / "train.py").read_bytes()
+    with pytest.raises(PathIsFolder):
+        api.read(".", repo=str(clone))
     with pytest.raises(UsageError):
         with api.open("data/train.csv", repo=str(clone), mode="w"):
             pass
@@ -231,6 +247,8 @@ def test_ls_errors_are_one_line(history: tuple[Path, Path]) -> None:
     assert bad.returncode == 3 and bad.stderr.splitlines()[0] == "mlver: error: unknown revision 'v9'"
     bad = run(["ls", "a", "b", "c"], repo, check=False)
     assert bad.returncode == 2 and "at most REPO and PATH" in bad.stderr
+    bad = run(["ls", "data", "-r", "nope"], repo, check=False)  # said even when no listing needs the remote
+    assert bad.returncode == 3 and "remote 'nope' is not configured" in bad.stderr and bad.stdout == ""
     nowhere = repo.parent / "nowhere.git"  # git's cause, not its closing advice
     bad = run(["ls", f"file://{nowhere}"], repo, check=False)
     assert bad.returncode == 3 and len(bad.stderr.splitlines()) == 1, bad.stderr
@@ -293,6 +311,23 @@ def test_eight_threads_and_a_process_pool_through_one_filesystem(repo: Path, tmp
     assert got == [files[p] for p in paths * 2]
     shipped = pickle.loads(pickle.dumps(fs))
     assert shipped.storage_options["rev"] == git(["rev-parse", "HEAD"], repo).strip()  # pinned to the commit
+    # a relative repo (or none: the current folder's project) is pinned by its absolute path,
+    # so a worker started in another folder opens the same project; passing the pickled
+    # filesystem on (a Dask scheduler) does not open the project again
+    here = os.getcwd()
+    os.chdir(clone)
+    try:
+        relative = [fsspec.filesystem("mlver", repo=".", rev="HEAD"), fsspec.filesystem("mlver", rev="HEAD")]
+        blobs = [pickle.dumps(f) for f in relative]
+    finally:
+        os.chdir(here)
+    for blob in blobs:
+        again = pickle.loads(blob)
+        assert again.storage_options["repo"] == str(clone) and _read_all(again, paths[0]) == files[paths[0]]
+    moved = tmp_path / "moved"
+    shutil.move(str(clone), moved)  # the project is gone from where the pickle says: re-pickling still works
+    assert pickle.loads(pickle.dumps(pickle.loads(blobs[0]))).storage_options["repo"] == str(clone)
+    shutil.move(str(moved), clone)
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(2) as procs:
         got = procs.starmap(_read_all, [(fs, p) for p in paths])

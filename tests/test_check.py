@@ -98,6 +98,12 @@ def test_missing_metric_exits_3_naming_it(project: Path) -> None:
     assert proc.returncode == 3
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlver: error:")]
     assert len(errors) == 1 and "eval/metrics.json:f1 is missing" in errors[0], proc.stderr
+    # a file that is there but cannot be read says why (not "missing")
+    (project / "eval" / "metrics.json").write_text("{bad json")
+    proc = run(["check"], project, check=False)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlver: error:")]
+    assert proc.returncode == 3 and "cannot be read" in errors[0] and "invalid JSON" in errors[0], proc.stderr
+    assert "is missing" not in proc.stderr and "fix the file" in proc.stderr
 
 
 @pytest.mark.parametrize("entry, message", [

@@ -407,7 +407,7 @@ def test_live_writes_what_the_plots_read_and_reproduces(repo: Path) -> None:
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "") or str(Path(__file__).resolve().parents[1])}
     run(["repro"], repo, env=env)
     metrics = json.loads((repo / "eval" / "metrics.json").read_text())
-    assert metrics == {"train": {"loss": 0.2}, "acc": 0.9, "step": 5}
+    assert metrics == {"train": {"loss": 0.2}, "acc": 0.9, "step": 4}  # the last logged step, as dvclive writes
     assert (repo / "eval" / "params.yaml").read_text() == "lr: 0.01\nmodel:\n  depth: 3\n  layers:\n  - 8\n  - 4\n"
     assert (repo / "eval/plots/metrics/train/loss.tsv").read_text().splitlines()[:3] == ["step\tloss", "0\t1.0",
                                                                                         "1\t0.5"]
@@ -426,6 +426,24 @@ def test_live_writes_what_the_plots_read_and_reproduces(repo: Path) -> None:
     verify = run_json(["repro", "--verify"], repo, env=env)
     assert verify["reproduced"] is True, verify
     assert {o["path"] for o in verify["outputs"]} >= {"eval/plots", "eval/metrics.json"}
+
+
+def test_live_keeps_a_diverged_loss(tmp_path: Path) -> None:
+    """A NaN or infinite loss is an everyday event: it is written (NaN / Infinity in
+    metrics.json, as dvclive writes it; nan / inf in the TSV) and logging goes on."""
+    from mlver.live import Live
+
+    with Live(str(tmp_path / "e")) as live:
+        for v in (1.0, float("inf"), float("nan"), 0.5):
+            live.log_metric("loss", v)
+            live.next_step()
+    text = (tmp_path / "e" / "metrics.json").read_text()
+    assert json.loads(text) == {"loss": 0.5, "step": 3}
+    rows = (tmp_path / "e/plots/metrics/loss.tsv").read_text().splitlines()
+    assert rows == ["step\tloss", "0\t1.0", "1\tinf", "2\tnan", "3\t0.5"]
+    with Live(str(tmp_path / "f")) as live:
+        live.log_metric("loss", float("nan"))
+    assert "NaN" in (tmp_path / "f" / "metrics.json").read_text()
 
 
 def test_live_refuses_bad_input(tmp_path: Path) -> None:

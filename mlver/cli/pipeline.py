@@ -231,8 +231,10 @@ def _check_verdict(ctx: click.Context, app: App, report: Any, *, strict: bool) -
     if missing:
         message = "; ".join(o.message for o in missing)
         if strict:
-            raise ChecksMissing(message, hint="run the stage that writes it (`mlver repro`), "
-                                              "or fix the metric name in mlver.yaml")
+            unreadable = any("cannot be read" in o.message for o in missing)
+            raise ChecksMissing(message, hint="fix the file, or run the stage that writes it again (`mlver repro`)"
+                                if unreadable else "run the stage that writes it (`mlver repro`), "
+                                                   "or fix the metric name in mlver.yaml")
         app.warn(f"check: {message}")
     if failed:
         app.say(f"{len(failed)} of {len(report.outcomes)} check(s) failed" + ("" if strict else

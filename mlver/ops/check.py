@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlver import git
@@ -131,20 +131,26 @@ def run_checks(repo: Repo, *, rev: str | None = None, base: str | None = None) -
             current = history.values(rev)
         base_values = history.values(base) if base and history is not None else None
         # a check names its file: read it even where no `metrics:` declares it
-        now = _with_named_files(repo, history, rev, current.metrics, checks)
-        then = _with_named_files(repo, history, base, base_values.metrics, checks) \
+        problems: dict[str, str] = {}
+        now = _with_named_files(repo, history, rev, current.metrics, checks, problems)
+        then = _with_named_files(repo, history, base, base_values.metrics, checks, {}) \
             if base and base_values is not None else {}
     report = CheckReport(WORKSPACE if rev is None else current.rev, base)
     for check in checks:
-        report.outcomes.append(evaluate(check, now.get(check.file, {}).get(check.key),
-                                        then.get(check.file, {}).get(check.key)))
+        outcome = evaluate(check, now.get(check.file, {}).get(check.key), then.get(check.file, {}).get(check.key))
+        problem = problems.get(check.file) or next((e for e in current.errors if e.startswith(check.file + ":")
+                                                    or f":{check.file}:" in e), None)
+        if outcome.value is None and outcome.missing and problem and check.file not in now:
+            outcome = replace(outcome, message=f"{check.metric} cannot be read: {problem}")  # the file is there
+        report.outcomes.append(outcome)
     return report
 
 
 def _with_named_files(repo: Repo, history: History | None, rev: str | None, metrics: dict[str, Flat],
-                      checks: tuple[Check, ...]) -> dict[str, Flat]:
+                      checks: tuple[Check, ...], problems: dict[str, str]) -> dict[str, Flat]:
     """``metrics`` plus the files that checks name and the pipeline did not declare, read
-    at ``rev`` (None: the workspace); a file absent or unreadable there is left out."""
+    at ``rev`` (None: the workspace); a file absent or unreadable there is left out (an
+    unreadable one's error goes into ``problems``)."""
     out = dict(metrics)
     for file in dict.fromkeys(c.file for c in checks if c.file not in metrics):
         try:
@@ -159,6 +165,6 @@ def _with_named_files(repo: Repo, history: History | None, rev: str | None, metr
                 data = history.read_file(rev, file)
             if data is not None:
                 out[file] = flatten(parse_values(data, file))
-        except MlverError:
-            continue  # reported as missing by its check
+        except MlverError as e:
+            problems[file] = e.message  # reported by its check, with why
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import posixpath
 import tempfile
 import threading
 from typing import BinaryIO, NamedTuple
@@ -23,7 +24,7 @@ from mlver import git
 from mlver.cache import ObjectRef
 from mlver.config import Config
 from mlver.errors import (ChecksumMismatch, GitError, MlverError, NotARepoError, ObjectMissing, PackedObject, PathIsFolder,
-                          PathNotTracked, RemoteError, RevisionNotFound)
+                          PathError, PathNotTracked, RemoteError, RevisionNotFound)
 from mlver.hashing import VerifiedReader, algo_of, digest_fields
 from mlver.pointer import Entry, Manifest, parse_manifest
 from mlver.remote import Remote, RemoteConfig, remote_config
@@ -268,10 +269,18 @@ class Source:
     def rel(self, path: str) -> str:
         """A user's path (relative to the project root; ``/`` or ``\\`` separated) as the
         POSIX path the layer uses (``""`` for the root); one leaving the project is refused."""
-        parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise PathNotTracked(path, rev=None, repo=self.url)
-        return "/".join(parts)
+        given = path.replace("\\", "/")
+        if given.startswith("/"):  # an absolute path: inside a local project it is that project's file
+            inside = self.url is None and (os.path.realpath(path) + os.sep).startswith(os.path.realpath(self.repo.root)
+                                                                                     + os.sep)
+            if not inside:
+                raise PathError(path, "is an absolute path outside the repository",
+                                hint="give the path relative to the repository's root")
+            given = os.path.relpath(os.path.realpath(path), os.path.realpath(self.repo.root)).replace(os.sep, "/")
+        normal = posixpath.normpath(given) if given else "."
+        if normal == ".." or normal.startswith("../"):
+            raise PathError(path, "is outside the repository", hint="give the path relative to the repository's root")
+        return "" if normal == "." else normal
 
     def locate(self, commit: str | None, rel: str) -> tuple[Output, Entry] | Output | None:
         """The tracked data ``rel`` names: (output, file entry) for a file, the output for
@@ -300,6 +309,8 @@ class Source:
         """A binary file of ``rel`` at ``commit`` (None: the workspace's bytes);
         ``keep``: tracked data read from the remote is stored in the cache too."""
         if commit is None:
+            if not rel:
+                raise PathIsFolder(".")
             full = self._workspace_path(rel)
             if full is not None and os.path.isfile(full):
                 return open(full, "rb")
@@ -326,7 +337,7 @@ class Source:
         full = self.repo.abs(rel)
         real = os.path.realpath(full)
         if real != self.repo.root and not real.startswith(self.repo.root + os.sep):
-            return None  # a link out of the project
+            raise PathError(rel, "is a symbolic link leading outside the repository: mlver does not follow it")
         return full
 
     def _git_folder(self, commit: str, rel: str) -> bool:

@@ -153,7 +153,12 @@ class History:
 
         # the pipeline files read at every revision: the top one and those the workspace has;
         # a commit from before `mlver import-dvc` has DVC's dvc.yaml in their folders instead
-        self.paths = [PIPELINE_FILE] + [p for p in pipeline_files(repo, PIPELINE_FILE) if p != PIPELINE_FILE]
+        if git.is_bare(root):  # a Git URL's clone (mlver.api): no workspace, so HEAD's tree says
+            listed = [e.path[len(self.prefix):] for e in git.tree_entries(root, "HEAD", self.prefix.rstrip("/"))
+                      if e.type == "blob" and posixpath.basename(e.path) == PIPELINE_FILE] if git.has_head(root) else []
+        else:
+            listed = pipeline_files(repo, PIPELINE_FILE)
+        self.paths = [PIPELINE_FILE] + [p for p in sorted(listed) if p != PIPELINE_FILE]
         self.dvc_paths = [posixpath.join(posixpath.dirname(p), DVC_PIPELINE) for p in self.paths]
         self._remote: Any = None  # the default remote, opened when an object is read from it
         self._trees: dict[str, list[str]] = {}  # commit -> its files (below the project's folder), sorted
