@@ -156,8 +156,9 @@ def test_queue_snapshots_code_at_queue_time_and_the_commands(project: Path) -> N
     assert run_json(["queue", "list"], project)["experiments"] == []
     assert "queue" not in git(["for-each-ref", "refs/exps"], project)
     run(["exp", "run", "--queue", "-n", "q1"], project)
-    run(["exp", "remove", "--queue"], project)
+    said = run(["exp", "remove", "--queue"], project)
     assert run_json(["queue", "list"], project)["experiments"] == []
+    assert "Removed 1 queue entry: q1" in said.stdout + said.stderr and "experiment(s)" not in said.stdout + said.stderr
     proc = run(["queue", "logs", "nope"], project, check=False)
     assert proc.returncode == 3 and proc.stderr.startswith("mlver: error: ")
     proc = run(["exp", "run", "--run-all", "-S", "a=1"], project, check=False)
@@ -284,6 +285,8 @@ def test_dask_runs_the_queue_and_survives_a_killed_worker(shared_project: Path, 
     assert proc.returncode == 0, proc.stderr
     done = statuses(root)
     assert {e["status"] for e in done.values()} == {"success"} and len(done) == 4
+    origin = git(["remote", "get-url", "origin"], root).strip()  # the snapshots the workers read are cleaned up
+    assert "refs/mlver-queue/" not in git(["ls-remote", origin], root)
     rows = [r for r in run_json(["exp", "show"], root)["rows"] if "experiment" in r]
     assert len(rows) == 4 and {r["status"] for r in rows} == {"success"}
     for r in rows:

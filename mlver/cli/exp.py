@@ -163,8 +163,11 @@ def exp_remove(app: App, names: tuple[str, ...], queue_only: bool, all_: bool) -
     from mlver.ops.experiments import remove
 
     with project(lock="exp remove") as repo:
-        gone = remove(repo, list(names), queue=queue_only, all_=all_)
-    app.report(f"Removed {len(gone)} experiment(s)" + (": " + " ".join(gone) if gone else ""))
+        gone, entries = remove(repo, list(names), queue=queue_only, all_=all_)
+    if gone or not entries:
+        app.report(f"Removed {len(gone)} experiment(s)" + (": " + " ".join(gone) if gone else ""))
+    if entries:  # the queue's records (waiting, or of finished runs); the experiments they made stay
+        app.report(f"Removed {len(entries)} queue entr{'y' if len(entries) == 1 else 'ies'}: " + " ".join(entries))
 
 
 @exp.command(name="diff")

@@ -353,9 +353,10 @@ def branch(repo: Repo, name: str, branch_name: str) -> Experiment:
     return exp
 
 
-def remove(repo: Repo, names: list[str], *, queue: bool = False, all_: bool = False) -> list[str]:
+def remove(repo: Repo, names: list[str], *, queue: bool = False, all_: bool = False) -> tuple[list[str], list[str]]:
     """Delete experiment refs (their objects stay in the cache until gc); ``queue``:
-    every queued entry; ``all_``: every experiment and the queue. Returns what went."""
+    every queue entry that is not running (waiting ones and finished records); ``all_``:
+    every experiment and the queue. Returns (experiments removed, queue entries removed)."""
     from mlver.ops import queue as q
 
     root = repo.require_scm("exp remove")
@@ -380,7 +381,7 @@ def remove(repo: Repo, names: list[str], *, queue: bool = False, all_: bool = Fa
     for e in exps:
         git.delete_ref(root, e.ref)
         gone.append(e.name)
-    return gone + [n for n in cleared if n not in gone]
+    return gone, list(cleared)
 
 
 # --- comparing and sharing ----------------------------------------------------------------

@@ -250,7 +250,7 @@ def _refuse_failing_checks(repo: Repo, tips: list[PushRef]) -> None:
         bad = [o for o in report.outcomes if not o.passed]
         if bad:
             raise MlverError(f"checks failed for {r.local_ref or r.local_sha[:7]}: "
-                             + "; ".join(f"{o.check.metric}: {o.message}" for o in bad),
+                             + "; ".join(o.message if o.missing else f"{o.check.metric}: {o.message}" for o in bad),
                              hint="see `mlver check --rev REV`; push with --no-verify to skip the hooks")
 
 

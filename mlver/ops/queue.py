@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from mlver import git
-from mlver.errors import MlverError, RemoteError, UsageError
+from mlver.errors import GitError, MlverError, RemoteError, UsageError
 from mlver.fsutil import atomic_write_text
 from mlver.ops.experiments import (QUEUE, SHORT, baseline_of, exp_ref, message_for, new_name, params_confine,
                                    snapshot_paths, top_relative)
@@ -539,6 +539,10 @@ def _finish(repo: Repo, e: Entry, fut: Future, remote_url: str | None) -> None:
         root = repo.require_scm("queue start")
         ref = exp_ref(e.baseline, e.name)
         git.fetch_refs(root, remote_url, [f"+{ref}:{ref}"])
+        try:  # the snapshot the workers fetched is done with: it does not pile up on the shared remote
+            git.push_refs(root, remote_url, [f":{HIDDEN}{e.name}"])
+        except GitError:
+            pass  # left for the next successful run of that name to replace
     e.status, e.exit_code, e.error, e.result = res.status, res.exit_code, res.error, res.commit
     e.finished, e.runner = time.time(), None
     save_entry(repo, e)
