@@ -43,7 +43,7 @@ class Experiment:
     recorded: list[str] = field(default_factory=list)  # pointers written into it for changed data (exp save)
 
     def to_json(self) -> dict:
-        doc = {"name": self.name, "baseline": self.baseline, "rev": self.commit, "ref": self.ref}
+        doc: dict[str, Any] = {"name": self.name, "baseline": self.baseline, "rev": self.commit, "ref": self.ref}
         if self.recorded:
             doc["recorded"] = self.recorded
         return doc
