@@ -197,8 +197,9 @@ class RemoteError(MlverError):
 class StageFailed(MlverError):
     """A pipeline stage's command exited non-zero."""
 
-    def __init__(self, stage: str, returncode: int) -> None:
-        super().__init__(f"stage '{stage}' failed: command exited with code {returncode}")
+    def __init__(self, stage: str, returncode: int, command: str | None = None) -> None:
+        what = f"`{command}`" if command else "command"  # a list's failing command is named (as DVC does)
+        super().__init__(f"stage '{stage}' failed: {what} exited with code {returncode}")
         self.stage = stage
         self.returncode = returncode
 

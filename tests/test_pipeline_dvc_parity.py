@@ -162,6 +162,30 @@ stages:
     outs: [d.txt]
 """
 
+ORDER_CHAIN_LATER = """\
+stages:
+  d:
+    cmd: echo d >> order.log && cat b.txt > d.txt
+    deps: [b.txt]
+    outs: [d.txt]
+  a:
+    cmd: echo a >> order.log && cat s.sh > a.txt
+    deps: [s.sh]
+    outs: [a.txt]
+  c:
+    cmd: echo c >> order.log && cat s.sh > c.txt
+    deps: [s.sh]
+    outs: [c.txt]
+  b:
+    cmd: echo b >> order.log && cat a.txt > b.txt
+    deps: [a.txt]
+    outs: [b.txt]
+  e:
+    cmd: echo e >> order.log && cat s.sh > e.txt
+    deps: [s.sh]
+    outs: [e.txt]
+"""
+
 FROZEN = """\
 stages:
   a:
@@ -215,10 +239,13 @@ def test_stage_order_and_frozen_stages_as_dvc_runs_them(tmp_path: Path, dvc_bin:
         gen(root, {pipeline: FROZEN.replace("    outs: [b.txt]\n", "    outs: [b.txt]\n    frozen: true\n"), "k": "2"})
         steps += [repro("c"), repro("-f", "c"), repro(), repro("-f", "--downstream", "a"),
                   repro("-f", "--downstream", "b")]
+        gen(root, {pipeline: ORDER_CHAIN_LATER, "s.sh": "s"})  # a chain written after its consumer
+        steps.append(repro("-f"))
         ran[tool] = steps
     assert ran["mlver"] == ran["dvc"]
     assert ran["mlver"][0] == ["a", "b", "c", "d"]
-    assert ran["mlver"][2:] == [[], ["c"], ["a"], ["a"], ["c"]]
+    assert ran["mlver"][2:-1] == [[], ["c"], ["a"], ["a"], ["c"]]
+    assert ran["mlver"][-1] == ["a", "b", "d", "c", "e"]  # each stage's upstream chain first, in file order
 
 
 ANNOTATED = """\

@@ -126,6 +126,13 @@ def test_generated_stages_run_once_and_interpolate(project: Path) -> None:
     assert (project / "always.log").read_text() == "one\ntwo\none\ntwo\n"
     shown = run(["repro", "always"], project).stderr  # each command of the list echoed, as DVC does
     assert "> echo one >> always.log\n> echo two >> always.log\n" in shown, shown
+    # each as it starts: a command after a failing one is never echoed, and the failing one is named
+    gen(project, {"mlver.yaml": "stages:\n  f:\n    cmd:\n    - echo first-out\n    - sh -c 'echo second-out; exit 4'\n"
+                                "    - echo third-out\n"})
+    proc = run(["repro", "f"], project, check=False)
+    assert proc.returncode == 3 and "> echo third-out" not in proc.stderr, proc.stderr
+    assert "`sh -c 'echo second-out; exit 4'` exited with code 4" in proc.stderr
+    assert proc.stderr.index("> echo first-out") < proc.stderr.index("> sh -c")
 
 
 def test_one_foreach_item_parameter_reruns_only_that_item(project: Path) -> None:
@@ -142,6 +149,22 @@ def test_one_foreach_item_parameter_reruns_only_that_item(project: Path) -> None
     (project / "params.yaml").write_text(PARAMS.replace("size: 5", "size: 7").replace("factor: 3", "factor: 4"))
     res = run_json(["repro"], project)
     assert "prepare" in res["ran"] and "train@small" in res["ran"]  # downstream of prepared.txt
+
+
+def test_a_new_or_edited_list_item_runs_only_its_own_stages(project: Path) -> None:
+    """`matrix`/`foreach` over a list from params.yaml: each generated stage depends on its
+    own item (through its command and paths), not on the whole list, as in DVC: adding a
+    seed runs the new seed's stages only, editing one runs that one's."""
+    run(["repro"], project)
+    (project / "params.yaml").write_text(PARAMS.replace("seeds: [1, 2]", "seeds: [1, 2, 3]"))
+    res = run_json(["repro"], project)
+    assert sorted(r for r in res["ran"] if r.startswith("sweep")) == ["sweep@3-a", "sweep@3-b"], res["ran"]
+    (project / "params.yaml").write_text(PARAMS.replace("seeds: [1, 2]", "seeds: [1, 4, 3]"))
+    status = {s["name"] for s in run_json(["status"], project)["stages"] if s["changed"]}
+    assert {n for n in status if n.startswith("sweep")} == {"sweep@4-a", "sweep@4-b"}, status
+    res = run_json(["repro"], project)
+    assert sorted(r for r in res["ran"] if r.startswith("sweep")) == ["sweep@4-a", "sweep@4-b"], res["ran"]
+    assert (project / "sweep-4-b.txt").read_text() == "4 b\n"
 
 
 def test_frozen_stage_reports_changes_and_never_runs(project: Path) -> None:

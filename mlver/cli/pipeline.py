@@ -90,9 +90,11 @@ def _render_event(app: App, event: Any) -> None:
         app.say(f"Stage '{event.stage}' not run: an upstream stage failed")
     elif event.action == "failed":
         app.warn(f"stage '{event.stage}' failed ({event.reasons[0]}); going on with stages that do not depend on it")
-    elif event.action == "running":
-        shown = "\n".join(f"> {line}" for line in event.cmd.splitlines())  # each command of a list (as DVC)
-        app.say(f"Running stage '{event.stage}' ({_reasons(event.reasons)}):\n{shown}")
+    elif event.action == "running":  # a list's commands are echoed one by one as they start ("command")
+        shown = "" if "\n" in event.cmd else f"\n> {event.cmd}"
+        app.say(f"Running stage '{event.stage}' ({_reasons(event.reasons)}):{shown}")
+    elif event.action == "command":
+        app.say(f"> {event.cmd}")
     elif event.action == "restored":
         app.say(f"Restored stage '{event.stage}' from the run cache ({_reasons(event.reasons)})")
     elif event.action == "kept":

@@ -304,8 +304,11 @@ def _repro(top: str, task: Task, log: Any) -> int:
         if e.action in ("running", "restored"):
             verb = "Running" if e.action == "running" else "Restored from the run cache:"
             log.write(f"{verb} stage '{e.stage}'" + (f" ({'; '.join(e.reasons)})" if e.reasons else "") + "\n")
-            if e.cmd:
+            if e.cmd and "\n" not in e.cmd:  # a list's commands come one by one, as they start
                 log.write(f"> {e.cmd}\n")
+            log.flush()
+        elif e.action == "command":
+            log.write(f"> {e.cmd}\n")
             log.flush()
 
     wrepo = Repo(top)

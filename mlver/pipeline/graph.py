@@ -11,7 +11,6 @@ next (``a; b <- a; c`` runs a, b, c, as DVC does), so the order is stable.
 from __future__ import annotations
 
 import graphlib
-import heapq
 from dataclasses import dataclass
 
 from mlver.errors import FormatError
@@ -103,13 +102,25 @@ def build_graph(pipeline: Pipeline) -> Graph:
         raise FormatError(pipeline.shown, f"stages form a cycle: {' -> '.join(cycle)}",
                           line=first.line if first else None,
                           hint="a stage may not depend, directly or not, on its own outputs") from None
+    # DVC's order: from each stage in file order, its upstream chain first (a depth-first
+    # walk, dependencies in the order they are listed), then the stage: `d <- b, a, c,
+    # b <- a, e` runs a, b, d, c, e
     order: list[str] = []
-    ready: list[int] = []
-    while sorter.is_active():  # one stage at a time: the ready one written first
-        for name in sorter.get_ready():
-            heapq.heappush(ready, index[name])
-        name = pipeline.stages[heapq.heappop(ready)].name
-        order.append(name)
-        sorter.done(name)
+    seen: set[str] = set()
+    for top in pipeline.stages:
+        stack: list[tuple[str, int]] = [(top.name, 0)]
+        while stack:
+            name, i = stack.pop()
+            if i == 0:
+                if name in seen:
+                    continue
+                seen.add(name)
+            ups = upstream[name]
+            if i < len(ups):
+                stack.append((name, i + 1))
+                if ups[i] not in seen:
+                    stack.append((ups[i], 0))
+            else:
+                order.append(name)
     return Graph(pipeline, {k: tuple(sorted(v, key=lambda n: index[n])) for k, v in upstream.items()},
                  {k: tuple(sorted(v, key=lambda n: index[n])) for k, v in downstream.items()}, tuple(order))

@@ -38,7 +38,7 @@ class StageEvent:
     """Something a user should hear about while ``repro`` works."""
 
     stage: str
-    action: str  # "up-to-date", "running", "restored", "kept", "kept-unrecorded"
+    action: str  # "up-to-date", "running", "command" (one of a list's, as it starts), "restored", "kept", ...
     reasons: tuple[str, ...] = ()
     cmd: str = ""
     path: str = ""  # kept: the output whose edited content went into the cache
@@ -297,10 +297,13 @@ class _Runner:
         self._keep_edits(stage)
         clear_products(self.repo, stage)
         self.repo.state.flush()
+        many = len(stage.argv) > 1
         for command in stage.argv:  # a list of commands runs in order, stopping at the first failure
+            if many:  # each echoed as it starts, not all before the first (as DVC)
+                self.on_event(StageEvent(stage.name, "command", (), command))
             proc = subprocess.run(command, shell=True, cwd=wdir, stdout=self.output, stderr=self.output)
             if proc.returncode != 0:
-                raise StageFailed(stage.name, proc.returncode)
+                raise StageFailed(stage.name, proc.returncode, command if many else None)
         self.inspector.forget()
         self._check_inputs_held(stage, check)
         missing = [o.path for o in stage.products if not os.path.lexists(self.repo.abs(o.path))]

@@ -296,7 +296,11 @@ class Templater:
                 raise self.error(f"stage '{name}': 'foreach' must be a list or a mapping, not "
                                  f"{type(items).__name__}", fline)
             for label, names, key in pairs:
-                deps = {(f, f"{k}.{key}" if key is not None and k else k) for f, k in sources}
+                # over a mapping from a params file, a stage depends on its own entry; over a
+                # list, on nothing of the list: its item reaches it through what it interpolates
+                # (its command, paths), so adding or editing one item runs only that item's
+                # stage, as in DVC (depending on the whole list re-ran every stage)
+                deps = {(f, f"{k}.{key}" if k else k) for f, k in sources} if key is not None else set()
                 generated.append((f"{name}@{label}", names, deps, fline))
             do = body["do"]
         else:
@@ -321,7 +325,7 @@ class Templater:
                 item = {axis: values[i] for (axis, values), i in zip(axes, combo)}
                 label = "-".join(str(_scalar_name(values[i])) if _is_scalar(values[i]) else f"{axis}{i}"
                                  for (axis, values), i in zip(axes, combo))
-                generated.append((f"{name}@{label}", {"item": item}, set(probe.used), mline))
+                generated.append((f"{name}@{label}", {"item": item}, set(), mline))  # as a foreach list: see above
             do = LinedMap()
             do.line = body.line
             for k, v in body.items():
