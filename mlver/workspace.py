@@ -706,7 +706,11 @@ def _checkout_output(repo: Repo, out: Output, debris: list[str], *, force: bool,
             plan.append(_Place(out.path, out.digest, False, cur_file is not None,
                                cur_file is not None and cur_file[0] == out.digest))
     else:
-        manifest = cache.manifest(out.digest)
+        try:
+            manifest = cache.manifest(out.digest)
+        except ChecksumMismatch:  # damaged in the cache: quarantined, nothing placed from it
+            res.corrupt.append(CorruptFile(out.path, out.digest))
+            return res
         if manifest is None:
             _clear_other_version(repo, out, res, force)
             res.missing.append(out.path)

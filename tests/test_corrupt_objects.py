@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import random
 import subprocess
 import sys
@@ -218,6 +219,29 @@ def test_pull_repairs_a_corrupt_object_from_the_remote(repo: Path, tmp_path: Pat
     assert (repo / "d" / "b.bin").read_bytes() == files["d/b.bin"]
     assert (repo / CACHE / "quarantine" / big).exists()
     assert run_json(["fsck"], repo)["corrupt"] == []
+    assert run_json(["status"], repo)["clean"] is True
+
+
+def test_a_damaged_folder_manifest_places_nothing_and_pull_repairs_it(repo: Path, tmp_path: Path) -> None:
+    """A manifest whose bytes no longer match its name (an entry renamed) would place the
+    folder's files under wrong names: checkout quarantines it and places nothing of that
+    folder (exit 3, named); pull brings a good copy from the remote."""
+    files = make_data(repo)
+    store = tmp_path / "store"
+    run(["remote", "add", "-d", "store", str(store)], repo)
+    run(["push"], repo)
+    d = digest_of(repo, "d.mlver")
+    manifest = repo / CACHE / "files" / "xxh3-128" / d[:2] / (d[2:] + ".manifest")
+    os.chmod(manifest, 0o644)
+    manifest.write_bytes(manifest.read_bytes().replace(b'"a.bin"', b'"z.bin"'))
+    shutil.rmtree(repo / "d")
+    proc = run(["checkout"], repo, check=False)
+    assert proc.returncode == 3 and "d" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (repo / "d" / "z.bin").exists() and not (repo / "d").exists()
+    assert (repo / CACHE / "quarantine").is_dir() and not manifest.exists()
+    run(["pull"], repo)
+    assert {p.name: p.read_bytes() for p in (repo / "d").iterdir()} == {
+        k.split("/")[1]: v for k, v in files.items() if k.startswith("d/")}
     assert run_json(["status"], repo)["clean"] is True
 
 

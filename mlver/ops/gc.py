@@ -161,7 +161,7 @@ def referenced(repo: Repo, scope: Scope) -> tuple[dict[ObjectRef, str], dict[Obj
 
 
 def _verified_reader(repo: Repo) -> Callable[[ObjectRef], Manifest | None]:
-    read = local_manifest_reader(repo, verify=True)
+    read = local_manifest_reader(repo, strict=True)
 
     def checked(ref: ObjectRef) -> Manifest | None:
         try:

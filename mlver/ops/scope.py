@@ -11,7 +11,7 @@ from typing import Callable
 
 from mlver import git
 from mlver.cache import ObjectRef
-from mlver.errors import FormatError, GitError, PathError
+from mlver.errors import ChecksumMismatch, FormatError, GitError, PathError
 from mlver.ops.common import all_outputs, full_stage_names
 from mlver.pointer import POINTER_SUFFIX, Manifest
 from mlver.repo import Repo
@@ -174,16 +174,22 @@ def expand(roots: dict[ObjectRef, str], read: Callable[[ObjectRef], Manifest | N
     return objects, unreadable
 
 
-def local_manifest_reader(repo: Repo, *, verify: bool = False) -> Callable[[ObjectRef], Manifest | None]:
-    """Manifests from the cache (None when absent). ``verify``: re-hash each one's bytes
-    (its digest is its name) and raise ``ChecksumMismatch`` naming it when they differ —
-    for decisions that delete what a damaged manifest would hide (gc)."""
+def local_manifest_reader(repo: Repo, *, strict: bool = False) -> Callable[[ObjectRef], Manifest | None]:
+    """Manifests from the cache (None when absent), each verified against its name when
+    first read (``Cache.manifest``: a damaged one is quarantined). A damaged one reads as
+    absent (a fetch then brings a good copy), or with ``strict`` raises its
+    ``ChecksumMismatch`` — gc must not delete what a damaged manifest would hide."""
     cache = repo.cache
     memo: dict[str, Manifest | None] = {}  # absent ones too, and beyond the cache's own memo
 
     def read(ref: ObjectRef) -> Manifest | None:
         if ref.digest not in memo:
-            memo[ref.digest] = cache.manifest(ref.digest, verify=verify)
+            try:
+                memo[ref.digest] = cache.manifest(ref.digest, quarantine=not strict)
+            except ChecksumMismatch:
+                if strict:
+                    raise
+                memo[ref.digest] = None
         return memo[ref.digest]
 
     return read

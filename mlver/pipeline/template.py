@@ -29,6 +29,7 @@ _TOKEN = re.compile(r"\\\$\{|\$\{([^{}]*)\}")
 _PART = re.compile(r"\s*([^.\[\]\s]+)|\[\s*(-?\d+)\s*\]|\.\s*([^.\[\]\s]+)")
 # fields whose strings are interpolated (``do:`` bodies are stages, so the same list)
 INTERPOLATED = ("cmd", "wdir", "deps", "outs", "params", "metrics", "plots", "vars", "desc")
+PATH_FIELDS = ("wdir", "deps", "outs", "params", "metrics", "plots")  # a list or mapping inside a string: refused
 
 
 def uses_templating(doc: LinedMap) -> bool:
@@ -185,9 +186,12 @@ class Templater:
             ctx.used.add((source, ".".join(keys)))
         return node
 
-    def interpolate(self, value: Any, ctx: Context, line: int | None) -> Any:
+    def interpolate(self, value: Any, ctx: Context, line: int | None, *, in_path: bool = False) -> Any:
         """``value`` with every ``${}`` replaced: a whole-value expression keeps its type,
-        one inside a string is formatted (booleans true/false, lists space-separated)."""
+        one inside a string is formatted (booleans true/false, lists space-separated,
+        mappings as ``--key value``). ``in_path`` (paths and names: deps, outs, wdir, ...):
+        a list or mapping inside a string is refused, as DVC refuses it (only ``cmd`` takes
+        them)."""
         if isinstance(value, str):
             whole = _TOKEN.fullmatch(value)
             if whole is not None and whole.group(1) is not None:
@@ -199,7 +203,12 @@ class Templater:
             def one(m: re.Match[str]) -> str:
                 if m.group(1) is None:
                     return "${"
-                return _format(self.resolve(m.group(1), ctx, line), m.group(0), self, line)
+                got = self.resolve(m.group(1), ctx, line)
+                if in_path and isinstance(got, (dict, list, tuple)):
+                    kind = "mapping" if isinstance(got, dict) else "list"
+                    raise self.error(f"cannot interpolate a {kind} into {value!r}: only a command takes lists and "
+                                     "mappings inside a string", line)
+                return _format(got, m.group(0), self, line)
 
             return _TOKEN.sub(one, value)
         if isinstance(value, LinedMap):
@@ -207,23 +216,23 @@ class Templater:
             out.line = value.line
             for k, v in value.items():
                 kline = value.line_of(k)
-                key = self.interpolate(k, ctx, kline) if isinstance(k, str) else k
+                key = self.interpolate(k, ctx, kline, in_path=in_path) if isinstance(k, str) else k
                 if not isinstance(key, (str, int, float)) or isinstance(key, bool):
                     raise self.error(f"'{k}' must interpolate to a name, not {type(key).__name__}", kline)
-                out[key] = self.interpolate(v, ctx, kline)
+                out[key] = self.interpolate(v, ctx, kline, in_path=in_path)
                 out.lines[key] = kline if kline is not None else 0
             return out
         if isinstance(value, LinedList):
             out_list = LinedList()
             out_list.line = value.line
             for i, v in enumerate(value):
-                out_list.append(self.interpolate(v, ctx, value.line_at(i)))
+                out_list.append(self.interpolate(v, ctx, value.line_at(i), in_path=in_path))
                 out_list.lines.append(value.line_at(i) or 0)
             return out_list
         if isinstance(value, dict):
-            return {k: self.interpolate(v, ctx, line) for k, v in value.items()}
+            return {k: self.interpolate(v, ctx, line, in_path=in_path) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.interpolate(v, ctx, line) for v in value]
+            return [self.interpolate(v, ctx, line, in_path=in_path) for v in value]
         return value
 
     def _check_nesting(self, value: str, line: int | None) -> None:
@@ -258,7 +267,7 @@ class Templater:
                         used[gen_name] = gen_used
                 out[key] = stages
             elif key in ("metrics", "plots", "params", "artifacts", "checks"):
-                out[key] = self.interpolate(value, ctx.copy(), doc.line_of(key))
+                out[key] = self.interpolate(value, ctx.copy(), doc.line_of(key), in_path=key != "checks")
             else:
                 out[key] = value
             out.lines[key] = doc.lines.get(key, 0)
@@ -358,7 +367,7 @@ class Templater:
             if key == "vars":  # consumed above
                 continue
             kline = body.line_of(key)
-            out[key] = self.interpolate(value, ctx, kline) if key in INTERPOLATED else value
+            out[key] = self.interpolate(value, ctx, kline, in_path=key in PATH_FIELDS) if key in INTERPOLATED else value
             out.lines[key] = kline or 0
         return out, set(ctx.used)
 
