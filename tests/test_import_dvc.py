@@ -726,6 +726,28 @@ def test_metrics_and_plots_dvc_cached_by_default_are_staged_in_git(tmp_path: Pat
     assert row["metrics"]["m.json"]["acc"] == 0.5
 
 
+def test_a_gitignore_the_import_empties_goes_in_the_import_commit(tmp_path: Path, dvc_bin: str) -> None:
+    """DVC's `/rep.json` line is the root .gitignore's only line: the import takes it out,
+    so the file goes; its deletion is staged with the rest (the import commit does not keep
+    hiding the metrics file), and no warning names a line the import removed itself."""
+    proj = tmp_path / "p"
+    proj.mkdir()
+    git(["init", "-q"], proj)
+    _dvc(dvc_bin, ["init", "-q"], proj)
+    gen(proj, {"s.sh": "echo '{\"r\": 2}' > rep.json\n",
+               "dvc.yaml": "stages:\n  rep:\n    cmd: sh s.sh\n    deps: [s.sh]\n    metrics: [rep.json]\n"})
+    _dvc(dvc_bin, ["repro", "-q"], proj)
+    assert (proj / ".gitignore").read_text().strip() == "/rep.json"
+    _commit(proj, "dvc")
+    proc = run(["import-dvc"], proj)
+    assert "hidden from Git" not in proc.stderr, proc.stderr
+    assert not (proj / ".gitignore").exists()
+    assert git(["status", "--porcelain", "--", ".gitignore"], proj).strip().startswith("D ")  # staged, not " D"
+    git(["commit", "-q", "-m", "imported"], proj)
+    assert ".gitignore" not in git(["ls-tree", "--name-only", "HEAD"], proj).split()
+    assert git(["status", "--porcelain"], proj).strip() == ""
+
+
 NO_DEPS = """\
 stages:
   once:

@@ -91,6 +91,7 @@ def project(repo: Path) -> Path:
                "data.txt": "raw\n", "extra.yaml": "lr: 0.5\n", "metrics.json": '{"acc": 0.9}\n'})
     git(["add", "-A"], repo)
     git(["commit", "-qm", "pipeline"], repo)
+    gen(repo, {"frozen.txt": "put here by hand\n"})  # a frozen stage's output is there (DVC fails without it)
     return repo
 
 
@@ -116,7 +117,7 @@ def test_generated_stages_run_once_and_interpolate(project: Path) -> None:
     assert (project / "prepared.txt").read_text() == "raw\nraw\n3\n"
     assert (project / "models-big.txt").read_text() == "hi big 5\n"
     assert (project / "sweep-2-b.txt").read_text() == "2 b\n"
-    assert not (project / "frozen.txt").exists()  # frozen: never run
+    assert (project / "frozen.txt").read_text() == "put here by hand\n"  # frozen: never run
     assert (project / "always.log").read_text() == "one\ntwo\n"  # a list of commands, in order
     lock = (project / "mlver.lock").read_text()
     assert "echo hi small 2 > models-small.txt" in lock and "train@big:" in lock
@@ -175,7 +176,21 @@ def test_frozen_stage_reports_changes_and_never_runs(project: Path) -> None:
     assert frozen["changed"] and frozen["reasons"][0].startswith("frozen")
     res = run_json(["repro"], project)
     assert "frozen_stage" not in res["ran"] and "frozen_stage" in res["skipped"]
-    assert not (project / "frozen.txt").exists()
+    assert (project / "frozen.txt").read_text() == "put here by hand\n"  # never run, recorded as it was
+
+
+def test_a_frozen_stage_never_run_is_recorded_as_it_is_or_stops_without_its_outputs(repo: Path) -> None:
+    """DVC's "verifying outputs in frozen stage": a frozen stage with no lock entry gets its
+    outputs recorded (cached, ignored, in the lock), so status is clean; without them the
+    run stops, naming them."""
+    gen(repo, {"s.sh": "s\n", "mlver.yaml": "stages:\n  ice:\n    cmd: echo ice > ice.txt\n    deps: [s.sh]\n"
+                                            "    frozen: true\n    outs: [ice.txt]\n"})
+    proc = run(["repro"], repo, check=False)
+    assert proc.returncode == 3 and "ice.txt does not exist" in proc.stderr and not (repo / "mlver.lock").exists()
+    gen(repo, {"ice.txt": "by hand\n"})
+    run(["repro"], repo)
+    assert (repo / "ice.txt").read_text() == "by hand\n" and "/ice.txt" in (repo / ".gitignore").read_text()
+    assert run_json(["status"], repo)["clean"] is True and "ice" in (repo / "mlver.lock").read_text()
 
 
 def test_repro_by_definition_name_runs_every_generated_stage(project: Path) -> None:

@@ -82,6 +82,9 @@ def stage_add(app: App, name: str, deps: tuple[str, ...], outs: tuple[str, ...],
 def _render_event(app: App, event: Any) -> None:
     if event.action == "up-to-date":
         app.say(f"Stage '{event.stage}' is up to date")
+    elif event.action == "frozen-recorded":
+        app.say(f"Stage '{event.stage}' is frozen and was never recorded: its outputs are recorded as they are "
+                "(not run)")
     elif event.action == "frozen":
         app.say(f"Stage '{event.stage}' is frozen: not run, nor are its dependencies reproduced for it")
     elif event.action == "allowed-missing":

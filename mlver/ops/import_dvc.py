@@ -400,7 +400,12 @@ def _traps(plan: ImportPlan) -> list[str]:
     from mlver.ops.doctor import kept_metrics, traps
 
     metrics = kept_metrics(plan.pipeline) if plan.pipeline is not None else []
-    return plan.warnings + traps(plan.root, metrics, plan.stage_files)
+    # a metrics file DVC cached is hidden by DVC's own `/NAME` entry, which the import takes
+    # out of that .gitignore: no warning for it
+    dvc_entry = {path for path, source in git.ignore_sources(plan.root, metrics).items()
+                 if source.rsplit(":", 1)[-1] == "/" + posixpath.relpath(
+                     path, posixpath.dirname(source.split(":", 1)[0]) or ".")}
+    return plan.warnings + traps(plan.root, [m for m in metrics if m not in dvc_entry], plan.stage_files)
 
 
 # --- acting ----------------------------------------------------------------------------
@@ -451,7 +456,10 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     paths = sorted({p for p in staged if os.path.exists(repo.abs(p))})
     hidden = set(git.ignored(root, paths))  # `git add` refuses them: the trap warnings name them
     paths = [p for p in paths if p not in hidden]
-    git.stage(root, [repo.abs(p) for p in paths])
+    # a .gitignore the import emptied is deleted: its deletion is staged too (`git add` of a
+    # tracked path that is gone records the removal)
+    gone = git.tracked(root, sorted(repo.abs(p) for p in set(staged) if not os.path.lexists(repo.abs(p))))
+    git.stage(root, [repo.abs(p) for p in paths] + [os.path.join(root, g) for g in gone])
     failpoint.hit("import-dvc-staged")
     if not plan.keep_dvc:
         _remove_dvc(repo, plan)

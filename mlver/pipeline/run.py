@@ -236,6 +236,9 @@ class _Runner:
 
     def stage(self, stage: Stage) -> None:
         if stage.frozen:  # never run; its lock entry is kept as it is
+            if self.locked.get(stage.name) is None and stage.products:
+                self._record_frozen(stage)
+                return
             self.result.skipped.append(stage.name)
             self.on_event(StageEvent(stage.name, "frozen"))
             return
@@ -329,6 +332,23 @@ class _Runner:
             moved += [f"{file}:{k}" for k in sorted(set(old) | set(new)) if not same_value(old.get(k), new.get(k))]
         if moved:
             raise DepChangedDuringRun(stage.name, moved)
+
+    def _record_frozen(self, stage: Stage) -> None:
+        """A frozen stage with no lock entry (outputs put in place by hand, the usual way a
+        frozen stage starts): its outputs are recorded as they are, as DVC's "verifying
+        outputs in frozen stage" does; outputs that are not there stop the run."""
+        missing = [o.path for o in stage.products if not os.path.lexists(self.repo.abs(o.path))]
+        if missing:
+            raise MlverError(f"stage '{stage.name}' is frozen and was never recorded, and {', '.join(missing)} "
+                             "does not exist", hint="put the data there (or unfreeze the stage and `mlver repro` it)")
+        check = check_stage(stage, None, self.inspector, workspace_reader(self.repo.root, self.parsed_params))
+        if check.missing_deps:
+            raise missing_dep(self.repo, stage.name, check.missing_deps[0])
+        refuse_git_tracked(self.repo, stage)
+        self._record(stage, record_stage(self.repo, stage, check, self.inspector, snapshot=False,
+                                         progress=self.progress))
+        self.result.skipped.append(stage.name)
+        self.on_event(StageEvent(stage.name, "frozen-recorded"))
 
     def _record(self, stage: Stage, new: StageLock) -> None:
         self.locked[stage.name] = new
