@@ -237,6 +237,7 @@ def test_history_reads_templated_pipelines(project: Path) -> None:
     ("vars:\n  - prep: {factor: 9}\nstages: {}\n", 2, "cannot redefine 'prep.factor'"),
     ("stages:\n  a:\n    cmd: echo\n    outs:\n    - ${models}\n", 5, "each output must be a path (a string), not a mapping"),
     ("wat: 1\nstages: {}\n", 1, "unknown field 'wat'"),
+    ("stages:\n  a:\n    cmd: echo\n    deps:\n    - s3://bucket/raw.csv\n", 5, "is a URL"),  # not s3:/bucket/...
     ("stages:\n  a:\n    cmd: echo\n    outs:\n    - o_${models.big}.txt\n", 5, "cannot interpolate a mapping"),
     ("stages:\n  a:\n    cmd: echo\n    deps:\n    - d_${seeds}.txt\n", 5, "cannot interpolate a list"),
     ("stages:\n  a:\n    cmd: echo\n    frozen: yes please\n", 4, "'frozen' must be true or false"),

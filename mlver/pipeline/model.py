@@ -459,8 +459,8 @@ class _StageParser:
         self.name = name
         self.line = line
 
-    def error(self, problem: str, line: int | None = None) -> FormatError:
-        return FormatError(self.shown, f"stage '{self.name}': {problem}", line=line or self.line)
+    def error(self, problem: str, line: int | None = None, *, hint: str | None = None) -> FormatError:
+        return FormatError(self.shown, f"stage '{self.name}': {problem}", line=line or self.line, hint=hint)
 
     def string(self, value: Any, what: str, line: int | None) -> str:
         if not isinstance(value, str):  # as DVC's schema: `cmd: 5`, `deps: [5]` are refused
@@ -477,9 +477,16 @@ class _StageParser:
         written = self.string(value, what, line)
         if not written.strip():
             raise self.error(f"an empty {what} path", line)
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", written):  # DVC's external dependencies and outputs
+            raise self.error(f"{what} '{written}' is a URL: mlver reads and writes data inside the repository only "
+                             "(DVC's external dependencies are not carried)", line,
+                             hint="fetch it in a stage of its own (its command downloads it into the repository) "
+                                  "and depend on that stage's output, or `mlver add` a copy")
         rel = resolve_path(wdir, written)
         if rel is None:
-            raise self.error(f"{what} '{written}' leaves the repository (paths must be relative and stay inside it)", line)
+            raise self.error(f"{what} '{written}' leaves the repository (paths must be relative and stay inside it)",
+                             line, hint="DVC's external dependencies are not carried: copy the data into the "
+                                        "repository and `mlver add` it, or fetch it in a stage of its own")
         if rel == "." or rel.split("/")[0] in (".git", ".mlver"):
             raise self.error(f"{what} '{written}' is the repository itself or mlver's or Git's own folder", line)
         return rel
