@@ -437,10 +437,17 @@ class Remote:
             except (FileNotFoundError, FileExistsError, MlverError, _Stop):
                 raise
             except PermissionError as e:
+                if self.protocol == "file":  # a folder: its permissions, not credentials
+                    raise RemoteError(f"{self.describe()}: permission denied while {what}: {_cause(e)}",
+                                      hint="check the folder's permissions") from None
                 raise RemoteError(f"{self.describe()} refused access while {what}: {_cause(e)}",
                                   hint=f"check the credentials (`mlver remote modify --local {self.name} KEY VALUE`)"
                                   ) from None
             except Exception as e:  # noqa: BLE001 - any backend error: retry, then one line
+                if isinstance(e, OSError) and e.errno in _CANNOT_WRITE:  # no retry mends these
+                    raise RemoteError(f"{self.describe()}: cannot write while {what}: {_CANNOT_WRITE[e.errno]}",
+                                      hint="free space or make it writable; running the command again resumes "
+                                           "the work") from None
                 if _is_auth_error(e):
                     raise RemoteError(f"{self.describe()} refused the credentials while {what}: {_cause(e)}",
                                       hint=f"check the credentials (`mlver remote modify --local {self.name} KEY VALUE`)"
@@ -1317,6 +1324,10 @@ def _option(rc: RemoteConfig, key: str) -> str | None:
         except UsageError as e:
             raise UsageError(f"remote.{rc.name}.{e.message}") from None
     return v
+
+
+_CANNOT_WRITE = {errno.EROFS: "it is a read-only file system", errno.ENOSPC: "its disk is full",
+                 errno.EDQUOT: "its disk quota is used up"}
 
 
 def _timeout_option(rc: RemoteConfig) -> float:

@@ -312,3 +312,22 @@ def test_fsck_on_a_read_only_cache_names_the_corrupt_digest(repo: Path) -> None:
     # writable again: the next fsck quarantines it
     assert run_json(["fsck"], repo, check=False)["corrupt"] == [{"digest": big, "hash": "xxh3-128", "where": "cache"}]
     assert (cache / "quarantine" / big).exists()
+
+
+def test_a_read_only_folder_remote_is_said_so_not_unreachable(repo: Path, tmp_path: Path) -> None:
+    """A remote on a read-only mount cannot be written, and no retry mends it: push stops at
+    once with one line saying so (not "unreachable ... check the network"), exit 3."""
+    make_data(repo)
+    store = tmp_path / "store"
+    store.mkdir()
+    run(["remote", "add", "-d", "store", str(store)], repo)
+    _read_only_bind(store)
+    try:
+        proc = run(["push"], repo, check=False)
+    finally:
+        subprocess.run(["umount", str(store)], check=True)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mlver: error:")]
+    assert proc.returncode == 3 and len(errors) == 1 and "read-only file system" in errors[0], proc.stderr
+    assert "unreachable" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "attempt" not in proc.stderr  # said at once, not after retries
+    run(["push"], repo)  # writable again: the push completes

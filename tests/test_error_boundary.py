@@ -169,3 +169,19 @@ def test_sigterm_during_a_stage_stops_it_records_nothing_and_says_so(repo: Path)
     time.sleep(3.5)  # longer than the command would have taken
     assert not (repo / "s.txt").exists() and not (repo / "mlver.lock").exists()
     assert run(["status"], repo).returncode == 0  # the lock was released
+
+
+def test_a_reader_that_stops_early_is_not_an_error(repo: Path) -> None:
+    """`mlver doctor | head -1`: the reader closed the pipe, the command did its work; it
+    exits 0 (click turns it into exit 1, which means "differences found") and says nothing."""
+    from conftest import mlver_cmd
+
+    for args in (["doctor"], ["list"], ["status", "--json"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # every write fails with EPIPE
+        try:
+            proc = subprocess.run([*mlver_cmd(), *args], cwd=repo, stdout=write_end, stderr=subprocess.PIPE,
+                                  text=True, timeout=120)
+        finally:
+            os.close(write_end)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr and "error" not in proc.stderr, (args, proc)

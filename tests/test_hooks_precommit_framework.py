@@ -102,6 +102,11 @@ def _check_stages(repo: Path, home: Path, tmp_path: Path) -> None:
     origin, store = tmp_path / "origin.git", tmp_path / "store"
     git(["init", "-q", "--bare", str(origin)], tmp_path)
     git(["remote", "add", "origin", str(origin)], repo)
+    # with no default mlver remote the push goes on, and the framework shows the warning
+    scratch = tmp_path / "scratch.git"
+    git(["init", "-q", "--bare", str(scratch)], tmp_path)
+    proc = git_proc(["push", "-q", str(scratch), "main"], repo, home)
+    assert proc.returncode == 0 and "no default mlver remote" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     run(["remote", "add", "-d", "store", str(store)], repo)
     git(["add", "-A"], repo)
     assert git_proc(["commit", "-q", "-m", "remote"], repo, home).returncode == 0

@@ -249,7 +249,15 @@ def main(argv: list[str] | None = None) -> None:
     _parsed = None
     _on_sigterm()
     try:
-        rv = cli.main(args=argv, prog_name="mlver", standalone_mode=False)
+        try:
+            rv = cli.main(args=argv, prog_name="mlver", standalone_mode=False)
+        except SystemExit as e:
+            # click turns a closed stdout (`mlver ls | head -1`) into exit 1, whatever the mode,
+            # after wrapping stdout so that later writes are dropped; the reader had what it
+            # wanted: exit 0, as before for a BrokenPipeError that reaches us
+            if type(sys.stdout).__name__ != "_PacifyFlushWrapper":
+                raise
+            rv = 0
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         code = e.exit_code
