@@ -158,6 +158,12 @@ def test_dag_text_and_mermaid(repo: Path) -> None:
     assert out.splitlines()[0] == "a" and "b" in out and "c" in out
     assert run(["dag", "--mermaid"], repo).stdout == (
         'flowchart TD\n    s0["a"]\n    s1["b"]\n    s2["c"]\n    s0 --> s1\n    s0 --> s2\n    s1 --> s2\n')
+    # `dag TARGET`, as `dvc dag TARGET`: the target and what it depends on
+    one = run_json(["dag", "b"], repo)
+    assert [s["name"] for s in one["stages"]] == ["a", "b"] and one["edges"] == [["a", "b"]]
+    proc = run(["dag", "nope"], repo, check=False)
+    assert proc.returncode == 3 and "no stage 'nope'" in proc.stderr
+    assert "Would run stage 'a'" in run(["repro", "--dry"], repo).stdout  # DVC's spelling of --dry-run
 
 
 METRICS_STAGE = f"""\

@@ -111,7 +111,8 @@ def _render_event(app: App, event: Any) -> None:
 @cli.command()
 @click.argument("stages", nargs=-1)
 @click.option("-f", "--force", is_flag=True, help="Run the stages even if nothing changed.")
-@click.option("--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
+@click.option("--dry-run", "--dry", "dry_run", is_flag=True, help="Print what would run and why; run nothing "
+              "(`--dry`, DVC's spelling, too).")
 @click.option("--downstream", is_flag=True, help="Run STAGES and every stage that depends on them.")
 @click.option("--no-run-cache", is_flag=True, help="Neither restore from nor save to the run cache.")
 @click.option("-s", "--single-item", "single", is_flag=True, help="Run STAGES only, not the stages they depend on.")
@@ -348,15 +349,17 @@ def artifacts_list(app: App, as_json: bool) -> None:
 # --- dag -------------------------------------------------------------------------------------
 
 @cli.command()
+@click.argument("targets", nargs=-1)
 @json_option
 @click.option("--mermaid", is_flag=True, help="Print a Mermaid flowchart.")
 @pass_app
-def dag(app: App, as_json: bool, mermaid: bool) -> None:
-    """Show the stage graph."""
+def dag(app: App, targets: tuple[str, ...], as_json: bool, mermaid: bool) -> None:
+    """Show the stage graph (with TARGETS: those stages and what they depend on)."""
+    from mlver.ops.common import full_stage_names
     from mlver.ops.stage import dag as do_dag
 
     with project() as repo:
-        res = do_dag(repo)
+        res = do_dag(repo, full_stage_names(repo, list(targets)) or list(targets) or None)
     if as_json:
         app.json(res.to_json())
         return

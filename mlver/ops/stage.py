@@ -221,11 +221,17 @@ class DagResult:
         return [b for a, b in self.edges if a == name]
 
 
-def dag(repo: Repo) -> DagResult:
+def dag(repo: Repo, targets: list[str] | None = None) -> DagResult:
+    """The stage graph; with ``targets``, the stages `repro TARGETS` considers (the
+    targets and what they depend on, as `dvc dag TARGET` shows)."""
+    from mlver.pipeline.run import select
+
     graph = load_graph(repo)
+    chosen = {s.name for s in select(graph, targets, downstream=False)} if targets else None
     stages = [{"name": s.name, "cmd": s.cmd, "deps": [d.path for d in s.deps], "outs": [o.path for o in s.products]}
-              for s in graph.stages_in_order()]
-    return DagResult(stages, graph.edges)
+              for s in graph.stages_in_order() if chosen is None or s.name in chosen]
+    edges = [e for e in graph.edges if chosen is None or (e[0] in chosen and e[1] in chosen)]
+    return DagResult(stages, edges)
 
 
 @dataclass(frozen=True)
