@@ -198,6 +198,11 @@ def load_yaml(text: str, shown: str, *, kind: str, loader: Any = None) -> Any:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        context, opened = getattr(e, "context", None) or "", getattr(e, "context_mark", None)
+        if opened is not None and ("flow" in context or "quoted" in context) and opened.line + 1 != line:
+            # an unclosed `[`, `{` or quote is found where the next thing starts: name the line it opens on
+            what = context.replace("while parsing a ", "").replace("while scanning a ", "")
+            problem, line = f"{problem} (the {what} that starts here is not closed)", opened.line + 1
         raise FormatError(shown, f"invalid YAML: {problem}", line=line) from None
     except UnicodeEncodeError:
         raise FormatError(shown, "not UTF-8 text") from None

@@ -32,7 +32,7 @@ PY = shlex.quote(sys.executable)
      "mlver.yaml:6", "stage 'a': params key 'train.nope' not found in p.yaml"),
     ("stages:\n  a:\n    cmd: echo\n  a:\n    cmd: echo\n", "mlver.yaml:4", "duplicate key 'a'"),
     ("stages:\n  a:\n    deps: [x]\n", "mlver.yaml:2", "stage 'a': missing 'cmd'"),
-    ("stages:\n  a:\n    cmd: [echo\n", "mlver.yaml:4", "invalid YAML"),
+    ("stages:\n  a:\n    cmd: [echo\n", "mlver.yaml:3", "not closed"),  # the line the `[` opens on
     ("stages:\n  a:\n    cmd: echo\n    deps:\n    - p.yaml\n    - ./p.yaml\n", "mlver.yaml:6",
      "stage 'a': 'p.yaml' is listed twice as a dependency"),
     ("stages:\n  a:\n    cmd: echo\n    outs: ['']\n", "mlver.yaml:4", "stage 'a': an empty output path"),
