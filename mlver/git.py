@@ -623,6 +623,10 @@ def delete_ref(root: str, ref: str) -> None:
     run(root, "update-ref", "-d", ref)
 
 
+def valid_branch_name(name: str) -> bool:
+    return not name.startswith("-") and run(".", "check-ref-format", "--branch", name, check=False).returncode == 0
+
+
 def valid_ref_name(name: str) -> bool:
     return run(".", "check-ref-format", f"refs/exps/x/{name}", check=False).returncode == 0 and "/" not in name
 

@@ -262,6 +262,9 @@ def test_exp_save_apply_branch_diff_remove(project: Path) -> None:
     assert git_state(project) == state
     proc = run(["exp", "branch", "two", "keep-two"], project, check=False)
     assert proc.returncode == 3 and "already exists" in proc.stderr
+    proc = run(["exp", "branch", "two", "bad..name"], project, check=False)  # a usage error, said before anything
+    assert proc.returncode == 2 and "not a valid branch name" in proc.stderr
+    run(["exp", "branch", "two", "team/keep-two"], project)  # a slash is a valid branch name
 
     run(["exp", "remove", "two"], project)
     assert [r["experiment"] for r in exp_rows(project)] == ["saved"]

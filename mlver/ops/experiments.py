@@ -348,6 +348,8 @@ def _same_as(root: str, commit: str, path: str) -> bool:
 
 def branch(repo: Repo, name: str, branch_name: str) -> Experiment:
     root = repo.require_scm("exp branch")
+    if not git.valid_branch_name(branch_name):
+        raise UsageError(f"'{branch_name}' is not a valid branch name", hint="see `git check-ref-format --help`")
     exp = find(root, name)
     git.branch_create(root, branch_name, exp.commit)
     return exp
