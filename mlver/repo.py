@@ -39,6 +39,7 @@ class Repo:
         # records of old commits that could not be read and were passed over (walks of
         # history: gc, push -A); said once the command is done
         self.skipped: list[str] = []
+        self._reader = False  # see read_only()
 
     @classmethod
     def find(cls, start: str = ".", *, check_config: bool = True) -> "Repo":
@@ -123,7 +124,12 @@ class Repo:
     @cached_property
     def state(self) -> State:
         return State(os.path.join(self.tmp_dir, "state.db"), started_ns=self.started_ns,
-                     shown=f"{MLVER_DIR}/tmp/state.db")
+                     shown=f"{MLVER_DIR}/tmp/state.db", create=not self._reader)
+
+    def read_only(self) -> None:
+        """This process only reads the project (``mlver.api``): caches that would be made
+        on disk where none exists (the state database) are not made."""
+        self._reader = True
 
     @cached_property
     def ignore(self) -> IgnoreSpec:

@@ -130,8 +130,10 @@ class State:
     ``warnings`` for the command line to show; only the record of placed outputs, which
     later removals rely on, must be written or the command fails (StateError)."""
 
-    def __init__(self, db_path: str, *, started_ns: int | None = None, shown: str | None = None) -> None:
+    def __init__(self, db_path: str, *, started_ns: int | None = None, shown: str | None = None,
+                 create: bool = True) -> None:
         self.db_path = db_path
+        self.create = create  # False (mlver.api's reads): an absent database is not made, reads miss
         self.shown = shown or db_path
         # when the command started, before it read any file: a folder record's rows are
         # checked against this moment, not the (possibly much later) moment of writing
@@ -187,6 +189,8 @@ class State:
         that is ``required`` raises StateError instead)."""
         while True:
             if self._disabled and not required:
+                return default
+            if not self.create and self._conn is None and not required and not os.path.exists(self.db_path):
                 return default
             try:
                 if self._disabled:

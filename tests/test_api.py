@@ -100,6 +100,25 @@ def test_read_at_workspace_old_commit_and_tag(history: tuple[Path, Path], tmp_pa
     assert not api.exists("data/parts/p9.csv", rev="v1") and not api.exists("nope", rev="v1")
 
 
+def test_workspace_reads_write_nothing(history: tuple[Path, Path], tmp_path: Path) -> None:
+    """The API is read-only: reading a clone's workspace makes no state database (nor
+    anything else) under .mlver/ and leaves `git status` as it was."""
+    import subprocess
+    import sys
+
+    repo, _ = history
+    clone = _clone(repo, tmp_path / "ro")
+    run(["pull"], clone)
+    shutil.rmtree(clone / ".mlver" / "tmp", ignore_errors=True)
+    before = sorted(str(p.relative_to(clone)) for p in (clone / ".mlver").rglob("*"))
+    status = git(["status", "--porcelain", "--ignored"], clone)
+    code = ("import mlver.api as a; a.read('data/train.csv'); a.exists('data/parts/p1.csv'); a.ls('data');"
+            "a.metrics_show(); a.params_show()")
+    subprocess.run([sys.executable, "-c", code], cwd=clone, check=True, timeout=120)
+    assert sorted(str(p.relative_to(clone)) for p in (clone / ".mlver").rglob("*")) == before
+    assert git(["status", "--porcelain", "--ignored"], clone) == status
+
+
 def test_never_pulled_clone_streams_from_the_folder_remote(history: tuple[Path, Path], tmp_path: Path) -> None:
     repo, remote = history
     clone = _clone(repo, tmp_path / "fresh")

@@ -536,6 +536,7 @@ def source_for(repo: str | None, *, remote: str | None = None,
             raise NotARepoError(f"{spec}: no such folder, and not a Git URL")
         try:
             project = Repo.find(spec)
+            project.read_only()  # the API reads: no state database is made where there is none
         except MlverError:
             git_top = git.find_root(spec)
             if git_top is None:
