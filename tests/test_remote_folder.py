@@ -68,6 +68,8 @@ def test_round_trip_through_git_clone(repo: Path, tmp_path: Path) -> None:
     assert run_json(["status"], other)["clean"] is True
     remote_state = run_json(["status", "-r", "store"], other)["remote"]
     assert remote_state["local_only"] == [] and remote_state["missing"] == [] and remote_state["remote_only"] == []
+    said = run(["status", "-r", "store"], other).stdout  # in sync: said so, not silence
+    assert f"Remote 'store': all {remote_state['in_sync']} object(s) in sync." in said and remote_state["in_sync"] > 0
     # pulling again moves nothing
     assert run_json(["pull"], other)["transferred"] == 0
 

@@ -120,6 +120,8 @@ def add(app: App, paths: tuple[str, ...], desc: str | None) -> None:
 def _render_status(app: App, res) -> None:
     if res.clean:
         app.report("Data and pipelines are up to date.")
+        if res.remote:  # asked about a remote: say what was compared (as `dvc status -c` does)
+            app.report(f"Remote '{res.remote['name']}': all {res.remote['in_sync']} object(s) in sync.")
         return
     for st in res.stages:
         if st.changed:
