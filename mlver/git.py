@@ -143,7 +143,8 @@ def resolve(repo: "gitpython.Repo", rev: str) -> str:
     try:
         return repo.commit(rev).hexsha
     except (gitpython.BadName, ValueError, gitdb.exc.BadName, gitdb.exc.BadObject):
-        sha = experiment_commit(str(repo.working_tree_dir or repo.git_dir), rev)
+        root = str(repo.working_tree_dir or repo.git_dir)
+        sha = experiment_commit(root, rev) or _remote_branch(root, rev)  # the rest of verify_commit's rule
         if sha is None:
             raise GitError(f"unknown revision '{rev}'") from None
         return sha
@@ -248,8 +249,18 @@ def git_path(root: str, name: str) -> str:
 
 
 def verify_commit(root: str, rev: str) -> str | None:
-    """The commit ``rev`` names (a Git revision or an experiment), or None when it names none."""
-    return _git_commit(root, rev) or experiment_commit(root, rev)
+    """The commit ``rev`` names (a Git revision, an experiment, or a branch that exists
+    only as one remote's ``REMOTE/NAME``, as DVC's resolver finds it in a CI clone), or None."""
+    return _git_commit(root, rev) or experiment_commit(root, rev) or _remote_branch(root, rev)
+
+
+def _remote_branch(root: str, name: str) -> str | None:
+    """The commit of ``refs/remotes/*/NAME`` when exactly one remote has that branch."""
+    if name.startswith("-") or not name or any(c in name for c in "~^:?*[\\ ") or name == "HEAD":
+        return None
+    proc = run(root, "for-each-ref", "--format=%(objectname)", f"refs/remotes/*/{name}", check=False)
+    found = set(proc.stdout.decode().split()) if proc.returncode == 0 else set()
+    return found.pop() if len(found) == 1 else None
 
 
 def _git_commit(root: str, rev: str) -> str | None:

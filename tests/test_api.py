@@ -119,6 +119,18 @@ def test_workspace_reads_write_nothing(history: tuple[Path, Path], tmp_path: Pat
     assert git(["status", "--porcelain", "--ignored"], clone) == status
 
 
+def test_a_branch_only_on_the_remote_is_a_revision(history: tuple[Path, Path], tmp_path: Path) -> None:
+    """A CI clone has `origin/feature` and no local `feature`: `rev="feature"` (and every
+    command's revision) finds it when one remote has that branch, as DVC's resolver does."""
+    repo, _ = history
+    git(["branch", "feature", "HEAD~1"], repo)
+    clone = _clone(repo, tmp_path / "ci")
+    assert "feature" not in git(["branch", "--list", "feature"], clone)
+    assert api.read("data/train.csv", repo=str(clone), rev="feature") == VERSIONS[1]
+    run(["get", "--rev", "feature", "data/train.csv", "-o", str(tmp_path / "got.csv")], clone)
+    assert (tmp_path / "got.csv").read_bytes() == VERSIONS[1]
+
+
 def test_never_pulled_clone_streams_from_the_folder_remote(history: tuple[Path, Path], tmp_path: Path) -> None:
     repo, remote = history
     clone = _clone(repo, tmp_path / "fresh")
