@@ -130,6 +130,11 @@ def outputs_at(repo: Repo, where: str, *, skip_bad: bool = False) -> list[Output
             repo.skipped.append(f"skipped a commit's record that cannot be read (it names no data): {e.message}")
             continue
         (lock if is_lock else outs).extend(found)
+    if lock and where is not INDEX and any(p.endswith("dvc.lock") and is_dvc_record(p[len(prefix):]) for p in blobs):
+        # dvc.lock does not say which outputs are `cache: false` (dvc.yaml does): those are
+        # the ones Git tracks in that commit; they are not data to fetch or keep
+        in_git = {e.path for e in git.tree_entries(root, where, prefix.rstrip("/")) if e.type == "blob"}
+        lock = [o for o in lock if prefix + o.path not in in_git]
     return outs + lock
 
 

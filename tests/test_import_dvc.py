@@ -748,6 +748,30 @@ def test_a_gitignore_the_import_empties_goes_in_the_import_commit(tmp_path: Path
     assert git(["status", "--porcelain"], proj).strip() == ""
 
 
+def test_fetch_of_a_dvc_commit_skips_the_files_dvc_kept_in_git(tmp_path: Path, dvc_bin: str) -> None:
+    """dvc.lock does not say which outputs are `cache: false`; those are the files Git
+    tracks in that commit. `mlver fetch --rev` of a commit from before the import brings
+    the cached outputs and does not look for the others on the remote (as `dvc fetch`)."""
+    proj = tmp_path / "p"
+    proj.mkdir()
+    git(["init", "-q"], proj)
+    _dvc(dvc_bin, ["init", "-q"], proj)
+    _dvc(dvc_bin, ["remote", "add", "-d", "store", str(tmp_path / "store")], proj)
+    gen(proj, {"s.sh": "echo model > model.bin; echo '{\"acc\": 0.5}' > m.json\n",
+               "dvc.yaml": "stages:\n  s:\n    cmd: sh s.sh\n    deps: [s.sh]\n    outs: [model.bin]\n"
+                           "    metrics:\n    - m.json:\n        cache: false\n"})
+    _dvc(dvc_bin, ["repro", "-q"], proj)
+    _dvc(dvc_bin, ["push", "-q"], proj)
+    old = _commit(proj, "dvc")
+    shutil.rmtree(proj / ".dvc" / "cache")  # pushed, then gone from DVC's cache: the import says so
+    proc = run(["import-dvc"], proj)
+    assert "DVC's cache lacks data of 1 output(s) (model.bin)" in proc.stderr, proc.stderr
+    git(["commit", "-q", "-m", "imported"], proj)
+    shutil.rmtree(proj / ".mlver" / "cache" / "files", ignore_errors=True)  # nothing local: fetch must get model.bin
+    res = run_json(["fetch", "--rev", old], proj)
+    assert res["transferred"] == 1 and res["missing"] == [], res
+
+
 NO_DEPS = """\
 stages:
   once:

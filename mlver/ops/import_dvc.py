@@ -460,10 +460,27 @@ def _apply(repo: Any, plan: ImportPlan) -> ImportResult:
     # tracked path that is gone records the removal)
     gone = git.tracked(root, sorted(repo.abs(p) for p in set(staged) if not os.path.lexists(repo.abs(p))))
     git.stage(root, [repo.abs(p) for p in paths] + [os.path.join(root, g) for g in gone])
+    _warn_of_missing_objects(repo, plan)
     failpoint.hit("import-dvc-staged")
     if not plan.keep_dvc:
         _remove_dvc(repo, plan)
     return ImportResult(plan, False, counts, tuple(paths), memo)
+
+
+def _warn_of_missing_objects(repo: Any, plan: ImportPlan) -> None:
+    """Data the DVC records name but DVC's cache did not hold (never pulled, or removed):
+    said now, before DVC's files go, since `status` checks a folder's manifest only."""
+    from mlver.ops.common import all_outputs
+    from mlver.workspace import objects_of
+
+    cache = repo.cache
+    lacking = [o.path for o in all_outputs(repo)
+               if any(not cache.has(r.digest, r.manifest) for r in objects_of(cache, o))]
+    if lacking:
+        shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+        plan.warnings.append(f"DVC's cache lacks data of {len(lacking)} output(s) ({shown}): mlver's cache does "
+                             "not have it either; `mlver pull` brings it from the remote (`mlver status -r` says "
+                             "what the remote holds)")
 
 
 def _mark_used(repo: Any, remotes: list[Any]) -> None:
