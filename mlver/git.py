@@ -580,8 +580,11 @@ def modified_files(root: str) -> list[str]:
     content differs from HEAD: edits, staged or not, staged additions and deletions."""
     if not has_head(root):
         return tracked(root, ["."])
-    out = run(root, "diff", "--name-only", "-z", "--no-renames", "HEAD", "--").stdout
-    return sorted({p for p in out.decode("utf-8", "surrogateescape").split("\0") if p})
+    # `status` without optional locks does not write the index's refreshed stat data (`diff`
+    # does): a read-only caller (`import-dvc --dry-run`) changes nothing under .git/
+    out = run(root, "--no-optional-locks", "status", "--porcelain", "-z", "--no-renames", "--untracked-files=no",
+              "--ignore-submodules").stdout
+    return sorted({entry[3:] for entry in out.decode("utf-8", "surrogateescape").split("\0") if len(entry) > 3})
 
 
 def untracked(root: str, paths: list[str]) -> list[str]:

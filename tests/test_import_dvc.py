@@ -762,10 +762,13 @@ def test_fetch_of_a_dvc_commit_skips_the_files_dvc_kept_in_git(tmp_path: Path, d
                            "    metrics:\n    - m.json:\n        cache: false\n"})
     _dvc(dvc_bin, ["repro", "-q"], proj)
     _dvc(dvc_bin, ["push", "-q"], proj)
+    gen(proj, {"params.yaml": "lr: 0.1\n"})
     old = _commit(proj, "dvc")
     shutil.rmtree(proj / ".dvc" / "cache")  # pushed, then gone from DVC's cache: the import says so
+    gen(proj, {"params.yaml": "lr: 0.2\n"})  # an uncommitted edit (a `dvc exp run` left behind): said too
     proc = run(["import-dvc"], proj)
     assert "DVC's cache lacks data of 1 output(s) (model.bin)" in proc.stderr, proc.stderr
+    assert "uncommitted changes to params.yaml" in proc.stderr
     git(["commit", "-q", "-m", "imported"], proj)
     shutil.rmtree(proj / ".mlver" / "cache" / "files", ignore_errors=True)  # nothing local: fetch must get model.bin
     res = run_json(["fetch", "--rev", old], proj)

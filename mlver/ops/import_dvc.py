@@ -262,6 +262,12 @@ def plan_import(start: str, *, keep_dvc: bool = False) -> ImportPlan:
     _plan_removals(plan, dvc_files, pipelines, locks, ignores)
     _plan_leftovers(plan)
     plan.warnings = _traps(plan)
+    dirty = [p for p in git.modified_files(plan.root) if p.endswith((DVC_LOCK, DVC_PIPELINE, DVC_SUFFIX))
+             or posixpath.basename(p).startswith("params.")]
+    if dirty:  # e.g. a `dvc exp run` left in the workspace: its lock would go in, its params not
+        plan.warnings.append(f"uncommitted changes to {', '.join(dirty[:4])}{' ...' if len(dirty) > 4 else ''}: the "
+                             "import converts the workspace as it is and stages only what it writes; commit or "
+                             "stash them first (`git stash`) for an import commit that matches a DVC commit")
     return plan
 
 
