@@ -172,7 +172,9 @@ class ConfigFile:
             line = getattr(e, "lineno", None)
             msg = str(e).splitlines()[0]
             if isinstance(e, configparser.MissingSectionHeaderError):
-                msg = "text before the first [section] header"
+                bad = (getattr(e, "line", "") or "").strip()
+                msg = (f"a section header without its closing ']': {bad}" if bad.startswith("[") and "]" not in bad
+                       else "text before the first [section] header")
             raise FormatError(path, f"invalid config: {msg}", line=line) from None
         self._was = {sec: dict(self.parser.items(sec, raw=True)) for sec in self.parser.sections()}
 

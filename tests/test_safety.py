@@ -227,6 +227,7 @@ def test_malformed_config_is_named(repo: Path) -> None:
     (repo / ".mlver/config").write_text("[core\nremote = x\n")
     proc = run(["status"], repo, check=False)
     assert proc.returncode == 3 and ".mlver/config" in proc.stderr and "Traceback" not in proc.stderr
+    assert "a section header without its closing ']': [core" in proc.stderr
 
 
 @pytest.mark.parametrize("text,problem", [
