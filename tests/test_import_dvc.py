@@ -775,6 +775,29 @@ def test_fetch_of_a_dvc_commit_skips_the_files_dvc_kept_in_git(tmp_path: Path, d
     assert res["transferred"] == 1 and res["missing"] == [], res
 
 
+def test_checkout_rev_of_a_dvc_commit_reads_its_dvc_lock(tmp_path: Path, dvc_bin: str) -> None:
+    """`checkout --rev OLD model.bin` where OLD is from before the import: the stage's
+    record comes from OLD's dvc.lock (a Git-kept metrics file from OLD's tree)."""
+    proj = tmp_path / "p"
+    proj.mkdir()
+    git(["init", "-q"], proj)
+    _dvc(dvc_bin, ["init", "-q"], proj)
+    for v in ("1", "2"):
+        gen(proj, {"s.sh": f"echo model {v} > model.bin; echo '{{\"v\": {v}}}' > m.json\n",
+                   "dvc.yaml": "stages:\n  s:\n    cmd: sh s.sh\n    deps: [s.sh]\n    outs: [model.bin]\n"
+                               "    metrics:\n    - m.json:\n        cache: false\n"})
+        _dvc(dvc_bin, ["repro", "-q"], proj)
+        _commit(proj, f"v{v}")
+    run(["import-dvc"], proj)
+    git(["commit", "-q", "-m", "imported"], proj)
+    run(["checkout", "--rev", "HEAD~2", "model.bin"], proj)
+    assert (proj / "model.bin").read_text() == "model 1\n" and json.loads((proj / "m.json").read_text()) == {"v": 1}
+    changed = {s["name"] for s in run_json(["status"], proj)["stages"] if s["changed"]}
+    assert changed == {"s"}  # its deps are today's: repro makes it current
+    run(["repro"], proj)
+    assert (proj / "model.bin").read_text() == "model 2\n"
+
+
 NO_DEPS = """\
 stages:
   once:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import replace
 
 from mlver import git
@@ -99,12 +100,27 @@ def _current_producers(repo: Repo, recorded: list[tuple[StageLock, LockEntry]]) 
 
 def _locks_at(repo: Repo, root: str, rev: str) -> dict[str, StageLock]:
     """The stages the workspace's lock files recorded at ``rev``."""
+    from mlver.pipeline.dvcfiles import DVC_LOCK, dvc_lock_stages
+
     out: dict[str, StageLock] = {}
     for lock in lock_files(repo) or [LOCK_FILE]:
         spec = os.path.relpath(repo.abs(lock), root).replace(os.sep, "/")
         proc = git.run(root, "show", f"{rev}:{spec}", check=False)
         if proc.returncode == 0:
             out.update(stage_locks_from_text(proc.stdout.decode("utf-8", "replace"), f"{lock} at {rev[:10]}", lock))
+            continue
+        # a commit from before `mlver import-dvc`: DVC's dvc.lock in that folder says the same
+        dvc_rel = posixpath.join(posixpath.dirname(lock), DVC_LOCK)
+        dvc_spec = os.path.relpath(repo.abs(dvc_rel), root).replace(os.sep, "/")
+        proc = git.run(root, "show", f"{rev}:{dvc_spec}", check=False)
+        if proc.returncode == 0:
+            for name, st in dvc_lock_stages(proc.stdout.decode("utf-8", "replace"), f"{dvc_rel} at {rev[:10]}",
+                                            dvc_rel).items():
+                # dvc.lock does not say which outputs are `cache: false`: those Git tracks in REV
+                outs = tuple(replace(e, cache=False) if _exists_at(root, rev, repo, e.path) else e for e in st.outs)
+                metrics = tuple(replace(e, cache=False) if _exists_at(root, rev, repo, e.path) else e
+                                for e in st.metrics)
+                out[name] = replace(st, outs=outs, metrics=metrics)
     return out
 
 
