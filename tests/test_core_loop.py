@@ -180,6 +180,14 @@ def test_commit_nothing_to_record_makes_no_empty_commit(repo: Path) -> None:
     proc = run(["commit", "-m", "again"], repo)
     assert "Nothing to commit" in proc.stderr
     assert git(["rev-parse", "HEAD"], repo) == head
+    # the pointer is right but the cache lost its object: commit stores it again, and says so
+    [obj] = [p for p in (repo / ".mlver" / "cache" / "files").rglob("*") if p.is_file()]
+    obj.chmod(0o644)
+    obj.unlink()
+    assert run_json(["status"], repo)["outputs"][0]["state"] == "not_in_cache"
+    proc = run(["commit"], repo)
+    assert "Stored again what the cache lacked: a.bin" in proc.stderr
+    assert run_json(["status"], repo)["clean"] is True
 
 
 def test_commit_m_includes_code_the_user_staged(repo: Path) -> None:

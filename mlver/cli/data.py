@@ -198,6 +198,8 @@ def commit(app: App, targets: tuple[str, ...], message: str | None, force: bool)
             app.say("Nothing to commit: data matches the pointers and nothing is staged.")
     elif not res.recorded and not res.stages:
         app.say("Nothing to record: data matches the pointers.")
+    if res.restored:  # the pointer was right, the cache had lost its object: stored again from the workspace
+        app.say(f"Stored again what the cache lacked: {', '.join(res.restored)}")
     elif res.staged:
         app.say("Staged: " + " ".join(res.staged))
     elif res.files and repo.scm_root:

@@ -28,6 +28,7 @@ class CommitResult:
     staged: list[str] = field(default_factory=list)  # staged in Git (core.autostage)
     nothing_to_commit: bool = False
     forced: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (stage, reasons): --force
+    restored: list[str] = field(default_factory=list)  # unchanged outputs whose object the cache lacked: stored
 
 
 def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None = None, force: bool = False,
@@ -61,6 +62,7 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
         if not os.path.lexists(repo.abs(out.path)):
             result.missing.append(out.path)
             continue
+        had = repo.cache.has(out.digest, out.kind == "dir")
         stored = store_output(repo, out.path, progress=progress, algo=algo_of(out.digest))
         repo.state.set_placed(out.path, stored.kind, stored.digest)
         assert out.pointer is not None and out.pointer_file is not None
@@ -71,6 +73,8 @@ def commit(repo: Repo, targets: list[str] | None = None, *, message: str | None 
             result.files.append(out.pointer_file)
         else:
             result.unchanged.append(out.path)
+            if not had:
+                result.restored.append(out.path)
         ignore = gitignore_add(repo, out.path)
         if ignore:
             result.files.append(ignore)
