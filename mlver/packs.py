@@ -39,12 +39,12 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from mlver import failpoint
 from mlver.cache import Cache, ObjectRef, object_folders
-from mlver.config import TRUE_WORDS, check_remote_option, parse_size
-from mlver.errors import ChecksumMismatch, RemoteError, UsageError
+from mlver.config import TRUE_WORDS, parse_size
+from mlver.errors import ChecksumMismatch, RemoteError
 from mlver.fsutil import atomic_write, unlink_quiet
 from mlver.hashing import DEFAULT_ALGO, algo_of, digest_bytes, is_digest
 from mlver.progress import NO_PROGRESS, Progress
-from mlver.remote import Downloaded, Remote, Uploaded, temporary_name
+from mlver.remote import Downloaded, Remote, Uploaded, checked_option, temporary_name
 
 PACKS_DIR = "packs"
 INDEX_DIR = "index"
@@ -77,12 +77,8 @@ class PackSettings:
 
 def settings(rem: Remote) -> PackSettings:
     o = rem.options
-    try:
-        for key in OPTIONS:
-            if key in o:
-                check_remote_option(key, o[key])
-    except UsageError as e:
-        raise UsageError(f"remote.{rem.name}.{e.message}") from None
+    for key in OPTIONS:
+        checked_option(rem.name, o, key)
     enabled = o.get("packs", "true").strip().lower() in TRUE_WORDS
     return PackSettings(enabled and not rem.read_only,
                         parse_size(o["pack_threshold"], "pack_threshold") if "pack_threshold" in o

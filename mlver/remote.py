@@ -1314,15 +1314,15 @@ def _is_auth_error(e: BaseException) -> bool:
                     "InvalidToken", "403")
 
 
-def _option(rc: RemoteConfig, key: str) -> str | None:
-    """Option ``key`` of ``rc`` checked as when it is set (config files were checked when
-    read; a remote built otherwise, from DVC's config say, is checked here)."""
-    v = rc.options.get(key)
+def checked_option(name: str, options: dict[str, str], key: str) -> str | None:
+    """Option ``key`` of remote ``name`` checked as when it is set (config files were
+    checked when read; a remote built otherwise, from DVC's config say, is checked here)."""
+    v = options.get(key)
     if v is not None:
         try:
             check_remote_option(key, v)
         except UsageError as e:
-            raise UsageError(f"remote.{rc.name}.{e.message}") from None
+            raise UsageError(f"remote.{name}.{e.message}") from None
     return v
 
 
@@ -1331,12 +1331,12 @@ _CANNOT_WRITE = {errno.EROFS: "it is a read-only file system", errno.ENOSPC: "it
 
 
 def _timeout_option(rc: RemoteConfig) -> float:
-    v = _option(rc, "timeout")
+    v = checked_option(rc.name, rc.options, "timeout")
     return float(v) if v is not None else DEFAULT_TIMEOUT
 
 
 def _int_option(rc: RemoteConfig, key: str) -> int | None:
-    v = _option(rc, key)
+    v = checked_option(rc.name, rc.options, key)
     return int(v) if v is not None else None
 
 

@@ -131,11 +131,18 @@ def outputs_at(repo: Repo, where: str, *, skip_bad: bool = False) -> list[Output
             continue
         (lock if is_lock else outs).extend(found)
     if lock and where is not INDEX and any(p.endswith("dvc.lock") and is_dvc_record(p[len(prefix):]) for p in blobs):
-        # dvc.lock does not say which outputs are `cache: false` (dvc.yaml does): those are
-        # the ones Git tracks in that commit; they are not data to fetch or keep
-        in_git = {e.path for e in git.tree_entries(root, where, prefix.rstrip("/")) if e.type == "blob"}
-        lock = [o for o in lock if prefix + o.path not in in_git]
+        in_git = kept_in_git(repo, where)  # not data to fetch or keep
+        lock = [o for o in lock if o.path not in in_git]
     return outs + lock
+
+
+def kept_in_git(repo: Repo, rev: str) -> set[str]:
+    """The project's files Git tracks at ``rev`` (project-relative). In a commit from before
+    ``import-dvc`` these are its ``cache: false`` outputs: dvc.lock does not say which
+    outputs are (dvc.yaml does), and DVC git-ignores every output it caches."""
+    prefix = project_prefix(repo)
+    root = repo.require_scm("reading a commit's files")
+    return {e.path[len(prefix):] for e in git.tree_entries(root, rev, prefix.rstrip("/")) if e.type == "blob"}
 
 
 def workspace_outputs(repo: Repo) -> list[Output]:

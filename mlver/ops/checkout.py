@@ -101,6 +101,7 @@ def _current_producers(repo: Repo, recorded: list[tuple[StageLock, LockEntry]]) 
 def _locks_at(repo: Repo, root: str, rev: str) -> dict[str, StageLock]:
     """The stages the workspace's lock files recorded at ``rev``."""
     from mlver.pipeline.dvcfiles import DVC_LOCK, dvc_lock_stages
+    from mlver.tracked import kept_in_git
 
     out: dict[str, StageLock] = {}
     for lock in lock_files(repo) or [LOCK_FILE]:
@@ -114,13 +115,14 @@ def _locks_at(repo: Repo, root: str, rev: str) -> dict[str, StageLock]:
         dvc_spec = os.path.relpath(repo.abs(dvc_rel), root).replace(os.sep, "/")
         proc = git.run(root, "show", f"{rev}:{dvc_spec}", check=False)
         if proc.returncode == 0:
+            in_git = kept_in_git(repo, rev)  # DVC's `cache: false` outputs, which dvc.lock does not mark
+
+            def marked(entries: tuple[LockEntry, ...]) -> tuple[LockEntry, ...]:
+                return tuple(replace(e, cache=False) if e.path in in_git else e for e in entries)
+
             for name, st in dvc_lock_stages(proc.stdout.decode("utf-8", "replace"), f"{dvc_rel} at {rev[:10]}",
                                             dvc_rel).items():
-                # dvc.lock does not say which outputs are `cache: false`: those Git tracks in REV
-                outs = tuple(replace(e, cache=False) if _exists_at(root, rev, repo, e.path) else e for e in st.outs)
-                metrics = tuple(replace(e, cache=False) if _exists_at(root, rev, repo, e.path) else e
-                                for e in st.metrics)
-                out[name] = replace(st, outs=outs, metrics=metrics)
+                out[name] = replace(st, outs=marked(st.outs), metrics=marked(st.metrics))
     return out
 
 

@@ -477,11 +477,9 @@ def _warn_of_missing_objects(repo: Any, plan: ImportPlan) -> None:
     """Data the DVC records name but DVC's cache did not hold (never pulled, or removed):
     said now, before DVC's files go, since `status` checks a folder's manifest only."""
     from mlver.ops.common import all_outputs
-    from mlver.workspace import objects_of
+    from mlver.workspace import missing
 
-    cache = repo.cache
-    lacking = [o.path for o in all_outputs(repo)
-               if any(not cache.has(r.digest, r.manifest) for r in objects_of(cache, o))]
+    lacking = [o.path for o in all_outputs(repo) if missing(repo.cache, [o])]
     if lacking:
         shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
         plan.warnings.append(f"DVC's cache lacks data of {len(lacking)} output(s) ({shown}): mlver's cache does "
