@@ -332,7 +332,7 @@ class Config:
         level = " --local" if source.endswith("config.local") else " --global" if source == user_config_path() else ""
         if key.startswith("remote."):
             name, _, opt = key[len("remote."):].rpartition(".")
-            fix = f"mlver remote modify{level} {name} {opt} VALUE"
+            fix = f"mlver remote modify{level} {name} {opt} VALUE` or `mlver remote modify{level} {name} {opt} --unset"
         else:
             fix = f"mlver config{level} {key} VALUE"
         return FormatError(self.sources.get(key, "config"), f"invalid config: {key}: {problem}",

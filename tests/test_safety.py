@@ -261,6 +261,12 @@ def test_mlver_config_can_fix_a_bad_value(repo: Path) -> None:
     run(["remote", "modify", "--local", "s", "jobs", "4"], repo)
     assert run(["status"], repo).returncode == 0
     assert "jobs = 4" in (repo / ".mlver/config.local").read_text()
+    # a folder remote takes no timeout: one written there by hand, bad, is removed with --unset
+    (repo / ".mlver/config.local").write_text('[remote "s"]\nurl = /x\ntimeout = -5\n')
+    proc = run(["status"], repo, check=False)
+    assert proc.returncode == 3 and "--unset" in proc.stderr
+    run(["remote", "modify", "--local", "s", "timeout", "--unset"], repo)
+    assert run(["status"], repo).returncode == 0 and "timeout" not in (repo / ".mlver/config.local").read_text()
 
 
 def test_config_round_trip_and_validation(repo: Path) -> None:

@@ -123,10 +123,10 @@ def modify(repo: Repo, name: str, key: str, value: str | None, *, level: str = "
         raise RemoteError(f"remote '{name}' is not configured", hint="see `mlver remote list`")
     url = value if key == "url" and value else remotes[name].get("url", "")
     allowed = option_names(url)
-    if key == "timeout" and key not in allowed:
+    if key == "timeout" and key not in allowed and value is not None:  # unsetting one written by hand is fine
         raise UsageError("a folder remote has no 'timeout': it is local system calls, with no request to give up on",
                          hint="a network mount sets its own deadline (NFS: the soft and timeo mount options)")
-    if key not in allowed:
+    if key not in allowed and value is not None:
         raise UsageError(f"'{key}' is not an option of {backend_for(url).protocol} remotes",
                          hint=f"options: {', '.join(allowed)}")
     if value is not None and key in SECRET_OPTIONS and level == "project":
